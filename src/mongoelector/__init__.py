@@ -1,0 +1,39 @@
+"""mongoelector: distributed locks and leader election with fencing tokens.
+
+``Lock`` and ``LeaderElector`` work over any
+:class:`~mongoelector.backends.StorageBackend`; see ``docs/`` for the safety
+model and the API.
+"""
+
+from mongoelector._sync.elector import LeaderElector
+from mongoelector._sync.lock import Lock
+from mongoelector.core.events import LeaderInfo
+from mongoelector.errors import (
+    AcquireTimeout,
+    AmbiguousOutcome,
+    BackendError,
+    BackendUnavailable,
+    LockExists,
+    LockLost,
+    MongoElectorError,
+    TimeOffsetError,
+)
+from mongoelector.timing import LeaseTiming
+
+__version__ = "2.0.0.dev0"
+
+__all__ = [
+    "AcquireTimeout",
+    "AmbiguousOutcome",
+    "BackendError",
+    "BackendUnavailable",
+    "LeaderElector",
+    "LeaderInfo",
+    "LeaseTiming",
+    "Lock",
+    "LockExists",
+    "LockLost",
+    "MongoElectorError",
+    "TimeOffsetError",
+    "__version__",
+]

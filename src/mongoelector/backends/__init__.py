@@ -1,0 +1,29 @@
+"""Storage backends and the protocol they implement."""
+
+from mongoelector.backends.memory import MemoryBackend
+from mongoelector.backends.protocol import (
+    Capability,
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    MemberRecord,
+    MemberStatusBackend,
+    StorageBackend,
+    require_backend,
+)
+from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
+
+__all__ = [
+    "AmbiguousOutcome",
+    "BackendError",
+    "BackendUnavailable",
+    "Capability",
+    "CasResult",
+    "LeaseRecord",
+    "LeaseRequest",
+    "MemberRecord",
+    "MemberStatusBackend",
+    "MemoryBackend",
+    "StorageBackend",
+    "require_backend",
+]

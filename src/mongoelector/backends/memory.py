@@ -1,0 +1,146 @@
+"""An in-process backend whose server time is an injected clock."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from mongoelector._validation import check_key, check_owner, check_seconds
+from mongoelector.backends.protocol import (
+    Capability,
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    MemberRecord,
+)
+from mongoelector.clock import Clock, SystemClock
+
+__all__ = ["MemoryBackend"]
+
+
+def _check_request(request: LeaseRequest) -> None:
+    if not isinstance(request, LeaseRequest):
+        raise TypeError(f"request must be a LeaseRequest, got {type(request).__name__}")
+    check_key(request.key)
+    check_owner(request.owner)
+    check_seconds(request.ttl, name="ttl")
+
+
+class MemoryBackend:
+    """Lease records in this process's memory, safe to share between threads.
+
+    Server time is ``clock.now()`` (the real clock by default), so a
+    :class:`~mongoelector.testing.FakeClock` makes every expiry deterministic.
+    Coordinates only the threads of one process; it never raises
+    :class:`~mongoelector.errors.BackendError`.
+    """
+
+    capabilities: frozenset[Capability] = frozenset({Capability.MEMBER_STATUS})
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._mutex = threading.Lock()
+        self._records: dict[str, LeaseRecord] = {}
+        self._last_token: dict[str, int] = {}
+        self._members: dict[tuple[str, str], MemberRecord] = {}
+
+    @property
+    def clock(self) -> Clock:
+        """The clock that is this backend's server time."""
+        return self._clock
+
+    def server_time(self) -> datetime:
+        return self._clock.now()
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        _check_request(request)
+        with self._mutex:
+            now = self._clock.now()
+            current = self._records.get(request.key)
+            if current is not None and current.is_held(now) and not force:
+                return CasResult(acquired=False, record=current)
+            token = self._last_token.get(request.key, 0) + 1
+            self._last_token[request.key] = token
+            record = LeaseRecord(
+                key=request.key,
+                owner=request.owner,
+                token=token,
+                acquired_at=now,
+                expires_at=now + timedelta(seconds=request.ttl),
+                host=request.host,
+                pid=request.pid,
+                metadata=dict(request.metadata),
+            )
+            self._records[request.key] = record
+            return CasResult(acquired=True, record=record)
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        check_key(key)
+        check_owner(owner)
+        seconds = check_seconds(ttl, name="ttl")
+        with self._mutex:
+            current = self._records.get(key)
+            if current is None or current.owner != owner or current.token != token:
+                return None
+            renewed = replace(current, expires_at=self._clock.now() + timedelta(seconds=seconds))
+            self._records[key] = renewed
+            return renewed
+
+    def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        check_key(key)
+        if not force:
+            check_owner(owner)
+        with self._mutex:
+            current = self._records.get(key)
+            if current is None or current.owner is None:
+                return False
+            if not force and (
+                current.owner != owner or (token is not None and current.token != token)
+            ):
+                return False
+            was_held = current.is_held(self._clock.now())
+            self._records[key] = replace(current, owner=None)
+            return was_held
+
+    def get(self, key: str) -> LeaseRecord | None:
+        check_key(key)
+        with self._mutex:
+            return self._records.get(key)
+
+    def delete(self, key: str) -> bool:
+        """Remove the record of ``key`` (as an operator or a TTL index might).
+
+        Fencing tokens still grow afterwards. Returns ``True`` if there was one.
+        """
+        check_key(key)
+        with self._mutex:
+            return self._records.pop(key, None) is not None
+
+    def report_member(self, member: MemberRecord) -> None:
+        if not isinstance(member, MemberRecord):
+            raise TypeError(f"member must be a MemberRecord, got {type(member).__name__}")
+        check_key(member.key)
+        check_seconds(member.ttl, name="ttl")
+        with self._mutex:
+            stamped = replace(member, timestamp=self._clock.now())
+            self._members[(member.key, member.uuid)] = stamped
+
+    def members(self, key: str) -> list[MemberRecord]:
+        check_key(key)
+        with self._mutex:
+            now = self._clock.now()
+            live = []
+            for (member_key, uuid), member in list(self._members.items()):
+                assert member.timestamp is not None
+                if member.timestamp + timedelta(seconds=member.ttl) <= now:
+                    del self._members[(member_key, uuid)]
+                elif member_key == key:
+                    live.append(member)
+        live.sort(key=lambda m: m.timestamp or now, reverse=True)
+        return live
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend(clock={self._clock!r})"

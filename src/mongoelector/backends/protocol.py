@@ -1,0 +1,188 @@
+"""The storage protocol: what a store must do for locks and elections to be safe.
+
+A backend keeps one *lease record* per key and changes it only through the
+operations below, each of which must be atomic for its key. Expiry is judged
+by the backend's own :meth:`StorageBackend.server_time`, never by a caller's
+clock. Failures are raised as :class:`~mongoelector.errors.BackendUnavailable`
+(nothing happened) or :class:`~mongoelector.errors.AmbiguousOutcome` (the write
+may have happened); anything else a backend raises is a bug in the backend.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, cast, runtime_checkable
+
+__all__ = [
+    "Capability",
+    "CasResult",
+    "LeaseRecord",
+    "LeaseRequest",
+    "MemberRecord",
+    "MemberStatusBackend",
+    "StorageBackend",
+    "missing_protocol_methods",
+    "require_backend",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseRecord:
+    """The stored state of one key.
+
+    ``owner`` is the holder's id, or ``None`` once released. ``token`` is the
+    fencing token of the latest acquisition: it grows with every successful
+    acquisition of the key, and is never reused, even if the record is deleted.
+    ``acquired_at`` and ``expires_at`` are server time (timezone-aware UTC).
+    """
+
+    key: str
+    owner: str | None
+    token: int
+    acquired_at: datetime | None
+    expires_at: datetime | None
+    host: str | None = None
+    pid: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def is_held(self, at: datetime) -> bool:
+        """True if someone holds this lease at server time ``at``."""
+        return self.owner is not None and self.expires_at is not None and self.expires_at > at
+
+    def is_held_by(self, owner: str, at: datetime) -> bool:
+        """True if ``owner`` holds this lease at server time ``at``."""
+        return self.owner == owner and self.is_held(at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseRequest:
+    """Who asks for a lease on ``key``, and for how long (``ttl`` seconds)."""
+
+    key: str
+    owner: str
+    ttl: float
+    host: str | None = None
+    pid: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CasResult:
+    """The outcome of :meth:`StorageBackend.compare_and_set`.
+
+    ``acquired`` says whether the caller now holds the lease. ``record`` is the
+    record after the operation: the caller's new holding when acquired,
+    otherwise the current holder's record (``None`` only if the backend cannot
+    tell who holds it).
+    """
+
+    acquired: bool
+    record: LeaseRecord | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberRecord:
+    """One elector's self-reported status; ``timestamp`` is stamped by the store."""
+
+    key: str
+    uuid: str
+    host: str
+    pid: int
+    is_leader: bool
+    elector_running: bool
+    ttl: float
+    token: int | None = None
+    app_version: str | None = None
+    timestamp: datetime | None = None
+
+
+class Capability(enum.Enum):
+    """Optional abilities a backend can declare in its ``capabilities`` set."""
+
+    #: The backend implements :class:`MemberStatusBackend`.
+    MEMBER_STATUS = "member_status"
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """A store of lease records, one per key. All operations are atomic per key."""
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """The optional abilities of this backend."""
+        ...
+
+    def server_time(self) -> datetime:
+        """The store's current time, timezone-aware UTC: the only clock expiry is judged by."""
+        ...
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        """Give the lease to ``request.owner`` if nobody holds it, or unconditionally if ``force``.
+
+        Nobody holds it when there is no record, the record is released, or it
+        expired by server time. On success the record gets a fencing token
+        greater than any this key has had, ``acquired_at`` = now and
+        ``expires_at`` = now + ``ttl`` (server time). On refusal nothing changes,
+        including when ``request.owner`` itself is the live holder.
+        """
+        ...
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        """Extend ``owner``'s holding ``token`` to expire ``ttl`` seconds from now.
+
+        Returns the updated record, or ``None`` (changing nothing) if the record
+        is no longer ``owner``'s holding ``token``.
+        """
+        ...
+
+    def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        """End ``owner``'s holding (``token`` too, when given), or anyone's if ``force``.
+
+        The record keeps its token so that the next holder gets a greater one.
+        Returns ``True`` if a live holding ended.
+        """
+        ...
+
+    def get(self, key: str) -> LeaseRecord | None:
+        """The record of ``key`` as stored (possibly released or expired), or ``None``."""
+        ...
+
+
+@runtime_checkable
+class MemberStatusBackend(Protocol):
+    """Storage of electors' status reports (the :attr:`Capability.MEMBER_STATUS` ability)."""
+
+    def report_member(self, member: MemberRecord) -> None:
+        """Store ``member``'s status, stamped with server time; it lapses after ``member.ttl``."""
+        ...
+
+    def members(self, key: str) -> list[MemberRecord]:
+        """The live status reports for election ``key``, newest first."""
+        ...
+
+
+_REQUIRED = ("server_time", "compare_and_set", "renew", "release", "get")
+
+
+def missing_protocol_methods(backend: object) -> list[str]:
+    """The :class:`StorageBackend` methods that ``backend`` lacks or has not callable."""
+    missing = [name for name in _REQUIRED if not callable(getattr(backend, name, None))]
+    if not hasattr(backend, "capabilities"):
+        missing.append("capabilities")
+    return missing
+
+
+def require_backend(backend: object, *, name: str = "backend") -> StorageBackend:
+    """Return ``backend`` if it implements :class:`StorageBackend`, else raise ``TypeError``."""
+    missing = missing_protocol_methods(backend)
+    if missing:
+        raise TypeError(
+            f"{name} must implement the StorageBackend protocol; {backend!r} "
+            f"is missing: {', '.join(missing)}"
+        )
+    return cast("StorageBackend", backend)

@@ -1,0 +1,323 @@
+"""The leader elector as a pure state machine. Every role change happens here.
+
+Roles and the outcomes that move between them are the table
+:data:`TRANSITIONS`; an (role, outcome) pair missing from it is a driver bug
+and raises :class:`InvalidTransition`. The driver asks :meth:`ElectorMachine.begin_poll`
+what to do, performs that one backend call, feeds the result back through an
+``on_*`` method, fires the notifications it gets, and sleeps until
+:meth:`ElectorMachine.wake_at`.
+
+Leadership is trusted only until the renew deadline measured from the start of
+the last successful acquire or renew, so a leader that cannot reach the store
+steps down before the store can hand the lease to anyone else.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mongoelector.backends.protocol import CasResult, LeaseRecord
+from mongoelector.core.events import (
+    Action,
+    Inspect,
+    LeaderChanged,
+    LeaderInfo,
+    LeadershipGained,
+    LeadershipLost,
+    LossReason,
+    Notification,
+    Release,
+    Renew,
+    TryAcquire,
+)
+from mongoelector.core.lease import Holding, LeaseKeeper
+from mongoelector.timing import LeaseTiming
+
+__all__ = ["TRANSITIONS", "ElectorMachine", "InvalidTransition", "Outcome", "Role", "Step"]
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    #: An acquire may have taken effect; find out (and renew) before leading.
+    CONFIRMING = "confirming"
+    LEADER = "leader"
+    STOPPED = "stopped"
+
+
+class Outcome(enum.Enum):
+    ACQUIRED = "acquired"
+    REFUSED = "refused"
+    FOUND_OURS = "found our own record"
+    FOUND_OTHER = "found another holder's record"
+    RENEWED = "renewed"
+    RENEW_REFUSED = "renew refused"
+    FAILED = "failed"
+    AMBIGUOUS = "outcome unknown"
+    DEADLINE = "renew deadline passed"
+    RELEASE = "release requested"
+    STOP = "stop requested"
+    START = "start requested"
+
+
+F, C, L, S = Role.FOLLOWER, Role.CONFIRMING, Role.LEADER, Role.STOPPED
+
+#: role x outcome -> next role.
+TRANSITIONS: Mapping[tuple[Role, Outcome], Role] = {
+    (F, Outcome.ACQUIRED): L,
+    (F, Outcome.REFUSED): F,
+    (F, Outcome.FOUND_OURS): C,
+    (F, Outcome.FAILED): F,
+    (F, Outcome.AMBIGUOUS): C,
+    (F, Outcome.RELEASE): F,
+    (F, Outcome.STOP): S,
+    (C, Outcome.FOUND_OURS): C,
+    (C, Outcome.FOUND_OTHER): F,
+    (C, Outcome.RENEWED): L,
+    (C, Outcome.RENEW_REFUSED): F,
+    (C, Outcome.FAILED): C,
+    (C, Outcome.AMBIGUOUS): C,
+    (C, Outcome.RELEASE): F,
+    (C, Outcome.STOP): S,
+    (L, Outcome.RENEWED): L,
+    (L, Outcome.RENEW_REFUSED): F,
+    (L, Outcome.FAILED): L,
+    (L, Outcome.AMBIGUOUS): L,
+    (L, Outcome.DEADLINE): F,
+    (L, Outcome.RELEASE): F,
+    (L, Outcome.STOP): S,
+    (S, Outcome.START): F,
+    (S, Outcome.STOP): S,
+    (S, Outcome.RELEASE): S,
+}
+
+
+class InvalidTransition(RuntimeError):
+    """The driver fed the machine an outcome its current role cannot have."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """What the driver must do now: fire ``notifications``, then perform ``action``."""
+
+    notifications: tuple[Notification, ...] = ()
+    action: Action | None = None
+
+
+def _leader_info(record: LeaseRecord) -> LeaderInfo | None:
+    if record.owner is None:
+        return None
+    return LeaderInfo(uuid=record.owner, host=record.host, pid=record.pid, token=record.token)
+
+
+class ElectorMachine:
+    """One node's election state for one key. Times are the node's monotonic seconds.
+
+    After a voluntary release the node waits ``2 * retry_period`` before trying
+    to acquire again, so that another node (polling every ``retry_period``)
+    takes over.
+    """
+
+    def __init__(
+        self, *, owner: str, timing: LeaseTiming, status_interval: float | None = None
+    ) -> None:
+        self.owner = owner
+        self.timing = timing
+        self.status_interval = status_interval if status_interval is not None else timing.ttl / 3
+        self.role = Role.FOLLOWER
+        self.leader: LeaderInfo | None = None
+        self._keeper = LeaseKeeper(
+            renew_deadline=timing.renew_deadline, renew_interval=timing.retry_period
+        )
+        self._term_token: int | None = None
+        self._confirm_token: int | None = None
+        self._next_attempt = -math.inf
+        self._acquire_not_before = -math.inf
+        self._holder_seen_at = -math.inf
+        self._status_at: float | None = None
+        self._status_leading: bool | None = None
+
+    # --- queries ----------------------------------------------------------------
+
+    def is_leader(self, now: float) -> bool:
+        """True while this node leads and its renew deadline has not passed."""
+        return self.role is Role.LEADER and self._keeper.is_valid(now)
+
+    @property
+    def holding(self) -> Holding | None:
+        """The current term's holding while leading, else ``None``."""
+        return self._keeper.holding if self.role is Role.LEADER else None
+
+    def token(self, now: float) -> int | None:
+        """The fencing token of the current term, ``None`` unless leading at ``now``."""
+        holding = self.holding
+        return holding.token if holding is not None and holding.is_valid(now) else None
+
+    def leader_exists(self, now: float) -> bool:
+        """True if this node leads, or saw a live holder less than ``ttl`` ago."""
+        if self.is_leader(now):
+            return True
+        return self.role is not Role.LEADER and now < self._holder_seen_at + self.timing.ttl
+
+    def wake_at(self) -> float:
+        """The monotonic time at which the driver should poll next (``inf``: never)."""
+        if self.role is Role.STOPPED:
+            return math.inf
+        if self.role is Role.LEADER:
+            return self._keeper.wake_at()
+        return max(self._next_attempt, self._acquire_not_before)
+
+    # --- driving ----------------------------------------------------------------
+
+    def begin_poll(self, now: float) -> Step:
+        """Step down if the deadline passed, then say which backend call to make now."""
+        notes: list[Notification] = []
+        if self.role is Role.LEADER and self._keeper.deadline_passed(now):
+            notes += self._move(Outcome.DEADLINE, LossReason.DEADLINE)
+            self.leader = None
+            self._next_attempt = now
+        action: Action | None = None
+        if self.role is Role.FOLLOWER and now >= self._acquire_not_before:
+            action = TryAcquire()
+        elif self.role is Role.LEADER:
+            assert self._term_token is not None
+            action = Renew(token=self._term_token)
+        elif self.role is Role.CONFIRMING:
+            action = Inspect() if self._confirm_token is None else Renew(token=self._confirm_token)
+        return Step(notifications=tuple(notes), action=action)
+
+    def on_acquire_result(self, started_at: float, now: float, result: CasResult) -> Step:
+        """Feed back the result of a ``TryAcquire`` sent at ``started_at``."""
+        record = result.record
+        if result.acquired and record is not None:
+            self._keeper.hold(record, started_at)
+            return Step(notifications=tuple(self._enter_leadership(record)))
+        self._next_attempt = now + self.timing.retry_period
+        if record is not None and record.owner == self.owner:
+            # Our own earlier write took effect after all: renew it before trusting it.
+            self._confirm_token = record.token
+            self._next_attempt = now
+            return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
+        notes = self._move(Outcome.REFUSED)
+        self._holder_seen_at = now
+        if record is not None:
+            notes += self._observe(_leader_info(record))
+        return Step(notifications=tuple(notes))
+
+    def on_renew_result(self, started_at: float, now: float, record: LeaseRecord | None) -> Step:
+        """Feed back the result of a ``Renew`` sent at ``started_at``."""
+        if self.role is Role.CONFIRMING:
+            if record is not None and record.owner == self.owner:
+                self._confirm_token = None
+                self._keeper.hold(record, started_at)
+                return Step(notifications=tuple(self._enter_leadership(record)))
+            self._confirm_token = None
+            self._next_attempt = now + self.timing.retry_period
+            return Step(notifications=tuple(self._move(Outcome.RENEW_REFUSED)))
+        if self._keeper.on_renewed(started_at, record):
+            return Step(notifications=tuple(self._move(Outcome.RENEWED)))
+        self._next_attempt = now
+        self.leader = None
+        return Step(notifications=tuple(self._move(Outcome.RENEW_REFUSED, LossReason.TAKEN_OVER)))
+
+    def on_inspect_result(self, now: float, record: LeaseRecord | None) -> Step:
+        """Feed back the record read by an ``Inspect``."""
+        if record is not None and record.owner == self.owner:
+            self._confirm_token = record.token
+            self._next_attempt = now
+            return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
+        self._next_attempt = now + self.timing.retry_period
+        notes = self._move(Outcome.FOUND_OTHER)
+        if record is not None:
+            notes += self._observe(_leader_info(record))
+        return Step(notifications=tuple(notes))
+
+    def on_failure(self, action: Action, now: float, *, ambiguous: bool) -> Step:
+        """Feed back that ``action`` raised; ``ambiguous`` if it may have taken effect."""
+        if isinstance(action, Release):
+            return Step()
+        outcome = Outcome.AMBIGUOUS if ambiguous else Outcome.FAILED
+        if self.role is Role.LEADER:
+            self._keeper.on_renew_failed(now)
+        elif isinstance(action, TryAcquire) and ambiguous:
+            self._next_attempt = now
+        else:
+            self._next_attempt = now + self.timing.retry_period
+        return Step(notifications=tuple(self._move(outcome)))
+
+    def release(self, now: float) -> Step:
+        """Give up leadership now; the driver must then perform the returned ``Release``."""
+        return self._let_go(Outcome.RELEASE, LossReason.RELEASED, now)
+
+    def stop(self, now: float) -> Step:
+        """Stop taking part; like :meth:`release`, and no further polls are due."""
+        return self._let_go(Outcome.STOP, LossReason.STOPPED, now)
+
+    def start(self) -> None:
+        """Take part again after :meth:`stop` (a no-op unless stopped)."""
+        if self.role is Role.STOPPED:
+            self._move(Outcome.START)
+            self._next_attempt = -math.inf
+            self._acquire_not_before = -math.inf
+
+    def status_due(self, now: float) -> bool:
+        """True if this node's status report is missing, stale, or out of date."""
+        return (
+            self._status_at is None
+            or self._status_leading != self.is_leader(now)
+            or now >= self._status_at + self.status_interval
+        )
+
+    def status_reported(self, now: float, *, leading: bool) -> None:
+        """Record that a status report saying ``leading`` was stored at ``now``."""
+        self._status_at = now
+        self._status_leading = leading
+
+    # --- internals --------------------------------------------------------------
+
+    def _let_go(self, outcome: Outcome, reason: LossReason, now: float) -> Step:
+        token = self._term_token if self.role is Role.LEADER else self._confirm_token
+        holds_something = self.role in (Role.LEADER, Role.CONFIRMING)
+        notes = self._move(outcome, reason)
+        self._confirm_token = None
+        self.leader = None
+        if outcome is Outcome.RELEASE:
+            self._acquire_not_before = now + 2 * self.timing.retry_period
+        action = Release(token=token) if holds_something else None
+        return Step(notifications=tuple(notes), action=action)
+
+    def _enter_leadership(self, record: LeaseRecord) -> list[Notification]:
+        notes = self._move(Outcome.ACQUIRED if self.role is Role.FOLLOWER else Outcome.RENEWED)
+        self._term_token = record.token
+        notes.append(LeadershipGained(token=record.token))
+        notes += self._observe(_leader_info(record))
+        return notes
+
+    def _observe(self, info: LeaderInfo | None) -> list[Notification]:
+        if info is None:
+            self.leader = None
+            return []
+        previous = self.leader
+        self.leader = info
+        if previous is not None and (previous.uuid, previous.token) == (info.uuid, info.token):
+            return []
+        return [LeaderChanged(leader=info)]
+
+    def _move(
+        self, outcome: Outcome, reason: LossReason = LossReason.TAKEN_OVER
+    ) -> list[Notification]:
+        try:
+            new_role = TRANSITIONS[(self.role, outcome)]
+        except KeyError:
+            raise InvalidTransition(
+                f"{outcome.value!r} cannot happen while {self.role.value}"
+            ) from None
+        notes: list[Notification] = []
+        if self.role is Role.LEADER and new_role is not Role.LEADER:
+            self._keeper.drop()
+            assert self._term_token is not None
+            notes.append(LeadershipLost(token=self._term_token, reason=reason))
+        self.role = new_role
+        return notes

@@ -1,0 +1,222 @@
+"""The demo: three electors elect a leader, survive its crash, and hand over gracefully."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TextIO
+
+from mongoelector._sync.elector import LeaderElector
+from mongoelector.backends.protocol import (
+    Capability,
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    StorageBackend,
+)
+from mongoelector.clock import Clock, SystemClock
+from mongoelector.core.events import LeaderInfo
+from mongoelector.errors import BackendUnavailable
+
+__all__ = ["DemoSettings", "Severable", "run_demo"]
+
+
+class Severable:
+    """A link from one node to a backend that can be cut, as when a node crashes.
+
+    While cut, every call raises :class:`BackendUnavailable` without reaching the store.
+    """
+
+    def __init__(self, backend: StorageBackend) -> None:
+        self._backend = backend
+        self._cut = threading.Event()
+
+    def cut(self) -> None:
+        self._cut.set()
+
+    def _check(self) -> None:
+        if self._cut.is_set():
+            raise BackendUnavailable("link to the store is cut")
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return frozenset()
+
+    def server_time(self) -> datetime:
+        self._check()
+        return self._backend.server_time()
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        self._check()
+        return self._backend.compare_and_set(request, force=force)
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        self._check()
+        return self._backend.renew(key, owner, token, ttl)
+
+    def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        self._check()
+        return self._backend.release(key, owner, token=token, force=force)
+
+    def get(self, key: str) -> LeaseRecord | None:
+        self._check()
+        return self._backend.get(key)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoSettings:
+    """Timing of the demo, in seconds (short, so that it finishes quickly)."""
+
+    ttl: float = 3.0
+    renew_deadline: float = 2.0
+    retry_period: float = 0.5
+    nodes: int = 3
+
+
+@dataclass
+class _Timeline:
+    clock: Clock
+    out: TextIO
+    start: float = field(init=False)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.start = self.clock.monotonic()
+
+    def say(self, who: str, what: str) -> None:
+        with self.lock:
+            elapsed = self.clock.monotonic() - self.start
+            self.out.write(f"  t={elapsed:6.2f}s  {who:<8} {what}\n")
+            self.out.flush()
+
+
+def _wait_for(predicate: Callable[[], bool], clock: Clock, limit: float) -> bool:
+    deadline = clock.monotonic() + limit
+    while clock.monotonic() < deadline:
+        if predicate():
+            return True
+        clock.sleep(0.02)
+    return predicate()
+
+
+def _make_electors(
+    backend: StorageBackend,
+    key: str,
+    settings: DemoSettings,
+    clock: Clock,
+    timeline: _Timeline,
+    names: dict[str, str],
+) -> tuple[list[Severable], list[LeaderElector]]:
+    links: list[Severable] = []
+    electors: list[LeaderElector] = []
+
+    def name_of(info: LeaderInfo) -> str:
+        return names.get(info.uuid, info.uuid[:8])
+
+    def announcer(name: str) -> Callable[[LeaderInfo], None]:
+        def announce(info: LeaderInfo) -> None:
+            if names.get(info.uuid) != name:
+                timeline.say(name, f"sees leader {name_of(info)} (token {info.token})")
+
+        return announce
+
+    for index in range(settings.nodes):
+        name = f"node-{index + 1}"
+        link = Severable(backend)
+        elector = LeaderElector(
+            key,
+            link,
+            ttl=settings.ttl,
+            renew_deadline=settings.renew_deadline,
+            retry_period=settings.retry_period,
+            clock=clock,
+            on_leader=lambda name=name: timeline.say(name, "became leader"),
+            on_leader_loss=lambda name=name: timeline.say(name, "stepped down"),
+            on_new_leader=announcer(name),
+        )
+        names[elector.uuid] = name
+        links.append(link)
+        electors.append(elector)
+    return links, electors
+
+
+def run_demo(
+    backend: StorageBackend,
+    out: TextIO,
+    *,
+    settings: DemoSettings | None = None,
+    clock: Clock | None = None,
+    key: str = "demo-scheduler",
+) -> bool:
+    """Run the demo scenario on ``backend``, printing a timeline to ``out``.
+
+    Returns ``True`` if every step happened as expected.
+    """
+    settings = settings or DemoSettings()
+    clock = clock or SystemClock()
+    timeline = _Timeline(clock, out)
+    names: dict[str, str] = {}
+    links, electors = _make_electors(backend, key, settings, clock, timeline, names)
+
+    def leader() -> LeaderElector | None:
+        leaders = [e for e in electors if e.is_leader]
+        return leaders[0] if len(leaders) == 1 else None
+
+    out.write(
+        f"mongoelector demo: {settings.nodes} electors on {type(backend).__name__}, "
+        f"ttl={settings.ttl}s renew_deadline={settings.renew_deadline}s "
+        f"retry_period={settings.retry_period}s\n"
+    )
+    ok = True
+    try:
+        for elector in electors:
+            elector.start()
+        if not _wait_for(lambda: leader() is not None, clock, settings.ttl * 2):
+            timeline.say("demo", "no leader was elected")
+            return False
+        first = leader()
+        assert first is not None
+        first_name = names[first.uuid]
+        timeline.say("demo", f"{first_name} leads with token {first.token}; now it crashes")
+        crashed_at = clock.monotonic()
+        links[electors.index(first)].cut()
+        if not _wait_for(
+            lambda: (now := leader()) is not None and now is not first, clock, 3 * settings.ttl
+        ):
+            timeline.say("demo", "nobody replaced the crashed leader")
+            return False
+        second = leader()
+        assert second is not None
+        waited = clock.monotonic() - crashed_at
+        ok &= waited <= settings.ttl + settings.retry_period + 0.5
+        timeline.say(
+            "demo",
+            f"{names[second.uuid]} took over {waited:.2f}s after the crash "
+            f"(bound ttl + retry_period = {settings.ttl + settings.retry_period:.2f}s), "
+            f"token {second.token}",
+        )
+        first.stop()
+        timeline.say("demo", f"{names[second.uuid]} now hands over gracefully (stop)")
+        handed_at = clock.monotonic()
+        second.stop()
+        if not _wait_for(lambda: leader() is not None, clock, 3 * settings.ttl):
+            timeline.say("demo", "nobody took over after the graceful stop")
+            return False
+        third = leader()
+        assert third is not None
+        waited = clock.monotonic() - handed_at
+        ok &= waited <= settings.retry_period + 0.5
+        timeline.say(
+            "demo",
+            f"{names[third.uuid]} took over {waited:.2f}s after the handover "
+            f"(bound retry_period = {settings.retry_period:.2f}s), token {third.token}",
+        )
+    finally:
+        for elector in electors:
+            elector.stop()
+    timeline.say("demo", "all electors stopped" + ("" if ok else " (a bound was missed)"))
+    return ok

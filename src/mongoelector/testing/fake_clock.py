@@ -1,0 +1,94 @@
+"""A clock that only moves when told to, for deterministic tests."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+from mongoelector._validation import check_non_negative_seconds
+
+__all__ = ["FakeClock"]
+
+_DEFAULT_START = datetime(2030, 1, 1, tzinfo=timezone.utc)
+_NANOS = 1_000_000_000
+
+
+class FakeClock:
+    """A clock frozen until :meth:`advance` moves it forward.
+
+    ``now()`` starts at ``start`` (timezone-aware; default 2030-01-01 UTC) and
+    ``monotonic()`` at ``0.0``; both move together by exactly the amount
+    advanced. Time is kept in whole nanoseconds, so repeated small advances add
+    up exactly. Safe to read and advance from several threads.
+
+    Waiting under a fake clock:
+
+    * :meth:`sleep` *is* an advance: a blocking call made in the caller's own
+      thread (such as ``Lock.acquire(timeout=...)``) finishes at once and moves
+      the clock by the time it would have slept.
+    * :meth:`wait_until` never moves the clock: a background thread (a started
+      elector) stays asleep until some other thread advances the clock past its
+      deadline, or until it is woken (for example by ``stop()``).
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is None:
+            start = _DEFAULT_START
+        if not isinstance(start, datetime):
+            raise TypeError(f"start must be a datetime, got {type(start).__name__} {start!r}")
+        if start.tzinfo is None or start.utcoffset() is None:
+            raise ValueError(f"start must be timezone-aware, got naive {start!r}")
+        self._start = start.astimezone(timezone.utc)
+        self._elapsed_ns = 0
+        self._cond = threading.Condition()
+        self._waiters: dict[threading.Event, int] = {}
+
+    def now(self) -> datetime:
+        with self._cond:
+            elapsed = self._elapsed_ns
+        return self._start + timedelta(microseconds=elapsed // 1000)
+
+    def monotonic(self) -> float:
+        with self._cond:
+            return self._elapsed_ns / _NANOS
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` (zero or more) and wake due waiters."""
+        seconds = check_non_negative_seconds(seconds, name="seconds")
+        with self._cond:
+            self._elapsed_ns += round(seconds * _NANOS)
+            due = [
+                event for event, deadline in self._waiters.items() if deadline <= self._elapsed_ns
+            ]
+            for event in due:
+                del self._waiters[event]
+        for event in due:
+            event.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Advance the clock by ``seconds`` (negative values count as zero)."""
+        self.advance(max(0.0, seconds))
+
+    def wait_until(self, deadline: float, wakeup: threading.Event) -> bool:
+        """Block (in real time) until the clock reaches ``deadline`` or ``wakeup`` is set."""
+        deadline_ns = round(deadline * _NANOS)
+        with self._cond:
+            if self._elapsed_ns >= deadline_ns:
+                return wakeup.is_set()
+            self._waiters[wakeup] = deadline_ns
+        try:
+            wakeup.wait()
+        finally:
+            with self._cond:
+                self._waiters.pop(wakeup, None)
+                reached = self._elapsed_ns >= deadline_ns
+        return not reached
+
+    @property
+    def waiters(self) -> int:
+        """How many threads are waiting for this clock to reach their deadline."""
+        with self._cond:
+            return len(self._waiters)
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self.now().isoformat()}, monotonic={self.monotonic():.9f})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,8 +135,8 @@ def _make_electors(
             renew_deadline=settings.renew_deadline,
             retry_period=settings.retry_period,
             clock=clock,
-            on_leader=lambda name=name: timeline.say(name, "became leader"),
-            on_leader_loss=lambda name=name: timeline.say(name, "stepped down"),
+            on_leader=functools.partial(timeline.say, name, "became leader"),
+            on_leader_loss=functools.partial(timeline.say, name, "stepped down"),
             on_new_leader=announcer(name),
         )
         names[elector.uuid] = name

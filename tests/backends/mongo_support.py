@@ -35,6 +35,8 @@ class Store:
     clock: FakeClock
     delete: Callable[[str], None]
     collection: Any = None
+    #: Another backend on the same data, as another process would have.
+    peer: Callable[[], Any] | None = None
 
     @property
     def storage(self) -> StorageBackend:
@@ -47,7 +49,9 @@ def make_store(kind: str, monkeypatch: pytest.MonkeyPatch, **options: Any) -> St
     clock = FakeClock()
     if kind == "memory":
         memory = MemoryBackend(clock)
-        return Store(kind, memory, clock, lambda key: memory.delete(key) and None)
+        return Store(
+            kind, memory, clock, lambda key: memory.delete(key) and None, peer=lambda: memory
+        )
     database = mongomock.MongoClient()["mongoelector_tests"]
     pipeline = kind == "mongomock-pipeline"
     if pipeline:
@@ -58,7 +62,10 @@ def make_store(kind: str, monkeypatch: pytest.MonkeyPatch, **options: Any) -> St
     def delete(key: str) -> None:
         collection.delete_one({"_id": key})
 
-    return Store(kind, backend, clock, delete, collection)
+    def peer() -> MongoBackend:
+        return MongoBackend(database, clock=clock, pipeline=pipeline, **options)
+
+    return Store(kind, backend, clock, delete, collection, peer)
 
 
 class LegacyNode:

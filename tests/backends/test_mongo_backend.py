@@ -67,9 +67,7 @@ def test_a_collection_name_must_be_a_str(database: Any) -> None:
 @pytest.mark.parametrize(
     "metadata", [{"$set": "x"}, {"a.b": "x"}, {"": "x"}, {"a": 1}, {1: "a"}, "text"]
 )
-def test_bad_metadata_is_refused_before_anything_is_written(
-    store: Store, metadata: object
-) -> None:
+def test_bad_metadata_is_refused_before_anything_is_written(store: Store, metadata: object) -> None:
     request = LeaseRequest(key="job", owner="a", ttl=TTL, metadata=metadata)  # type: ignore[arg-type]
     with pytest.raises((TypeError, ValueError)):
         store.backend.compare_and_set(request)

@@ -1,4 +1,4 @@
-"""MongoBackend specifics on mongomock: arguments, indexes, time, and values that look like operators."""
+"""MongoBackend specifics on mongomock: arguments, indexes, time, operator lookalikes."""
 
 from __future__ import annotations
 

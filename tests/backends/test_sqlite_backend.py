@@ -53,9 +53,7 @@ def test_two_backends_on_one_file_see_each_others_leases(
         assert backend.get("job") == other.get("job")
 
 
-def test_leases_tokens_and_members_outlive_the_backend_object(
-    path: Path, clock: FakeClock
-) -> None:
+def test_leases_tokens_and_members_outlive_the_backend_object(path: Path, clock: FakeClock) -> None:
     member = MemberRecord(
         key="job", uuid="alice", host="h", pid=1, is_leader=True, elector_running=True, ttl=60
     )

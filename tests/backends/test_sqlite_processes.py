@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
@@ -116,7 +117,7 @@ def test_one_leader_at_a_time_and_a_new_one_soon_after_sigkill(tmp_path: Path) -
             process.wait(10)
 
     terms = read_terms(logs)
-    for earlier, later in zip(terms, terms[1:], strict=False):
+    for earlier, later in pairwise(terms):
         assert earlier.last < later.first, f"{earlier} overlaps {later}"
     survivors = [index for index in range(PROCESSES) if index != first.contender]
     assert all(logs[index].read_text().endswith("stopped\n") for index in survivors)

@@ -207,36 +207,37 @@ def raise_unavailable(*_: Any) -> Any:
     raise BackendUnavailable("the store is down")
 
 
-def test_untyped_store_errors_fail_the_typed_errors_check() -> None:
-    report = check_backend(
-        flaky_harness(raise_connection_error), only=["store_failures_raise_typed_errors"]
-    )
+def carry_on(inner: MemoryBackend, name: str, args: Any, kwargs: Any) -> Any:
+    return getattr(inner, name)(*args, **kwargs)
 
-    [result] = report.results
+
+@pytest.mark.parametrize(
+    ("fail", "check_name", "complaint"),
+    [
+        pytest.param(
+            raise_connection_error,
+            "store_failures_raise_typed_errors",
+            "raised ConnectionError",
+            id="untyped-error",
+        ),
+        pytest.param(
+            carry_on, "store_failures_raise_typed_errors", "proves nothing", id="no-outage"
+        ),
+        pytest.param(
+            apply_then_report_unavailable,
+            "failed_writes_took_effect_as_reported",
+            "BackendUnavailable, which promises that nothing happened",
+            id="unavailable-but-applied",
+        ),
+    ],
+)
+def test_dishonest_failures_fail_the_failure_checks(
+    fail: Callable[..., Any], check_name: str, complaint: str
+) -> None:
+    [result] = check_backend(flaky_harness(fail), only=[check_name]).results
+
     assert result.outcome is Outcome.FAILED
-    assert "ConnectionError" in result.detail
-
-
-def test_an_outage_that_breaks_nothing_fails_the_typed_errors_check() -> None:
-    report = check_backend(
-        flaky_harness(lambda inner, name, args, kwargs: getattr(inner, name)(*args, **kwargs)),
-        only=["store_failures_raise_typed_errors"],
-    )
-
-    [result] = report.results
-    assert result.outcome is Outcome.FAILED
-    assert "proves nothing" in result.detail
-
-
-def test_a_write_that_applied_despite_backend_unavailable_fails_its_check() -> None:
-    report = check_backend(
-        flaky_harness(apply_then_report_unavailable),
-        only=["failed_writes_took_effect_as_reported"],
-    )
-
-    [result] = report.results
-    assert result.outcome is Outcome.FAILED
-    assert "BackendUnavailable, which promises that nothing happened" in result.detail
+    assert complaint in result.detail
 
 
 def test_honest_failures_pass_both_failure_checks() -> None:

@@ -26,6 +26,13 @@ def _expect_released(record: LeaseRecord | None, token: int, what: str) -> None:
         )
 
 
+def _held_twice(harness: BackendHarness, key: str) -> tuple[LeaseRecord, LeaseRecord]:
+    """alice's released first holding of ``key``, and her live second one."""
+    first = acquire(harness, key, "alice")
+    harness.backend.release(key, "alice", token=first.token)
+    return first, acquire(harness, key, "alice")
+
+
 @check()
 def renew_extends_the_lease_from_server_now(harness: BackendHarness) -> None:
     """renew() by the holder moves expiry to server now + ttl and keeps owner and token."""
@@ -70,9 +77,7 @@ def renew_is_refused_for_a_non_owner(harness: BackendHarness) -> None:
 def renew_is_refused_for_a_stale_token(harness: BackendHarness) -> None:
     """renew() with the token of an earlier holding returns None, even from the same owner."""
     backend = harness.backend
-    first = acquire(harness, "renew-token", "alice")
-    backend.release("renew-token", "alice", token=first.token)
-    second = acquire(harness, "renew-token", "alice")
+    first, second = _held_twice(harness, "renew-token")
     outcome = backend.renew("renew-token", "alice", first.token, LONG_TTL * 2)
     expect(outcome is None, f"renew() with a stale token must return None, got {outcome!r}")
     expect_same_record(backend.get("renew-token"), second, "after a stale-token renew()")
@@ -134,9 +139,7 @@ def release_is_refused_for_a_non_owner(harness: BackendHarness) -> None:
 def release_is_refused_for_a_stale_token(harness: BackendHarness) -> None:
     """release() with the token of an earlier holding returns False, even from the same owner."""
     backend = harness.backend
-    first = acquire(harness, "release-stale", "alice")
-    backend.release("release-stale", "alice", token=first.token)
-    second = acquire(harness, "release-stale", "alice")
+    first, second = _held_twice(harness, "release-stale")
     outcome = backend.release("release-stale", "alice", token=first.token)
     expect(outcome is False, "release() with a stale token must return False")
     expect_same_record(backend.get("release-stale"), second, "after a stale-token release()")

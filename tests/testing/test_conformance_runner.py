@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -147,11 +147,33 @@ def test_a_report_lists_what_failed_and_raises_on_request() -> None:
     check_backend(memory_harness, only=["cas_takes_a_free_key"]).raise_for_failures()
 
 
+class EstimatesServerTime(MemoryBackend):
+    """server_time() is an estimate 50 ms behind the time the store stamps writes with."""
+
+    def server_time(self) -> datetime:
+        return super().server_time() - timedelta(milliseconds=50)
+
+
+@pytest.mark.parametrize(("tolerance", "outcome"), [(0.001, Outcome.FAILED), (0.1, Outcome.PASSED)])
+def test_time_tolerance_covers_a_server_time_estimate(tolerance: float, outcome: Outcome) -> None:
+    def factory() -> BackendHarness:
+        clock = FakeClock()
+        return BackendHarness(
+            backend=EstimatesServerTime(clock), advance=clock.advance, time_tolerance=tolerance
+        )
+
+    [result] = check_backend(factory, only=["cas_takes_a_free_key"]).results
+
+    assert result.outcome is outcome, result.detail
+
+
 def test_harness_hooks_must_be_callable() -> None:
     with pytest.raises(TypeError, match="advance"):
         BackendHarness(backend=MemoryBackend(), advance=5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="outage"):
         BackendHarness(backend=MemoryBackend(), advance=print, outage="down")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="time_tolerance"):
+        BackendHarness(backend=MemoryBackend(), advance=print, time_tolerance=-1)
 
 
 THIRD_PARTY_TEST_MODULE = """

@@ -13,7 +13,9 @@ import enum
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 
+from mongoelector._validation import check_non_negative_seconds
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.backends.protocol import StorageBackend
 from mongoelector.testing.fake_clock import FakeClock
@@ -58,6 +60,11 @@ class BackendHarness:
         need it. Give server time a value far from the host's wall clock (a
         FakeClock starts in 2030) and the checks also catch a backend that
         reads the host clock instead of its server time.
+    ``time_tolerance``
+        How far, in seconds, the timestamps the backend writes may be from
+        its ``server_time()`` readings around the write: 1 ms by default (for
+        stores that keep milliseconds). A backend that estimates server time
+        from a measured offset sets its uncertainty bound here.
     ``delete_record(key)``
         Optional. Deletes the record of ``key`` the way an operator or a TTL
         index would, without going through the protocol.
@@ -74,6 +81,7 @@ class BackendHarness:
     backend: StorageBackend
     advance: Callable[[float], None]
     exact_time: bool = True
+    time_tolerance: float = 0.001
     delete_record: Callable[[str], object] | None = None
     outage: Callable[[], AbstractContextManager[object]] | None = None
     close: Callable[[], None] | None = None
@@ -83,10 +91,16 @@ class BackendHarness:
             raise TypeError(f"advance must be callable as advance(seconds), got {self.advance!r}")
         if not isinstance(self.exact_time, bool):
             raise TypeError(f"exact_time must be a bool, got {self.exact_time!r}")
+        check_non_negative_seconds(self.time_tolerance, name="time_tolerance")
         for name in ("delete_record", "outage", "close"):
             hook = getattr(self, name)
             if hook is not None and not callable(hook):
                 raise TypeError(f"{name} must be callable or None, got {hook!r}")
+
+    @property
+    def tolerance(self) -> timedelta:
+        """:attr:`time_tolerance` as a ``timedelta``."""
+        return timedelta(seconds=self.time_tolerance)
 
     def provides(self, feature: HarnessFeature) -> bool:
         """True if this harness offers ``feature``."""

@@ -19,6 +19,7 @@ __all__ = [
     "expect_same_record",
     "lease_request",
     "same_record",
+    "stamped_between",
     "stored",
 ]
 
@@ -26,7 +27,7 @@ __all__ = [
 LONG_TTL = 600.0
 #: A lease the checks let expire by advancing server time past it.
 SHORT_TTL = 2.0
-#: How far apart two readings of the same instant may be (stores may keep milliseconds).
+#: How far apart two stored copies of the same instant may be (stores may keep milliseconds).
 TIME_TOLERANCE = timedelta(milliseconds=1)
 
 
@@ -85,6 +86,13 @@ def expect_refused(
 def stored(harness: BackendHarness, key: str) -> LeaseRecord:
     """The record of ``key``; fail the check if there is none."""
     return present(harness.backend.get(key), f"get({key!r}) returned None, but it has a record")
+
+
+def stamped_between(
+    harness: BackendHarness, moment: datetime, earliest: datetime, latest: datetime
+) -> bool:
+    """True if ``moment`` lies between two server-time readings, give or take the tolerance."""
+    return earliest - harness.tolerance <= moment <= latest + harness.tolerance
 
 
 def close_in_time(first: datetime | None, second: datetime | None) -> bool:

@@ -8,12 +8,12 @@ from mongoelector.testing.conformance.harness import BackendHarness, HarnessFeat
 from mongoelector.testing.conformance.registry import check, expect, present
 from mongoelector.testing.conformance.support import (
     SHORT_TTL,
-    TIME_TOLERANCE,
     acquire,
     close_in_time,
     expect_refused,
     expect_same_record,
     lease_request,
+    stamped_between,
     stored,
 )
 
@@ -40,7 +40,7 @@ def cas_takes_a_free_key(harness: BackendHarness) -> None:
     )
     acquired_at = present(record.acquired_at, f"a granted record needs acquired_at: {record!r}")
     expect(
-        before - TIME_TOLERANCE <= acquired_at <= after + TIME_TOLERANCE,
+        stamped_between(harness, acquired_at, before, after),
         f"acquired_at must be the server time of the write (between {before} and {after}), "
         f"got {acquired_at}",
     )

@@ -10,10 +10,10 @@ from mongoelector.testing.conformance.registry import check, expect, present
 from mongoelector.testing.conformance.support import (
     LONG_TTL,
     SHORT_TTL,
-    TIME_TOLERANCE,
     acquire,
     expect_refused,
     expect_same_record,
+    stamped_between,
 )
 
 
@@ -52,7 +52,7 @@ def renew_extends_the_lease_from_server_now(harness: BackendHarness) -> None:
     expires_at = present(renewed.expires_at, f"a renewed record needs expires_at: {renewed!r}")
     ttl = timedelta(seconds=LONG_TTL)
     expect(
-        before + ttl - TIME_TOLERANCE <= expires_at <= after + ttl + TIME_TOLERANCE,
+        stamped_between(harness, expires_at, before + ttl, after + ttl),
         f"renew() must set expires_at to server now + ttl (between {before + ttl} and "
         f"{after + ttl}), got {expires_at}",
     )

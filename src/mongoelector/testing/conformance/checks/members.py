@@ -8,7 +8,7 @@ from mongoelector.backends.protocol import Capability, MemberRecord, MemberStatu
 from mongoelector.testing.conformance.checks.inputs import BAD_KEYS, expect_rejected
 from mongoelector.testing.conformance.harness import BackendHarness
 from mongoelector.testing.conformance.registry import ConformanceFailure, check, expect
-from mongoelector.testing.conformance.support import LONG_TTL, SHORT_TTL, TIME_TOLERANCE
+from mongoelector.testing.conformance.support import LONG_TTL, SHORT_TTL, stamped_between
 
 
 def _members_backend(harness: BackendHarness) -> MemberStatusBackend:
@@ -54,8 +54,7 @@ def member_reports_are_stamped_and_listed(harness: BackendHarness) -> None:
         f"members() must return the report as sent ({sent!r}), got {got!r}",
     )
     expect(
-        got.timestamp is not None
-        and before - TIME_TOLERANCE <= got.timestamp <= after + TIME_TOLERANCE,
+        got.timestamp is not None and stamped_between(harness, got.timestamp, before, after),
         f"a report must be stamped with the server time of the write (between {before} "
         f"and {after}), got {got.timestamp!r}",
     )

@@ -17,12 +17,12 @@ from typing import Any
 
 import mongomock
 import pytest
-from mongo_pipeline_sim import install
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from mongoelector.backends import MemoryBackend, MongoBackend, StorageBackend
 from mongoelector.testing import FakeClock
+from tests.backends.mongo_pipeline_sim import install
 
 STORE_KINDS = ["memory", "mongomock-classic", "mongomock-pipeline"]
 MONGO_KINDS = ["mongomock-classic", "mongomock-pipeline"]

@@ -9,11 +9,11 @@ from typing import Any
 import mongomock
 import pymongo
 import pytest
-from mongo_support import MONGO_KINDS, Store, make_store
 
 from mongoelector.backends import BackendUnavailable, LeaseRequest, MongoBackend
 from mongoelector.errors import TimeOffsetError
 from mongoelector.testing import FakeClock
+from tests.backends.mongo_support import MONGO_KINDS, Store, make_store
 
 TTL = 10.0
 

@@ -11,9 +11,9 @@ import random
 from datetime import timedelta
 
 import pytest
-from mongo_support import MONGO_KINDS, LegacyNode, Store, make_store
 
 from mongoelector.backends import LeaseRecord, LeaseRequest
+from tests.backends.mongo_support import MONGO_KINDS, LegacyNode, Store, make_store
 
 TTL = 10.0
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import pymongo
 import pytest
-from mongo_support import LegacyNode
 
 from mongoelector import Lock, MongoLeaderElector
 from mongoelector.backends import LeaseRequest, MongoBackend
 from mongoelector.clock import SystemClock
+from tests.backends.mongo_support import LegacyNode
 
 URI = os.environ.get("MONGOELECTOR_TEST_URI")
 

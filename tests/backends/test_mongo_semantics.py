@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from mongo_support import STORE_KINDS, Store, make_store
 
 from mongoelector.backends import Capability, LeaseRequest, MemberRecord, MemberStatusBackend
+from tests.backends.mongo_support import STORE_KINDS, Store, make_store
 
 TTL = 10.0
 

@@ -20,7 +20,6 @@ from pymongo import ReadPreference, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from mongoelector._validation import check_key, check_owner, check_seconds
 from mongoelector.backends._mongo import commands
 from mongoelector.backends._mongo.documents import (
     ID,
@@ -52,6 +51,13 @@ from mongoelector.backends.protocol import (
     LeaseRequest,
     MemberRecord,
 )
+from mongoelector.backends.validation import (
+    check_key,
+    check_member,
+    check_owner,
+    check_request,
+    check_ttl,
+)
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.errors import (
     AmbiguousOutcome,
@@ -77,16 +83,6 @@ _INDEX_RETRY_SECONDS = 60.0
 _CLASSIC_ROUNDS = 4
 
 T = TypeVar("T")
-
-
-def _check_request(request: object) -> LeaseRequest:
-    if not isinstance(request, LeaseRequest):
-        raise TypeError(f"request must be a LeaseRequest, got {type(request).__name__}")
-    check_key(request.key)
-    check_owner(request.owner)
-    check_seconds(request.ttl, name="ttl")
-    check_metadata(request.metadata)
-    return request
 
 
 def _check_token(token: object) -> int:
@@ -145,7 +141,7 @@ class MongoBackend:
             raise TypeError(f"create_indexes must be a bool, got {create_indexes!r}")
         if acquire_check is not None and not callable(acquire_check):
             raise TypeError(f"acquire_check must be callable or None, got {acquire_check!r}")
-        self._policy = RetryPolicy(budget=check_seconds(timeout, name="timeout"))
+        self._policy = RetryPolicy(budget=check_ttl(timeout, name="timeout"))
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._estimator = ServerClockEstimator(max_drift=max_drift)
         self._acquire_check = acquire_check
@@ -293,7 +289,8 @@ class MongoBackend:
     # --- the storage protocol ---------------------------------------------------------------
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
-        _check_request(request)
+        check_request(request)
+        check_metadata(request.metadata)
         if not isinstance(force, bool):
             raise TypeError(f"force must be a bool, got {force!r}")
         self._ensure_ready()
@@ -375,7 +372,7 @@ class MongoBackend:
         check_key(key)
         check_owner(owner)
         _check_token(token)
-        seconds = check_seconds(ttl, name="ttl")
+        seconds = check_ttl(ttl)
         self._ensure_ready()
         if self._use_pipeline:
             command = commands.renew_command(key, owner, token, seconds, now=None)
@@ -433,11 +430,8 @@ class MongoBackend:
         return self._status
 
     def report_member(self, member: MemberRecord) -> None:
-        if not isinstance(member, MemberRecord):
-            raise TypeError(f"member must be a MemberRecord, got {type(member).__name__}")
-        check_key(member.key)
+        check_member(member)
         check_owner(member.uuid, name="member.uuid")
-        check_seconds(member.ttl, name="ttl")
         status = self._status_collection()
         self._ensure_ready()
         if not self._status_indexes_done:

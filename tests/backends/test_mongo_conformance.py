@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import mongomock.collection
+import pymongo
 import pytest
 from pymongo.errors import AutoReconnect
 
+from mongoelector.backends import MongoBackend
 from mongoelector.testing import BackendConformance, BackendHarness
 from tests.backends.mongo_support import MONGO_KINDS, make_store
 
@@ -42,3 +47,35 @@ class TestMongoBackendConformance(BackendConformance):
             delete_record=store.delete,
             outage=lambda: outage(monkeypatch),
         )
+
+
+URI = os.environ.get("MONGOELECTOR_TEST_URI")
+
+
+@pytest.mark.skipif(not URI, reason="set MONGOELECTOR_TEST_URI to run the suite on a real server")
+class TestMongoBackendConformanceOnRealServer(BackendConformance):
+    """The same suite against a live server: time moves by sleeping, not exactly."""
+
+    @pytest.fixture
+    def conformance_harness(self) -> Iterator[BackendHarness]:
+        assert URI is not None
+        client: pymongo.MongoClient[Any] = pymongo.MongoClient(URI, serverSelectionTimeoutMS=5000)
+        name = f"mongoelector_conformance_{uuid.uuid4().hex[:12]}"
+        backend = MongoBackend(client[name])
+        uncertainty = backend.time_estimate().uncertainty
+
+        def advance(seconds: float) -> None:
+            time.sleep(seconds + 2 * uncertainty + 0.01)
+
+        def delete_record(key: str) -> None:
+            client[name]["mongolocker"].delete_one({"_id": key})
+
+        yield BackendHarness(
+            backend=backend,
+            advance=advance,
+            exact_time=False,
+            time_tolerance=2 * uncertainty + 0.002,
+            delete_record=delete_record,
+        )
+        client.drop_database(name)
+        client.close()

@@ -434,7 +434,7 @@ class MongoBackend:
         check_owner(member.uuid, name="member.uuid")
         status = self._status_collection()
         self._ensure_ready()
-        if not self._status_indexes_done:
+        if not self._status_indexes_done and self._clock.monotonic() >= self._index_retry_at:
             self._status_indexes_done = self._create_all(status, status_indexes(member.ttl))
         now = None if self._use_pipeline else self.time_estimate().time
         query, update = commands.member_update(member, now=now)

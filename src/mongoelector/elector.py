@@ -10,7 +10,6 @@ fencing tokens, and ``on_new_leader``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 from mongoelector._sync.elector import LeaderElector
@@ -124,16 +123,8 @@ class MongoLeaderElector(LeaderElector):
         return self._db
 
     def __enter__(self) -> MongoLeaderElector:
-        self.start()
+        super().__enter__()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         role = "leader" if self.is_leader else "follower"

@@ -10,7 +10,6 @@ rolling upgrade. On top, everything a 2.x ``Lock`` has: a fencing
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 from mongoelector._sync.lock import Lock
@@ -181,16 +180,8 @@ class MongoLocker(Lock):
         return status_docs.lock_document(record)
 
     def __enter__(self) -> MongoLocker:
-        self.acquire()
+        super().__enter__()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
 
     def __repr__(self) -> str:
         return (

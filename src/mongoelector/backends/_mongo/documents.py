@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mongoelector.backends.protocol import LeaseRecord, MemberRecord
+from mongoelector.core import status as status_docs
 
 __all__ = [
     "ACQUIRE_ID",
@@ -111,20 +112,13 @@ def record_from_document(document: Mapping[str, Any]) -> LeaseRecord:
 
 
 def member_set_fields(member: MemberRecord) -> dict[str, Any]:
-    """The fields of ``member``'s status document, except ``timestamp`` (stamped by the store)."""
-    fields: dict[str, Any] = {
-        "uuid": member.uuid,
-        "key": member.key,
-        "ttl": member.ttl,
-        "host": member.host,
-        "pid": member.pid,
-        "is_leader": member.is_leader,
-        "lock_owned": member.is_leader,
-        "elector_running": member.elector_running,
-        "token": member.token,
-    }
-    if member.app_version is not None:
-        fields["app_version"] = member.app_version
+    """The fields of ``member``'s status document, except ``timestamp`` (stamped by the store).
+
+    The 1.x ``member_detail`` entry, plus ``lock_owned`` as 1.x stored it.
+    """
+    fields = status_docs.member_document(member)
+    del fields["timestamp"]
+    fields["lock_owned"] = member.is_leader
     return fields
 
 

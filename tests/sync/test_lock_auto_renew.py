@@ -11,55 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import timedelta
 
 import pytest
 
-from mongoelector import BackendUnavailable, Lock, LockExists, LockLost
-from mongoelector.backends.memory import MemoryBackend
-from mongoelector.backends.protocol import Capability, CasResult, LeaseRecord, LeaseRequest
+from mongoelector import Lock, LockExists, LockLost
+from mongoelector.backends import MemoryBackend
 from mongoelector.testing import FakeClock
+from tests.fakes import FlakyBackend
 
 GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
 TTL = 15.0  # renew deadline 10 s, renewals every 2 s
-
-
-class Reachable:
-    """A MemoryBackend seen through a link that can go down; counts calls."""
-
-    capabilities: frozenset[Capability] = frozenset()
-
-    def __init__(self, inner: MemoryBackend) -> None:
-        self.inner = inner
-        self.down = False
-        self.calls: dict[str, int] = {}
-
-    def _call(self, name: str) -> None:
-        self.calls[name] = self.calls.get(name, 0) + 1
-        if self.down:
-            raise BackendUnavailable(f"{name}: store unreachable")
-
-    def server_time(self) -> datetime:
-        self._call("server_time")
-        return self.inner.server_time()
-
-    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
-        self._call("compare_and_set")
-        return self.inner.compare_and_set(request, force=force)
-
-    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
-        self._call("renew")
-        return self.inner.renew(key, owner, token, ttl)
-
-    def release(
-        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
-    ) -> bool:
-        self._call("release")
-        return self.inner.release(key, owner, token=token, force=force)
-
-    def get(self, key: str) -> LeaseRecord | None:
-        self._call("get")
-        return self.inner.get(key)
 
 
 def renewer_threads() -> list[threading.Thread]:
@@ -77,18 +39,8 @@ def run_for(clock: FakeClock, seconds: float, *locks: Lock, step: float = 1.0) -
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> MemoryBackend:
-    return MemoryBackend(clock)
-
-
-@pytest.fixture
-def link(store: MemoryBackend) -> Reachable:
-    return Reachable(store)
+def link(backend: MemoryBackend) -> FlakyBackend:
+    return FlakyBackend(backend)
 
 
 @pytest.fixture(autouse=True)
@@ -109,11 +61,11 @@ class Calls:
 
 class TestHealthyStore:
     def test_the_holder_keeps_the_lock_for_100_ttls(
-        self, clock: FakeClock, store: MemoryBackend, link: Reachable
+        self, clock: FakeClock, backend: MemoryBackend, link: FlakyBackend
     ) -> None:
         on_lost = Calls()
         lock = Lock("job", link, ttl=TTL, clock=clock, auto_renew=True, on_lost=on_lost)
-        other = Lock("job", store, ttl=TTL, clock=clock)
+        other = Lock("job", backend, ttl=TTL, clock=clock)
         lock.acquire()
         token = lock.token
         assert token is not None
@@ -131,25 +83,25 @@ class TestHealthyStore:
         assert renewer_threads() == []
 
     def test_renewal_outages_shorter_than_the_deadline_are_ridden_out(
-        self, clock: FakeClock, link: Reachable
+        self, clock: FakeClock, link: FlakyBackend
     ) -> None:
         lock = Lock("job", link, ttl=TTL, clock=clock, auto_renew=True)
         lock.acquire()
         token = lock.token
         list(run_for(clock, 5, lock))
-        link.down = True
+        link.mode = "down"
         renews_before = link.calls["renew"]
         list(run_for(clock, lock.renew_deadline - 2 * lock.retry_period, lock))
         assert link.calls["renew"] - renews_before >= 2  # retried, and failed
         assert lock.token == token
-        link.down = False
+        link.mode = "ok"
         list(run_for(clock, 3 * TTL, lock))
         assert lock.ensure() == token
         assert not lock.lost.is_set()
         lock.release()
 
     def test_valid_until_moves_with_each_renewal_and_reads_no_store(
-        self, clock: FakeClock, link: Reachable
+        self, clock: FakeClock, link: FlakyBackend
     ) -> None:
         lock = Lock("job", link, ttl=TTL, clock=clock, auto_renew=True)
         assert lock.valid_until is None
@@ -170,16 +122,16 @@ class TestHealthyStore:
 
 class TestUnreachableStore:
     def test_the_holder_gives_up_before_anyone_else_can_acquire(
-        self, clock: FakeClock, store: MemoryBackend, link: Reachable
+        self, clock: FakeClock, backend: MemoryBackend, link: FlakyBackend
     ) -> None:
         on_lost = Calls()
         holder = Lock("job", link, ttl=TTL, clock=clock, auto_renew=True, on_lost=on_lost)
-        rival = Lock("job", store, ttl=TTL, clock=clock)
+        rival = Lock("job", backend, ttl=TTL, clock=clock)
         holder.acquire()
         first_token = holder.token
         assert first_token is not None
         list(run_for(clock, 7, holder))
-        link.down = True
+        link.mode = "down"
         trusted_until = holder.valid_until
         lost_at = rival_acquired_at = None
         for now in run_for(clock, 2 * TTL, holder, step=0.25):
@@ -214,27 +166,27 @@ class TestUnreachableStore:
         rival.release()
 
     def test_release_after_a_loss_frees_the_stores_record_once_reachable(
-        self, clock: FakeClock, store: MemoryBackend, link: Reachable
+        self, clock: FakeClock, backend: MemoryBackend, link: FlakyBackend
     ) -> None:
         holder = Lock("job", link, ttl=TTL, clock=clock, auto_renew=True)
         holder.acquire()
-        link.down = True
+        link.mode = "down"
         list(run_for(clock, holder.renew_deadline, holder))
         assert holder.lost.is_set()
-        link.down = False
+        link.mode = "ok"
         assert holder.release()  # the store still had it for ttl - renew_deadline seconds
-        assert Lock("job", store, ttl=TTL, clock=clock).acquire(blocking=False)
+        assert Lock("job", backend, ttl=TTL, clock=clock).acquire(blocking=False)
 
 
 class TestTakeover:
     def test_a_forced_takeover_is_seen_at_the_next_renewal(
-        self, clock: FakeClock, store: MemoryBackend
+        self, clock: FakeClock, backend: MemoryBackend
     ) -> None:
         on_lost = Calls()
-        holder = Lock("job", store, ttl=TTL, clock=clock, auto_renew=True, on_lost=on_lost)
+        holder = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True, on_lost=on_lost)
         holder.acquire()
         token = holder.token
-        Lock("job", store, ttl=TTL, clock=clock).acquire(force=True)
+        Lock("job", backend, ttl=TTL, clock=clock).acquire(force=True)
         assert not holder.lost.is_set()
         list(run_for(clock, holder.retry_period, holder))
         assert holder.lost.is_set()
@@ -246,11 +198,11 @@ class TestTakeover:
         assert not holder.release()  # the new holder keeps its lock
 
     def test_a_forced_release_is_seen_at_the_next_renewal(
-        self, clock: FakeClock, store: MemoryBackend
+        self, clock: FakeClock, backend: MemoryBackend
     ) -> None:
-        holder = Lock("job", store, ttl=TTL, clock=clock, auto_renew=True)
+        holder = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True)
         holder.acquire()
-        Lock("job", store, ttl=TTL, clock=clock).release(force=True)
+        Lock("job", backend, ttl=TTL, clock=clock).release(force=True)
         list(run_for(clock, holder.retry_period, holder))
         assert holder.lost.is_set()
         assert holder.token is None
@@ -258,11 +210,11 @@ class TestTakeover:
 
 class TestOnLost:
     def test_fires_once_per_holding_and_lost_is_cleared_by_the_next_acquire(
-        self, clock: FakeClock, store: MemoryBackend
+        self, clock: FakeClock, backend: MemoryBackend
     ) -> None:
         on_lost = Calls()
-        holder = Lock("job", store, ttl=TTL, clock=clock, auto_renew=True, on_lost=on_lost)
-        rival = Lock("job", store, ttl=TTL, clock=clock)
+        holder = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True, on_lost=on_lost)
+        rival = Lock("job", backend, ttl=TTL, clock=clock)
         for term in (1, 2):
             holder.acquire()
             assert not holder.lost.is_set()
@@ -273,14 +225,14 @@ class TestOnLost:
             rival.release()
 
     def test_a_raising_callback_is_logged_and_the_renewer_still_ends(
-        self, clock: FakeClock, store: MemoryBackend, caplog: pytest.LogCaptureFixture
+        self, clock: FakeClock, backend: MemoryBackend, caplog: pytest.LogCaptureFixture
     ) -> None:
         def explode() -> None:
             raise RuntimeError("boom")
 
-        holder = Lock("job", store, ttl=TTL, clock=clock, auto_renew=True, on_lost=explode)
+        holder = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True, on_lost=explode)
         holder.acquire()
-        store.delete("job")
+        backend.delete("job")
         with caplog.at_level(logging.ERROR, logger="mongoelector.lock"):
             list(run_for(clock, holder.retry_period, holder))
         assert holder.lost.is_set()
@@ -288,7 +240,7 @@ class TestOnLost:
         assert renewer_threads() == []
 
     def test_the_callback_may_release_or_reacquire_the_lock(
-        self, clock: FakeClock, store: MemoryBackend
+        self, clock: FakeClock, backend: MemoryBackend
     ) -> None:
         holders: list[Lock] = []
 
@@ -296,11 +248,11 @@ class TestOnLost:
             holders[0].release()
             holders[0].acquire(blocking=False)
 
-        holder = Lock("job", store, ttl=TTL, clock=clock, auto_renew=True, on_lost=retry)
+        holder = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True, on_lost=retry)
         holders.append(holder)
         holder.acquire()
         first = holder.token
-        store.delete("job")
+        backend.delete("job")
         list(run_for(clock, holder.retry_period, holder))
         assert holder.token is not None
         assert first is not None
@@ -311,8 +263,10 @@ class TestOnLost:
 
 
 class TestThreads:
-    def test_the_renewer_runs_only_while_held(self, clock: FakeClock, store: MemoryBackend) -> None:
-        lock = Lock("job", store, ttl=TTL, clock=clock, auto_renew=True)
+    def test_the_renewer_runs_only_while_held(
+        self, clock: FakeClock, backend: MemoryBackend
+    ) -> None:
+        lock = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True)
         assert renewer_threads() == []
         lock.acquire()
         assert [t.name for t in renewer_threads()] == ["mongoelector-renew-job"]
@@ -322,9 +276,9 @@ class TestThreads:
         assert not lock.lost.is_set()
 
     def test_release_from_another_thread_than_the_acquirer(
-        self, clock: FakeClock, store: MemoryBackend
+        self, clock: FakeClock, backend: MemoryBackend
     ) -> None:
-        lock = Lock("job", store, ttl=TTL, clock=clock, auto_renew=True)
+        lock = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True)
         worker = threading.Thread(target=lock.acquire)
         worker.start()
         worker.join(GUARD)
@@ -334,25 +288,25 @@ class TestThreads:
         assert not lock.locked()
 
     def test_release_during_an_in_flight_renewal_lets_it_finish_first(
-        self, clock: FakeClock, store: MemoryBackend
+        self, clock: FakeClock, backend: MemoryBackend
     ) -> None:
         entered, leave = threading.Event(), threading.Event()
         order: list[str] = []
+        expiry_seen_by_release = []
 
-        class Slow(Reachable):
-            def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        def hold_renewals(name: str) -> None:
+            order.append(name)
+            if name == "renew":
                 entered.set()
                 leave.wait(GUARD)
-                order.append("renewed")
-                return super().renew(key, owner, token, ttl)
+            if name == "release":
+                record = backend.get("job")
+                assert record is not None
+                expiry_seen_by_release.append(record.expires_at)
 
-            def release(
-                self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
-            ) -> bool:
-                order.append("released")
-                return super().release(key, owner, token=token, force=force)
-
-        lock = Lock("job", Slow(store), ttl=TTL, clock=clock, auto_renew=True)
+        link = FlakyBackend(backend)
+        link.before_call = hold_renewals
+        lock = Lock("job", link, ttl=TTL, clock=clock, auto_renew=True)
         lock.acquire()
         clock.advance(lock.retry_period)
         assert entered.wait(GUARD)
@@ -361,10 +315,26 @@ class TestThreads:
         leave.set()
         releaser.join(GUARD)
         assert not releaser.is_alive()
-        assert order == ["renewed", "released"]
+        assert order == ["compare_and_set", "renew", "release"]
+        assert expiry_seen_by_release == [clock.now() + timedelta(seconds=TTL)]  # renewed first
         assert renewer_threads() == []
         assert not lock.locked()
         assert not lock.lost.is_set()
 
-    def test_wait_idle_returns_at_once_without_a_renewer(self, store: MemoryBackend) -> None:
-        assert Lock("job", store).wait_idle()
+    def test_a_forced_reacquire_replaces_the_renewer_without_a_loss(
+        self, clock: FakeClock, backend: MemoryBackend
+    ) -> None:
+        lock = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True, on_lost=pytest.fail)
+        lock.acquire()
+        first = renewer_threads()
+        lock.acquire(force=True)
+        assert lock.token == 2
+        assert len(renewer_threads()) == 1
+        assert renewer_threads() != first
+        list(run_for(clock, 3 * TTL, lock))
+        assert lock.ensure() == 2
+        assert not lock.lost.is_set()
+        lock.release()
+
+    def test_wait_idle_returns_at_once_without_a_renewer(self, backend: MemoryBackend) -> None:
+        assert Lock("job", backend).wait_idle()

@@ -12,7 +12,7 @@ from typing import Any
 import mongomock
 import pytest
 
-from mongoelector import LeaderInfo, MongoLeaderElector, MongoLocker, TimeOffsetError
+from mongoelector import LeaderInfo, LockExists, MongoLeaderElector, MongoLocker, TimeOffsetError
 from mongoelector.backends import MongoBackend
 from mongoelector.testing import FakeClock
 
@@ -66,6 +66,23 @@ def test_an_expired_lock_is_taken_over_without_a_ttl_monitor(db: Any, clock: Fak
     clock.advance(30)
     assert db["mongolocker"].count_documents({}) == 1
     assert MongoLocker("job", db, ttl=30, clock=clock).acquire(blocking=False)
+
+
+def test_auto_renew_keeps_a_mongo_lock_across_many_ttls(db: Any, clock: FakeClock) -> None:
+    lost: list[int] = []
+    lock = MongoLocker(
+        "job", db, ttl=15, clock=clock, auto_renew=True, on_lost=lambda: lost.append(1)
+    )
+    lock.acquire()
+    token = lock.token
+    for _ in range(60):  # ten ttls, in steps of 2.5 s
+        clock.advance(2.5)
+        assert lock.wait_idle(30.0)  # a hang guard in real seconds, not a timing assertion
+        assert lock.ensure() == token
+    with pytest.raises(LockExists):
+        MongoLocker("job", db, clock=clock).acquire(blocking=False)
+    assert lost == []
+    assert lock.release()
 
 
 def test_a_host_clock_too_far_from_the_servers_is_refused(db: Any, clock: FakeClock) -> None:

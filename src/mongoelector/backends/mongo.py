@@ -1,13 +1,13 @@
 """``MongoBackend``: lease records in a MongoDB collection, through pymongo's sync API.
 
-This module only does I/O: what to send, how to read the replies, how to judge
-failures and estimate server time live in :mod:`mongoelector.backends._mongo`,
-shared with the async backend.
+This module is the protocol's shell: what to send, how to read the replies,
+how to judge failures and estimate server time live in the pure modules of
+:mod:`mongoelector.backends._mongo` (shared with the async backend), and the
+sync calls, retries and clock readings in :mod:`._mongo_sync`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import uuid
@@ -15,9 +15,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import pymongo
 from pymongo import ReadPreference, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
 from mongoelector.backends._mongo import commands
@@ -26,23 +25,19 @@ from mongoelector.backends._mongo.documents import (
     member_from_document,
     record_from_document,
 )
-from mongoelector.backends._mongo.failures import RetryPolicy, classify, is_transient
-from mongoelector.backends._mongo.indexes import (
-    IndexSpec,
-    describe_refusal,
-    lease_indexes,
-    status_indexes,
-)
-from mongoelector.backends._mongo.server_clock import (
-    ClockSample,
-    ServerClockEstimator,
-    ServerTimeEstimate,
-    host_clock_offset,
-)
+from mongoelector.backends._mongo.failures import RetryPolicy
+from mongoelector.backends._mongo.indexes import IndexSpec, lease_indexes, status_indexes
+from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
 from mongoelector.backends._mongo.validation import (
     check_collection_name,
     check_database,
     check_metadata,
+)
+from mongoelector.backends._mongo_sync import (
+    ServerClock,
+    call_with_retries,
+    create_indexes,
+    hello_of,
 )
 from mongoelector.backends.protocol import (
     Capability,
@@ -59,17 +54,10 @@ from mongoelector.backends.validation import (
     check_ttl,
 )
 from mongoelector.clock import Clock, SystemClock
-from mongoelector.errors import (
-    AmbiguousOutcome,
-    BackendError,
-    BackendUnavailable,
-    MongoElectorError,
-)
+from mongoelector.errors import BackendError, BackendUnavailable, MongoElectorError
 from mongoelector.timing import DEFAULT_MAX_DRIFT
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_STATUS_COLLECTION", "MongoBackend"]
-
-logger = logging.getLogger("mongoelector.backend")
 
 #: Where 1.x ``MongoLocker`` keeps its locks by default.
 DEFAULT_COLLECTION = "mongolocker"
@@ -143,7 +131,6 @@ class MongoBackend:
             raise TypeError(f"acquire_check must be callable or None, got {acquire_check!r}")
         self._policy = RetryPolicy(budget=check_ttl(timeout, name="timeout"))
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._estimator = ServerClockEstimator(max_drift=max_drift)
         self._acquire_check = acquire_check
         self._leases = database.get_collection(
             collection,
@@ -156,11 +143,12 @@ class MongoBackend:
             else database.get_collection(status_collection, read_preference=ReadPreference.PRIMARY)
         )
         self._mutex = threading.Lock()
+        # Late-bound, so that tests may replace ``_hello`` on the instance.
+        hello = lambda: self._hello()  # noqa: E731, PLW0108
+        self._server_clock = ServerClock(hello, self._clock, self._policy, max_drift)
         self._pipeline_setting = pipeline
         self._use_pipeline: bool | None = None
-        self._server_tells_time: bool | None = None
         self._least_token: dict[str, int] = {}
-        self._create_indexes = create_indexes
         self._lease_indexes_done = not create_indexes
         self._status_indexes_done = not create_indexes
         self._index_retry_at = -math.inf
@@ -201,43 +189,19 @@ class MongoBackend:
 
     def _hello(self) -> Mapping[str, Any] | None:
         """The server's ``hello`` reply, or ``None`` if it does not implement it (mongomock)."""
-        try:
-            reply: Mapping[str, Any] = self._database.command("hello")
-        except NotImplementedError:
-            return None
-        except OperationFailure as error:
-            if error.code != 59:  # CommandNotFound: a server older than hello
-                raise
-            try:
-                reply = self._database.command("isMaster")
-            except NotImplementedError:
-                return None
-        return reply
-
-    def _sample_hello(self) -> tuple[Mapping[str, Any] | None, ClockSample | None]:
-        sent_at = self._clock.monotonic()
-        reply = self._hello()
-        received_at = self._clock.monotonic()
-        local_time = reply.get("localTime") if reply is not None else None
-        if not isinstance(local_time, datetime):
-            return reply, None
-        return reply, ClockSample(sent_at=sent_at, server_time=local_time, received_at=received_at)
+        return hello_of(self._database)
 
     def _ensure_ready(self) -> None:
         """Learn (once) whether the server tells time and runs pipelines; create indexes."""
         if self._use_pipeline is None:
-            reply, sample = self._run("reading the server's clock", self._sample_hello, write=False)
-            with self._mutex:
-                self._server_tells_time = sample is not None
-                if sample is not None:
-                    self._estimator.add(sample)
-                if self._pipeline_setting is not None:
-                    self._use_pipeline = self._pipeline_setting
-                else:
-                    wire = reply.get("maxWireVersion", 0) if reply is not None else 0
-                    self._use_pipeline = isinstance(wire, int) and wire >= _PIPELINE_WIRE_VERSION
-        if not self._lease_indexes_done and self._clock.monotonic() >= self._index_retry_at:
-            self._lease_indexes_done = self._create_all(self._leases, lease_indexes())
+            reply = self._server_clock.read()
+            if self._pipeline_setting is not None:
+                self._use_pipeline = self._pipeline_setting
+            else:
+                wire = reply.get("maxWireVersion", 0) if reply is not None else 0
+                self._use_pipeline = isinstance(wire, int) and wire >= _PIPELINE_WIRE_VERSION
+        if not self._lease_indexes_done:
+            self._lease_indexes_done = self._make_indexes(self._leases, lease_indexes())
 
     def time_estimate(self) -> ServerTimeEstimate:
         """The server's current time and how far off it may be.
@@ -246,25 +210,7 @@ class MongoBackend:
         backend's clock with uncertainty 0: every writer then uses that clock.
         """
         self._ensure_ready()
-        if not self._server_tells_time:
-            return ServerTimeEstimate(time=self._clock.now(), uncertainty=0.0)
-        now = self._clock.monotonic()
-        with self._mutex:
-            stale = self._estimator.is_stale(now)
-        if stale:
-            try:
-                _, sample = self._run("reading the server's clock", self._sample_hello, write=False)
-            except BackendUnavailable:
-                sample = None
-                if self._estimator.sample is None:
-                    raise
-            if sample is not None:
-                with self._mutex:
-                    self._estimator.add(sample)
-        with self._mutex:
-            estimate = self._estimator.estimate(self._clock.monotonic())
-        assert estimate is not None
-        return estimate
+        return self._server_clock.estimate()
 
     def server_time(self) -> datetime:
         return self.time_estimate().time
@@ -274,17 +220,7 @@ class MongoBackend:
 
         ``None`` if the server cannot tell its time. Always a fresh round trip.
         """
-
-        def attempt() -> tuple[float, float] | None:
-            before = self._clock.now()
-            reply = self._hello()
-            after = self._clock.now()
-            local_time = reply.get("localTime") if reply is not None else None
-            if not isinstance(local_time, datetime):
-                return None
-            return host_clock_offset(before, local_time, after)
-
-        return self._run("reading the server's clock", attempt, write=False)
+        return self._server_clock.host_offset()
 
     # --- the storage protocol ---------------------------------------------------------------
 
@@ -434,8 +370,8 @@ class MongoBackend:
         check_owner(member.uuid, name="member.uuid")
         status = self._status_collection()
         self._ensure_ready()
-        if not self._status_indexes_done and self._clock.monotonic() >= self._index_retry_at:
-            self._status_indexes_done = self._create_all(status, status_indexes(member.ttl))
+        if not self._status_indexes_done:
+            self._status_indexes_done = self._make_indexes(status, status_indexes(member.ttl))
         now = None if self._use_pipeline else self.time_estimate().time
         query, update = commands.member_update(member, now=now)
         self._run(
@@ -484,50 +420,17 @@ class MongoBackend:
             if record.token + 1 > self._least_token.get(record.key, 1):
                 self._least_token[record.key] = record.token + 1
 
-    def _create_all(self, collection: Any, specs: list[IndexSpec]) -> bool:
-        """Create ``specs``; ``True`` once settled (made, or refused by the server for good)."""
-        for spec in specs:
-            try:
-                with pymongo.timeout(self._policy.budget):
-                    collection.create_index(spec.keys, **spec.options)
-            except OperationFailure as error:
-                logger.warning(describe_refusal(collection.name, spec, error.code, error))
-            except PyMongoError as error:
-                logger.info("index creation on %r postponed: %s", collection.name, error)
-                self._index_retry_at = self._clock.monotonic() + _INDEX_RETRY_SECONDS
-                return False
-        return True
+    def _make_indexes(self, collection: Any, specs: list[IndexSpec]) -> bool:
+        """Create ``specs`` unless a recent attempt found no server; ``True`` once settled."""
+        if self._clock.monotonic() < self._index_retry_at:
+            return False
+        if create_indexes(collection, specs, budget=self._policy.budget):
+            return True
+        self._index_retry_at = self._clock.monotonic() + _INDEX_RETRY_SECONDS
+        return False
 
     def _run(self, what: str, attempt: Callable[[], T], *, write: bool) -> T:
-        """Call ``attempt`` until it succeeds, fails for good, or the time budget is spent."""
-        started = self._clock.monotonic()
-        attempts = 0
-        maybe_applied: AmbiguousOutcome | None = None
-        while True:
-            remaining = self._policy.remaining(self._clock.monotonic() - started)
-            try:
-                with pymongo.timeout(max(remaining, 0.001)):
-                    return attempt()
-            except PyMongoError as error:
-                attempts += 1
-                failure = classify(error, write=write, what=what)
-                if isinstance(failure, AmbiguousOutcome) and maybe_applied is None:
-                    maybe_applied = failure
-                elapsed = self._clock.monotonic() - started
-                delay = (
-                    self._policy.delay_before_retry(attempts, elapsed)
-                    if is_transient(error)
-                    else None
-                )
-                if delay is None:
-                    if maybe_applied is not None and not isinstance(failure, AmbiguousOutcome):
-                        raise AmbiguousOutcome(
-                            f"{what}: an earlier attempt may have applied; then {failure}",
-                            original=error,
-                        ) from error
-                    raise failure from error
-                logger.debug("%s failed (%s); retrying in %.3f s", what, error, delay)
-                self._clock.sleep(delay)
+        return call_with_retries(self._clock, self._policy, what, attempt, write=write)
 
     def __repr__(self) -> str:
         return (

@@ -159,10 +159,11 @@ class World:
 
     def run(self) -> History:
         """Run the scenario to its end and return the history."""
-        for name in self._machines:
-            self._start_process(name)
+        # Faults first: one scheduled at 0 is in effect before anyone acts.
         for fault in self.scenario.faults:
             self._push(micros(fault.at), _Inject(fault))
+        for name in self._machines:
+            self._start_process(name)
         while self._queue and self._queue[0][0] <= self._end():
             time, _, item = heapq.heappop(self._queue)
             self._advance_to(max(time, self._now))

@@ -236,8 +236,9 @@ class Lock:
     def touch(self) -> datetime | None:
         """Renew the holding for another ``ttl``; the new expiry (server time), or ``None``.
 
-        ``None`` means this object holds nothing, or the store no longer has its
-        holding (it expired and was taken, or was force-released).
+        ``None`` means this object holds nothing it may trust: it held nothing,
+        the store no longer has its holding (it expired and was taken, or was
+        force-released), or the reply came after the renew deadline.
         """
         with self._mutex:
             holding = self._keeper.holding
@@ -254,6 +255,8 @@ class Lock:
             if self._keeper.holding is None or self._keeper.holding.token != holding.token:
                 return None
             if not self._keeper.on_renewed(started_at, record):
+                return None
+            if not self._keeper.is_valid(self._clock.monotonic()):
                 return None
         assert record is not None
         return record.expires_at

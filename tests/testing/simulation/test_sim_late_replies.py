@@ -62,3 +62,29 @@ def test_the_seeds_that_found_it_now_pass() -> None:
     for seed in (364, 505):
         outcome = run_seed(seed)
         assert outcome.ok, outcome.report()
+
+
+def test_a_lock_user_frozen_inside_touch_is_not_told_it_renewed() -> None:
+    # Found by seed 1398: touch() returned the new expiry although its reply came
+    # after the renew deadline, by which time another node held the lock.
+    behaviour = LockBehaviour(hold=100.0, touch_every=2.0, retry_every=1.0)
+    scenario = Scenario(
+        seed=1,
+        timing=TIMING,
+        nodes=(
+            NodeSpec(name="n1", kind=NodeKind.LOCK, lock=behaviour),
+            NodeSpec(name="n2", kind=NodeKind.LOCK, lock=behaviour),
+        ),
+        faults=(Pause(node="n1", at=1.0, duration=20.0, in_call=True),),
+        duration=60.0,
+    )
+
+    outcome = run_scenario(scenario)
+
+    assert outcome.violations == (), outcome.report()
+    assert [(b.holder, b.token) for b in outcome.history.beliefs] == [("n1", 1), ("n2", 2)]
+
+
+def test_seed_1398_now_passes() -> None:
+    outcome = run_seed(1398)
+    assert outcome.ok, outcome.report()

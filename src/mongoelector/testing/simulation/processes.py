@@ -265,7 +265,7 @@ class LockProcess(Process):
     def _touch(self) -> None:
         with contextlib.suppress(BackendError):
             if self.lock.touch() is not None and self.lock.holding is None:
-                self.host.notice(self.name, "touch() returned an expiry but the holding is not trusted")
+                self.host.notice(self.name, "touch() returned an expiry, holding not trusted")
         self._next_touch = self.clock.monotonic() + self.behaviour.touch_every
 
     def _release(self) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mongoelector.testing.simulation.checkers import Violation, check_all
+from mongoelector.testing.simulation.clocks import rate_bounds
 from mongoelector.testing.simulation.history import History
-from mongoelector.testing.simulation.scenario import Scenario
+from mongoelector.testing.simulation.scenario import NodeKind, Scenario
 from mongoelector.testing.simulation.schedules import SimulationConfig, draw_scenario
 from mongoelector.testing.simulation.timeline import render_log, render_timeline
 from mongoelector.testing.simulation.world import World
@@ -109,29 +111,57 @@ def replay(seed: int, config: SimulationConfig | None = None, *, renewals: bool 
 
 @dataclass(slots=True)
 class Summary:
-    """Totals over many runs, to show what they exercised."""
+    """Totals over many runs, to show what they exercised (and that it was not nothing)."""
 
     schedules: int = 0
     failures: list[Outcome] = field(default_factory=list)
-    node_counts: collections.Counter[int] = field(default_factory=collections.Counter)
-    faults: collections.Counter[str] = field(default_factory=collections.Counter)
-    beliefs: int = 0
-    holders: int = 0
+    electors: collections.Counter[int] = field(default_factory=collections.Counter)
+    events: collections.Counter[str] = field(default_factory=collections.Counter)
+    ambiguous_applied: int = 0
+    longest_pause: float = 0.0
+    clocks_at_bound: int = 0
+    handovers: int = 0
 
     def add(self, outcome: Outcome) -> None:
+        """Count ``outcome`` in."""
         self.schedules += 1
         if not outcome.ok:
             self.failures.append(outcome)
         history = outcome.history
-        self.node_counts[len(history.scenario.nodes)] += 1
+        scenario = history.scenario
+        self.electors[sum(node.kind is NodeKind.ELECTOR for node in scenario.nodes)] += 1
+        slowest, fastest = rate_bounds(scenario.timing.max_drift)
+        self.clocks_at_bound += sum(node.rate in (slowest, fastest) for node in scenario.nodes)
         for event in history.events:
-            self.faults[event.kind] += 1
-        self.beliefs += len(history.beliefs)
-        self.holders += len({(b.key, b.holder, b.token) for b in history.beliefs})
+            self.events[event.kind] += 1
+            if event.kind == "paused" and event.until is not None:
+                length = (event.until - event.time) / 1_000_000 / scenario.timing.ttl
+                self.longest_pause = max(self.longest_pause, length)
+            if "(applied, reply lost)" in event.detail:
+                self.ambiguous_applied += 1
+        holders = [b.holder for b in sorted(history.beliefs, key=lambda b: b.start)]
+        self.handovers += sum(1 for a, b in itertools.pairwise(holders) if a != b)
 
     @property
     def violations(self) -> int:
         return sum(len(outcome.violations) for outcome in self.failures)
+
+    def render(self) -> str:
+        """A few lines saying what the runs covered."""
+        electors = ", ".join(f"{n}: {self.electors[n]}" for n in sorted(self.electors))
+        events = ", ".join(f"{kind}: {count}" for kind, count in sorted(self.events.items()))
+        return "\n".join(
+            [
+                f"schedules: {self.schedules}, failing: {len(self.failures)}, "
+                f"violations: {self.violations}",
+                f"schedules by elector count: {electors}",
+                f"events: {events}",
+                f"ambiguous writes that applied: {self.ambiguous_applied}, "
+                f"longest pause: {self.longest_pause:.2f} leases, "
+                f"clocks at the drift bound: {self.clocks_at_bound}, "
+                f"handovers: {self.handovers}",
+            ]
+        )
 
 
 def check_seeds(

@@ -7,10 +7,16 @@ automatically once mongoelector is installed.
 
 from __future__ import annotations
 
-from mongoelector import LeaderElector
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mongoelector import AcquireTimeout, BackendUnavailable, LeaderElector, Lock
 from mongoelector.backends import MemoryBackend, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.testing import ElectorGroup, FakeClock
+from mongoelector.testing.simulation import FaultInjectingBackend
 
 
 class ReportScheduler:
@@ -92,3 +98,50 @@ def test_a_graceful_shutdown_hands_over_within_a_retry_period(
 
     assert not first.scheduling
     assert second.scheduling
+
+
+class Switch:
+    """Routes a node's calls to the store, or fails them while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def call(self, node: str, operation: str, write: bool, apply: Callable[[], Any]) -> Any:
+        if self.down:
+            raise BackendUnavailable(f"{operation}: store unreachable")
+        return apply()
+
+
+def test_a_leader_cut_off_from_the_store_stops_at_its_renew_deadline(
+    memory_backend: MemoryBackend, fake_clock: FakeClock, elector_group: ElectorGroup
+) -> None:
+    link = Switch()
+    cut_off = ReportScheduler(
+        FaultInjectingBackend(memory_backend, node="a", router=link), clock=fake_clock
+    )
+    other = ReportScheduler(memory_backend, clock=fake_clock)
+    elector_group.add(cut_off.elector)
+    elector_group.add(other.elector)
+    elector_group.step()
+    assert cut_off.scheduling
+
+    link.down = True
+    elector_group.run_for(10)  # the renew deadline (ttl * 2/3)
+
+    assert not cut_off.scheduling  # on_leader_loss fired, though the store was unreachable
+    assert not other.scheduling  # the lease itself lasts until 15 s
+    elector_group.run_for(7)
+    assert other.scheduling
+
+
+def test_a_second_worker_times_out_while_the_first_holds_the_lock(
+    memory_backend: MemoryBackend, fake_clock: FakeClock
+) -> None:
+    first = Lock("migration", memory_backend, ttl=60, clock=fake_clock)
+    second = Lock("migration", memory_backend, ttl=60, clock=fake_clock)
+    first.acquire()
+
+    with pytest.raises(AcquireTimeout):
+        second.acquire(timeout=5)  # returns at once: its waits advance the fake clock
+
+    assert fake_clock.monotonic() == 5.0

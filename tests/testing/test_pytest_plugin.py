@@ -43,4 +43,4 @@ def test_the_documented_example_passes_in_a_project_of_its_own(tmp_path: Path) -
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout
+    assert "5 passed" in result.stdout

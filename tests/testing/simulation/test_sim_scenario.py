@@ -29,7 +29,10 @@ def test_a_scenario_knows_when_its_last_fault_ends() -> None:
         seed=0,
         timing=TIMING,
         nodes=(NodeSpec(name="n1"),),
-        faults=(Pause(node="n1", at=5.0, duration=10.0), Crash(node="n1", at=1.0, restart_after=20)),
+        faults=(
+            Pause(node="n1", at=5.0, duration=10.0),
+            Crash(node="n1", at=1.0, restart_after=20),
+        ),
     )
 
     assert scenario.last_fault_end() == 21.0

@@ -75,7 +75,7 @@ def test_a_node_cut_off_from_the_store_steps_down_at_its_deadline() -> None:
     assert (n1.holder, n1.end) == ("n1", 10 * S)
     assert n2.holder == "n2" and n2.start >= 15 * S
     failed = [e for e in history.events if e.kind == "call" and e.node == "n1"]
-    assert failed and all("failed (partitioned)" in e.detail for e in failed)
+    assert failed and all(e.detail.endswith("-> BackendUnavailable (partitioned)") for e in failed)
 
 
 def test_while_one_node_hangs_in_a_call_the_others_keep_acting() -> None:

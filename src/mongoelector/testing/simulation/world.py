@@ -234,12 +234,12 @@ class World:
             self._pass(hang if hang is not None else FAST_FAILURE)
             error: BackendError
             if hang is not None and write and self._rng.random() < 0.5:
-                error = AmbiguousOutcome(f"{operation} timed out (partitioned; not applied)")
+                error = AmbiguousOutcome(f"{operation} timed out (partitioned, not applied)")
             else:
                 error = BackendUnavailable(f"{operation} failed (partitioned)")
-            self.history.add(
-                Event(time=now, node=name, kind="call", detail=f"{operation} -> {error}")
-            )
+            waited = f" after hanging {hang!r}s" if hang is not None else ""
+            detail = f"{operation} -> {type(error).__name__}{waited} (partitioned)"
+            self.history.add(Event(time=now, node=name, kind="call", detail=detail))
             self._quiet_after(self._now)
             raise error
         there, back = self._latency()

@@ -41,18 +41,45 @@ ELECTION_KEY = "election"
 LOCK_KEY = "job-lock"
 
 
-def _check_time(value: float, name: str) -> float:
-    return check_non_negative_seconds(value, name=name)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Timed:
+    """Something that happens to ``node`` at true time ``at``."""
 
+    node: str
+    at: float
 
-def _check_node(node: object) -> str:
-    if not isinstance(node, str) or not node:
-        raise TypeError(f"node must be a non-empty str, got {node!r}")
-    return node
+    def __post_init__(self) -> None:
+        if not isinstance(self.node, str) or not self.node:
+            raise TypeError(f"node must be a non-empty str, got {self.node!r}")
+        check_non_negative_seconds(self.at, name="at")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Pause:
+class _Window(_Timed):
+    """A fault that lasts ``duration`` seconds from ``at``."""
+
+    duration: float
+
+    def __post_init__(self) -> None:
+        _Timed.__post_init__(self)
+        check_seconds(self.duration, name="duration")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Ending(_Timed):
+    """The end of ``node``'s process; a fresh one starts ``restart_after`` seconds
+    later (never, when ``None``)."""
+
+    restart_after: float | None = None
+
+    def __post_init__(self) -> None:
+        _Timed.__post_init__(self)
+        if self.restart_after is not None:
+            check_non_negative_seconds(self.restart_after, name="restart_after")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pause(_Window):
     """``node``'s process stops for ``duration`` seconds from ``at``: no polls, no calls.
 
     With ``in_call`` the pause begins inside the node's first backend call at or
@@ -60,19 +87,11 @@ class Pause:
     when the pause ends (a GC pause right after the lease was granted).
     """
 
-    node: str
-    at: float
-    duration: float
     in_call: bool = False
-
-    def __post_init__(self) -> None:
-        _check_node(self.node)
-        _check_time(self.at, "at")
-        check_seconds(self.duration, name="duration")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Partition:
+class Partition(_Window):
     """``node`` is cut off from the store for ``duration`` seconds from ``at``.
 
     Calls fail at once with ``BackendUnavailable``, or, when ``hang`` is given,
@@ -80,81 +99,44 @@ class Partition:
     ``AmbiguousOutcome`` or ``BackendUnavailable``; it never reached the store).
     """
 
-    node: str
-    at: float
-    duration: float
     hang: float | None = None
 
     def __post_init__(self) -> None:
-        _check_node(self.node)
-        _check_time(self.at, "at")
-        check_seconds(self.duration, name="duration")
+        _Window.__post_init__(self)
         if self.hang is not None:
             check_seconds(self.hang, name="hang")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class StoreErrors:
+class StoreErrors(_Window):
     """For ``duration`` seconds from ``at``, each write by ``node`` fails with
     probability ``probability`` with ``AmbiguousOutcome``: half of those were
     applied by the store before the reply was lost, half never were.
     """
 
-    node: str
-    at: float
-    duration: float
     probability: float = 0.5
 
     def __post_init__(self) -> None:
-        _check_node(self.node)
-        _check_time(self.at, "at")
-        check_seconds(self.duration, name="duration")
+        _Window.__post_init__(self)
         if not 0 <= self.probability <= 1:
             raise ValueError(f"probability must be within [0, 1], got {self.probability!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Crash:
-    """``node``'s process dies at ``at`` (no release); a fresh one starts
-    ``restart_after`` seconds later (never, when ``None``)."""
-
-    node: str
-    at: float
-    restart_after: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_node(self.node)
-        _check_time(self.at, "at")
-        if self.restart_after is not None:
-            _check_time(self.restart_after, "restart_after")
+class Crash(_Ending):
+    """``node``'s process dies at ``at`` without releasing anything; a fresh one
+    starts ``restart_after`` seconds later (never, when ``None``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Stop:
-    """``node`` shuts down gracefully at ``at`` (``stop()`` / ``release()``);
-    a fresh process starts ``restart_after`` seconds later (never, when ``None``)."""
-
-    node: str
-    at: float
-    restart_after: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_node(self.node)
-        _check_time(self.at, "at")
-        if self.restart_after is not None:
-            _check_time(self.restart_after, "restart_after")
+class Stop(_Ending):
+    """``node`` shuts down gracefully at ``at`` (``stop()`` / ``release()``); a fresh
+    process starts ``restart_after`` seconds later (never, when ``None``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Resign:
+class Resign(_Timed):
     """Elector ``node`` calls ``release()`` at ``at``: it steps down and keeps taking part."""
-
-    node: str
-    at: float
-
-    def __post_init__(self) -> None:
-        _check_node(self.node)
-        _check_time(self.at, "at")
 
 
 Fault = Pause | Partition | StoreErrors | Crash | Stop | Resign
@@ -162,9 +144,9 @@ Fault = Pause | Partition | StoreErrors | Crash | Stop | Resign
 
 def fault_end(fault: Fault) -> float:
     """When ``fault`` stops having effects it causes by itself (true seconds)."""
-    if isinstance(fault, (Pause, Partition, StoreErrors)):
+    if isinstance(fault, _Window):
         return fault.at + fault.duration
-    if isinstance(fault, (Crash, Stop)):
+    if isinstance(fault, _Ending):
         return fault.at + (fault.restart_after or 0.0)
     return fault.at
 
@@ -209,7 +191,8 @@ class NodeSpec:
     lock: LockBehaviour | None = None
 
     def __post_init__(self) -> None:
-        _check_node(self.name)
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty str, got {self.name!r}")
         if self.name.startswith("@") or "#" in self.name:
             raise ValueError(f"node names must not start with '@' or contain '#': {self.name!r}")
         if not isinstance(self.kind, NodeKind):

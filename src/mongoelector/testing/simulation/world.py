@@ -17,6 +17,7 @@ cut short to end together with the outer one.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import random
@@ -354,27 +355,17 @@ class World:
         key = ELECTION_KEY if spec.kind is NodeKind.ELECTOR else LOCK_KEY
         tracker = BeliefTracker(key=key, holder=incarnation, sink=self.history.add)
         backend = FaultInjectingBackend(self.store, node=name, router=self)
-        process: Process
-        if spec.kind is NodeKind.ELECTOR:
-            process = ElectorProcess(
-                name=incarnation,
-                clock=machine.clock,
-                host=self,
-                tracker=tracker,
-                backend=backend,
-                timing=self.scenario.timing,
-            )
-        else:
-            assert spec.lock is not None
-            process = LockProcess(
-                name=incarnation,
-                clock=machine.clock,
-                host=self,
-                tracker=tracker,
-                backend=backend,
-                timing=self.scenario.timing,
-                behaviour=spec.lock,
-            )
+        make: Callable[..., Process] = ElectorProcess
+        if spec.kind is NodeKind.LOCK:
+            make = functools.partial(LockProcess, behaviour=spec.lock)
+        process = make(
+            name=incarnation,
+            clock=machine.clock,
+            host=self,
+            tracker=tracker,
+            backend=backend,
+            timing=self.scenario.timing,
+        )
         self._owners[process.owner] = incarnation
         machine.process = process
         if machine.incarnation > 1:

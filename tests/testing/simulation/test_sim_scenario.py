@@ -50,6 +50,11 @@ def test_a_scenario_knows_when_its_last_fault_ends() -> None:
         (lambda: NodeSpec(name="@x"), ValueError, "'@x'"),
         (lambda: NodeSpec(name="a#2"), ValueError, "'a#2'"),
         (lambda: NodeSpec(name="n1", kind=NodeKind.LOCK), ValueError, "LockBehaviour"),
+        (
+            lambda: NodeSpec(name="n1", lock=LockBehaviour(hold=1, touch_every=1, retry_every=1)),
+            ValueError,
+            "an elector has none",
+        ),
         (lambda: LockBehaviour(hold=0, touch_every=1, retry_every=1), ValueError, "hold"),
         (
             lambda: Scenario(seed=0, timing=TIMING, nodes=(NodeSpec(name="a"), NodeSpec(name="a"))),

@@ -199,8 +199,10 @@ class NodeSpec:
             raise TypeError(f"kind must be a NodeKind, got {self.kind!r}")
         if not (math.isfinite(self.rate) and self.rate > 0):
             raise ValueError(f"rate must be a positive number, got {self.rate!r}")
-        if self.kind is NodeKind.LOCK and self.lock is None:
-            raise ValueError(f"lock user {self.name!r} needs a LockBehaviour")
+        if (self.kind is NodeKind.LOCK) != (self.lock is not None):
+            raise ValueError(
+                f"node {self.name!r}: a lock user needs a LockBehaviour and an elector has none"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

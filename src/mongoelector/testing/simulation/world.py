@@ -356,7 +356,7 @@ class World:
         tracker = BeliefTracker(key=key, holder=incarnation, sink=self.history.add)
         backend = FaultInjectingBackend(self.store, node=name, router=self)
         make: Callable[..., Process] = ElectorProcess
-        if spec.kind is NodeKind.LOCK:
+        if spec.lock is not None:
             make = functools.partial(LockProcess, behaviour=spec.lock)
         process = make(
             name=incarnation,

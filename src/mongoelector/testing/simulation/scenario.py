@@ -112,14 +112,23 @@ class StoreErrors(_Window):
     """For ``duration`` seconds from ``at``, each write by ``node`` fails with
     probability ``probability`` with ``AmbiguousOutcome``: half of those were
     applied by the store before the reply was lost, half never were.
+
+    With ``late`` > 0, that share of the failed writes is instead applied
+    *after* the error, up to one lease later (a request stuck in a queue).
+    That is outside what the storage protocol promises today (an ambiguous
+    write has taken effect by the time the error is raised, or never will),
+    and the core is not safe against it: see ``docs/simulation.md``.
     """
 
     probability: float = 0.5
+    late: float = 0.0
 
     def __post_init__(self) -> None:
         _Window.__post_init__(self)
-        if not 0 <= self.probability <= 1:
-            raise ValueError(f"probability must be within [0, 1], got {self.probability!r}")
+        for name in ("probability", "late"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

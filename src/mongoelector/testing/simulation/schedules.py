@@ -46,7 +46,9 @@ class SimulationConfig:
     ``max_pause`` leases, partitions, ambiguous store errors (each write
     failing with ``error_probability``), crashes, graceful stops and
     resignations. ``leader_bias`` is the chance a fault targets whoever leads
-    at that moment rather than a node picked in advance.
+    at that moment rather than a node picked in advance. ``late_writes`` is
+    the share of failed writes that reach the store after the error (see
+    :class:`StoreErrors`; off by default, as the protocol rules it out).
     """
 
     min_nodes: int = 2
@@ -60,6 +62,7 @@ class SimulationConfig:
     max_pause: float = 3.0
     error_probability: float = 0.5
     leader_bias: float = 0.6
+    late_writes: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("min_nodes", "max_nodes", "max_faults"):
@@ -75,7 +78,7 @@ class SimulationConfig:
         check_non_negative_seconds(self.latency, name="latency")
         check_seconds(self.fault_window, name="fault_window")
         check_seconds(self.max_pause, name="max_pause")
-        for name in ("lock_users", "error_probability", "leader_bias"):
+        for name in ("lock_users", "error_probability", "leader_bias", "late_writes"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")
@@ -159,6 +162,7 @@ def _fault(
             at=at,
             duration=round(rng.uniform(0.5, 3) * ttl, 3),
             probability=config.error_probability,
+            late=config.late_writes,
         )
     if kind == "resign":
         return Resign(node=node, at=at)

@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
@@ -32,7 +32,14 @@ from mongoelector.testing.fake_clock import FakeClock
 from mongoelector.testing.simulation.backend import FaultInjectingBackend
 from mongoelector.testing.simulation.checkers import liveness_bound
 from mongoelector.testing.simulation.clocks import NodeClock, first_tick_reaching
-from mongoelector.testing.simulation.history import MICROS, Event, History, Notice, StoreState
+from mongoelector.testing.simulation.history import (
+    MICROS,
+    Event,
+    History,
+    Notice,
+    StoreState,
+    format_time,
+)
 from mongoelector.testing.simulation.processes import (
     BeliefTracker,
     ElectorProcess,
@@ -88,6 +95,7 @@ class _Machine:
     partition_hang: float | None = None
     errors_until: int = 0
     errors_probability: float = 0.0
+    errors_late: float = 0.0
     pause_in_call: float | None = None
     acts_at: tuple[int, int] = (-1, 0)  # (instant, acts at that instant)
 
@@ -109,7 +117,14 @@ class _Restart:
     machine: str
 
 
-_Item = _Wake | _Inject | _Restart
+@dataclass(frozen=True, slots=True)
+class _LateWrite:
+    node: str
+    operation: str
+    apply: Callable[[], object]
+
+
+_Item = _Wake | _Inject | _Restart | _LateWrite
 
 
 class World:
@@ -245,6 +260,8 @@ class World:
             raise error
         there, back = self._latency()
         if write and machine.errors_until > now and self._rng.random() < machine.errors_probability:
+            if machine.errors_late and self._rng.random() < machine.errors_late:
+                self._fail_late(name, operation, apply, there, back)
             applied = self._rng.random() < 0.5
             self._pass(there)
             if applied:
@@ -274,6 +291,20 @@ class World:
             self._quiet_after(self._now)
         self._pass(back)
         return result
+
+    def _fail_late(
+        self, node: str, operation: str, apply: Callable[[], object], there: float, back: float
+    ) -> NoReturn:
+        """Fail the call ambiguously; its write reaches the store up to a lease later."""
+        now = self._now
+        delay = micros(self._rng.uniform(0, self.scenario.timing.ttl))
+        self._pass(there)
+        self._push(now + delay, _LateWrite(node, operation, apply))
+        self._pass(back)
+        detail = f"{operation} -> AmbiguousOutcome (applied {format_time(delay)}s later)"
+        self.history.add(Event(time=now, node=node, kind="call", detail=detail))
+        self._quiet_after(max(self._now, now + delay))
+        raise AmbiguousOutcome(f"{operation}: reply lost (the write is still on its way)")
 
     def _latency(self) -> tuple[float, float]:
         latency = self.scenario.latency
@@ -318,6 +349,11 @@ class World:
         if isinstance(item, _Restart):
             if self._machines[item.machine].process is None:
                 self._start_process(item.machine)
+            return True
+        if isinstance(item, _LateWrite):
+            item.apply()
+            self._record_store()
+            self._event(item.node, "late write", f"{item.operation} applied")
             return True
         return self._inject(item)
 
@@ -430,6 +466,7 @@ class World:
             end = now + micros(fault.duration)
             machine.errors_until = max(machine.errors_until, end)
             machine.errors_probability = fault.probability
+            machine.errors_late = fault.late
             self._event(name, "store errors", f"(p={fault.probability!r} per write)", until=end)
             self._quiet_after(end)
         elif isinstance(fault, Resign):

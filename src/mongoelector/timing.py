@@ -69,7 +69,8 @@ class LeaseTiming:
         worst = self.renew_deadline * (1 + self.max_drift) + self.time_uncertainty
         if worst >= self.ttl:
             raise ValueError(
-                f"renew_deadline={self.renew_deadline!r} breaks the safety inequality "
+                f"renew_deadline={self.renew_deadline!r} with max_drift={self.max_drift!r} and "
+                f"time_uncertainty={self.time_uncertainty!r} breaks the safety inequality "
                 f"renew_deadline * (1 + max_drift) + time_uncertainty < ttl "
                 f"({worst!r} >= ttl={self.ttl!r})"
             )

@@ -17,9 +17,9 @@ from mongoelector.testing.simulation import (
     LockBehaviour,
     NodeKind,
     NodeSpec,
-    Outcome,
     Pause,
     Scenario,
+    SimulationOutcome,
     run_scenario,
     run_seed,
 )
@@ -29,7 +29,7 @@ TIMING = LeaseTiming(ttl=15.0, renew_deadline=10.0, retry_period=2.0)
 WORKER = LockBehaviour(hold=100.0, touch_every=2.0, retry_every=1.0)
 
 
-def run_pair(kind: NodeKind, pause: Pause) -> Outcome:
+def run_pair(kind: NodeKind, pause: Pause) -> SimulationOutcome:
     behaviour = WORKER if kind is NodeKind.LOCK else None
     nodes = tuple(NodeSpec(name=name, kind=kind, lock=behaviour) for name in ("n1", "n2"))
     outcome = run_scenario(

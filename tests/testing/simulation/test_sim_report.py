@@ -70,7 +70,7 @@ def test_the_log_leaves_out_renewals_unless_asked() -> None:
 
 def test_a_failure_message_gives_the_seed_and_the_command_that_replays_it() -> None:
     outcome = run_seed(12)
-    failing = runner.Outcome(
+    failing = runner.SimulationOutcome(
         history=outcome.history,
         violations=(Violation(kind="exclusion", time=0, nodes=("n1", "n2"), message="both"),),
         config=SimulationConfig(),

@@ -31,8 +31,8 @@ from mongoelector.testing.simulation.history import (
     format_time,
 )
 from mongoelector.testing.simulation.runner import (
-    Outcome,
     SimulationFailure,
+    SimulationOutcome,
     Summary,
     check_seeds,
     replay,
@@ -75,7 +75,6 @@ __all__ = [
     "NodeKind",
     "NodeSpec",
     "Notice",
-    "Outcome",
     "Partition",
     "Pause",
     "Resign",
@@ -83,6 +82,7 @@ __all__ = [
     "SimulationConfig",
     "SimulationError",
     "SimulationFailure",
+    "SimulationOutcome",
     "Stop",
     "StoreErrors",
     "StoreState",

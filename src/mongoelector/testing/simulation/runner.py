@@ -16,8 +16,8 @@ from mongoelector.testing.simulation.timeline import render_log, render_timeline
 from mongoelector.testing.simulation.world import World
 
 __all__ = [
-    "Outcome",
     "SimulationFailure",
+    "SimulationOutcome",
     "Summary",
     "check_seeds",
     "replay",
@@ -27,7 +27,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Outcome:
+class SimulationOutcome:
     """One run: its history and every invariant it broke.
 
     ``config`` is set when the scenario was drawn from a seed, so that the
@@ -82,27 +82,31 @@ class Outcome:
 
 
 class SimulationFailure(AssertionError):
-    """A run broke an invariant; the message is :meth:`Outcome.report`."""
+    """A run broke an invariant; the message is :meth:`SimulationOutcome.report`."""
 
-    def __init__(self, outcome: Outcome) -> None:
+    def __init__(self, outcome: SimulationOutcome) -> None:
         super().__init__(outcome.report())
         self.outcome = outcome
 
 
-def run_scenario(scenario: Scenario, *, config: SimulationConfig | None = None) -> Outcome:
+def run_scenario(
+    scenario: Scenario, *, config: SimulationConfig | None = None
+) -> SimulationOutcome:
     """Run ``scenario`` and check every invariant (``config``: where it was drawn from)."""
     history = World(scenario).run()
-    return Outcome(history=history, violations=tuple(check_all(history)), config=config)
+    return SimulationOutcome(history=history, violations=tuple(check_all(history)), config=config)
 
 
-def run_seed(seed: int, config: SimulationConfig | None = None) -> Outcome:
+def run_seed(seed: int, config: SimulationConfig | None = None) -> SimulationOutcome:
     """Draw the scenario for ``seed`` within ``config``, run it and check it."""
     if config is None:
         config = SimulationConfig()
     return run_scenario(draw_scenario(seed, config), config=config)
 
 
-def replay(seed: int, config: SimulationConfig | None = None, *, renewals: bool = False) -> Outcome:
+def replay(
+    seed: int, config: SimulationConfig | None = None, *, renewals: bool = False
+) -> SimulationOutcome:
     """Run ``seed`` again and print its report (timeline and log)."""
     outcome = run_seed(seed, config)
     print(outcome.report(renewals=renewals))
@@ -114,7 +118,7 @@ class Summary:
     """Totals over many runs, to show what they exercised (and that it was not nothing)."""
 
     schedules: int = 0
-    failures: list[Outcome] = field(default_factory=list)
+    failures: list[SimulationOutcome] = field(default_factory=list)
     electors: collections.Counter[int] = field(default_factory=collections.Counter)
     events: collections.Counter[str] = field(default_factory=collections.Counter)
     ambiguous_applied: int = 0
@@ -122,7 +126,7 @@ class Summary:
     clocks_at_bound: int = 0
     handovers: int = 0
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: SimulationOutcome) -> None:
         """Count ``outcome`` in."""
         self.schedules += 1
         if not outcome.ok:

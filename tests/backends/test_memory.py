@@ -1,0 +1,146 @@
+"""MemoryBackend keeps the storage contract, with server time from its clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from mongoelector.backends import (
+    Capability,
+    LeaseRequest,
+    MemberRecord,
+    MemoryBackend,
+    StorageBackend,
+    require_backend,
+)
+from mongoelector.testing import FakeClock
+
+
+def req(owner: str, ttl: float = 10, key: str = "k") -> LeaseRequest:
+    return LeaseRequest(key=key, owner=owner, ttl=ttl, host="h", pid=1)
+
+
+def test_it_implements_the_protocol(backend: MemoryBackend) -> None:
+    assert isinstance(backend, StorageBackend)
+    assert require_backend(backend) is backend
+    assert Capability.MEMBER_STATUS in backend.capabilities
+
+
+def test_server_time_is_the_clock(backend: MemoryBackend, clock: FakeClock) -> None:
+    assert backend.server_time() == clock.now()
+
+
+def test_first_acquire_wins_with_token_one(backend: MemoryBackend, clock: FakeClock) -> None:
+    result = backend.compare_and_set(req("a"))
+    assert result.acquired
+    assert result.record is not None
+    assert (result.record.owner, result.record.token) == ("a", 1)
+    assert result.record.expires_at == clock.now() + timedelta(seconds=10)
+
+
+def test_held_lease_is_refused_with_the_holder(backend: MemoryBackend) -> None:
+    backend.compare_and_set(req("a"))
+    result = backend.compare_and_set(req("b"))
+    assert not result.acquired
+    assert result.record is not None and result.record.owner == "a"
+
+
+def test_the_holder_itself_is_refused_too(backend: MemoryBackend) -> None:
+    backend.compare_and_set(req("a"))
+    assert not backend.compare_and_set(req("a")).acquired
+
+
+def test_expired_lease_is_taken_over_in_one_call(backend: MemoryBackend, clock: FakeClock) -> None:
+    backend.compare_and_set(req("a"))
+    clock.advance(9.999)
+    assert not backend.compare_and_set(req("b")).acquired
+    clock.advance(0.001)
+    result = backend.compare_and_set(req("b"))
+    assert result.acquired and result.record is not None and result.record.token == 2
+
+
+def test_tokens_increase_across_release_expiry_force_and_deletion(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    tokens = []
+
+    def take(owner: str, force: bool = False) -> None:
+        result = backend.compare_and_set(req(owner), force=force)
+        assert result.acquired and result.record is not None
+        tokens.append(result.record.token)
+
+    take("a")
+    backend.release("k", "a")
+    take("b")
+    clock.advance(11)
+    take("c")
+    take("d", force=True)
+    backend.delete("k")
+    take("e")
+    assert tokens == sorted(set(tokens)) and len(tokens) == 5
+
+
+def test_renew_extends_only_the_owners_current_holding(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    backend.compare_and_set(req("a"))
+    clock.advance(5)
+    renewed = backend.renew("k", "a", 1, 10)
+    assert renewed is not None and renewed.expires_at == clock.now() + timedelta(seconds=10)
+    assert backend.renew("k", "b", 1, 10) is None
+    assert backend.renew("k", "a", 2, 10) is None
+
+
+def test_release_needs_owner_and_matching_token_unless_forced(backend: MemoryBackend) -> None:
+    backend.compare_and_set(req("a"))
+    assert not backend.release("k", "b")
+    assert not backend.release("k", "a", token=9)
+    assert backend.release("k", "a", token=1)
+    assert not backend.release("k", "a")
+    backend.compare_and_set(req("b"))
+    assert backend.release("k", None, force=True)
+    record = backend.get("k")
+    assert record is not None and record.owner is None and record.token == 2
+
+
+def test_keys_are_independent(backend: MemoryBackend) -> None:
+    assert backend.compare_and_set(req("a", key="x")).acquired
+    assert backend.compare_and_set(req("b", key="y")).acquired
+
+
+@pytest.mark.parametrize(
+    ("key", "error"), [("", ValueError), ({"$gt": ""}, TypeError), (None, TypeError)]
+)
+def test_bad_keys_are_refused_before_anything_changes(
+    backend: MemoryBackend, key: object, error: type
+) -> None:
+    with pytest.raises(error, match="key"):
+        backend.get(key)  # type: ignore[arg-type]
+    with pytest.raises(error, match="key"):
+        backend.compare_and_set(req("a", key=key))  # type: ignore[arg-type]
+
+
+def test_bad_ttl_is_refused(backend: MemoryBackend) -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        backend.compare_and_set(req("a", ttl=0))
+
+
+def test_member_reports_lapse_after_their_ttl(backend: MemoryBackend, clock: FakeClock) -> None:
+    def member(uuid: str) -> MemberRecord:
+        return MemberRecord(
+            key="k", uuid=uuid, host="h", pid=1, is_leader=False, elector_running=True, ttl=5
+        )
+
+    backend.report_member(member("old"))
+    clock.advance(3)
+    backend.report_member(member("new"))
+    assert [m.uuid for m in backend.members("k")] == ["new", "old"]
+    clock.advance(2)
+    assert [m.uuid for m in backend.members("k")] == ["new"]
+    assert backend.members("other") == []
+
+
+def test_require_backend_names_missing_methods() -> None:
+    with pytest.raises(TypeError, match="renew"):
+        require_backend(object())

@@ -1,0 +1,235 @@
+"""The elector state machine, driven with bare inputs: no backend, no clock, no threads."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from mongoelector.backends import CasResult, LeaseRecord
+from mongoelector.core.elector_machine import (
+    TRANSITIONS,
+    ElectorMachine,
+    InvalidTransition,
+    Outcome,
+    Role,
+)
+from mongoelector.core.events import (
+    Inspect,
+    LeaderChanged,
+    LeadershipGained,
+    LeadershipLost,
+    LossReason,
+    Release,
+    Renew,
+    TryAcquire,
+)
+from mongoelector.timing import LeaseTiming
+
+TIMING = LeaseTiming(ttl=15, renew_deadline=10, retry_period=2)
+T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+
+def rec(owner: str | None, token: int) -> LeaseRecord:
+    return LeaseRecord(
+        key="k",
+        owner=owner,
+        token=token,
+        acquired_at=T0,
+        expires_at=T0 + timedelta(seconds=15),
+        host="h",
+        pid=1,
+    )
+
+
+def won(token: int = 1) -> CasResult:
+    return CasResult(acquired=True, record=rec("me", token))
+
+
+def lost_to(owner: str = "other", token: int = 1) -> CasResult:
+    return CasResult(acquired=False, record=rec(owner, token))
+
+
+def leader_at(now: float = 0.0, token: int = 1) -> ElectorMachine:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    step = machine.begin_poll(now)
+    assert step.action == TryAcquire()
+    machine.on_acquire_result(now, now, won(token))
+    return machine
+
+
+def test_a_fresh_follower_tries_to_acquire_at_once() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    assert machine.role is Role.FOLLOWER
+    assert machine.wake_at() == -math.inf
+    assert machine.begin_poll(0.0).action == TryAcquire()
+
+
+def test_winning_the_lease_makes_a_leader_and_announces_it() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine.begin_poll(0.0)
+    step = machine.on_acquire_result(0.0, 0.1, won(token=7))
+    assert machine.role is Role.LEADER
+    assert machine.is_leader(0.1)
+    assert machine.token(0.1) == 7
+    assert step.notifications[0] == LeadershipGained(token=7)
+    assert isinstance(step.notifications[1], LeaderChanged)
+    assert step.notifications[1].leader.uuid == "me"
+
+
+def test_a_leader_renews_every_retry_period() -> None:
+    machine = leader_at(0.0, token=3)
+    assert machine.wake_at() == 2.0
+    assert machine.begin_poll(2.0).action == Renew(token=3)
+    step = machine.on_renew_result(2.0, 2.0, rec("me", 3))
+    assert step.notifications == ()
+    assert machine.wake_at() == 4.0
+
+
+def test_refused_follower_sees_the_leader_and_retries_after_retry_period() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine.begin_poll(0.0)
+    step = machine.on_acquire_result(0.0, 0.0, lost_to("other", 4))
+    assert machine.role is Role.FOLLOWER
+    assert [type(n) for n in step.notifications] == [LeaderChanged]
+    assert machine.leader is not None and machine.leader.token == 4
+    assert machine.wake_at() == 2.0
+    assert machine.leader_exists(14.9)
+    assert not machine.leader_exists(15.0)
+
+
+def test_seeing_the_same_term_again_announces_nothing() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine.on_acquire_result(0.0, 0.0, lost_to("other", 4))
+    assert machine.on_acquire_result(2.0, 2.0, lost_to("other", 4)).notifications == ()
+    assert len(machine.on_acquire_result(4.0, 4.0, lost_to("other", 5)).notifications) == 1
+
+
+def test_leader_that_cannot_renew_steps_down_at_the_deadline_without_a_call() -> None:
+    machine = leader_at(0.0, token=2)
+    for now in (2.0, 4.0, 6.0, 8.0):
+        assert machine.begin_poll(now).action == Renew(token=2)
+        machine.on_failure(Renew(token=2), now, ambiguous=False)
+        assert machine.is_leader(now)
+    assert machine.wake_at() == 10.0
+    assert not machine.is_leader(10.0)
+    step = machine.begin_poll(10.0)
+    assert step.notifications == (LeadershipLost(token=2, reason=LossReason.DEADLINE),)
+    assert machine.role is Role.FOLLOWER
+    assert step.action == TryAcquire()
+
+
+def test_deadline_counts_from_the_start_of_the_last_successful_renew() -> None:
+    machine = leader_at(0.0)
+    machine.begin_poll(2.0)
+    machine.on_renew_result(2.0, 5.0, rec("me", 1))  # slow reply: start counts
+    assert machine.is_leader(11.99)
+    assert not machine.is_leader(12.0)
+
+
+def test_renew_refused_means_taken_over() -> None:
+    machine = leader_at(0.0, token=2)
+    machine.begin_poll(2.0)
+    step = machine.on_renew_result(2.0, 2.0, None)
+    assert step.notifications == (LeadershipLost(token=2, reason=LossReason.TAKEN_OVER),)
+    assert machine.role is Role.FOLLOWER
+    assert machine.leader is None
+
+
+def test_ambiguous_acquire_is_confirmed_by_reading_then_renewing() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine.begin_poll(0.0)
+    machine.on_failure(TryAcquire(), 0.5, ambiguous=True)
+    assert machine.role is Role.CONFIRMING
+    assert not machine.is_leader(0.5)
+    assert machine.begin_poll(0.5).action == Inspect()
+    machine.on_inspect_result(0.6, rec("me", 9))
+    assert machine.begin_poll(0.6).action == Renew(token=9)
+    step = machine.on_renew_result(0.7, 0.8, rec("me", 9))
+    assert step.notifications[0] == LeadershipGained(token=9)
+    assert machine.is_leader(10.69) and not machine.is_leader(10.7)
+
+
+def test_ambiguous_acquire_that_did_not_apply_returns_to_following() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine.on_failure(TryAcquire(), 0.0, ambiguous=True)
+    step = machine.on_inspect_result(0.1, rec("other", 3))
+    assert machine.role is Role.FOLLOWER
+    assert [type(n) for n in step.notifications] == [LeaderChanged]
+
+
+def test_a_refusal_showing_our_own_record_is_confirmed_before_leading() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine.on_acquire_result(0.0, 0.0, lost_to("me", 5))
+    assert machine.role is Role.CONFIRMING
+    assert machine.begin_poll(0.0).action == Renew(token=5)
+
+
+def test_release_steps_down_first_then_asks_for_the_store_release() -> None:
+    machine = leader_at(0.0, token=4)
+    step = machine.release(1.0)
+    assert step.notifications == (LeadershipLost(token=4, reason=LossReason.RELEASED),)
+    assert step.action == Release(token=4)
+    assert not machine.is_leader(1.0)
+
+
+def test_after_release_the_node_waits_two_retry_periods_before_competing() -> None:
+    machine = leader_at(0.0)
+    machine.release(1.0)
+    assert machine.begin_poll(4.9).action is None
+    assert machine.wake_at() == 5.0
+    assert machine.begin_poll(5.0).action == TryAcquire()
+
+
+def test_stop_releases_and_then_nothing_is_due() -> None:
+    machine = leader_at(0.0, token=2)
+    step = machine.stop(1.0)
+    assert step.action == Release(token=2)
+    assert step.notifications == (LeadershipLost(token=2, reason=LossReason.STOPPED),)
+    assert machine.wake_at() == math.inf
+    assert machine.begin_poll(100.0).action is None
+    machine.start()
+    assert machine.begin_poll(100.0).action == TryAcquire()
+
+
+def test_stopping_a_follower_releases_nothing() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    assert machine.stop(0.0).action is None
+
+
+def test_status_is_due_at_first_on_change_and_every_interval() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    assert machine.status_due(0.0)
+    machine.status_reported(0.0, leading=False)
+    assert not machine.status_due(1.0)
+    machine.on_acquire_result(1.0, 1.0, won())
+    assert machine.status_due(1.0)
+    machine.status_reported(1.0, leading=True)
+    assert not machine.status_due(5.9)
+    assert machine.status_due(6.0)  # ttl / 3
+
+
+def test_outcomes_impossible_in_a_role_are_refused() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine.stop(0.0)
+    with pytest.raises(InvalidTransition):
+        machine.on_acquire_result(0.0, 0.0, won())
+
+
+def test_every_role_can_be_stopped_and_only_stopped_can_start() -> None:
+    for role in Role:
+        assert (role, Outcome.STOP) in TRANSITIONS
+        assert ((role, Outcome.START) in TRANSITIONS) == (role is Role.STOPPED)
+    assert {TRANSITIONS[(role, Outcome.STOP)] for role in Role} == {Role.STOPPED}
+
+
+def test_only_acquiring_or_confirming_leads_to_leadership() -> None:
+    into_leader = {key for key, role in TRANSITIONS.items() if role is Role.LEADER}
+    assert {outcome for _, outcome in into_leader} <= {
+        Outcome.ACQUIRED,
+        Outcome.RENEWED,
+        Outcome.FAILED,
+        Outcome.AMBIGUOUS,
+    }
+    assert (Role.FOLLOWER, Outcome.RENEWED) not in TRANSITIONS

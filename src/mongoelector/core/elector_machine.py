@@ -192,8 +192,7 @@ class ElectorMachine:
         """Feed back the result of a ``TryAcquire`` sent at ``started_at``."""
         record = result.record
         if result.acquired and record is not None:
-            self._keeper.hold(record, started_at)
-            return Step(notifications=tuple(self._enter_leadership(record)))
+            return self._take(record, started_at, now)
         self._next_attempt = now + self.timing.retry_period
         if record is not None and record.owner == self.owner:
             # Our own earlier write took effect after all: renew it before trusting it.
@@ -210,9 +209,7 @@ class ElectorMachine:
         """Feed back the result of a ``Renew`` sent at ``started_at``."""
         if self.role is Role.CONFIRMING:
             if record is not None and record.owner == self.owner:
-                self._confirm_token = None
-                self._keeper.hold(record, started_at)
-                return Step(notifications=tuple(self._enter_leadership(record)))
+                return self._take(record, started_at, now)
             self._confirm_token = None
             self._next_attempt = now + self.timing.retry_period
             return Step(notifications=tuple(self._move(Outcome.RENEW_REFUSED)))
@@ -287,6 +284,21 @@ class ElectorMachine:
             self._acquire_not_before = now + 2 * self.timing.retry_period
         action = Release(token=token) if holds_something else None
         return Step(notifications=tuple(notes), action=action)
+
+    def _take(self, record: LeaseRecord, started_at: float, now: float) -> Step:
+        """Lead with ``record``, written by a request sent at ``started_at``.
+
+        A reply handled at or after the renew deadline (the process stalled, or
+        the store was slow) is not trusted: the node confirms the record with a
+        renew first, as after an ambiguous acquire.
+        """
+        if now >= started_at + self.timing.renew_deadline:
+            self._confirm_token = record.token
+            self._next_attempt = now
+            return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
+        self._confirm_token = None
+        self._keeper.hold(record, started_at)
+        return Step(notifications=tuple(self._enter_leadership(record)))
 
     def _enter_leadership(self, record: LeaseRecord) -> list[Notification]:
         notes = self._move(Outcome.ACQUIRED if self.role is Role.FOLLOWER else Outcome.RENEWED)

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         "--late-writes",
         type=float,
         default=0.0,
-        help="share of failed writes that reach the store after the error (a known issue)",
+        help="share of failed writes that reach the store after the error",
     )
     args = parser.parse_args(argv)
 

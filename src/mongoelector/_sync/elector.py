@@ -37,6 +37,7 @@ from mongoelector.core.events import (
     Renew,
     TryAcquire,
 )
+from mongoelector.core.lease import Holding
 from mongoelector.errors import BackendError
 from mongoelector.timing import LeaseTiming
 
@@ -178,6 +179,18 @@ class LeaderElector:
     def token(self) -> int | None:
         """The fencing token of this node's current term, ``None`` unless leading."""
         return self._machine.token(self._clock.monotonic())
+
+    @property
+    def holding(self) -> Holding | None:
+        """The current term's holding while this node leads, else ``None``.
+
+        Like :attr:`Lock.holding`: ``holding.valid_until`` is the monotonic time
+        (this elector's clock) at which leadership ends unless renewed.
+        """
+        holding = self._machine.holding
+        if holding is None or not holding.is_valid(self._clock.monotonic()):
+            return None
+        return holding
 
     @property
     def leader(self) -> LeaderInfo | None:

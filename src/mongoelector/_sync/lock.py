@@ -105,6 +105,7 @@ class Lock:
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
         self._maybe_held = False
+        self._maybe_token: int | None = None
         # The latest holding: its renew rules, its renewer, and how it ended.
         self._renewal: Renewal | None = None
         self._renewer: Renewer | None = None
@@ -307,6 +308,7 @@ class Lock:
         with self._mutex:
             holding = self._keeper.drop()
             maybe_held, self._maybe_held = self._maybe_held, False
+            maybe_token, self._maybe_token = self._maybe_token, None
             renewer, self._renewer = self._renewer, None
             if holding is not None:
                 self._ending = f"token {holding.token} was released"
@@ -316,12 +318,19 @@ class Lock:
             return self._backend.release(self._key, None, force=True)
         if holding is None and not maybe_held:
             return False
-        token = holding.token if holding is not None else None
+        token = holding.token if holding is not None else maybe_token
         try:
+            if token is None:
+                # An acquire of unknown outcome: learn which holding, if any, is ours. A
+                # release without a token could free a later holding if it landed late.
+                record = self._backend.get(self._key)
+                if record is None or record.owner != self._uuid:
+                    return False
+                token = record.token
             return self._backend.release(self._key, self._uuid, token=token)
         except BackendError:
             with self._mutex:
-                self._maybe_held = True
+                self._maybe_held, self._maybe_token = True, token
             raise
 
     def touch(self) -> datetime | None:

@@ -1,13 +1,15 @@
 """mongoelector: distributed locks and leader election with fencing tokens.
 
 ``Lock`` and ``LeaderElector`` work over any
-:class:`~mongoelector.backends.StorageBackend`; see ``docs/`` for the safety
-model and the API.
+:class:`~mongoelector.backends.StorageBackend`; ``MongoLocker`` and
+``MongoLeaderElector`` are the 1.x-compatible versions on a pymongo
+``Database``. See ``docs/`` for the safety model and the API.
 """
 
 from mongoelector._sync.elector import LeaderElector
 from mongoelector._sync.lock import Lock
 from mongoelector.core.events import LeaderInfo
+from mongoelector.elector import MongoLeaderElector
 from mongoelector.errors import (
     AcquireTimeout,
     AmbiguousOutcome,
@@ -18,6 +20,7 @@ from mongoelector.errors import (
     MongoElectorError,
     TimeOffsetError,
 )
+from mongoelector.locker import MongoLocker
 from mongoelector.timing import LeaseTiming
 
 __version__ = "2.0.0.dev0"
@@ -34,6 +37,8 @@ __all__ = [
     "LockExists",
     "LockLost",
     "MongoElectorError",
+    "MongoLeaderElector",
+    "MongoLocker",
     "TimeOffsetError",
     "__version__",
 ]

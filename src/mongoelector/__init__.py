@@ -16,6 +16,7 @@ from mongoelector.errors import (
     LockExists,
     LockLost,
     MongoElectorError,
+    NotLeader,
     TimeOffsetError,
 )
 from mongoelector.timing import LeaseTiming
@@ -34,6 +35,7 @@ __all__ = [
     "LockExists",
     "LockLost",
     "MongoElectorError",
+    "NotLeader",
     "TimeOffsetError",
     "__version__",
 ]

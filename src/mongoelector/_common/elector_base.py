@@ -9,18 +9,19 @@ happen here, once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from mongoelector._common.outcomes import Failure, Result
-from mongoelector._identity import local_host, local_pid, new_owner_id
+from mongoelector._common.participant import Participant
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
-from mongoelector.clock import Clock, SystemClock
+from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.elector_machine import ElectorMachine, Role, Step
 from mongoelector.core.events import (
@@ -51,7 +52,7 @@ _REMEMBERED_LOSSES = 16
 CallbackCall = tuple[Callable[..., Any] | None, str, tuple[Any, ...]]
 
 
-class ElectorBase(Generic[BackendT]):
+class ElectorBase(Participant[BackendT]):
     """What an elector knows without asking the store, and how it reacts to what the store says.
 
     Subclasses provide :attr:`running`. Listeners added with
@@ -76,12 +77,9 @@ class ElectorBase(Generic[BackendT]):
         app_version: str | None,
         report_status: bool,
     ) -> None:
-        self._key = check_key(key)
-        self._backend = backend
-        self._timing = LeaseTiming.for_ttl(
-            ttl, renew_deadline=renew_deadline, retry_period=retry_period
-        )
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        key = check_key(key)
+        timing = LeaseTiming.for_ttl(ttl, renew_deadline=renew_deadline, retry_period=retry_period)
+        super().__init__(key, backend, timing=timing, clock=clock)
         self._on_leader = check_callback(on_leader, name="on_leader")
         self._on_leader_loss = check_callback(on_leader_loss, name="on_leader_loss")
         self._on_loop = check_callback(on_loop, name="on_loop")
@@ -92,9 +90,6 @@ class ElectorBase(Generic[BackendT]):
         if not isinstance(report_status, bool):
             raise TypeError(f"report_status must be a bool, got {report_status!r}")
         self._report_status = report_status
-        self._uuid = new_owner_id()
-        self._host = local_host()
-        self._pid = local_pid()
         self._machine = ElectorMachine(owner=self._uuid, timing=self._timing)
         self._request = LeaseRequest(
             key=self._key, owner=self._uuid, ttl=self._timing.ttl, host=self._host, pid=self._pid
@@ -104,27 +99,7 @@ class ElectorBase(Generic[BackendT]):
         self._listeners: list[Callable[[], object]] = []
         self._listeners_lock = threading.Lock()
 
-    # --- settings and identity ----------------------------------------------------
-
-    @property
-    def key(self) -> str:
-        return self._key
-
-    @property
-    def backend(self) -> BackendT:
-        return self._backend
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @property
-    def ttl(self) -> float:
-        return self._timing.ttl
-
-    @property
-    def renew_deadline(self) -> float:
-        return self._timing.renew_deadline
+    # --- settings ------------------------------------------------------------------
 
     @property
     def retry_period(self) -> float:
@@ -133,19 +108,6 @@ class ElectorBase(Generic[BackendT]):
     @property
     def timing(self) -> LeaseTiming:
         return self._timing
-
-    @property
-    def uuid(self) -> str:
-        """This elector's owner id in the store."""
-        return self._uuid
-
-    @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def pid(self) -> int:
-        return self._pid
 
     @property
     def app_version(self) -> str | None:
@@ -319,6 +281,15 @@ class ElectorBase(Generic[BackendT]):
         with self._listeners_lock:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+
+    @contextlib.contextmanager
+    def _listening(self, listener: Callable[[], object]) -> Iterator[None]:
+        """Call ``listener`` on every possible change of leadership while in the block."""
+        self._add_listener(listener)
+        try:
+            yield
+        finally:
+            self._remove_listener(listener)
 
     def _wake_listeners(self) -> None:
         with self._listeners_lock:

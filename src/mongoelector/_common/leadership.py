@@ -9,14 +9,21 @@ is stuck in a store call.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from mongoelector._common.elector_base import ElectorBase
 from mongoelector._validation import check_non_negative_seconds
 from mongoelector.core.events import LossReason
 from mongoelector.errors import AcquireTimeout, LockLost, NotLeader
 
-__all__ = ["TermState", "check_timeout", "entry_deadline", "entry_token"]
+__all__ = [
+    "LostFlagBase",
+    "TermBase",
+    "TermState",
+    "check_timeout",
+    "entry_deadline",
+    "entry_token",
+]
 
 
 def check_timeout(timeout: object) -> float | None:
@@ -80,3 +87,57 @@ class TermState:
             f"leadership of {self._elector.key!r} (token {self.token}) ended before the block "
             f"did: {reason.value}"
         )
+
+
+class LostFlagBase:
+    """Set once the term is over: renew deadline passed, taken over, released or stopped.
+
+    Reads no store: :meth:`is_set` turns true at the term's renew deadline
+    even while the elector's loop waits on an unresponsive store. Drivers add
+    a ``wait(timeout)`` that sleeps on the elector's clock.
+    """
+
+    def __init__(self, state: TermState, elector: ElectorBase[Any]) -> None:
+        self._state = state
+        self._elector = elector
+
+    def is_set(self) -> bool:
+        """True once the term is over."""
+        return self._state.loss() is not None
+
+    def _end_of_wait(self, timeout: float | None) -> float:
+        timeout = check_timeout(timeout)
+        return entry_deadline(self._elector, timeout)
+
+    def _next_wake(self, end: float) -> float | None:
+        """When a waiter must look again (``end`` at the latest); ``None`` to stop: timed out."""
+        if self._elector.clock.monotonic() >= end:
+            return None
+        return min(end, self._state.next_check())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'set' if self.is_set() else 'unset'}>"
+
+
+FlagT = TypeVar("FlagT", bound=LostFlagBase)
+
+
+class TermBase(Generic[FlagT]):
+    """One term of this node's leadership, as seen from inside a ``leadership()`` block."""
+
+    def __init__(self, state: TermState, lost: FlagT) -> None:
+        self._state = state
+        self.lost = lost
+
+    @property
+    def token(self) -> int:
+        """The term's fencing token: pass it with every write made under this leadership."""
+        return self._state.token
+
+    @property
+    def reason(self) -> LossReason | None:
+        """Why the term ended, ``None`` while it lasts."""
+        return self._state.loss()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(token={self.token}, reason={self.reason})"

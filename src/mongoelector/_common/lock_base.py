@@ -12,13 +12,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from mongoelector._common.outcomes import Failure, Result
-from mongoelector._identity import local_host, local_pid, new_owner_id
+from mongoelector._common.participant import Participant
 from mongoelector._validation import check_key, check_seconds
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
-from mongoelector.clock import Clock, SystemClock
+from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.events import Action
 from mongoelector.core.lease import Holding, LeaseKeeper
@@ -117,7 +117,7 @@ class AcquireRun:
         raise error
 
 
-class LockBase(Generic[BackendT]):
+class LockBase(Participant[BackendT]):
     """A lease lock's identity, settings and holding, as this object knows them (no I/O).
 
     The holding is trusted for ``renew_deadline`` seconds from the start of
@@ -134,54 +134,15 @@ class LockBase(Generic[BackendT]):
         clock: Clock | None,
         renew_deadline: float | None,
     ) -> None:
-        self._key = check_key(key)
-        self._backend = backend
+        key = check_key(key)
         self._ttl = check_seconds(ttl, name="ttl")
-        self._timing = LeaseTiming.for_ttl(self._ttl, renew_deadline=renew_deadline)
-        self._clock: Clock = clock if clock is not None else SystemClock()
-        self._uuid = new_owner_id()
-        self._host = local_host()
-        self._pid = local_pid()
+        timing = LeaseTiming.for_ttl(self._ttl, renew_deadline=renew_deadline)
+        super().__init__(key, backend, timing=timing, clock=clock)
         self._mutex = threading.RLock()
         self._keeper = LeaseKeeper(
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
         self._maybe_held = False
-
-    # --- identity and settings --------------------------------------------------
-
-    @property
-    def key(self) -> str:
-        return self._key
-
-    @property
-    def backend(self) -> BackendT:
-        return self._backend
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @property
-    def ttl(self) -> float:
-        return self._ttl
-
-    @property
-    def renew_deadline(self) -> float:
-        return self._timing.renew_deadline
-
-    @property
-    def uuid(self) -> str:
-        """This lock object's owner id in the store."""
-        return self._uuid
-
-    @property
-    def host(self) -> str:
-        return self._host
-
-    @property
-    def pid(self) -> int:
-        return self._pid
 
     # --- the holding, as this object knows it (no backend call) -----------------
 

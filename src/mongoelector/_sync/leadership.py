@@ -16,13 +16,14 @@ from typing import Any
 
 from mongoelector._common.elector_base import ElectorBase
 from mongoelector._common.leadership import (
+    LostFlagBase,
+    TermBase,
     TermState,
     check_timeout,
     entry_deadline,
     entry_token,
 )
 from mongoelector.clock import Clock
-from mongoelector.core.events import LossReason
 
 __all__ = ["Leadership", "LeadershipTerm", "LostFlag"]
 
@@ -36,20 +37,8 @@ def _wait(clock: Clock, deadline: float, wake: threading.Event) -> None:
     wake.clear()
 
 
-class LostFlag:
-    """Set once the term is over: renew deadline passed, taken over, released or stopped.
-
-    Reads no store: :meth:`is_set` turns true at the term's renew deadline
-    even while the elector's loop waits on an unresponsive store.
-    """
-
-    def __init__(self, state: TermState, elector: ElectorBase[Any]) -> None:
-        self._state = state
-        self._elector = elector
-
-    def is_set(self) -> bool:
-        """True once the term is over."""
-        return self._state.loss() is not None
+class LostFlag(LostFlagBase):
+    """Set once the term is over, like a :class:`threading.Event` (``is_set``, ``wait``)."""
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait on the elector's clock until the term is over; ``False`` after ``timeout`` s.
@@ -57,43 +46,18 @@ class LostFlag:
         Under a :class:`~mongoelector.testing.FakeClock` this waits for other
         threads to advance the clock, like a started elector does.
         """
-        clock = self._elector.clock
-        timeout = check_timeout(timeout)
-        end = math.inf if timeout is None else clock.monotonic() + timeout
+        end = self._end_of_wait(timeout)
         wake = threading.Event()
-        self._elector._add_listener(wake.set)
-        try:
+        with self._elector._listening(wake.set):
             while not self.is_set():
-                if clock.monotonic() >= end:
+                if (wake_at := self._next_wake(end)) is None:
                     return False
-                _wait(clock, min(end, self._state.next_check()), wake)
+                _wait(self._elector.clock, wake_at, wake)
             return True
-        finally:
-            self._elector._remove_listener(wake.set)
-
-    def __repr__(self) -> str:
-        return f"<LostFlag {'set' if self.is_set() else 'unset'}>"
 
 
-class LeadershipTerm:
-    """One term of this node's leadership, as seen from inside a ``leadership()`` block."""
-
-    def __init__(self, state: TermState, elector: ElectorBase[Any]) -> None:
-        self._state = state
-        self.lost = LostFlag(state, elector)
-
-    @property
-    def token(self) -> int:
-        """The term's fencing token: pass it with every write made under this leadership."""
-        return self._state.token
-
-    @property
-    def reason(self) -> LossReason | None:
-        """Why the term ended, ``None`` while it lasts."""
-        return self._state.loss()
-
-    def __repr__(self) -> str:
-        return f"LeadershipTerm(token={self.token}, reason={self.reason})"
+class LeadershipTerm(TermBase[LostFlag]):
+    """One term of this node's leadership; ``lost`` is set when it ends."""
 
 
 class Leadership:
@@ -108,13 +72,11 @@ class Leadership:
         elector = self._elector
         deadline = entry_deadline(elector, self._timeout)
         wake = threading.Event()
-        elector._add_listener(wake.set)
-        try:
+        with elector._listening(wake.set):
             while (token := entry_token(elector, deadline, self._timeout)) is None:
                 _wait(elector.clock, deadline, wake)
-        finally:
-            elector._remove_listener(wake.set)
-        self._term = LeadershipTerm(TermState(elector, token), elector)
+        state = TermState(elector, token)
+        self._term = LeadershipTerm(state, LostFlag(state, elector))
         return self._term
 
     def __exit__(

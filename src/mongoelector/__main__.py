@@ -1,4 +1,4 @@
-"""Command line: ``python -m mongoelector demo``."""
+"""Command line: ``python -m mongoelector demo [--sqlite FILE]``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from mongoelector.backends.memory import MemoryBackend
+from mongoelector.backends.sqlite import SQLiteBackend
 from mongoelector.demo import run_demo
 
 __all__ = ["main"]
@@ -18,11 +19,16 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="mongoelector", description="Distributed locks and leader election."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
+    demo = commands.add_parser(
         "demo",
-        help="three electors on the in-memory backend: election, crash, graceful handover",
+        help="three electors (in memory, or through a SQLite file): election, crash, handover",
         description="Three in-process electors elect a leader, replace it when it crashes, "
         "then hand over gracefully; prints a timeline with fencing tokens.",
+    )
+    demo.add_argument(
+        "--sqlite",
+        metavar="FILE",
+        help="run the demo through this SQLite file instead of in memory",
     )
     return parser
 
@@ -33,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         # The demo cuts a node off on purpose; its failed calls are expected, not news.
         logging.getLogger("mongoelector").setLevel(logging.ERROR)
+        if args.sqlite is not None:
+            with SQLiteBackend(args.sqlite, busy_timeout=1.0) as backend:
+                return 0 if run_demo(backend, sys.stdout) else 1
         return 0 if run_demo(MemoryBackend(), sys.stdout) else 1
     return 2  # pragma: no cover - argparse rejects unknown commands
 

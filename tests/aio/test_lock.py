@@ -6,7 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from mongoelector import AcquireTimeout, AmbiguousOutcome, BackendUnavailable, LockExists
+from mongoelector import (
+    AcquireTimeout,
+    AmbiguousOutcome,
+    BackendUnavailable,
+    LockExists,
+    LockLost,
+)
 from mongoelector.aio import AsyncLock, InlineBackend
 from mongoelector.backends import MemoryBackend
 from mongoelector.testing import FakeClock
@@ -152,6 +158,33 @@ async def test_holder_stops_trusting_its_lease_at_the_renew_deadline(
     clock.advance(0.001)
     assert lock.token is None and lock.ts_expire is None
     assert await lock.owned()  # the store has not expired it yet; the holder stopped trusting it
+
+
+async def test_ensure_and_lost_report_a_holding_that_ended_without_release(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    lock = AsyncLock("job", backend, ttl=9, renew_deadline=6, clock=clock)
+    await lock.acquire()
+    assert lock.ensure() == 1 and lock.valid_until == 6 and lock.remaining() == 6
+    clock.advance(6)
+    assert lock.remaining() == 0.0 and not lock.lost.is_set()
+    with pytest.raises(LockLost, match=r"token 1 was lost \(renew deadline passed\)"):
+        lock.ensure()
+    assert lock.lost.is_set()
+    await lock.acquire(blocking=False, force=True)
+    assert not lock.lost.is_set() and lock.ensure() == 2
+
+
+async def test_touch_after_a_takeover_returns_none_and_sets_lost(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    lock = make(backend, clock)
+    await lock.acquire()
+    await make(backend, clock).acquire(force=True)
+    assert await lock.touch() is None
+    assert lock.lost.is_set()
+    with pytest.raises(LockLost, match="no longer ours"):
+        lock.ensure()
 
 
 async def test_status_has_the_1x_keys(backend: MemoryBackend, clock: FakeClock) -> None:

@@ -3,12 +3,14 @@
 A driver subclasses :class:`LockBase` with the backend type it calls, and
 adds only the I/O: calling the store, and waiting between tries. What one
 ``acquire()`` does next is :class:`AcquireRun`'s (around the pure
-:class:`~mongoelector.core.lock_machine.AcquireAttempt`); what a release or a
-renew changes in the holding is the base class's.
+:class:`~mongoelector.core.lock_machine.AcquireAttempt`); the life of a
+holding (trusted, renewed, released, or lost) is the base class's, kept with
+the pure :class:`~mongoelector.core.renewal.Renewal` rules.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +22,7 @@ from mongoelector._validation import check_key, check_seconds
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
-from mongoelector.core.events import Action
+from mongoelector.core.events import Action, LossReason
 from mongoelector.core.lease import Holding, LeaseKeeper
 from mongoelector.core.lock_machine import (
     AcquireAttempt,
@@ -32,12 +34,21 @@ from mongoelector.core.lock_machine import (
     Succeed,
     WaitThenCall,
 )
-from mongoelector.errors import AcquireTimeout, AmbiguousOutcome, BackendError, LockExists
+from mongoelector.core.renewal import Lost, Renewal
+from mongoelector.errors import (
+    AcquireTimeout,
+    AmbiguousOutcome,
+    BackendError,
+    LockExists,
+    LockLost,
+)
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["AcquireRun", "LockBase", "ReleasePlan", "describe_holder"]
 
 BackendT = TypeVar("BackendT")
+
+logger = logging.getLogger("mongoelector.lock")
 
 
 def describe_holder(key: str, holder: LeaseRecord | None) -> str:
@@ -143,6 +154,15 @@ class LockBase(Participant[BackendT]):
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
         self._maybe_held = False
+        # The latest holding: its renew rules, and how it ended.
+        self._renewal: Renewal | None = None
+        self._ending: str | None = None
+        self._lost = threading.Event()
+
+    @property
+    def retry_period(self) -> float:
+        """Seconds between renewals of a kept holding, and between retries of a failed one."""
+        return self._timing.retry_period
 
     # --- the holding, as this object knows it (no backend call) -----------------
 
@@ -169,6 +189,47 @@ class LockBase(Participant[BackendT]):
         holding = self.holding
         return holding.record.expires_at if holding is not None else None
 
+    @property
+    def valid_until(self) -> float | None:
+        """The clock's monotonic time at which this object stops trusting its holding.
+
+        That is the start of the last successful acquire or renew plus
+        :attr:`renew_deadline`; ``None`` when not held.
+        """
+        holding = self.holding
+        return holding.valid_until if holding is not None else None
+
+    def remaining(self) -> float:
+        """Seconds until :attr:`valid_until`; ``0.0`` when not held."""
+        with self._mutex:
+            holding = self._keeper.holding
+            return holding.remaining(self._clock.monotonic()) if holding is not None else 0.0
+
+    @property
+    def lost(self) -> threading.Event:
+        """Set when the latest holding ended without a release; cleared by the next acquire.
+
+        With a background renewer it is set as soon as the holding ends (at the
+        renew deadline at the latest). Without one, nothing watches in the
+        background: it is set when ``touch()``, :meth:`ensure` or ``acquire()``
+        finds the holding lost.
+        """
+        return self._lost
+
+    def ensure(self) -> int:
+        """Return the fencing token if the holding is still trusted; else raise :class:`LockLost`.
+
+        Meant to be called before each step of long work, passing the token on
+        to the systems the step writes to. The message names the token of the
+        holding that ended and how it ended.
+        """
+        renewal = self._trusted_renewal()
+        if renewal is not None:
+            return renewal.token
+        with self._mutex:
+            ending = self._ending or "was never acquired"
+        raise LockLost(f"lock {self._key!r} is not held by this {type(self).__name__}: {ending}")
+
     # --- bookkeeping the drivers call around their store calls -------------------
 
     def _request(self) -> LeaseRequest:
@@ -180,6 +241,7 @@ class LockBase(Participant[BackendT]):
         self, blocking: bool, timeout: float | None, step: float, force: bool
     ) -> AcquireRun:
         """Check the arguments and plan one acquire; ``LockExists`` if already held (no force)."""
+        self._trusted_renewal()
         attempt = AcquireAttempt(
             owner=self._uuid,
             renew_deadline=self._timing.renew_deadline,
@@ -197,9 +259,13 @@ class LockBase(Participant[BackendT]):
         return AcquireRun(self, attempt, timeout)
 
     def _took(self, holding: Holding) -> None:
+        """Start keeping ``holding``, just acquired."""
         with self._mutex:
             self._keeper.hold(holding.record, holding.started_at)
+            self._renewal = Renewal(self._keeper, holding.token)
             self._maybe_held = False
+            self._ending = None
+            self._lost.clear()
 
     def _mark_maybe_held(self) -> None:
         """A write of ours may be in the store: :meth:`_plan_release` must free it."""
@@ -209,14 +275,18 @@ class LockBase(Participant[BackendT]):
     def _forget_holding(self) -> None:
         """Stop trusting any holding, and remember that the store may still have one."""
         with self._mutex:
-            self._keeper.drop()
+            holding = self._keeper.drop()
             self._maybe_held = True
+            if holding is not None:
+                self._ending = f"token {holding.token} was given up by a cancelled acquire"
 
     def _plan_release(self, force: bool) -> ReleasePlan | None:
         """Stop trusting the holding; the store call to make, or ``None`` if there is none."""
         with self._mutex:
             holding = self._keeper.drop()
             maybe_held, self._maybe_held = self._maybe_held, False
+            if holding is not None:
+                self._ending = f"token {holding.token} was released"
         if force:
             return ReleasePlan(owner=None, token=None, force=True)
         if holding is None and not maybe_held:
@@ -229,25 +299,62 @@ class LockBase(Participant[BackendT]):
         if not plan.force:
             self._mark_maybe_held()
 
-    def _holding_to_touch(self) -> Holding | None:
+    def _touch_failed(self, renewal: Renewal) -> None:
         with self._mutex:
-            return self._keeper.holding
-
-    def _touch_failed(self) -> None:
-        with self._mutex:
-            self._keeper.on_renew_failed(self._clock.monotonic())
+            renewal.on_failed(self._clock.monotonic())
 
     def _touched(
-        self, holding: Holding, started_at: float, record: LeaseRecord | None
+        self, renewal: Renewal, started_at: float, record: LeaseRecord | None
     ) -> datetime | None:
-        """Record a renew of ``holding`` sent at ``started_at``; the new expiry or ``None``."""
+        """Record a renew sent at ``started_at`` for ``renewal``; the new expiry, or ``None``."""
         with self._mutex:
-            if self._keeper.holding is None or self._keeper.holding.token != holding.token:
-                return None
-            if not self._keeper.on_renewed(started_at, record):
-                return None
-        assert record is not None
-        return record.expires_at
+            lost = renewal.on_renewed(started_at, self._clock.monotonic(), record)
+            renewed = lost is None and record is not None and renewal.kept()
+        if lost is not None:
+            self._holding_lost(renewal, lost)
+        return record.expires_at if renewed and record is not None else None
+
+    def _trusted_renewal(self) -> Renewal | None:
+        """The latest holding's rules while it is trusted, else ``None``.
+
+        A loss found on the way (the deadline passed unnoticed) is reported.
+        """
+        with self._mutex:
+            renewal = self._renewal
+            verdict = renewal.current(self._clock.monotonic()) if renewal is not None else None
+        if isinstance(verdict, Lost):
+            assert renewal is not None
+            self._holding_lost(renewal, verdict)
+        return renewal if verdict is None else None
+
+    def _holding_lost(self, renewal: Renewal, lost: Lost) -> None:
+        """Report that ``renewal``'s holding ended without a release: once per holding.
+
+        Sets :attr:`lost` and logs, then calls :meth:`_after_loss`; nothing if
+        a newer holding replaced it meanwhile.
+        """
+        if self._record_loss(renewal, lost):
+            self._after_loss(renewal)
+
+    def _after_loss(self, renewal: Renewal) -> None:
+        """A driver's own reaction to the loss of ``renewal``'s holding (stop a renewer, ...)."""
+
+    def _record_loss(self, renewal: Renewal, lost: Lost) -> bool:
+        with self._mutex:
+            if renewal is not self._renewal:
+                return False
+            if lost.reason is LossReason.DEADLINE:
+                self._maybe_held = True  # the store may still have it: release() frees it
+            self._ending = f"token {lost.token} was lost ({lost.reason.value})"
+            self._lost.set()
+        logger.warning(
+            "lock %r lost by %s (token %d): %s",
+            self._key,
+            self._uuid,
+            lost.token,
+            lost.reason.value,
+        )
+        return True
 
     def _status(self, *, owned: bool) -> dict[str, Any]:
         holding = self.holding

@@ -1,4 +1,4 @@
-"""Runs user callbacks so that a failing callback never stops an elector."""
+"""Runs user callbacks so that a failing callback never stops an elector or a lock."""
 
 from __future__ import annotations
 
@@ -18,11 +18,20 @@ def check_callback(value: object, *, name: str) -> Callable[..., Any] | None:
     return value
 
 
-def run_callback(callback: Callable[..., Any] | None, name: str, *args: Any) -> None:
-    """Call ``callback(*args)``; an exception is logged with its traceback and swallowed."""
+def run_callback(
+    callback: Callable[..., Any] | None,
+    name: str,
+    *args: Any,
+    log: logging.Logger = logger,
+    carrying_on: str = "the elector keeps running",
+) -> None:
+    """Call ``callback(*args)``; an exception is logged with its traceback and swallowed.
+
+    The log record goes to ``log`` and says ``carrying_on`` about what happens next.
+    """
     if callback is None:
         return
     try:
         callback(*args)
     except Exception:
-        logger.exception("%s callback %r raised; the elector keeps running", name, callback)
+        log.exception("%s callback %r raised; %s", name, callback, carrying_on)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from mongoelector._common.lock_base import LockBase
-from mongoelector._sync.calls import perform
-from mongoelector.backends.protocol import StorageBackend, require_backend
+from mongoelector._sync.callbacks import check_callback, run_callback
+from mongoelector._sync.calls import Failure, perform
+from mongoelector._sync.renewer import Renewer
+from mongoelector.backends.protocol import LeaseRecord, StorageBackend, require_backend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
+from mongoelector.core.events import Renew
+from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import WaitThenCall
+from mongoelector.core.renewal import Renewal
 from mongoelector.errors import BackendError
 
 __all__ = ["Lock"]
+
+logger = logging.getLogger("mongoelector.lock")
 
 
 class Lock(LockBase[StorageBackend]):
@@ -26,6 +36,13 @@ class Lock(LockBase[StorageBackend]):
     not expired the lease yet. Every acquisition gets a fencing token greater
     than any earlier one for this key. A lock object is not tied to a thread:
     any thread may release what another acquired.
+
+    With ``auto_renew=True`` a background thread renews the holding every
+    ``retry_period`` (``ttl * 2/15`` by default) from acquire until release,
+    retrying failed renewals until the renew deadline. If the holding ends
+    without :meth:`release` (the deadline passed, or the store no longer has
+    it) the :attr:`lost` event is set and ``on_lost()`` is called once, with
+    no arguments; a callback that raises is logged.
     """
 
     def __init__(
@@ -36,10 +53,23 @@ class Lock(LockBase[StorageBackend]):
         ttl: float = 600,
         clock: Clock | None = None,
         renew_deadline: float | None = None,
+        auto_renew: bool = False,
+        on_lost: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(
             key, require_backend(backend), ttl=ttl, clock=clock, renew_deadline=renew_deadline
         )
+        if not isinstance(auto_renew, bool):
+            raise TypeError(f"auto_renew must be a bool, got {auto_renew!r}")
+        self._auto_renew = auto_renew
+        self._on_lost = check_callback(on_lost, name="on_lost")
+        self._renewer: Renewer | None = None
+
+    @property
+    def auto_renew(self) -> bool:
+        return self._auto_renew
+
+    # --- operations ---------------------------------------------------------------
 
     def acquire(
         self,
@@ -72,8 +102,16 @@ class Lock(LockBase[StorageBackend]):
         returning ``False`` when it holds nothing). ``force`` frees the lock
         whoever holds it. This object stops trusting its holding before the
         store is asked, so even if the call fails it no longer acts as holder.
+
+        Any thread may call it, not only the one that acquired. The renewer (with
+        ``auto_renew``) has ended when it returns; an ``on_lost`` callback may
+        call it too. Releasing never sets :attr:`lost`.
         """
         plan = self._plan_release(force)
+        with self._mutex:
+            renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.stop()
         if plan is None:
             return False
         try:
@@ -85,19 +123,33 @@ class Lock(LockBase[StorageBackend]):
     def touch(self) -> datetime | None:
         """Renew the holding for another ``ttl``; the new expiry (server time), or ``None``.
 
-        ``None`` means this object holds nothing, or the store no longer has its
-        holding (it expired and was taken, or was force-released).
+        ``None`` means this object holds nothing, or its holding is lost: the
+        renew deadline passed, or the store no longer has it (it expired and was
+        taken, or was force-released); :attr:`lost` is set then.
         """
-        holding = self._holding_to_touch()
-        if holding is None:
+        renewal = self._trusted_renewal()
+        if renewal is None:
             return None
         started_at = self._clock.monotonic()
         try:
-            record = self._backend.renew(self._key, self._uuid, holding.token, self._ttl)
+            record = self._backend.renew(self._key, self._uuid, renewal.token, self._ttl)
         except BackendError:
-            self._touch_failed()
+            self._touch_failed(renewal)
             raise
-        return self._touched(holding, started_at, record)
+        return self._touched(renewal, started_at, record)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the renewer has caught up with the clock; for tests with a fake clock.
+
+        After ``clock.advance(...)``, this returns once the renewer has done
+        everything that time calls for (renewed, or given the holding up and
+        ended) and sleeps again, so a test can then assert on the outcome.
+        Returns ``True`` at once when no renewer runs, and ``False`` only if
+        ``timeout`` (real seconds) passed first.
+        """
+        with self._mutex:
+            renewer = self._renewer
+        return True if renewer is None else renewer.wait_idle(timeout)
 
     def get_current(self) -> dict[str, Any] | None:
         """The stored record of this key in the 1.x document layout, or ``None``."""
@@ -118,6 +170,40 @@ class Lock(LockBase[StorageBackend]):
     def status(self) -> dict[str, Any]:
         """The 1.x status dict (``uuid, key, ttl, timestamp, host, pid, lock_owned, ...``)."""
         return self._status(owned=self.owned())
+
+    # --- the holding's life cycle: the renewer thread -----------------------------------
+
+    def _took(self, holding: Holding) -> None:
+        with self._mutex:
+            previous, self._renewer = self._renewer, None
+        if previous is not None:
+            previous.stop()
+        with self._mutex:
+            super()._took(holding)
+            renewal = self._renewal
+            if self._auto_renew and renewal is not None:
+                self._renewer = Renewer(
+                    key=self._key,
+                    clock=self._clock,
+                    mutex=self._mutex,
+                    renewal=renewal,
+                    renew=self._renew,
+                    on_lost=functools.partial(self._holding_lost, renewal),
+                )
+                self._renewer.start()
+
+    def _renew(self, action: Renew) -> LeaseRecord | Failure | None:
+        outcome = perform(self._backend, self._request(), action)
+        assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
+        return outcome
+
+    def _after_loss(self, renewal: Renewal) -> None:
+        """Stop the lost holding's renewer and fire ``on_lost`` (once per holding)."""
+        with self._mutex:
+            renewer = self._renewer if self._renewal is renewal else None
+        if renewer is not None:
+            renewer.stop()
+        run_callback(self._on_lost, "on_lost", log=logger, carrying_on="the lock stays lost")
 
     def __enter__(self) -> Lock:
         self.acquire()

@@ -26,7 +26,10 @@ logger = logging.getLogger("mongoelector.lock")
 class AsyncLock(LockBase[AsyncStorageBackend]):
     """A lease lock on ``key`` for asyncio code: :class:`~mongoelector.Lock` with coroutines.
 
-    Same settings, tokens and promises as ``Lock``. ``backend`` is an
+    Same settings, tokens and promises as ``Lock``, including :attr:`lost`,
+    :meth:`ensure`, :attr:`valid_until` and :meth:`remaining`; there is no
+    ``auto_renew`` (no background renewer) yet: renew long holdings with
+    :meth:`touch`. ``backend`` is an
     :class:`~mongoelector.backends.async_protocol.AsyncStorageBackend`, or a
     sync backend that never blocks (``MemoryBackend``), whose calls then run
     inline on the event loop. Waits between tries go through ``clock``: under a
@@ -106,17 +109,22 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             raise
 
     async def touch(self) -> datetime | None:
-        """Renew the holding for another ``ttl``; the new expiry (server time), or ``None``."""
-        holding = self._holding_to_touch()
-        if holding is None:
+        """Renew the holding for another ``ttl``; the new expiry (server time), or ``None``.
+
+        ``None`` means this object holds nothing, or its holding is lost (the
+        renew deadline passed, or the store no longer has it); :attr:`lost` is
+        set then.
+        """
+        renewal = self._trusted_renewal()
+        if renewal is None:
             return None
         started_at = self._clock.monotonic()
         try:
-            record = await self._backend.renew(self._key, self._uuid, holding.token, self._ttl)
+            record = await self._backend.renew(self._key, self._uuid, renewal.token, self._ttl)
         except BackendError:
-            self._touch_failed()
+            self._touch_failed(renewal)
             raise
-        return self._touched(holding, started_at, record)
+        return self._touched(renewal, started_at, record)
 
     async def get_current(self) -> dict[str, Any] | None:
         """The stored record of this key in the 1.x document layout, or ``None``."""

@@ -14,17 +14,10 @@ from mongoelector.backends.protocol import (
     LeaseRequest,
     MemberRecord,
 )
+from mongoelector.backends.validation import check_member, check_request
 from mongoelector.clock import Clock, SystemClock
 
 __all__ = ["MemoryBackend"]
-
-
-def _check_request(request: LeaseRequest) -> None:
-    if not isinstance(request, LeaseRequest):
-        raise TypeError(f"request must be a LeaseRequest, got {type(request).__name__}")
-    check_key(request.key)
-    check_owner(request.owner)
-    check_seconds(request.ttl, name="ttl")
 
 
 class MemoryBackend:
@@ -54,7 +47,7 @@ class MemoryBackend:
         return self._clock.now()
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
-        _check_request(request)
+        check_request(request)
         with self._mutex:
             now = self._clock.now()
             current = self._records.get(request.key)
@@ -120,10 +113,7 @@ class MemoryBackend:
             return self._records.pop(key, None) is not None
 
     def report_member(self, member: MemberRecord) -> None:
-        if not isinstance(member, MemberRecord):
-            raise TypeError(f"member must be a MemberRecord, got {type(member).__name__}")
-        check_key(member.key)
-        check_seconds(member.ttl, name="ttl")
+        check_member(member)
         with self._mutex:
             stamped = replace(member, timestamp=self._clock.now())
             self._members[(member.key, member.uuid)] = stamped

@@ -1,0 +1,110 @@
+"""Keeping one lock holding alive: what a renewer does next, and when the holding is lost.
+
+A :class:`Renewal` follows one holding (one fencing token) of a
+:class:`~mongoelector.core.lease.LeaseKeeper`. A driver asks
+:meth:`Renewal.next_step` what to do, performs the ``Renew`` call it may get,
+and feeds the answer back. The timing rules themselves (when a renew is due,
+how long each successful renew is trusted) are the keeper's; this module adds
+only what an auto-renewing lock needs on top: telling a *loss* (the holding
+ended without a release) apart from an *end* (released, or replaced by a newer
+holding of the same lock), and reporting each loss exactly once.
+
+Both the sync and the asyncio lock drivers loop around this class, so these
+rules exist once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mongoelector.backends.protocol import LeaseRecord
+from mongoelector.core.events import LossReason, Renew
+from mongoelector.core.lease import LeaseKeeper
+
+__all__ = ["Ended", "Lost", "Renewal", "RenewalStep", "SleepUntil"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SleepUntil:
+    """Nothing to do before monotonic time ``until``."""
+
+    until: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lost:
+    """The holding with fencing token ``token`` ended without a release, for ``reason``."""
+
+    token: int
+    reason: LossReason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ended:
+    """The holding is no longer kept (released, replaced, or its loss already reported)."""
+
+    token: int
+
+
+RenewalStep = Renew | SleepUntil | Lost | Ended
+
+
+class Renewal:
+    """The renew rules for the holding with fencing token ``token`` kept by ``keeper``.
+
+    Promises: a :class:`Lost` is returned at most once per holding, and once a
+    holding is lost or ended it is never trusted again, whatever replies arrive
+    later. The keeper may be shared with other code (a manual ``touch``, a
+    ``release``) as long as calls are serialized by the caller.
+    """
+
+    def __init__(self, keeper: LeaseKeeper, token: int) -> None:
+        self._keeper = keeper
+        self.token = token
+
+    def kept(self) -> bool:
+        """True while the keeper still keeps this holding (trusted or not)."""
+        holding = self._keeper.holding
+        return holding is not None and holding.token == self.token
+
+    def current(self, now: float) -> Lost | Ended | None:
+        """``None`` while the holding is kept and trusted at ``now``.
+
+        At the renew deadline the holding is dropped and :class:`Lost` is
+        returned (once); afterwards, and after a release or replacement,
+        :class:`Ended`.
+        """
+        if not self.kept():
+            return Ended(token=self.token)
+        if self._keeper.deadline_passed(now):
+            self._keeper.drop()
+            return Lost(token=self.token, reason=LossReason.DEADLINE)
+        return None
+
+    def next_step(self, now: float) -> RenewalStep:
+        """What to do at ``now``: renew, sleep until a time, or stop (lost or ended)."""
+        verdict = self.current(now)
+        if verdict is not None:
+            return verdict
+        if self._keeper.renew_due(now):
+            return Renew(token=self.token)
+        return SleepUntil(until=self._keeper.wake_at())
+
+    def on_renewed(self, started_at: float, now: float, record: LeaseRecord | None) -> Lost | None:
+        """Feed back a renew sent at ``started_at`` that answered ``record`` at ``now``.
+
+        ``record is None`` means the store no longer has this holding (taken
+        over or force-released): :class:`Lost`. A reply that arrives after the
+        deadline, or for a holding no longer kept, changes nothing.
+        """
+        verdict = self.current(now)
+        if verdict is not None:
+            return verdict if isinstance(verdict, Lost) else None
+        if self._keeper.on_renewed(started_at, record):
+            return None
+        return Lost(token=self.token, reason=LossReason.TAKEN_OVER)
+
+    def on_failed(self, now: float) -> None:
+        """A renew raised without a verdict: retry after the keeper's interval."""
+        if self.kept():
+            self._keeper.on_renew_failed(now)

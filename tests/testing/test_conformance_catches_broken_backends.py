@@ -1,0 +1,250 @@
+"""The suite fails backends that break the protocol, naming the promise they broke.
+
+Each broken backend below is MemoryBackend with one promise broken; the
+check that guards that promise must fail on it (and on MemoryBackend itself
+it passes, see test_conformance_memory.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from mongoelector.backends.memory import MemoryBackend
+from mongoelector.backends.protocol import Capability, CasResult, LeaseRecord, LeaseRequest
+from mongoelector.errors import BackendUnavailable
+from mongoelector.testing import BackendHarness, FakeClock, Outcome, check_backend
+from mongoelector.testing.conformance.checks.threads import THREADS
+
+
+def harness_for(backend_type: Callable[[FakeClock], MemoryBackend]) -> Callable[[], BackendHarness]:
+    def factory() -> BackendHarness:
+        clock = FakeClock()
+        backend = backend_type(clock)
+        return BackendHarness(backend=backend, advance=clock.advance, delete_record=backend.delete)
+
+    return factory
+
+
+class ForgetsTokensOnDelete(MemoryBackend):
+    def delete(self, key: str) -> bool:
+        self._last_token.pop(key, None)
+        return super().delete(key)
+
+
+class JudgesExpiryByHostClock(MemoryBackend):
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        current = self._records.get(request.key)
+        if current is not None and current.is_held(datetime.now(timezone.utc)) and not force:
+            return CasResult(acquired=False, record=current)
+        return super().compare_and_set(request, force=True)
+
+
+class RegrantsToTheHolder(MemoryBackend):
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        current = self._records.get(request.key)
+        mine = current is not None and current.owner == request.owner
+        return super().compare_and_set(request, force=force or mine)
+
+
+class RenewsAnyToken(MemoryBackend):
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        current = self._records.get(key)
+        return super().renew(key, owner, current.token if current else token, ttl)
+
+
+class ReleasesForAnyone(MemoryBackend):
+    def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        return super().release(key, owner, token=token, force=True)
+
+
+class TrustsKeys(MemoryBackend):
+    def get(self, key: str) -> LeaseRecord | None:
+        return self._records.get(key)
+
+
+class FoldsCase(MemoryBackend):
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        return super().compare_and_set(replace(request, key=request.key.lower()), force=force)
+
+    def get(self, key: str) -> LeaseRecord | None:
+        return super().get(key.lower())
+
+
+class ChecksThenSets(MemoryBackend):
+    """compare_and_set that is not atomic: every contender reads before anyone writes."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self._all_have_read = threading.Barrier(THREADS)
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        current = self._records.get(request.key)
+        free = current is None or not current.is_held(self.clock.now())
+        with suppress(threading.BrokenBarrierError):
+            self._all_have_read.wait(timeout=5)
+        if not free:
+            return CasResult(acquired=False, record=current)
+        return super().compare_and_set(request, force=True)
+
+
+class ListsMembersOldestFirst(MemoryBackend):
+    def members(self, key: str) -> list[Any]:
+        return list(reversed(super().members(key)))
+
+
+class ClaimsMemberStatusWithoutIt:
+    """Declares the capability but has none of its methods."""
+
+    capabilities = frozenset({Capability.MEMBER_STATUS})
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._inner = MemoryBackend(clock)
+        self.server_time = self._inner.server_time
+        self.compare_and_set = self._inner.compare_and_set
+        self.renew = self._inner.renew
+        self.release = self._inner.release
+        self.get = self._inner.get
+        self.delete = self._inner.delete
+
+
+BROKEN = [
+    pytest.param(ForgetsTokensOnDelete, "tokens_grow_after_the_record_is_deleted", id="tokens"),
+    pytest.param(JudgesExpiryByHostClock, "expiry_is_judged_by_server_time_only", id="host-clock"),
+    pytest.param(JudgesExpiryByHostClock, "cas_takes_an_expired_key", id="host-clock-expiry"),
+    pytest.param(RegrantsToTheHolder, "cas_refuses_the_live_holder_itself", id="regrant"),
+    pytest.param(RenewsAnyToken, "renew_is_refused_for_a_stale_token", id="stale-renew"),
+    pytest.param(ReleasesForAnyone, "release_is_refused_for_a_non_owner", id="release"),
+    pytest.param(TrustsKeys, "bad_keys_are_rejected", id="keys"),
+    pytest.param(FoldsCase, "similar_keys_are_distinct", id="case"),
+    pytest.param(ChecksThenSets, "one_winner_per_round_among_threads", id="race"),
+    pytest.param(ListsMembersOldestFirst, "members_are_newest_first_one_per_uuid", id="order"),
+    pytest.param(ClaimsMemberStatusWithoutIt, "backend_implements_the_protocol", id="claims"),
+]
+
+
+@pytest.mark.parametrize(("backend_type", "check_name"), BROKEN)
+def test_the_check_guarding_a_promise_fails_the_backend_that_breaks_it(
+    backend_type: Callable[[FakeClock], Any], check_name: str
+) -> None:
+    report = check_backend(harness_for(backend_type), only=[check_name])
+
+    [result] = report.results
+    assert result.outcome is Outcome.FAILED, result
+    assert result.detail
+
+
+class Flaky:
+    """MemoryBackend behind a link that fails while ``down`` is set, in chosen ways."""
+
+    capabilities: frozenset[Capability] = frozenset()
+
+    def __init__(self, fail: Callable[[MemoryBackend, str, tuple[Any, ...], dict[str, Any]], Any]):
+        self.inner = MemoryBackend(FakeClock())
+        self.down = False
+        self._fail = fail
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            return self._fail(self.inner, name, args, kwargs)
+        return getattr(self.inner, name)(*args, **kwargs)
+
+    def server_time(self) -> datetime:
+        return self.inner.server_time()
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        return self._call("compare_and_set", request, force=force)  # type: ignore[no-any-return]
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        return self._call("renew", key, owner, token, ttl)  # type: ignore[no-any-return]
+
+    def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        return self._call("release", key, owner, token=token, force=force)  # type: ignore[no-any-return]
+
+    def get(self, key: str) -> LeaseRecord | None:
+        return self._call("get", key)  # type: ignore[no-any-return]
+
+
+def flaky_harness(fail: Callable[..., Any]) -> Callable[[], BackendHarness]:
+    def factory() -> BackendHarness:
+        backend = Flaky(fail)
+
+        @contextmanager
+        def outage() -> Iterator[None]:
+            backend.down = True
+            try:
+                yield
+            finally:
+                backend.down = False
+
+        clock = backend.inner.clock
+        assert isinstance(clock, FakeClock)
+        return BackendHarness(backend=backend, advance=clock.advance, outage=outage)
+
+    return factory
+
+
+def raise_connection_error(*_: Any) -> Any:
+    raise ConnectionError("the store's own exception, unwrapped")
+
+
+def apply_then_report_unavailable(inner: MemoryBackend, name: str, args: Any, kwargs: Any) -> Any:
+    getattr(inner, name)(*args, **kwargs)
+    raise BackendUnavailable("claims nothing happened, but it did")
+
+
+def raise_unavailable(*_: Any) -> Any:
+    raise BackendUnavailable("the store is down")
+
+
+def carry_on(inner: MemoryBackend, name: str, args: Any, kwargs: Any) -> Any:
+    return getattr(inner, name)(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("fail", "check_name", "complaint"),
+    [
+        pytest.param(
+            raise_connection_error,
+            "store_failures_raise_typed_errors",
+            "raised ConnectionError",
+            id="untyped-error",
+        ),
+        pytest.param(
+            carry_on, "store_failures_raise_typed_errors", "proves nothing", id="no-outage"
+        ),
+        pytest.param(
+            apply_then_report_unavailable,
+            "failed_writes_took_effect_as_reported",
+            "BackendUnavailable, which promises that nothing happened",
+            id="unavailable-but-applied",
+        ),
+    ],
+)
+def test_dishonest_failures_fail_the_failure_checks(
+    fail: Callable[..., Any], check_name: str, complaint: str
+) -> None:
+    [result] = check_backend(flaky_harness(fail), only=[check_name]).results
+
+    assert result.outcome is Outcome.FAILED
+    assert complaint in result.detail
+
+
+def test_honest_failures_pass_both_failure_checks() -> None:
+    report = check_backend(
+        flaky_harness(raise_unavailable),
+        only=["store_failures_raise_typed_errors", "failed_writes_took_effect_as_reported"],
+    )
+
+    assert report.ok, str(report)
+    assert len(report.passed) == 2

@@ -40,6 +40,24 @@ class Body:
         except (LockLost, NotLeader, AcquireTimeout) as error:
             self.error = error
 
+    async def begin(
+        self, elector: AsyncLeaderElector, timeout: float | None = None
+    ) -> asyncio.Task[None]:
+        """Start :meth:`run` in a task, and let it enter (or wait to enter) its scope."""
+        task = asyncio.create_task(self.run(elector, timeout))
+        await settle()
+        return task
+
+
+async def started(backend: object, clock: FakeClock, count: int) -> list[AsyncLeaderElector]:
+    """``count`` started electors of key ``svc``; the first one leads."""
+    nodes = []
+    for _ in range(count):
+        node = AsyncLeaderElector("svc", backend, clock=clock, report_status=False)  # type: ignore[arg-type]
+        await node.start()
+        nodes.append(node)
+    return nodes
+
 
 async def test_the_block_runs_at_once_while_leading_and_leaving_it_keeps_leadership(
     backend: MemoryBackend, clock: FakeClock
@@ -74,12 +92,9 @@ async def test_a_polled_leader_may_enter_without_a_running_loop(
 async def test_a_running_follower_waits_until_it_leads(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:
-    first = AsyncLeaderElector("svc", backend, clock=clock)
-    second = AsyncLeaderElector("svc", backend, clock=clock)
-    await first.start()
-    await second.start()
+    first, second = await started(backend, clock, 2)
     body = Body(clock)
-    task = asyncio.create_task(body.run(second))
+    task = await body.begin(second)
     await run_for(clock, 30)
     assert body.started_at is None  # still waiting: the first node leads
     await first.stop()
@@ -95,12 +110,9 @@ async def test_a_running_follower_waits_until_it_leads(
 async def test_waiting_for_leadership_times_out_on_the_elector_clock(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:
-    first = AsyncLeaderElector("svc", backend, clock=clock)
-    second = AsyncLeaderElector("svc", backend, clock=clock)
-    await first.start()
-    await second.start()
+    first, second = await started(backend, clock, 2)
     body = Body(clock)
-    task = asyncio.create_task(body.run(second, timeout=7))
+    task = await body.begin(second, timeout=7)
     await run_for(clock, 20)
     await task
     assert isinstance(body.error, AcquireTimeout) and body.started_at is None
@@ -115,13 +127,9 @@ async def test_waiting_for_leadership_times_out_on_the_elector_clock(
 async def test_stopping_while_waiting_for_leadership_raises_not_leader(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:
-    first = AsyncLeaderElector("svc", backend, clock=clock)
-    second = AsyncLeaderElector("svc", backend, clock=clock)
-    await first.start()
-    await second.start()
+    first, second = await started(backend, clock, 2)
     body = Body(clock)
-    task = asyncio.create_task(body.run(second))
-    await settle()
+    task = await body.begin(second)
     await second.stop()
     await task
     assert isinstance(body.error, NotLeader)
@@ -132,11 +140,9 @@ async def test_the_block_is_cancelled_at_the_renew_deadline_when_the_store_is_un
     clock: FakeClock,
 ) -> None:
     flaky = FlakyBackend(MemoryBackend(clock))
-    node = AsyncLeaderElector("svc", flaky, clock=clock, report_status=False)
-    await node.start()
+    [node] = await started(flaky, clock, 1)
     body = Body(clock)
-    task = asyncio.create_task(body.run(node))
-    await settle()
+    task = await body.begin(node)
     flaky.mode = "down"  # the last successful write was the acquire at t=0
     await run_for(clock, 30)
     await task
@@ -150,11 +156,9 @@ async def test_the_block_is_cancelled_at_the_deadline_even_while_a_renew_hangs(
     clock: FakeClock,
 ) -> None:
     gated = GatedBackend(MemoryBackend(clock))
-    node = AsyncLeaderElector("svc", gated, clock=clock, report_status=False)
-    await node.start()
+    [node] = await started(gated, clock, 1)
     body = Body(clock)
-    task = asyncio.create_task(body.run(node))
-    await settle()
+    task = await body.begin(node)
     gated.held = {"renew"}
     gated.apply_first = False  # the renew never reaches the store while it hangs
     await run_for(clock, 30)
@@ -169,11 +173,9 @@ async def test_the_block_is_cancelled_at_the_deadline_even_while_a_renew_hangs(
 async def test_the_block_is_cancelled_when_another_node_takes_over(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:
-    node = AsyncLeaderElector("svc", backend, clock=clock)
-    await node.start()
+    [node] = await started(backend, clock, 1)
     body = Body(clock)
-    task = asyncio.create_task(body.run(node))
-    await settle()
+    task = await body.begin(node)
     Lock("svc", backend, ttl=60, clock=clock).acquire(blocking=False, force=True)
     await run_for(clock, node.retry_period)
     await task
@@ -185,11 +187,9 @@ async def test_the_block_is_cancelled_when_another_node_takes_over(
 async def test_the_block_is_cancelled_when_the_elector_stops(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:
-    node = AsyncLeaderElector("svc", backend, clock=clock)
-    await node.start()
+    [node] = await started(backend, clock, 1)
     body = Body(clock)
-    task = asyncio.create_task(body.run(node))
-    await settle()
+    task = await body.begin(node)
     await node.stop()
     await task
     assert body.cancelled_at == 0
@@ -199,11 +199,9 @@ async def test_the_block_is_cancelled_when_the_elector_stops(
 async def test_a_cancellation_from_outside_passes_through_unchanged(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:
-    node = AsyncLeaderElector("svc", backend, clock=clock)
-    await node.start()
+    [node] = await started(backend, clock, 1)
     body = Body(clock)
-    task = asyncio.create_task(body.run(node))
-    await settle()
+    task = await body.begin(node)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -196,6 +196,27 @@ async def test_the_block_is_cancelled_when_the_elector_stops(
     assert isinstance(body.error, LockLost) and "stopped" in str(body.error)
 
 
+async def test_the_block_never_runs_on_once_the_elector_knows_leadership_is_lost(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    [node] = await started(backend, clock, 1)
+    lost_seen: list[bool] = []
+
+    async def busy() -> None:
+        with contextlib.suppress(LockLost):
+            async with node.leadership() as term:
+                while True:  # always ready to run again: no scheduling luck involved
+                    lost_seen.append(term.lost.is_set())
+                    await asyncio.sleep(0)
+
+    task = asyncio.create_task(busy())
+    await settle()
+    Lock("svc", backend, ttl=60, clock=clock).acquire(blocking=False, force=True)
+    await run_for(clock, node.retry_period)  # the renew finds the lease taken over
+    assert task.done() and lost_seen and True not in lost_seen
+    await node.stop()
+
+
 async def test_a_cancellation_from_outside_passes_through_unchanged(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:

@@ -1,9 +1,11 @@
 """``AsyncLeaderElector.leadership()``: an ``async with`` block cancelled when leadership ends.
 
-On entry the scope waits for (or refuses) a term, then watches it from a
-small task that sleeps on the elector's clock until the term's renew deadline
-and wakes early whenever the elector polls. When the term is over it cancels
-the task running the block, and the scope turns that cancellation into
+On entry the scope waits for (or refuses) a term. Inside, it cancels the task
+running the block as soon as the term is over: at once when the elector
+reports the loss (before the elector releases the lease or runs
+``on_leader_loss``), and from a small watcher task sleeping on the elector's
+clock until the term's renew deadline, in case the elector's loop is stuck in
+a store call. On the way out the scope turns that cancellation into
 :class:`~mongoelector.errors.LockLost` on the way out, the way
 ``asyncio.timeout`` turns its cancellation into ``TimeoutError``. A
 cancellation coming from elsewhere passes through untouched.
@@ -83,18 +85,32 @@ class AsyncLeadership:
         assert body is not None
         self._state = state = TermState(elector, token)
         self._body = body
+        elector._add_listener(self._check)
         self._watcher = asyncio.create_task(
-            self._watch(state, body), name=f"mongoelector-{elector.key}-term-{token}"
+            self._watch(state), name=f"mongoelector-{elector.key}-term-{token}"
         )
         return AsyncLeadershipTerm(state, AsyncLostFlag(state, elector))
 
-    async def _watch(self, state: TermState, body: asyncio.Task[Any]) -> None:
+    def _check(self) -> None:
+        """Cancel the block as soon as its term is over (once).
+
+        Called by the elector whenever leadership may have changed, so a loss
+        it reports cancels the block before the elector goes on (to release
+        the lease, or to run ``on_leader_loss``); and by the watcher at the
+        term's deadline, in case the elector is stuck.
+        """
+        state, body = self._state, self._body
+        assert state is not None and body is not None
+        if not self._cancelled_body and state.loss() is not None:
+            self._cancelled_body = True
+            body.cancel()
+
+    async def _watch(self, state: TermState) -> None:
         wake = asyncio.Event()
         with self._elector._listening(wake.set):
             while state.loss() is None:
                 await _wait(self._elector, state.next_check(), wake)
-        self._cancelled_body = True
-        body.cancel()
+        self._check()
 
     async def __aexit__(
         self,
@@ -104,6 +120,7 @@ class AsyncLeadership:
     ) -> bool:
         state, body, watcher = self._state, self._body, self._watcher
         assert state is not None and body is not None and watcher is not None
+        self._elector._remove_listener(self._check)
         watcher.cancel()
         if self._cancelled_body:
             if _uncancel(body) > 0 and exc_type is asyncio.CancelledError:

@@ -185,6 +185,21 @@ async def test_ambiguous_acquire_is_confirmed_before_leading(clock: FakeClock) -
     assert recorder.count("leader") == 1
 
 
+async def test_stop_after_an_ambiguous_acquire_reads_the_record_and_releases_it(
+    clock: FakeClock,
+) -> None:
+    inner = MemoryBackend(clock)
+    flaky = FlakyBackend(inner)
+    node = elector(flaky, clock, report_status=False)
+    flaky.mode = "lost-reply"
+    await node.poll()  # the acquire applied, but its reply was lost
+    flaky.mode = "ok"
+    await node.stop()
+    record = inner.get("svc")
+    assert record is not None and record.owner is None
+    assert flaky.calls["get"] == 1 and flaky.calls["release"] == 1
+
+
 async def test_node_status_and_cluster_detail_have_the_1x_shape(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:

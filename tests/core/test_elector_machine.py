@@ -233,3 +233,32 @@ def test_only_acquiring_or_confirming_leads_to_leadership() -> None:
         Outcome.AMBIGUOUS,
     }
     assert (Role.FOLLOWER, Outcome.RENEWED) not in TRANSITIONS
+
+
+def test_a_token_given_up_is_never_adopted_again() -> None:
+    machine = leader_at(0.0, token=4)
+    assert machine.release(1.0).action == Release(token=4)
+    machine.on_failure(Release(token=4), 1.1, ambiguous=True)  # it may still land later
+    step = machine.begin_poll(5.0)
+    assert step.action == TryAcquire()
+    machine.on_acquire_result(5.0, 5.0, lost_to("me", 4))  # the store still shows token 4
+    assert machine.role is Role.FOLLOWER
+    machine.on_failure(TryAcquire(), 7.0, ambiguous=True)
+    machine.on_inspect_result(7.1, rec("me", 4))
+    assert machine.role is Role.FOLLOWER
+    assert not machine.is_leader(7.1)
+
+
+def test_a_fresh_token_after_giving_one_up_is_led_with() -> None:
+    machine = leader_at(0.0, token=4)
+    machine.release(1.0)
+    machine.begin_poll(5.0)
+    machine.on_acquire_result(5.0, 5.0, won(token=5))
+    assert machine.is_leader(5.0) and machine.token(5.0) == 5
+
+
+def test_an_unconfirmed_record_is_never_released_without_its_token() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine.on_failure(TryAcquire(), 0.0, ambiguous=True)
+    assert machine.role is Role.CONFIRMING
+    assert machine.stop(0.1).action is None

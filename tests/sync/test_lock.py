@@ -263,3 +263,32 @@ def test_bad_input_is_refused_naming_the_value(
 
 def test_float_ttl_is_allowed(backend: MemoryBackend, clock: FakeClock) -> None:
     assert Lock("job", backend, ttl=2.5, clock=clock).ttl == 2.5
+
+
+def test_release_after_an_unresolved_acquire_names_the_token_it_frees(clock: FakeClock) -> None:
+    inner = MemoryBackend(clock)
+    flaky = FlakyBackend(inner)
+    lock = make(flaky, clock)
+    flaky.mode = "lost-reply"
+    calls = {"n": 0}
+
+    def then_down(name: str) -> None:
+        calls["n"] += 1
+        if calls["n"] > 1:
+            flaky.mode = "down"
+
+    flaky.before_call = then_down
+    with pytest.raises(AmbiguousOutcome):
+        lock.acquire(blocking=False)
+    flaky.before_call = None
+    flaky.mode = "ok"
+    released: list[int | None] = []
+    original = inner.release
+
+    def spy(key: str, owner: str | None, *, token: int | None = None, force: bool = False) -> bool:
+        released.append(token)
+        return original(key, owner, token=token, force=force)
+
+    inner.release = spy  # type: ignore[method-assign]
+    assert lock.release() is True
+    assert released == [1]

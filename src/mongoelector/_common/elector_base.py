@@ -36,6 +36,7 @@ from mongoelector.core.events import (
     Renew,
     TryAcquire,
 )
+from mongoelector.core.lease import Holding
 from mongoelector.errors import BackendError
 from mongoelector.timing import LeaseTiming
 
@@ -136,6 +137,18 @@ class ElectorBase(Participant[BackendT]):
         return self._machine.token(self._clock.monotonic())
 
     @property
+    def holding(self) -> Holding | None:
+        """The current term's holding while this node leads, else ``None``.
+
+        Like ``Lock.holding``: ``holding.valid_until`` is the monotonic time
+        (this elector's clock) at which leadership ends unless renewed.
+        """
+        holding = self._machine.holding
+        if holding is None or not holding.is_valid(self._clock.monotonic()):
+            return None
+        return holding
+
+    @property
     def leader(self) -> LeaderInfo | None:
         """Who leads, as far as this node knows from its latest poll."""
         leader = self._machine.leader
@@ -206,6 +219,19 @@ class ElectorBase(Participant[BackendT]):
             return self._machine.on_inspect_result(now, outcome)
         assert isinstance(action, Release)
         return Step()
+
+    def _confirmation_before_stop(self) -> Inspect | None:
+        """The read to make before stopping, so that the stop can release by token.
+
+        After an acquire of unknown outcome this node may hold the lease
+        without knowing its token; the machine then lets it lapse rather than
+        release without a token. Reading the record first (an ``Inspect``)
+        tells whether it is ours and with which token, so the stop releases it.
+        """
+        if self._machine.role is not Role.CONFIRMING:
+            return None
+        action = self._machine.begin_poll(self._clock.monotonic()).action
+        return action if isinstance(action, Inspect) else None
 
     def _interrupted(self, action: Action) -> None:
         """``action`` was abandoned mid-call (its task was cancelled): it may have applied."""

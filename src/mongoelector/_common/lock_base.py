@@ -64,7 +64,13 @@ def describe_holder(key: str, holder: LeaseRecord | None) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReleasePlan:
-    """The one ``release`` store call a lock's ``release(force)`` must make."""
+    """The ``release`` store call a lock's ``release(force)`` must make.
+
+    Without ``force``, a ``token`` of ``None`` means an acquire of unknown
+    outcome: the driver reads the record first and releases only the token it
+    finds there (see :meth:`LockBase._token_in`), since a release without a
+    token could free a later holding if it landed late.
+    """
 
     owner: str | None
     token: int | None
@@ -154,6 +160,7 @@ class LockBase(Participant[BackendT]):
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
         self._maybe_held = False
+        self._maybe_token: int | None = None
         # The latest holding: its renew rules, and how it ended.
         self._renewal: Renewal | None = None
         self._ending: str | None = None
@@ -264,6 +271,7 @@ class LockBase(Participant[BackendT]):
             self._keeper.hold(holding.record, holding.started_at)
             self._renewal = Renewal(self._keeper, holding.token)
             self._maybe_held = False
+            self._maybe_token = None
             self._ending = None
             self._lost.clear()
 
@@ -285,19 +293,27 @@ class LockBase(Participant[BackendT]):
         with self._mutex:
             holding = self._keeper.drop()
             maybe_held, self._maybe_held = self._maybe_held, False
+            maybe_token, self._maybe_token = self._maybe_token, None
             if holding is not None:
                 self._ending = f"token {holding.token} was released"
         if force:
             return ReleasePlan(owner=None, token=None, force=True)
         if holding is None and not maybe_held:
             return None
-        token = holding.token if holding is not None else None
+        token = holding.token if holding is not None else maybe_token
         return ReleasePlan(owner=self._uuid, token=token, force=False)
 
-    def _release_failed(self, plan: ReleasePlan) -> None:
-        """The release call for ``plan`` failed: the store may still have our holding."""
+    def _token_in(self, record: LeaseRecord | None) -> int | None:
+        """The token of this object's holding in ``record`` as stored, ``None`` if not ours."""
+        if record is None or record.owner != self._uuid:
+            return None
+        return record.token
+
+    def _release_failed(self, plan: ReleasePlan, token: int | None) -> None:
+        """The release for ``plan`` (of ``token``, if known) failed: the store may still have it."""
         if not plan.force:
-            self._mark_maybe_held()
+            with self._mutex:
+                self._maybe_held, self._maybe_token = True, token
 
     def _touch_failed(self, renewal: Renewal) -> None:
         with self._mutex:

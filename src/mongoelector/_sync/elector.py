@@ -198,6 +198,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
     def _finish(self) -> None:
         with self._poll_lock:
+            confirmation = self._confirmation_before_stop()
+            if confirmation is not None:
+                self._notify(self._carry_out(confirmation))
             self._let_go(self._machine.stop(self._clock.monotonic()))
             if self._report_status:
                 self._send_status(running=False)

@@ -114,10 +114,15 @@ class Lock(LockBase[StorageBackend]):
             renewer.stop()
         if plan is None:
             return False
+        token = plan.token
         try:
-            return self._backend.release(self._key, plan.owner, token=plan.token, force=plan.force)
+            if not plan.force and token is None:
+                token = self._token_in(self._backend.get(self._key))
+                if token is None:
+                    return False
+            return self._backend.release(self._key, plan.owner, token=token, force=plan.force)
         except BackendError:
-            self._release_failed(plan)
+            self._release_failed(plan, token)
             raise
 
     def touch(self) -> datetime | None:

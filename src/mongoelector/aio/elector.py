@@ -212,6 +212,9 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
 
     async def _finish(self) -> None:
         async with self._poll_lock:
+            confirmation = self._confirmation_before_stop()
+            if confirmation is not None:
+                await self._notify(await self._carry_out(confirmation))
             await self._let_go(self._machine.stop(self._clock.monotonic()))
             if self._report_status:
                 await self._send_status(running=False)

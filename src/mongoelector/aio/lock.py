@@ -100,12 +100,15 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         plan = self._plan_release(force)
         if plan is None:
             return False
+        token = plan.token
         try:
-            return await self._backend.release(
-                self._key, plan.owner, token=plan.token, force=plan.force
-            )
+            if not plan.force and token is None:
+                token = self._token_in(await self._backend.get(self._key))
+                if token is None:
+                    return False
+            return await self._backend.release(self._key, plan.owner, token=token, force=plan.force)
         except (BackendError, asyncio.CancelledError):
-            self._release_failed(plan)
+            self._release_failed(plan, token)
             raise
 
     async def touch(self) -> datetime | None:

@@ -133,6 +133,8 @@ class ElectorMachine:
         )
         self._term_token: int | None = None
         self._confirm_token: int | None = None
+        # Tokens this node gave up: a release of one may land late, so never lead with it again.
+        self._relinquished: set[int] = set()
         self._next_attempt = -math.inf
         self._acquire_not_before = -math.inf
         self._holder_seen_at = -math.inf
@@ -192,17 +194,17 @@ class ElectorMachine:
         """Feed back the result of a ``TryAcquire`` sent at ``started_at``."""
         record = result.record
         if result.acquired and record is not None:
-            self._keeper.hold(record, started_at)
-            return Step(notifications=tuple(self._enter_leadership(record)))
+            return self._take(record, started_at, now)
         self._next_attempt = now + self.timing.retry_period
-        if record is not None and record.owner == self.owner:
+        if self._is_ours_to_adopt(record):
+            assert record is not None
             # Our own earlier write took effect after all: renew it before trusting it.
             self._confirm_token = record.token
             self._next_attempt = now
             return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
         notes = self._move(Outcome.REFUSED)
         self._holder_seen_at = now
-        if record is not None:
+        if record is not None and record.owner != self.owner:
             notes += self._observe(_leader_info(record))
         return Step(notifications=tuple(notes))
 
@@ -210,9 +212,7 @@ class ElectorMachine:
         """Feed back the result of a ``Renew`` sent at ``started_at``."""
         if self.role is Role.CONFIRMING:
             if record is not None and record.owner == self.owner:
-                self._confirm_token = None
-                self._keeper.hold(record, started_at)
-                return Step(notifications=tuple(self._enter_leadership(record)))
+                return self._take(record, started_at, now)
             self._confirm_token = None
             self._next_attempt = now + self.timing.retry_period
             return Step(notifications=tuple(self._move(Outcome.RENEW_REFUSED)))
@@ -224,13 +224,14 @@ class ElectorMachine:
 
     def on_inspect_result(self, now: float, record: LeaseRecord | None) -> Step:
         """Feed back the record read by an ``Inspect``."""
-        if record is not None and record.owner == self.owner:
+        if self._is_ours_to_adopt(record):
+            assert record is not None
             self._confirm_token = record.token
             self._next_attempt = now
             return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
         self._next_attempt = now + self.timing.retry_period
         notes = self._move(Outcome.FOUND_OTHER)
-        if record is not None:
+        if record is not None and record.owner != self.owner:
             notes += self._observe(_leader_info(record))
         return Step(notifications=tuple(notes))
 
@@ -285,8 +286,36 @@ class ElectorMachine:
         self.leader = None
         if outcome is Outcome.RELEASE:
             self._acquire_not_before = now + 2 * self.timing.retry_period
-        action = Release(token=token) if holds_something else None
-        return Step(notifications=tuple(notes), action=action)
+        if not holds_something or token is None:
+            # Without a token a release could free a later holding of ours if it landed
+            # late; an unconfirmed record is left to lapse instead.
+            return Step(notifications=tuple(notes))
+        self._relinquished.add(token)
+        return Step(notifications=tuple(notes), action=Release(token=token))
+
+    def _is_ours_to_adopt(self, record: LeaseRecord | None) -> bool:
+        """True if ``record`` is this node's and not one of the tokens it gave up."""
+        return (
+            record is not None
+            and record.owner == self.owner
+            and record.token not in self._relinquished
+        )
+
+    def _take(self, record: LeaseRecord, started_at: float, now: float) -> Step:
+        """Lead with ``record``, written by a request sent at ``started_at``.
+
+        A reply handled at or after the renew deadline (the process stalled, or
+        the store was slow) is not trusted: the node confirms the record with a
+        renew first, as after an ambiguous acquire.
+        """
+        if now >= started_at + self.timing.renew_deadline:
+            self._confirm_token = record.token
+            self._next_attempt = now
+            return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
+        self._confirm_token = None
+        self._relinquished = {token for token in self._relinquished if token > record.token}
+        self._keeper.hold(record, started_at)
+        return Step(notifications=tuple(self._enter_leadership(record)))
 
     def _enter_leadership(self, record: LeaseRecord) -> list[Notification]:
         notes = self._move(Outcome.ACQUIRED if self.role is Role.FOLLOWER else Outcome.RENEWED)

@@ -7,7 +7,9 @@ another call now, wait until a time and then make one, or finish.
 
 After an ambiguous failure the attempt reads the record; if the earlier write
 took effect, it renews that holding before reporting success, so validity is
-never measured from a write whose time is unknown.
+never measured from a write whose time is unknown. Likewise a grant whose reply
+is handled after the renew deadline is renewed before it is reported, so
+success always comes with a holding that is trusted at that moment.
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ class AcquireAttempt:
         if isinstance(action, TryAcquire):
             assert isinstance(result, CasResult)
             if result.acquired and result.record is not None:
-                return self._succeed(result.record, started_at)
+                return self._succeed(result.record, started_at, now)
             if result.record is not None and result.record.owner == self.owner:
                 # An earlier write of ours took effect after all: renew it to trust it.
                 return Call(action=Renew(token=result.record.token))
@@ -138,7 +140,7 @@ class AcquireAttempt:
         # A Renew that confirms a holding an ambiguous acquire created.
         self._maybe_held = False
         if result is not None and result.owner == self.owner:
-            return self._succeed(result, started_at)
+            return self._succeed(result, started_at, now)
         return self._refused(now, None)
 
     def on_failure(self, action: Action, now: float, *, ambiguous: bool) -> Decision:
@@ -148,10 +150,14 @@ class AcquireAttempt:
             return Call(action=Inspect())
         return Fail(maybe_held=self._maybe_held)
 
-    def _succeed(self, record: LeaseRecord, started_at: float) -> Succeed:
+    def _succeed(self, record: LeaseRecord, started_at: float, now: float) -> Call | Succeed:
         holding = Holding(
             record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
         )
+        if not holding.is_valid(now):
+            # The reply came after the renew deadline: renew to confirm before trusting it.
+            self._maybe_held = True
+            return Call(action=Renew(token=record.token))
         return Succeed(holding=holding)
 
     def _refused(self, now: float, holder: LeaseRecord | None) -> Decision:

@@ -1,0 +1,256 @@
+"""Invariants checked over a :class:`History`; each broken one is a :class:`Violation`.
+
+Safety (must hold whatever the faults, as long as clocks keep to the drift bound):
+
+* **exclusion**: no two nodes believe they hold the same key at the same true instant;
+* **tokens**: fencing tokens strictly increase from one holding of a key to the next,
+  and no two holdings share one;
+* **lease**: while a node believes it holds a key, the store's record is that
+  node's holding with that token and has not expired by server time;
+* **notification**: a node never tells its user it holds a key (``on_leader``,
+  ``acquire()`` returning ``True``) when its own state says it does not.
+
+Liveness (once faults stop): an elector leads within :func:`liveness_bound`
+of the moment the last fault stopped having effects, and from that bound on
+someone leads at every instant until the run ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mongoelector.testing.simulation.clocks import rate_bounds
+from mongoelector.testing.simulation.history import Belief, History, StoreState, format_time
+from mongoelector.testing.simulation.scenario import ELECTION_KEY, NodeKind, Scenario
+
+__all__ = [
+    "Violation",
+    "check_all",
+    "check_exclusion",
+    "check_leases",
+    "check_liveness",
+    "check_notifications",
+    "check_safety",
+    "check_tokens",
+    "liveness_bound",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Violation:
+    """Invariant ``kind`` broken at true time ``time`` (µs) by ``nodes``."""
+
+    kind: str
+    time: int
+    nodes: tuple[str, ...]
+    message: str
+
+    def render(self) -> str:
+        return f"{format_time(self.time)}  VIOLATION {self.kind}: {self.message}"
+
+
+def liveness_bound(scenario: Scenario) -> float:
+    """Seconds after faults stop by which some elector must lead.
+
+    ``ttl`` (a lease left by a crashed or cut-off leader runs out), plus one
+    retry period as measured by the slowest allowed clock, plus two round
+    trips (the follower's previous call, and the acquire itself). With exact
+    clocks and instant calls this is ``ttl + retry_period``.
+    """
+    timing = scenario.timing
+    _, fastest = rate_bounds(timing.max_drift)
+    return timing.ttl + timing.retry_period * fastest + 2 * scenario.latency
+
+
+def _by_key(beliefs: Iterable[Belief]) -> dict[str, list[Belief]]:
+    grouped: dict[str, list[Belief]] = {}
+    for belief in sorted(beliefs, key=lambda b: (b.key, b.start, b.end, b.holder)):
+        grouped.setdefault(belief.key, []).append(belief)
+    return grouped
+
+
+def check_exclusion(history: History) -> list[Violation]:
+    """No two holders believe they hold one key at the same instant."""
+    violations = []
+    for key, beliefs in _by_key(history.beliefs).items():
+        latest: Belief | None = None
+        for belief in beliefs:
+            if latest is not None and belief.start < latest.end and belief.holder != latest.holder:
+                overlap = min(latest.end, belief.end) - belief.start
+                violations.append(
+                    Violation(
+                        kind="exclusion",
+                        time=belief.start,
+                        nodes=(latest.holder, belief.holder),
+                        message=(
+                            f"{latest.holder} (token {latest.token}) and {belief.holder} "
+                            f"(token {belief.token}) both believe they hold {key!r} for "
+                            f"{format_time(overlap)}s"
+                        ),
+                    )
+                )
+            if latest is None or belief.end > latest.end:
+                latest = belief
+    return violations
+
+
+def check_tokens(history: History) -> list[Violation]:
+    """Each holding of a key has a token greater than every earlier holding's."""
+    violations = []
+    for key, beliefs in _by_key(history.beliefs).items():
+        holdings: dict[tuple[str, int], int] = {}
+        for belief in beliefs:
+            holdings.setdefault((belief.holder, belief.token), belief.start)
+        ordered = sorted(holdings.items(), key=lambda item: (item[1], item[0][1]))
+        previous: tuple[str, int] | None = None
+        for (holder, token), start in ordered:
+            if previous is not None and token <= previous[1]:
+                violations.append(
+                    Violation(
+                        kind="tokens",
+                        time=start,
+                        nodes=(previous[0], holder),
+                        message=(
+                            f"{holder} holds {key!r} with token {token} after {previous[0]} "
+                            f"held it with token {previous[1]}"
+                        ),
+                    )
+                )
+            previous = (holder, token)
+    return violations
+
+
+def _states_during(store: list[StoreState], key: str, start: int, end: int) -> list[StoreState]:
+    """The states of ``key`` in effect at some instant of ``[start, end)``, in order."""
+    states = [state for state in store if state.key == key]
+    current: list[StoreState] = []
+    for state in states:
+        if state.time <= start:
+            current = [state]
+        elif state.time < end:
+            current.append(state)
+    return current
+
+
+def check_leases(history: History) -> list[Violation]:
+    """A believer's record in the store is its own holding and unexpired throughout."""
+    violations = []
+    for belief in history.beliefs:
+        states = _states_during(history.store, belief.key, belief.start, belief.end)
+        if not states or states[0].time > belief.start:
+            violations.append(
+                Violation(
+                    kind="lease",
+                    time=belief.start,
+                    nodes=(belief.holder,),
+                    message=f"{belief.holder} believes it holds {belief.key!r} with no record",
+                )
+            )
+            continue
+        for index, state in enumerate(states):
+            until = states[index + 1].time if index + 1 < len(states) else belief.end
+            until = min(until, belief.end)
+            ours = state.owner == belief.holder and state.token == belief.token
+            if ours and state.expires is not None and state.expires >= until:
+                continue
+            since = max(state.time, belief.start)
+            if ours and state.expires is not None:
+                since = max(since, state.expires)
+                problem = f"the lease expired at {format_time(state.expires)}"
+            elif state.owner is None:
+                problem = f"the record (token {state.token}) was released"
+            else:
+                problem = f"the record is {state.owner}'s with token {state.token}"
+            violations.append(
+                Violation(
+                    kind="lease",
+                    time=since,
+                    nodes=(belief.holder,),
+                    message=(
+                        f"{belief.holder} believes it holds {belief.key!r} with token "
+                        f"{belief.token} until {format_time(belief.end)}, but {problem}"
+                    ),
+                )
+            )
+            break
+    return violations
+
+
+def check_notifications(history: History) -> list[Violation]:
+    """Every notice recorded by the nodes is a violation."""
+    return [
+        Violation(kind="notification", time=n.time, nodes=(n.node,), message=n.message)
+        for n in history.notices
+    ]
+
+
+def check_safety(history: History) -> list[Violation]:
+    """All safety invariants, in time order."""
+    violations = (
+        check_exclusion(history)
+        + check_tokens(history)
+        + check_leases(history)
+        + check_notifications(history)
+    )
+    return sorted(violations, key=lambda v: (v.time, v.kind, v.nodes))
+
+
+def check_liveness(history: History) -> list[Violation]:
+    """An elector leads within :func:`liveness_bound` of quiet, and continuously after it."""
+    scenario = history.scenario
+    if not any(node.kind is NodeKind.ELECTOR for node in scenario.nodes):
+        return []
+    quiet = history.quiet_since
+    due = quiet + round(liveness_bound(scenario) * 1_000_000)
+    if due >= history.end:
+        return []
+    beliefs = [b for b in history.beliefs if b.key == ELECTION_KEY and b.end > quiet]
+    beliefs.sort(key=lambda b: (b.start, b.end))
+    first = min((max(b.start, quiet) for b in beliefs), default=None)
+    if first is None or first > due:
+        return [
+            Violation(
+                kind="liveness",
+                time=due,
+                nodes=(),
+                message=(
+                    f"no elector leads within {liveness_bound(scenario)!r}s of the last fault "
+                    f"(quiet since {format_time(quiet)})"
+                ),
+            )
+        ]
+    covered = due
+    for belief in beliefs:
+        if belief.end <= covered:
+            continue
+        if belief.start > covered:
+            return [
+                Violation(
+                    kind="liveness",
+                    time=covered,
+                    nodes=(belief.holder,),
+                    message=(
+                        f"no elector leads from {format_time(covered)} to "
+                        f"{format_time(belief.start)}, after faults stopped"
+                    ),
+                )
+            ]
+        covered = belief.end
+    if covered < history.end:
+        return [
+            Violation(
+                kind="liveness",
+                time=covered,
+                nodes=(),
+                message=f"no elector leads from {format_time(covered)} to the end",
+            )
+        ]
+    return []
+
+
+def check_all(history: History) -> list[Violation]:
+    """Safety and liveness, in time order."""
+    return sorted(
+        check_safety(history) + check_liveness(history), key=lambda v: (v.time, v.kind, v.nodes)
+    )

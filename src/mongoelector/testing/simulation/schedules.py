@@ -1,0 +1,194 @@
+"""Random scenarios drawn from a seed, within configured bounds.
+
+:func:`draw_scenario` turns ``(seed, config)`` into a :class:`Scenario`; the
+same pair always gives the same scenario. The draws lean towards the cases
+that matter: faults aimed at whoever leads, clocks at the edge of the drift
+bound, renew deadlines as close to the lease as the safety inequality allows.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from mongoelector._validation import check_non_negative_seconds, check_seconds
+from mongoelector.testing.simulation.clocks import rate_bounds
+from mongoelector.testing.simulation.scenario import (
+    LEADER,
+    Crash,
+    Fault,
+    LockBehaviour,
+    NodeKind,
+    NodeSpec,
+    Partition,
+    Pause,
+    Resign,
+    Scenario,
+    Stop,
+    StoreErrors,
+)
+from mongoelector.timing import DEFAULT_MAX_DRIFT, RENEW_DEADLINE_FRACTION, LeaseTiming
+
+__all__ = ["SimulationConfig", "draw_scenario"]
+
+#: A "tight" renew deadline leaves this fraction of the inequality's margin unused.
+TIGHT_MARGIN = 1e-4
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimulationConfig:
+    """The bounds random scenarios are drawn within (lengths in seconds or leases).
+
+    ``min_nodes``..``max_nodes`` electors; with probability ``lock_users``
+    also two or three lock users on another key. Clocks drift up to
+    ``max_drift``; every call takes up to ``latency``. Up to ``max_faults``
+    faults start within the first ``fault_window`` leases: pauses up to
+    ``max_pause`` leases, partitions, ambiguous store errors (each write
+    failing with ``error_probability``), crashes, graceful stops and
+    resignations. ``leader_bias`` is the chance a fault targets whoever leads
+    at that moment rather than a node picked in advance. ``late_writes`` is
+    the share of failed writes that reach the store after the error (see
+    :class:`StoreErrors`; off by default, as the protocol rules it out).
+    """
+
+    min_nodes: int = 2
+    max_nodes: int = 7
+    ttl: float = 15.0
+    max_drift: float = DEFAULT_MAX_DRIFT
+    latency: float = 0.05
+    lock_users: float = 0.3
+    max_faults: int = 6
+    fault_window: float = 4.0
+    max_pause: float = 3.0
+    error_probability: float = 0.5
+    leader_bias: float = 0.6
+    late_writes: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("min_nodes", "max_nodes", "max_faults"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if not 1 <= self.min_nodes <= self.max_nodes:
+            raise ValueError(
+                f"need 1 <= min_nodes <= max_nodes, got {self.min_nodes!r}..{self.max_nodes!r}"
+            )
+        check_seconds(self.ttl, name="ttl")
+        check_non_negative_seconds(self.max_drift, name="max_drift")
+        check_non_negative_seconds(self.latency, name="latency")
+        check_seconds(self.fault_window, name="fault_window")
+        check_seconds(self.max_pause, name="max_pause")
+        for name in ("lock_users", "error_probability", "leader_bias", "late_writes"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+
+
+def _timing(rng: random.Random, config: SimulationConfig) -> LeaseTiming:
+    ttl = config.ttl
+    # The drivers check the inequality with their own default bound too.
+    drift = max(config.max_drift, DEFAULT_MAX_DRIFT)
+    tightest = ttl / (1 + drift) * (1 - TIGHT_MARGIN)
+    shape = rng.randrange(3)
+    if shape == 0:
+        renew_deadline = tightest
+    elif shape == 1:
+        renew_deadline = ttl * RENEW_DEADLINE_FRACTION
+    else:
+        renew_deadline = rng.uniform(0.3 * ttl, tightest)
+    retry_period = renew_deadline * rng.uniform(0.1, 0.6)
+    return LeaseTiming(
+        ttl=ttl,
+        renew_deadline=renew_deadline,
+        retry_period=retry_period,
+        max_drift=config.max_drift,
+    )
+
+
+def _rate(rng: random.Random, max_drift: float) -> float:
+    slowest, fastest = rate_bounds(max_drift)
+    pick = rng.random()
+    if pick < 0.2:
+        return slowest
+    if pick < 0.4:
+        return fastest
+    return rng.uniform(slowest, fastest)
+
+
+def _nodes(rng: random.Random, config: SimulationConfig, timing: LeaseTiming) -> list[NodeSpec]:
+    electors = rng.randint(config.min_nodes, config.max_nodes)
+    locks = rng.randint(2, 3) if rng.random() < config.lock_users else 0
+    nodes = []
+    for index in range(electors + locks):
+        behaviour = None
+        if index >= electors:
+            behaviour = LockBehaviour(
+                hold=round(rng.uniform(0.5, 3) * timing.ttl, 3),
+                touch_every=round(rng.uniform(0.2, 1.2) * timing.renew_deadline, 3),
+                retry_every=round(rng.uniform(0.1, 1) * timing.ttl, 3),
+            )
+        nodes.append(
+            NodeSpec(
+                name=f"n{index + 1}",
+                kind=NodeKind.ELECTOR if behaviour is None else NodeKind.LOCK,
+                rate=_rate(rng, config.max_drift),
+                origin=round(rng.uniform(0, 1e6), 3),
+                skew=round(rng.uniform(-30, 30), 3),
+                lock=behaviour,
+            )
+        )
+    return nodes
+
+
+def _fault(
+    rng: random.Random, config: SimulationConfig, names: list[str], timing: LeaseTiming
+) -> Fault:
+    ttl = timing.ttl
+    node = LEADER if rng.random() < config.leader_bias else rng.choice(names)
+    at = round(rng.uniform(0, config.fault_window * ttl), 3)
+    kind = rng.choices(
+        ("pause", "pause_in_call", "partition", "errors", "crash", "stop", "resign"),
+        weights=(3, 1, 2, 2, 1, 1, 1),
+    )[0]
+    if kind in ("pause", "pause_in_call"):
+        duration = round(rng.uniform(0.05, config.max_pause) * ttl, 3)
+        return Pause(node=node, at=at, duration=duration, in_call=kind == "pause_in_call")
+    if kind == "partition":
+        hang = None if rng.random() < 0.5 else round(rng.uniform(0.05, 1.5) * ttl, 3)
+        return Partition(node=node, at=at, duration=round(rng.uniform(0.1, 2) * ttl, 3), hang=hang)
+    if kind == "errors":
+        return StoreErrors(
+            node=node,
+            at=at,
+            duration=round(rng.uniform(0.5, 3) * ttl, 3),
+            probability=config.error_probability,
+            late=config.late_writes,
+        )
+    if kind == "resign":
+        return Resign(node=node, at=at)
+    restart_after = round(rng.uniform(0, 2) * ttl, 3)
+    if kind == "crash":
+        return Crash(node=node, at=at, restart_after=restart_after)
+    return Stop(node=node, at=at, restart_after=restart_after)
+
+
+def draw_scenario(seed: int, config: SimulationConfig | None = None) -> Scenario:
+    """The scenario for ``seed`` within ``config`` (the defaults when ``None``)."""
+    if config is None:
+        config = SimulationConfig()
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    rng = random.Random(seed)
+    timing = _timing(rng, config)
+    nodes = _nodes(rng, config, timing)
+    names = [node.name for node in nodes]
+    faults = [_fault(rng, config, names, timing) for _ in range(rng.randint(0, config.max_faults))]
+    faults.sort(key=lambda fault: fault.at)
+    return Scenario(
+        seed=seed,
+        timing=timing,
+        nodes=tuple(nodes),
+        faults=tuple(faults),
+        duration=config.fault_window * timing.ttl,
+        latency=config.latency,
+    )

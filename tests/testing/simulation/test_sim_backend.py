@@ -1,0 +1,63 @@
+"""The fault-injecting backend hands every call to its router, and is a StorageBackend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mongoelector.backends import LeaseRequest, MemoryBackend, require_backend
+from mongoelector.errors import BackendUnavailable
+from mongoelector.testing import FakeClock
+from mongoelector.testing.simulation import FaultInjectingBackend
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, str, bool]] = []
+        self.fail = fail
+
+    def call(self, node: str, operation: str, write: bool, apply: Callable[[], Any]) -> Any:
+        self.calls.append((node, operation, write))
+        if self.fail:
+            raise BackendUnavailable(f"{operation} cut off")
+        return apply()
+
+
+def test_every_operation_goes_through_the_router_saying_whether_it_writes() -> None:
+    router = Recorder()
+    backend = FaultInjectingBackend(MemoryBackend(clock=FakeClock()), node="n1", router=router)
+    request = LeaseRequest(key="k", owner="me", ttl=10)
+
+    backend.server_time()
+    acquired = backend.compare_and_set(request)
+    backend.renew("k", "me", 1, 10)
+    backend.get("k")
+    released = backend.release("k", "me", token=1)
+
+    assert acquired.acquired and released
+    assert router.calls == [
+        ("n1", "server_time", False),
+        ("n1", "compare_and_set", True),
+        ("n1", "renew", True),
+        ("n1", "get", False),
+        ("n1", "release", True),
+    ]
+
+
+def test_a_failing_router_leaves_the_store_untouched() -> None:
+    store = MemoryBackend(clock=FakeClock())
+    backend = FaultInjectingBackend(store, node="n1", router=Recorder(fail=True))
+
+    with pytest.raises(BackendUnavailable, match="compare_and_set cut off"):
+        backend.compare_and_set(LeaseRequest(key="k", owner="me", ttl=10))
+    assert store.get("k") is None
+
+
+def test_it_is_a_storage_backend_without_optional_capabilities() -> None:
+    backend = FaultInjectingBackend(MemoryBackend(), node="n1", router=Recorder())
+
+    assert require_backend(backend) is backend
+    assert backend.capabilities == frozenset()
+    assert backend.node == "n1"

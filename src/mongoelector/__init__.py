@@ -1,13 +1,15 @@
 """mongoelector: distributed locks and leader election with fencing tokens.
 
 ``Lock`` and ``LeaderElector`` work over any
-:class:`~mongoelector.backends.StorageBackend`; see ``docs/`` for the safety
-model and the API.
+:class:`~mongoelector.backends.StorageBackend`; ``MongoLocker`` and
+``MongoLeaderElector`` are the 1.x-compatible versions on a pymongo
+``Database``. See ``docs/`` for the safety model and the API.
 """
 
 from mongoelector._sync.elector import LeaderElector
 from mongoelector._sync.lock import Lock
 from mongoelector.core.events import LeaderInfo
+from mongoelector.elector import MongoLeaderElector
 from mongoelector.errors import (
     AcquireTimeout,
     AmbiguousOutcome,
@@ -19,6 +21,7 @@ from mongoelector.errors import (
     NotLeader,
     TimeOffsetError,
 )
+from mongoelector.locker import MongoLocker
 from mongoelector.timing import LeaseTiming
 
 __version__ = "2.0.0.dev0"
@@ -35,6 +38,8 @@ __all__ = [
     "LockExists",
     "LockLost",
     "MongoElectorError",
+    "MongoLeaderElector",
+    "MongoLocker",
     "NotLeader",
     "TimeOffsetError",
     "__version__",

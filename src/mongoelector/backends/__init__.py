@@ -1,6 +1,7 @@
 """Storage backends and the protocol they implement."""
 
 from mongoelector.backends.memory import MemoryBackend
+from mongoelector.backends.mongo import MongoBackend
 from mongoelector.backends.protocol import (
     Capability,
     CasResult,
@@ -24,6 +25,7 @@ __all__ = [
     "MemberRecord",
     "MemberStatusBackend",
     "MemoryBackend",
+    "MongoBackend",
     "StorageBackend",
     "require_backend",
 ]

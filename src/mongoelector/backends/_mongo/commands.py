@@ -1,0 +1,313 @@
+"""The commands the MongoDB backends send, and how their replies are read.
+
+Two ways to write, chosen per deployment:
+
+* **Pipeline** (MongoDB 4.2+): every lease write is one ``findAndModify``
+  whose update is an aggregation pipeline, so the server decides expiry and
+  stamps times with its own ``$$NOW``. Acquire is a single upsert on
+  ``{_id: key}``; the pipeline keeps the document as it is unless the lease is
+  free (or ``force``), so no ``$expr`` is needed in the (upsert) filter.
+* **Classic** (stores without pipeline updates, such as mongomock): times are
+  the client's estimate of server time, and an acquire reads the document
+  then writes it back only if it is unchanged (an exact-match compare-and-set,
+  or an insert that fails with a duplicate key if someone else got there).
+
+Either way the fencing token of an acquisition is
+``max(previous token + 1, server time in microseconds, least_token)``: it
+grows by at least one while the document lives, and after the document is
+deleted (a TTL index, a 1.x node, an operator) server time has moved past every
+token issued before. See ``docs/mongodb.md`` for why that is safe.
+
+User-supplied strings go into pipelines only inside ``$literal``, so a value
+such as ``"$$ROOT"`` is stored as text, never evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from mongoelector.backends._mongo.documents import (
+    ACQUIRE_ID,
+    CREATED,
+    EXPIRES,
+    HOST,
+    ID,
+    LOCKED,
+    METADATA,
+    OWNER,
+    PID,
+    TOKEN,
+    as_utc,
+    bson_time,
+    member_set_fields,
+    record_from_document,
+    time_floor,
+)
+from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+
+__all__ = [
+    "Confirmed",
+    "FindAndModify",
+    "Insert",
+    "Refuse",
+    "Replace",
+    "acquire_pipeline",
+    "is_held",
+    "member_update",
+    "plan_classic_acquire",
+    "read_acquire_reply",
+    "release_command",
+    "renew_command",
+    "ttl_millis",
+]
+
+NOW = "$$NOW"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FindAndModify:
+    """One ``findAndModify``: ``update`` is an update document or a pipeline (a list).
+
+    ``return_new`` asks for the document after the update, else before it.
+    """
+
+    filter: dict[str, Any]
+    update: dict[str, Any] | list[dict[str, Any]]
+    upsert: bool = False
+    return_new: bool = True
+
+
+def literal(value: object) -> dict[str, object]:
+    """``value`` as a pipeline constant, never read as a field path or operator."""
+    return {"$literal": value}
+
+
+def ttl_millis(ttl: float) -> int:
+    """``ttl`` seconds as whole milliseconds, rounded up (a lease never gets shorter)."""
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _expiry(now: datetime, seconds: float) -> datetime:
+    """``now + seconds`` rounded up to the next whole millisecond (BSON precision)."""
+    exact = as_utc(now) + timedelta(seconds=seconds)
+    cut = bson_time(exact)
+    return cut if cut == exact else cut + timedelta(milliseconds=1)
+
+
+def is_held(document: Mapping[str, Any], cutoff: datetime) -> bool:
+    """True if ``document`` is a live lease at ``cutoff``: locked, expiring after it.
+
+    The classic twin of the pipeline's condition: a missing or non-date
+    ``ts_expire`` counts as expired, and anything but ``locked: true`` as free.
+    """
+    expires = document.get(EXPIRES)
+    return (
+        document.get(LOCKED) is True and isinstance(expires, datetime) and as_utc(expires) > cutoff
+    )
+
+
+def _holder_fields(request: LeaseRequest, acquire_id: str) -> dict[str, object]:
+    return {
+        LOCKED: True,
+        OWNER: request.owner,
+        HOST: request.host,
+        PID: request.pid,
+        ACQUIRE_ID: acquire_id,
+        METADATA: dict(request.metadata),
+    }
+
+
+# --- pipeline path (MongoDB 4.2+) ---------------------------------------------------------
+
+
+def acquire_pipeline(
+    request: LeaseRequest, *, acquire_id: str, force: bool, least_token: int
+) -> FindAndModify:
+    """The one-round-trip acquire: an upsert that takes the lease only if it is free.
+
+    Free means no document, not ``locked: true``, or ``ts_expire <= $$NOW``.
+    The reply is the document afterwards; see :func:`read_acquire_reply`.
+    """
+    free: object = True
+    if not force:
+        free = {"$or": [{"$ne": ["$" + LOCKED, True]}, {"$lte": ["$" + EXPIRES, NOW]}]}
+    token = {
+        "$max": [
+            {"$add": [{"$ifNull": ["$" + TOKEN, 0]}, 1]},
+            {"$multiply": [{"$toLong": NOW}, 1000]},
+            literal(least_token),
+        ]
+    }
+    taken: dict[str, object] = {
+        ID: "$" + ID,
+        **{name: literal(value) for name, value in _holder_fields(request, acquire_id).items()},
+        CREATED: NOW,
+        EXPIRES: {"$add": [NOW, ttl_millis(request.ttl)]},
+        TOKEN: token,
+    }
+    stage = {"$replaceWith": {"$cond": {"if": free, "then": taken, "else": "$$ROOT"}}}
+    return FindAndModify(filter={ID: request.key}, update=[stage], upsert=True)
+
+
+def read_acquire_reply(
+    document: Mapping[str, Any] | None, request: LeaseRequest, acquire_id: str
+) -> CasResult:
+    """Whether the acquire whose id is ``acquire_id`` holds the lease in ``document``.
+
+    A document carrying another id (or none) is someone else's holding, or a
+    holding of ``request.owner`` from an earlier call: either way a refusal.
+    """
+    if document is None:
+        return CasResult(acquired=False, record=None)
+    record = record_from_document(document)
+    mine = document.get(ACQUIRE_ID) == acquire_id and record.owner == request.owner
+    return CasResult(acquired=mine, record=record)
+
+
+# --- shared by both paths: now=None means "use the server's $$NOW" -------------------------
+
+
+def _owner_filter(key: str, owner: str | None, token: int | None) -> dict[str, Any]:
+    query: dict[str, Any] = {ID: key, LOCKED: True}
+    if owner is not None:
+        query[OWNER] = owner
+    if token is not None:
+        query[TOKEN] = token
+    return query
+
+
+def renew_command(
+    key: str, owner: str, token: int, ttl: float, *, now: datetime | None, margin: float = 0.0
+) -> FindAndModify:
+    """Move the expiry of ``owner``'s holding ``token`` to ``ttl`` from now.
+
+    With ``now`` (classic), the expiry is ``now + ttl + margin``; ``margin`` is
+    the uncertainty of ``now``, so the lease never ends early by server time.
+    """
+    if now is None:
+        update: dict[str, Any] | list[dict[str, Any]] = [
+            {"$set": {EXPIRES: {"$add": [NOW, ttl_millis(ttl)]}}}
+        ]
+    else:
+        update = {"$set": {EXPIRES: _expiry(now, ttl + margin)}}
+    return FindAndModify(filter=_owner_filter(key, owner, token), update=update)
+
+
+def release_command(
+    key: str, owner: str | None, token: int | None, *, force: bool, now: datetime | None
+) -> FindAndModify:
+    """Mark the holding released and expired now; the reply is the document before.
+
+    The document stays (with its token); bringing ``ts_expire`` forward lets a
+    1.x TTL index remove it soon, so 1.x nodes, which acquire by insert, get
+    their turn. In the pipeline it is kept at least 1 ms after ``ts_created``,
+    so a TTL index never deletes a document in the millisecond its token was
+    issued (see the token argument in ``docs/mongodb.md``).
+    """
+    query = _owner_filter(key, None if force else owner, None if force else token)
+    if now is None:
+        expire = {
+            "$max": [
+                {"$min": ["$" + EXPIRES, NOW]},
+                {"$add": ["$" + CREATED, 1]},
+            ]
+        }
+        update: dict[str, Any] | list[dict[str, Any]] = [{"$set": {LOCKED: False, EXPIRES: expire}}]
+    else:
+        update = {"$set": {LOCKED: False}, "$min": {EXPIRES: bson_time(now)}}
+    return FindAndModify(filter=query, update=update, return_new=False)
+
+
+def member_update(member: MemberRecord, *, now: datetime | None) -> tuple[dict[str, Any], Any]:
+    """The upsert (filter, update) that stores ``member``'s status stamped with server time."""
+    fields = member_set_fields(member)
+    if now is None:
+        stamped: dict[str, object] = {name: literal(value) for name, value in fields.items()}
+        stamped["timestamp"] = NOW
+        return {ID: member.uuid}, [{"$set": stamped}]
+    return {ID: member.uuid}, {"$set": {**fields, "timestamp": bson_time(now)}}
+
+
+# --- classic path (no pipelines): read, then compare-and-set ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Someone holds the lease: report ``record``."""
+
+    record: LeaseRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """An earlier attempt of this same call took the lease: ``record`` is ours."""
+
+    record: LeaseRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """There is no document: insert ``document`` (a duplicate key means someone was faster)."""
+
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Replace:
+    """Overwrite the document with ``update`` if it still matches ``filter`` exactly."""
+
+    filter: dict[str, Any]
+    update: dict[str, Any] = field(default_factory=dict)
+
+
+ClassicStep = Refuse | Confirmed | Insert | Replace
+
+#: The fields an exact-match compare-and-set pins down: any write changes one of them.
+_VERSION_FIELDS = (LOCKED, OWNER, EXPIRES, TOKEN, ACQUIRE_ID)
+
+
+def _unchanged_filter(current: Mapping[str, Any]) -> dict[str, Any]:
+    query: dict[str, Any] = {ID: current[ID]}
+    for name in _VERSION_FIELDS:
+        query[name] = current.get(name, {"$exists": False})
+    return query
+
+
+def plan_classic_acquire(
+    current: Mapping[str, Any] | None,
+    request: LeaseRequest,
+    *,
+    acquire_id: str,
+    force: bool,
+    now: datetime,
+    uncertainty: float,
+    least_token: int,
+) -> ClassicStep:
+    """Decide an acquire from the document as just read (``None``: there is none).
+
+    ``now`` is the estimated server time, off by at most ``uncertainty``
+    seconds: a lease counts as expired only once it is expired even at the
+    earliest time ``now`` may stand for, and the expiry written is pushed out
+    by the same margin.
+    """
+    previous = 0
+    if current is not None:
+        record = record_from_document(current)
+        if current.get(ACQUIRE_ID) == acquire_id and record.owner == request.owner:
+            return Confirmed(record)
+        if not force and is_held(current, as_utc(now) - timedelta(seconds=uncertainty)):
+            return Refuse(record)
+        previous = record.token
+    fields: dict[str, Any] = {
+        **_holder_fields(request, acquire_id),
+        CREATED: bson_time(now),
+        EXPIRES: _expiry(now, request.ttl + uncertainty),
+        TOKEN: max(previous + 1, time_floor(now), least_token),
+    }
+    if current is None:
+        return Insert({ID: request.key, **fields})
+    return Replace(_unchanged_filter(current), {"$set": fields})

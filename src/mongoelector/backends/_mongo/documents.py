@@ -1,0 +1,143 @@
+"""The stored layouts: lease documents and member status documents, as 1.x wrote them.
+
+A lease document is ``{_id: key, locked, host, uuid, pid, ts_created,
+ts_expire}`` (the 1.x layout, which 1.x nodes read and write) plus the 2.x
+fields ``token``, ``acquire_id`` and ``metadata``. A document without a
+``token`` was written by 1.x (or replaced by a 1.x forced acquire) and reads
+as token 0. ``locked`` is ``False`` once released; the document stays so the
+next holder's token can build on it.
+
+Member status documents live in their own collection, ``_id`` = the member's
+uuid, with the fields of the 1.x ``node_status`` that a reader needs plus
+``token``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from mongoelector.backends.protocol import LeaseRecord, MemberRecord
+from mongoelector.core import status as status_docs
+
+__all__ = [
+    "ACQUIRE_ID",
+    "CREATED",
+    "EXPIRES",
+    "HOST",
+    "ID",
+    "LOCKED",
+    "METADATA",
+    "OWNER",
+    "PID",
+    "TOKEN",
+    "as_utc",
+    "bson_time",
+    "member_from_document",
+    "member_set_fields",
+    "record_from_document",
+    "time_floor",
+]
+
+ID = "_id"
+LOCKED = "locked"
+HOST = "host"
+OWNER = "uuid"
+PID = "pid"
+CREATED = "ts_created"
+EXPIRES = "ts_expire"
+TOKEN = "token"
+#: A random id per ``compare_and_set`` call, so its caller can tell its own write.
+ACQUIRE_ID = "acquire_id"
+METADATA = "metadata"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as timezone-aware UTC; a naive value (pymongo's default) is taken as UTC."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def bson_time(value: datetime) -> datetime:
+    """``value`` as aware UTC cut to whole milliseconds, exactly as BSON stores it."""
+    value = as_utc(value)
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+def time_floor(now: datetime) -> int:
+    """The least fencing token an acquisition at server time ``now`` may get: ``now`` in µs."""
+    return (as_utc(now) - _EPOCH) // _MICROSECOND
+
+
+def _time_or_none(value: object) -> datetime | None:
+    return as_utc(value) if isinstance(value, datetime) else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def record_from_document(document: Mapping[str, Any]) -> LeaseRecord:
+    """The :class:`LeaseRecord` a stored lease document stands for.
+
+    Tolerant of what 1.x wrote and of naive datetimes: an unknown or
+    mistyped field reads as absent; no ``token`` reads as 0; the owner is the
+    ``uuid`` only while ``locked`` is ``True``.
+    """
+    locked = document.get(LOCKED) is True
+    metadata = document.get(METADATA)
+    return LeaseRecord(
+        key=str(document[ID]),
+        owner=_str_or_none(document.get(OWNER)) if locked else None,
+        token=_int_or_none(document.get(TOKEN)) or 0,
+        acquired_at=_time_or_none(document.get(CREATED)),
+        expires_at=_time_or_none(document.get(EXPIRES)),
+        host=_str_or_none(document.get(HOST)),
+        pid=_int_or_none(document.get(PID)),
+        metadata=(
+            {k: v for k, v in metadata.items() if isinstance(k, str) and isinstance(v, str)}
+            if isinstance(metadata, Mapping)
+            else {}
+        ),
+    )
+
+
+def member_set_fields(member: MemberRecord) -> dict[str, Any]:
+    """The fields of ``member``'s status document, except ``timestamp`` (stamped by the store).
+
+    The 1.x ``member_detail`` entry, plus ``lock_owned`` as 1.x stored it.
+    """
+    fields = status_docs.member_document(member)
+    del fields["timestamp"]
+    fields["lock_owned"] = member.is_leader
+    return fields
+
+
+def member_from_document(document: Mapping[str, Any]) -> MemberRecord | None:
+    """The :class:`MemberRecord` of a status document, or ``None`` if it is not one."""
+    uuid = _str_or_none(document.get("uuid"))
+    key = _str_or_none(document.get("key"))
+    ttl = document.get("ttl")
+    if uuid is None or key is None or isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        return None
+    return MemberRecord(
+        key=key,
+        uuid=uuid,
+        host=_str_or_none(document.get("host")) or "",
+        pid=_int_or_none(document.get("pid")) or 0,
+        is_leader=document.get("is_leader") is True,
+        elector_running=document.get("elector_running") is True,
+        ttl=float(ttl),
+        token=_int_or_none(document.get("token")),
+        app_version=_str_or_none(document.get("app_version")),
+        timestamp=_time_or_none(document.get("timestamp")),
+    )

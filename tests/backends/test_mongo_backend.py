@@ -1,0 +1,231 @@
+"""MongoBackend specifics on mongomock: arguments, indexes, time, operator lookalikes."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import mongomock
+import pymongo
+import pytest
+
+from mongoelector.backends import BackendUnavailable, LeaseRequest, MongoBackend
+from mongoelector.errors import TimeOffsetError
+from mongoelector.testing import FakeClock
+from tests.backends.mongo_support import MONGO_KINDS, Store, make_store
+
+TTL = 10.0
+
+
+@pytest.fixture
+def database() -> Any:
+    return mongomock.MongoClient()["backend_tests"]
+
+
+@pytest.fixture(params=MONGO_KINDS)
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Store:
+    return make_store(request.param, monkeypatch)
+
+
+# --- arguments ----------------------------------------------------------------------------
+
+
+def test_a_client_is_not_a_database() -> None:
+    with pytest.raises(TypeError, match="not a client"):
+        MongoBackend(mongomock.MongoClient())
+    with pytest.raises(TypeError, match="not a client"):
+        MongoBackend(pymongo.MongoClient(connect=False))
+
+
+def test_an_async_database_is_refused_by_the_sync_backend() -> None:
+    client: Any = pymongo.AsyncMongoClient(connect=False)
+    with pytest.raises(TypeError, match="sync"):
+        MongoBackend(client["db"])
+
+
+@pytest.mark.parametrize("value", [None, "name", {"a": 1}, 3])
+def test_other_objects_are_not_databases(value: object) -> None:
+    with pytest.raises(TypeError):
+        MongoBackend(value)
+
+
+@pytest.mark.parametrize("name", ["", "a$b", "system.locks", ".x", "x.", "a..b", "a\x00b"])
+def test_invalid_collection_names_are_refused(database: Any, name: str) -> None:
+    with pytest.raises(ValueError, match="collection"):
+        MongoBackend(database, name)
+    with pytest.raises(ValueError):
+        MongoBackend(database, status_collection=name)
+    assert database.list_collection_names() == []
+
+
+def test_a_collection_name_must_be_a_str(database: Any) -> None:
+    with pytest.raises(TypeError):
+        MongoBackend(database, 5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "metadata", [{"$set": "x"}, {"a.b": "x"}, {"": "x"}, {"a": 1}, {1: "a"}, "text"]
+)
+def test_bad_metadata_is_refused_before_anything_is_written(store: Store, metadata: object) -> None:
+    request = LeaseRequest(key="job", owner="a", ttl=TTL, metadata=metadata)  # type: ignore[arg-type]
+    with pytest.raises((TypeError, ValueError)):
+        store.backend.compare_and_set(request)
+    assert store.collection.count_documents({}) == 0
+
+
+@pytest.mark.parametrize("owner", ["$$ROOT", "$locked", "$$NOW", "{$gt: ''}"])
+def test_values_that_look_like_operators_are_stored_as_text(store: Store, owner: str) -> None:
+    request = LeaseRequest(
+        key="$job", owner=owner, ttl=TTL, host="$host", metadata={"k": "$$REMOVE"}
+    )
+    result = store.backend.compare_and_set(request)
+    assert result.acquired
+    document = store.collection.find_one({"_id": "$job"})
+    assert document["uuid"] == owner
+    assert document["host"] == "$host"
+    assert document["metadata"] == {"k": "$$REMOVE"}
+    assert store.backend.renew("$job", owner, result.record.token, TTL) is not None
+
+
+# --- indexes -------------------------------------------------------------------------------
+
+
+def test_the_1x_ttl_index_is_created_once(store: Store) -> None:
+    store.backend.get("job")
+    store.backend.get("job")
+    indexes = store.collection.index_information()
+    assert indexes["ts_expire_1"]["expireAfterSeconds"] == 0
+
+
+def test_a_conflicting_index_is_reported_and_nothing_is_dropped(
+    database: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    database["mongolocker"].create_index("ts_expire", expireAfterSeconds=30)
+    database["mongolocker"].create_index("user_field")
+    backend = MongoBackend(database, clock=FakeClock())
+    with caplog.at_level(logging.WARNING, logger="mongoelector.backend"):
+        assert backend.compare_and_set(LeaseRequest(key="job", owner="a", ttl=TTL)).acquired
+    indexes = database["mongolocker"].index_information()
+    assert indexes["ts_expire_1"]["expireAfterSeconds"] == 30
+    assert "user_field_1" in indexes
+    assert any("ts_expire" in message for message in caplog.messages)
+
+
+def test_status_indexes_follow_the_1x_layout(store: Store) -> None:
+    from mongoelector.backends import MemberRecord
+
+    member = MemberRecord(
+        key="svc", uuid="m", host="h", pid=1, is_leader=False, elector_running=True, ttl=15
+    )
+    store.backend.report_member(member)
+    store.backend.report_member(member)
+    indexes = store.backend.status_collection.index_information()
+    assert indexes["timestamp_1"]["expireAfterSeconds"] == 15
+    assert "key_1" in indexes
+
+
+def test_index_creation_can_be_turned_off(database: Any) -> None:
+    MongoBackend(database, create_indexes=False, clock=FakeClock()).get("job")
+    assert "ts_expire_1" not in database["mongolocker"].index_information()
+
+
+# --- time ---------------------------------------------------------------------------------
+
+
+def test_without_server_time_the_backend_clock_is_server_time(database: Any) -> None:
+    clock = FakeClock()
+    backend = MongoBackend(database, clock=clock)
+    estimate = backend.time_estimate()
+    assert estimate.time == clock.now()
+    assert estimate.uncertainty == 0
+    assert backend.server_time() == clock.now()
+    assert backend.clock_offset() is None
+    assert backend.uses_pipeline is False
+
+
+class SkewedServer:
+    """Answers ``hello`` like a server whose clock is ``skew`` seconds ahead of ``clock``."""
+
+    def __init__(self, clock: FakeClock, skew: float, wire: int = 7, round_trip: float = 0.02):
+        self.clock = clock
+        self.skew = skew
+        self.wire = wire
+        self.round_trip = round_trip
+        self.calls = 0
+
+    def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        self.clock.advance(self.round_trip / 2)
+        local_time = self.clock.now() + timedelta(seconds=self.skew)
+        reply = {"localTime": local_time.replace(tzinfo=None), "maxWireVersion": self.wire}
+        self.clock.advance(self.round_trip / 2)
+        return reply
+
+
+def test_server_time_comes_from_hello_with_its_uncertainty(database: Any) -> None:
+    clock = FakeClock()
+    backend = MongoBackend(database, clock=clock)
+    server = SkewedServer(clock, skew=3.0)
+    backend._hello = server  # type: ignore[method-assign]
+    estimate = backend.time_estimate()
+    expected = clock.now() + timedelta(seconds=3)
+    assert abs((estimate.time - expected).total_seconds()) <= estimate.uncertainty
+    assert 0.01 <= estimate.uncertainty < 0.02
+    assert backend.uses_pipeline is False
+    calls = server.calls
+    clock.advance(30)
+    backend.time_estimate()
+    assert server.calls == calls, "a fresh sample is reused"
+    clock.advance(31)
+    backend.time_estimate()
+    assert server.calls == calls + 1, "a stale sample is refreshed"
+
+
+def test_a_recent_enough_server_is_written_with_pipelines(database: Any) -> None:
+    clock = FakeClock()
+    backend = MongoBackend(database, clock=clock)
+    backend._hello = SkewedServer(clock, skew=0, wire=8)  # type: ignore[method-assign]
+    backend.time_estimate()
+    assert backend.uses_pipeline is True
+
+
+def test_classic_writes_keep_a_margin_for_the_time_uncertainty(database: Any) -> None:
+    clock = FakeClock()
+    writer = MongoBackend(database, clock=clock)
+    writer._hello = SkewedServer(clock, skew=0, round_trip=0.2)  # type: ignore[method-assign]
+    record = writer.compare_and_set(LeaseRequest(key="job", owner="a", ttl=TTL)).record
+    assert record.expires_at - record.acquired_at > timedelta(seconds=TTL)
+    clock.advance(TTL)
+    # Written with a margin, and judged expired only once expired at the earliest
+    # time the estimate may stand for (its uncertainty also grows with age).
+    assert not writer.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL)).acquired
+    clock.advance(0.25)
+    assert not writer.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL)).acquired
+    clock.advance(0.25)
+    assert writer.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL)).acquired
+
+
+def test_clock_offset_measures_this_host_against_the_server(database: Any) -> None:
+    clock = FakeClock(datetime(2031, 5, 1, tzinfo=timezone.utc))
+    backend = MongoBackend(database, clock=clock)
+    backend._hello = SkewedServer(clock, skew=-2.0)  # type: ignore[method-assign]
+    offset, uncertainty = backend.clock_offset()
+    assert abs(offset + 2.0) <= uncertainty
+
+
+def test_an_acquire_check_failure_refuses_without_writing(database: Any) -> None:
+    def check() -> None:
+        raise TimeOffsetError("clock too far off")
+
+    backend = MongoBackend(database, clock=FakeClock(), acquire_check=check)
+    with pytest.raises(BackendUnavailable, match="clock too far off"):
+        backend.compare_and_set(LeaseRequest(key="job", owner="a", ttl=TTL))
+    assert database["mongolocker"].count_documents({}) == 0
+
+
+def test_without_a_status_collection_there_is_no_member_status(database: Any) -> None:
+    backend = MongoBackend(database, status_collection=None, clock=FakeClock())
+    assert backend.capabilities == frozenset()
+    with pytest.raises(RuntimeError):
+        backend.members("svc")

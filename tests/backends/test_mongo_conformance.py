@@ -1,0 +1,81 @@
+"""MongoBackend on mongomock passes the backend conformance suite, on both write paths."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import mongomock.collection
+import pymongo
+import pytest
+from pymongo.errors import AutoReconnect
+
+from mongoelector.backends import MongoBackend
+from mongoelector.testing import BackendConformance, BackendHarness
+from tests.backends.mongo_support import MONGO_KINDS, make_store
+
+#: The mongomock calls the backend makes; during an outage each drops its "connection".
+_CALLS = ("find_one", "find", "find_one_and_update", "insert_one", "update_one")
+
+
+@contextmanager
+def outage(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every store call fails as a dropped connection would: it may or may not have applied."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise AutoReconnect("connection closed (simulated outage)")
+
+    with monkeypatch.context() as patch:
+        for name in _CALLS:
+            patch.setattr(mongomock.collection.Collection, name, broken)
+        yield
+
+
+class TestMongoBackendConformance(BackendConformance):
+    @pytest.fixture(params=MONGO_KINDS)
+    def conformance_harness(
+        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    ) -> BackendHarness:
+        store = make_store(request.param, monkeypatch)
+        return BackendHarness(
+            backend=store.backend,
+            advance=store.clock.advance,
+            delete_record=store.delete,
+            outage=lambda: outage(monkeypatch),
+        )
+
+
+URI = os.environ.get("MONGOELECTOR_TEST_URI")
+
+
+@pytest.mark.skipif(not URI, reason="set MONGOELECTOR_TEST_URI to run the suite on a real server")
+class TestMongoBackendConformanceOnRealServer(BackendConformance):
+    """The same suite against a live server: time moves by sleeping, not exactly."""
+
+    @pytest.fixture
+    def conformance_harness(self) -> Iterator[BackendHarness]:
+        assert URI is not None
+        client: pymongo.MongoClient[Any] = pymongo.MongoClient(URI, serverSelectionTimeoutMS=5000)
+        name = f"mongoelector_conformance_{uuid.uuid4().hex[:12]}"
+        backend = MongoBackend(client[name])
+        uncertainty = backend.time_estimate().uncertainty
+
+        def advance(seconds: float) -> None:
+            time.sleep(seconds + 2 * uncertainty + 0.01)
+
+        def delete_record(key: str) -> None:
+            client[name]["mongolocker"].delete_one({"_id": key})
+
+        yield BackendHarness(
+            backend=backend,
+            advance=advance,
+            exact_time=False,
+            time_tolerance=2 * uncertainty + 0.002,
+            delete_record=delete_record,
+        )
+        client.drop_database(name)
+        client.close()

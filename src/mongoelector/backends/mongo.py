@@ -27,6 +27,7 @@ from mongoelector.backends._mongo.documents import (
 )
 from mongoelector.backends._mongo.failures import RetryPolicy
 from mongoelector.backends._mongo.indexes import IndexSpec, lease_indexes, status_indexes
+from mongoelector.backends._mongo.seen import SeenLeases
 from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
 from mongoelector.backends._mongo.validation import (
     check_collection_name,
@@ -86,9 +87,10 @@ class MongoBackend:
       (after the first call, which also reads the server's clock and version
       and creates the indexes). On MongoDB 4.2+ the server judges expiry and
       stamps times with its own clock; elsewhere (mongomock, older servers)
-      an acquire reads then compare-and-sets, judging by the estimated server
-      time with its uncertainty as a safety margin. ``pipeline`` forces one
-      way (``None``: decide from the server's reply).
+      writes judge by the estimated server time with its uncertainty as a
+      safety margin, and an acquire of a lease seen held (or not taken by its
+      conditional upsert) reads, then compare-and-sets. ``pipeline`` forces
+      one way (``None``: decide from the server's reply).
     * Lease writes use majority write concern; reads go to the primary.
     * Transient failures are retried for at most ``timeout`` seconds per call
       (the whole call, server selection included, is bounded by it); a call
@@ -148,7 +150,7 @@ class MongoBackend:
         self._server_clock = ServerClock(hello, self._clock, self._policy, max_drift)
         self._pipeline_setting = pipeline
         self._use_pipeline: bool | None = None
-        self._least_token: dict[str, int] = {}
+        self._seen = SeenLeases()
         self._lease_indexes_done = not create_indexes
         self._status_indexes_done = not create_indexes
         self._index_retry_at = -math.inf
@@ -271,6 +273,21 @@ class MongoBackend:
     def _acquire_classic(
         self, request: LeaseRequest, acquire_id: str, force: bool, estimate: ServerTimeEstimate
     ) -> CasResult:
+        if not self._expects_held(request.key, estimate.time):
+            command = commands.optimistic_classic_acquire(
+                request,
+                acquire_id=acquire_id,
+                force=force,
+                now=estimate.time,
+                uncertainty=estimate.uncertainty,
+                least_token=self._least(request.key),
+            )
+            try:
+                document = self._find_and_modify(command)
+            except DuplicateKeyError:
+                pass  # held, or the time floor did not raise the token: read, then decide
+            else:
+                return commands.read_acquire_reply(document, request, acquire_id)
         current: Mapping[str, Any] | None = None
         for _ in range(_CLASSIC_ROUNDS):
             current = self._leases.find_one({ID: request.key})
@@ -344,6 +361,8 @@ class MongoBackend:
             return False
         record = record_from_document(before)
         self._note(record)
+        with self._mutex:
+            self._seen.note_released(key)
         return record.owner is not None and record.is_held(self.time_estimate().time)
 
     def get(self, key: str) -> LeaseRecord | None:
@@ -410,15 +429,16 @@ class MongoBackend:
 
     def _least(self, key: str) -> int:
         with self._mutex:
-            return self._least_token.get(key, 1)
+            return self._seen.least_token(key)
+
+    def _expects_held(self, key: str, now: datetime) -> bool:
+        with self._mutex:
+            return self._seen.expects_held(key, now)
 
     def _note(self, record: LeaseRecord | None) -> None:
-        """Remember the greatest token seen for a key: the next one must exceed it."""
-        if record is None:
-            return
+        """Remember what the store holds for a key: the next token must exceed its token."""
         with self._mutex:
-            if record.token + 1 > self._least_token.get(record.key, 1):
-                self._least_token[record.key] = record.token + 1
+            self._seen.note(record)
 
     def _make_indexes(self, collection: Any, specs: list[IndexSpec]) -> bool:
         """Create ``specs`` unless a recent attempt found no server; ``True`` once settled."""

@@ -11,5 +11,6 @@ estimate server time with these modules, so the logic exists once:
   applied", which are worth retrying, and the retry budget.
 * :mod:`.server_clock`: server time estimated from ``hello`` round trips.
 * :mod:`.indexes`: the indexes to create, and how a refusal is reported.
+* :mod:`.seen`: what a backend has seen of each key (least token, last holder).
 * :mod:`.validation`: checks of the database, collection names and metadata.
 """

@@ -8,9 +8,12 @@ Two ways to write, chosen per deployment:
   ``{_id: key}``; the pipeline keeps the document as it is unless the lease is
   free (or ``force``), so no ``$expr`` is needed in the (upsert) filter.
 * **Classic** (stores without pipeline updates, such as mongomock): times are
-  the client's estimate of server time, and an acquire reads the document
-  then writes it back only if it is unchanged (an exact-match compare-and-set,
-  or an insert that fails with a duplicate key if someone else got there).
+  the client's estimate of server time. An acquire that expects a free lease
+  first tries one conditional upsert that can only apply where reading then
+  writing would have written the same (:func:`optimistic_classic_acquire`);
+  otherwise it reads the document then writes it back only if it is unchanged
+  (an exact-match compare-and-set, or an insert that fails with a duplicate
+  key if someone else got there).
 
 Either way the fencing token of an acquisition is
 ``max(previous token + 1, server time in microseconds, least_token)``: it
@@ -58,6 +61,7 @@ __all__ = [
     "acquire_pipeline",
     "is_held",
     "member_update",
+    "optimistic_classic_acquire",
     "plan_classic_acquire",
     "read_acquire_reply",
     "release_command",
@@ -299,15 +303,69 @@ def plan_classic_acquire(
         record = record_from_document(current)
         if current.get(ACQUIRE_ID) == acquire_id and record.owner == request.owner:
             return Confirmed(record)
-        if not force and is_held(current, as_utc(now) - timedelta(seconds=uncertainty)):
+        if not force and is_held(current, _cutoff(now, uncertainty)):
             return Refuse(record)
         previous = record.token
-    fields: dict[str, Any] = {
-        **_holder_fields(request, acquire_id),
-        CREATED: bson_time(now),
-        EXPIRES: _expiry(now, request.ttl + uncertainty),
-        TOKEN: max(previous + 1, time_floor(now), least_token),
-    }
+    token = max(previous + 1, time_floor(now), least_token)
+    fields = _classic_fields(request, acquire_id, now, uncertainty, token)
     if current is None:
         return Insert({ID: request.key, **fields})
     return Replace(_unchanged_filter(current), {"$set": fields})
+
+
+def _cutoff(now: datetime, uncertainty: float) -> datetime:
+    """The earliest server time ``now`` may stand for: leases ending by then are over."""
+    return as_utc(now) - timedelta(seconds=uncertainty)
+
+
+def _classic_fields(
+    request: LeaseRequest, acquire_id: str, now: datetime, uncertainty: float, token: int
+) -> dict[str, Any]:
+    """The fields a classic acquisition at estimated server time ``now`` writes."""
+    return {
+        **_holder_fields(request, acquire_id),
+        CREATED: bson_time(now),
+        EXPIRES: _expiry(now, request.ttl + uncertainty),
+        TOKEN: token,
+    }
+
+
+def optimistic_classic_acquire(
+    request: LeaseRequest,
+    *,
+    acquire_id: str,
+    force: bool,
+    now: datetime,
+    uncertainty: float,
+    least_token: int,
+) -> FindAndModify:
+    """The one-round-trip classic acquire, for when the lease is probably free.
+
+    An upsert that takes the lease with token ``max(time floor, least_token)``
+    only where :func:`plan_classic_acquire`, reading the document at that
+    instant, would write exactly that: the lease is free at the earliest time
+    ``now`` may stand for (or ``force``), and the stored token (none: 0) is
+    below the new one. Then the reply (the document afterwards) reads as
+    acquired with :func:`read_acquire_reply`. On any other document the
+    upsert fails with a duplicate key, having changed nothing, and the caller
+    falls back to reading and :func:`plan_classic_acquire` (the lease is
+    held, or the time floor did not raise the token, or a field has a type
+    the filter does not judge).
+    """
+    token = max(time_floor(now), least_token)
+    below: dict[str, Any] = {"$or": [{TOKEN: {"$lt": token}}, {TOKEN: {"$exists": False}}]}
+    conditions: list[dict[str, Any]] = [below]
+    if not force:
+        # The negation of is_held(document, cutoff), clause by clause. The cutoff is
+        # cut to whole milliseconds, as stored times are: the same comparison, never later.
+        free = [
+            {LOCKED: {"$ne": True}},
+            {EXPIRES: {"$not": {"$type": "date"}}},
+            {EXPIRES: {"$lte": bson_time(_cutoff(now, uncertainty))}},
+        ]
+        conditions.append({"$or": free})
+    return FindAndModify(
+        filter={ID: request.key, "$and": conditions},
+        update={"$set": _classic_fields(request, acquire_id, now, uncertainty, token)},
+        upsert=True,
+    )

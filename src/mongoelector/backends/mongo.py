@@ -91,6 +91,10 @@ class MongoBackend:
       safety margin, and an acquire of a lease seen held (or not taken by its
       conditional upsert) reads, then compare-and-sets. ``pipeline`` forces
       one way (``None``: decide from the server's reply).
+    * An acquire of a lease this backend last saw held by a live holder
+      starts with a read, and a lease that is surely still held (even at the
+      latest time the server's clock may show) is refused without a write
+      command: a follower polling a live leader costs one read.
     * Lease writes use majority write concern; reads go to the primary.
     * Transient failures are retried for at most ``timeout`` seconds per call
       (the whole call, server selection included, is bounded by it); a call
@@ -260,6 +264,15 @@ class MongoBackend:
     def _acquire_by_pipeline(
         self, request: LeaseRequest, acquire_id: str, force: bool
     ) -> CasResult:
+        if not force and self._held_until(request.key) is not None:
+            estimate = self.time_estimate()
+            if self._expects_held(request.key, estimate.time):
+                # A holder was seen: a read that finds it surely live refuses, as the
+                # pipeline would, without a write command.
+                current = self._leases.find_one({ID: request.key})
+                latest = estimate.time + timedelta(seconds=estimate.uncertainty)
+                if current is not None and commands.is_held(current, latest):
+                    return CasResult(acquired=False, record=record_from_document(current))
         command = commands.acquire_pipeline(
             request, acquire_id=acquire_id, force=force, least_token=self._least(request.key)
         )
@@ -430,6 +443,10 @@ class MongoBackend:
     def _least(self, key: str) -> int:
         with self._mutex:
             return self._seen.least_token(key)
+
+    def _held_until(self, key: str) -> datetime | None:
+        with self._mutex:
+            return self._seen.held_until(key)
 
     def _expects_held(self, key: str, now: datetime) -> bool:
         with self._mutex:

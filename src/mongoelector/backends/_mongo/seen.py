@@ -41,6 +41,10 @@ class SeenLeases:
         """Remember that this backend just ended the holding of ``key`` (if there was one)."""
         self._held_until.pop(key, None)
 
+    def held_until(self, key: str) -> datetime | None:
+        """When the last holder seen for ``key`` stops holding it (``None``: no holder seen)."""
+        return self._held_until.get(key)
+
     def expects_held(self, key: str, now: datetime) -> bool:
         """True if the last holder seen for ``key`` holds it until after ``now`` (server time)."""
         until = self._held_until.get(key)

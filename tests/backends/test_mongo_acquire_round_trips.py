@@ -1,10 +1,11 @@
-"""The classic path's acquire: one round trip when the lease is free, never a weaker decision.
+"""Round trips of an acquire on both write paths, and why the shortcuts decide as before.
 
-An acquire that expects a free lease sends one conditional upsert
-(``optimistic_classic_acquire``); a lease seen held is read first. The upsert
-may only apply where reading and ``plan_classic_acquire`` would have written
-the very same document, which the property test checks on generated
-documents.
+Classic path: an acquire that expects a free lease sends one conditional
+upsert (``optimistic_classic_acquire``); a lease seen held is read first. The
+upsert may only apply where reading and ``plan_classic_acquire`` would have
+written the very same document, which the property tests check on generated
+documents. Pipeline path: a lease seen held is read first too, and a holder
+that is surely live is refused without a write command.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from mongoelector.backends import LeaseRequest, MongoBackend
 from mongoelector.backends._mongo import commands
 from mongoelector.backends._mongo.documents import time_floor
 from mongoelector.testing import FakeClock
+from tests.backends.mongo_pipeline_sim import install
+from tests.backends.mongo_support import SkewedServer
 
 TTL = 10.0
 _CALLS = ("find_one", "find", "find_one_and_update", "insert_one", "update_one")
@@ -64,8 +67,8 @@ def database() -> Any:
     return mongomock.MongoClient()["classic_tests"]
 
 
-def backend_on(database: Any, clock: FakeClock) -> MongoBackend:
-    backend = MongoBackend(database, clock=clock, pipeline=False)
+def backend_on(database: Any, clock: FakeClock, *, pipeline: bool = False) -> MongoBackend:
+    backend = MongoBackend(database, clock=clock, pipeline=pipeline)
     backend.get("warm-up")  # the first call's set-up (indexes) is not what these tests count
     return backend
 
@@ -198,6 +201,80 @@ def test_a_retry_of_an_acquire_that_applied_confirms_it(
     result = backend.compare_and_set(ask("a"))
     assert result.acquired
     assert result.record.owner == "a"
+
+
+# --- the pipeline path ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipelines(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch, clock.now)
+
+
+@pytest.mark.usefixtures("pipelines")
+def test_a_pipeline_follower_reads_a_live_holder_instead_of_writing(
+    database: Any, clock: FakeClock, calls: Counter[str]
+) -> None:
+    holder = backend_on(database, clock, pipeline=True)
+    follower = backend_on(database, clock, pipeline=True)
+    held = holder.compare_and_set(ask("a")).record
+    taken(calls)
+    assert not follower.compare_and_set(ask("b")).acquired
+    assert taken(calls) == {"find_one_and_update": 1}  # a holder it had not seen
+    clock.advance(1)
+    refused = follower.compare_and_set(ask("b"))
+    assert (refused.acquired, refused.record) == (False, held)
+    assert taken(calls) == {"find_one": 1}
+    clock.advance(TTL)
+    taken_over = follower.compare_and_set(ask("b"))
+    assert taken_over.acquired
+    assert taken(calls) == {"find_one_and_update": 1}
+
+
+@pytest.mark.usefixtures("pipelines")
+def test_a_pipeline_follower_whose_holder_left_early_reads_then_writes(
+    database: Any, clock: FakeClock, calls: Counter[str]
+) -> None:
+    holder = backend_on(database, clock, pipeline=True)
+    follower = backend_on(database, clock, pipeline=True)
+    held = holder.compare_and_set(ask("a")).record
+    assert not follower.compare_and_set(ask("b")).acquired
+    assert holder.release("job", "a", token=held.token)
+    taken(calls)
+    result = follower.compare_and_set(ask("b"))
+    assert result.acquired
+    assert result.record.token > held.token
+    assert taken(calls) == {"find_one": 1, "find_one_and_update": 1}
+
+
+@pytest.mark.usefixtures("pipelines")
+def test_a_holder_live_only_within_the_time_uncertainty_is_left_to_the_server(
+    database: Any, clock: FakeClock, calls: Counter[str]
+) -> None:
+    holder = backend_on(database, clock, pipeline=True)
+    follower = MongoBackend(database, clock=clock)
+    follower._hello = SkewedServer(clock, skew=0, wire=8, round_trip=0.2)  # type: ignore[method-assign]
+    held = holder.compare_and_set(ask("a")).record
+    assert not follower.compare_and_set(ask("b")).acquired
+    assert follower.time_estimate().uncertainty >= 0.1
+    clock.advance(TTL - 0.05 - (clock.now() - held.acquired_at).total_seconds())
+    taken(calls)
+    refused = follower.compare_and_set(ask("b"))  # by the server, whose $$NOW decides
+    assert (refused.acquired, refused.record) == (False, held)
+    assert taken(calls) == {"find_one": 1, "find_one_and_update": 1}
+
+
+@pytest.mark.usefixtures("pipelines")
+def test_force_on_the_pipeline_path_never_reads_first(
+    database: Any, clock: FakeClock, calls: Counter[str]
+) -> None:
+    holder = backend_on(database, clock, pipeline=True)
+    other = backend_on(database, clock, pipeline=True)
+    holder.compare_and_set(ask("a"))
+    assert not other.compare_and_set(ask("b")).acquired
+    taken(calls)
+    assert other.compare_and_set(ask("b"), force=True).acquired
+    assert taken(calls) == {"find_one_and_update": 1}
 
 
 # --- the upsert applies only where reading and planning would write the same ----------------

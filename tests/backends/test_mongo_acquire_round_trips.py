@@ -332,15 +332,16 @@ def test_the_upsert_writes_what_reading_and_planning_would(
         collection.insert_one({"_id": "job", **document})
     current = collection.find_one({"_id": "job"})
     request = ask("me")
-    options: dict[str, Any] = {
-        "acquire_id": "id-1",
-        "force": force,
-        "now": NOW,
-        "uncertainty": uncertainty,
-        "least_token": least_token,
-    }
-    command = commands.optimistic_classic_acquire(request, **options)
-    plan = commands.plan_classic_acquire(current, request, **options)
+    call = commands.ClassicAcquire(
+        request=request,
+        acquire_id="id-1",
+        force=force,
+        now=NOW,
+        uncertainty=uncertainty,
+        least_token=least_token,
+    )
+    command = commands.optimistic_classic_acquire(call)
+    plan = commands.plan_classic_acquire(current, call)
     try:
         after = collection.find_one_and_update(
             command.filter, command.update, upsert=True, return_document=True
@@ -370,7 +371,14 @@ def test_the_upsert_applies_to_every_free_lease_with_a_smaller_token(
         document["token"] = token
     collection.insert_one(document)
     command = commands.optimistic_classic_acquire(
-        ask("me"), acquire_id="id-1", force=False, now=NOW, uncertainty=0.0, least_token=1
+        commands.ClassicAcquire(
+            request=ask("me"),
+            acquire_id="id-1",
+            force=False,
+            now=NOW,
+            uncertainty=0.0,
+            least_token=1,
+        )
     )
     after = collection.find_one_and_update(
         command.filter, command.update, upsert=True, return_document=True

@@ -286,17 +286,17 @@ class MongoBackend:
     def _acquire_classic(
         self, request: LeaseRequest, acquire_id: str, force: bool, estimate: ServerTimeEstimate
     ) -> CasResult:
+        call = commands.ClassicAcquire(
+            request=request,
+            acquire_id=acquire_id,
+            force=force,
+            now=estimate.time,
+            uncertainty=estimate.uncertainty,
+            least_token=self._least(request.key),
+        )
         if not self._expects_held(request.key, estimate.time):
-            command = commands.optimistic_classic_acquire(
-                request,
-                acquire_id=acquire_id,
-                force=force,
-                now=estimate.time,
-                uncertainty=estimate.uncertainty,
-                least_token=self._least(request.key),
-            )
             try:
-                document = self._find_and_modify(command)
+                document = self._find_and_modify(commands.optimistic_classic_acquire(call))
             except DuplicateKeyError:
                 pass  # held, or the time floor did not raise the token: read, then decide
             else:
@@ -304,15 +304,7 @@ class MongoBackend:
         current: Mapping[str, Any] | None = None
         for _ in range(_CLASSIC_ROUNDS):
             current = self._leases.find_one({ID: request.key})
-            step = commands.plan_classic_acquire(
-                current,
-                request,
-                acquire_id=acquire_id,
-                force=force,
-                now=estimate.time,
-                uncertainty=estimate.uncertainty,
-                least_token=self._least(request.key),
-            )
+            step = commands.plan_classic_acquire(current, call)
             if isinstance(step, commands.Refuse):
                 return CasResult(acquired=False, record=step.record)
             if isinstance(step, commands.Confirmed):

@@ -19,25 +19,15 @@ with its clock (``_utcnow``) pointed at a virtual one. Failover, handoff and
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import mongomock
-from _counting import CountingDatabase, Tally, per
-from _runner_io import (
-    GROUP_SIZE,
-    MINUTES,
-    REALTIME_TTL,
-    THROUGHPUT_KEYS,
-    THROUGHPUT_PAIRS,
-    WARM_UP,
-    Options,
-    run_main,
-)
+from _counting import CountingDatabase, Tally
+from _runner_io import GROUP_SIZE, MINUTES, REALTIME_TTL, WARM_UP, Options, run_main
+from _scenarios import Pair, lock_counts, pairs_per_second, realtime_handovers, role_figures
 
 import mongoelector
 import mongoelector.elector as elector_module
@@ -56,21 +46,6 @@ def counting_db(base: Any, tally: Tally) -> CountingDatabase:
 
 
 # --- counts ----------------------------------------------------------------------------------
-
-
-def lock_counts() -> dict[str, Any]:
-    tally = Tally()
-    lock = MongoLocker("bench-key", counting_db(mongomock.MongoClient()["bench"], tally))
-    out = {"construct": tally.take()}
-    lock.acquire(blocking=False)
-    out["acquire_first"] = tally.take()
-    lock.touch()
-    out["renew"] = tally.take()
-    lock.release()
-    out["release"] = tally.take()
-    lock.acquire(blocking=False)
-    out["acquire"] = tally.take()
-    return {f"{STORE}|count.{name}": count for name, count in out.items()}
 
 
 @contextmanager
@@ -115,17 +90,12 @@ def group_counts(*, status: bool) -> dict[str, dict[str, Any]]:
         holder = base["elector.locks"].find_one({"_id": "svc"})["uuid"]
     counts = [tally.take() for tally in tallies]
     leader = next(i for i, e in enumerate(electors) if e.mlock.uuid == holder)
-    followers = [i for i in range(GROUP_SIZE) if i != leader]
-    return {
-        "leader.minute": per([counts[leader]], MINUTES),
-        "follower.minute": per([counts[i] for i in followers], MINUTES * len(followers)),
-        "leader.poll": per([counts[leader]], polls[leader]),
-        "follower.poll": per([counts[i] for i in followers], sum(polls[i] for i in followers)),
-    }
+    return role_figures(counts, polls, leader)
 
 
 def counts(options: Options) -> dict[str, Any]:
-    results = lock_counts()
+    base = mongomock.MongoClient()["bench"]
+    results = lock_counts(STORE, lambda tally: MongoLocker("bench-key", counting_db(base, tally)))
     for status in (True, False):
         figures = group_counts(status=status)
         state = "on" if status else "off"
@@ -139,62 +109,26 @@ def counts(options: Options) -> dict[str, Any]:
 # --- real time ---------------------------------------------------------------------------------
 
 
-class Pair:
-    """Two 1.x electors on one fresh mongomock database; elector 0 leads first."""
+def new_pair() -> Pair:
+    return Pair(
+        lambda base: counting_db(base, Tally()),
+        lambda db, on_leader: MongoLeaderElector("svc", db, ttl=REALTIME_TTL, on_leader=on_leader),
+    )
 
-    def __init__(self) -> None:
-        base = mongomock.MongoClient()["bench"]
-        self.dbs = [counting_db(base, Tally()) for _ in range(2)]
-        self.gained_at: list[float | None] = [None, None]
-        self.gained = [threading.Event(), threading.Event()]
-        self.electors = [
-            MongoLeaderElector("svc", db, ttl=REALTIME_TTL, on_leader=lambda i=i: self._gained(i))
-            for i, db in enumerate(self.dbs)
-        ]
-        self.electors[0].start()
-        if not self.gained[0].wait(5 * REALTIME_TTL):
-            raise RuntimeError("the first 1.x elector never became leader")
-        self.electors[1].start()
 
-    def _gained(self, i: int) -> None:
-        self.gained_at[i] = time.perf_counter()
-        self.gained[i].set()
+def crash(pair: Pair) -> None:
+    """The leader's process is gone: its store calls fail, its loop polls no more."""
+    pair.dbs[0].dead = True
+    pair.electors[0]._shutdown = True
 
-    def wait_for_second(self, since: float) -> float | None:
-        if not self.gained[1].wait(5 * REALTIME_TTL):
-            return None
-        gained_at = self.gained_at[1]
-        assert gained_at is not None
-        return gained_at - since
+
+def clean_up_after_crash(pair: Pair) -> None:
+    pair.electors[1].stop()
+    pair.electors[0]._elector_thread.join()  # ends after its sleep; nothing to release
 
 
 def times(options: Options) -> dict[str, Any]:
-    rng = options.rng("realtime")
-    failover: list[float | None] = []
-    handoff: list[float | None] = []
-    stop_latency: list[float | None] = []
-    for _ in range(options.trials):
-        pair = Pair()
-        time.sleep(rng.uniform(0, REALTIME_TTL))
-        pair.dbs[0].dead = True  # the leader's process is gone: no release, no more polls
-        pair.electors[0]._shutdown = True
-        crashed_at = time.perf_counter()
-        failover.append(pair.wait_for_second(crashed_at))
-        pair.electors[1].stop()
-        pair.electors[0]._elector_thread.join()  # ends after its sleep; nothing to release
-    for _ in range(options.trials):
-        pair = Pair()
-        time.sleep(rng.uniform(0, REALTIME_TTL))
-        stopping_at = time.perf_counter()
-        pair.electors[0].stop()
-        stop_latency.append(time.perf_counter() - stopping_at)
-        handoff.append(pair.wait_for_second(stopping_at))
-        pair.electors[1].stop()
-    return {
-        f"{STORE}|failover.realtime": failover,
-        f"{STORE}|handoff.realtime": handoff,
-        f"{STORE}|stop.realtime": stop_latency,
-    }
+    return realtime_handovers(options, new_pair, crash, clean_up_after_crash)
 
 
 # --- throughput -----------------------------------------------------------------------------------
@@ -205,19 +139,7 @@ def throughput(options: Options) -> dict[str, Any]:
     MongoLocker._verifytime = lambda self: True  # what 1.x users on mongomock do
     try:
         db = mongomock.MongoClient()["bench"]
-        lock = MongoLocker("one", db)
-        began = time.perf_counter()
-        for _ in range(THROUGHPUT_PAIRS):
-            lock.acquire(blocking=False)
-            lock.release()
-        one_key = THROUGHPUT_PAIRS / (time.perf_counter() - began)
-        locks = [MongoLocker(f"key-{i}", db) for i in range(THROUGHPUT_KEYS)]
-        began = time.perf_counter()
-        for _ in range(2):
-            for each in locks:
-                each.acquire(blocking=False)
-                each.release()
-        many_keys = 2 * THROUGHPUT_KEYS / (time.perf_counter() - began)
+        one_key, many_keys = pairs_per_second(lambda key: MongoLocker(key, db))
     finally:
         MongoLocker._verifytime = saved
     return {f"{STORE}|pairs.one_key": one_key, f"{STORE}|pairs.many_keys": many_keys}

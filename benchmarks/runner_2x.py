@@ -34,17 +34,9 @@ from typing import Any, ClassVar
 
 import mongomock
 import pymongo
-from _counting import OTHER, READ, WRITE, CommandCounter, CountingDatabase, Tally, per
-from _runner_io import (
-    GROUP_SIZE,
-    MINUTES,
-    REALTIME_TTL,
-    THROUGHPUT_KEYS,
-    THROUGHPUT_PAIRS,
-    WARM_UP,
-    Options,
-    run_main,
-)
+from _counting import OTHER, READ, WRITE, CommandCounter, CountingDatabase, Tally
+from _runner_io import GROUP_SIZE, MINUTES, REALTIME_TTL, WARM_UP, Options, run_main
+from _scenarios import Pair, lock_counts, pairs_per_second, realtime_handovers, role_figures
 
 import mongoelector
 from mongoelector import LeaderElector, Lock, MongoLeaderElector, MongoLocker
@@ -163,22 +155,6 @@ class ClientStore(FacadeStore):
 # --- counts -------------------------------------------------------------------------------------
 
 
-def lock_counts(store: Store) -> dict[str, Any]:
-    tally = Tally()
-    lock = store.lock(tally)
-    out = {"construct": tally.take()}
-    lock.acquire(blocking=False)
-    out["acquire_first"] = tally.take()
-    lock.touch()
-    out["renew"] = tally.take()
-    lock.release()
-    out["release"] = tally.take()
-    lock.acquire(blocking=False)
-    out["acquire"] = tally.take()
-    lock.release()
-    return {f"{store.name}|count.{name}": count for name, count in out.items()}
-
-
 def group_counts(
     make_store: Callable[[FakeClock], Store], *, status: bool, retry_period: float | None
 ) -> dict[str, dict[str, Any]]:
@@ -209,17 +185,11 @@ def group_counts(
     group.run_for(MINUTES * 60)
     counts = [tally.take() for tally in tallies]
     leader = electors.index(group.leader) if group.leader is not None else 0
-    followers = [i for i in range(GROUP_SIZE) if i != leader]
-    return {
-        "leader.minute": per([counts[leader]], MINUTES),
-        "follower.minute": per([counts[i] for i in followers], MINUTES * len(followers)),
-        "leader.poll": per([counts[leader]], polls[leader]),
-        "follower.poll": per([counts[i] for i in followers], sum(polls[i] for i in followers)),
-    }
+    return role_figures(counts, polls, leader)
 
 
 def store_counts(name: str, make_store: Callable[[FakeClock], Store]) -> dict[str, Any]:
-    results = lock_counts(make_store(FakeClock()))
+    results = lock_counts(name, make_store(FakeClock()).lock)
     for cadence, retry_period in (("defaults", None), ("cadence_1x", CADENCE_1X_RETRY)):
         for status in (True, False):
             figures = group_counts(make_store, status=status, retry_period=retry_period)
@@ -266,7 +236,7 @@ def server_counts(uri: str) -> dict[str, Any]:
     store = ClientStore(SystemClock(), connect)
     store.name = "server"
     try:
-        results = lock_counts(store)
+        results = lock_counts(store.name, store.lock)
         tallies = [Tally(), Tally()]
         leader, follower = (store.elector(t, report_status=False) for t in tallies)
         leader.poll()
@@ -345,64 +315,23 @@ def handover_once(
     return clock.monotonic() - went_at if found else None
 
 
-class RealtimePair:
-    """Two 2.x facades on one mongomock database in real time; elector 0 leads first."""
+def realtime(options: Options) -> dict[str, Any]:
+    def new_pair() -> Pair:
+        return Pair(
+            lambda base: CountingDatabase(base, Tally()),
+            lambda db, on_leader: MongoLeaderElector(
+                "svc", db, ttl=REALTIME_TTL, on_leader=on_leader
+            ),
+        )
 
-    def __init__(self) -> None:
-        base = mongomock.MongoClient()["bench"]
-        self.dbs = [CountingDatabase(base, Tally()) for _ in range(2)]
-        self.gained_at: list[float | None] = [None, None]
-        self.gained = [threading.Event(), threading.Event()]
-        self.electors = [
-            MongoLeaderElector("svc", db, ttl=REALTIME_TTL, on_leader=lambda i=i: self._gained(i))
-            for i, db in enumerate(self.dbs)
-        ]
-        self.electors[0].start()
-        if not self.gained[0].wait(5 * REALTIME_TTL):
-            raise RuntimeError("the first 2.x elector never became leader")
-        self.electors[1].start()
+    def crash(pair: Pair) -> None:
+        pair.dbs[0].dead = True  # the leader's process is gone: no release, no more calls
 
-    def _gained(self, i: int) -> None:
-        self.gained_at[i] = time.perf_counter()
-        self.gained[i].set()
-
-    def wait_for_second(self, since: float) -> float | None:
-        if not self.gained[1].wait(5 * REALTIME_TTL):
-            return None
-        gained_at = self.gained_at[1]
-        assert gained_at is not None
-        return gained_at - since
-
-    def stop(self) -> None:
-        for elector in self.electors:
+    def clean_up_after_crash(pair: Pair) -> None:
+        for elector in pair.electors:
             elector.stop()
 
-
-def realtime(options: Options) -> dict[str, Any]:
-    rng = options.rng("realtime")
-    failover: list[float | None] = []
-    handoff: list[float | None] = []
-    stop_latency: list[float | None] = []
-    for _ in range(options.trials):
-        pair = RealtimePair()
-        time.sleep(rng.uniform(0, REALTIME_TTL))
-        pair.dbs[0].dead = True  # the leader's process is gone: no release, no more calls
-        crashed_at = time.perf_counter()
-        failover.append(pair.wait_for_second(crashed_at))
-        pair.stop()
-    for _ in range(options.trials):
-        pair = RealtimePair()
-        time.sleep(rng.uniform(0, REALTIME_TTL))
-        stopping_at = time.perf_counter()
-        pair.electors[0].stop()
-        stop_latency.append(time.perf_counter() - stopping_at)
-        handoff.append(pair.wait_for_second(stopping_at))
-        pair.stop()
-    return {
-        "mongomock|failover.realtime": failover,
-        "mongomock|handoff.realtime": handoff,
-        "mongomock|stop.realtime": stop_latency,
-    }
+    return realtime_handovers(options, new_pair, crash, clean_up_after_crash)
 
 
 def memory_stop_latency(options: Options) -> list[float | None]:
@@ -436,23 +365,6 @@ def times(options: Options) -> dict[str, Any]:
 
 
 # --- throughput ----------------------------------------------------------------------------------
-
-
-def pairs_per_second(make_lock: Callable[[str], Lock]) -> tuple[float, float]:
-    """Acquire+release pairs per second on one key, and over many keys (two rounds each)."""
-    lock = make_lock("one")
-    began = time.perf_counter()
-    for _ in range(THROUGHPUT_PAIRS):
-        lock.acquire(blocking=False)
-        lock.release()
-    one_key = THROUGHPUT_PAIRS / (time.perf_counter() - began)
-    locks = [make_lock(f"key-{i}") for i in range(THROUGHPUT_KEYS)]
-    began = time.perf_counter()
-    for _ in range(2):
-        for each in locks:
-            each.acquire(blocking=False)
-            each.release()
-    return one_key, 2 * THROUGHPUT_KEYS / (time.perf_counter() - began)
 
 
 def throughput(options: Options) -> dict[str, Any]:

@@ -108,6 +108,10 @@ class WireBridge:
     _on_ping = _on_endsessions
     _on_createindexes = _on_endsessions
 
+    def _on_dropdatabase(self, request: Any) -> None:
+        self._store.drop_database(request.doc["$db"])
+        request.ok()
+
     def _collection(self, request: Any, field: str) -> Any:
         return self._store[request.doc["$db"]][request.doc[field]]
 

@@ -20,19 +20,25 @@ from mongoelector.backends.protocol import (
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.core.events import LeaderInfo
 from mongoelector.errors import BackendUnavailable
+from mongoelector.picture.recorder import LiveRecorder
 
-__all__ = ["DemoSettings", "Severable", "run_demo"]
+__all__ = ["DemoSettings", "Severable", "demo_recorder", "run_demo"]
 
 
 class Severable:
     """A link from one node to a backend that can be cut, as when a node crashes.
 
     While cut, every call raises :class:`BackendUnavailable` without reaching the store.
+    With a ``recorder``, successful lease writes and releases are recorded on ``lane``.
     """
 
-    def __init__(self, backend: StorageBackend) -> None:
+    def __init__(
+        self, backend: StorageBackend, *, lane: str = "", recorder: LiveRecorder | None = None
+    ) -> None:
         self._backend = backend
         self._cut = threading.Event()
+        self._lane = lane
+        self._recorder = recorder
 
     def cut(self) -> None:
         self._cut.set()
@@ -51,17 +57,31 @@ class Severable:
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
         self._check()
-        return self._backend.compare_and_set(request, force=force)
+        started = self._now()
+        result = self._backend.compare_and_set(request, force=force)
+        if result.acquired and self._recorder is not None:
+            self._recorder.wrote(self._lane, started, self._recorder.now())
+        return result
 
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         self._check()
-        return self._backend.renew(key, owner, token, ttl)
+        started = self._now()
+        record = self._backend.renew(key, owner, token, ttl)
+        if record is not None and self._recorder is not None:
+            self._recorder.wrote(self._lane, started, self._recorder.now())
+        return record
 
     def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
     ) -> bool:
         self._check()
-        return self._backend.release(key, owner, token=token, force=force)
+        released = self._backend.release(key, owner, token=token, force=force)
+        if self._recorder is not None:
+            self._recorder.released(self._lane)
+        return released
+
+    def _now(self) -> float:
+        return self._recorder.now() if self._recorder is not None else 0.0
 
     def get(self, key: str) -> LeaseRecord | None:
         self._check()
@@ -70,12 +90,17 @@ class Severable:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemoSettings:
-    """Timing of the demo, in seconds (short, so that it finishes quickly)."""
+    """Timing of the demo, in seconds (short, so that it finishes quickly).
+
+    ``hold`` is how long each new leader leads (renewing) before the demo
+    crashes it, stops it, or ends.
+    """
 
     ttl: float = 3.0
     renew_deadline: float = 2.0
     retry_period: float = 0.5
     nodes: int = 3
+    hold: float = 1.0
 
 
 @dataclass
@@ -111,9 +136,11 @@ def _make_electors(
     clock: Clock,
     timeline: _Timeline,
     names: dict[str, str],
+    recorder: LiveRecorder | None,
 ) -> tuple[list[Severable], list[LeaderElector]]:
     links: list[Severable] = []
     electors: list[LeaderElector] = []
+    by_name: dict[str, LeaderElector] = {}
 
     def name_of(info: LeaderInfo) -> str:
         return names.get(info.uuid, info.uuid[:8])
@@ -125,9 +152,19 @@ def _make_electors(
 
         return announce
 
+    def became_leader(name: str) -> None:
+        timeline.say(name, "became leader")
+        if recorder is not None:
+            recorder.gained(name, by_name[name].token or 0)
+
+    def stepped_down(name: str) -> None:
+        timeline.say(name, "stepped down")
+        if recorder is not None:
+            recorder.lost(name)
+
     for index in range(settings.nodes):
         name = f"node-{index + 1}"
-        link = Severable(backend)
+        link = Severable(backend, lane=name, recorder=recorder)
         elector = LeaderElector(
             key,
             link,
@@ -135,14 +172,26 @@ def _make_electors(
             renew_deadline=settings.renew_deadline,
             retry_period=settings.retry_period,
             clock=clock,
-            on_leader=functools.partial(timeline.say, name, "became leader"),
-            on_leader_loss=functools.partial(timeline.say, name, "stepped down"),
+            on_leader=functools.partial(became_leader, name),
+            on_leader_loss=functools.partial(stepped_down, name),
             on_new_leader=announcer(name),
         )
         names[elector.uuid] = name
+        by_name[name] = elector
         links.append(link)
         electors.append(elector)
     return links, electors
+
+
+def demo_recorder(settings: DemoSettings | None = None, clock: Clock | None = None) -> LiveRecorder:
+    """A recorder for :func:`run_demo`'s picture: one lane per demo node."""
+    settings = settings or DemoSettings()
+    return LiveRecorder(
+        clock or SystemClock(),
+        [f"node-{index + 1}" for index in range(settings.nodes)],
+        ttl=settings.ttl,
+        renew_deadline=settings.renew_deadline,
+    )
 
 
 def run_demo(
@@ -152,16 +201,19 @@ def run_demo(
     settings: DemoSettings | None = None,
     clock: Clock | None = None,
     key: str = "demo-scheduler",
+    recorder: LiveRecorder | None = None,
 ) -> bool:
     """Run the demo scenario on ``backend``, printing a timeline to ``out``.
 
-    Returns ``True`` if every step happened as expected.
+    Returns ``True`` if every step happened as expected. With a ``recorder``
+    (see :func:`demo_recorder`), terms, lease writes and faults are recorded
+    for a picture too.
     """
     settings = settings or DemoSettings()
     clock = clock or SystemClock()
     timeline = _Timeline(clock, out)
     names: dict[str, str] = {}
-    links, electors = _make_electors(backend, key, settings, clock, timeline, names)
+    links, electors = _make_electors(backend, key, settings, clock, timeline, names, recorder)
 
     def leader() -> LeaderElector | None:
         leaders = [e for e in electors if e.is_leader]
@@ -179,12 +231,16 @@ def run_demo(
         if not _wait_for(lambda: leader() is not None, clock, settings.ttl * 2):
             timeline.say("demo", "no leader was elected")
             return False
+        clock.sleep(settings.hold)
         first = leader()
         assert first is not None
         first_name = names[first.uuid]
         timeline.say("demo", f"{first_name} leads with token {first.token}; now it crashes")
         crashed_at = clock.monotonic()
         links[electors.index(first)].cut()
+        if recorder is not None:
+            recorder.mark(first_name, "crash", "crashes: cut off from the store")
+            recorder.fault(first_name, "cut off", "crashed (cut off)")
         if not _wait_for(
             lambda: (now := leader()) is not None and now is not first, clock, 3 * settings.ttl
         ):
@@ -201,8 +257,11 @@ def run_demo(
             f"token {second.token}",
         )
         first.stop()
+        clock.sleep(settings.hold)
         timeline.say("demo", f"{names[second.uuid]} now hands over gracefully (stop)")
         handed_at = clock.monotonic()
+        if recorder is not None:
+            recorder.mark(names[second.uuid], "stop", "stops gracefully")
         second.stop()
         if not _wait_for(lambda: leader() is not None, clock, 3 * settings.ttl):
             timeline.say("demo", "nobody took over after the graceful stop")
@@ -216,6 +275,7 @@ def run_demo(
             f"{names[third.uuid]} took over {waited:.2f}s after the handover "
             f"(bound retry_period = {settings.retry_period:.2f}s), token {third.token}",
         )
+        clock.sleep(settings.hold)
     finally:
         for elector in electors:
             elector.stop()

@@ -117,7 +117,11 @@ def _views(
     records: Iterable[tuple[str, LeaseRecord]], members: Sequence[MemberRecord], now: datetime
 ) -> list[KeyView]:
     by_key: dict[str, list[MemberView]] = {}
-    for member in sorted(members, key=lambda m: (m.key, -(m.timestamp or now).timestamp())):
+    # Per key: the leader first, then the freshest reports.
+    order = sorted(
+        members, key=lambda m: (m.key, not m.is_leader, -(m.timestamp or now).timestamp())
+    )
+    for member in order:
         age = None if member.timestamp is None else (now - member.timestamp).total_seconds()
         by_key.setdefault(member.key, []).append(MemberView(member=member, age=age))
     views = []

@@ -1,4 +1,4 @@
-"""``python -m tests.cli.mongomock_driver FIXTURE ARGS...``: the CLI in a fresh process on mongomock.
+"""``python -m tests.cli.mongomock_driver FIXTURE ARGS...``: the CLI on mongomock, in a process.
 
 Fills the store ``mongomock://ops`` (database ``app``) with ``FIXTURE`` from
 :mod:`tests.cli.stores`, then exits with ``mongoelector ARGS...``'s exit code.

@@ -56,9 +56,9 @@ def test_the_database_comes_from_db_or_from_the_uri(capsys: pytest.CaptureFixtur
 
 
 def test_a_bad_database_name_exits_2() -> None:
-    with pytest.raises(CliError, match="bad database name 'a/b'") as caught:
-        with open_database("mongodb://127.0.0.1:1", "a/b", timeout=0.1):
-            pass
+    opening = open_database("mongodb://127.0.0.1:1", "a/b", timeout=0.1)
+    with pytest.raises(CliError, match="bad database name 'a/b'") as caught, opening:
+        pass
     assert caught.value.code is ExitCode.USAGE
 
 

@@ -25,9 +25,9 @@ def test_times_are_finite_numbers() -> None:
 
 
 def test_kinds_of_spans_and_markers_are_the_ones_the_renderer_draws() -> None:
-    with pytest.raises(ValueError, match="kind must be one of .* got 'meteor'"):
+    with pytest.raises(ValueError, match=r"kind must be one of .* got 'meteor'"):
         Span(lane="n1", kind="meteor", start=0.0, end=1.0)
-    with pytest.raises(ValueError, match="kind must be one of .* got 'party'"):
+    with pytest.raises(ValueError, match=r"kind must be one of .* got 'party'"):
         Marker(kind="party", at=1.0)
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Coroutine
+from typing import Any
+
 import pytest
 
 from mongoelector.backends import MemoryBackend
@@ -16,3 +21,32 @@ def clock() -> FakeClock:
 @pytest.fixture
 def backend(clock: FakeClock) -> MemoryBackend:
     return MemoryBackend(clock)
+
+
+#: Real seconds an ``async def`` test may take before it counts as hung (a guard, not a timing).
+ASYNC_TEST_HANG_GUARD = 30
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests in a fresh event loop (``asyncio.run``), without a plugin.
+
+    A test still running after :data:`ASYNC_TEST_HANG_GUARD` real seconds fails
+    with ``TimeoutError`` instead of hanging the suite.
+    """
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    funcargs = pyfuncitem.funcargs
+    kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    asyncio.run(_guarded(pyfuncitem.obj(**kwargs), pyfuncitem.nodeid))
+    return True
+
+
+async def _guarded(test: Coroutine[Any, Any, None], name: str) -> None:
+    task = asyncio.ensure_future(test)
+    done, _ = await asyncio.wait({task}, timeout=ASYNC_TEST_HANG_GUARD)
+    if not done:
+        task.cancel()
+        await asyncio.wait({task})
+        raise TimeoutError(f"{name} still ran after {ASYNC_TEST_HANG_GUARD} s: it hangs")
+    task.result()

@@ -18,6 +18,7 @@ from mongoelector.errors import (
     LockExists,
     LockLost,
     MongoElectorError,
+    NotLeader,
     TimeOffsetError,
 )
 from mongoelector.locker import MongoLocker
@@ -39,6 +40,7 @@ __all__ = [
     "MongoElectorError",
     "MongoLeaderElector",
     "MongoLocker",
+    "NotLeader",
     "TimeOffsetError",
     "__version__",
 ]

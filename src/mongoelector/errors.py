@@ -15,6 +15,7 @@ __all__ = [
     "LockExists",
     "LockLost",
     "MongoElectorError",
+    "NotLeader",
     "TimeOffsetError",
 ]
 
@@ -37,6 +38,14 @@ class TimeOffsetError(MongoElectorError):
 
 class LockLost(MongoElectorError):
     """A holding that the caller relied on is no longer valid."""
+
+
+class NotLeader(MongoElectorError):
+    """Leadership was asked for where this node does not lead and cannot become leader.
+
+    For example, entering ``elector.leadership()`` while the elector is not
+    running, or when it stops before this node becomes leader.
+    """
 
 
 class BackendError(MongoElectorError):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 import threading
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
 from mongoelector._validation import check_non_negative_seconds
 
@@ -11,6 +15,36 @@ __all__ = ["FakeClock"]
 
 _DEFAULT_START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 _NANOS = 1_000_000_000
+
+
+class _Wakeable(Protocol):
+    def set(self) -> None: ...
+
+
+class _LoopEventSetter:
+    """Sets an :class:`asyncio.Event` from whichever thread advances the clock.
+
+    From the event loop's own thread the event is set at once, so the waiter is
+    runnable as soon as ``advance()`` returns; from another thread it is set
+    through ``call_soon_threadsafe``.
+    """
+
+    __slots__ = ("_event", "_loop")
+
+    def __init__(self, event: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+        self._event = event
+        self._loop = loop
+
+    def set(self) -> None:
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._event.set()
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            self._loop.call_soon_threadsafe(self._event.set)
 
 
 class FakeClock:
@@ -29,6 +63,12 @@ class FakeClock:
     * :meth:`wait_until` never moves the clock: a background thread (a started
       elector) stays asleep until some other thread advances the clock past its
       deadline, or until it is woken (for example by ``stop()``).
+    * :meth:`async_sleep` and :meth:`async_wait_until` are the same two kinds of
+      wait for asyncio tasks: the first advances the clock and lets other tasks
+      run once; the second suspends the task (never blocking the event loop)
+      until the clock is advanced past its deadline, from any thread, or its
+      event is set. :attr:`next_deadline` tells a test where the earliest
+      waiter is due.
     """
 
     def __init__(self, start: datetime | None = None) -> None:
@@ -41,7 +81,7 @@ class FakeClock:
         self._start = start.astimezone(timezone.utc)
         self._elapsed_ns = 0
         self._cond = threading.Condition()
-        self._waiters: dict[threading.Event, int] = {}
+        self._waiters: dict[_Wakeable, int] = {}
 
     def now(self) -> datetime:
         with self._cond:
@@ -84,9 +124,53 @@ class FakeClock:
                 reached = self._elapsed_ns >= deadline_ns
         return not reached
 
+    async def async_sleep(self, seconds: float) -> None:
+        """Advance the clock by ``seconds`` (as :meth:`sleep` does), then yield to the loop once."""
+        self.sleep(seconds)
+        await asyncio.sleep(0)
+
+    async def async_wait_until(self, deadline: float, wakeup: asyncio.Event) -> bool:
+        """Suspend the calling task until the clock reaches ``deadline`` or ``wakeup`` is set.
+
+        Returns ``True`` if ``wakeup`` was set before the deadline was reached.
+        Like :meth:`wait_until`, the clock sets ``wakeup`` itself to wake the
+        waiter; callers clear it after waking. Always yields to the event loop
+        at least once, even when the deadline has already passed. An infinite
+        ``deadline`` waits for ``wakeup`` alone.
+        """
+        if math.isinf(deadline):
+            await wakeup.wait()
+            return True
+        deadline_ns = round(deadline * _NANOS)
+        setter = _LoopEventSetter(wakeup, asyncio.get_running_loop())
+        with self._cond:
+            if self._elapsed_ns >= deadline_ns:
+                already = True
+            else:
+                already = False
+                self._waiters[setter] = deadline_ns
+        if already:
+            await asyncio.sleep(0)
+            return wakeup.is_set()
+        try:
+            await wakeup.wait()
+        finally:
+            with self._cond:
+                self._waiters.pop(setter, None)
+                reached = self._elapsed_ns >= deadline_ns
+        return not reached
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The earliest deadline (monotonic seconds) anyone waits for, ``None`` if nobody waits."""
+        with self._cond:
+            if not self._waiters:
+                return None
+            return min(self._waiters.values()) / _NANOS
+
     @property
     def waiters(self) -> int:
-        """How many threads are waiting for this clock to reach their deadline."""
+        """How many threads and tasks are waiting for this clock to reach their deadline."""
         with self._cond:
             return len(self._waiters)
 

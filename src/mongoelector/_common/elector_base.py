@@ -1,0 +1,349 @@
+"""An elector's settings, identity and local knowledge, shared by both drivers (no I/O).
+
+A driver subclasses :class:`ElectorBase` with the backend type it calls, and
+adds the polling loop, the store calls and the way it runs callbacks. Routing
+store results into the :class:`~mongoelector.core.elector_machine.ElectorMachine`,
+turning its notifications into callbacks, and building status reports all
+happen here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from mongoelector._common.outcomes import Failure, Result
+from mongoelector._common.participant import Participant
+from mongoelector._sync.callbacks import check_callback
+from mongoelector._validation import check_key
+from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+from mongoelector.clock import Clock
+from mongoelector.core import status as status_docs
+from mongoelector.core.elector_machine import ElectorMachine, Role, Step
+from mongoelector.core.events import (
+    Action,
+    Inspect,
+    LeaderChanged,
+    LeaderInfo,
+    LeadershipGained,
+    LeadershipLost,
+    LossReason,
+    Release,
+    Renew,
+    TryAcquire,
+)
+from mongoelector.core.lease import Holding
+from mongoelector.errors import BackendError
+from mongoelector.timing import LeaseTiming
+
+__all__ = ["CallbackCall", "ElectorBase"]
+
+logger = logging.getLogger("mongoelector.elector")
+
+BackendT = TypeVar("BackendT")
+
+#: How many past terms' loss reasons an elector remembers (for leadership scopes).
+_REMEMBERED_LOSSES = 16
+
+#: A callback to run: the callback (or ``None``), its name for the log, its arguments.
+CallbackCall = tuple[Callable[..., Any] | None, str, tuple[Any, ...]]
+
+
+class ElectorBase(Participant[BackendT]):
+    """What an elector knows without asking the store, and how it reacts to what the store says.
+
+    Subclasses provide :attr:`running`. Listeners added with
+    :meth:`_add_listener` are called (from whichever thread or task drives
+    the elector) whenever leadership may have changed: after every poll, and
+    as soon as a loss is known, before ``on_leader_loss`` runs.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        backend: BackendT,
+        *,
+        ttl: float,
+        renew_deadline: float | None,
+        retry_period: float | None,
+        clock: Clock | None,
+        on_leader: Callable[[], Any] | None,
+        on_leader_loss: Callable[[], Any] | None,
+        on_loop: Callable[[], Any] | None,
+        on_new_leader: Callable[[LeaderInfo], Any] | None,
+        app_version: str | None,
+        report_status: bool,
+    ) -> None:
+        key = check_key(key)
+        timing = LeaseTiming.for_ttl(ttl, renew_deadline=renew_deadline, retry_period=retry_period)
+        super().__init__(key, backend, timing=timing, clock=clock)
+        self._on_leader = check_callback(on_leader, name="on_leader")
+        self._on_leader_loss = check_callback(on_leader_loss, name="on_leader_loss")
+        self._on_loop = check_callback(on_loop, name="on_loop")
+        self._on_new_leader = check_callback(on_new_leader, name="on_new_leader")
+        if app_version is not None and not isinstance(app_version, str):
+            raise TypeError(f"app_version must be a str or None, got {app_version!r}")
+        self._app_version = app_version
+        if not isinstance(report_status, bool):
+            raise TypeError(f"report_status must be a bool, got {report_status!r}")
+        self._report_status = report_status
+        self._machine = ElectorMachine(owner=self._uuid, timing=self._timing)
+        self._request = LeaseRequest(
+            key=self._key, owner=self._uuid, ttl=self._timing.ttl, host=self._host, pid=self._pid
+        )
+        self._last_poll: datetime | None = None
+        self._loss_reasons: dict[int, LossReason] = {}
+        self._listeners: list[Callable[[], object]] = []
+        self._listeners_lock = threading.Lock()
+
+    # --- settings ------------------------------------------------------------------
+
+    @property
+    def retry_period(self) -> float:
+        return self._timing.retry_period
+
+    @property
+    def timing(self) -> LeaseTiming:
+        return self._timing
+
+    @property
+    def app_version(self) -> str | None:
+        return self._app_version
+
+    @property
+    def poll_wait(self) -> float:
+        """Seconds between polls while nothing goes wrong (the ``retry_period``)."""
+        return self._timing.retry_period
+
+    # --- what this node knows (no backend call) ------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """True while the polling loop runs and no stop was requested."""
+        raise NotImplementedError
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this node leads and its renew deadline has not passed."""
+        return self._machine.is_leader(self._clock.monotonic())
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of this node's current term, ``None`` unless leading."""
+        return self._machine.token(self._clock.monotonic())
+
+    @property
+    def holding(self) -> Holding | None:
+        """The current term's holding while this node leads, else ``None``.
+
+        Like ``Lock.holding``: ``holding.valid_until`` is the monotonic time
+        (this elector's clock) at which leadership ends unless renewed.
+        """
+        holding = self._machine.holding
+        if holding is None or not holding.is_valid(self._clock.monotonic()):
+            return None
+        return holding
+
+    @property
+    def leader(self) -> LeaderInfo | None:
+        """Who leads, as far as this node knows from its latest poll."""
+        leader = self._machine.leader
+        if leader is not None and leader.uuid == self._uuid and not self.is_leader:
+            return None
+        return leader
+
+    @property
+    def leader_exists(self) -> bool:
+        """True if this node leads, or its latest polls saw a live leader."""
+        return self._machine.leader_exists(self._clock.monotonic())
+
+    @property
+    def next_poll_at(self) -> float:
+        """The clock's monotonic time at which the loop polls next (``inf``: stopped)."""
+        return self._machine.wake_at()
+
+    @property
+    def role(self) -> Role:
+        return self._machine.role
+
+    @property
+    def node_status(self) -> dict[str, Any]:
+        """This node's 1.x ``node_status`` dict, from local knowledge."""
+        now = self._clock.monotonic()
+        holding = self._machine.holding
+        leading = self._machine.is_leader(now)
+        status = status_docs.lock_status(
+            uuid=self._uuid,
+            key=self._key,
+            ttl=self._timing.ttl,
+            timestamp=self._clock.now(),
+            host=self._host,
+            pid=self._pid,
+            holding=holding.record if holding is not None and leading else None,
+            owned=leading,
+        )
+        return status_docs.node_status(
+            status,
+            is_leader=leading,
+            elector_running=self.running,
+            last_poll=self._last_poll,
+            app_version=self._app_version,
+        )
+
+    # --- reacting to the store (the drivers call these around their I/O) ------------
+
+    def _settle(self, action: Action, started_at: float, outcome: Result | Failure) -> Step:
+        """Feed the machine what ``action`` (sent at ``started_at``) returned or raised."""
+        now = self._clock.monotonic()
+        if isinstance(outcome, Failure):
+            logger.warning(
+                "%s for %r failed%s: %s",
+                type(action).__name__,
+                self._key,
+                " (outcome unknown)" if outcome.ambiguous else "",
+                outcome.error,
+            )
+            return self._machine.on_failure(action, now, ambiguous=outcome.ambiguous)
+        if isinstance(action, TryAcquire):
+            assert isinstance(outcome, CasResult)
+            return self._machine.on_acquire_result(started_at, now, outcome)
+        if isinstance(action, Renew):
+            assert outcome is None or isinstance(outcome, LeaseRecord)
+            return self._machine.on_renew_result(started_at, now, outcome)
+        if isinstance(action, Inspect):
+            assert outcome is None or isinstance(outcome, LeaseRecord)
+            return self._machine.on_inspect_result(now, outcome)
+        assert isinstance(action, Release)
+        return Step()
+
+    def _confirmation_before_stop(self) -> Inspect | None:
+        """The read to make before stopping, so that the stop can release by token.
+
+        After an acquire of unknown outcome this node may hold the lease
+        without knowing its token; the machine then lets it lapse rather than
+        release without a token. Reading the record first (an ``Inspect``)
+        tells whether it is ours and with which token, so the stop releases it.
+        """
+        if self._machine.role is not Role.CONFIRMING:
+            return None
+        action = self._machine.begin_poll(self._clock.monotonic()).action
+        return action if isinstance(action, Inspect) else None
+
+    def _interrupted(self, action: Action) -> None:
+        """``action`` was abandoned mid-call (its task was cancelled): it may have applied."""
+        self._machine.on_failure(action, self._clock.monotonic(), ambiguous=True)
+
+    def _callbacks(self, step: Step) -> list[CallbackCall]:
+        """Log ``step``'s notifications and say which callbacks to run for them, in order."""
+        calls: list[CallbackCall] = []
+        lost = False
+        for note in step.notifications:
+            if isinstance(note, LeadershipGained):
+                logger.info("%r: leader of %r with token %d", self._uuid, self._key, note.token)
+                calls.append((self._on_leader, "on_leader", ()))
+            elif isinstance(note, LeadershipLost):
+                logger.info(
+                    "%r: lost leadership of %r (token %d): %s",
+                    self._uuid,
+                    self._key,
+                    note.token,
+                    note.reason.value,
+                )
+                self._loss_reasons[note.token] = note.reason
+                while len(self._loss_reasons) > _REMEMBERED_LOSSES:
+                    del self._loss_reasons[next(iter(self._loss_reasons))]
+                lost = True
+                calls.append((self._on_leader_loss, "on_leader_loss", ()))
+            elif isinstance(note, LeaderChanged):
+                calls.append((self._on_new_leader, "on_new_leader", (note.leader,)))
+        if lost:
+            self._wake_listeners()
+        return calls
+
+    def _polled(self) -> bool:
+        """Record that a poll finished; ``True`` if a status report is due now."""
+        self._last_poll = self._clock.now()
+        return self._report_status and self._machine.status_due(self._clock.monotonic())
+
+    def _member_record(self, *, running: bool) -> tuple[MemberRecord, float]:
+        """This node's status report, and the monotonic time it describes."""
+        now = self._clock.monotonic()
+        member = MemberRecord(
+            key=self._key,
+            uuid=self._uuid,
+            host=self._host,
+            pid=self._pid,
+            is_leader=self._machine.is_leader(now),
+            elector_running=running,
+            ttl=self._timing.ttl,
+            token=self._machine.token(now),
+            app_version=self._app_version,
+        )
+        return member, now
+
+    def _status_sent(self, member: MemberRecord, at: float, error: BackendError | None) -> None:
+        if error is not None:
+            logger.warning("status report for %r failed: %s", self._key, error)
+            return
+        self._machine.status_reported(at, leading=member.is_leader)
+
+    def _cluster_detail(
+        self, members: Sequence[MemberRecord], record: LeaseRecord | None, server_now: datetime
+    ) -> dict[str, Any]:
+        live = record if record is not None and record.is_held(server_now) else None
+        return status_docs.cluster_detail(list(members), live, server_now)
+
+    # --- listeners and leadership terms -----------------------------------------------
+
+    def _add_listener(self, listener: Callable[[], object]) -> None:
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+    def _remove_listener(self, listener: Callable[[], object]) -> None:
+        with self._listeners_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    @contextlib.contextmanager
+    def _listening(self, listener: Callable[[], object]) -> Iterator[None]:
+        """Call ``listener`` on every possible change of leadership while in the block."""
+        self._add_listener(listener)
+        try:
+            yield
+        finally:
+            self._remove_listener(listener)
+
+    def _wake_listeners(self) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def _term_loss(self, token: int) -> LossReason | None:
+        """Why the term with fencing ``token`` is over, or ``None`` while this node still leads it.
+
+        A term whose end no poll has reported yet ended at its renew deadline.
+        """
+        reason = self._loss_reasons.get(token)
+        if reason is not None:
+            return reason
+        if self._machine.token(self._clock.monotonic()) == token:
+            return None
+        return LossReason.DEADLINE
+
+    def _term_valid_until(self, token: int) -> float:
+        """The monotonic time until which the term with ``token`` is trusted (so far)."""
+        holding = self._machine.holding
+        if holding is None or holding.token != token:
+            return self._clock.monotonic()
+        return holding.valid_until
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(key={self._key!r}, uuid={self._uuid!r}, "
+            f"role={self._machine.role.value}, token={self.token!r})"
+        )

@@ -1,0 +1,391 @@
+"""The state of a lease lock and every decision about it, shared by ``Lock`` and ``AsyncLock``.
+
+A driver subclasses :class:`LockBase` with the backend type it calls, and
+adds only the I/O: calling the store, and waiting between tries. What one
+``acquire()`` does next is :class:`AcquireRun`'s (around the pure
+:class:`~mongoelector.core.lock_machine.AcquireAttempt`); the life of a
+holding (trusted, renewed, released, or lost) is the base class's, kept with
+the pure :class:`~mongoelector.core.renewal.Renewal` rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from mongoelector._common.outcomes import Failure, Result
+from mongoelector._common.participant import Participant
+from mongoelector._validation import check_key, check_seconds
+from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
+from mongoelector.clock import Clock
+from mongoelector.core import status as status_docs
+from mongoelector.core.events import Action, LossReason
+from mongoelector.core.lease import Holding, LeaseKeeper
+from mongoelector.core.lock_machine import (
+    AcquireAttempt,
+    Call,
+    Decision,
+    Fail,
+    GiveUp,
+    GiveUpReason,
+    Succeed,
+    WaitThenCall,
+)
+from mongoelector.core.renewal import Lost, Renewal
+from mongoelector.errors import (
+    AcquireTimeout,
+    AmbiguousOutcome,
+    BackendError,
+    LockExists,
+    LockLost,
+)
+from mongoelector.timing import LeaseTiming
+
+__all__ = ["AcquireRun", "LockBase", "ReleasePlan", "describe_holder"]
+
+BackendT = TypeVar("BackendT")
+
+logger = logging.getLogger("mongoelector.lock")
+
+
+def describe_holder(key: str, holder: LeaseRecord | None) -> str:
+    """A sentence naming who holds lock ``key`` (for ``LockExists``)."""
+    if holder is None or holder.owner is None:
+        return f"lock {key!r} is held"
+    expires = holder.expires_at.isoformat() if holder.expires_at is not None else "unknown"
+    return (
+        f"lock {key!r} is held by {holder.owner} on host {holder.host!r} "
+        f"(pid {holder.pid}, token {holder.token}, expires {expires} server time)"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleasePlan:
+    """The ``release`` store call a lock's ``release(force)`` must make.
+
+    Without ``force``, a ``token`` of ``None`` means an acquire of unknown
+    outcome: the driver reads the record first and releases only the token it
+    finds there (see :meth:`LockBase._token_in`), since a release without a
+    token could free a later holding if it landed late.
+    """
+
+    owner: str | None
+    token: int | None
+    force: bool
+
+
+class AcquireRun:
+    """One ``acquire()`` call: the machine's plan, the last store error, and the outcome.
+
+    The driver makes each call that :attr:`decision` asks for (waiting first
+    for a :class:`WaitThenCall`), feeds the outcome to :meth:`feed`, and once
+    the decision is neither a call nor a wait, :meth:`finish` returns ``True``
+    or raises what the caller must see.
+    """
+
+    def __init__(self, lock: LockBase[Any], attempt: AcquireAttempt, timeout: float | None) -> None:
+        self._lock = lock
+        self._attempt = attempt
+        self._timeout = timeout
+        self._error: BackendError | None = None
+        self.decision: Decision = attempt.first()
+
+    @property
+    def pending(self) -> Call | WaitThenCall | None:
+        """The call still to make (after waiting, for a ``WaitThenCall``), or ``None`` when done."""
+        decision = self.decision
+        return decision if isinstance(decision, (Call, WaitThenCall)) else None
+
+    def feed(self, action: Action, started_at: float, outcome: Result | Failure) -> None:
+        """Record what ``action`` (sent at ``started_at``) returned or raised."""
+        now = self._lock.clock.monotonic()
+        if isinstance(outcome, Failure):
+            self._error = outcome.error
+            self.decision = self._attempt.on_failure(action, now, ambiguous=outcome.ambiguous)
+            return
+        assert not isinstance(outcome, bool)
+        self.decision = self._attempt.on_result(action, started_at, now, outcome)
+
+    def finish(self) -> bool:
+        """``True`` once held; otherwise raise ``LockExists``, ``AcquireTimeout`` or the error."""
+        decision = self.decision
+        lock = self._lock
+        if isinstance(decision, Succeed):
+            lock._took(decision.holding)
+            return True
+        if isinstance(decision, GiveUp):
+            if decision.reason is GiveUpReason.HELD:
+                raise LockExists(describe_holder(lock.key, decision.holder))
+            raise AcquireTimeout(
+                f"lock {lock.key!r} not acquired within timeout={self._timeout!r} seconds"
+            )
+        assert isinstance(decision, Fail)
+        error = self._error
+        assert error is not None
+        if decision.maybe_held:
+            lock._mark_maybe_held()
+            if not isinstance(error, AmbiguousOutcome):
+                raise AmbiguousOutcome(
+                    f"lock {lock.key!r} may be held by this Lock: {error}", original=error
+                ) from error
+        raise error
+
+
+class LockBase(Participant[BackendT]):
+    """A lease lock's identity, settings and holding, as this object knows them (no I/O).
+
+    The holding is trusted for ``renew_deadline`` seconds from the start of
+    the last successful acquire or renew; after that :attr:`token` is ``None``
+    even if the store has not expired the lease yet.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        backend: BackendT,
+        *,
+        ttl: float,
+        clock: Clock | None,
+        renew_deadline: float | None,
+    ) -> None:
+        key = check_key(key)
+        self._ttl = check_seconds(ttl, name="ttl")
+        timing = LeaseTiming.for_ttl(self._ttl, renew_deadline=renew_deadline)
+        super().__init__(key, backend, timing=timing, clock=clock)
+        self._mutex = threading.RLock()
+        self._keeper = LeaseKeeper(
+            renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
+        )
+        self._maybe_held = False
+        self._maybe_token: int | None = None
+        # The latest holding: its renew rules, and how it ended.
+        self._renewal: Renewal | None = None
+        self._ending: str | None = None
+        self._lost = threading.Event()
+
+    @property
+    def retry_period(self) -> float:
+        """Seconds between renewals of a kept holding, and between retries of a failed one."""
+        return self._timing.retry_period
+
+    # --- the holding, as this object knows it (no backend call) -----------------
+
+    @property
+    def holding(self) -> Holding | None:
+        """The current holding while it is trusted, else ``None``."""
+        with self._mutex:
+            holding = self._keeper.holding
+            return (
+                holding
+                if holding is not None and holding.is_valid(self._clock.monotonic())
+                else None
+            )
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the current holding, ``None`` when not held."""
+        holding = self.holding
+        return holding.token if holding is not None else None
+
+    @property
+    def ts_expire(self) -> datetime | None:
+        """When the store expires the current holding (server time), ``None`` when not held."""
+        holding = self.holding
+        return holding.record.expires_at if holding is not None else None
+
+    @property
+    def valid_until(self) -> float | None:
+        """The clock's monotonic time at which this object stops trusting its holding.
+
+        That is the start of the last successful acquire or renew plus
+        :attr:`renew_deadline`; ``None`` when not held.
+        """
+        holding = self.holding
+        return holding.valid_until if holding is not None else None
+
+    def remaining(self) -> float:
+        """Seconds until :attr:`valid_until`; ``0.0`` when not held."""
+        with self._mutex:
+            holding = self._keeper.holding
+            return holding.remaining(self._clock.monotonic()) if holding is not None else 0.0
+
+    @property
+    def lost(self) -> threading.Event:
+        """Set when the latest holding ended without a release; cleared by the next acquire.
+
+        With a background renewer it is set as soon as the holding ends (at the
+        renew deadline at the latest). Without one, nothing watches in the
+        background: it is set when ``touch()``, :meth:`ensure` or ``acquire()``
+        finds the holding lost.
+        """
+        return self._lost
+
+    def ensure(self) -> int:
+        """Return the fencing token if the holding is still trusted; else raise :class:`LockLost`.
+
+        Meant to be called before each step of long work, passing the token on
+        to the systems the step writes to. The message names the token of the
+        holding that ended and how it ended.
+        """
+        renewal = self._trusted_renewal()
+        if renewal is not None:
+            return renewal.token
+        with self._mutex:
+            ending = self._ending or "was never acquired"
+        raise LockLost(f"lock {self._key!r} is not held by this {type(self).__name__}: {ending}")
+
+    # --- bookkeeping the drivers call around their store calls -------------------
+
+    def _request(self) -> LeaseRequest:
+        return LeaseRequest(
+            key=self._key, owner=self._uuid, ttl=self._ttl, host=self._host, pid=self._pid
+        )
+
+    def _begin_acquire(
+        self, blocking: bool, timeout: float | None, step: float, force: bool
+    ) -> AcquireRun:
+        """Check the arguments and plan one acquire; ``LockExists`` if already held (no force)."""
+        self._trusted_renewal()
+        attempt = AcquireAttempt(
+            owner=self._uuid,
+            renew_deadline=self._timing.renew_deadline,
+            now=self._clock.monotonic(),
+            blocking=blocking,
+            timeout=timeout,
+            step=step,
+            force=force,
+        )
+        if self.holding is not None and not force:
+            raise LockExists(
+                f"lock {self._key!r} is already held by this {type(self).__name__} "
+                f"(token {self.token})"
+            )
+        return AcquireRun(self, attempt, timeout)
+
+    def _took(self, holding: Holding) -> None:
+        """Start keeping ``holding``, just acquired."""
+        with self._mutex:
+            self._keeper.hold(holding.record, holding.started_at)
+            self._renewal = Renewal(self._keeper, holding.token)
+            self._maybe_held = False
+            self._maybe_token = None
+            self._ending = None
+            self._lost.clear()
+
+    def _mark_maybe_held(self) -> None:
+        """A write of ours may be in the store: :meth:`_plan_release` must free it."""
+        with self._mutex:
+            self._maybe_held = True
+
+    def _forget_holding(self) -> None:
+        """Stop trusting any holding, and remember that the store may still have one."""
+        with self._mutex:
+            holding = self._keeper.drop()
+            self._maybe_held = True
+            if holding is not None:
+                self._ending = f"token {holding.token} was given up by a cancelled acquire"
+
+    def _plan_release(self, force: bool) -> ReleasePlan | None:
+        """Stop trusting the holding; the store call to make, or ``None`` if there is none."""
+        with self._mutex:
+            holding = self._keeper.drop()
+            maybe_held, self._maybe_held = self._maybe_held, False
+            maybe_token, self._maybe_token = self._maybe_token, None
+            if holding is not None:
+                self._ending = f"token {holding.token} was released"
+        if force:
+            return ReleasePlan(owner=None, token=None, force=True)
+        if holding is None and not maybe_held:
+            return None
+        token = holding.token if holding is not None else maybe_token
+        return ReleasePlan(owner=self._uuid, token=token, force=False)
+
+    def _token_in(self, record: LeaseRecord | None) -> int | None:
+        """The token of this object's holding in ``record`` as stored, ``None`` if not ours."""
+        if record is None or record.owner != self._uuid:
+            return None
+        return record.token
+
+    def _release_failed(self, plan: ReleasePlan, token: int | None) -> None:
+        """The release for ``plan`` (of ``token``, if known) failed: the store may still have it."""
+        if not plan.force:
+            with self._mutex:
+                self._maybe_held, self._maybe_token = True, token
+
+    def _touch_failed(self, renewal: Renewal) -> None:
+        with self._mutex:
+            renewal.on_failed(self._clock.monotonic())
+
+    def _touched(
+        self, renewal: Renewal, started_at: float, record: LeaseRecord | None
+    ) -> datetime | None:
+        """Record a renew sent at ``started_at`` for ``renewal``; the new expiry, or ``None``."""
+        with self._mutex:
+            lost = renewal.on_renewed(started_at, self._clock.monotonic(), record)
+            renewed = lost is None and record is not None and renewal.kept()
+        if lost is not None:
+            self._holding_lost(renewal, lost)
+        return record.expires_at if renewed and record is not None else None
+
+    def _trusted_renewal(self) -> Renewal | None:
+        """The latest holding's rules while it is trusted, else ``None``.
+
+        A loss found on the way (the deadline passed unnoticed) is reported.
+        """
+        with self._mutex:
+            renewal = self._renewal
+            verdict = renewal.current(self._clock.monotonic()) if renewal is not None else None
+        if isinstance(verdict, Lost):
+            assert renewal is not None
+            self._holding_lost(renewal, verdict)
+        return renewal if verdict is None else None
+
+    def _holding_lost(self, renewal: Renewal, lost: Lost) -> None:
+        """Report that ``renewal``'s holding ended without a release: once per holding.
+
+        Sets :attr:`lost` and logs, then calls :meth:`_after_loss`; nothing if
+        a newer holding replaced it meanwhile.
+        """
+        if self._record_loss(renewal, lost):
+            self._after_loss(renewal)
+
+    def _after_loss(self, renewal: Renewal) -> None:
+        """A driver's own reaction to the loss of ``renewal``'s holding (stop a renewer, ...)."""
+
+    def _record_loss(self, renewal: Renewal, lost: Lost) -> bool:
+        with self._mutex:
+            if renewal is not self._renewal:
+                return False
+            if lost.reason is LossReason.DEADLINE:
+                self._maybe_held = True  # the store may still have it: release() frees it
+            self._ending = f"token {lost.token} was lost ({lost.reason.value})"
+            self._lost.set()
+        logger.warning(
+            "lock %r lost by %s (token %d): %s",
+            self._key,
+            self._uuid,
+            lost.token,
+            lost.reason.value,
+        )
+        return True
+
+    def _status(self, *, owned: bool) -> dict[str, Any]:
+        holding = self.holding
+        return status_docs.lock_status(
+            uuid=self._uuid,
+            key=self._key,
+            ttl=self._ttl,
+            timestamp=self._clock.now(),
+            host=self._host,
+            pid=self._pid,
+            holding=holding.record if holding is not None else None,
+            owned=owned,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(key={self._key!r}, uuid={self._uuid!r}, token={self.token!r})"
+        )

@@ -29,16 +29,11 @@ class Severable:
     """A link from one node to a backend that can be cut, as when a node crashes.
 
     While cut, every call raises :class:`BackendUnavailable` without reaching the store.
-    With a ``recorder``, successful lease writes and releases are recorded on ``lane``.
     """
 
-    def __init__(
-        self, backend: StorageBackend, *, lane: str = "", recorder: LiveRecorder | None = None
-    ) -> None:
+    def __init__(self, backend: StorageBackend) -> None:
         self._backend = backend
         self._cut = threading.Event()
-        self._lane = lane
-        self._recorder = recorder
 
     def cut(self) -> None:
         self._cut.set()
@@ -57,31 +52,17 @@ class Severable:
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
         self._check()
-        started = self._now()
-        result = self._backend.compare_and_set(request, force=force)
-        if result.acquired and self._recorder is not None:
-            self._recorder.wrote(self._lane, started, self._recorder.now())
-        return result
+        return self._backend.compare_and_set(request, force=force)
 
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         self._check()
-        started = self._now()
-        record = self._backend.renew(key, owner, token, ttl)
-        if record is not None and self._recorder is not None:
-            self._recorder.wrote(self._lane, started, self._recorder.now())
-        return record
+        return self._backend.renew(key, owner, token, ttl)
 
     def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
     ) -> bool:
         self._check()
-        released = self._backend.release(key, owner, token=token, force=force)
-        if self._recorder is not None:
-            self._recorder.released(self._lane)
-        return released
-
-    def _now(self) -> float:
-        return self._recorder.now() if self._recorder is not None else 0.0
+        return self._backend.release(key, owner, token=token, force=force)
 
     def get(self, key: str) -> LeaseRecord | None:
         self._check()
@@ -140,7 +121,6 @@ def _make_electors(
 ) -> tuple[list[Severable], list[LeaderElector]]:
     links: list[Severable] = []
     electors: list[LeaderElector] = []
-    by_name: dict[str, LeaderElector] = {}
 
     def name_of(info: LeaderInfo) -> str:
         return names.get(info.uuid, info.uuid[:8])
@@ -152,19 +132,9 @@ def _make_electors(
 
         return announce
 
-    def became_leader(name: str) -> None:
-        timeline.say(name, "became leader")
-        if recorder is not None:
-            recorder.gained(name, by_name[name].token or 0)
-
-    def stepped_down(name: str) -> None:
-        timeline.say(name, "stepped down")
-        if recorder is not None:
-            recorder.lost(name)
-
     for index in range(settings.nodes):
         name = f"node-{index + 1}"
-        link = Severable(backend, lane=name, recorder=recorder)
+        link = Severable(backend)
         elector = LeaderElector(
             key,
             link,
@@ -172,12 +142,12 @@ def _make_electors(
             renew_deadline=settings.renew_deadline,
             retry_period=settings.retry_period,
             clock=clock,
-            on_leader=functools.partial(became_leader, name),
-            on_leader_loss=functools.partial(stepped_down, name),
+            on_leader=functools.partial(timeline.say, name, "became leader"),
+            on_leader_loss=functools.partial(timeline.say, name, "stepped down"),
             on_new_leader=announcer(name),
+            event_listeners=[recorder.listener(name)] if recorder is not None else (),
         )
         names[elector.uuid] = name
-        by_name[name] = elector
         links.append(link)
         electors.append(elector)
     return links, electors

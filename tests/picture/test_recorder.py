@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from mongoelector import LeaderElector
+from mongoelector.backends import MemoryBackend
 from mongoelector.picture.recorder import LiveRecorder
 from mongoelector.testing import FakeClock
 
@@ -80,3 +82,32 @@ def test_faults_and_marks_last_until_the_picture_is_taken(
     assert [(m.kind, m.at) for m in timeline.markers] == [("crash", 1.0)]
     assert timeline.end > 3.0 and timeline.subtitle == "sub"
     assert (timeline.ttl, timeline.renew_deadline) == (3.0, 2.0)
+
+
+def test_an_electors_listener_records_its_terms(recorder: LiveRecorder, clock: FakeClock) -> None:
+    backend = MemoryBackend(clock)
+    node = LeaderElector(
+        "jobs",
+        backend,
+        ttl=3,
+        renew_deadline=2,
+        retry_period=0.5,
+        clock=clock,
+        event_listeners=[recorder.listener("n1")],
+    )
+    node.poll()
+    for _ in range(2):
+        clock.advance(0.5)
+        node.poll()
+    node.release()
+
+    [term] = recorder.timeline("t").terms
+
+    assert (term.lane, term.token, term.start, term.end) == ("n1", 1, 0.0, 1.0)
+    assert term.renewals == (0.5, 1.0)
+    assert term.renew_deadline is None and term.lease_end == 1.0  # released
+
+
+def test_a_listener_is_for_a_known_lane(recorder: LiveRecorder) -> None:
+    with pytest.raises(ValueError, match=r"lane must be one of \('n1', 'n2'\), got 'n3'"):
+        recorder.listener("n3")

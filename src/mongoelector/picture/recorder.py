@@ -1,12 +1,14 @@
 """Records a live run (threads, a real clock) into a :class:`~mongoelector.picture.Timeline`.
 
-Tell it, from any thread, when a node wrote its lease (acquire or renew, with
-the call's start and end), when it gained and lost leadership, when it
-released, and when faults began; it keeps times by ``clock.monotonic()`` from
-its creation. :meth:`LiveRecorder.timeline` turns the record into a picture:
-a term's renew deadline is shown when it ended no earlier than ``renew_deadline``
-after the start of its last write, and its lease runs until ``ttl`` after the
-end of that write, or until it was released.
+Give each elector or lock the event listener of its lane
+(``event_listeners=[recorder.listener("node-1")]``), and tell the recorder
+when faults begin; or tell it everything by hand, from any thread: when a
+node wrote its lease (acquire or renew, with the call's start and end), when
+it gained and lost leadership, when it released. It keeps times by
+``clock.monotonic()`` from its creation. :meth:`LiveRecorder.timeline` turns
+the record into a picture: a term's renew deadline is shown when it ended no
+earlier than ``renew_deadline`` after the start of its last write, and its
+lease runs until ``ttl`` after the end of that write, or until it was released.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ import threading
 from dataclasses import dataclass, field
 
 from mongoelector.clock import Clock
+from mongoelector.core.events import LossReason
+from mongoelector.monitoring import (
+    EventListener,
+    LeadershipGainedEvent,
+    LeadershipLostEvent,
+    RenewedEvent,
+)
 from mongoelector.picture.model import Marker, Span, Term, Timeline
 
 __all__ = ["LiveRecorder"]
@@ -60,6 +69,12 @@ class LiveRecorder:
     def now(self) -> float:
         """Seconds since the recorder was made, by its clock."""
         return self._clock.monotonic() - self._origin
+
+    def listener(self, lane: str) -> EventListener:
+        """An event listener that records one elector's or lock's terms on ``lane``."""
+        if lane not in self._lanes:
+            raise ValueError(f"lane must be one of {self._lanes!r}, got {lane!r}")
+        return _LaneListener(self, lane)
 
     def wrote(self, lane: str, started: float, ended: float) -> None:
         """``lane`` wrote its lease successfully in a call from ``started`` to ``ended``."""
@@ -145,3 +160,25 @@ class LiveRecorder:
                 ttl=self._ttl,
                 renew_deadline=self._renew_deadline,
             )
+
+
+class _LaneListener(EventListener):
+    """Turns one elector's or lock's events into a :class:`LiveRecorder`'s record of a lane."""
+
+    def __init__(self, recorder: LiveRecorder, lane: str) -> None:
+        self._recorder = recorder
+        self._lane = lane
+
+    def leadership_gained(self, event: LeadershipGainedEvent) -> None:
+        now = self._recorder.now()
+        self._recorder.wrote(self._lane, now - event.latency, now)
+        self._recorder.gained(self._lane, event.token)
+
+    def renewed(self, event: RenewedEvent) -> None:
+        now = self._recorder.now()
+        self._recorder.wrote(self._lane, now - event.latency, now)
+
+    def leadership_lost(self, event: LeadershipLostEvent) -> None:
+        self._recorder.lost(self._lane)
+        if event.reason in (LossReason.RELEASED, LossReason.STOPPED):
+            self._recorder.released(self._lane)

@@ -135,7 +135,7 @@ class Monitor:
                 held,
             )
         else:
-            how = "released" if reason is LossReason.RELEASED else "stopped and released"
+            how = "released" if reason is LossReason.RELEASED else "stopped: gave up"
             self._log.info("%s %s token %d%s", self._what(), how, token, held)
         self._emit(
             LeadershipLostEvent(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -14,6 +15,7 @@ from mongoelector.backends.protocol import StorageBackend
 from mongoelector.backends.sqlite import SQLiteBackend
 from mongoelector.cli.connect import open_database
 from mongoelector.cli.errors import CliError, ExitCode
+from mongoelector.cli.logs import quieted
 from mongoelector.cli.options import DEFAULT_TIMEOUT, positive_seconds
 from mongoelector.cli.picture import write_svg
 from mongoelector.demo import DemoSettings, demo_recorder, run_demo
@@ -78,7 +80,9 @@ def run(args: argparse.Namespace, out: TextIO) -> ExitCode:
     recorder: LiveRecorder | None = None
     if args.svg is not None:
         recorder = demo_recorder(settings)
-    with _backend(args, settings) as backend:
+    # The demo cuts a node off on purpose: its failing calls are news only with -v.
+    quiet = quieted(logging.ERROR) if args.verbose == 0 else contextlib.nullcontext()
+    with _backend(args, settings) as backend, quiet:
         ok = run_demo(backend, out, settings=settings, recorder=recorder)
     if recorder is not None:
         subtitle = f"{settings.nodes} electors on {type(backend).__name__}"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from mongoelector.cli.masking import MaskingFilter
 
-__all__ = ["LOG_FORMAT", "logging_to_stderr"]
+__all__ = ["LOG_FORMAT", "logging_to_stderr", "quieted"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _LEVELS = {0: logging.WARNING, 1: logging.INFO}
@@ -35,3 +35,19 @@ def logging_to_stderr(verbosity: int) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def quieted(level: int = logging.CRITICAL) -> Iterator[None]:
+    """Show only records of ``level`` and above from the ``mongoelector`` loggers in the block.
+
+    For commands whose nodes fail on purpose (the demo's crash, the
+    simulation's faults): their output tells that story better.
+    """
+    logger = logging.getLogger("mongoelector")
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)

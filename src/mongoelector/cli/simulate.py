@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Any, TextIO
 
 from mongoelector.cli.errors import CliError, ExitCode
 from mongoelector.cli.faults import NONE, RANDOM, describe, fault_spec
+from mongoelector.cli.logs import quieted
 from mongoelector.cli.options import positive_int, positive_seconds
 from mongoelector.cli.picture import write_svg
 from mongoelector.cli.text import format_duration
@@ -134,14 +134,9 @@ def run(args: argparse.Namespace, out: TextIO) -> ExitCode:
     scenario = build_scenario(
         nodes=args.nodes, seconds=args.seconds, seed=args.seed, ttl=args.ttl, faults=args.faults
     )
-    # The nodes log every injected failure; the verdict and the picture say it better.
-    logger = logging.getLogger("mongoelector")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
+    # The nodes log every injected failure, stamped with real time; the report says it better.
+    with quieted():
         outcome = run_scenario(scenario)
-    finally:
-        logger.setLevel(level)
     history = outcome.history
     timing = scenario.timing
     out.write(

@@ -160,3 +160,18 @@ def test_an_empty_database_says_where_it_looked(
 
     assert code == 0
     assert "no locks or elections found (looked in mongolocker, elector.locks)" in out
+
+
+def test_a_member_that_stopped_reporting_is_marked_stale(
+    capsys: pytest.CaptureFixture[str], uri: str
+) -> None:
+    now = datetime.now(timezone.utc)
+    database_of(uri)["elector.leader_status"].insert_one(
+        {"_id": "m1", "uuid": "m1", "key": "scheduler", "ttl": 15, "host": "h", "pid": 7,
+         "is_leader": False, "elector_running": True, "timestamp": now - timedelta(seconds=60)}
+    )  # fmt: skip
+
+    _, out, _ = status(capsys, "--uri", uri)
+
+    assert "no record" in line_of(out, "scheduler", "record")
+    assert line_of(out, "m1").endswith("ago (stale)")

@@ -46,7 +46,8 @@ NO_RECORD = "no record"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemberView:
-    """An elector's latest status report; ``age`` is seconds since it (server time)."""
+    """An elector's latest status report (its last poll that reported); ``age`` is seconds
+    since it (server time)."""
 
     member: MemberRecord
     age: float | None

@@ -24,7 +24,8 @@ __all__ = ["add_parser", "render_json", "render_text"]
 DESCRIPTION = """\
 Show every lock and election in a database: the key, who holds it (host, pid,
 uuid), its fencing token, when it was acquired and how long until it expires
-(by the server's clock), and for elections every member with its last poll.
+(by the server's clock), and for elections every member with its last status
+report (members report every ttl/3 and whenever they gain or lose leadership).
 
 Leases are looked for in the collections the library uses by default
 (mongolocker for locks, elector.locks for elections) and in any given with
@@ -108,8 +109,16 @@ def _member_row(key: str, view: MemberView) -> list[str]:
         "yes" if member.is_leader else "no",
         "yes" if member.elector_running else "no",
         "-" if member.token is None else str(member.token),
-        "-" if view.age is None else f"{format_duration(view.age)} ago",
+        _reported(view),
     ]
+
+
+def _reported(view: MemberView) -> str:
+    """How long ago the member reported; ``(stale)`` once that is over its ttl (it is gone)."""
+    if view.age is None:
+        return "-"
+    stale = " (stale)" if view.age > view.member.ttl else ""
+    return f"{format_duration(view.age)} ago{stale}"
 
 
 def render_text(inventory: Inventory) -> str:
@@ -140,7 +149,7 @@ def render_text(inventory: Inventory) -> str:
     lines.append(render_table([*headers, "EXPIRES IN"], rows))
     members = [_member_row(view.key, member) for view in inventory.keys for member in view.members]
     if members:
-        headers = ["KEY", "HOST", "PID", "UUID", "LEADER", "RUNNING", "TOKEN", "LAST POLL"]
+        headers = ["KEY", "HOST", "PID", "UUID", "LEADER", "RUNNING", "TOKEN", "REPORTED"]
         lines += ["", "members:", render_table(headers, members)]
     return "\n".join(lines)
 
@@ -168,8 +177,8 @@ def _record_json(view: KeyView) -> dict[str, Any]:
                 "running": m.member.elector_running,
                 "token": m.member.token,
                 "app_version": m.member.app_version,
-                "last_poll": _iso(m.member.timestamp),
-                "last_poll_age": m.age,
+                "reported": _iso(m.member.timestamp),
+                "reported_age": m.age,
             }
             for m in view.members
         ],

@@ -100,3 +100,12 @@ def test_width_must_be_a_sensible_number_of_pixels() -> None:
         render_svg(two_terms(), width=10)
     root = read_svg(render_svg(two_terms(), width=1600)).root
     assert root.get("width") == "1600"
+
+
+def test_a_holder_believing_past_its_lease_shows_a_bar_longer_than_its_lease() -> None:
+    overrun = Term(lane="n1", token=4, start=0.0, end=30.0, lease_end=15.0)
+    picture = read_svg(render_svg(two_terms(terms=(overrun,), spans=())))
+
+    [bar] = picture.all("rect", "term")
+    [lease] = picture.all("rect", "lease")
+    assert float(lease.get("width", "0")) == pytest.approx(float(bar.get("width", "0")) / 2)

@@ -19,6 +19,7 @@ __all__ = [
     "VIOLATION",
     "defs",
     "element",
+    "glyph",
     "nice_step",
     "path",
     "text",
@@ -139,3 +140,20 @@ def defs() -> str:
         + _hatch("hatch-errors", "#8e44ad", cross=True)
         + _hatch("hatch-down", "#202124", opacity=0.35),
     )
+
+
+def glyph(kind: str, x: float, y: float, body: str = "", *, css: bool = True) -> str:
+    """The mark of a moment of ``kind`` (crash, stop, resign, other) centred on ``(x, y)``.
+
+    With ``css`` a crash is ``class="crash"`` (the chart's, not the legend's).
+    """
+    if kind == "crash":
+        cross = path((x - 4, y - 4), (x + 4, y + 4), (x - 4, y + 4), (x + 4, y - 4), jump=2)
+        css_class = "crash" if css else None
+        return element("path", body, d=cross, stroke="#d93025", stroke_width=2.5, class_=css_class)
+    if kind == "stop":
+        return element("rect", body, x=x - 4, y=y - 4, width=8, height=8, fill="#202124")
+    if kind == "resign":
+        triangle = path((x - 5, y - 4), (x + 5, y - 4), (x, y + 4), close=True)
+        return element("path", body, d=triangle, fill="#202124")
+    return element("circle", body, cx=x, cy=y, r=3.5, fill="#5f6368")

@@ -10,6 +10,7 @@ from mongoelector.picture._draw import (
     PALETTE,
     VIOLATION,
     element,
+    glyph,
     text,
     text_width,
 )
@@ -18,6 +19,13 @@ __all__ = ["legend"]
 
 _ROW = 20.0
 _SWATCH_TOP = -9.0
+#: Marker kind -> legend text.
+_MOMENTS = {
+    "crash": "process crashed",
+    "stop": "graceful stop",
+    "resign": "resigned (steps down, stays in)",
+    "event": "other event (hover for details)",
+}
 
 
 def _bar() -> str:
@@ -52,6 +60,9 @@ def _entries(shown: set[str]) -> list[tuple[str, str]]:
             entries.append(
                 (element("rect", y=_SWATCH_TOP, width=22, height=11, fill=fill), meaning)
             )
+    for kind, meaning in _MOMENTS.items():
+        if kind in shown:
+            entries.append((glyph(kind, 11, _SWATCH_TOP + 5.5, css=False), meaning))
     if "violation" in shown:
         entries.append((_rule(VIOLATION), "invariant violated"))
     return entries
@@ -60,8 +71,8 @@ def _entries(shown: set[str]) -> list[tuple[str, str]]:
 def legend(left: float, width: float, top: float, shown: set[str]) -> tuple[list[str], float]:
     """The legend's elements, laid out in columns from ``(left, top)``, and its height.
 
-    ``shown`` holds the fault kinds (and ``"violation"``) present in the chart;
-    only those get an entry.
+    ``shown`` holds the fault and marker kinds present in the chart; only
+    those get an entry.
     """
     entries = _entries(shown)
     column = max(text_width(meaning, 11) for _, meaning in entries) + 40

@@ -25,6 +25,7 @@ from mongoelector.picture._draw import (
     VIOLATION,
     defs,
     element,
+    glyph,
     nice_step,
     path,
     text,
@@ -44,6 +45,8 @@ _STRIP = 6.0
 _TOP = 66.0
 _RIGHT = 24.0
 _LEGEND_GAP = 44.0
+_MARK_Y = 7.5
+_CAPTION_INDENT = 8.0
 
 
 def _seconds(value: float) -> str:
@@ -125,19 +128,27 @@ def _span(frame: _Frame, span: Span, labelled: dict[str, float]) -> list[str]:
     )
     if x0 < labelled.get(span.lane, -1.0):
         return [band]
-    labelled[span.lane] = x0 + 6 + text_width(label, 9)
-    caption = text(x0 + 3, top + 11, label, font_size=9, fill="#3c4043", font_style="italic")
+    # Leave room at the start for a marker (a crash often starts a span).
+    labelled[span.lane] = x0 + _CAPTION_INDENT + 3 + text_width(label, 9)
+    caption = text(
+        x0 + _CAPTION_INDENT, top + 11, label, font_size=9, fill="#3c4043", font_style="italic"
+    )
     return [band, caption]
 
 
 def _lease(frame: _Frame, term: Term, fill: str) -> list[str]:
-    """The strip under a term: the lease in the store, dashed where only the store held it."""
+    """The strip under a term: the lease in the store, dashed where only the store held it.
+
+    Where the holder believed past the end of its lease (a safety violation)
+    the strip stops short of the bar.
+    """
     top = frame.top(term.lane) + _STRIP_TOP
     x0, x1 = frame.x(term.start), frame.x(term.end)
-    parts = [element("rect", x=x0, y=top, width=max(x1 - x0, 1.0), height=_STRIP, fill=fill)]
+    x2 = x1 if term.lease_end is None else frame.x(term.lease_end)
+    solid = max(min(x1, x2) - x0, 1.0)
+    parts = [element("rect", x=x0, y=top, width=solid, height=_STRIP, fill=fill, class_="lease")]
     if term.lease_end is None:
         return parts
-    x2 = frame.x(term.lease_end)
     if x2 > x1:
         parts.append(
             element(
@@ -157,9 +168,9 @@ def _lease(frame: _Frame, term: Term, fill: str) -> list[str]:
             element(
                 "line",
                 title(f"the lease of token {term.token} ends at {_seconds(term.lease_end)}"),
-                x1=max(x1, x2),
+                x1=x2,
                 y1=top - _STRIP_TOP + _BAR_TOP,
-                x2=max(x1, x2),
+                x2=x2,
                 y2=top + _STRIP + 2,
                 class_="lease-end",
                 **LEASE_END,
@@ -237,16 +248,8 @@ def _marker(frame: _Frame, marker: Marker) -> list[str]:
         return [line, element("path", d=head, fill=VIOLATION["stroke"])]
     if marker.lane is None:
         return []
-    y = frame.top(marker.lane) + _BAR_TOP + _BAR / 2
-    if marker.kind == "crash":
-        cross = path((x - 6, y - 6), (x + 6, y + 6), (x - 6, y + 6), (x + 6, y - 6), jump=2)
-        return [element("path", tip, d=cross, stroke="#d93025", stroke_width=3, class_="crash")]
-    if marker.kind == "stop":
-        return [element("rect", tip, x=x - 5, y=y - 5, width=10, height=10, fill="#202124")]
-    if marker.kind == "resign":
-        triangle = path((x - 6, y - 6), (x + 6, y - 6), (x, y + 5), close=True)
-        return [element("path", tip, d=triangle, fill="#202124")]
-    return [element("circle", tip, cx=x, cy=y, r=3.5, fill="#5f6368")]
+    # In the caption row above the bars, so that no token label is hidden.
+    return [glyph(marker.kind, x, frame.top(marker.lane) + _MARK_Y, tip)]
 
 
 def _caption(timeline: Timeline) -> str:
@@ -273,9 +276,7 @@ def render_svg(timeline: Timeline, *, width: int = 1000) -> str:
         body += _marker(frame, marker)
     body.append(text(16, 24, timeline.title, font_size=16, font_weight="bold"))
     body.append(text(16, 44, _caption(timeline), font_size=12, fill="#5f6368"))
-    shown = {span.kind for span in timeline.spans}
-    if any(marker.kind == "violation" for marker in timeline.markers):
-        shown.add("violation")
+    shown = {span.kind for span in timeline.spans} | {marker.kind for marker in timeline.markers}
     key, key_height = legend(frame.left, frame.width, frame.bottom + _LEGEND_GAP, shown)
     body += key
     height = int(frame.bottom + _LEGEND_GAP + key_height + 8)

@@ -106,4 +106,6 @@ def test_violations_are_marked_across_the_chart() -> None:
     picture = read_svg(render_svg(timeline))
 
     assert timeline.title.endswith(f"{len(outcome.violations)} violation(s)")
+    # the slow-clocked leader believed past the end of its lease, and the picture says so
+    assert any(t.lease_end is not None and t.lease_end < t.end for t in timeline.terms)
     assert len(picture.all("line", "violation")) == len(outcome.violations)

@@ -63,7 +63,8 @@ def _lease_end(belief: Belief, store: Sequence[StoreState], writes: list[StoreSt
 
 
 def _ended_by_deadline(belief: Belief, history: History) -> bool:
-    """True unless the belief's end is explained by the run's end, its process, or the store."""
+    """True unless the belief's end is explained by the run's end, its process, or a change
+    of the record around the end (a release, a refused renewal)."""
     if belief.end >= history.end:
         return False
     latency = round(history.scenario.latency * MICROS) + 1
@@ -78,7 +79,7 @@ def _ended_by_deadline(belief: Belief, history: History) -> bool:
     ours = (belief.holder, belief.token)
     return not any(
         state.key == belief.key
-        and belief.start < state.time <= belief.end + latency
+        and belief.end - latency <= state.time <= belief.end + latency
         and (state.owner, state.token) != ours
         for state in history.store
     )

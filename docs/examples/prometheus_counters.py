@@ -19,7 +19,7 @@ HELP = {
     "mongoelector_leadership_lost_total": ("counter", "Terms that ended, by reason."),
     "mongoelector_renewals_total": ("counter", "Successful renewals."),
     "mongoelector_late_renewals_total": ("counter", "Renewals with under half the deadline left."),
-    "mongoelector_renew_seconds_sum": ("counter", "Time spent in successful renewals."),
+    "mongoelector_renew_seconds_total": ("counter", "Time spent in successful renewals."),
     "mongoelector_store_errors_total": ("counter", "Failed store calls, by operation."),
     "mongoelector_leader_changes_total": ("counter", "New leadership terms seen."),
     "mongoelector_is_leader": ("gauge", "1 while this process leads (holds) the key."),
@@ -29,6 +29,11 @@ HELP = {
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    """Whole numbers in full (fencing tokens have 16 digits), others as Python prints them."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 class PrometheusCounters(monitoring.EventListener):
@@ -62,7 +67,7 @@ class PrometheusCounters(monitoring.EventListener):
 
     def renewed(self, event: monitoring.RenewedEvent) -> None:
         self._add("mongoelector_renewals_total", kind=event.kind, key=event.key)
-        self._add("mongoelector_renew_seconds_sum", event.latency, kind=event.kind, key=event.key)
+        self._add("mongoelector_renew_seconds_total", event.latency, kind=event.kind, key=event.key)
         if event.late:
             self._add("mongoelector_late_renewals_total", kind=event.kind, key=event.key)
 
@@ -89,7 +94,7 @@ class PrometheusCounters(monitoring.EventListener):
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
             for labels, value in mine:
                 shown = ",".join(f'{label}="{_escape(text)}"' for label, text in labels)
-                lines.append(f"{name}{{{shown}}} {value:g}")
+                lines.append(f"{name}{{{shown}}} {_number(value)}")
         return "\n".join(lines) + "\n"
 
 

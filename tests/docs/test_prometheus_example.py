@@ -80,3 +80,22 @@ def test_serve_answers_metrics_requests(example: ModuleType) -> None:
         server.shutdown()
         server.server_close()
     assert 'mongoelector_leader_changes_total{key="k",kind="elector"} 1' in body
+
+
+def test_mongodb_sized_tokens_are_shown_in_full(example: ModuleType) -> None:
+    metrics = example.PrometheusCounters()
+    metrics.leadership_gained(
+        monitoring.LeadershipGainedEvent(
+            key="k", owner="o", kind="lock", token=1795692704409494, latency=0.0015
+        )
+    )
+    metrics.renewed(
+        monitoring.RenewedEvent(
+            key="k", owner="o", kind="lock", token=1, latency=0.0025, margin=9.0, late=False
+        )
+    )
+
+    text = metrics.exposition()
+
+    assert 'mongoelector_fencing_token{key="k",kind="lock"} 1795692704409494' in text
+    assert 'mongoelector_renew_seconds_total{key="k",kind="lock"} 0.0025' in text

@@ -310,3 +310,16 @@ def test_listeners_must_be_event_listeners(
         Lock("job", backend, event_listeners=listeners)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="listener must hold EventListener instances"):
         monitoring.register(print)  # type: ignore[arg-type]
+
+
+def test_the_1x_facades_take_listeners_too(recorder: Recorder) -> None:
+    import mongomock
+
+    from mongoelector import MongoLeaderElector, MongoLocker
+
+    database = mongomock.MongoClient()["facades"]
+    MongoLocker("job", database, timeparanoid=False, event_listeners=[recorder]).acquire()
+    MongoLeaderElector("jobs", database, timeparanoid=False, event_listeners=[recorder]).poll()
+
+    gained = recorder.of(LeadershipGainedEvent)
+    assert [(e.key, e.kind) for e in gained] == [("job", "lock"), ("jobs", "elector")]

@@ -7,27 +7,11 @@ import logging
 
 import pytest
 
-from mongoelector import LeaderElector, Lock
+from mongoelector import Lock
 from mongoelector.backends import MemoryBackend
 from mongoelector.testing import FakeClock
+from tests.electors import elector
 from tests.fakes import FlakyBackend
-
-
-@pytest.fixture
-def flaky(backend: MemoryBackend) -> FlakyBackend:
-    return FlakyBackend(backend)
-
-
-def elector(backend: object, clock: FakeClock) -> LeaderElector:
-    return LeaderElector(
-        "jobs",
-        backend,  # type: ignore[arg-type]
-        ttl=15,
-        renew_deadline=10,
-        retry_period=2,
-        clock=clock,
-        report_status=False,
-    )
 
 
 def lines(caplog: pytest.LogCaptureFixture, level: int = logging.INFO) -> list[str]:

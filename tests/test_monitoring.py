@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import pytest
 
-from mongoelector import LeaderElector, Lock, monitoring
+from mongoelector import Lock, monitoring
 from mongoelector.aio import AsyncLeaderElector, AsyncLock
 from mongoelector.backends import MemoryBackend
 from mongoelector.monitoring import (
@@ -22,6 +22,7 @@ from mongoelector.monitoring import (
     StoreErrorEvent,
 )
 from mongoelector.testing import FakeClock
+from tests.electors import elector
 from tests.fakes import FlakyBackend
 
 E = TypeVar("E", bound=MonitoringEvent)
@@ -56,23 +57,6 @@ class Recorder(EventListener):
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-@pytest.fixture
-def flaky(backend: MemoryBackend) -> FlakyBackend:
-    return FlakyBackend(backend)
-
-
-def elector(backend: object, clock: FakeClock, *listeners: EventListener) -> LeaderElector:
-    return LeaderElector(
-        "jobs",
-        backend,  # type: ignore[arg-type]
-        ttl=15,
-        renew_deadline=10,
-        retry_period=2,
-        clock=clock,
-        event_listeners=listeners,
-    )
 
 
 # --- electors ----------------------------------------------------------------------------
@@ -117,8 +101,8 @@ def test_renewals_that_keep_failing_are_store_errors_then_a_late_renewal(
     clock.advance(2)
     node.poll()
 
-    errors = [e for e in recorder.of(StoreErrorEvent) if e.operation == "renew"]
-    assert [(e.token, e.ambiguous) for e in errors] == [(1, False)] * 3
+    errors = recorder.of(StoreErrorEvent)
+    assert [(e.operation, e.token, e.ambiguous) for e in errors] == [("renew", 1, False)] * 3
     [renewed] = recorder.of(RenewedEvent)
     assert renewed.margin == 2.0 and renewed.late
 

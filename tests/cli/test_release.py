@@ -7,24 +7,12 @@ from typing import Any
 import pytest
 
 from mongoelector import MongoLocker
-from mongoelector.cli import main
-from tests.cli.stores import database_of, fill_ops, fresh_uri
-
-
-@pytest.fixture
-def uri() -> str:
-    return fresh_uri()
-
-
-@pytest.fixture
-def ops(uri: str) -> dict[str, Any]:
-    return fill_ops(database_of(uri))
+from tests.cli.conftest import run_cli
+from tests.cli.stores import database_of
 
 
 def release(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["release", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(capsys, "release", *args)
 
 
 def test_without_force_it_refuses_and_changes_nothing(

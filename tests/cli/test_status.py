@@ -8,24 +8,12 @@ from typing import Any
 
 import pytest
 
-from mongoelector.cli import main
-from tests.cli.stores import database_of, fill_ops, fresh_uri
-
-
-@pytest.fixture
-def uri() -> str:
-    return fresh_uri()
-
-
-@pytest.fixture
-def ops(uri: str) -> dict[str, Any]:
-    return fill_ops(database_of(uri))
+from tests.cli.conftest import run_cli
+from tests.cli.stores import database_of
 
 
 def status(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["status", *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(capsys, "status", *args)
 
 
 def line_of(text: str, *words: str) -> str:

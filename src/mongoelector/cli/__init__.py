@@ -1,8 +1,8 @@
 """The ``mongoelector`` command line (also ``python -m mongoelector``).
 
 One module per command (``demo``, ``status``, ``release``, ``simulate``), each
-with an ``add_parser(commands)`` that registers it and a ``run(args, out)``
-that returns an :class:`~mongoelector.cli.errors.ExitCode`. :func:`main`
+with its ``NAME``, ``HELP`` and ``DESCRIPTION``, an ``add_arguments(parser)``,
+and a ``run(args, out)`` that returns an :class:`~mongoelector.cli.errors.ExitCode`. :func:`main`
 parses, runs, and turns a :class:`~mongoelector.cli.errors.CliError` into a
 message on stderr and its exit code. Everything printed (results, errors, log
 records, argparse's complaints) has passwords masked. See ``docs/operations.md``.
@@ -64,7 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in (demo, status, release, simulate):
-        command.add_parser(commands)
+        sub = commands.add_parser(
+            command.NAME,
+            help=command.HELP,
+            description=command.DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
     return parser
 
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.backends.mongo import MongoBackend
@@ -22,8 +22,10 @@ from mongoelector.demo import DemoSettings, demo_recorder, run_demo
 from mongoelector.elector import LOCK_COLLECTION
 from mongoelector.picture.recorder import LiveRecorder
 
-__all__ = ["add_parser"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
 
+NAME = "demo"
+HELP = "three electors: election, crash, handover (in memory, SQLite or MongoDB)"
 DESCRIPTION = """\
 Three in-process electors elect a leader, replace it when it crashes, then
 hand over gracefully; prints a timeline with fencing tokens. Runs in memory,
@@ -32,13 +34,7 @@ leases in the elector.locks collection). --svg also draws the run.
 """
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "demo",
-        help="three electors: election, crash, handover (in memory, SQLite or MongoDB)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     store = parser.add_mutually_exclusive_group()
     store.add_argument(
         "--sqlite",
@@ -55,7 +51,6 @@ def add_parser(commands: Any) -> None:
         help=f"how long to wait for the server at start (default: {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument("--svg", metavar="FILE", help="also draw the run as an SVG timeline")
-    parser.set_defaults(run=run)
 
 
 @contextlib.contextmanager

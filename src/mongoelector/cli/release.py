@@ -14,8 +14,10 @@ from mongoelector.cli.masking import mask_secrets
 from mongoelector.cli.options import add_connection_options
 from mongoelector.errors import BackendError
 
-__all__ = ["add_parser"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
 
+NAME = "release"
+HELP = "force-release a lock or an election's lease (needs --force)"
 DESCRIPTION = """\
 Release the lease on KEY whoever holds it. The holder is not told: it goes on
 believing it holds the lease until its renew deadline (at most the lease ttl),
@@ -30,13 +32,7 @@ REFUSAL = (
 )
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "release",
-        help="force-release a lock or an election's lease (needs --force)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("key", metavar="KEY", help="the key to release")
     add_connection_options(parser)
     parser.add_argument("--force", action="store_true", help="really release it, whoever holds it")
@@ -47,7 +43,6 @@ def add_parser(commands: Any) -> None:
         + " and ".join(DEFAULT_LEASE_COLLECTIONS)
         + ")",
     )
-    parser.set_defaults(run=run)
 
 
 def _find(database: Any, key: str, collections: list[str], timeout: float) -> MongoBackend:

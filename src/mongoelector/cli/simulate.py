@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from mongoelector.cli.errors import CliError, ExitCode
 from mongoelector.cli.faults import NONE, RANDOM, describe, fault_spec
@@ -26,8 +26,10 @@ from mongoelector.testing.simulation import (
     timeline_picture,
 )
 
-__all__ = ["add_parser", "build_scenario"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "build_scenario", "run"]
 
+NAME = "simulate"
+HELP = "run electors through faults on a virtual clock and check the invariants"
 DESCRIPTION = """\
 Run N electors (real LeaderElector code) on one virtual timeline for at least
 S seconds, inject faults, and check safety (never two leaders at once, fencing
@@ -50,13 +52,7 @@ seconds from the start. Example: --faults pause:leader:20:30 crash:n2:40:10
 SAFETY = ("exclusion", "tokens", "lease", "notification")
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "simulate",
-        help="run electors through faults on a virtual clock and check the invariants",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=positive_int, default=3, metavar="N", help="electors (3)")
     parser.add_argument(
         "--seconds", type=positive_seconds, default=60.0, metavar="S", help="run length (60)"
@@ -78,7 +74,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--width", type=positive_int, default=96, metavar="COLUMNS", help="text timeline width"
     )
-    parser.set_defaults(run=run)
 
 
 def build_scenario(

@@ -19,8 +19,10 @@ from mongoelector.cli.inventory import (
 from mongoelector.cli.options import add_connection_options
 from mongoelector.cli.text import format_duration, format_time, render_table
 
-__all__ = ["add_parser", "render_json", "render_text"]
+__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "render_json", "render_text", "run"]
 
+NAME = "status"
+HELP = "show every lock and election in a database"
 DESCRIPTION = """\
 Show every lock and election in a database: the key, who holds it (host, pid,
 uuid), its fencing token, when it was acquired and how long until it expires
@@ -33,13 +35,7 @@ Leases are looked for in the collections the library uses by default
 """
 
 
-def add_parser(commands: Any) -> None:
-    parser = commands.add_parser(
-        "status",
-        help="show every lock and election in a database",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_connection_options(parser)
     parser.add_argument("--key", metavar="KEY", help="show only this key (exit 4 if unknown)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -56,7 +52,6 @@ def add_parser(commands: Any) -> None:
         metavar="NAME",
         help=f"where electors report their status (default: {DEFAULT_STATUS_COLLECTION})",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, out: TextIO) -> ExitCode:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pymongo
 import pytest
+from pymongo.errors import ConfigurationError
 
 from mongoelector.cli import main
 from mongoelector.cli.connect import mongomock_client, open_database
@@ -68,3 +70,18 @@ def test_mongomock_uris_with_one_name_share_one_store() -> None:
 
     assert mongomock_client(uri + "?x=1") is mongomock_client(uri)
     assert mongomock_client(fresh_uri())["app"]["things"].count_documents({}) == 0
+
+
+def test_an_srv_name_that_does_not_resolve_is_unreachable_not_bad(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_dns(*args: object, **kwargs: object) -> None:
+        raise ConfigurationError("The DNS query name does not exist: _mongodb._tcp.db.example.")
+
+    monkeypatch.setattr(pymongo, "MongoClient", no_dns)
+    monkeypatch.setattr(pymongo.uri_parser, "parse_uri", no_dns)
+
+    code, err = run(capsys, "status", "--uri", "mongodb+srv://ops:pw@db.example/app")
+
+    assert code == 3
+    assert "cannot resolve the servers of mongodb+srv://ops:***@db.example/app" in err

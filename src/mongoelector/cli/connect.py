@@ -74,6 +74,16 @@ def _short(error: BaseException) -> str:
     return mask_secrets(str(error).split(", Timeout:", 1)[0].split("\n", 1)[0])
 
 
+def _uri_error(uri: str, error: Exception) -> CliError:
+    """What to say about a URI pymongo refused: malformed, or its SRV name did not resolve."""
+    if "DNS" in str(error):  # mongodb+srv:// names are looked up while parsing
+        return CliError(
+            f"cannot resolve the servers of {mask_secrets(uri)}: {_short(error)}",
+            ExitCode.UNREACHABLE,
+        )
+    return CliError(f"bad URI {mask_secrets(uri)}: {_short(error)}", ExitCode.USAGE)
+
+
 def _database_name(uri: str, given: str | None) -> str:
     if given is not None:
         return given
@@ -84,9 +94,7 @@ def _database_name(uri: str, given: str | None) -> str:
         try:
             name = pymongo.uri_parser.parse_uri(uri, validate=False).get("database") or ""
         except (PyMongoError, ValueError) as error:
-            raise CliError(
-                f"bad URI {mask_secrets(uri)}: {_short(error)}", ExitCode.USAGE
-            ) from error
+            raise _uri_error(uri, error) from error
     if not name:
         raise CliError(
             f"no database given: pass --db NAME or put one in the URI ({mask_secrets(uri)})",
@@ -108,7 +116,7 @@ def _client(uri: str, timeout: float) -> Any:
             appname="mongoelector-cli",
         )
     except (ConfigurationError, ValueError, TypeError) as error:
-        raise CliError(f"bad URI {mask_secrets(uri)}: {_short(error)}", ExitCode.USAGE) from error
+        raise _uri_error(uri, error) from error
 
 
 def _ping(database: Any, shown: str, timeout: float) -> None:

@@ -50,8 +50,8 @@ class Renewer:
 
     ``mutex`` guards the keeper behind ``renewal`` (it is shared with the lock);
     it is never held during a backend call or a callback. ``renew`` performs a
-    ``Renew`` action; ``on_lost`` is called once, in this thread, if the
-    holding is lost.
+    ``Renew`` action (and reports its outcome to the lock's listeners);
+    ``on_lost`` is called once, in this thread, if the holding is lost.
     """
 
     def __init__(
@@ -179,14 +179,7 @@ class Renewer:
         outcome = self._renew(action)
         now = self._clock.monotonic()
         with self._mutex:
-            if isinstance(outcome, Failure):
-                logger.warning(
-                    "renewing lock %r (token %d) failed%s: %s",
-                    self._key,
-                    action.token,
-                    " (outcome unknown)" if outcome.ambiguous else "",
-                    outcome.error,
-                )
+            if isinstance(outcome, Failure):  # ``renew`` has reported it
                 self._renewal.on_failed(now)
                 return None
             return self._renewal.on_renewed(started_at, now, outcome)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -17,6 +18,7 @@ from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.errors import BackendError
+from mongoelector.monitoring import EventListener
 
 __all__ = ["AsyncLock"]
 
@@ -50,9 +52,15 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         ttl: float = 600,
         clock: Clock | None = None,
         renew_deadline: float | None = None,
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         super().__init__(
-            key, as_async_backend(backend), ttl=ttl, clock=clock, renew_deadline=renew_deadline
+            key,
+            as_async_backend(backend),
+            ttl=ttl,
+            clock=clock,
+            renew_deadline=renew_deadline,
+            event_listeners=event_listeners,
         )
 
     async def acquire(
@@ -107,8 +115,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                 if token is None:
                     return False
             return await self._backend.release(self._key, plan.owner, token=token, force=plan.force)
-        except (BackendError, asyncio.CancelledError):
-            self._release_failed(plan, token)
+        except (BackendError, asyncio.CancelledError) as error:
+            self._release_failed(plan, token, error)
             raise
 
     async def touch(self) -> datetime | None:
@@ -124,8 +132,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         started_at = self._clock.monotonic()
         try:
             record = await self._backend.renew(self._key, self._uuid, renewal.token, self._ttl)
-        except BackendError:
-            self._touch_failed(renewal)
+        except BackendError as error:
+            self._touch_failed(renewal, error)
             raise
         return self._touched(renewal, started_at, record)
 

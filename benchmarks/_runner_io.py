@@ -70,13 +70,18 @@ def run_main(side: str, version: str, groups: Mapping[str, Group], argv: list[st
     unknown = sorted(set(wanted) - set(GROUPS))
     if unknown:
         parser.error(f"unknown groups {unknown}; choose from {GROUPS}")
-    # The scenarios make stores fail on purpose; their log lines are not results.
-    logging.basicConfig(level=logging.CRITICAL)
     options = Options(trials=args.trials, seed=args.seed, uri=args.uri)
     results: dict[str, Any] = {}
-    for name in GROUPS:
-        if name in wanted and name in groups:
-            results.update(groups[name](options))
+    # The scenarios make stores fail on purpose; those log lines are not results.
+    quiet = logging.getLogger("mongoelector")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        for name in GROUPS:
+            if name in wanted and name in groups:
+                results.update(groups[name](options))
+    finally:
+        quiet.setLevel(level)
     print(json.dumps({"side": side, "version": version, "results": results}))
     sys.stdout.flush()
     return 0

@@ -7,6 +7,8 @@ and release on every store), so a change that breaks them shows up here too.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,16 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 @pytest.fixture(scope="module")
 def counts() -> dict[str, Any]:
-    with pytest.MonkeyPatch.context() as patch:
+    """What ``runner_2x.py --only counts`` prints, as ``compare.py`` reads it."""
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.syspath_prepend(str(BENCHMARKS))
         import runner_2x
-        from _runner_io import Options
 
-        figures: dict[str, Any] = runner_2x.counts(Options(trials=1, seed=0, uri=None))
+        assert runner_2x.main(["--only", "counts"]) == 0
+    output = json.loads(printed.getvalue().strip().splitlines()[-1])
+    assert output["side"] == "2.x"
+    figures: dict[str, Any] = output["results"]
     return figures
 
 
@@ -42,17 +48,6 @@ def test_a_follower_polling_a_live_leader_reads_on_both_write_paths(
     for store in ("mongomock", "wire"):
         poll = counts[f"{store}|defaults.status_off.follower.poll"]
         assert (poll["reads"], poll["writes"]) == (1, 0), (store, poll)
-
-
-def test_the_runner_prints_its_figures_as_json(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCHMARKS))
-        import runner_2x
-
-        assert runner_2x.main(["--only", "simulation", "--seed", "1"]) == 0
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed["side"] == "2.x"
-    assert printed["results"]["memory|simulation.schedules"] > 0
 
 
 def test_the_tables_render_from_the_counts(counts: dict[str, Any]) -> None:

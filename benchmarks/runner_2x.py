@@ -270,12 +270,16 @@ def counts(options: Options) -> dict[str, Any]:
 # --- time ---------------------------------------------------------------------------------------
 
 
+#: How the leader goes in a virtual handover, and the figure that measures it.
+HANDOVERS = {"crash": "failover", "stop": "handoff", "release": "handoff_release"}
+
+
 def virtual_handover(
-    make_store: Callable[[FakeClock], Store], *, graceful: bool, retry_period: float | None
+    make_store: Callable[[FakeClock], Store], *, how: str, retry_period: float | None
 ) -> list[float | None]:
-    """Seconds (virtual) from the leader's crash or stop to a new leader, over follower phases."""
+    """Seconds (virtual) from the leader going (``how``) to a new leader, over follower phases."""
     return [
-        handover_once(make_store, graceful=graceful, retry_period=retry_period, phase=phase)
+        handover_once(make_store, how=how, retry_period=retry_period, phase=phase)
         for phase in range(PHASES)
     ]
 
@@ -283,14 +287,15 @@ def virtual_handover(
 def handover_once(
     make_store: Callable[[FakeClock], Store],
     *,
-    graceful: bool,
+    how: str,
     retry_period: float | None,
     phase: int,
 ) -> float | None:
     """One handover: followers join ``phase / PHASES`` of a poll period after the leader.
 
     The leader goes right after a renew: for a crash the worst moment, as its
-    lease then lives longest.
+    lease then lives longest. After ``release()`` it keeps polling (and may
+    lead again later); after a crash or ``stop()`` it is polled no more.
     """
     clock = FakeClock()
     store = make_store(clock)
@@ -308,10 +313,13 @@ def handover_once(
     while first not in group.step():
         pass
     went_at = clock.monotonic()
-    if graceful:
-        first.stop()
-    group.remove(first)
-    found = group.run_until(lambda: group.leader is not None, timeout=10 * DEFAULT_TTL)
+    if how == "release":
+        first.release()
+    else:
+        if how == "stop":
+            first.stop()
+        group.remove(first)
+    found = group.run_until(lambda: group.leader not in (None, first), timeout=10 * DEFAULT_TTL)
     return clock.monotonic() - went_at if found else None
 
 
@@ -356,11 +364,9 @@ def times(options: Options) -> dict[str, Any]:
     results["memory|stop.defaults"] = memory_stop_latency(options)
     for name, make_store in (("memory", MemoryStore), ("mongomock", MongomockStore)):
         for cadence, retry_period in (("defaults", None), ("cadence_1x", CADENCE_1X_RETRY)):
-            for graceful, what in ((False, "failover"), (True, "handoff")):
+            for how, what in HANDOVERS.items():
                 key = f"{name}|{what}.virtual.{cadence}"
-                results[key] = virtual_handover(
-                    make_store, graceful=graceful, retry_period=retry_period
-                )
+                results[key] = virtual_handover(make_store, how=how, retry_period=retry_period)
     return results
 
 

@@ -1,4 +1,4 @@
-"""MongoBackend on mongomock passes the backend conformance suite, on both write paths."""
+"""MongoBackend and AsyncMongoBackend on mongomock pass the conformance suite, both write paths."""
 
 from __future__ import annotations
 

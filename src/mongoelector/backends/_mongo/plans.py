@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from pymongo import ReturnDocument
 from pymongo.errors import OperationFailure, PyMongoError
@@ -45,6 +46,8 @@ __all__ = [
     "InsertOne",
     "Modify",
     "Plan",
+    "PlanRun",
+    "Raised",
     "Sleep",
     "Step",
     "UpsertOne",
@@ -52,6 +55,7 @@ __all__ = [
     "create_indexes",
     "hello",
     "modify",
+    "start",
     "with_retries",
 ]
 
@@ -181,24 +185,98 @@ def modify(collection: Any, command: FindAndModify) -> Modify:
 # --- plans every operation builds on ------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Raised:
+    """A step's outcome when it raised ``error`` (see :meth:`PlanRun.feed`)."""
+
+    error: Exception
+
+
+class PlanRun(Generic[T]):
+    """One run of ``plan``, a step at a time: the stepping protocol every driver shares.
+
+    While not :attr:`done`, perform :attr:`step` and :meth:`feed` its outcome
+    back; then :attr:`value` is what the plan returned. :meth:`close` ends the
+    plan early (its ``finally`` blocks run).
+    """
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self._plan = plan
+        self.done = False
+        self._value: T | None = None
+        self.step: Step = Sleep(0.0)
+        self._advance(lambda: next(plan))
+
+    @property
+    def value(self) -> T:
+        """What the plan returned (once :attr:`done`)."""
+        if not self.done:
+            raise RuntimeError("the plan has not finished")
+        return self._value  # type: ignore[return-value]
+
+    def feed(self, outcome: object) -> None:
+        """Answer the current step: its result, or :class:`Raised` to raise its error in the plan.
+
+        An exception the plan raises in turn propagates from here.
+        """
+        if isinstance(outcome, Raised):
+            error = outcome.error
+            self._advance(lambda: self._plan.throw(error))
+        else:
+            self._advance(lambda: self._plan.send(outcome))
+
+    def close(self) -> None:
+        self._plan.close()
+
+    def _advance(self, move: Callable[[], Step]) -> None:
+        try:
+            self.step = move()
+        except StopIteration as finished:
+            self.done = True
+            self._value = finished.value
+
+
 def bounded(plan: Plan[T], seconds: Callable[[], float]) -> Plan[T]:
     """``plan``, with each of its I/O steps bounded by ``seconds()`` as the step starts."""
-    try:
-        step = next(plan)
-        while True:
+    with closing(PlanRun(plan)) as run:
+        while not run.done:
+            step = run.step
             if not isinstance(step, (Sleep, Bounded)):
                 step = Bounded(step, seconds())
             try:
-                result = yield step
+                outcome = yield step
             except Exception as error:
-                step = plan.throw(error)
-            else:
-                step = plan.send(result)
-    except StopIteration as done:
-        value: T = done.value
-        return value
-    finally:
-        plan.close()
+                outcome = Raised(error)
+            run.feed(outcome)
+        return run.value
+
+
+def start(step: Step) -> object:
+    """Make the pymongo call of a collection or database ``step``; return what it returns.
+
+    That is the reply itself from pymongo's sync API, and an awaitable of it
+    from the async one. A ``Call`` calls its function. The other steps
+    (``Bounded``, ``Sleep``, ``Hello``, ``FindMany``) need the shell: they are
+    refused with ``TypeError``.
+    """
+    match step:
+        case Command(database, name):
+            return database.command(name)
+        case FindOne(collection, query):
+            return collection.find_one(query)
+        case Modify(collection, query, update, upsert, return_document):
+            return collection.find_one_and_update(
+                query, update, upsert=upsert, return_document=return_document
+            )
+        case InsertOne(collection, document):
+            return collection.insert_one(document)
+        case UpsertOne(collection, query, update):
+            return collection.update_one(query, update, upsert=True)
+        case CreateIndex(collection, spec):
+            return collection.create_index(spec.keys, **spec.options)
+        case Call(function):
+            return function()
+    raise TypeError(f"a shell must perform {step!r} itself")
 
 
 def with_retries(

@@ -1,0 +1,27 @@
+"""Fixtures of the wire-level tests: an event loop thread, and a scripted MongoDB primary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pymongo
+import pytest
+
+from mongoelector.testing.aio import EventLoopThread
+from tests.backends.mongo_wire_support import Primary
+
+
+@pytest.fixture
+def loop() -> Iterator[EventLoopThread]:
+    with EventLoopThread(name="mongoelector-wire-tests") as thread:
+        yield thread
+
+
+@pytest.fixture
+def primary(monkeypatch: pytest.MonkeyPatch, loop: EventLoopThread) -> Iterator[Primary]:
+    # After an error pymongo waits for a fresh look at the server, at most every
+    # 0.5 s; shorten that so the retry tests take no noticeable time.
+    monkeypatch.setattr(pymongo.common, "MIN_HEARTBEAT_INTERVAL", 0.01)
+    mock = Primary(loop)
+    yield mock
+    mock.stop()

@@ -13,7 +13,7 @@ from tests.backends.mongo_wire_support import Primary
 
 @pytest.fixture
 def loop() -> Iterator[EventLoopThread]:
-    with EventLoopThread(name="mongoelector-wire-tests") as thread:
+    with EventLoopThread(name="wire-tests-event-loop") as thread:
         yield thread
 
 

@@ -42,7 +42,7 @@ def event_loop_thread() -> EventLoopThread:
     """The event loop every async store of this test process runs on (closed at exit)."""
     global _loop  # noqa: PLW0603
     if _loop is None:
-        _loop = EventLoopThread(name="mongoelector-test-stores")
+        _loop = EventLoopThread(name="test-stores-event-loop")
         atexit.register(_loop.close)
     return _loop
 

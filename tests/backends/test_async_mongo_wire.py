@@ -19,7 +19,7 @@ from mockupdb import going
 from mongoelector.aio import AsyncLeaderElector, AsyncLock
 from mongoelector.backends import AsyncMongoBackend
 from mongoelector.testing import FakeClock
-from mongoelector.testing.aio import BlockingBackend, EventLoopThread
+from mongoelector.testing.aio import BlockingBackend, EventLoopThread, settle
 from tests.backends.mongo_wire_support import (
     REQUEST,
     Primary,
@@ -47,6 +47,17 @@ def fake_clock(backend: AsyncMongoBackend) -> FakeClock:
 def start(loop: EventLoopThread, coroutine: Any) -> concurrent.futures.Future[Any]:
     """Run ``coroutine`` as a task on ``loop``; its future can be cancelled from this thread."""
     return asyncio.run_coroutine_threadsafe(coroutine, loop.loop)
+
+
+def cancel_once_waiting(loop: EventLoopThread, call: concurrent.futures.Future[Any]) -> None:
+    """Cancel ``call`` once the request the server just received is fully sent.
+
+    The loop first runs until every task waits again, so the cancellation
+    reaches the client waiting for the reply. (Sent while pymongo still
+    finishes the send, on Python 3.11, ``asyncio.wait_for`` may swallow it.)
+    """
+    loop.run(settle())
+    call.cancel()
 
 
 def test_an_async_leader_that_cannot_renew_steps_down_at_its_deadline(
@@ -101,7 +112,7 @@ def test_a_cancelled_call_propagates_at_once_and_is_not_sent_again(
     warm_up(primary, BlockingBackend(backend, loop))
     call = start(loop, backend.compare_and_set(REQUEST))
     primary.receives("findAndModify")  # in flight, never answered
-    call.cancel()
+    cancel_once_waiting(loop, call)
     with pytest.raises(concurrent.futures.CancelledError):
         call.result(GUARD)
     assert primary.idle()
@@ -114,7 +125,7 @@ def test_an_async_lock_cancelled_mid_acquire_frees_what_it_may_have_taken(
     warm_up(primary, BlockingBackend(backend, loop))
     acquiring = start(loop, lock.acquire())
     primary.receives("findAndModify")  # in flight, never answered
-    acquiring.cancel()
+    cancel_once_waiting(loop, acquiring)
     # The write may have landed: the lock reads the record and releases its own token.
     mine = lease_document(owner=lock.uuid, token=8)
     primary.receives("find").ok(cursor={"id": 0, "firstBatch": [mine], "ns": "app.mongolocker"})

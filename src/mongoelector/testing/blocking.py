@@ -46,7 +46,7 @@ class EventLoopThread:
     through :meth:`run`. A context manager: leaving it closes the loop.
     """
 
-    def __init__(self, *, name: str = "mongoelector-event-loop") -> None:
+    def __init__(self, *, name: str = "event-loop-thread") -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._closed = False

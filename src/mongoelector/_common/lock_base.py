@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
+from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key, check_seconds
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
 from mongoelector.clock import Clock
@@ -150,8 +152,14 @@ class LockBase(Participant[BackendT]):
         ttl: float,
         clock: Clock | None,
         renew_deadline: float | None,
+        auto_renew: bool = False,
+        on_lost: Callable[[], Any] | None = None,
     ) -> None:
         key = check_key(key)
+        if not isinstance(auto_renew, bool):
+            raise TypeError(f"auto_renew must be a bool, got {auto_renew!r}")
+        self._auto_renew = auto_renew
+        self._on_lost = check_callback(on_lost, name="on_lost")
         self._ttl = check_seconds(ttl, name="ttl")
         timing = LeaseTiming.for_ttl(self._ttl, renew_deadline=renew_deadline)
         super().__init__(key, backend, timing=timing, clock=clock)
@@ -165,6 +173,11 @@ class LockBase(Participant[BackendT]):
         self._renewal: Renewal | None = None
         self._ending: str | None = None
         self._lost = threading.Event()
+
+    @property
+    def auto_renew(self) -> bool:
+        """True if a background renewer keeps each holding alive until release."""
+        return self._auto_renew
 
     @property
     def retry_period(self) -> float:

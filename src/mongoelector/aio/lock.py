@@ -13,7 +13,6 @@ from typing import Any
 
 from mongoelector._common.lock_base import LockBase
 from mongoelector._common.outcomes import Failure
-from mongoelector._sync.callbacks import check_callback
 from mongoelector.aio._glue import perform, run_callback
 from mongoelector.aio._time import sleep
 from mongoelector.aio.renewer import AsyncRenewer
@@ -72,18 +71,16 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         on_lost: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(
-            key, as_async_backend(backend), ttl=ttl, clock=clock, renew_deadline=renew_deadline
+            key,
+            as_async_backend(backend),
+            ttl=ttl,
+            clock=clock,
+            renew_deadline=renew_deadline,
+            auto_renew=auto_renew,
+            on_lost=on_lost,
         )
-        if not isinstance(auto_renew, bool):
-            raise TypeError(f"auto_renew must be a bool, got {auto_renew!r}")
-        self._auto_renew = auto_renew
-        self._on_lost = check_callback(on_lost, name="on_lost")
         self._renewer: AsyncRenewer | None = None
         self._callbacks: set[asyncio.Task[None]] = set()
-
-    @property
-    def auto_renew(self) -> bool:
-        return self._auto_renew
 
     @property
     def renewer(self) -> asyncio.Task[None] | None:

@@ -1,10 +1,9 @@
-"""AsyncLock, AsyncLeaderElector and cancellation on AsyncMongoBackend, on the wire (mockupdb).
+"""Cancellation on the wire: AsyncMongoBackend and AsyncLock against mockupdb.
 
-The commands and failure cases of the backend itself run on both backends in
-``test_mongo_wire.py``; here are the asyncio holders on top of it, mirroring
-that module's sync holders, and what a cancelled call does on the wire. The
-client's event loop runs in a thread (``loop``); the test thread scripts the
-server's replies meanwhile.
+The commands and failure cases (and the holders on top) run on both backends
+in ``test_mongo_wire.py``; here is what only asyncio has: a call cancelled
+while its request is in flight. The client's event loop runs in a thread
+(``loop``); the test thread scripts the server's replies meanwhile.
 """
 
 from __future__ import annotations
@@ -14,17 +13,13 @@ import concurrent.futures
 from typing import Any
 
 import pytest
-from mockupdb import going
 
-from mongoelector.aio import AsyncLeaderElector, AsyncLock
+from mongoelector.aio import AsyncLock
 from mongoelector.backends import AsyncMongoBackend
-from mongoelector.testing import FakeClock
 from mongoelector.testing.aio import BlockingBackend, EventLoopThread, settle
 from tests.backends.mongo_wire_support import (
     REQUEST,
     Primary,
-    answer_acquire,
-    hang_up_on,
     lease_document,
     make_async_backend,
     warm_up,
@@ -36,12 +31,6 @@ GUARD = 10.0  # real seconds: a hang guard, never reached when things work
 @pytest.fixture
 def backend(primary: Primary) -> AsyncMongoBackend:
     return make_async_backend(primary, retryWrites=False)
-
-
-def fake_clock(backend: AsyncMongoBackend) -> FakeClock:
-    clock = backend.clock
-    assert isinstance(clock, FakeClock)
-    return clock
 
 
 def start(loop: EventLoopThread, coroutine: Any) -> concurrent.futures.Future[Any]:
@@ -58,52 +47,6 @@ def cancel_once_waiting(loop: EventLoopThread, call: concurrent.futures.Future[A
     """
     loop.run(settle())
     call.cancel()
-
-
-def test_an_async_leader_that_cannot_renew_steps_down_at_its_deadline(
-    primary: Primary, backend: AsyncMongoBackend, loop: EventLoopThread
-) -> None:
-    clock = fake_clock(backend)
-    losses: list[str] = []
-    elector = AsyncLeaderElector(
-        "job", backend, clock=clock, report_status=False, on_leader_loss=lambda: losses.append("x")
-    )
-    with going(loop.run, elector.poll()):
-        answer_acquire(primary.receives("findAndModify"))
-    assert elector.is_leader
-    started = clock.monotonic()
-    responder = primary.server.autoresponds(hang_up_on("findAndModify"))
-    while clock.monotonic() < started + elector.renew_deadline:
-        clock.advance(elector.retry_period)
-        loop.run(elector.poll(), GUARD)
-        if clock.monotonic() >= started + elector.renew_deadline:
-            break
-        assert elector.is_leader
-    assert not elector.is_leader
-    assert elector.token is None
-    loop.run(elector.poll(), GUARD)
-    primary.server.cancel_responder(responder)
-    assert losses == ["x"]
-
-
-def test_an_async_lock_whose_acquire_replies_were_lost_confirms_by_reading(
-    primary: Primary, backend: AsyncMongoBackend, loop: EventLoopThread
-) -> None:
-    lock = AsyncLock("job", backend, ttl=10, clock=backend.clock)
-    warm_up(primary, BlockingBackend(backend, loop))
-    responder = primary.server.autoresponds(hang_up_on("findAndModify"))
-    with going(loop.run, lock.acquire(blocking=False)) as acquired:
-        # Every acquire attempt lost its connection; the lock reads to find out.
-        find = primary.receives("find")
-        primary.server.cancel_responder(responder)
-        mine = lease_document(owner=lock.uuid, token=5)
-        find.ok(cursor={"id": 0, "firstBatch": [mine], "ns": "app.mongolocker"})
-        # It was applied: the lock renews it before trusting it.
-        renew = primary.receives("findAndModify")
-        assert renew["query"] == {"_id": "job", "locked": True, "uuid": lock.uuid, "token": 5}
-        renew.ok(value=mine)
-    assert acquired() is True
-    assert lock.token == 5
 
 
 def test_a_cancelled_call_propagates_at_once_and_is_not_sent_again(

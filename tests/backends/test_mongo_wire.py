@@ -10,7 +10,9 @@ answering ``hello`` on its own; every other request is answered by the test.
 
 from __future__ import annotations
 
+import inspect
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import pymongo
@@ -18,6 +20,7 @@ import pytest
 from mockupdb import going
 
 from mongoelector import LeaderElector, Lock
+from mongoelector.aio import AsyncLeaderElector, AsyncLock
 from mongoelector.backends import (
     AmbiguousOutcome,
     AsyncMongoBackend,
@@ -251,43 +254,57 @@ def test_no_reachable_server_is_unavailable_and_quick(kind: str, loop: EventLoop
         loop.run(async_client.close())
 
 
-# --- the sync holders on top (the async ones are in test_async_mongo_wire.py) ---------------------
+# --- the holders on top: Lock and LeaderElector, AsyncLock and AsyncLeaderElector ---------
 
 
-def test_a_leader_that_cannot_renew_steps_down_at_its_deadline(primary: Primary) -> None:
-    backend = make_backend(primary, "sync", retryWrites=False)
-    assert isinstance(backend, MongoBackend)
-    clock = backend.clock
+def blocking(primary: Primary, call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call`` as a blocking function: a coroutine function runs on the clients' loop."""
+    if not inspect.iscoroutinefunction(call):
+        return call
+    return lambda *args, **kwargs: primary.loop.run(call(*args, **kwargs))
+
+
+def test_a_leader_that_cannot_renew_steps_down_at_its_deadline(
+    primary: Primary, backend: WireBackend, kind: str
+) -> None:
+    clock = inner(backend).clock
     assert isinstance(clock, FakeClock)
     losses: list[str] = []
-    elector = LeaderElector(
-        "job", backend, clock=clock, report_status=False, on_leader_loss=lambda: losses.append("x")
+    elector_class = LeaderElector if kind == "sync" else AsyncLeaderElector
+    elector = elector_class(
+        "job",
+        inner(backend),  # type: ignore[arg-type]
+        clock=clock,
+        report_status=False,
+        on_leader_loss=lambda: losses.append("x"),
     )
-    with going(elector.poll):
+    poll = blocking(primary, elector.poll)
+    with going(poll):
         answer_acquire(primary.receives("findAndModify"))
     assert elector.is_leader
     started = clock.monotonic()
     responder = primary.server.autoresponds(hang_up_on("findAndModify"))
     while clock.monotonic() < started + elector.renew_deadline:
         clock.advance(elector.retry_period)
-        elector.poll()
+        poll()
         if clock.monotonic() >= started + elector.renew_deadline:
             break
         assert elector.is_leader == (clock.monotonic() < started + elector.renew_deadline)
     assert not elector.is_leader
     assert elector.token is None
-    elector.poll()
+    poll()
     primary.server.cancel_responder(responder)
     assert losses == ["x"]
 
 
-def test_a_lock_whose_acquire_replies_were_lost_confirms_by_reading(primary: Primary) -> None:
-    backend = make_backend(primary, "sync", retryWrites=False)
-    assert isinstance(backend, MongoBackend)
-    lock = Lock("job", backend, ttl=10, clock=backend.clock)
+def test_a_lock_whose_acquire_replies_were_lost_confirms_by_reading(
+    primary: Primary, backend: WireBackend, kind: str
+) -> None:
+    lock_class = Lock if kind == "sync" else AsyncLock
+    lock = lock_class("job", inner(backend), ttl=10, clock=inner(backend).clock)  # type: ignore[arg-type]
     warm_up(primary, backend)
     responder = primary.server.autoresponds(hang_up_on("findAndModify"))
-    with going(lock.acquire, blocking=False) as acquired:
+    with going(blocking(primary, lock.acquire), blocking=False) as acquired:
         # Every acquire attempt lost its connection; the lock reads to find out.
         find = primary.receives("find")
         primary.server.cancel_responder(responder)

@@ -11,6 +11,7 @@ import pytest
 
 from mongoelector.backends import MemoryBackend
 from mongoelector.testing import FakeClock
+from tests.fakes import FlakyBackend
 
 
 @pytest.fixture
@@ -50,3 +51,9 @@ async def _guarded(test: Coroutine[Any, Any, None], name: str) -> None:
         await asyncio.wait({task})
         raise TimeoutError(f"{name} still ran after {ASYNC_TEST_HANG_GUARD} s: it hangs")
     task.result()
+
+
+@pytest.fixture
+def flaky(backend: MemoryBackend) -> FlakyBackend:
+    """``backend`` behind a wrapper that fails on demand (``flaky.mode = "down"``)."""
+    return FlakyBackend(backend)

@@ -12,7 +12,7 @@ from mongoelector.demo import DemoSettings, run_demo
 
 def test_demo_passes_every_step_and_prints_a_timeline_with_tokens() -> None:
     out = io.StringIO()
-    settings = DemoSettings(ttl=1.5, renew_deadline=1.0, retry_period=0.25)
+    settings = DemoSettings(ttl=1.5, renew_deadline=1.0, retry_period=0.25, hold=0.3)
     assert run_demo(MemoryBackend(), out, settings=settings)
     text = out.getvalue()
     assert text.count("became leader") == 3

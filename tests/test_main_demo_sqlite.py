@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-import mongoelector.__main__ as cli
+import mongoelector.cli.demo as demo_command
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.backends.protocol import LeaseRequest
 from mongoelector.backends.sqlite import SQLiteBackend
+from mongoelector.cli import main
 
 
 class DemoRecorder:
@@ -19,7 +20,7 @@ class DemoRecorder:
     def __init__(self) -> None:
         self.backends: list[Any] = []
 
-    def __call__(self, backend: Any, out: Any) -> bool:
+    def __call__(self, backend: Any, out: Any, **options: Any) -> bool:
         self.backends.append(backend)
         return bool(backend.compare_and_set(LeaseRequest(key="k", owner="o", ttl=5)).acquired)
 
@@ -27,14 +28,14 @@ class DemoRecorder:
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch) -> DemoRecorder:
     recorder = DemoRecorder()
-    monkeypatch.setattr(cli, "run_demo", recorder)
+    monkeypatch.setattr(demo_command, "run_demo", recorder)
     return recorder
 
 
 def test_demo_with_sqlite_runs_through_that_file(recorder: DemoRecorder, tmp_path: Path) -> None:
     path = tmp_path / "demo.sqlite"
 
-    assert cli.main(["demo", "--sqlite", str(path)]) == 0
+    assert main(["demo", "--sqlite", str(path)]) == 0
 
     [backend] = recorder.backends
     assert isinstance(backend, SQLiteBackend)
@@ -44,6 +45,6 @@ def test_demo_with_sqlite_runs_through_that_file(recorder: DemoRecorder, tmp_pat
 
 
 def test_demo_without_sqlite_stays_in_memory(recorder: DemoRecorder) -> None:
-    assert cli.main(["demo"]) == 0
+    assert main(["demo"]) == 0
 
     assert [type(backend) for backend in recorder.backends] == [MemoryBackend]

@@ -20,8 +20,9 @@ from mongoelector.backends.protocol import (
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.core.events import LeaderInfo
 from mongoelector.errors import BackendUnavailable
+from mongoelector.picture.recorder import LiveRecorder
 
-__all__ = ["DemoSettings", "Severable", "run_demo"]
+__all__ = ["DemoSettings", "Severable", "demo_recorder", "run_demo"]
 
 
 class Severable:
@@ -70,12 +71,17 @@ class Severable:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemoSettings:
-    """Timing of the demo, in seconds (short, so that it finishes quickly)."""
+    """Timing of the demo, in seconds (short, so that it finishes quickly).
+
+    ``hold`` is how long each new leader leads (renewing) before the demo
+    crashes it, stops it, or ends.
+    """
 
     ttl: float = 3.0
     renew_deadline: float = 2.0
     retry_period: float = 0.5
     nodes: int = 3
+    hold: float = 1.0
 
 
 @dataclass
@@ -111,6 +117,7 @@ def _make_electors(
     clock: Clock,
     timeline: _Timeline,
     names: dict[str, str],
+    recorder: LiveRecorder | None,
 ) -> tuple[list[Severable], list[LeaderElector]]:
     links: list[Severable] = []
     electors: list[LeaderElector] = []
@@ -138,11 +145,23 @@ def _make_electors(
             on_leader=functools.partial(timeline.say, name, "became leader"),
             on_leader_loss=functools.partial(timeline.say, name, "stepped down"),
             on_new_leader=announcer(name),
+            event_listeners=[recorder.listener(name)] if recorder is not None else (),
         )
         names[elector.uuid] = name
         links.append(link)
         electors.append(elector)
     return links, electors
+
+
+def demo_recorder(settings: DemoSettings | None = None, clock: Clock | None = None) -> LiveRecorder:
+    """A recorder for :func:`run_demo`'s picture: one lane per demo node."""
+    settings = settings or DemoSettings()
+    return LiveRecorder(
+        clock or SystemClock(),
+        [f"node-{index + 1}" for index in range(settings.nodes)],
+        ttl=settings.ttl,
+        renew_deadline=settings.renew_deadline,
+    )
 
 
 def run_demo(
@@ -152,16 +171,19 @@ def run_demo(
     settings: DemoSettings | None = None,
     clock: Clock | None = None,
     key: str = "demo-scheduler",
+    recorder: LiveRecorder | None = None,
 ) -> bool:
     """Run the demo scenario on ``backend``, printing a timeline to ``out``.
 
-    Returns ``True`` if every step happened as expected.
+    Returns ``True`` if every step happened as expected. With a ``recorder``
+    (see :func:`demo_recorder`), terms, lease writes and faults are recorded
+    for a picture too.
     """
     settings = settings or DemoSettings()
     clock = clock or SystemClock()
     timeline = _Timeline(clock, out)
     names: dict[str, str] = {}
-    links, electors = _make_electors(backend, key, settings, clock, timeline, names)
+    links, electors = _make_electors(backend, key, settings, clock, timeline, names, recorder)
 
     def leader() -> LeaderElector | None:
         leaders = [e for e in electors if e.is_leader]
@@ -179,12 +201,16 @@ def run_demo(
         if not _wait_for(lambda: leader() is not None, clock, settings.ttl * 2):
             timeline.say("demo", "no leader was elected")
             return False
+        clock.sleep(settings.hold)
         first = leader()
         assert first is not None
         first_name = names[first.uuid]
         timeline.say("demo", f"{first_name} leads with token {first.token}; now it crashes")
         crashed_at = clock.monotonic()
         links[electors.index(first)].cut()
+        if recorder is not None:
+            recorder.mark(first_name, "crash", "crashes: cut off from the store")
+            recorder.fault(first_name, "cut off", "crashed (cut off)")
         if not _wait_for(
             lambda: (now := leader()) is not None and now is not first, clock, 3 * settings.ttl
         ):
@@ -201,8 +227,11 @@ def run_demo(
             f"token {second.token}",
         )
         first.stop()
+        clock.sleep(settings.hold)
         timeline.say("demo", f"{names[second.uuid]} now hands over gracefully (stop)")
         handed_at = clock.monotonic()
+        if recorder is not None:
+            recorder.mark(names[second.uuid], "stop", "stops gracefully")
         second.stop()
         if not _wait_for(lambda: leader() is not None, clock, 3 * settings.ttl):
             timeline.say("demo", "nobody took over after the graceful stop")
@@ -216,6 +245,7 @@ def run_demo(
             f"{names[third.uuid]} took over {waited:.2f}s after the handover "
             f"(bound retry_period = {settings.retry_period:.2f}s), token {third.token}",
         )
+        clock.sleep(settings.hold)
     finally:
         for elector in electors:
             elector.stop()

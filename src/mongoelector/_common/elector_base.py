@@ -10,12 +10,12 @@ happen here, once.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
 from mongoelector._sync.callbacks import check_callback
@@ -38,11 +38,10 @@ from mongoelector.core.events import (
 )
 from mongoelector.core.lease import Holding
 from mongoelector.errors import BackendError
+from mongoelector.monitoring import ELECTOR, EventListener
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["CallbackCall", "ElectorBase"]
-
-logger = logging.getLogger("mongoelector.elector")
 
 BackendT = TypeVar("BackendT")
 
@@ -77,10 +76,18 @@ class ElectorBase(Participant[BackendT]):
         on_new_leader: Callable[[LeaderInfo], Any] | None,
         app_version: str | None,
         report_status: bool,
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         key = check_key(key)
         timing = LeaseTiming.for_ttl(ttl, renew_deadline=renew_deadline, retry_period=retry_period)
-        super().__init__(key, backend, timing=timing, clock=clock)
+        super().__init__(
+            key,
+            backend,
+            timing=timing,
+            clock=clock,
+            kind=ELECTOR,
+            event_listeners=event_listeners,
+        )
         self._on_leader = check_callback(on_leader, name="on_leader")
         self._on_leader_loss = check_callback(on_leader_loss, name="on_leader_loss")
         self._on_loop = check_callback(on_loop, name="on_loop")
@@ -199,21 +206,23 @@ class ElectorBase(Participant[BackendT]):
     def _settle(self, action: Action, started_at: float, outcome: Result | Failure) -> Step:
         """Feed the machine what ``action`` (sent at ``started_at``) returned or raised."""
         now = self._clock.monotonic()
+        holding = self._machine.holding
+        margin = holding.valid_until - now if holding is not None else None
         if isinstance(outcome, Failure):
-            logger.warning(
-                "%s for %r failed%s: %s",
-                type(action).__name__,
-                self._key,
-                " (outcome unknown)" if outcome.ambiguous else "",
-                outcome.error,
-            )
+            token = action.token if isinstance(action, (Renew, Release)) else None
+            operation = operation_of(action)
+            self._monitor.store_error(operation, outcome.error, token=token, margin=margin)
             return self._machine.on_failure(action, now, ambiguous=outcome.ambiguous)
         if isinstance(action, TryAcquire):
             assert isinstance(outcome, CasResult)
             return self._machine.on_acquire_result(started_at, now, outcome)
         if isinstance(action, Renew):
             assert outcome is None or isinstance(outcome, LeaseRecord)
-            return self._machine.on_renew_result(started_at, now, outcome)
+            leading = self._machine.role is Role.LEADER
+            step = self._machine.on_renew_result(started_at, now, outcome)
+            if leading and margin is not None and self._machine.token(now) == action.token:
+                self._monitor.renewed(action.token, latency=now - started_at, margin=margin)
+            return step
         if isinstance(action, Inspect):
             assert outcome is None or isinstance(outcome, LeaseRecord)
             return self._machine.on_inspect_result(now, outcome)
@@ -238,27 +247,25 @@ class ElectorBase(Participant[BackendT]):
         self._machine.on_failure(action, self._clock.monotonic(), ambiguous=True)
 
     def _callbacks(self, step: Step) -> list[CallbackCall]:
-        """Log ``step``'s notifications and say which callbacks to run for them, in order."""
+        """Report ``step``'s notifications (log, listeners); the callbacks to run, in order."""
         calls: list[CallbackCall] = []
         lost = False
+        now = self._clock.monotonic()
         for note in step.notifications:
             if isinstance(note, LeadershipGained):
-                logger.info("%r: leader of %r with token %d", self._uuid, self._key, note.token)
+                holding = self._machine.holding
+                began = holding.started_at if holding is not None else now
+                self._monitor.gained(note.token, latency=now - began, now=now)
                 calls.append((self._on_leader, "on_leader", ()))
             elif isinstance(note, LeadershipLost):
-                logger.info(
-                    "%r: lost leadership of %r (token %d): %s",
-                    self._uuid,
-                    self._key,
-                    note.token,
-                    note.reason.value,
-                )
+                self._monitor.lost(note.token, note.reason, now=now)
                 self._loss_reasons[note.token] = note.reason
                 while len(self._loss_reasons) > _REMEMBERED_LOSSES:
                     del self._loss_reasons[next(iter(self._loss_reasons))]
                 lost = True
                 calls.append((self._on_leader_loss, "on_leader_loss", ()))
             elif isinstance(note, LeaderChanged):
+                self._monitor.leader_changed(note.leader)
                 calls.append((self._on_new_leader, "on_new_leader", (note.leader,)))
         if lost:
             self._wake_listeners()
@@ -287,7 +294,7 @@ class ElectorBase(Participant[BackendT]):
 
     def _status_sent(self, member: MemberRecord, at: float, error: BackendError | None) -> None:
         if error is not None:
-            logger.warning("status report for %r failed: %s", self._key, error)
+            self._monitor.store_error("status report", error)
             return
         self._machine.status_reported(at, leading=member.is_leader)
 

@@ -10,13 +10,13 @@ the pure :class:`~mongoelector.core.renewal.Renewal` rules.
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
 from mongoelector._sync.callbacks import check_callback
@@ -44,13 +44,12 @@ from mongoelector.errors import (
     LockExists,
     LockLost,
 )
+from mongoelector.monitoring import LOCK, EventListener
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["AcquireRun", "LockBase", "ReleasePlan", "describe_holder"]
 
 BackendT = TypeVar("BackendT")
-
-logger = logging.getLogger("mongoelector.lock")
 
 
 def describe_holder(key: str, holder: LeaseRecord | None) -> str:
@@ -106,6 +105,7 @@ class AcquireRun:
         now = self._lock.clock.monotonic()
         if isinstance(outcome, Failure):
             self._error = outcome.error
+            self._lock._monitor.store_error(operation_of(action), outcome.error)
             self.decision = self._attempt.on_failure(action, now, ambiguous=outcome.ambiguous)
             return
         assert not isinstance(outcome, bool)
@@ -154,6 +154,7 @@ class LockBase(Participant[BackendT]):
         renew_deadline: float | None,
         auto_renew: bool = False,
         on_lost: Callable[[], Any] | None = None,
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         key = check_key(key)
         if not isinstance(auto_renew, bool):
@@ -162,7 +163,9 @@ class LockBase(Participant[BackendT]):
         self._on_lost = check_callback(on_lost, name="on_lost")
         self._ttl = check_seconds(ttl, name="ttl")
         timing = LeaseTiming.for_ttl(self._ttl, renew_deadline=renew_deadline)
-        super().__init__(key, backend, timing=timing, clock=clock)
+        super().__init__(
+            key, backend, timing=timing, clock=clock, kind=LOCK, event_listeners=event_listeners
+        )
         self._mutex = threading.RLock()
         self._keeper = LeaseKeeper(
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
@@ -287,6 +290,8 @@ class LockBase(Participant[BackendT]):
             self._maybe_token = None
             self._ending = None
             self._lost.clear()
+        now = self._clock.monotonic()
+        self._monitor.gained(holding.token, latency=now - holding.started_at, now=now)
 
     def _mark_maybe_held(self) -> None:
         """A write of ours may be in the store: :meth:`_plan_release` must free it."""
@@ -300,6 +305,8 @@ class LockBase(Participant[BackendT]):
             self._maybe_held = True
             if holding is not None:
                 self._ending = f"token {holding.token} was given up by a cancelled acquire"
+        if holding is not None:
+            self._monitor.lost(holding.token, LossReason.RELEASED, now=self._clock.monotonic())
 
     def _plan_release(self, force: bool) -> ReleasePlan | None:
         """Stop trusting the holding; the store call to make, or ``None`` if there is none."""
@@ -309,6 +316,8 @@ class LockBase(Participant[BackendT]):
             maybe_token, self._maybe_token = self._maybe_token, None
             if holding is not None:
                 self._ending = f"token {holding.token} was released"
+        if holding is not None:
+            self._monitor.lost(holding.token, LossReason.RELEASED, now=self._clock.monotonic())
         if force:
             return ReleasePlan(owner=None, token=None, force=True)
         if holding is None and not maybe_held:
@@ -322,13 +331,39 @@ class LockBase(Participant[BackendT]):
             return None
         return record.token
 
-    def _release_failed(self, plan: ReleasePlan, token: int | None) -> None:
-        """The release for ``plan`` (of ``token``, if known) failed: the store may still have it."""
+    def _release_failed(
+        self, plan: ReleasePlan, token: int | None, error: BaseException | None = None
+    ) -> None:
+        """The release for ``plan`` (of ``token``, if known) failed (with ``error``, if the
+        store's): the store may still have it."""
+        if isinstance(error, BackendError):
+            self._monitor.store_error("release", error, token=token)
         if not plan.force:
             with self._mutex:
                 self._maybe_held, self._maybe_token = True, token
 
-    def _touch_failed(self, renewal: Renewal) -> None:
+    def _renew_outcome(
+        self, token: int, started_at: float, outcome: LeaseRecord | Failure | None
+    ) -> None:
+        """Report a renew of ``token`` sent at ``started_at`` (before the renewal rules see it)."""
+        now = self._clock.monotonic()
+        with self._mutex:
+            holding = self._keeper.holding
+        margin = holding.valid_until - now if holding is not None else None
+        if isinstance(outcome, Failure):
+            self._monitor.store_error("renew", outcome.error, token=token, margin=margin)
+        elif (
+            outcome is not None
+            and margin is not None
+            and margin > 0
+            and (outcome.owner, outcome.token) == (self._uuid, token)
+        ):
+            self._monitor.renewed(token, latency=now - started_at, margin=margin)
+
+    def _touch_failed(self, renewal: Renewal, error: BackendError | None = None) -> None:
+        """A ``touch()`` of ``renewal`` raised ``error``: retry after the usual interval."""
+        if error is not None:
+            self._renew_outcome(renewal.token, self._clock.monotonic(), Failure(error))
         with self._mutex:
             renewal.on_failed(self._clock.monotonic())
 
@@ -336,6 +371,7 @@ class LockBase(Participant[BackendT]):
         self, renewal: Renewal, started_at: float, record: LeaseRecord | None
     ) -> datetime | None:
         """Record a renew sent at ``started_at`` for ``renewal``; the new expiry, or ``None``."""
+        self._renew_outcome(renewal.token, started_at, record)
         with self._mutex:
             lost = renewal.on_renewed(started_at, self._clock.monotonic(), record)
             renewed = lost is None and record is not None and renewal.kept()
@@ -376,13 +412,7 @@ class LockBase(Participant[BackendT]):
                 self._maybe_held = True  # the store may still have it: release() frees it
             self._ending = f"token {lost.token} was lost ({lost.reason.value})"
             self._lost.set()
-        logger.warning(
-            "lock %r lost by %s (token %d): %s",
-            self._key,
-            self._uuid,
-            lost.token,
-            lost.reason.value,
-        )
+        self._monitor.lost(lost.token, lost.reason, now=self._clock.monotonic())
         return True
 
     def _status(self, *, owned: bool) -> dict[str, Any]:

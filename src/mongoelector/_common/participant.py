@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
+from mongoelector._common.monitor import Monitor
 from mongoelector._identity import local_host, local_pid, new_owner_id
 from mongoelector._validation import check_key
 from mongoelector.clock import Clock, SystemClock
+from mongoelector.monitoring import EventListener
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["Participant"]
@@ -15,10 +18,21 @@ BackendT = TypeVar("BackendT")
 
 
 class Participant(Generic[BackendT]):
-    """A key, the store it lives in, the clock read, the lease timing, and a fresh owner id."""
+    """A key, the store it lives in, the clock read, the lease timing, and a fresh owner id.
+
+    Its events (a ``kind`` of :mod:`mongoelector.monitoring` event source) go
+    to the log and to ``event_listeners`` through :attr:`_monitor`.
+    """
 
     def __init__(
-        self, key: str, backend: BackendT, *, timing: LeaseTiming, clock: Clock | None
+        self,
+        key: str,
+        backend: BackendT,
+        *,
+        timing: LeaseTiming,
+        clock: Clock | None,
+        kind: str,
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         self._key = check_key(key)
         self._backend = backend
@@ -27,6 +41,13 @@ class Participant(Generic[BackendT]):
         self._uuid = new_owner_id()
         self._host = local_host()
         self._pid = local_pid()
+        self._monitor = Monitor(
+            kind=kind,
+            key=self._key,
+            owner=self._uuid,
+            renew_deadline=timing.renew_deadline,
+            listeners=event_listeners,
+        )
 
     @property
     def key(self) -> str:

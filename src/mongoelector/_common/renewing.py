@@ -9,7 +9,6 @@ renewers themselves only wait and call the store.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from mongoelector._common.outcomes import Failure
@@ -19,8 +18,6 @@ from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Lost, Renewal, RenewalStep
 
 __all__ = ["RenewalRules"]
-
-logger = logging.getLogger("mongoelector.lock")
 
 
 class RenewalRules:
@@ -46,18 +43,12 @@ class RenewalRules:
     ) -> Lost | None:
         """Feed back what ``action``, sent at ``started_at``, came back with; a loss, if any.
 
-        A failure is logged and retried after the keeper's interval.
+        A failure (which the lock has reported to its listeners) is retried
+        after the keeper's interval.
         """
         now = self._clock.monotonic()
         with self._mutex:
             if isinstance(outcome, Failure):
-                logger.warning(
-                    "renewing lock %r (token %d) failed%s: %s",
-                    self.key,
-                    action.token,
-                    " (outcome unknown)" if outcome.ambiguous else "",
-                    outcome.error,
-                )
                 self.renewal.on_failed(now)
                 return None
             return self.renewal.on_renewed(started_at, now, outcome)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +23,7 @@ from mongoelector.clock import Clock
 from mongoelector.core.elector_machine import Step
 from mongoelector.core.events import Action, LeaderInfo
 from mongoelector.errors import BackendError
+from mongoelector.monitoring import EventListener
 
 __all__ = ["LeaderElector"]
 
@@ -61,6 +62,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         on_new_leader: Callable[[LeaderInfo], Any] | None = None,
         app_version: str | None = None,
         report_status: bool = True,
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         super().__init__(
             key,
@@ -75,6 +77,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
             on_new_leader=on_new_leader,
             app_version=app_version,
             report_status=report_status,
+            event_listeners=event_listeners,
         )
         self._poll_lock = threading.RLock()
         self._state_lock = threading.Lock()

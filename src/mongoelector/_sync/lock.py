@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -21,6 +21,7 @@ from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.core.renewal import Renewal
 from mongoelector.errors import BackendError
+from mongoelector.monitoring import EventListener
 
 __all__ = ["Lock"]
 
@@ -55,6 +56,7 @@ class Lock(LockBase[StorageBackend]):
         renew_deadline: float | None = None,
         auto_renew: bool = False,
         on_lost: Callable[[], Any] | None = None,
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         super().__init__(
             key,
@@ -64,6 +66,7 @@ class Lock(LockBase[StorageBackend]):
             renew_deadline=renew_deadline,
             auto_renew=auto_renew,
             on_lost=on_lost,
+            event_listeners=event_listeners,
         )
         self._renewer: Renewer | None = None
 
@@ -119,8 +122,8 @@ class Lock(LockBase[StorageBackend]):
                 if token is None:
                     return False
             return self._backend.release(self._key, plan.owner, token=token, force=plan.force)
-        except BackendError:
-            self._release_failed(plan, token)
+        except BackendError as error:
+            self._release_failed(plan, token, error)
             raise
 
     def touch(self) -> datetime | None:
@@ -136,8 +139,8 @@ class Lock(LockBase[StorageBackend]):
         started_at = self._clock.monotonic()
         try:
             record = self._backend.renew(self._key, self._uuid, renewal.token, self._ttl)
-        except BackendError:
-            self._touch_failed(renewal)
+        except BackendError as error:
+            self._touch_failed(renewal, error)
             raise
         return self._touched(renewal, started_at, record)
 
@@ -196,8 +199,10 @@ class Lock(LockBase[StorageBackend]):
                 self._renewer.start()
 
     def _renew(self, action: Renew) -> LeaseRecord | Failure | None:
+        started_at = self._clock.monotonic()
         outcome = perform(self._backend, self._request(), action)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
+        self._renew_outcome(action.token, started_at, outcome)
         return outcome
 
     def _after_loss(self, renewal: Renewal) -> None:

@@ -51,8 +51,8 @@ class Renewer:
 
     ``mutex`` guards the keeper behind ``renewal`` (it is shared with the lock);
     it is never held during a backend call or a callback. ``renew`` performs a
-    ``Renew`` action; ``on_lost`` is called once, in this thread, if the
-    holding is lost.
+    ``Renew`` action (and reports its outcome to the lock's listeners);
+    ``on_lost`` is called once, in this thread, if the holding is lost.
     """
 
     def __init__(

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -25,6 +25,7 @@ from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.core.renewal import Lost, Renewal
 from mongoelector.errors import BackendError
+from mongoelector.monitoring import EventListener
 
 __all__ = ["AsyncLock"]
 
@@ -69,6 +70,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         renew_deadline: float | None = None,
         auto_renew: bool = False,
         on_lost: Callable[[], Any] | None = None,
+        event_listeners: Iterable[EventListener] = (),
     ) -> None:
         super().__init__(
             key,
@@ -78,6 +80,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             renew_deadline=renew_deadline,
             auto_renew=auto_renew,
             on_lost=on_lost,
+            event_listeners=event_listeners,
         )
         self._renewer: AsyncRenewer | None = None
         self._callbacks: set[asyncio.Task[None]] = set()
@@ -154,8 +157,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                 if token is None:
                     return False
             return await self._backend.release(self._key, plan.owner, token=token, force=plan.force)
-        except (BackendError, asyncio.CancelledError):
-            self._release_failed(plan, token)
+        except (BackendError, asyncio.CancelledError) as error:
+            self._release_failed(plan, token, error)
             raise
 
     async def touch(self) -> datetime | None:
@@ -171,8 +174,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         started_at = self._clock.monotonic()
         try:
             record = await self._backend.renew(self._key, self._uuid, renewal.token, self._ttl)
-        except BackendError:
-            self._touch_failed(renewal)
+        except BackendError as error:
+            self._touch_failed(renewal, error)
             raise
         return self._touched(renewal, started_at, record)
 
@@ -196,8 +199,10 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             previous.request_stop()  # its holding is replaced: it ends at its next step
 
     async def _renew(self, action: Renew) -> LeaseRecord | Failure | None:
+        started_at = self._clock.monotonic()
         outcome = await perform(self._backend, self._request(), action)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
+        self._renew_outcome(action.token, started_at, outcome)
         return outcome
 
     async def _renewer_lost(self, renewal: Renewal, lost: Lost) -> None:

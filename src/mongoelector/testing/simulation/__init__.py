@@ -30,6 +30,7 @@ from mongoelector.testing.simulation.history import (
     StoreState,
     format_time,
 )
+from mongoelector.testing.simulation.picture import timeline_picture
 from mongoelector.testing.simulation.runner import (
     SimulationFailure,
     SimulationOutcome,
@@ -107,4 +108,5 @@ __all__ = [
     "replay",
     "run_scenario",
     "run_seed",
+    "timeline_picture",
 ]

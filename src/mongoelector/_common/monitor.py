@@ -1,0 +1,239 @@
+"""Where an elector's or lock's events go: the log, then every listener (both drivers).
+
+:class:`Monitor` is the one place that turns what happened to a holding into a
+:mod:`mongoelector.monitoring` event, writes its log line, and calls the
+listeners (the object's own, then those registered for the process), so that
+a listener that raises never reaches the elector or lock.
+
+Log lines (logger ``mongoelector.elector`` or ``mongoelector.lock``): INFO
+when leadership is gained, released or another leader is seen; WARNING when a
+renewal comes late, a store call fails, the holder steps down at its renew
+deadline, or its lease is taken over; DEBUG for a routine renewal. Nothing is
+logged at INFO for a routine poll or renewal.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from mongoelector import monitoring
+from mongoelector.core.events import Action, Inspect, LeaderInfo, LossReason, Release, Renew
+from mongoelector.errors import AmbiguousOutcome, BackendError
+from mongoelector.monitoring import (
+    EventListener,
+    LeaderChangedEvent,
+    LeadershipGainedEvent,
+    LeadershipLostEvent,
+    MonitoringEvent,
+    RenewedEvent,
+    StoreErrorEvent,
+)
+
+__all__ = ["Monitor", "operation_of"]
+
+listener_log = logging.getLogger("mongoelector.monitoring")
+
+#: Event type -> the listener method that receives it.
+_METHODS: dict[type[MonitoringEvent], str] = {
+    LeadershipGainedEvent: "leadership_gained",
+    LeadershipLostEvent: "leadership_lost",
+    RenewedEvent: "renewed",
+    StoreErrorEvent: "store_error",
+    LeaderChangedEvent: "leader_changed",
+}
+
+
+def operation_of(action: Action) -> str:
+    """What a store call for ``action`` is called in events and logs."""
+    if isinstance(action, Renew):
+        return "renew"
+    if isinstance(action, Release):
+        return "release"
+    if isinstance(action, Inspect):
+        return "read"
+    return "acquire"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+class Monitor:
+    """The events of one elector or lock (``kind``) on ``key``, owned by ``owner``.
+
+    ``renew_deadline`` (seconds) is what a renewal's margin is judged against.
+    Safe to call from any thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        key: str,
+        owner: str,
+        renew_deadline: float,
+        listeners: Iterable[EventListener],
+    ) -> None:
+        self._kind = kind
+        self._key = key
+        self._owner = owner
+        self._renew_deadline = renew_deadline
+        self._listeners = monitoring.check_listeners(listeners, name="event_listeners")
+        self._log = logging.getLogger(f"mongoelector.{kind}")
+        self._mutex = threading.Lock()
+        self._term: tuple[int, float] | None = None  # token, when it was gained
+
+    @property
+    def listeners(self) -> tuple[EventListener, ...]:
+        return self._listeners
+
+    def _what(self) -> str:
+        return f"{self._kind} {self._key!r} ({self._owner})"
+
+    # --- what happened ---------------------------------------------------------------
+
+    def gained(self, token: int, *, latency: float, now: float) -> None:
+        """Leadership (or the lock) was gained with ``token`` at monotonic ``now``."""
+        with self._mutex:
+            self._term = (token, now)
+        verb = "leads" if self._kind == monitoring.ELECTOR else "holds the lock"
+        self._log.info(
+            "%s %s with token %d (the winning call took %s)",
+            self._what(),
+            verb,
+            token,
+            _ms(latency),
+        )
+        self._emit(
+            LeadershipGainedEvent(
+                key=self._key, owner=self._owner, kind=self._kind, token=token, latency=latency
+            ),
+        )
+
+    def lost(self, token: int, reason: LossReason, *, now: float) -> None:
+        """The holding with ``token`` ended at monotonic ``now`` for ``reason``."""
+        with self._mutex:
+            term, self._term = self._term, None
+        held_for = now - term[1] if term is not None and term[0] == token else None
+        held = f"; held {held_for:.1f} s" if held_for is not None else ""
+        if reason is LossReason.DEADLINE:
+            self._log.warning(
+                "%s stepped down from token %d: no successful renewal within the renew deadline "
+                "(%g s)%s",
+                self._what(),
+                token,
+                self._renew_deadline,
+                held,
+            )
+        elif reason is LossReason.TAKEN_OVER:
+            self._log.warning(
+                "%s lost token %d: the lease was taken over (the store has another record)%s",
+                self._what(),
+                token,
+                held,
+            )
+        else:
+            how = "released" if reason is LossReason.RELEASED else "stopped: gave up"
+            self._log.info("%s %s token %d%s", self._what(), how, token, held)
+        self._emit(
+            LeadershipLostEvent(
+                key=self._key,
+                owner=self._owner,
+                kind=self._kind,
+                token=token,
+                reason=reason,
+                held_for=held_for,
+            )
+        )
+
+    def renewed(self, token: int, *, latency: float, margin: float) -> None:
+        """A renewal of ``token`` took ``latency`` s, with ``margin`` s left before the deadline."""
+        late = margin < self._renew_deadline / 2
+        if late:
+            self._log.warning(
+                "%s renewed token %d late: %.2f s before its renew deadline (the call took %s)",
+                self._what(),
+                token,
+                margin,
+                _ms(latency),
+            )
+        else:
+            self._log.debug(
+                "%s renewed token %d in %s, %.2f s before its renew deadline",
+                self._what(),
+                token,
+                _ms(latency),
+                margin,
+            )
+        self._emit(
+            RenewedEvent(
+                key=self._key,
+                owner=self._owner,
+                kind=self._kind,
+                token=token,
+                latency=latency,
+                margin=margin,
+                late=late,
+            )
+        )
+
+    def store_error(
+        self,
+        operation: str,
+        error: BackendError,
+        *,
+        token: int | None = None,
+        margin: float | None = None,
+    ) -> None:
+        """A store call for ``operation`` failed (``margin``: seconds left before the deadline)."""
+        ambiguous = isinstance(error, AmbiguousOutcome)
+        of = f" of token {token}" if token is not None else ""
+        unknown = " (outcome unknown)" if ambiguous else ""
+        left = f"; {margin:.2f} s left before the renew deadline" if margin is not None else ""
+        self._log.warning(
+            "%s: %s%s failed%s: %s%s", self._what(), operation, of, unknown, error, left
+        )
+        self._emit(
+            StoreErrorEvent(
+                key=self._key,
+                owner=self._owner,
+                kind=self._kind,
+                operation=operation,
+                error=error,
+                ambiguous=ambiguous,
+                token=token,
+            )
+        )
+
+    def leader_changed(self, leader: LeaderInfo) -> None:
+        """A new leadership term was seen (this node's own included)."""
+        if leader.uuid != self._owner:
+            self._log.info(
+                "%s sees a new leader: %s (pid %s on %s) with token %d",
+                self._what(),
+                leader.uuid,
+                leader.pid,
+                leader.host,
+                leader.token,
+            )
+        self._emit(
+            LeaderChangedEvent(key=self._key, owner=self._owner, kind=self._kind, leader=leader)
+        )
+
+    # --- delivery ---------------------------------------------------------------------
+
+    def _emit(self, event: MonitoringEvent) -> None:
+        method = _METHODS[type(event)]
+        for listener in (*self._listeners, *monitoring.registered()):
+            try:
+                getattr(listener, method)(event)
+            except Exception:
+                listener_log.exception(
+                    "event listener %r raised in %s(); %s %r goes on",
+                    listener,
+                    method,
+                    self._kind,
+                    self._key,
+                )

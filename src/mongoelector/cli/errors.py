@@ -1,0 +1,30 @@
+"""Exit codes of the command line, and the error that carries one."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["CliError", "ExitCode"]
+
+
+class ExitCode(enum.IntEnum):
+    """What a command's exit status means (the same for every command)."""
+
+    #: The command did what was asked.
+    OK = 0
+    #: The command ran, and what it checked failed (a simulation violation, a missed demo bound).
+    FAILED = 1
+    #: The command line was wrong: an unknown option, a bad URI, a missing ``--force``.
+    USAGE = 2
+    #: The server could not be reached in time, or refused us (authentication).
+    UNREACHABLE = 3
+    #: The named key is in none of the collections looked at.
+    NOT_FOUND = 4
+
+
+class CliError(Exception):
+    """A command cannot go on; ``main`` prints ``message`` (masked) and exits with ``code``."""
+
+    def __init__(self, message: str, code: ExitCode) -> None:
+        super().__init__(message)
+        self.code = code

@@ -1,0 +1,195 @@
+"""Events from electors and locks, for metrics and alerts, in the spirit of pymongo's monitoring.
+
+Subclass :class:`EventListener`, override the methods for the events you care
+about, and hand instances to an elector or lock
+(``LeaderElector(..., event_listeners=[listener])``; ``Lock``,
+``AsyncLeaderElector``, ``AsyncLock`` and the 1.x facades take the same
+argument), or :func:`register` them for every elector and lock in the process::
+
+    from mongoelector import monitoring
+
+    class Alerts(monitoring.EventListener):
+        def leadership_lost(self, event):
+            if event.reason is monitoring.LossReason.DEADLINE:
+                page_someone(f"{event.key} lost its leader: the store was unreachable")
+
+    monitoring.register(Alerts())
+
+Listeners are called synchronously, in the thread (or event loop) that drives
+the elector or lock, right after the change happened: keep them quick and
+never block in them. A listener that raises is logged (logger
+``mongoelector.monitoring``) and the elector or lock goes on as if nothing
+happened. ``docs/operations.md`` shows a listener that keeps Prometheus-style
+counters without any metrics library.
+
+Every event says which ``key`` it is about, the ``owner`` id (uuid) of the
+elector or lock that saw it, and its ``kind``: ``"elector"`` or ``"lock"``.
+For a lock, "leadership" means holding the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mongoelector.core.events import LeaderInfo, LossReason
+from mongoelector.errors import BackendError
+
+__all__ = [
+    "ELECTOR",
+    "LOCK",
+    "EventListener",
+    "LeaderChangedEvent",
+    "LeadershipGainedEvent",
+    "LeadershipLostEvent",
+    "LossReason",
+    "MonitoringEvent",
+    "RenewedEvent",
+    "StoreErrorEvent",
+    "check_listeners",
+    "register",
+    "registered",
+    "unregister",
+]
+
+#: ``kind`` of events from a leader elector.
+ELECTOR = "elector"
+#: ``kind`` of events from a lock.
+LOCK = "lock"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitoringEvent:
+    """What every event has: the ``key``, the ``owner`` id that saw it, and ``kind``."""
+
+    key: str
+    owner: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadershipGainedEvent(MonitoringEvent):
+    """The owner became leader (an elector) or took the lock, with fencing ``token``.
+
+    ``latency`` is how long the store call that won took, in seconds.
+    """
+
+    token: int
+    latency: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadershipLostEvent(MonitoringEvent):
+    """The owner stopped leading (or holding) with ``token``, for ``reason``.
+
+    ``reason`` is :attr:`LossReason.DEADLINE` when it could not renew in time
+    (it stepped down), :attr:`LossReason.TAKEN_OVER` when the store no longer
+    had its record, :attr:`LossReason.RELEASED` or :attr:`LossReason.STOPPED`
+    when it let go itself. ``held_for`` is how long the term lasted (seconds,
+    by the owner's clock), ``None`` if its start was not seen.
+    """
+
+    token: int
+    reason: LossReason
+    held_for: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewedEvent(MonitoringEvent):
+    """A renewal of ``token`` succeeded.
+
+    ``latency`` is how long the store call took; ``margin`` how many seconds
+    were left before the renew deadline when the reply came (the owner would
+    have stepped down at 0). ``late`` is true when less than half of the
+    renew deadline was left: renewals are failing or slow.
+    """
+
+    token: int
+    latency: float
+    margin: float
+    late: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreErrorEvent(MonitoringEvent):
+    """A store call failed with ``error``.
+
+    ``operation`` is ``"acquire"``, ``"renew"``, ``"read"``, ``"release"`` or
+    ``"status report"``; ``token`` the holding it was for, if any.
+    ``ambiguous`` is true when the call may have taken effect anyway.
+    """
+
+    operation: str
+    error: BackendError
+    ambiguous: bool
+    token: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaderChangedEvent(MonitoringEvent):
+    """An elector saw a new leadership term (another node's or its own): ``leader``."""
+
+    leader: LeaderInfo
+
+
+class EventListener:
+    """Base class of event listeners: every method does nothing until overridden."""
+
+    def leadership_gained(self, event: LeadershipGainedEvent) -> None:
+        """The owner leads (holds) the key now."""
+
+    def leadership_lost(self, event: LeadershipLostEvent) -> None:
+        """The owner no longer leads (holds) the key."""
+
+    def renewed(self, event: RenewedEvent) -> None:
+        """A renewal succeeded (with its latency and the margin left)."""
+
+    def store_error(self, event: StoreErrorEvent) -> None:
+        """A store call failed."""
+
+    def leader_changed(self, event: LeaderChangedEvent) -> None:
+        """An elector saw a new leadership term."""
+
+
+def check_listeners(listeners: Iterable[EventListener], *, name: str) -> tuple[EventListener, ...]:
+    """``listeners`` as a tuple, if every one is an :class:`EventListener`; else ``TypeError``."""
+    if isinstance(listeners, (str, bytes, EventListener)) or not isinstance(listeners, Iterable):
+        raise TypeError(f"{name} must be an iterable of EventListener, got {listeners!r}")
+    checked = tuple(listeners)
+    for listener in checked:
+        if not isinstance(listener, EventListener):
+            raise TypeError(
+                f"{name} must hold EventListener instances, got {type(listener).__name__} "
+                f"{listener!r}"
+            )
+    return checked
+
+
+_registry_lock = threading.Lock()
+_registry: tuple[EventListener, ...] = ()
+
+
+def register(listener: EventListener) -> None:
+    """Send the events of every elector and lock in this process to ``listener`` too.
+
+    Takes effect at once, for existing electors and locks as well. Registering
+    the same listener twice has no further effect.
+    """
+    global _registry  # noqa: PLW0603 - the process-wide registry
+    (checked,) = check_listeners([listener], name="listener")
+    with _registry_lock:
+        if not any(existing is checked for existing in _registry):
+            _registry = (*_registry, checked)
+
+
+def unregister(listener: EventListener) -> None:
+    """Stop sending events to ``listener`` (registered with :func:`register`); no-op if absent."""
+    global _registry  # noqa: PLW0603 - the process-wide registry
+    with _registry_lock:
+        _registry = tuple(existing for existing in _registry if existing is not listener)
+
+
+def registered() -> tuple[EventListener, ...]:
+    """The listeners registered for the whole process, in registration order."""
+    return _registry

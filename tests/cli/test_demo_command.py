@@ -1,0 +1,100 @@
+"""``mongoelector demo`` picks its store from --sqlite / --uri, and draws the run with --svg."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mongoelector.cli.demo as demo_command
+from mongoelector.backends import MemoryBackend, MongoBackend
+from mongoelector.cli import main
+from mongoelector.demo import DemoSettings, demo_recorder, run_demo
+from mongoelector.picture import render_svg
+from tests.cli.stores import fresh_uri
+from tests.picture.svg_reading import read_svg
+
+
+class DemoStandIn:
+    """Takes run_demo's place: remembers what it was given, and passes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, dict[str, Any]]] = []
+
+    def __call__(self, backend: Any, out: Any, **options: Any) -> bool:
+        self.calls.append((backend, options))
+        return True
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> DemoStandIn:
+    stand_in = DemoStandIn()
+    monkeypatch.setattr(demo_command, "run_demo", stand_in)
+    return stand_in
+
+
+def test_with_a_uri_the_demo_runs_on_mongodb_in_the_elector_collection(
+    stand_in: DemoStandIn,
+) -> None:
+    assert main(["demo", "--uri", fresh_uri()]) == 0
+
+    [(backend, options)] = stand_in.calls
+    assert isinstance(backend, MongoBackend)
+    assert backend.collection.name == "elector.locks" and backend.database.name == "app"
+    assert options["recorder"] is None
+
+
+def test_db_without_uri_is_a_usage_error(
+    stand_in: DemoStandIn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--db", "app"]) == 2
+    assert "--db needs --uri" in capsys.readouterr().err
+    assert stand_in.calls == []
+
+
+def test_sqlite_and_uri_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--sqlite", "x.db", "--uri", "mongodb://h/db"])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_svg_hands_the_demo_a_recorder_and_writes_its_picture(
+    stand_in: DemoStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    svg = tmp_path / "demo.svg"
+
+    assert main(["demo", "--svg", str(svg)]) == 0
+
+    [(backend, options)] = stand_in.calls
+    assert isinstance(backend, MemoryBackend) and options["recorder"] is not None
+    assert read_svg(svg.read_text()).terms() == []  # the stand-in led nobody
+    assert f"written to {svg}" in capsys.readouterr().out
+
+
+def test_an_unwritable_svg_path_is_reported(
+    stand_in: DemoStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--svg", str(tmp_path / "missing" / "demo.svg")]) == 2
+    assert "cannot write the picture to" in capsys.readouterr().err
+
+
+def test_the_recorded_demo_draws_three_terms_and_the_crash() -> None:
+    settings = DemoSettings(ttl=1.5, renew_deadline=1.0, retry_period=0.25, hold=0.3)
+    recorder = demo_recorder(settings)
+
+    assert run_demo(MemoryBackend(), io.StringIO(), settings=settings, recorder=recorder)
+
+    timeline = recorder.timeline("demo")
+    assert [t.token for t in timeline.terms] == [1, 2, 3]
+    assert sorted(t.lane for t in timeline.terms) == ["node-1", "node-2", "node-3"]
+    crashed = timeline.terms[0]
+    assert crashed.renew_deadline is not None, "the cut-off leader steps down at its deadline"
+    assert crashed.lease_end is not None and crashed.lease_end > crashed.end
+    # nobody takes over before expiry (the recorder times the write a little late)
+    assert timeline.terms[1].start >= crashed.lease_end - 0.05
+    assert [s.lane for s in timeline.spans] == [crashed.lane]
+    drawn = read_svg(render_svg(timeline)).terms()
+    assert sorted(drawn) == sorted((t.lane, t.token) for t in timeline.terms)

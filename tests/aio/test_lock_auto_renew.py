@@ -302,6 +302,30 @@ class TestOnLost:
         await elapse(clock, TTL)
         assert on_lost.count == 1
 
+    def test_a_loss_found_outside_an_event_loop_runs_a_plain_callback_only(
+        self, clock: FakeClock, backend: MemoryBackend, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        calls: list[str] = []
+
+        async def coroutine_callback() -> None:
+            calls.append("coroutine")
+
+        plain = AsyncLock("a", backend, ttl=TTL, clock=clock, on_lost=lambda: calls.append("plain"))
+        coroutine = AsyncLock("b", backend, ttl=TTL, clock=clock, on_lost=coroutine_callback)
+
+        async def take() -> None:
+            await plain.acquire()
+            await coroutine.acquire()
+
+        asyncio.run(take())
+        clock.advance(plain.renew_deadline)
+        with caplog.at_level(logging.WARNING, logger="mongoelector.lock"):
+            for lock in (plain, coroutine):
+                with pytest.raises(LockLost):
+                    lock.ensure()
+        assert calls == ["plain"]
+        assert "on_lost coroutine not run" in caplog.text
+
 
 class TestTasks:
     async def test_the_renewer_runs_only_while_held(

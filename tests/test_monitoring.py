@@ -22,6 +22,7 @@ from mongoelector.monitoring import (
     StoreErrorEvent,
 )
 from mongoelector.testing import FakeClock
+from mongoelector.testing.aio import run_for
 from tests.electors import elector
 from tests.fakes import FlakyBackend
 
@@ -224,6 +225,22 @@ async def test_async_electors_and_locks_report_too(
         "LeadershipGained", "Renewed", "LeadershipLost",
     ]  # fmt: skip
     assert [e.kind for e in recorder.events] == ["elector"] * 3 + ["lock"] * 3
+
+
+async def test_the_async_auto_renewer_reports_renewals_and_the_loss(
+    flaky: FlakyBackend, clock: FakeClock, recorder: Recorder
+) -> None:
+    lock = AsyncLock("job", flaky, ttl=15, clock=clock, auto_renew=True, event_listeners=[recorder])
+    await lock.acquire()
+    await run_for(clock, 2)
+    flaky.mode = "down"
+    await run_for(clock, 10)
+
+    assert recorder.names()[:2] == ["LeadershipGained", "Renewed"]
+    assert {e.operation for e in recorder.of(StoreErrorEvent)} == {"renew"}
+    [lost] = recorder.of(LeadershipLostEvent)
+    assert lost.reason is LossReason.DEADLINE
+    assert lock.renewer is None
 
 
 # --- listeners that fail, and process-wide listeners ---------------------------------------------

@@ -1,14 +1,19 @@
-"""Test helpers for the MongoDB backend: stores to run one test on, and a 1.x node.
+"""Test helpers for the MongoDB backends: stores to run one test on, and a 1.x node.
 
 A *store* is a backend plus the fake clock that is its server time and a way to
 delete a key's record behind the backend's back. The same test functions run
 on ``MemoryBackend`` (the reference), ``MongoBackend`` on mongomock with
-classic updates (read, then compare-and-set), and ``MongoBackend`` on mongomock
-with server-side pipelines evaluated by :mod:`mongo_pipeline_sim`.
+classic updates (read, then compare-and-set), ``MongoBackend`` on mongomock
+with server-side pipelines evaluated by :mod:`mongo_pipeline_sim`, and
+``AsyncMongoBackend`` on both, through an async facade over mongomock
+(:mod:`mongomock_async`). An async store's backend is seen through
+:class:`~mongoelector.testing.aio.BlockingBackend`: each call runs on one
+shared event loop thread and the test waits for it.
 """
 
 from __future__ import annotations
 
+import atexit
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,12 +25,26 @@ import pytest
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from mongoelector.backends import MemoryBackend, MongoBackend, StorageBackend
+from mongoelector.backends import AsyncMongoBackend, MemoryBackend, MongoBackend, StorageBackend
 from mongoelector.testing import FakeClock
+from mongoelector.testing.aio import BlockingBackend, EventLoopThread
 from tests.backends.mongo_pipeline_sim import install
+from tests.backends.mongomock_async import AsyncMockDatabase
 
-STORE_KINDS = ["memory", "mongomock-classic", "mongomock-pipeline"]
-MONGO_KINDS = ["mongomock-classic", "mongomock-pipeline"]
+ASYNC_MONGO_KINDS = ["async-mongomock-classic", "async-mongomock-pipeline"]
+MONGO_KINDS = ["mongomock-classic", "mongomock-pipeline", *ASYNC_MONGO_KINDS]
+STORE_KINDS = ["memory", *MONGO_KINDS]
+
+_loop: EventLoopThread | None = None
+
+
+def event_loop_thread() -> EventLoopThread:
+    """The event loop every async store of this test process runs on (closed at exit)."""
+    global _loop  # noqa: PLW0603
+    if _loop is None:
+        _loop = EventLoopThread(name="test-stores-event-loop")
+        atexit.register(_loop.close)
+    return _loop
 
 
 @dataclass
@@ -53,19 +72,24 @@ def make_store(kind: str, monkeypatch: pytest.MonkeyPatch, **options: Any) -> St
             kind, memory, clock, lambda key: memory.delete(key) and None, peer=lambda: memory
         )
     database = mongomock.MongoClient()["mongoelector_tests"]
-    pipeline = kind == "mongomock-pipeline"
+    pipeline = kind.endswith("-pipeline")
     if pipeline:
         install(monkeypatch, clock.now)
-    backend = MongoBackend(database, clock=clock, pipeline=pipeline, **options)
-    collection = database[backend.collection.name]
+
+    def peer() -> MongoBackend | BlockingBackend:
+        if kind in ASYNC_MONGO_KINDS:
+            backend = AsyncMongoBackend(
+                AsyncMockDatabase(database), clock=clock, pipeline=pipeline, **options
+            )
+            return BlockingBackend(backend, event_loop_thread())
+        return MongoBackend(database, clock=clock, pipeline=pipeline, **options)
+
+    collection = database[options.get("collection", "mongolocker")]
 
     def delete(key: str) -> None:
         collection.delete_one({"_id": key})
 
-    def peer() -> MongoBackend:
-        return MongoBackend(database, clock=clock, pipeline=pipeline, **options)
-
-    return Store(kind, backend, clock, delete, collection, peer)
+    return Store(kind, peer(), clock, delete, collection, peer)
 
 
 class LegacyNode:

@@ -120,7 +120,7 @@ def test_status_indexes_follow_the_1x_layout(store: Store) -> None:
     )
     store.backend.report_member(member)
     store.backend.report_member(member)
-    indexes = store.backend.status_collection.index_information()
+    indexes = store.collection.database["elector.leader_status"].index_information()
     assert indexes["timestamp_1"]["expireAfterSeconds"] == 15
     assert "key_1" in indexes
 

@@ -1,4 +1,4 @@
-"""MongoBackend on mongomock passes the backend conformance suite, on both write paths."""
+"""MongoBackend and AsyncMongoBackend on mongomock pass the conformance suite, both write paths."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import pymongo
 import pytest
 from pymongo.errors import AutoReconnect
 
-from mongoelector.backends import MongoBackend
+from mongoelector.backends import AsyncMongoBackend, MongoBackend
 from mongoelector.testing import BackendConformance, BackendHarness
+from mongoelector.testing.aio import BlockingBackend, EventLoopThread
 from tests.backends.mongo_support import MONGO_KINDS, make_store
 
 #: The mongomock calls the backend makes; during an outage each drops its "connection".
@@ -79,3 +80,37 @@ class TestMongoBackendConformanceOnRealServer(BackendConformance):
         )
         client.drop_database(name)
         client.close()
+
+
+@pytest.mark.skipif(not URI, reason="set MONGOELECTOR_TEST_URI to run the suite on a real server")
+class TestAsyncMongoBackendConformanceOnRealServer(BackendConformance):
+    """AsyncMongoBackend on a live server, through a blocking view on a loop thread."""
+
+    @pytest.fixture
+    def conformance_harness(self) -> Iterator[BackendHarness]:
+        assert URI is not None
+        name = f"mongoelector_conformance_{uuid.uuid4().hex[:12]}"
+        with EventLoopThread() as loop:
+
+            async def connect() -> pymongo.AsyncMongoClient[Any]:
+                return pymongo.AsyncMongoClient(URI, serverSelectionTimeoutMS=5000)
+
+            client = loop.run(connect())
+            backend = AsyncMongoBackend(client[name])
+            uncertainty = loop.run(backend.time_estimate()).uncertainty
+
+            def advance(seconds: float) -> None:
+                time.sleep(seconds + 2 * uncertainty + 0.01)
+
+            def delete_record(key: str) -> None:
+                loop.run(client[name]["mongolocker"].delete_one({"_id": key}))
+
+            yield BackendHarness(
+                backend=BlockingBackend(backend, loop),
+                advance=advance,
+                exact_time=False,
+                time_tolerance=2 * uncertainty + 0.002,
+                delete_record=delete_record,
+            )
+            loop.run(client.drop_database(name))
+            loop.run(client.close())

@@ -1,177 +1,76 @@
-"""MongoBackend on the wire: a real pymongo client talking to a scripted server (mockupdb).
+"""MongoBackend and AsyncMongoBackend on the wire: real pymongo clients talking to mockupdb.
 
 These tests pin the exact commands sent (shape, write concern, read
-preference) and what the backend makes of server errors, step-downs and lost
-connections. The server is a replica-set primary answering ``hello`` on its
-own; every other request is answered by the test. Backends run on a fake
-clock, so their retry pauses take no real time.
+preference) and what the backends make of server errors, step-downs and lost
+connections. Every scenario runs twice: on ``MongoBackend`` with a
+``MongoClient``, and on ``AsyncMongoBackend`` with an ``AsyncMongoClient``
+(see :mod:`mongo_wire_support`). The server is a replica-set primary
+answering ``hello`` on its own; every other request is answered by the test.
 """
 
 from __future__ import annotations
 
+import inspect
 import socket
-import threading
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import pymongo
 import pytest
-from bson import ObjectId
-from mockupdb import MockupDB, going
+from mockupdb import going
 
 from mongoelector import LeaderElector, Lock
-from mongoelector.backends import AmbiguousOutcome, BackendUnavailable, LeaseRequest, MongoBackend
+from mongoelector.aio import AsyncLeaderElector, AsyncLock
+from mongoelector.backends import (
+    AmbiguousOutcome,
+    AsyncMongoBackend,
+    BackendUnavailable,
+    MongoBackend,
+)
 from mongoelector.testing import FakeClock
+from mongoelector.testing.aio import BlockingBackend, EventLoopThread
+from tests.backends.mongo_wire_support import (
+    KINDS,
+    NOW,
+    REQUEST,
+    Primary,
+    WireBackend,
+    acquire_id_of,
+    answer_acquire,
+    hang_up_on,
+    inner,
+    lease_document,
+    make_backend,
+    warm_up,
+)
 
-NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
-REQUEST = LeaseRequest(key="job", owner="me", ttl=10, host="h", pid=7)
 
-
-def is_command(request: Any, name: str) -> bool:
-    return getattr(request, "command_name", None) == name
-
-
-def hang_up_on(name: str) -> Any:
-    """An autoresponder that drops the connection on every ``name`` command."""
-    return lambda request: is_command(request, name) and request.hangup()
-
-
-class Primary:
-    """A mockupdb server that says it is the primary of replica set ``rs``."""
-
-    def __init__(self) -> None:
-        self.server = MockupDB(request_timeout=5)
-        self.server.autoresponds(self._hello)
-        self.server.autoresponds(
-            lambda request: is_command(request, "endSessions") and request.ok()
-        )
-        self.index_requests: list[Any] = []
-        self.server.autoresponds(self._create_indexes)
-        self.hellos = 0
-        self.clients: list[pymongo.MongoClient[Any]] = []
-        self.server.run()
-
-    def _hello(self, request: Any) -> bool:
-        if not (request.matches("hello") or request.matches("ismaster")):
-            return False
-        self.hellos += 1
-        address = self.server.address_string
-        return request.ok(
-            ismaster=True,
-            isWritablePrimary=True,
-            helloOk=True,
-            setName="rs",
-            setVersion=1,
-            electionId=ObjectId("7fffffff0000000000000001"),
-            hosts=[address],
-            primary=address,
-            me=address,
-            minWireVersion=0,
-            maxWireVersion=21,
-            logicalSessionTimeoutMinutes=30,
-            localTime=datetime.now(timezone.utc),
-        )
-
-    def _create_indexes(self, request: Any) -> bool:
-        if not is_command(request, "createIndexes"):
-            return False
-        self.index_requests.append(request)
-        return request.ok()
-
-    def client(self, **options: Any) -> pymongo.MongoClient[Any]:
-        options.setdefault("serverSelectionTimeoutMS", 3000)
-        options.setdefault("connectTimeoutMS", 2000)
-        client: pymongo.MongoClient[Any] = pymongo.MongoClient(
-            self.server.uri, replicaSet="rs", **options
-        )
-        self.clients.append(client)
-        return client
-
-    def stop(self) -> None:
-        for client in self.clients:
-            client.close()
-        # Stopping waits up to a second for mockupdb's accept loop; do it in the background.
-        threading.Thread(target=self.server.stop, daemon=True).start()
-
-    def receives(self, command: str) -> Any:
-        """The next request, which must be ``command``."""
-        request = self.server.receives()
-        assert is_command(request, command), request
-        return request
-
-    def idle(self) -> bool:
-        """True if no request is waiting for an answer."""
-        return not self.server.got(timeout=0.1)
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
-def primary(monkeypatch: pytest.MonkeyPatch) -> Iterator[Primary]:
-    # After an error pymongo waits for a fresh look at the server, at most every
-    # 0.5 s; shorten that so the retry tests take no noticeable time.
-    monkeypatch.setattr(pymongo.common, "MIN_HEARTBEAT_INTERVAL", 0.01)
-    mock = Primary()
-    yield mock
-    mock.stop()
-
-
-def make_backend(primary: Primary, **client_options: Any) -> MongoBackend:
-    client = primary.client(**client_options)
-    return MongoBackend(client["app"], clock=FakeClock(NOW), timeout=3)
-
-
-@pytest.fixture
-def backend(primary: Primary) -> MongoBackend:
-    return make_backend(primary, retryWrites=False)
-
-
-def warm_up(primary: Primary, backend: MongoBackend) -> None:
-    """Make the first call (clock read, indexes) so later calls show their own traffic."""
-    with going(backend.get, "warm-up"):
-        primary.receives("find").ok(cursor={"id": 0, "firstBatch": [], "ns": "app.mongolocker"})
-
-
-def acquire_id_of(request: Any) -> str:
-    return request["update"][0]["$replaceWith"]["$cond"]["then"]["acquire_id"]["$literal"]
-
-
-def lease_document(owner: str = "me", token: int = 5, acquire_id: str = "x") -> dict[str, Any]:
-    return {
-        "_id": "job",
-        "locked": True,
-        "uuid": owner,
-        "host": "h",
-        "pid": 7,
-        "token": token,
-        "acquire_id": acquire_id,
-        "ts_created": NOW.replace(tzinfo=None),
-        "ts_expire": NOW.replace(tzinfo=None, second=10),
-    }
-
-
-def answer_acquire(request: Any, token: int = 5) -> None:
-    """Reply as if the acquire in ``request`` was applied (now or by an earlier attempt)."""
-    taken = request["update"][0]["$replaceWith"]["$cond"]["then"]
-    owner = taken["uuid"]["$literal"]
-    request.ok(value=lease_document(owner, token=token, acquire_id=acquire_id_of(request)))
+def backend(primary: Primary, kind: str) -> WireBackend:
+    return make_backend(primary, kind, retryWrites=False)
 
 
 # --- the commands --------------------------------------------------------------------------
 
 
 def test_the_first_call_reads_the_server_clock_and_creates_the_1x_index(
-    primary: Primary, backend: MongoBackend
+    primary: Primary, backend: WireBackend
 ) -> None:
     warm_up(primary, backend)
     assert primary.hellos >= 1
     (index_request,) = primary.index_requests
     assert index_request["indexes"][0]["key"] == {"ts_expire": 1}
     assert index_request["indexes"][0]["expireAfterSeconds"] == 0
-    assert backend.uses_pipeline is True
+    assert inner(backend).uses_pipeline is True
 
 
 def test_an_uncontended_acquire_is_one_find_and_modify(
-    primary: Primary, backend: MongoBackend
+    primary: Primary, backend: WireBackend
 ) -> None:
     warm_up(primary, backend)
     with going(backend.compare_and_set, REQUEST) as result:
@@ -210,7 +109,7 @@ def test_an_uncontended_acquire_is_one_find_and_modify(
     assert primary.idle()
 
 
-def test_a_refused_acquire_reports_the_holder(primary: Primary, backend: MongoBackend) -> None:
+def test_a_refused_acquire_reports_the_holder(primary: Primary, backend: WireBackend) -> None:
     warm_up(primary, backend)
     with going(backend.compare_and_set, REQUEST) as result:
         primary.receives("findAndModify").ok(value=lease_document(owner="other", token=9))
@@ -218,7 +117,7 @@ def test_a_refused_acquire_reports_the_holder(primary: Primary, backend: MongoBa
     assert result().record.owner == "other"
 
 
-def test_renew_and_release_are_one_round_trip_each(primary: Primary, backend: MongoBackend) -> None:
+def test_renew_and_release_are_one_round_trip_each(primary: Primary, backend: WireBackend) -> None:
     warm_up(primary, backend)
     with going(backend.renew, "job", "me", 5, 10) as renewed:
         request = primary.receives("findAndModify")
@@ -241,8 +140,8 @@ def test_renew_and_release_are_one_round_trip_each(primary: Primary, backend: Mo
     assert primary.idle()
 
 
-def test_reads_that_decide_leadership_go_to_the_primary(primary: Primary) -> None:
-    backend = make_backend(primary, readPreference="secondaryPreferred")
+def test_reads_that_decide_leadership_go_to_the_primary(primary: Primary, kind: str) -> None:
+    backend = make_backend(primary, kind, readPreference="secondaryPreferred")
     warm_up(primary, backend)
     with going(backend.get, "job"):
         request = primary.receives("find")
@@ -254,7 +153,7 @@ def test_reads_that_decide_leadership_go_to_the_primary(primary: Primary) -> Non
 # --- failures -------------------------------------------------------------------------------
 
 
-def test_not_primary_is_retried_and_then_succeeds(primary: Primary, backend: MongoBackend) -> None:
+def test_not_primary_is_retried_and_then_succeeds(primary: Primary, backend: WireBackend) -> None:
     warm_up(primary, backend)
     with going(backend.compare_and_set, REQUEST) as result:
         first = primary.receives("findAndModify")
@@ -266,7 +165,7 @@ def test_not_primary_is_retried_and_then_succeeds(primary: Primary, backend: Mon
 
 
 def test_an_acquire_interrupted_at_step_down_is_sent_again_and_recognised(
-    primary: Primary, backend: MongoBackend
+    primary: Primary, backend: WireBackend
 ) -> None:
     warm_up(primary, backend)
     with going(backend.compare_and_set, REQUEST) as result:
@@ -277,7 +176,7 @@ def test_an_acquire_interrupted_at_step_down_is_sent_again_and_recognised(
 
 
 def test_a_dropped_connection_after_the_write_is_sent_again(
-    primary: Primary, backend: MongoBackend
+    primary: Primary, backend: WireBackend
 ) -> None:
     warm_up(primary, backend)
     with going(backend.compare_and_set, REQUEST) as result:
@@ -290,7 +189,7 @@ def test_a_dropped_connection_after_the_write_is_sent_again(
     assert renewed() is not None
 
 
-def test_a_write_concern_error_may_have_applied(primary: Primary, backend: MongoBackend) -> None:
+def test_a_write_concern_error_may_have_applied(primary: Primary, backend: WireBackend) -> None:
     warm_up(primary, backend)
     wc_error = {"code": 64, "errmsg": "waiting for replication timed out"}
     with going(backend.compare_and_set, REQUEST) as result:
@@ -301,7 +200,7 @@ def test_a_write_concern_error_may_have_applied(primary: Primary, backend: Mongo
 
 
 def test_when_every_attempt_may_have_applied_the_outcome_is_ambiguous(
-    primary: Primary, backend: MongoBackend
+    primary: Primary, backend: WireBackend
 ) -> None:
     warm_up(primary, backend)
     responder = primary.server.autoresponds(hang_up_on("findAndModify"))
@@ -310,8 +209,8 @@ def test_when_every_attempt_may_have_applied_the_outcome_is_ambiguous(
     primary.server.cancel_responder(responder)
 
 
-def test_retryable_writes_resend_the_same_transaction(primary: Primary) -> None:
-    backend = make_backend(primary)  # retryWrites is on by default
+def test_retryable_writes_resend_the_same_transaction(primary: Primary, kind: str) -> None:
+    backend = make_backend(primary, kind)  # retryWrites is on by default
     warm_up(primary, backend)
     with going(backend.compare_and_set, REQUEST) as result:
         first = primary.receives("findAndModify")
@@ -323,58 +222,89 @@ def test_retryable_writes_resend_the_same_transaction(primary: Primary) -> None:
     assert result().acquired
 
 
-def test_no_reachable_server_is_unavailable_and_quick() -> None:
+def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client: pymongo.MongoClient[Any] = pymongo.MongoClient(
-        f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=200, connectTimeoutMS=200
-    )
-    backend = MongoBackend(client["app"], clock=FakeClock(NOW), timeout=0.3)
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_no_reachable_server_is_unavailable_and_quick(kind: str, loop: EventLoopThread) -> None:
+    uri = f"mongodb://127.0.0.1:{unused_port()}"
+    options: dict[str, Any] = {"serverSelectionTimeoutMS": 200, "connectTimeoutMS": 200}
+    backend: WireBackend
+    if kind == "sync":
+        client: pymongo.MongoClient[Any] = pymongo.MongoClient(uri, **options)
+        backend = MongoBackend(client["app"], clock=FakeClock(NOW), timeout=0.3)
+    else:
+
+        async def connect() -> pymongo.AsyncMongoClient[Any]:
+            return pymongo.AsyncMongoClient(uri, **options)
+
+        async_client = loop.run(connect())
+        async_backend = AsyncMongoBackend(async_client["app"], clock=FakeClock(NOW), timeout=0.3)
+        backend = BlockingBackend(async_backend, loop)
     with pytest.raises(BackendUnavailable) as raised:
         backend.compare_and_set(REQUEST)
     assert not isinstance(raised.value, AmbiguousOutcome)
     assert isinstance(raised.value.original, pymongo.errors.ServerSelectionTimeoutError)
-    client.close()
+    if kind == "sync":
+        client.close()
+    else:
+        loop.run(async_client.close())
 
 
-# --- the holders on top ---------------------------------------------------------------------
+# --- the holders on top: Lock and LeaderElector, AsyncLock and AsyncLeaderElector ---------
+
+
+def blocking(primary: Primary, call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call`` as a blocking function: a coroutine function runs on the clients' loop."""
+    if not inspect.iscoroutinefunction(call):
+        return call
+    return lambda *args, **kwargs: primary.loop.run(call(*args, **kwargs))
 
 
 def test_a_leader_that_cannot_renew_steps_down_at_its_deadline(
-    primary: Primary, backend: MongoBackend
+    primary: Primary, backend: WireBackend, kind: str
 ) -> None:
-    clock = backend.clock
+    clock = inner(backend).clock
     assert isinstance(clock, FakeClock)
     losses: list[str] = []
-    elector = LeaderElector(
-        "job", backend, clock=clock, report_status=False, on_leader_loss=lambda: losses.append("x")
+    elector_class = LeaderElector if kind == "sync" else AsyncLeaderElector
+    elector = elector_class(
+        "job",
+        inner(backend),  # type: ignore[arg-type]
+        clock=clock,
+        report_status=False,
+        on_leader_loss=lambda: losses.append("x"),
     )
-    with going(elector.poll):
+    poll = blocking(primary, elector.poll)
+    with going(poll):
         answer_acquire(primary.receives("findAndModify"))
     assert elector.is_leader
     started = clock.monotonic()
     responder = primary.server.autoresponds(hang_up_on("findAndModify"))
     while clock.monotonic() < started + elector.renew_deadline:
         clock.advance(elector.retry_period)
-        elector.poll()
+        poll()
         if clock.monotonic() >= started + elector.renew_deadline:
             break
         assert elector.is_leader == (clock.monotonic() < started + elector.renew_deadline)
     assert not elector.is_leader
     assert elector.token is None
-    elector.poll()
+    poll()
     primary.server.cancel_responder(responder)
     assert losses == ["x"]
 
 
 def test_a_lock_whose_acquire_replies_were_lost_confirms_by_reading(
-    primary: Primary, backend: MongoBackend
+    primary: Primary, backend: WireBackend, kind: str
 ) -> None:
-    lock = Lock("job", backend, ttl=10, clock=backend.clock)
+    lock_class = Lock if kind == "sync" else AsyncLock
+    lock = lock_class("job", inner(backend), ttl=10, clock=inner(backend).clock)  # type: ignore[arg-type]
     warm_up(primary, backend)
     responder = primary.server.autoresponds(hang_up_on("findAndModify"))
-    with going(lock.acquire, blocking=False) as acquired:
+    with going(blocking(primary, lock.acquire), blocking=False) as acquired:
         # Every acquire attempt lost its connection; the lock reads to find out.
         find = primary.receives("find")
         primary.server.cancel_responder(responder)

@@ -11,7 +11,7 @@ the pure :class:`~mongoelector.core.renewal.Renewal` rules.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
+from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key, check_seconds
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
 from mongoelector.clock import Clock
@@ -151,9 +152,15 @@ class LockBase(Participant[BackendT]):
         ttl: float,
         clock: Clock | None,
         renew_deadline: float | None,
+        auto_renew: bool = False,
+        on_lost: Callable[[], Any] | None = None,
         event_listeners: Iterable[EventListener] = (),
     ) -> None:
         key = check_key(key)
+        if not isinstance(auto_renew, bool):
+            raise TypeError(f"auto_renew must be a bool, got {auto_renew!r}")
+        self._auto_renew = auto_renew
+        self._on_lost = check_callback(on_lost, name="on_lost")
         self._ttl = check_seconds(ttl, name="ttl")
         timing = LeaseTiming.for_ttl(self._ttl, renew_deadline=renew_deadline)
         super().__init__(
@@ -169,6 +176,11 @@ class LockBase(Participant[BackendT]):
         self._renewal: Renewal | None = None
         self._ending: str | None = None
         self._lost = threading.Event()
+
+    @property
+    def auto_renew(self) -> bool:
+        """True if a background renewer keeps each holding alive until release."""
+        return self._auto_renew
 
     @property
     def retry_period(self) -> float:

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from mongoelector._common.lock_base import LockBase
-from mongoelector._sync.callbacks import check_callback, run_callback
+from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
 from mongoelector._sync.renewer import Renewer
 from mongoelector.backends.protocol import LeaseRecord, StorageBackend, require_backend
@@ -64,17 +64,11 @@ class Lock(LockBase[StorageBackend]):
             ttl=ttl,
             clock=clock,
             renew_deadline=renew_deadline,
+            auto_renew=auto_renew,
+            on_lost=on_lost,
             event_listeners=event_listeners,
         )
-        if not isinstance(auto_renew, bool):
-            raise TypeError(f"auto_renew must be a bool, got {auto_renew!r}")
-        self._auto_renew = auto_renew
-        self._on_lost = check_callback(on_lost, name="on_lost")
         self._renewer: Renewer | None = None
-
-    @property
-    def auto_renew(self) -> bool:
-        return self._auto_renew
 
     # --- operations ---------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from mongoelector._common.renewing import RenewalRules
 from mongoelector._sync.calls import Failure
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.clock import Clock
@@ -66,8 +67,7 @@ class Renewer:
     ) -> None:
         self._key = key
         self._clock = clock
-        self._mutex = mutex
-        self._renewal = renewal
+        self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
         self._renew = renew
         self._on_lost = on_lost
         self._wakeup = threading.Event()
@@ -147,8 +147,7 @@ class Renewer:
             with self._state:
                 if self._stopping:
                     return
-            with self._mutex:
-                step = self._renewal.next_step(self._clock.monotonic())
+            step = self._rules.next_step()
             if isinstance(step, Ended):
                 return
             if isinstance(step, Lost):
@@ -176,13 +175,7 @@ class Renewer:
 
     def _renew_once(self, action: Renew) -> Lost | None:
         started_at = self._clock.monotonic()
-        outcome = self._renew(action)
-        now = self._clock.monotonic()
-        with self._mutex:
-            if isinstance(outcome, Failure):  # ``renew`` has reported it
-                self._renewal.on_failed(now)
-                return None
-            return self._renewal.on_renewed(started_at, now, outcome)
+        return self._rules.renewed(action, started_at, self._renew(action))
 
     def __repr__(self) -> str:
-        return f"Renewer(key={self._key!r}, token={self._renewal.token}, done={self._done})"
+        return f"Renewer(key={self._key!r}, token={self._rules.renewal.token}, done={self._done})"

@@ -41,10 +41,17 @@ async def perform(
         return failure_of(backend, error)
 
 
-async def run_callback(callback: Callable[..., Any] | None, name: str, *args: Any) -> None:
+async def run_callback(
+    callback: Callable[..., Any] | None,
+    name: str,
+    *args: Any,
+    log: logging.Logger = logger,
+    carrying_on: str = "the elector keeps running",
+) -> None:
     """Call ``callback(*args)``, awaiting the result if it is awaitable.
 
-    An exception is logged with its traceback and swallowed; cancellation
+    An exception is logged to ``log`` with its traceback (saying
+    ``carrying_on`` about what happens next) and swallowed; cancellation
     propagates.
     """
     if callback is None:
@@ -54,7 +61,7 @@ async def run_callback(callback: Callable[..., Any] | None, name: str, *args: An
         if inspect.isawaitable(result):
             await result
     except Exception:
-        logger.exception("%s callback %r raised; the elector keeps running", name, callback)
+        log.exception("%s callback %r raised; %s", name, callback, carrying_on)
 
 
 class TaskLock:

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
 from mongoelector._common.lock_base import LockBase
-from mongoelector.aio._glue import perform
+from mongoelector._common.outcomes import Failure
+from mongoelector.aio._glue import perform, run_callback
 from mongoelector.aio._time import sleep
+from mongoelector.aio.renewer import AsyncRenewer
 from mongoelector.backends.async_protocol import AsyncStorageBackend, as_async_backend
-from mongoelector.backends.protocol import StorageBackend
+from mongoelector.backends.protocol import LeaseRecord, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
+from mongoelector.core.events import Renew
+from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import WaitThenCall
+from mongoelector.core.renewal import Lost, Renewal
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
@@ -29,13 +36,22 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     """A lease lock on ``key`` for asyncio code: :class:`~mongoelector.Lock` with coroutines.
 
     Same settings, tokens and promises as ``Lock``, including :attr:`lost`,
-    :meth:`ensure`, :attr:`valid_until` and :meth:`remaining`; there is no
-    ``auto_renew`` (no background renewer) yet: renew long holdings with
-    :meth:`touch`. ``backend`` is an
-    :class:`~mongoelector.backends.async_protocol.AsyncStorageBackend`, or a
-    sync backend that never blocks (``MemoryBackend``), whose calls then run
-    inline on the event loop. Waits between tries go through ``clock``: under a
-    :class:`~mongoelector.testing.FakeClock` they advance it, as ``Lock`` does.
+    :meth:`ensure`, :attr:`valid_until` and :meth:`remaining`. ``backend`` is
+    an :class:`~mongoelector.backends.async_protocol.AsyncStorageBackend`, or
+    a sync backend that never blocks (``MemoryBackend``), whose calls then run
+    inline on the event loop. Waits between tries go through ``clock``: under
+    a :class:`~mongoelector.testing.FakeClock` they advance it, as ``Lock``
+    does.
+
+    With ``auto_renew=True`` an asyncio task (named
+    ``mongoelector-renew-<key>``) renews the holding every ``retry_period``
+    from acquire until release, retrying failed renewals until the renew
+    deadline, with the same rules as ``Lock``'s renewer thread. If the holding
+    ends without :meth:`release`, :attr:`lost` is set and ``on_lost()`` (a
+    plain function or a coroutine function) is called once, with no
+    arguments; one that raises is logged. The task ends on release, on loss,
+    and when it is cancelled (say, by ``asyncio.run`` at shutdown); a
+    cancelled renewer leaves the holding to lapse at its deadline.
 
     Cancellation: if the task running :meth:`acquire` is cancelled while a
     store call is in flight (so the lock may have been taken), the lock
@@ -52,6 +68,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         ttl: float = 600,
         clock: Clock | None = None,
         renew_deadline: float | None = None,
+        auto_renew: bool = False,
+        on_lost: Callable[[], Any] | None = None,
         event_listeners: Iterable[EventListener] = (),
     ) -> None:
         super().__init__(
@@ -60,8 +78,19 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             ttl=ttl,
             clock=clock,
             renew_deadline=renew_deadline,
+            auto_renew=auto_renew,
+            on_lost=on_lost,
             event_listeners=event_listeners,
         )
+        self._renewer: AsyncRenewer | None = None
+        self._callbacks: set[asyncio.Task[None]] = set()
+
+    @property
+    def renewer(self) -> asyncio.Task[None] | None:
+        """The task renewing the current holding (``auto_renew``), while there is one."""
+        with self._mutex:
+            renewer = self._renewer
+        return renewer.task if renewer is not None and not renewer.task.done() else None
 
     async def acquire(
         self,
@@ -104,8 +133,21 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             )
 
     async def release(self, force: bool = False) -> bool:
-        """Free the lock; ``True`` if a live holding ended in the store (see ``Lock.release``)."""
+        """Free the lock; ``True`` if a live holding ended in the store (see ``Lock.release``).
+
+        The renewer (with ``auto_renew``) has ended when it returns, unless
+        ``release`` runs in the renewer's own task (from ``on_lost``).
+        """
         plan = self._plan_release(force)
+        with self._mutex:
+            renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            try:
+                await renewer.stop()
+            except asyncio.CancelledError:
+                if plan is not None:
+                    self._release_failed(plan, plan.token)
+                raise
         if plan is None:
             return False
         token = plan.token
@@ -136,6 +178,71 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             self._touch_failed(renewal, error)
             raise
         return self._touched(renewal, started_at, record)
+
+    # --- the holding's life cycle: the renewer task -------------------------------------
+
+    def _took(self, holding: Holding) -> None:
+        with self._mutex:
+            previous, self._renewer = self._renewer, None
+            super()._took(holding)
+            renewal = self._renewal
+            if self._auto_renew and renewal is not None:
+                self._renewer = AsyncRenewer(
+                    key=self._key,
+                    clock=self._clock,
+                    mutex=self._mutex,
+                    renewal=renewal,
+                    renew=self._renew,
+                    on_lost=functools.partial(self._renewer_lost, renewal),
+                )
+        if previous is not None:
+            previous.request_stop()  # its holding is replaced: it ends at its next step
+
+    async def _renew(self, action: Renew) -> LeaseRecord | Failure | None:
+        started_at = self._clock.monotonic()
+        outcome = await perform(self._backend, self._request(), action)
+        assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
+        self._renew_outcome(action.token, started_at, outcome)
+        return outcome
+
+    async def _renewer_lost(self, renewal: Renewal, lost: Lost) -> None:
+        """The renewer found ``renewal``'s holding lost: record it, then await ``on_lost``."""
+        if self._record_loss(renewal, lost):
+            await self._call_on_lost()
+
+    def _after_loss(self, renewal: Renewal) -> None:
+        """A loss found outside the renewer (``touch``, ``ensure``): stop it, fire ``on_lost``."""
+        with self._mutex:
+            renewer = self._renewer if self._renewal is renewal else None
+        if renewer is not None:
+            renewer.request_stop()
+        if self._on_lost is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._call_on_lost_without_a_loop()
+            return
+        task = loop.create_task(self._call_on_lost(), name=f"mongoelector-on-lost-{self._key}")
+        self._callbacks.add(task)
+        task.add_done_callback(self._callbacks.discard)
+
+    async def _call_on_lost(self) -> None:
+        await run_callback(self._on_lost, "on_lost", log=logger, carrying_on="the lock stays lost")
+
+    def _call_on_lost_without_a_loop(self) -> None:
+        assert self._on_lost is not None
+        try:
+            result = self._on_lost()
+        except Exception:
+            logger.exception("on_lost callback %r raised; the lock stays lost", self._on_lost)
+            return
+        if inspect.iscoroutine(result):
+            result.close()
+            logger.warning(
+                "lock %r: on_lost coroutine not run (the loss was found outside an event loop)",
+                self._key,
+            )
 
     async def get_current(self) -> dict[str, Any] | None:
         """The stored record of this key in the 1.x document layout, or ``None``."""

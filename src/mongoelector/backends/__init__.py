@@ -1,5 +1,6 @@
 """Storage backends and the protocol they implement."""
 
+from mongoelector.backends.async_mongo import AsyncMongoBackend
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.backends.mongo import MongoBackend
 from mongoelector.backends.protocol import (
@@ -16,6 +17,7 @@ from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailab
 
 __all__ = [
     "AmbiguousOutcome",
+    "AsyncMongoBackend",
     "BackendError",
     "BackendUnavailable",
     "Capability",

@@ -6,7 +6,14 @@ docstrings: they are the contract), with every operation a coroutine.
 :func:`as_async_backend` accepts either kind: an async backend is used as it
 is; a sync one is wrapped in :class:`InlineBackend`, whose calls run directly
 on the event loop, which is right for a store that never blocks, such as
-:class:`~mongoelector.backends.memory.MemoryBackend`.
+:class:`~mongoelector.backends.memory.MemoryBackend`. The sync
+:class:`~mongoelector.backends.MongoBackend` is refused (every call would stall
+the loop for a network round trip, and much longer during a failover): its
+async counterpart is :class:`~mongoelector.backends.AsyncMongoBackend`.
+:class:`~mongoelector.backends.sqlite.SQLiteBackend` is accepted: a call holds
+the loop for one local file transaction, and at worst for its
+``busy_timeout`` while another process writes (keep that short for asyncio
+use; see ``docs/asyncio.md``).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import inspect
 from datetime import datetime
 from typing import Protocol, cast, runtime_checkable
 
+from mongoelector.backends.mongo import MongoBackend
 from mongoelector.backends.protocol import (
     Capability,
     CasResult,
@@ -149,7 +157,9 @@ def as_async_backend(backend: object, *, name: str = "backend") -> AsyncStorageB
 
     A backend whose operations are all coroutine functions is returned as it
     is; one whose operations are all plain methods is wrapped in
-    :class:`InlineBackend`. A mix of the two is refused.
+    :class:`InlineBackend`. A mix of the two is refused, and so is the sync
+    ``MongoBackend``, which would block the event loop (``TypeError`` naming
+    ``AsyncMongoBackend``).
     """
     missing = missing_protocol_methods(backend)
     if missing:
@@ -162,6 +172,13 @@ def as_async_backend(backend: object, *, name: str = "backend") -> AsyncStorageB
     ]
     if all(is_async):
         return cast("AsyncStorageBackend", backend)
+    if isinstance(backend, MongoBackend):
+        raise TypeError(
+            f"{name} {backend!r} is the sync MongoBackend: each call would block the event "
+            f"loop for a round trip to MongoDB (and for seconds during a failover). Use "
+            f"mongoelector.backends.AsyncMongoBackend on a pymongo AsyncMongoClient database "
+            f"instead, e.g. AsyncMongoBackend(pymongo.AsyncMongoClient(uri)['app'])"
+        )
     if not any(is_async):
         return InlineBackend(cast("StorageBackend", backend))
     mixed = [op for op, flag in zip(_OPERATIONS, is_async, strict=True) if flag]

@@ -4,6 +4,10 @@ Under a fake clock, tasks that wait on it (a started ``AsyncLeaderElector``, a
 ``leadership()`` scope) sleep until the clock is advanced. These helpers move
 time forward the way real time would, one due deadline at a time, and let the
 woken tasks run before going on, so a test reads like a timeline.
+
+For the other direction (sync test tools on an async backend), this module
+also offers :class:`EventLoopThread` and :class:`BlockingBackend` (from
+:mod:`mongoelector.testing.blocking`).
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ from __future__ import annotations
 import asyncio
 
 from mongoelector._validation import check_non_negative_seconds
+from mongoelector.testing.blocking import BlockingBackend, EventLoopThread
 from mongoelector.testing.fake_clock import FakeClock
 
-__all__ = ["run_for", "settle"]
+__all__ = ["BlockingBackend", "EventLoopThread", "run_for", "settle"]
 
 #: Passes of the event loop that :func:`settle` makes by default.
 SETTLE_ROUNDS = 20

@@ -1,0 +1,379 @@
+"""The storage protocol on MongoDB, written once as plans for the sync and async backends.
+
+:class:`MongoOperations` holds what a backend learns as it goes (the server's
+clock and version, whether its indexes exist, the least next token per key)
+and turns each protocol operation into a plan (see :mod:`.plans`): which
+commands to send, on which write path, with which retries, and what the
+replies mean. The backends' shells only perform the steps.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from pymongo.errors import DuplicateKeyError
+
+from mongoelector.backends._mongo import commands
+from mongoelector.backends._mongo.clock_reader import ServerClock
+from mongoelector.backends._mongo.documents import (
+    ID,
+    member_from_document,
+    record_from_document,
+)
+from mongoelector.backends._mongo.failures import RetryPolicy
+from mongoelector.backends._mongo.indexes import IndexSpec, lease_indexes, status_indexes
+from mongoelector.backends._mongo.plans import (
+    Call,
+    FindMany,
+    FindOne,
+    InsertOne,
+    Plan,
+    UpsertOne,
+    create_indexes,
+    modify,
+    with_retries,
+)
+from mongoelector.backends._mongo.seen import SeenLeases
+from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
+from mongoelector.backends._mongo.validation import check_metadata
+from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+from mongoelector.backends.validation import (
+    check_key,
+    check_member,
+    check_owner,
+    check_request,
+    check_ttl,
+)
+from mongoelector.clock import Clock
+from mongoelector.errors import BackendError, BackendUnavailable, MongoElectorError
+
+__all__ = ["MongoOperations"]
+
+T = TypeVar("T")
+
+#: Wire version of MongoDB 4.2, the first with pipeline updates and ``$$NOW``.
+PIPELINE_WIRE_VERSION = 8
+#: How often to try again to create indexes that failed for want of a server.
+INDEX_RETRY_SECONDS = 60.0
+#: Compare-and-set rounds of the classic acquire before reporting contention.
+CLASSIC_ROUNDS = 4
+
+
+def _check_token(token: object) -> int:
+    if isinstance(token, bool) or not isinstance(token, int):
+        raise TypeError(f"token must be an int, got {type(token).__name__} {token!r}")
+    return token
+
+
+def _check_force(force: object) -> bool:
+    if not isinstance(force, bool):
+        raise TypeError(f"force must be a bool, got {force!r}")
+    return force
+
+
+class MongoOperations:
+    """The storage protocol on ``leases`` (and ``status``, if not ``None``), as plans.
+
+    * The first operation reads the server's clock and version (``hello``)
+      and creates the indexes; the write path is the pipeline one if
+      ``pipeline`` says so, or (``None``) if the server is MongoDB 4.2+.
+    * Each store call is retried within ``policy``; a call that may have
+      applied is sent again with the same acquire id, so its own earlier
+      success is recognised.
+    * ``acquire_check``, if given, runs before each acquire; a
+      :class:`~mongoelector.errors.MongoElectorError` from it refuses the
+      acquire as :class:`~mongoelector.errors.BackendUnavailable`.
+
+    Safe to share between threads and tasks: what it learns is kept under a lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        leases: Any,
+        status: Any,
+        clock: Clock,
+        policy: RetryPolicy,
+        pipeline: bool | None,
+        create_indexes: bool,
+        max_drift: float,
+        acquire_check: Callable[[], object] | None,
+    ) -> None:
+        self._leases = leases
+        self._status = status
+        self._clock = clock
+        self._policy = policy
+        self._pipeline_setting = pipeline
+        self._acquire_check = acquire_check
+        self._server_clock = ServerClock(clock, policy, max_drift)
+        self._mutex = threading.Lock()
+        self._seen = SeenLeases()
+        self.use_pipeline: bool | None = None
+        self._lease_indexes_done = not create_indexes
+        self._status_indexes_done = not create_indexes
+        self._index_retry_at = -math.inf
+
+    # --- time -------------------------------------------------------------------------
+
+    def ensure_ready(self) -> Plan[None]:
+        """Learn (once) whether the server tells time and runs pipelines; create indexes."""
+        if self.use_pipeline is None:
+            reply = yield from self._server_clock.read()
+            if self._pipeline_setting is not None:
+                self.use_pipeline = self._pipeline_setting
+            else:
+                wire = reply.get("maxWireVersion", 0) if reply is not None else 0
+                self.use_pipeline = isinstance(wire, int) and wire >= PIPELINE_WIRE_VERSION
+        if not self._lease_indexes_done:
+            self._lease_indexes_done = yield from self._make_indexes(self._leases, lease_indexes())
+
+    def time_estimate(self) -> Plan[ServerTimeEstimate]:
+        """The server's current time and how far off it may be (the clock, where it cannot tell)."""
+        yield from self.ensure_ready()
+        return (yield from self._server_clock.estimate())
+
+    def clock_offset(self) -> Plan[tuple[float, float] | None]:
+        """How far the server's clock is ahead of this host's, and the uncertainty (seconds)."""
+        return (yield from self._server_clock.host_offset())
+
+    def _classic_now(self) -> Plan[ServerTimeEstimate | None]:
+        """``None`` on the pipeline path (the server stamps times), else the estimated time."""
+        if self.use_pipeline:
+            return None
+        return (yield from self.time_estimate())
+
+    # --- the storage protocol ---------------------------------------------------------------
+
+    def compare_and_set(self, request: LeaseRequest, force: bool) -> Plan[CasResult]:
+        check_request(request)
+        check_metadata(request.metadata)
+        _check_force(force)
+        yield from self.ensure_ready()
+        if self._acquire_check is not None:
+            try:
+                yield Call(self._acquire_check)
+            except BackendError:
+                raise
+            except MongoElectorError as error:
+                raise BackendUnavailable(
+                    f"acquire of {request.key!r} refused: {error}", original=error
+                ) from error
+        acquire_id = uuid.uuid4().hex
+        what = f"acquire of {request.key!r}"
+        estimate = yield from self._classic_now()
+        if estimate is None:
+            result = yield from self._run(
+                what, lambda: self._acquire_by_pipeline(request, acquire_id, force), write=True
+            )
+        else:
+            result = yield from self._run(
+                what,
+                lambda: self._acquire_classic(request, acquire_id, force, estimate),
+                write=True,
+            )
+        self._note(result.record)
+        return result
+
+    def _acquire_by_pipeline(
+        self, request: LeaseRequest, acquire_id: str, force: bool
+    ) -> Plan[CasResult]:
+        if not force and self._held_until(request.key) is not None:
+            estimate = yield from self.time_estimate()
+            if self._expects_held(request.key, estimate.time):
+                # A holder was seen: a read that finds it surely live refuses, as the
+                # pipeline would, without a write command.
+                current = yield FindOne(self._leases, {ID: request.key})
+                latest = estimate.time + timedelta(seconds=estimate.uncertainty)
+                if current is not None and commands.is_held(current, latest):
+                    return CasResult(acquired=False, record=record_from_document(current))
+        command = commands.acquire_pipeline(
+            request, acquire_id=acquire_id, force=force, least_token=self._least(request.key)
+        )
+        try:
+            document = yield modify(self._leases, command)
+        except DuplicateKeyError:
+            # Another upsert inserted the document first; now it exists, so ask again.
+            document = yield modify(self._leases, command)
+        return commands.read_acquire_reply(document, request, acquire_id)
+
+    def _acquire_classic(
+        self, request: LeaseRequest, acquire_id: str, force: bool, estimate: ServerTimeEstimate
+    ) -> Plan[CasResult]:
+        call = commands.ClassicAcquire(
+            request=request,
+            acquire_id=acquire_id,
+            force=force,
+            now=estimate.time,
+            uncertainty=estimate.uncertainty,
+            least_token=self._least(request.key),
+        )
+        if not self._expects_held(request.key, estimate.time):
+            try:
+                document = yield modify(self._leases, commands.optimistic_classic_acquire(call))
+            except DuplicateKeyError:
+                pass  # held, or the time floor did not raise the token: read, then decide
+            else:
+                return commands.read_acquire_reply(document, request, acquire_id)
+        current: Mapping[str, Any] | None = None
+        for _ in range(CLASSIC_ROUNDS):
+            current = yield FindOne(self._leases, {ID: request.key})
+            step = commands.plan_classic_acquire(current, call)
+            if isinstance(step, commands.Refuse):
+                return CasResult(acquired=False, record=step.record)
+            if isinstance(step, commands.Confirmed):
+                return CasResult(acquired=True, record=step.record)
+            if isinstance(step, commands.Insert):
+                try:
+                    yield InsertOne(self._leases, step.document)
+                except DuplicateKeyError:
+                    continue
+                return CasResult(acquired=True, record=record_from_document(step.document))
+            replace = commands.FindAndModify(filter=step.filter, update=step.update)
+            after = yield modify(self._leases, replace)
+            if after is not None:
+                return CasResult(acquired=True, record=record_from_document(after))
+        # Others kept changing the document under us: report the latest holder.
+        current = yield FindOne(self._leases, {ID: request.key})
+        return CasResult(
+            acquired=False, record=record_from_document(current) if current is not None else None
+        )
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> Plan[LeaseRecord | None]:
+        check_key(key)
+        check_owner(owner)
+        _check_token(token)
+        seconds = check_ttl(ttl)
+        yield from self.ensure_ready()
+        estimate = yield from self._classic_now()
+        if estimate is None:
+            command = commands.renew_command(key, owner, token, seconds, now=None)
+        else:
+            command = commands.renew_command(
+                key, owner, token, seconds, now=estimate.time, margin=estimate.uncertainty
+            )
+        document = yield from self._run(
+            f"renew of {key!r}", lambda: self._send(command), write=True
+        )
+        record = record_from_document(document) if document is not None else None
+        self._note(record)
+        return record
+
+    def release(self, key: str, owner: str | None, token: int | None, force: bool) -> Plan[bool]:
+        check_key(key)
+        if not _check_force(force):
+            check_owner(owner)
+        if token is not None:
+            _check_token(token)
+        yield from self.ensure_ready()
+        estimate = yield from self._classic_now()
+        now = None if estimate is None else estimate.time
+        command = commands.release_command(key, owner, token, force=force, now=now)
+        before = yield from self._run(
+            f"release of {key!r}", lambda: self._send(command), write=True
+        )
+        if before is None:
+            return False
+        record = record_from_document(before)
+        self._note(record)
+        with self._mutex:
+            self._seen.note_released(key)
+        return record.owner is not None and record.is_held((yield from self.time_estimate()).time)
+
+    def get(self, key: str) -> Plan[LeaseRecord | None]:
+        check_key(key)
+        yield from self.ensure_ready()
+        document = yield from self._run(
+            f"read of {key!r}", lambda: self._find_one(key), write=False
+        )
+        record = record_from_document(document) if document is not None else None
+        self._note(record)
+        return record
+
+    # --- member status -------------------------------------------------------------------
+
+    def _status_collection(self) -> Any:
+        if self._status is None:
+            raise RuntimeError("this backend has no status collection (status_collection=None)")
+        return self._status
+
+    def report_member(self, member: MemberRecord) -> Plan[None]:
+        check_member(member)
+        check_owner(member.uuid, name="member.uuid")
+        status = self._status_collection()
+        yield from self.ensure_ready()
+        if not self._status_indexes_done:
+            self._status_indexes_done = yield from self._make_indexes(
+                status, status_indexes(member.ttl)
+            )
+        estimate = yield from self._classic_now()
+        query, update = commands.member_update(
+            member, now=None if estimate is None else estimate.time
+        )
+
+        def attempt() -> Plan[object]:
+            return (yield UpsertOne(status, query, update))
+
+        yield from self._run(f"status report of {member.key!r}", attempt, write=True)
+
+    def members(self, key: str) -> Plan[list[MemberRecord]]:
+        check_key(key)
+        status = self._status_collection()
+        yield from self.ensure_ready()
+
+        def attempt() -> Plan[list[Mapping[str, Any]]]:
+            found: list[Mapping[str, Any]] = yield FindMany(status, {"key": key})
+            return found
+
+        documents = yield from self._run(f"status read of {key!r}", attempt, write=False)
+        now = (yield from self.time_estimate()).time
+        live = []
+        for document in documents:
+            member = member_from_document(document)
+            if member is None or member.timestamp is None:
+                continue
+            if member.timestamp + timedelta(seconds=member.ttl) > now:
+                live.append(member)
+        live.sort(key=lambda m: m.timestamp or now, reverse=True)
+        return live
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _send(self, command: commands.FindAndModify) -> Plan[Any]:
+        return (yield modify(self._leases, command))
+
+    def _find_one(self, key: str) -> Plan[Any]:
+        return (yield FindOne(self._leases, {ID: key}))
+
+    def _least(self, key: str) -> int:
+        with self._mutex:
+            return self._seen.least_token(key)
+
+    def _held_until(self, key: str) -> datetime | None:
+        with self._mutex:
+            return self._seen.held_until(key)
+
+    def _expects_held(self, key: str, now: datetime) -> bool:
+        with self._mutex:
+            return self._seen.expects_held(key, now)
+
+    def _note(self, record: LeaseRecord | None) -> None:
+        """Remember what the store holds for a key: the next token must exceed its token."""
+        with self._mutex:
+            self._seen.note(record)
+
+    def _make_indexes(self, collection: Any, specs: list[IndexSpec]) -> Plan[bool]:
+        """Create ``specs`` unless a recent attempt found no server; ``True`` once settled."""
+        if self._clock.monotonic() < self._index_retry_at:
+            return False
+        if (yield from create_indexes(collection, specs, budget=self._policy.budget)):
+            return True
+        self._index_retry_at = self._clock.monotonic() + INDEX_RETRY_SECONDS
+        return False
+
+    def _run(self, what: str, attempt: Callable[[], Plan[T]], *, write: bool) -> Plan[T]:
+        return (yield from with_retries(self._clock, self._policy, what, attempt, write=write))

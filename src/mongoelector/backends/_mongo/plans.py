@@ -1,0 +1,350 @@
+"""I/O as data: the steps a MongoDB backend's operations ask their shell to perform.
+
+Every operation of the MongoDB backends is written once, as a *plan*: a
+generator that yields :data:`Step` objects (call this pymongo method, pause
+this long, ...) and gets back each step's result, or has the step's
+exception raised at its ``yield``. A shell runs plans: the sync backend
+performs each step with pymongo's sync API, the async backend awaits it on
+``AsyncMongoClient``. So every decision (retries, write path, index refusals,
+clock readings) is made once, here and in the modules built on this one, and
+a shell only carries steps out.
+
+Shells throw ``Exception`` subclasses into the plan and let anything else
+(``asyncio.CancelledError``, ``KeyboardInterrupt``) propagate, closing the
+plan: an interrupted call may have applied, which the lock and elector
+drivers take into account.
+
+Also here: the plans every operation builds on (:func:`with_retries`,
+:func:`hello`, :func:`create_indexes`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any, Generic, TypeAlias, TypeVar
+
+from pymongo import ReturnDocument
+from pymongo.errors import OperationFailure, PyMongoError
+
+from mongoelector.backends._mongo.commands import FindAndModify
+from mongoelector.backends._mongo.failures import RetryPolicy, classify, is_transient
+from mongoelector.backends._mongo.indexes import IndexSpec, describe_refusal
+from mongoelector.clock import Clock
+from mongoelector.errors import AmbiguousOutcome
+
+__all__ = [
+    "Bounded",
+    "Call",
+    "Command",
+    "CreateIndex",
+    "FindMany",
+    "FindOne",
+    "Hello",
+    "InsertOne",
+    "Modify",
+    "Plan",
+    "PlanRun",
+    "Raised",
+    "Sleep",
+    "Step",
+    "UpsertOne",
+    "bounded",
+    "create_indexes",
+    "hello",
+    "modify",
+    "start",
+    "with_retries",
+]
+
+logger = logging.getLogger("mongoelector.backend")
+
+T = TypeVar("T")
+
+
+# --- the steps (each field is what the pymongo call takes) ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Read the server's ``hello`` reply (``None`` if it has none): the shell's ``_hello()``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """``database.command(name)``."""
+
+    database: Any
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindOne:
+    """``collection.find_one(filter)``."""
+
+    collection: Any
+    filter: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FindMany:
+    """Every document ``collection.find(filter)`` yields, as a list."""
+
+    collection: Any
+    filter: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Modify:
+    """``collection.find_one_and_update(filter, update, upsert=, return_document=)``."""
+
+    collection: Any
+    filter: dict[str, Any]
+    update: dict[str, Any] | list[dict[str, Any]]
+    upsert: bool
+    return_document: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InsertOne:
+    """``collection.insert_one(document)``."""
+
+    collection: Any
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertOne:
+    """``collection.update_one(filter, update, upsert=True)``."""
+
+    collection: Any
+    filter: dict[str, Any]
+    update: Any
+
+
+@dataclass(frozen=True, slots=True)
+class CreateIndex:
+    """``collection.create_index(spec.keys, **spec.options)``."""
+
+    collection: Any
+    spec: IndexSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call ``function()`` (awaiting its result, in an async shell, if it is awaitable)."""
+
+    function: Callable[[], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Let ``seconds`` of the backend's clock pass."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bounded:
+    """Perform ``step`` within ``seconds`` (under ``pymongo.timeout``)."""
+
+    step: Step
+    seconds: float
+
+
+Step: TypeAlias = (
+    Hello
+    | Command
+    | FindOne
+    | FindMany
+    | Modify
+    | InsertOne
+    | UpsertOne
+    | CreateIndex
+    | Call
+    | Sleep
+    | Bounded
+)
+#: A plan that ends with a ``T``.
+Plan: TypeAlias = Generator[Step, Any, T]
+
+
+def modify(collection: Any, command: FindAndModify) -> Modify:
+    """The step that sends ``command`` to ``collection``."""
+    return Modify(
+        collection,
+        command.filter,
+        command.update,
+        command.upsert,
+        ReturnDocument.AFTER if command.return_new else ReturnDocument.BEFORE,
+    )
+
+
+# --- plans every operation builds on ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    """A step's outcome when it raised ``error`` (see :meth:`PlanRun.feed`)."""
+
+    error: Exception
+
+
+class PlanRun(Generic[T]):
+    """One run of ``plan``, a step at a time: the stepping protocol every driver shares.
+
+    While not :attr:`done`, perform :attr:`step` and :meth:`feed` its outcome
+    back; then :attr:`value` is what the plan returned. :meth:`close` ends the
+    plan early (its ``finally`` blocks run).
+    """
+
+    def __init__(self, plan: Plan[T]) -> None:
+        self._plan = plan
+        self.done = False
+        self._value: T | None = None
+        self.step: Step = Sleep(0.0)
+        self._advance(lambda: next(plan))
+
+    @property
+    def value(self) -> T:
+        """What the plan returned (once :attr:`done`)."""
+        if not self.done:
+            raise RuntimeError("the plan has not finished")
+        return self._value  # type: ignore[return-value]
+
+    def feed(self, outcome: object) -> None:
+        """Answer the current step: its result, or :class:`Raised` to raise its error in the plan.
+
+        An exception the plan raises in turn propagates from here.
+        """
+        if isinstance(outcome, Raised):
+            error = outcome.error
+            self._advance(lambda: self._plan.throw(error))
+        else:
+            self._advance(lambda: self._plan.send(outcome))
+
+    def close(self) -> None:
+        self._plan.close()
+
+    def _advance(self, move: Callable[[], Step]) -> None:
+        try:
+            self.step = move()
+        except StopIteration as finished:
+            self.done = True
+            self._value = finished.value
+
+
+def bounded(plan: Plan[T], seconds: Callable[[], float]) -> Plan[T]:
+    """``plan``, with each of its I/O steps bounded by ``seconds()`` as the step starts."""
+    with closing(PlanRun(plan)) as run:
+        while not run.done:
+            step = run.step
+            if not isinstance(step, (Sleep, Bounded)):
+                step = Bounded(step, seconds())
+            try:
+                outcome = yield step
+            except Exception as error:
+                outcome = Raised(error)
+            run.feed(outcome)
+        return run.value
+
+
+def start(step: Step) -> object:
+    """Make the pymongo call of a collection or database ``step``; return what it returns.
+
+    That is the reply itself from pymongo's sync API, and an awaitable of it
+    from the async one. A ``Call`` calls its function. The other steps
+    (``Bounded``, ``Sleep``, ``Hello``, ``FindMany``) need the shell: they are
+    refused with ``TypeError``.
+    """
+    match step:
+        case Command(database, name):
+            return database.command(name)
+        case FindOne(collection, query):
+            return collection.find_one(query)
+        case Modify(collection, query, update, upsert, return_document):
+            return collection.find_one_and_update(
+                query, update, upsert=upsert, return_document=return_document
+            )
+        case InsertOne(collection, document):
+            return collection.insert_one(document)
+        case UpsertOne(collection, query, update):
+            return collection.update_one(query, update, upsert=True)
+        case CreateIndex(collection, spec):
+            return collection.create_index(spec.keys, **spec.options)
+        case Call(function):
+            return function()
+    raise TypeError(f"a shell must perform {step!r} itself")
+
+
+def with_retries(
+    clock: Clock, policy: RetryPolicy, what: str, attempt: Callable[[], Plan[T]], *, write: bool
+) -> Plan[T]:
+    """Run ``attempt()`` until it succeeds, fails for good, or ``policy``'s budget is spent.
+
+    Every step of an attempt is bounded by what is left of the budget, so
+    server selection and the network are bounded too. Failures are raised as
+    our error types; once any attempt of a write may have applied, the final
+    error is :class:`~mongoelector.errors.AmbiguousOutcome`.
+    """
+    started = clock.monotonic()
+    attempts = 0
+    maybe_applied: AmbiguousOutcome | None = None
+
+    def left() -> float:
+        return max(policy.remaining(clock.monotonic() - started), 0.001)
+
+    while True:
+        try:
+            return (yield from bounded(attempt(), left))
+        except PyMongoError as error:
+            attempts += 1
+            failure = classify(error, write=write, what=what)
+            if isinstance(failure, AmbiguousOutcome) and maybe_applied is None:
+                maybe_applied = failure
+            elapsed = clock.monotonic() - started
+            delay = policy.delay_before_retry(attempts, elapsed) if is_transient(error) else None
+            if delay is None:
+                if maybe_applied is not None and not isinstance(failure, AmbiguousOutcome):
+                    raise AmbiguousOutcome(
+                        f"{what}: an earlier attempt may have applied; then {failure}",
+                        original=error,
+                    ) from error
+                raise failure from error
+            logger.debug("%s failed (%s); retrying in %.3f s", what, error, delay)
+        yield Sleep(delay)
+
+
+def hello(database: Any) -> Plan[Mapping[str, Any] | None]:
+    """``database``'s ``hello`` reply, or ``None`` if the store lacks the command (mongomock)."""
+    try:
+        reply: Mapping[str, Any] = yield Command(database, "hello")
+    except NotImplementedError:
+        return None
+    except OperationFailure as error:
+        if error.code != 59:  # CommandNotFound: a server older than hello
+            raise
+        try:
+            reply = yield Command(database, "isMaster")
+        except NotImplementedError:
+            return None
+    return reply
+
+
+def create_indexes(collection: Any, specs: list[IndexSpec], *, budget: float) -> Plan[bool]:
+    """Create ``specs`` on ``collection``; ``False`` if the server could not be reached.
+
+    An index the server refuses (it exists with other options, or we may not
+    create it) is logged and left alone: nothing is ever dropped.
+    """
+    for spec in specs:
+        try:
+            yield Bounded(CreateIndex(collection, spec), budget)
+        except OperationFailure as error:
+            logger.warning(describe_refusal(collection.name, spec, error.code, error))
+        except PyMongoError as error:
+            logger.info("index creation on %r postponed: %s", collection.name, error)
+            return False
+    return True

@@ -1,0 +1,96 @@
+"""``AsyncMongoBackend``: lease records in a MongoDB collection, through ``AsyncMongoClient``.
+
+The asyncio twin of :class:`~mongoelector.backends.MongoBackend`: the same
+plans (:mod:`mongoelector.backends._mongo`), so the same commands, documents,
+write paths, retries, failure judgement and server-time estimate; only the
+shell that performs each I/O step (:mod:`._mongo_async`) differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from mongoelector.backends._mongo import plans
+from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
+from mongoelector.backends._mongo.surface import MongoBackendBase
+from mongoelector.backends._mongo_async import drive, perform
+from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+
+__all__ = ["AsyncMongoBackend"]
+
+T = TypeVar("T")
+
+
+class AsyncMongoBackend(MongoBackendBase):
+    """Lease records in ``database[collection]`` (an ``AsyncDatabase``), for asyncio code.
+
+    Implements :class:`~mongoelector.backends.async_protocol.AsyncStorageBackend`
+    and :class:`~mongoelector.backends.async_protocol.AsyncMemberStatusBackend`
+    and takes the arguments of :class:`~mongoelector.backends.MongoBackend`,
+    with the same meaning and defaults (``pymongo.AsyncMongoClient(uri)["app"]``
+    instead of ``MongoClient(uri)["app"]``); see that class for what each
+    call sends and promises. ``acquire_check`` may also be a coroutine
+    function. Pauses between retries wait on ``clock`` without blocking the
+    event loop (under a :class:`~mongoelector.testing.FakeClock` they advance
+    it). A cancelled call propagates ``CancelledError`` at once; its write may
+    have applied, which :class:`~mongoelector.aio.AsyncLock` and
+    :class:`~mongoelector.aio.AsyncLeaderElector` allow for.
+
+    Use the backend from the event loop of its client (pymongo binds an
+    ``AsyncMongoClient`` to one loop).
+    """
+
+    asynchronous: ClassVar[bool] = True
+
+    async def _run(self, plan: plans.Plan[T]) -> T:
+        return await drive(plan, self._perform)
+
+    async def _perform(self, step: plans.Step) -> object:
+        # ``_hello`` is looked up on each call, so that tests may replace it on the instance.
+        return await perform(step, clock=self._clock, hello=self._hello)
+
+    # --- time -------------------------------------------------------------------------
+
+    async def _hello(self) -> Mapping[str, Any] | None:
+        """The server's ``hello`` reply, or ``None`` if it does not implement it."""
+        return await self._run(plans.hello(self._database))
+
+    async def time_estimate(self) -> ServerTimeEstimate:
+        """The server's current time and how far off it may be (see ``MongoBackend``)."""
+        return await self._run(self._ops.time_estimate())
+
+    async def server_time(self) -> datetime:
+        return (await self.time_estimate()).time
+
+    async def clock_offset(self) -> tuple[float, float] | None:
+        """How far the server's clock is ahead of this host's, and the uncertainty (seconds).
+
+        ``None`` if the server cannot tell its time. Always a fresh round trip.
+        """
+        return await self._run(self._ops.clock_offset())
+
+    # --- the storage protocol ---------------------------------------------------------------
+
+    async def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        return await self._run(self._ops.compare_and_set(request, force))
+
+    async def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        return await self._run(self._ops.renew(key, owner, token, ttl))
+
+    async def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        return await self._run(self._ops.release(key, owner, token, force))
+
+    async def get(self, key: str) -> LeaseRecord | None:
+        return await self._run(self._ops.get(key))
+
+    # --- member status -------------------------------------------------------------------
+
+    async def report_member(self, member: MemberRecord) -> None:
+        await self._run(self._ops.report_member(member))
+
+    async def members(self, key: str) -> list[MemberRecord]:
+        return await self._run(self._ops.members(key))

@@ -1,0 +1,82 @@
+"""Cancellation on the wire: AsyncMongoBackend and AsyncLock against mockupdb.
+
+The commands and failure cases (and the holders on top) run on both backends
+in ``test_mongo_wire.py``; here is what only asyncio has: a call cancelled
+while its request is in flight. The client's event loop runs in a thread
+(``loop``); the test thread scripts the server's replies meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+import pytest
+
+from mongoelector.aio import AsyncLock
+from mongoelector.backends import AsyncMongoBackend
+from mongoelector.testing.aio import BlockingBackend, EventLoopThread, settle
+from tests.backends.mongo_wire_support import (
+    REQUEST,
+    Primary,
+    lease_document,
+    make_async_backend,
+    warm_up,
+)
+
+GUARD = 10.0  # real seconds: a hang guard, never reached when things work
+
+
+@pytest.fixture
+def backend(primary: Primary) -> AsyncMongoBackend:
+    return make_async_backend(primary, retryWrites=False)
+
+
+def start(loop: EventLoopThread, coroutine: Any) -> concurrent.futures.Future[Any]:
+    """Run ``coroutine`` as a task on ``loop``; its future can be cancelled from this thread."""
+    return asyncio.run_coroutine_threadsafe(coroutine, loop.loop)
+
+
+def cancel_once_waiting(loop: EventLoopThread, call: concurrent.futures.Future[Any]) -> None:
+    """Cancel ``call`` once the request the server just received is fully sent.
+
+    The loop first runs until every task waits again, so the cancellation
+    reaches the client waiting for the reply. (Sent while pymongo still
+    finishes the send, on Python 3.11, ``asyncio.wait_for`` may swallow it.)
+    """
+    loop.run(settle())
+    call.cancel()
+
+
+def test_a_cancelled_call_propagates_at_once_and_is_not_sent_again(
+    primary: Primary, backend: AsyncMongoBackend, loop: EventLoopThread
+) -> None:
+    warm_up(primary, BlockingBackend(backend, loop))
+    call = start(loop, backend.compare_and_set(REQUEST))
+    primary.receives("findAndModify")  # in flight, never answered
+    cancel_once_waiting(loop, call)
+    with pytest.raises(concurrent.futures.CancelledError):
+        call.result(GUARD)
+    assert primary.idle()
+
+
+def test_an_async_lock_cancelled_mid_acquire_frees_what_it_may_have_taken(
+    primary: Primary, backend: AsyncMongoBackend, loop: EventLoopThread
+) -> None:
+    lock = AsyncLock("job", backend, ttl=10, clock=backend.clock)
+    warm_up(primary, BlockingBackend(backend, loop))
+    acquiring = start(loop, lock.acquire())
+    primary.receives("findAndModify")  # in flight, never answered
+    cancel_once_waiting(loop, acquiring)
+    # The write may have landed: the lock reads the record and releases its own token.
+    mine = lease_document(owner=lock.uuid, token=8)
+    primary.receives("find").ok(cursor={"id": 0, "firstBatch": [mine], "ns": "app.mongolocker"})
+    release = primary.receives("findAndModify")
+    assert release["query"] == {"_id": "job", "locked": True, "uuid": lock.uuid, "token": 8}
+    assert release["new"] is False
+    release.ok(value=mine)
+    with pytest.raises(concurrent.futures.CancelledError):
+        acquiring.result(GUARD)
+    assert lock.token is None
+    assert primary.idle()

@@ -26,5 +26,9 @@ typecheck: $(VENV)/.installed
 
 check: test lint typecheck
 
+# 2.x side by side with mongoelector 1.0.2 (makes benchmarks/.venv-1x); see docs/benchmarks.md.
+bench: $(VENV)/.installed
+	$(PY) benchmarks/compare.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) benchmarks/.venv-1x .mypy_cache .pytest_cache .ruff_cache

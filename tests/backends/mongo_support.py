@@ -169,3 +169,22 @@ class LegacyNode:
     def sweep_expired(self) -> None:
         """What the TTL monitor (or an old 1.x node's cleanup) does: delete expired documents."""
         self.collection.delete_many({"ts_expire": {"$lt": self._now()}})
+
+
+class SkewedServer:
+    """Answers ``hello`` like a server whose clock is ``skew`` seconds ahead of ``clock``."""
+
+    def __init__(self, clock: FakeClock, skew: float, wire: int = 7, round_trip: float = 0.02):
+        self.clock = clock
+        self.skew = skew
+        self.wire = wire
+        self.round_trip = round_trip
+        self.calls = 0
+
+    def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        self.clock.advance(self.round_trip / 2)
+        local_time = self.clock.now() + timedelta(seconds=self.skew)
+        reply = {"localTime": local_time.replace(tzinfo=None), "maxWireVersion": self.wire}
+        self.clock.advance(self.round_trip / 2)
+        return reply

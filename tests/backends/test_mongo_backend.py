@@ -13,7 +13,7 @@ import pytest
 from mongoelector.backends import BackendUnavailable, LeaseRequest, MongoBackend
 from mongoelector.errors import TimeOffsetError
 from mongoelector.testing import FakeClock
-from tests.backends.mongo_support import MONGO_KINDS, Store, make_store
+from tests.backends.mongo_support import MONGO_KINDS, SkewedServer, Store, make_store
 
 TTL = 10.0
 
@@ -142,25 +142,6 @@ def test_without_server_time_the_backend_clock_is_server_time(database: Any) -> 
     assert backend.server_time() == clock.now()
     assert backend.clock_offset() is None
     assert backend.uses_pipeline is False
-
-
-class SkewedServer:
-    """Answers ``hello`` like a server whose clock is ``skew`` seconds ahead of ``clock``."""
-
-    def __init__(self, clock: FakeClock, skew: float, wire: int = 7, round_trip: float = 0.02):
-        self.clock = clock
-        self.skew = skew
-        self.wire = wire
-        self.round_trip = round_trip
-        self.calls = 0
-
-    def __call__(self) -> dict[str, Any]:
-        self.calls += 1
-        self.clock.advance(self.round_trip / 2)
-        local_time = self.clock.now() + timedelta(seconds=self.skew)
-        reply = {"localTime": local_time.replace(tzinfo=None), "maxWireVersion": self.wire}
-        self.clock.advance(self.round_trip / 2)
-        return reply
 
 
 def test_server_time_comes_from_hello_with_its_uncertainty(database: Any) -> None:

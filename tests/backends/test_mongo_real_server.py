@@ -42,16 +42,18 @@ def database() -> Iterator[Any]:
     client.close()
 
 
-@pytest.fixture
-def backend(database: Any) -> MongoBackend:
-    return MongoBackend(database)
+@pytest.fixture(params=[None, False], ids=["auto", "classic"])
+def backend(database: Any, request: pytest.FixtureRequest) -> MongoBackend:
+    """The backend as deployed (pipelines on a modern server), and forced onto the classic path."""
+    return MongoBackend(database, pipeline=request.param)
 
 
 def ask(owner: str, ttl: float = TTL) -> LeaseRequest:
     return LeaseRequest(key="job", owner=owner, ttl=ttl)
 
 
-def test_a_modern_server_gets_pipelines_and_tells_its_time(backend: MongoBackend) -> None:
+def test_a_modern_server_gets_pipelines_and_tells_its_time(database: Any) -> None:
+    backend = MongoBackend(database)
     estimate = backend.time_estimate()
     assert backend.uses_pipeline is True
     assert abs((estimate.time - SystemClock().now()).total_seconds()) < 5

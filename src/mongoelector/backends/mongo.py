@@ -34,9 +34,14 @@ class MongoBackend(MongoBackendBase):
       (after the first call, which also reads the server's clock and version
       and creates the indexes). On MongoDB 4.2+ the server judges expiry and
       stamps times with its own clock; elsewhere (mongomock, older servers)
-      an acquire reads then compare-and-sets, judging by the estimated server
-      time with its uncertainty as a safety margin. ``pipeline`` forces one
-      way (``None``: decide from the server's reply).
+      writes judge by the estimated server time with its uncertainty as a
+      safety margin, and an acquire of a lease seen held (or not taken by its
+      conditional upsert) reads, then compare-and-sets. ``pipeline`` forces
+      one way (``None``: decide from the server's reply).
+    * An acquire of a lease this backend last saw held by a live holder
+      starts with a read, and a lease that is surely still held (even at the
+      latest time the server's clock may show) is refused without a write
+      command: a follower polling a live leader costs one read.
     * Lease writes use majority write concern; reads go to the primary.
     * Transient failures are retried for at most ``timeout`` seconds per call
       (the whole call, server selection included, is bounded by it); a call

@@ -18,5 +18,6 @@ backend's shell only performs the I/O steps the plans yield:
 * :mod:`.server_clock`: server time estimated from ``hello`` round trips;
   :mod:`.clock_reader`: when to take those round trips.
 * :mod:`.indexes`: the indexes to create, and how a refusal is reported.
+* :mod:`.seen`: what a backend has seen of each key (least token, last holder).
 * :mod:`.validation`: checks of the database, collection names and metadata.
 """

@@ -8,9 +8,12 @@ Two ways to write, chosen per deployment:
   ``{_id: key}``; the pipeline keeps the document as it is unless the lease is
   free (or ``force``), so no ``$expr`` is needed in the (upsert) filter.
 * **Classic** (stores without pipeline updates, such as mongomock): times are
-  the client's estimate of server time, and an acquire reads the document
-  then writes it back only if it is unchanged (an exact-match compare-and-set,
-  or an insert that fails with a duplicate key if someone else got there).
+  the client's estimate of server time. An acquire that expects a free lease
+  first tries one conditional upsert that can only apply where reading then
+  writing would have written the same (:func:`optimistic_classic_acquire`);
+  otherwise it reads the document then writes it back only if it is unchanged
+  (an exact-match compare-and-set, or an insert that fails with a duplicate
+  key if someone else got there).
 
 Either way the fencing token of an acquisition is
 ``max(previous token + 1, server time in microseconds, least_token)``: it
@@ -50,6 +53,7 @@ from mongoelector.backends._mongo.documents import (
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
 
 __all__ = [
+    "ClassicAcquire",
     "Confirmed",
     "FindAndModify",
     "Insert",
@@ -58,6 +62,7 @@ __all__ = [
     "acquire_pipeline",
     "is_held",
     "member_update",
+    "optimistic_classic_acquire",
     "plan_classic_acquire",
     "read_acquire_reply",
     "release_command",
@@ -277,37 +282,83 @@ def _unchanged_filter(current: Mapping[str, Any]) -> dict[str, Any]:
     return query
 
 
-def plan_classic_acquire(
-    current: Mapping[str, Any] | None,
-    request: LeaseRequest,
-    *,
-    acquire_id: str,
-    force: bool,
-    now: datetime,
-    uncertainty: float,
-    least_token: int,
-) -> ClassicStep:
-    """Decide an acquire from the document as just read (``None``: there is none).
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClassicAcquire:
+    """One classic acquire call: ``request`` at estimated server time ``now``.
 
-    ``now`` is the estimated server time, off by at most ``uncertainty``
-    seconds: a lease counts as expired only once it is expired even at the
-    earliest time ``now`` may stand for, and the expiry written is pushed out
-    by the same margin.
+    ``now`` may be off by ``uncertainty`` seconds either way: a lease counts
+    as expired only once it is expired even at the earliest time ``now`` may
+    stand for, and the expiry written is pushed out by the same margin.
+    ``acquire_id`` marks this call's own write; the token is at least
+    ``least_token``.
     """
+
+    request: LeaseRequest
+    acquire_id: str
+    force: bool
+    now: datetime
+    uncertainty: float
+    least_token: int
+
+    @property
+    def cutoff(self) -> datetime:
+        """The earliest server time ``now`` may stand for: leases ending by then are over."""
+        return as_utc(self.now) - timedelta(seconds=self.uncertainty)
+
+    def fields(self, token: int) -> dict[str, Any]:
+        """The fields this acquisition writes, with fencing token ``token``."""
+        return {
+            **_holder_fields(self.request, self.acquire_id),
+            CREATED: bson_time(self.now),
+            EXPIRES: _expiry(self.now, self.request.ttl + self.uncertainty),
+            TOKEN: token,
+        }
+
+
+def plan_classic_acquire(current: Mapping[str, Any] | None, call: ClassicAcquire) -> ClassicStep:
+    """Decide ``call`` from the document as just read (``None``: there is none)."""
     previous = 0
     if current is not None:
         record = record_from_document(current)
-        if current.get(ACQUIRE_ID) == acquire_id and record.owner == request.owner:
+        if current.get(ACQUIRE_ID) == call.acquire_id and record.owner == call.request.owner:
             return Confirmed(record)
-        if not force and is_held(current, as_utc(now) - timedelta(seconds=uncertainty)):
+        if not call.force and is_held(current, call.cutoff):
             return Refuse(record)
         previous = record.token
-    fields: dict[str, Any] = {
-        **_holder_fields(request, acquire_id),
-        CREATED: bson_time(now),
-        EXPIRES: _expiry(now, request.ttl + uncertainty),
-        TOKEN: max(previous + 1, time_floor(now), least_token),
-    }
+    fields = call.fields(max(previous + 1, time_floor(call.now), call.least_token))
     if current is None:
-        return Insert({ID: request.key, **fields})
+        return Insert({ID: call.request.key, **fields})
     return Replace(_unchanged_filter(current), {"$set": fields})
+
+
+def optimistic_classic_acquire(call: ClassicAcquire) -> FindAndModify:
+    """The one-round-trip classic acquire, for when the lease is probably free.
+
+    An upsert that takes the lease with token ``max(time floor, least_token)``
+    only where :func:`plan_classic_acquire`, reading the document at that
+    instant, would write exactly that: the lease is free at the earliest time
+    ``now`` may stand for (or ``force``), and the stored token (none: 0) is
+    below the new one. Then the reply (the document afterwards) reads as
+    acquired with :func:`read_acquire_reply`. On any other document the
+    upsert fails with a duplicate key, having changed nothing, and the caller
+    falls back to reading and :func:`plan_classic_acquire` (the lease is
+    held, or the time floor did not raise the token, or a field has a type
+    the filter does not judge).
+    """
+    token = max(time_floor(call.now), call.least_token)
+    below: dict[str, Any] = {"$or": [{TOKEN: {"$lt": token}}, {TOKEN: {"$exists": False}}]}
+    conditions: list[dict[str, Any]] = [below]
+    if not call.force:
+        # The negation of is_held(document, cutoff), clause by clause. The cutoff is
+        # cut to whole milliseconds, as stored times are: the same comparison, never later.
+        free = [
+            {LOCKED: {"$ne": True}},
+            {EXPIRES: {"$not": {"$type": "date"}}},
+            {EXPIRES: {"$lte": bson_time(call.cutoff)}},
+        ]
+        conditions.append({"$or": free})
+    return FindAndModify(
+        filter={ID: call.request.key, "$and": conditions},
+        update={"$set": call.fields(token)},
+        upsert=True,
+    )

@@ -13,7 +13,7 @@ import math
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pymongo.errors import DuplicateKeyError
@@ -38,6 +38,7 @@ from mongoelector.backends._mongo.plans import (
     modify,
     with_retries,
 )
+from mongoelector.backends._mongo.seen import SeenLeases
 from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
 from mongoelector.backends._mongo.validation import check_metadata
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
@@ -111,7 +112,7 @@ class MongoOperations:
         self._acquire_check = acquire_check
         self._server_clock = ServerClock(clock, policy, max_drift)
         self._mutex = threading.Lock()
-        self._least_token: dict[str, int] = {}
+        self._seen = SeenLeases()
         self.use_pipeline: bool | None = None
         self._lease_indexes_done = not create_indexes
         self._status_indexes_done = not create_indexes
@@ -181,6 +182,15 @@ class MongoOperations:
     def _acquire_by_pipeline(
         self, request: LeaseRequest, acquire_id: str, force: bool
     ) -> Plan[CasResult]:
+        if not force and self._held_until(request.key) is not None:
+            estimate = yield from self.time_estimate()
+            if self._expects_held(request.key, estimate.time):
+                # A holder was seen: a read that finds it surely live refuses, as the
+                # pipeline would, without a write command.
+                current = yield FindOne(self._leases, {ID: request.key})
+                latest = estimate.time + timedelta(seconds=estimate.uncertainty)
+                if current is not None and commands.is_held(current, latest):
+                    return CasResult(acquired=False, record=record_from_document(current))
         command = commands.acquire_pipeline(
             request, acquire_id=acquire_id, force=force, least_token=self._least(request.key)
         )
@@ -194,18 +204,25 @@ class MongoOperations:
     def _acquire_classic(
         self, request: LeaseRequest, acquire_id: str, force: bool, estimate: ServerTimeEstimate
     ) -> Plan[CasResult]:
+        call = commands.ClassicAcquire(
+            request=request,
+            acquire_id=acquire_id,
+            force=force,
+            now=estimate.time,
+            uncertainty=estimate.uncertainty,
+            least_token=self._least(request.key),
+        )
+        if not self._expects_held(request.key, estimate.time):
+            try:
+                document = yield modify(self._leases, commands.optimistic_classic_acquire(call))
+            except DuplicateKeyError:
+                pass  # held, or the time floor did not raise the token: read, then decide
+            else:
+                return commands.read_acquire_reply(document, request, acquire_id)
         current: Mapping[str, Any] | None = None
         for _ in range(CLASSIC_ROUNDS):
             current = yield FindOne(self._leases, {ID: request.key})
-            step = commands.plan_classic_acquire(
-                current,
-                request,
-                acquire_id=acquire_id,
-                force=force,
-                now=estimate.time,
-                uncertainty=estimate.uncertainty,
-                least_token=self._least(request.key),
-            )
+            step = commands.plan_classic_acquire(current, call)
             if isinstance(step, commands.Refuse):
                 return CasResult(acquired=False, record=step.record)
             if isinstance(step, commands.Confirmed):
@@ -263,6 +280,8 @@ class MongoOperations:
             return False
         record = record_from_document(before)
         self._note(record)
+        with self._mutex:
+            self._seen.note_released(key)
         return record.owner is not None and record.is_held((yield from self.time_estimate()).time)
 
     def get(self, key: str) -> Plan[LeaseRecord | None]:
@@ -332,15 +351,20 @@ class MongoOperations:
 
     def _least(self, key: str) -> int:
         with self._mutex:
-            return self._least_token.get(key, 1)
+            return self._seen.least_token(key)
+
+    def _held_until(self, key: str) -> datetime | None:
+        with self._mutex:
+            return self._seen.held_until(key)
+
+    def _expects_held(self, key: str, now: datetime) -> bool:
+        with self._mutex:
+            return self._seen.expects_held(key, now)
 
     def _note(self, record: LeaseRecord | None) -> None:
-        """Remember the greatest token seen for a key: the next one must exceed it."""
-        if record is None:
-            return
+        """Remember what the store holds for a key: the next token must exceed its token."""
         with self._mutex:
-            if record.token + 1 > self._least_token.get(record.key, 1):
-                self._least_token[record.key] = record.token + 1
+            self._seen.note(record)
 
     def _make_indexes(self, collection: Any, specs: list[IndexSpec]) -> Plan[bool]:
         """Create ``specs`` unless a recent attempt found no server; ``True`` once settled."""

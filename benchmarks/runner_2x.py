@@ -1,0 +1,420 @@
+"""The benchmark scenarios on mongoelector 2.x (this checkout), on several stores.
+
+Run by ``compare.py`` with the project's Python (``.venv``)::
+
+    .venv/bin/python benchmarks/runner_2x.py --only counts
+    .venv/bin/python benchmarks/runner_2x.py --only counts --uri mongodb://localhost:27017
+
+Stores, named in the figure ids:
+
+* ``mongomock``: the 1.x-compatible facades (``MongoLocker``,
+  ``MongoLeaderElector``) on mongomock, which takes the *classic* write path.
+* ``wire``: the same facades on a real ``pymongo.MongoClient`` talking to a
+  MongoDB 7 lookalike (:mod:`_wire_bridge`), so the *pipeline* path, with its
+  commands counted by pymongo's command monitoring.
+* ``memory``: ``Lock`` and ``LeaderElector`` on ``MemoryBackend``; each
+  backend call counts as one operation.
+* ``server``: the facades on the server at ``--uri`` (command monitoring).
+
+Per poll and per minute figures come from a group of electors polled in
+virtual time (``FakeClock`` and ``ElectorGroup``), which is exactly the
+schedule the elector's own loop keeps.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
+
+import mongomock
+import pymongo
+from _counting import OTHER, READ, WRITE, CommandCounter, CountingDatabase, Tally
+from _runner_io import GROUP_SIZE, MINUTES, REALTIME_TTL, WARM_UP, Options, run_main
+from _scenarios import Pair, lock_counts, pairs_per_second, realtime_handovers, role_figures
+
+import mongoelector
+from mongoelector import LeaderElector, Lock, MongoLeaderElector, MongoLocker
+from mongoelector.backends import MemoryBackend
+from mongoelector.clock import Clock
+from mongoelector.testing import ElectorGroup, FakeClock
+
+DEFAULT_TTL = 15.0
+#: 1.x's cadence for 2.x: the leader renews every ttl/2 (a 2.x follower then polls as often).
+CADENCE_1X_RETRY = DEFAULT_TTL / 2
+#: Failover and handoff phases tried in virtual time (follower poll phase, 0..1 of a period).
+PHASES = 10
+#: Simulated schedules per trial.
+SCHEDULES = 300
+
+
+class CountingBackend:
+    """Forwards to a 2.x backend and counts each protocol call as one operation."""
+
+    _KINDS: ClassVar[dict[str, str]] = {
+        "get": READ,
+        "members": READ,
+        "compare_and_set": WRITE,
+        "renew": WRITE,
+        "release": WRITE,
+        "report_member": WRITE,
+        "server_time": OTHER,
+    }
+
+    def __init__(self, inner: Any, tally: Tally) -> None:
+        self._inner = inner
+        self._tally = tally
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._inner, name)
+        kind = self._KINDS.get(name)
+        if kind is None:
+            return value
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._tally.add(kind, name)
+            return value(*args, **kwargs)
+
+        return counted
+
+
+# --- the stores ---------------------------------------------------------------------------------
+
+
+class Store:
+    """Makes counted locks and electors on one fresh data set, all on ``clock``."""
+
+    name = ""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def lock(self, tally: Tally) -> Lock:
+        raise NotImplementedError
+
+    def elector(self, tally: Tally, **options: Any) -> LeaderElector:
+        raise NotImplementedError
+
+
+class MemoryStore(Store):
+    name = "memory"
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.backend = MemoryBackend(clock)
+
+    def lock(self, tally: Tally) -> Lock:
+        return Lock("bench-key", CountingBackend(self.backend, tally), clock=self.clock)
+
+    def elector(self, tally: Tally, **options: Any) -> LeaderElector:
+        backend = CountingBackend(self.backend, tally)
+        return LeaderElector("svc", backend, clock=self.clock, **options)
+
+
+class FacadeStore(Store):
+    """The 1.x facades on a database that ``database(tally)`` counts into ``tally``."""
+
+    def database(self, tally: Tally) -> Any:
+        raise NotImplementedError
+
+    def lock(self, tally: Tally) -> Lock:
+        return MongoLocker("bench-key", self.database(tally), clock=self.clock)
+
+    def elector(self, tally: Tally, **options: Any) -> LeaderElector:
+        return MongoLeaderElector("svc", self.database(tally), clock=self.clock, **options)
+
+
+class MongomockStore(FacadeStore):
+    name = "mongomock"
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.base = mongomock.MongoClient()["bench"]
+
+    def database(self, tally: Tally) -> Any:
+        return CountingDatabase(self.base, tally)
+
+
+class ClientStore(FacadeStore):
+    """A fresh database on a MongoDB server (or lookalike); one client per counted user."""
+
+    def __init__(self, clock: Clock, connect: Callable[[CommandCounter], Any]) -> None:
+        super().__init__(clock)
+        self.name_in_server = f"mongoelector_bench_{uuid.uuid4().hex[:12]}"
+        self._connect = connect
+
+    def database(self, tally: Tally) -> Any:
+        return self._connect(CommandCounter(tally))[self.name_in_server]
+
+
+# --- counts -------------------------------------------------------------------------------------
+
+
+def group_counts(
+    make_store: Callable[[FakeClock], Store], *, status: bool, retry_period: float | None
+) -> dict[str, dict[str, Any]]:
+    """Operations of a group of electors (ttl 15 s), per role, per minute and per poll."""
+    clock = FakeClock()
+    store = make_store(clock)
+    tallies = [Tally() for _ in range(GROUP_SIZE)]
+    polls = [0] * GROUP_SIZE
+
+    def polled(i: int) -> None:
+        polls[i] += 1
+
+    electors = [
+        store.elector(
+            tally, report_status=status, retry_period=retry_period, on_loop=lambda i=i: polled(i)
+        )
+        for i, tally in enumerate(tallies)
+    ]
+    group = ElectorGroup(clock)
+    for i, elector in enumerate(electors):  # staggered starts, as on the 1.x side
+        group.add(elector)
+        if i < GROUP_SIZE - 1:
+            group.run_for(DEFAULT_TTL / GROUP_SIZE)
+    group.run_for(WARM_UP - clock.monotonic())
+    for tally in tallies:
+        tally.take()
+    polls[:] = [0] * GROUP_SIZE
+    group.run_for(MINUTES * 60)
+    counts = [tally.take() for tally in tallies]
+    leader = electors.index(group.leader) if group.leader is not None else 0
+    return role_figures(counts, polls, leader)
+
+
+def store_counts(name: str, make_store: Callable[[FakeClock], Store]) -> dict[str, Any]:
+    results = lock_counts(name, make_store(FakeClock()).lock)
+    for cadence, retry_period in (("defaults", None), ("cadence_1x", CADENCE_1X_RETRY)):
+        for status in (True, False):
+            figures = group_counts(make_store, status=status, retry_period=retry_period)
+            state = "on" if status else "off"
+            for figure, count in figures.items():
+                results[f"{name}|{cadence}.status_{state}.{figure}"] = count
+    return results
+
+
+@contextmanager
+def wire_stores() -> Iterator[Callable[[FakeClock], Store]]:
+    """Stores on the MongoDB 7 lookalike; each new store's clock is the server's clock."""
+    from _wire_bridge import WireBridge
+
+    current: list[FakeClock] = [FakeClock()]
+
+    def now() -> datetime:
+        return current[0].now()
+
+    with WireBridge.running(now) as bridge:
+
+        def make(clock: FakeClock) -> Store:
+            current[0] = clock
+            store = ClientStore(clock, bridge.client)
+            store.name = "wire"
+            return store
+
+        yield make
+
+
+def server_counts(uri: str) -> dict[str, Any]:
+    """On a real server: lock operations, and single polls (real time, status off)."""
+    clients: list[pymongo.MongoClient[Any]] = []
+
+    def connect(counter: CommandCounter) -> Any:
+        client: pymongo.MongoClient[Any] = pymongo.MongoClient(
+            uri, event_listeners=[counter], serverSelectionTimeoutMS=5000
+        )
+        clients.append(client)
+        return client
+
+    from mongoelector.clock import SystemClock
+
+    store = ClientStore(SystemClock(), connect)
+    store.name = "server"
+    try:
+        results = lock_counts(store.name, store.lock)
+        tallies = [Tally(), Tally()]
+        leader, follower = (store.elector(t, report_status=False) for t in tallies)
+        leader.poll()
+        follower.poll()
+        follower.poll()  # the first attempt met a holder it had not seen yet
+        for tally in tallies:
+            tally.take()
+        leader.poll()
+        results["server|defaults.status_off.leader.poll"] = tallies[0].take()
+        follower.poll()
+        results["server|defaults.status_off.follower.poll"] = tallies[1].take()
+        leader.release()
+    finally:
+        if clients:
+            clients[0].drop_database(store.name_in_server)
+        for client in clients:
+            client.close()
+    return results
+
+
+def counts(options: Options) -> dict[str, Any]:
+    results = store_counts("memory", MemoryStore)
+    results.update(store_counts("mongomock", MongomockStore))
+    with wire_stores() as make_wire:
+        results.update(store_counts("wire", make_wire))
+    if options.uri:
+        results.update(server_counts(options.uri))
+    return results
+
+
+# --- time ---------------------------------------------------------------------------------------
+
+
+#: How the leader goes in a virtual handover, and the figure that measures it.
+HANDOVERS = {"crash": "failover", "stop": "handoff", "release": "handoff_release"}
+
+
+def virtual_handover(
+    make_store: Callable[[FakeClock], Store], *, how: str, retry_period: float | None
+) -> list[float | None]:
+    """Seconds (virtual) from the leader going (``how``) to a new leader, over follower phases."""
+    return [
+        handover_once(make_store, how=how, retry_period=retry_period, phase=phase)
+        for phase in range(PHASES)
+    ]
+
+
+def handover_once(
+    make_store: Callable[[FakeClock], Store],
+    *,
+    how: str,
+    retry_period: float | None,
+    phase: int,
+) -> float | None:
+    """One handover: followers join ``phase / PHASES`` of a poll period after the leader.
+
+    The leader goes right after a renew: for a crash the worst moment, as its
+    lease then lives longest. After ``release()`` it keeps polling (and may
+    lead again later); after a crash or ``stop()`` it is polled no more.
+    """
+    clock = FakeClock()
+    store = make_store(clock)
+    electors = [
+        store.elector(Tally(), retry_period=retry_period, report_status=False)
+        for _ in range(GROUP_SIZE)
+    ]
+    first = electors[0]
+    group = ElectorGroup(clock, [first])
+    group.run_until(lambda: first.is_leader, timeout=60)
+    group.run_for(first.retry_period * phase / PHASES)
+    for elector in electors[1:]:
+        group.add(elector)
+    group.run_for(60)
+    while first not in group.step():
+        pass
+    went_at = clock.monotonic()
+    if how == "release":
+        first.release()
+    else:
+        if how == "stop":
+            first.stop()
+        group.remove(first)
+    found = group.run_until(lambda: group.leader not in (None, first), timeout=10 * DEFAULT_TTL)
+    return clock.monotonic() - went_at if found else None
+
+
+def realtime(options: Options) -> dict[str, Any]:
+    def new_pair() -> Pair:
+        return Pair(
+            lambda base: CountingDatabase(base, Tally()),
+            lambda db, on_leader: MongoLeaderElector(
+                "svc", db, ttl=REALTIME_TTL, on_leader=on_leader
+            ),
+        )
+
+    def crash(pair: Pair) -> None:
+        pair.dbs[0].dead = True  # the leader's process is gone: no release, no more calls
+
+    def clean_up_after_crash(pair: Pair) -> None:
+        for elector in pair.electors:
+            elector.stop()
+
+    return realtime_handovers(options, new_pair, crash, clean_up_after_crash)
+
+
+def memory_stop_latency(options: Options) -> list[float | None]:
+    """``stop()`` of a leading elector at default settings, in the in-memory backend."""
+    rng = options.rng("stop")
+    samples: list[float | None] = []
+    for _ in range(max(5, options.trials)):
+        gained = threading.Event()
+        elector = LeaderElector("svc", MemoryBackend(), on_leader=gained.set)
+        elector.start()
+        if not gained.wait(5):
+            raise RuntimeError("the elector never became leader")
+        time.sleep(rng.uniform(0, 0.5))
+        began = time.perf_counter()
+        elector.stop()
+        samples.append(time.perf_counter() - began)
+    return samples
+
+
+def times(options: Options) -> dict[str, Any]:
+    results = realtime(options)
+    results["memory|stop.defaults"] = memory_stop_latency(options)
+    for name, make_store in (("memory", MemoryStore), ("mongomock", MongomockStore)):
+        for cadence, retry_period in (("defaults", None), ("cadence_1x", CADENCE_1X_RETRY)):
+            for how, what in HANDOVERS.items():
+                key = f"{name}|{what}.virtual.{cadence}"
+                results[key] = virtual_handover(make_store, how=how, retry_period=retry_period)
+    return results
+
+
+# --- throughput ----------------------------------------------------------------------------------
+
+
+def throughput(options: Options) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    db = mongomock.MongoClient()["bench"]
+    memory = MemoryBackend()
+    stores: list[tuple[str, Callable[[str], Lock]]] = [
+        ("mongomock", lambda key: MongoLocker(key, db)),
+        ("memory", lambda key: Lock(key, memory)),
+    ]
+    client: pymongo.MongoClient[Any] | None = None
+    name = f"mongoelector_bench_{uuid.uuid4().hex[:12]}"
+    if options.uri:
+        client = pymongo.MongoClient(options.uri, serverSelectionTimeoutMS=5000)
+        server_db = client[name]
+        stores.append(("server", lambda key: MongoLocker(key, server_db)))
+    try:
+        for store, make_lock in stores:
+            one_key, many_keys = pairs_per_second(make_lock)
+            results[f"{store}|pairs.one_key"] = one_key
+            results[f"{store}|pairs.many_keys"] = many_keys
+    finally:
+        if client is not None:
+            client.drop_database(name)
+            client.close()
+    return results
+
+
+def simulation(options: Options) -> dict[str, Any]:
+    from mongoelector.testing.simulation import SimulationConfig, check_seeds
+
+    first = options.seed * SCHEDULES
+    began = time.perf_counter()
+    summary = check_seeds(range(first, first + SCHEDULES), SimulationConfig(), fail_fast=False)
+    elapsed = time.perf_counter() - began
+    if summary.failures:
+        raise SystemExit(f"simulation found violations: {summary.failures[:3]!r}")
+    return {"memory|simulation.schedules": summary.schedules / elapsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    groups = {"counts": counts, "times": times, "throughput": throughput, "simulation": simulation}
+    return run_main("2.x", mongoelector.__version__, groups, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

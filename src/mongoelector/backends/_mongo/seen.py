@@ -1,0 +1,51 @@
+"""What one backend has seen of each key: the least token it may issue, and who seemed to hold it.
+
+Both come from the backend's own replies. The least token is part of the
+fencing argument (see ``docs/mongodb.md``); the holder's expiry is only a
+hint that picks which classic acquire to try first, so a wrong hint costs a
+round trip, never safety. Not thread-safe: the backend serialises access.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from mongoelector.backends.protocol import LeaseRecord
+
+__all__ = ["SeenLeases"]
+
+
+class SeenLeases:
+    """Per key: the least fencing token an acquisition may get, and the last holder's expiry."""
+
+    def __init__(self) -> None:
+        self._least_token: dict[str, int] = {}
+        self._held_until: dict[str, datetime] = {}
+
+    def least_token(self, key: str) -> int:
+        """One more than the greatest token seen for ``key`` (1 if none)."""
+        return self._least_token.get(key, 1)
+
+    def note(self, record: LeaseRecord | None) -> None:
+        """Remember ``record`` as the key's latest state in the store (``None``: nothing known)."""
+        if record is None:
+            return
+        if record.token + 1 > self.least_token(record.key):
+            self._least_token[record.key] = record.token + 1
+        if record.owner is not None and record.expires_at is not None:
+            self._held_until[record.key] = record.expires_at
+        else:
+            self._held_until.pop(record.key, None)
+
+    def note_released(self, key: str) -> None:
+        """Remember that this backend just ended the holding of ``key`` (if there was one)."""
+        self._held_until.pop(key, None)
+
+    def held_until(self, key: str) -> datetime | None:
+        """When the last holder seen for ``key`` stops holding it (``None``: no holder seen)."""
+        return self._held_until.get(key)
+
+    def expects_held(self, key: str, now: datetime) -> bool:
+        """True if the last holder seen for ``key`` holds it until after ``now`` (server time)."""
+        until = self._held_until.get(key)
+        return until is not None and until > now

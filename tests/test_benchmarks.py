@@ -1,0 +1,60 @@
+"""The 2.x benchmark runner still runs, in its count-only mode, and its tables still render.
+
+Not a benchmark: no timings are asserted. The counts checked are the ones the
+benchmark page states as facts (one round trip per uncontended acquire, renew
+and release on every store), so a change that breaks them shows up here too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def counts() -> dict[str, Any]:
+    """What ``runner_2x.py --only counts`` prints, as ``compare.py`` reads it."""
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.syspath_prepend(str(BENCHMARKS))
+        import runner_2x
+
+        assert runner_2x.main(["--only", "counts"]) == 0
+    output = json.loads(printed.getvalue().strip().splitlines()[-1])
+    assert output["side"] == "2.x"
+    figures: dict[str, Any] = output["results"]
+    return figures
+
+
+@pytest.mark.parametrize("store", ["memory", "mongomock", "wire"])
+@pytest.mark.parametrize("operation", ["acquire", "renew", "release"])
+def test_a_lock_operation_is_one_round_trip(
+    counts: dict[str, Any], store: str, operation: str
+) -> None:
+    count = counts[f"{store}|count.{operation}"]
+    assert count["reads"] + count["writes"] + count["other"] == 1, count
+
+
+def test_a_follower_polling_a_live_leader_reads_on_both_write_paths(
+    counts: dict[str, Any],
+) -> None:
+    for store in ("mongomock", "wire"):
+        poll = counts[f"{store}|defaults.status_off.follower.poll"]
+        assert (poll["reads"], poll["writes"]) == (1, 0), (store, poll)
+
+
+def test_the_tables_render_from_the_counts(counts: dict[str, Any]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCHMARKS))
+        from _report import render
+
+        text = render({"1.x": counts, "2.x": counts}, header=["header"])
+    assert "### Store operations per lock operation" in text
+    assert "| uncontended acquire |" in text

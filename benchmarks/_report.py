@@ -260,7 +260,7 @@ TIME_ROWS = [
         beside="mongomock|defaults.status_on.group3",
     ),
     TimeRow(
-        "crash failover, 2.x at 1.x cadence (retry_period = ttl/2, virtual, mongomock)",
+        "crash failover, 2.x at 1.x cadence (retry ttl/2, follower_poll ttl, virtual, mongomock)",
         "mongomock|failover.virtual.cadence_1x",
         bound=2 * TTL,
         target_text=f"<= 2 x ttl = {number(2 * TTL)} s",
@@ -370,7 +370,8 @@ def render(figures: Figures, *, header: list[str]) -> str:
         ),
         (
             "Store operations per elector-minute at 1.x's cadence, status on (2.x: "
-            f"retry_period = ttl/2 = {number(CADENCE_RETRY)} s for leader and followers alike)",
+            f"leader renews every retry_period = ttl/2 = {number(CADENCE_RETRY)} s, "
+            "followers poll every follower_poll = ttl)",
             count_table(figures, CADENCE_ROWS, server=False),
         ),
         ("Failover, handoff and stop()", time_table(figures)),

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
@@ -45,8 +45,10 @@ from mongoelector.clock import Clock
 from mongoelector.testing import ElectorGroup, FakeClock
 
 DEFAULT_TTL = 15.0
-#: 1.x's cadence for 2.x: the leader renews every ttl/2 (a 2.x follower then polls as often).
-CADENCE_1X_RETRY = DEFAULT_TTL / 2
+#: 1.x's cadence for 2.x: the leader renews every ttl/2, a follower polls every ttl.
+CADENCE_1X: dict[str, float] = {"retry_period": DEFAULT_TTL / 2, "follower_poll": DEFAULT_TTL}
+#: 2.x defaults: no elector options.
+DEFAULTS: dict[str, float] = {}
 #: Failover and handoff phases tried in virtual time (follower poll phase, 0..1 of a period).
 PHASES = 10
 #: Simulated schedules per trial.
@@ -156,7 +158,7 @@ class ClientStore(FacadeStore):
 
 
 def group_counts(
-    make_store: Callable[[FakeClock], Store], *, status: bool, retry_period: float | None
+    make_store: Callable[[FakeClock], Store], *, status: bool, cadence: Mapping[str, float]
 ) -> dict[str, dict[str, Any]]:
     """Operations of a group of electors (ttl 15 s), per role, per minute and per poll."""
     clock = FakeClock()
@@ -168,9 +170,7 @@ def group_counts(
         polls[i] += 1
 
     electors = [
-        store.elector(
-            tally, report_status=status, retry_period=retry_period, on_loop=lambda i=i: polled(i)
-        )
+        store.elector(tally, report_status=status, on_loop=lambda i=i: polled(i), **cadence)
         for i, tally in enumerate(tallies)
     ]
     group = ElectorGroup(clock)
@@ -190,9 +190,9 @@ def group_counts(
 
 def store_counts(name: str, make_store: Callable[[FakeClock], Store]) -> dict[str, Any]:
     results = lock_counts(name, make_store(FakeClock()).lock)
-    for cadence, retry_period in (("defaults", None), ("cadence_1x", CADENCE_1X_RETRY)):
+    for cadence, cadence_options in (("defaults", DEFAULTS), ("cadence_1x", CADENCE_1X)):
         for status in (True, False):
-            figures = group_counts(make_store, status=status, retry_period=retry_period)
+            figures = group_counts(make_store, status=status, cadence=cadence_options)
             state = "on" if status else "off"
             for figure, count in figures.items():
                 results[f"{name}|{cadence}.status_{state}.{figure}"] = count
@@ -275,12 +275,11 @@ HANDOVERS = {"crash": "failover", "stop": "handoff", "release": "handoff_release
 
 
 def virtual_handover(
-    make_store: Callable[[FakeClock], Store], *, how: str, retry_period: float | None
+    make_store: Callable[[FakeClock], Store], *, how: str, cadence: Mapping[str, float]
 ) -> list[float | None]:
     """Seconds (virtual) from the leader going (``how``) to a new leader, over follower phases."""
     return [
-        handover_once(make_store, how=how, retry_period=retry_period, phase=phase)
-        for phase in range(PHASES)
+        handover_once(make_store, how=how, cadence=cadence, phase=phase) for phase in range(PHASES)
     ]
 
 
@@ -288,7 +287,7 @@ def handover_once(
     make_store: Callable[[FakeClock], Store],
     *,
     how: str,
-    retry_period: float | None,
+    cadence: Mapping[str, float],
     phase: int,
 ) -> float | None:
     """One handover: followers join ``phase / PHASES`` of a poll period after the leader.
@@ -299,14 +298,11 @@ def handover_once(
     """
     clock = FakeClock()
     store = make_store(clock)
-    electors = [
-        store.elector(Tally(), retry_period=retry_period, report_status=False)
-        for _ in range(GROUP_SIZE)
-    ]
+    electors = [store.elector(Tally(), report_status=False, **cadence) for _ in range(GROUP_SIZE)]
     first = electors[0]
     group = ElectorGroup(clock, [first])
     group.run_until(lambda: first.is_leader, timeout=60)
-    group.run_for(first.retry_period * phase / PHASES)
+    group.run_for(first.timing.follower_period * phase / PHASES)
     for elector in electors[1:]:
         group.add(elector)
     group.run_for(60)
@@ -363,10 +359,10 @@ def times(options: Options) -> dict[str, Any]:
     results = realtime(options)
     results["memory|stop.defaults"] = memory_stop_latency(options)
     for name, make_store in (("memory", MemoryStore), ("mongomock", MongomockStore)):
-        for cadence, retry_period in (("defaults", None), ("cadence_1x", CADENCE_1X_RETRY)):
+        for cadence, cadence_options in (("defaults", DEFAULTS), ("cadence_1x", CADENCE_1X)):
             for how, what in HANDOVERS.items():
                 key = f"{name}|{what}.virtual.{cadence}"
-                results[key] = virtual_handover(make_store, how=how, retry_period=retry_period)
+                results[key] = virtual_handover(make_store, how=how, cadence=cadence_options)
     return results
 
 

@@ -52,3 +52,10 @@ def test_drift_and_uncertainty_tighten_the_inequality() -> None:
     LeaseTiming(ttl=10, renew_deadline=9, retry_period=1, max_drift=0.1)  # 9.9 < 10
     with pytest.raises(ValueError, match="safety inequality"):
         LeaseTiming(ttl=10, renew_deadline=9, retry_period=1, max_drift=0.12)
+
+
+def test_follower_poll_defaults_to_retry_period_and_must_be_positive() -> None:
+    assert LeaseTiming.for_ttl(15).follower_period == 2
+    assert LeaseTiming.for_ttl(15, follower_poll=15).follower_period == 15
+    with pytest.raises(ValueError, match="follower_poll"):
+        LeaseTiming.for_ttl(15, follower_poll=0)

@@ -42,7 +42,8 @@ class LeaseTiming:
     ``ttl`` is how long the store keeps a lease after a write; ``renew_deadline``
     is when the holder stops believing it holds the lease (local monotonic time
     from the start of its last successful acquire/renew); ``retry_period`` is
-    the pause between polls and between retries. ``max_drift`` bounds the
+    the pause between polls and between retries; ``follower_poll`` (default:
+    ``retry_period``) is a follower's pause while another node leads. ``max_drift`` bounds the
     relative clock-rate error and ``time_uncertainty`` how far apart two
     observers' readings of server time may be.
     """
@@ -52,6 +53,16 @@ class LeaseTiming:
     retry_period: float
     max_drift: float = DEFAULT_MAX_DRIFT
     time_uncertainty: float = 0.0
+    follower_poll: float | None = None
+
+    @property
+    def follower_period(self) -> float:
+        """Seconds between a follower's attempts while a live leader holds the lease.
+
+        ``follower_poll`` when given, else ``retry_period``. It bounds failover
+        (a crashed leader is replaced within ``ttl + follower_period``), never safety.
+        """
+        return self.follower_poll if self.follower_poll is not None else self.retry_period
 
     def __post_init__(self) -> None:
         check_seconds(self.ttl, name="ttl")
@@ -59,6 +70,8 @@ class LeaseTiming:
         check_seconds(self.retry_period, name="retry_period")
         check_non_negative_seconds(self.max_drift, name="max_drift")
         check_non_negative_seconds(self.time_uncertainty, name="time_uncertainty")
+        if self.follower_poll is not None:
+            check_seconds(self.follower_poll, name="follower_poll")
         if self.max_drift >= 1:
             raise ValueError(f"max_drift must be below 1, got {self.max_drift!r}")
         if self.renew_deadline >= self.ttl:
@@ -89,6 +102,7 @@ class LeaseTiming:
         retry_period: float | None = None,
         max_drift: float = DEFAULT_MAX_DRIFT,
         time_uncertainty: float = 0.0,
+        follower_poll: float | None = None,
     ) -> LeaseTiming:
         """Settings for ``ttl``, deriving whichever of the others is ``None``.
 
@@ -105,4 +119,5 @@ class LeaseTiming:
             retry_period=retry_period,
             max_drift=max_drift,
             time_uncertainty=time_uncertainty,
+            follower_poll=follower_poll,
         )

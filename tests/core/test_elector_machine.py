@@ -262,3 +262,21 @@ def test_an_unconfirmed_record_is_never_released_without_its_token() -> None:
     machine.on_failure(TryAcquire(), 0.0, ambiguous=True)
     assert machine.role is Role.CONFIRMING
     assert machine.stop(0.1).action is None
+
+
+def test_a_follower_polls_every_follower_poll_while_another_node_leads() -> None:
+    timing = LeaseTiming(ttl=15, renew_deadline=10, retry_period=7.5, follower_poll=15)
+    machine = ElectorMachine(owner="me", timing=timing)
+    machine.on_acquire_result(0.0, 0.0, lost_to("other", 1))
+    assert machine.wake_at() == 15.0
+    machine.on_failure(TryAcquire(), 15.0, ambiguous=False)
+    assert machine.wake_at() == 22.5  # failures are retried after retry_period
+
+
+def test_a_leader_still_renews_every_retry_period_with_a_slower_follower_poll() -> None:
+    timing = LeaseTiming(ttl=15, renew_deadline=10, retry_period=7.5, follower_poll=15)
+    machine = ElectorMachine(owner="me", timing=timing)
+    machine.on_acquire_result(0.0, 0.0, won(1))
+    assert machine.wake_at() == 7.5
+    machine.release(1.0)
+    assert machine.wake_at() == 31.0  # waits two follower polls before competing again

@@ -255,3 +255,17 @@ def test_bad_keys_are_refused(backend: MemoryBackend, key: object, error: type) 
 def test_an_object_that_is_not_a_backend_is_refused() -> None:
     with pytest.raises(TypeError, match="StorageBackend"):
         LeaderElector("svc", "mongodb://localhost")  # type: ignore[arg-type]
+
+
+def test_one_x_cadence_leader_every_half_ttl_follower_every_ttl(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    nodes = [elector(backend, clock, retry_period=7.5, follower_poll=15) for _ in range(2)]
+    for node in nodes:
+        node.poll()
+    assert [node.poll_wait for node in nodes] == [7.5, 15]
+    crash_at = nodes[0].next_poll_at - 7.5  # the leader's last renew
+    survivor = nodes[1]
+    while not survivor.is_leader:
+        poll_due(clock, [survivor], until=clock.monotonic() + 1)
+    assert clock.monotonic() - crash_at <= 2 * 15

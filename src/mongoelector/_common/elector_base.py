@@ -69,6 +69,7 @@ class ElectorBase(Participant[BackendT]):
         ttl: float,
         renew_deadline: float | None,
         retry_period: float | None,
+        follower_poll: float | None = None,
         clock: Clock | None,
         on_leader: Callable[[], Any] | None,
         on_leader_loss: Callable[[], Any] | None,
@@ -79,7 +80,12 @@ class ElectorBase(Participant[BackendT]):
         event_listeners: Iterable[EventListener] = (),
     ) -> None:
         key = check_key(key)
-        timing = LeaseTiming.for_ttl(ttl, renew_deadline=renew_deadline, retry_period=retry_period)
+        timing = LeaseTiming.for_ttl(
+            ttl,
+            renew_deadline=renew_deadline,
+            retry_period=retry_period,
+            follower_poll=follower_poll,
+        )
         super().__init__(
             key,
             backend,
@@ -123,8 +129,14 @@ class ElectorBase(Participant[BackendT]):
 
     @property
     def poll_wait(self) -> float:
-        """Seconds between polls while nothing goes wrong (the ``retry_period``)."""
-        return self._timing.retry_period
+        """Seconds between polls while nothing goes wrong.
+
+        ``retry_period`` while leading, ``follower_poll`` (default ``retry_period``)
+        while following, like 1.x's leader/follower cadence.
+        """
+        if self._machine.is_leader(self._clock.monotonic()):
+            return self._timing.retry_period
+        return self._timing.follower_period
 
     # --- what this node knows (no backend call) ------------------------------------
 

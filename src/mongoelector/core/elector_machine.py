@@ -115,9 +115,10 @@ def _leader_info(record: LeaseRecord) -> LeaderInfo | None:
 class ElectorMachine:
     """One node's election state for one key. Times are the node's monotonic seconds.
 
-    After a voluntary release the node waits ``2 * retry_period`` before trying
-    to acquire again, so that another node (polling every ``retry_period``)
-    takes over.
+    A follower that sees a live leader tries again after ``timing.follower_period``
+    (``retry_period`` unless ``follower_poll`` is set); after a failure, after
+    ``retry_period``. After a voluntary release the node waits twice the longer
+    of the two before trying to acquire again, so that another node takes over.
     """
 
     def __init__(
@@ -195,7 +196,7 @@ class ElectorMachine:
         record = result.record
         if result.acquired and record is not None:
             return self._take(record, started_at, now)
-        self._next_attempt = now + self.timing.retry_period
+        self._next_attempt = now + self.timing.follower_period
         if self._is_ours_to_adopt(record):
             assert record is not None
             # Our own earlier write took effect after all: renew it before trusting it.
@@ -229,7 +230,7 @@ class ElectorMachine:
             self._confirm_token = record.token
             self._next_attempt = now
             return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
-        self._next_attempt = now + self.timing.retry_period
+        self._next_attempt = now + self.timing.follower_period
         notes = self._move(Outcome.FOUND_OTHER)
         if record is not None and record.owner != self.owner:
             notes += self._observe(_leader_info(record))
@@ -285,7 +286,9 @@ class ElectorMachine:
         self._confirm_token = None
         self.leader = None
         if outcome is Outcome.RELEASE:
-            self._acquire_not_before = now + 2 * self.timing.retry_period
+            self._acquire_not_before = now + 2 * max(
+                self.timing.retry_period, self.timing.follower_period
+            )
         if not holds_something or token is None:
             # Without a token a release could free a later holding of ours if it landed
             # late; an unconfirmed record is left to lapse instead.

@@ -31,3 +31,18 @@ def test_python_dash_m_mongoelector_demo_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "node-" in result.stdout and "all electors stopped" in result.stdout
+
+
+def test_a_late_takeover_is_reported_beside_its_bound_without_failing() -> None:
+    from mongoelector.demo import _increasing, _report_takeover, _Timeline
+    from mongoelector.testing import FakeClock
+
+    out = io.StringIO()
+    missed: list[str] = []
+    timeline = _Timeline(FakeClock(), out)
+    _report_takeover(timeline, "node-2 took over", 9.0, ("crash", "ttl", 3.0), 2, missed)
+    _report_takeover(timeline, "node-3 took over", 0.4, ("handover", "retry", 0.5), 3, missed)
+    assert missed == ["crash"]
+    assert "9.00s after the crash (bound ttl = 3.00s), token 2" in out.getvalue()
+    assert _increasing([1, 2, 3])
+    assert not _increasing([1, 3, 2]) and not _increasing([1, None, 3])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,10 @@ class Severable:
         return self._backend.get(key)
 
 
+#: Real time the demo allows beyond a bound for threads that wake late.
+_SCHEDULING_SLACK = 0.5
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemoSettings:
     """Timing of the demo, in seconds (short, so that it finishes quickly).
@@ -99,6 +104,37 @@ class _Timeline:
             elapsed = self.clock.monotonic() - self.start
             self.out.write(f"  t={elapsed:6.2f}s  {who:<8} {what}\n")
             self.out.flush()
+
+
+def _crash(link: Severable, name: str, recorder: LiveRecorder | None) -> None:
+    """Cut ``name`` off from the store, as a crash looks to everyone else."""
+    link.cut()
+    if recorder is not None:
+        recorder.mark(name, "crash", "crashes: cut off from the store")
+        recorder.fault(name, "cut off", "crashed (cut off)")
+
+
+def _report_takeover(
+    timeline: _Timeline,
+    who: str,
+    waited: float,
+    bound: tuple[str, str, float],
+    token: int | None,
+    missed: list[str],
+) -> None:
+    """Print a takeover beside its bound; remember the event if it came late."""
+    event, formula, seconds = bound
+    if waited > seconds + _SCHEDULING_SLACK:
+        missed.append(event)
+    timeline.say(
+        "demo",
+        f"{who} {waited:.2f}s after the {event} (bound {formula} = {seconds:.2f}s), token {token}",
+    )
+
+
+def _increasing(tokens: list[int | None]) -> bool:
+    known = [token for token in tokens if token is not None]
+    return len(known) == len(tokens) and all(a < b for a, b in itertools.pairwise(known))
 
 
 def _wait_for(predicate: Callable[[], bool], clock: Clock, limit: float) -> bool:
@@ -175,7 +211,11 @@ def run_demo(
 ) -> bool:
     """Run the demo scenario on ``backend``, printing a timeline to ``out``.
 
-    Returns ``True`` if every step happened as expected. With a ``recorder``
+    Returns ``True`` if every step happened: a leader was elected, replaced
+    after its crash by another node with a greater token, and replaced again
+    after its graceful stop. How long each takeover took is printed beside its
+    bound; on a busy machine threads may wake late, so a missed bound is
+    reported in the timeline but does not fail the demo. With a ``recorder``
     (see :func:`demo_recorder`), terms, lease writes and faults are recorded
     for a picture too.
     """
@@ -194,7 +234,7 @@ def run_demo(
         f"ttl={settings.ttl}s renew_deadline={settings.renew_deadline}s "
         f"retry_period={settings.retry_period}s\n"
     )
-    ok = True
+    missed: list[str] = []
     try:
         for elector in electors:
             elector.start()
@@ -205,12 +245,10 @@ def run_demo(
         first = leader()
         assert first is not None
         first_name = names[first.uuid]
+        tokens = [first.token]
         timeline.say("demo", f"{first_name} leads with token {first.token}; now it crashes")
         crashed_at = clock.monotonic()
-        links[electors.index(first)].cut()
-        if recorder is not None:
-            recorder.mark(first_name, "crash", "crashes: cut off from the store")
-            recorder.fault(first_name, "cut off", "crashed (cut off)")
+        _crash(links[electors.index(first)], first_name, recorder)
         if not _wait_for(
             lambda: (now := leader()) is not None and now is not first, clock, 3 * settings.ttl
         ):
@@ -218,13 +256,14 @@ def run_demo(
             return False
         second = leader()
         assert second is not None
-        waited = clock.monotonic() - crashed_at
-        ok &= waited <= settings.ttl + settings.retry_period + 0.5
-        timeline.say(
-            "demo",
-            f"{names[second.uuid]} took over {waited:.2f}s after the crash "
-            f"(bound ttl + retry_period = {settings.ttl + settings.retry_period:.2f}s), "
-            f"token {second.token}",
+        tokens.append(second.token)
+        _report_takeover(
+            timeline,
+            f"{names[second.uuid]} took over",
+            clock.monotonic() - crashed_at,
+            ("crash", "ttl + retry_period", settings.ttl + settings.retry_period),
+            second.token,
+            missed,
         )
         first.stop()
         clock.sleep(settings.hold)
@@ -238,16 +277,22 @@ def run_demo(
             return False
         third = leader()
         assert third is not None
-        waited = clock.monotonic() - handed_at
-        ok &= waited <= settings.retry_period + 0.5
-        timeline.say(
-            "demo",
-            f"{names[third.uuid]} took over {waited:.2f}s after the handover "
-            f"(bound retry_period = {settings.retry_period:.2f}s), token {third.token}",
+        tokens.append(third.token)
+        _report_takeover(
+            timeline,
+            f"{names[third.uuid]} took over",
+            clock.monotonic() - handed_at,
+            ("handover", "retry_period", settings.retry_period),
+            third.token,
+            missed,
         )
         clock.sleep(settings.hold)
+        if not _increasing(tokens):
+            timeline.say("demo", f"fencing tokens did not increase: {tokens}")
+            return False
     finally:
         for elector in electors:
             elector.stop()
-    timeline.say("demo", "all electors stopped" + ("" if ok else " (a bound was missed)"))
-    return ok
+    late = f" (took longer than its bound: {', '.join(missed)})" if missed else ""
+    timeline.say("demo", "all electors stopped" + late)
+    return True

@@ -6,12 +6,17 @@ import os
 import socket
 import uuid
 
-__all__ = ["local_host", "local_pid", "new_owner_id"]
+__all__ = ["local_host", "local_pid", "new_acquisition_id", "new_owner_id"]
 
 
 def new_owner_id() -> str:
     """A new random owner id (a UUID4 string), unique to one lock or elector object."""
     return str(uuid.uuid4())
+
+
+def new_acquisition_id() -> str:
+    """A new random id for one ``compare_and_set`` call (32 hex digits)."""
+    return uuid.uuid4().hex
 
 
 def local_host() -> str:

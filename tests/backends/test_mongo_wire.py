@@ -39,6 +39,7 @@ from tests.backends.mongo_wire_support import (
     answer_acquire,
     hang_up_on,
     inner,
+    is_command,
     lease_document,
     make_backend,
     warm_up,
@@ -303,12 +304,21 @@ def test_a_lock_whose_acquire_replies_were_lost_confirms_by_reading(
     lock_class = Lock if kind == "sync" else AsyncLock
     lock = lock_class("job", inner(backend), ttl=10, clock=inner(backend).clock)  # type: ignore[arg-type]
     warm_up(primary, backend)
-    responder = primary.server.autoresponds(hang_up_on("findAndModify"))
+    sent: list[str] = []
+
+    def hang_up_recording(request: Any) -> bool:
+        if not is_command(request, "findAndModify"):
+            return False
+        sent.append(acquire_id_of(request))
+        return bool(request.hangup())
+
+    responder = primary.server.autoresponds(hang_up_recording)
     with going(blocking(primary, lock.acquire), blocking=False) as acquired:
         # Every acquire attempt lost its connection; the lock reads to find out.
         find = primary.receives("find")
         primary.server.cancel_responder(responder)
-        mine = lease_document(owner=lock.uuid, token=5)
+        # The record carries the id of one of this acquire's own tries.
+        mine = lease_document(owner=lock.uuid, token=5, acquire_id=sent[0])
         find.ok(cursor={"id": 0, "firstBatch": [mine], "ns": "app.mongolocker"})
         # It was applied: the lock renews it before trusting it.
         renew = primary.receives("findAndModify")

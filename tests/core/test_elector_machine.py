@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -28,10 +30,20 @@ from mongoelector.core.events import (
 from mongoelector.timing import LeaseTiming
 
 TIMING = LeaseTiming(ttl=15, renew_deadline=10, retry_period=2)
+#: The first try of a machine built with :func:`counter`.
+TRY = TryAcquire(acquisition="a1")
+
+
+def counter() -> Callable[[], str]:
+    """Acquisition ids a1, a2, ... in the order a machine asks for them."""
+    numbers = itertools.count(1)
+    return lambda: f"a{next(numbers)}"
+
+
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
-def rec(owner: str | None, token: int) -> LeaseRecord:
+def rec(owner: str | None, token: int, acquisition: str | None = None) -> LeaseRecord:
     return LeaseRecord(
         key="k",
         owner=owner,
@@ -40,6 +52,7 @@ def rec(owner: str | None, token: int) -> LeaseRecord:
         expires_at=T0 + timedelta(seconds=15),
         host="h",
         pid=1,
+        acquisition=acquisition,
     )
 
 
@@ -52,22 +65,22 @@ def lost_to(owner: str = "other", token: int = 1) -> CasResult:
 
 
 def leader_at(now: float = 0.0, token: int = 1) -> ElectorMachine:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     step = machine.begin_poll(now)
-    assert step.action == TryAcquire()
+    assert isinstance(step.action, TryAcquire)
     machine.on_acquire_result(now, now, won(token))
     return machine
 
 
 def test_a_fresh_follower_tries_to_acquire_at_once() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     assert machine.role is Role.FOLLOWER
     assert machine.wake_at() == -math.inf
-    assert machine.begin_poll(0.0).action == TryAcquire()
+    assert isinstance(machine.begin_poll(0.0).action, TryAcquire)
 
 
 def test_winning_the_lease_makes_a_leader_and_announces_it() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     machine.begin_poll(0.0)
     step = machine.on_acquire_result(0.0, 0.1, won(token=7))
     assert machine.role is Role.LEADER
@@ -88,7 +101,7 @@ def test_a_leader_renews_every_retry_period() -> None:
 
 
 def test_refused_follower_sees_the_leader_and_retries_after_retry_period() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     machine.begin_poll(0.0)
     step = machine.on_acquire_result(0.0, 0.0, lost_to("other", 4))
     assert machine.role is Role.FOLLOWER
@@ -100,7 +113,7 @@ def test_refused_follower_sees_the_leader_and_retries_after_retry_period() -> No
 
 
 def test_seeing_the_same_term_again_announces_nothing() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     machine.on_acquire_result(0.0, 0.0, lost_to("other", 4))
     assert machine.on_acquire_result(2.0, 2.0, lost_to("other", 4)).notifications == ()
     assert len(machine.on_acquire_result(4.0, 4.0, lost_to("other", 5)).notifications) == 1
@@ -117,7 +130,7 @@ def test_leader_that_cannot_renew_steps_down_at_the_deadline_without_a_call() ->
     step = machine.begin_poll(10.0)
     assert step.notifications == (LeadershipLost(token=2, reason=LossReason.DEADLINE),)
     assert machine.role is Role.FOLLOWER
-    assert step.action == TryAcquire()
+    assert isinstance(step.action, TryAcquire)
 
 
 def test_deadline_counts_from_the_start_of_the_last_successful_renew() -> None:
@@ -138,32 +151,62 @@ def test_renew_refused_means_taken_over() -> None:
 
 
 def test_ambiguous_acquire_is_confirmed_by_reading_then_renewing() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     machine.begin_poll(0.0)
-    machine.on_failure(TryAcquire(), 0.5, ambiguous=True)
+    machine.on_failure(TRY, 0.5, ambiguous=True)
     assert machine.role is Role.CONFIRMING
     assert not machine.is_leader(0.5)
     assert machine.begin_poll(0.5).action == Inspect()
-    machine.on_inspect_result(0.6, rec("me", 9))
+    machine.on_inspect_result(0.6, rec("me", 9, "a1"))
     assert machine.begin_poll(0.6).action == Renew(token=9)
-    step = machine.on_renew_result(0.7, 0.8, rec("me", 9))
+    step = machine.on_renew_result(0.7, 0.8, rec("me", 9, "a1"))
     assert step.notifications[0] == LeadershipGained(token=9)
     assert machine.is_leader(10.69) and not machine.is_leader(10.7)
 
 
 def test_ambiguous_acquire_that_did_not_apply_returns_to_following() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
-    machine.on_failure(TryAcquire(), 0.0, ambiguous=True)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
+    machine.on_failure(TRY, 0.0, ambiguous=True)
     step = machine.on_inspect_result(0.1, rec("other", 3))
     assert machine.role is Role.FOLLOWER
     assert [type(n) for n in step.notifications] == [LeaderChanged]
 
 
-def test_a_refusal_showing_our_own_record_is_confirmed_before_leading() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
-    machine.on_acquire_result(0.0, 0.0, lost_to("me", 5))
+def test_a_refusal_showing_this_tries_own_record_is_confirmed_before_leading() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
+    machine.begin_poll(0.0)
+    mine = CasResult(acquired=False, record=rec("me", 5, "a1"))
+    machine.on_acquire_result(0.0, 0.0, mine)
     assert machine.role is Role.CONFIRMING
     assert machine.begin_poll(0.0).action == Renew(token=5)
+
+
+def test_a_term_given_up_at_its_deadline_is_released_never_led_again() -> None:
+    """After stepping down, its still-live record is another holding: no new term with token 1."""
+    machine = leader_at(0.0, token=1)
+    step = machine.begin_poll(10.0)
+    assert LeadershipLost(token=1, reason=LossReason.DEADLINE) in step.notifications
+    assert isinstance(step.action, TryAcquire)
+    earlier_term = CasResult(acquired=False, record=rec("me", 1, "a1"))
+    step = machine.on_acquire_result(10.0, 10.1, earlier_term)
+    assert not any(isinstance(note, LeadershipGained) for note in step.notifications)
+    assert machine.role is Role.FOLLOWER
+    assert machine.wake_at() == 10.1
+    assert machine.begin_poll(10.1).action == Release(token=1)
+    retry = machine.begin_poll(10.2)
+    assert isinstance(retry.action, TryAcquire)
+    step = machine.on_acquire_result(10.2, 10.3, won(2))
+    assert LeadershipGained(token=2) in step.notifications
+
+
+def test_a_record_of_ours_that_no_try_of_this_node_wrote_is_not_adopted() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
+    machine.begin_poll(0.0)
+    machine.on_failure(TRY, 0.1, ambiguous=True)
+    machine.begin_poll(0.1)
+    machine.on_inspect_result(0.2, rec("me", 3, "some-earlier-try"))
+    assert machine.role is Role.FOLLOWER
+    assert machine.begin_poll(0.2).action == Release(token=3)
 
 
 def test_release_steps_down_first_then_asks_for_the_store_release() -> None:
@@ -179,7 +222,7 @@ def test_after_release_the_node_waits_two_retry_periods_before_competing() -> No
     machine.release(1.0)
     assert machine.begin_poll(4.9).action is None
     assert machine.wake_at() == 5.0
-    assert machine.begin_poll(5.0).action == TryAcquire()
+    assert isinstance(machine.begin_poll(5.0).action, TryAcquire)
 
 
 def test_stop_releases_and_then_nothing_is_due() -> None:
@@ -190,16 +233,16 @@ def test_stop_releases_and_then_nothing_is_due() -> None:
     assert machine.wake_at() == math.inf
     assert machine.begin_poll(100.0).action is None
     machine.start()
-    assert machine.begin_poll(100.0).action == TryAcquire()
+    assert isinstance(machine.begin_poll(100.0).action, TryAcquire)
 
 
 def test_stopping_a_follower_releases_nothing() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     assert machine.stop(0.0).action is None
 
 
 def test_status_is_due_at_first_on_change_and_every_interval() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     assert machine.status_due(0.0)
     machine.status_reported(0.0, leading=False)
     assert not machine.status_due(1.0)
@@ -211,7 +254,7 @@ def test_status_is_due_at_first_on_change_and_every_interval() -> None:
 
 
 def test_outcomes_impossible_in_a_role_are_refused() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     machine.stop(0.0)
     with pytest.raises(InvalidTransition):
         machine.on_acquire_result(0.0, 0.0, won())
@@ -240,10 +283,10 @@ def test_a_token_given_up_is_never_adopted_again() -> None:
     assert machine.release(1.0).action == Release(token=4)
     machine.on_failure(Release(token=4), 1.1, ambiguous=True)  # it may still land later
     step = machine.begin_poll(5.0)
-    assert step.action == TryAcquire()
+    assert isinstance(step.action, TryAcquire)
     machine.on_acquire_result(5.0, 5.0, lost_to("me", 4))  # the store still shows token 4
     assert machine.role is Role.FOLLOWER
-    machine.on_failure(TryAcquire(), 7.0, ambiguous=True)
+    machine.on_failure(TRY, 7.0, ambiguous=True)
     machine.on_inspect_result(7.1, rec("me", 4))
     assert machine.role is Role.FOLLOWER
     assert not machine.is_leader(7.1)
@@ -258,24 +301,24 @@ def test_a_fresh_token_after_giving_one_up_is_led_with() -> None:
 
 
 def test_an_unconfirmed_record_is_never_released_without_its_token() -> None:
-    machine = ElectorMachine(owner="me", timing=TIMING)
-    machine.on_failure(TryAcquire(), 0.0, ambiguous=True)
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
+    machine.on_failure(TRY, 0.0, ambiguous=True)
     assert machine.role is Role.CONFIRMING
     assert machine.stop(0.1).action is None
 
 
 def test_a_follower_polls_every_follower_poll_while_another_node_leads() -> None:
     timing = LeaseTiming(ttl=15, renew_deadline=10, retry_period=7.5, follower_poll=15)
-    machine = ElectorMachine(owner="me", timing=timing)
+    machine = ElectorMachine(owner="me", timing=timing, new_acquisition=counter())
     machine.on_acquire_result(0.0, 0.0, lost_to("other", 1))
     assert machine.wake_at() == 15.0
-    machine.on_failure(TryAcquire(), 15.0, ambiguous=False)
+    machine.on_failure(TRY, 15.0, ambiguous=False)
     assert machine.wake_at() == 22.5  # failures are retried after retry_period
 
 
 def test_a_leader_still_renews_every_retry_period_with_a_slower_follower_poll() -> None:
     timing = LeaseTiming(ttl=15, renew_deadline=10, retry_period=7.5, follower_poll=15)
-    machine = ElectorMachine(owner="me", timing=timing)
+    machine = ElectorMachine(owner="me", timing=timing, new_acquisition=counter())
     machine.on_acquire_result(0.0, 0.0, won(1))
     assert machine.wake_at() == 7.5
     machine.release(1.0)

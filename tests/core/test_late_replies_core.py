@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from mongoelector.backends.protocol import CasResult, LeaseRecord
@@ -11,6 +13,16 @@ from mongoelector.core.lock_machine import AcquireAttempt, Call, Succeed
 from mongoelector.timing import LeaseTiming
 
 TIMING = LeaseTiming(ttl=15.0, renew_deadline=10.0, retry_period=2.0)
+#: The first try of a machine built with :func:`counter`.
+TRY = TryAcquire(acquisition="a1")
+
+
+def counter() -> Callable[[], str]:
+    """Acquisition ids a1, a2, ... in the order a machine asks for them."""
+    numbers = itertools.count(1)
+    return lambda: f"a{next(numbers)}"
+
+
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
@@ -26,7 +38,7 @@ def granted() -> CasResult:
 
 class TestElectorMachine:
     def test_a_grant_handled_before_the_deadline_leads(self) -> None:
-        machine = ElectorMachine(owner="me", timing=TIMING)
+        machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
         machine.begin_poll(0.0)
 
         step = machine.on_acquire_result(0.0, 9.999, granted())
@@ -35,7 +47,7 @@ class TestElectorMachine:
         assert machine.is_leader(9.999)
 
     def test_a_grant_handled_at_the_deadline_is_confirmed_before_leading(self) -> None:
-        machine = ElectorMachine(owner="me", timing=TIMING)
+        machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
         machine.begin_poll(0.0)
 
         step = machine.on_acquire_result(0.0, 10.0, granted())
@@ -47,7 +59,7 @@ class TestElectorMachine:
         assert machine.begin_poll(10.0).action == Renew(token=7)
 
     def test_the_confirming_renew_leads_from_its_own_start(self) -> None:
-        machine = ElectorMachine(owner="me", timing=TIMING)
+        machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
         machine.begin_poll(0.0)
         machine.on_acquire_result(0.0, 45.0, granted())
         machine.begin_poll(45.0)
@@ -58,7 +70,7 @@ class TestElectorMachine:
         assert machine.holding is not None and machine.holding.valid_until == 55.0
 
     def test_a_confirming_renew_that_is_late_too_is_confirmed_again(self) -> None:
-        machine = ElectorMachine(owner="me", timing=TIMING)
+        machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
         machine.begin_poll(0.0)
         machine.on_acquire_result(0.0, 45.0, granted())
         machine.begin_poll(45.0)
@@ -72,17 +84,19 @@ class TestElectorMachine:
 
 class TestAcquireAttempt:
     def attempt(self) -> AcquireAttempt:
-        return AcquireAttempt(owner="me", renew_deadline=10.0, now=0.0, blocking=False)
+        return AcquireAttempt(
+            owner="me", renew_deadline=10.0, now=0.0, blocking=False, new_acquisition=counter()
+        )
 
     def test_a_grant_handled_before_the_deadline_succeeds(self) -> None:
-        decision = self.attempt().on_result(TryAcquire(), 0.0, 9.999, granted())
+        decision = self.attempt().on_result(TRY, 0.0, 9.999, granted())
 
         assert isinstance(decision, Succeed)
 
     def test_a_grant_handled_at_the_deadline_is_renewed_first(self) -> None:
         attempt = self.attempt()
 
-        decision = attempt.on_result(TryAcquire(), 0.0, 10.0, granted())
+        decision = attempt.on_result(TRY, 0.0, 10.0, granted())
 
         assert decision == Call(action=Renew(token=7))
         confirmed = attempt.on_result(Renew(token=7), 10.0, 10.1, record())
@@ -91,7 +105,7 @@ class TestAcquireAttempt:
 
     def test_a_late_confirmation_is_renewed_again(self) -> None:
         attempt = self.attempt()
-        attempt.on_result(TryAcquire(), 0.0, 10.0, granted())
+        attempt.on_result(TRY, 0.0, 10.0, granted())
 
         assert attempt.on_result(Renew(token=7), 10.0, 30.0, record()) == Call(
             action=Renew(token=7)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
+from mongoelector._identity import new_acquisition_id
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
@@ -104,7 +105,9 @@ class ElectorBase(Participant[BackendT]):
         if not isinstance(report_status, bool):
             raise TypeError(f"report_status must be a bool, got {report_status!r}")
         self._report_status = report_status
-        self._machine = ElectorMachine(owner=self._uuid, timing=self._timing)
+        self._machine = ElectorMachine(
+            owner=self._uuid, timing=self._timing, new_acquisition=new_acquisition_id
+        )
         self._request = LeaseRequest(
             key=self._key, owner=self._uuid, ttl=self._timing.ttl, host=self._host, pid=self._pid
         )

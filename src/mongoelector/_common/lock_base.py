@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
+from mongoelector._identity import new_acquisition_id
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key, check_seconds
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
@@ -82,9 +83,11 @@ class AcquireRun:
     """One ``acquire()`` call: the machine's plan, the last store error, and the outcome.
 
     The driver makes each call that :attr:`decision` asks for (waiting first
-    for a :class:`WaitThenCall`), feeds the outcome to :meth:`feed`, and once
+    for a :class:`WaitThenCall`), but only after :meth:`claim` says this run
+    may use the lock object; it feeds the outcome to :meth:`feed`, and once
     the decision is neither a call nor a wait, :meth:`finish` returns ``True``
-    or raises what the caller must see.
+    or raises what the caller must see. :meth:`close` (always, in a
+    ``finally``) lets the next caller of the object in.
     """
 
     def __init__(self, lock: LockBase[Any], attempt: AcquireAttempt, timeout: float | None) -> None:
@@ -100,6 +103,18 @@ class AcquireRun:
         decision = self.decision
         return decision if isinstance(decision, (Call, WaitThenCall)) else None
 
+    def claim(self) -> bool:
+        """Make this run the lock object's only acquirer; ``False`` (and the machine told)
+        if another caller of the object holds it or is acquiring it."""
+        if self._lock._claim(self, force=self._attempt.force):
+            return True
+        self.decision = self._attempt.on_busy(self._lock.clock.monotonic())
+        return False
+
+    def owns(self, record: LeaseRecord) -> bool:
+        """True if ``record`` was written by one of this run's tries."""
+        return self._attempt.is_mine(record)
+
     def feed(self, action: Action, started_at: float, outcome: Result | Failure) -> None:
         """Record what ``action`` (sent at ``started_at``) returned or raised."""
         now = self._lock.clock.monotonic()
@@ -108,7 +123,6 @@ class AcquireRun:
             self._lock._monitor.store_error(operation_of(action), outcome.error)
             self.decision = self._attempt.on_failure(action, now, ambiguous=outcome.ambiguous)
             return
-        assert not isinstance(outcome, bool)
         self.decision = self._attempt.on_result(action, started_at, now, outcome)
 
     def finish(self) -> bool:
@@ -116,24 +130,42 @@ class AcquireRun:
         decision = self.decision
         lock = self._lock
         if isinstance(decision, Succeed):
-            lock._took(decision.holding)
+            lock._took(decision.holding, run=self)
             return True
+        self.close()
         if isinstance(decision, GiveUp):
             if decision.reason is GiveUpReason.HELD:
                 raise LockExists(describe_holder(lock.key, decision.holder))
+            if decision.reason is GiveUpReason.BUSY:
+                token = lock.token
+                if token is not None:
+                    raise LockExists(
+                        f"lock {lock.key!r} is already held by this {type(lock).__name__} "
+                        f"(token {token})"
+                    )
+                raise LockExists(
+                    f"lock {lock.key!r} is being acquired by another caller "
+                    f"of this {type(lock).__name__}"
+                )
             raise AcquireTimeout(
                 f"lock {lock.key!r} not acquired within timeout={self._timeout!r} seconds"
             )
         assert isinstance(decision, Fail)
         error = self._error
-        assert error is not None
         if decision.maybe_held:
-            lock._mark_maybe_held()
             if not isinstance(error, AmbiguousOutcome):
+                cause = f": {error}" if error is not None else ""
                 raise AmbiguousOutcome(
-                    f"lock {lock.key!r} may be held by this Lock: {error}", original=error
+                    f"lock {lock.key!r} may be held by this {type(lock).__name__}; "
+                    f"gave up before confirming{cause} (release() frees it)",
+                    original=error,
                 ) from error
+        assert error is not None
         raise error
+
+    def close(self) -> None:
+        """Let the next caller in; a write of this run that may have landed is remembered."""
+        self._lock._unclaim(self, maybe_held=self._attempt.maybe_held)
 
 
 class LockBase(Participant[BackendT]):
@@ -172,6 +204,8 @@ class LockBase(Participant[BackendT]):
         )
         self._maybe_held = False
         self._maybe_token: int | None = None
+        # The acquire() call in progress, if any: the object is a mutex among its callers.
+        self._acquirer: AcquireRun | None = None
         # The latest holding: its renew rules, and how it ended.
         self._renewal: Renewal | None = None
         self._ending: str | None = None
@@ -263,26 +297,47 @@ class LockBase(Participant[BackendT]):
     def _begin_acquire(
         self, blocking: bool, timeout: float | None, step: float, force: bool
     ) -> AcquireRun:
-        """Check the arguments and plan one acquire; ``LockExists`` if already held (no force)."""
+        """Check the arguments and plan one acquire (the driver then claims the object)."""
         self._trusted_renewal()
         attempt = AcquireAttempt(
             owner=self._uuid,
             renew_deadline=self._timing.renew_deadline,
             now=self._clock.monotonic(),
+            new_acquisition=new_acquisition_id,
             blocking=blocking,
             timeout=timeout,
             step=step,
             force=force,
         )
-        if self.holding is not None and not force:
-            raise LockExists(
-                f"lock {self._key!r} is already held by this {type(self).__name__} "
-                f"(token {self.token})"
-            )
         return AcquireRun(self, attempt, timeout)
 
-    def _took(self, holding: Holding) -> None:
-        """Start keeping ``holding``, just acquired."""
+    def _claim(self, run: AcquireRun, *, force: bool) -> bool:
+        """Make ``run`` the object's acquirer unless another caller holds or acquires it.
+
+        A trusted holding keeps other callers out (as ``threading.Lock`` does)
+        unless ``force``, which replaces it; an acquire in progress always does.
+        """
+        with self._mutex:
+            if self._acquirer is run:
+                return True
+            if self._acquirer is not None:
+                return False
+            holding = self._keeper.holding
+            if not force and holding is not None and holding.is_valid(self._clock.monotonic()):
+                return False
+            self._acquirer = run
+            return True
+
+    def _unclaim(self, run: AcquireRun, *, maybe_held: bool) -> None:
+        with self._mutex:
+            if self._acquirer is not run:
+                return
+            self._acquirer = None
+            if maybe_held:
+                self._maybe_held = True
+
+    def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
+        """Start keeping ``holding``, just acquired by ``run``, and let the next caller in."""
         with self._mutex:
             self._keeper.hold(holding.record, holding.started_at)
             self._renewal = Renewal(self._keeper, holding.token)
@@ -290,6 +345,8 @@ class LockBase(Participant[BackendT]):
             self._maybe_token = None
             self._ending = None
             self._lost.clear()
+            if run is not None and self._acquirer is run:
+                self._acquirer = None
         now = self._clock.monotonic()
         self._monitor.gained(holding.token, latency=now - holding.started_at, now=now)
 
@@ -326,10 +383,22 @@ class LockBase(Participant[BackendT]):
         return ReleasePlan(owner=self._uuid, token=token, force=False)
 
     def _token_in(self, record: LeaseRecord | None) -> int | None:
-        """The token of this object's holding in ``record`` as stored, ``None`` if not ours."""
-        if record is None or record.owner != self._uuid:
+        """The token to release for an acquire of unknown outcome, given ``record`` as read.
+
+        A record of this owner is released by its token, unless an acquire in
+        progress wrote it (that acquire adopts it or leaves it to a later
+        release). When the read shows no live holding by anyone, a write of
+        ours may still land: it stays remembered for the next release.
+        """
+        with self._mutex:
+            run = self._acquirer
+            if record is not None and record.owner == self._uuid:
+                if run is not None and run.owns(record):
+                    return None
+                return record.token
+            if record is None or record.owner is None:
+                self._maybe_held = True
             return None
-        return record.token
 
     def _release_failed(
         self, plan: ReleasePlan, token: int | None, error: BaseException | None = None

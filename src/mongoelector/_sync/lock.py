@@ -9,7 +9,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from mongoelector._common.lock_base import LockBase
+from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
 from mongoelector._sync.renewer import Renewer
@@ -89,12 +89,18 @@ class Lock(LockBase[StorageBackend]):
         :meth:`release` still frees it.
         """
         run = self._begin_acquire(blocking, timeout, step, force)
-        while (call := run.pending) is not None:
-            if isinstance(call, WaitThenCall):
-                self._clock.sleep(call.until - self._clock.monotonic())
-            started_at = self._clock.monotonic()
-            run.feed(call.action, started_at, perform(self._backend, self._request(), call.action))
-        return run.finish()
+        try:
+            while (call := run.pending) is not None:
+                if isinstance(call, WaitThenCall):
+                    self._clock.sleep(call.until - self._clock.monotonic())
+                if not run.claim():
+                    continue
+                started_at = self._clock.monotonic()
+                outcome = perform(self._backend, self._request(), call.action)
+                run.feed(call.action, started_at, outcome)
+            return run.finish()
+        finally:
+            run.close()
 
     def release(self, force: bool = False) -> bool:
         """Free the lock; return ``True`` if a live holding ended in the store.
@@ -179,13 +185,13 @@ class Lock(LockBase[StorageBackend]):
 
     # --- the holding's life cycle: the renewer thread -----------------------------------
 
-    def _took(self, holding: Holding) -> None:
+    def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         with self._mutex:
             previous, self._renewer = self._renewer, None
         if previous is not None:
             previous.stop()
         with self._mutex:
-            super()._took(holding)
+            super()._took(holding, run)
             renewal = self._renewal
             if self._auto_renew and renewal is not None:
                 self._renewer = Renewer(

@@ -7,6 +7,7 @@ import collections
 import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -30,7 +31,9 @@ async def perform(
     """
     try:
         if isinstance(action, TryAcquire):
-            return await backend.compare_and_set(request, force=action.force)
+            return await backend.compare_and_set(
+                replace(request, acquisition=action.acquisition), force=action.force
+            )
         if isinstance(action, Renew):
             return await backend.renew(request.key, request.owner, action.token, request.ttl)
         if isinstance(action, Inspect):

@@ -11,7 +11,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
-from mongoelector._common.lock_base import LockBase
+from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.outcomes import Failure
 from mongoelector.aio._glue import perform, run_callback
 from mongoelector.aio._time import sleep
@@ -108,17 +108,23 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         nothing.
         """
         run = self._begin_acquire(blocking, timeout, step, force)
-        while (call := run.pending) is not None:
-            if isinstance(call, WaitThenCall):
-                await sleep(self._clock, call.until - self._clock.monotonic())
-            started_at = self._clock.monotonic()
-            try:
-                outcome = await perform(self._backend, self._request(), call.action)
-            except asyncio.CancelledError:
-                await self._abandon()
-                raise
-            run.feed(call.action, started_at, outcome)
-        return run.finish()
+        try:
+            while (call := run.pending) is not None:
+                if isinstance(call, WaitThenCall):
+                    await sleep(self._clock, call.until - self._clock.monotonic())
+                if not run.claim():
+                    continue
+                started_at = self._clock.monotonic()
+                try:
+                    outcome = await perform(self._backend, self._request(), call.action)
+                except asyncio.CancelledError:
+                    run.close()
+                    await self._abandon()
+                    raise
+                run.feed(call.action, started_at, outcome)
+            return run.finish()
+        finally:
+            run.close()
 
     async def _abandon(self) -> None:
         """An acquire was cancelled mid-call: free whatever it may have taken."""
@@ -181,10 +187,10 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
 
     # --- the holding's life cycle: the renewer task -------------------------------------
 
-    def _took(self, holding: Holding) -> None:
+    def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         with self._mutex:
             previous, self._renewer = self._renewer, None
-            super()._took(holding)
+            super()._took(holding, run)
             renewal = self._renewal
             if self._auto_renew and renewal is not None:
                 self._renewer = AsyncRenewer(

@@ -41,7 +41,7 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS mongoelector_leases (
         key TEXT PRIMARY KEY, owner TEXT, token INTEGER NOT NULL,
         acquired_us INTEGER, expires_us INTEGER,
-        host TEXT, pid INTEGER, metadata TEXT NOT NULL)""",
+        host TEXT, pid INTEGER, metadata TEXT NOT NULL, acquisition TEXT)""",
     # The last token of every key ever acquired: it outlives deleted leases.
     """CREATE TABLE IF NOT EXISTS mongoelector_tokens (
         key TEXT PRIMARY KEY, last_token INTEGER NOT NULL)""",
@@ -51,7 +51,7 @@ _SCHEMA = (
         token INTEGER, app_version TEXT, stamped_us INTEGER NOT NULL,
         lapses_us INTEGER NOT NULL, PRIMARY KEY (key, uuid))""",
 )
-LEASE_COLUMNS = "key, owner, token, acquired_us, expires_us, host, pid, metadata"
+LEASE_COLUMNS = "key, owner, token, acquired_us, expires_us, host, pid, metadata, acquisition"
 MEMBER_COLUMNS = (
     "key, uuid, host, pid, is_leader, elector_running, ttl, token, app_version, stamped_us"
 )
@@ -59,6 +59,13 @@ MEMBER_COLUMNS = (
 # Connections inherited through fork(): the child must neither use nor close them,
 # so they are kept referenced here for the life of the process.
 _INHERITED: list[sqlite3.Connection] = []
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a lease table made by an earlier 2.0 development version up to date."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(mongoelector_leases)")}
+    if "acquisition" not in columns:
+        conn.execute("ALTER TABLE mongoelector_leases ADD COLUMN acquisition TEXT")
 
 
 def micros(moment: datetime) -> int:
@@ -77,7 +84,7 @@ def _at_or_none(count: int | None) -> datetime | None:
 
 def lease_from_row(row: tuple[Any, ...]) -> LeaseRecord:
     """A lease row (in :data:`LEASE_COLUMNS` order) as a record."""
-    key, owner, token, acquired_us, expires_us, host, pid, metadata = row
+    key, owner, token, acquired_us, expires_us, host, pid, metadata, acquisition = row
     return LeaseRecord(
         key=key,
         owner=owner,
@@ -87,6 +94,7 @@ def lease_from_row(row: tuple[Any, ...]) -> LeaseRecord:
         host=host,
         pid=pid,
         metadata=json.loads(metadata),
+        acquisition=acquisition,
     )
 
 
@@ -215,6 +223,7 @@ class SQLiteFile:
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            _add_missing_columns(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as error:
             conn.close()

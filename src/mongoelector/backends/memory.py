@@ -64,6 +64,7 @@ class MemoryBackend:
                 host=request.host,
                 pid=request.pid,
                 metadata=dict(request.metadata),
+                acquisition=request.acquisition,
             )
             self._records[request.key] = record
             return CasResult(acquired=True, record=record)

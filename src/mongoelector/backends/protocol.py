@@ -11,6 +11,7 @@ may have happened); anything else a backend raises is a bug in the backend.
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,11 @@ class LeaseRecord:
     fencing token of the latest acquisition: it grows with every successful
     acquisition of the key, and is never reused, even if the record is deleted.
     ``acquired_at`` and ``expires_at`` are server time (timezone-aware UTC).
+    ``acquisition`` is the :attr:`LeaseRequest.acquisition` of the
+    ``compare_and_set`` call that created this holding (``None`` when the
+    store does not know it, e.g. a record written by mongoelector 1.x): it
+    tells the attempt that wrote the record apart from any other holding of
+    the same owner.
     """
 
     key: str
@@ -47,6 +53,7 @@ class LeaseRecord:
     host: str | None = None
     pid: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    acquisition: str | None = None
 
     def is_held(self, at: datetime) -> bool:
         """True if someone holds this lease at server time ``at``."""
@@ -59,7 +66,14 @@ class LeaseRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeaseRequest:
-    """Who asks for a lease on ``key``, and for how long (``ttl`` seconds)."""
+    """Who asks for a lease on ``key``, and for how long (``ttl`` seconds).
+
+    ``acquisition`` identifies this one request (a fresh random id by
+    default): a record it creates carries it, so that after an ambiguous
+    outcome the caller can tell *this* attempt's write from an earlier
+    holding of the same ``owner``. Send each ``compare_and_set`` with a new
+    one.
+    """
 
     key: str
     owner: str
@@ -67,6 +81,7 @@ class LeaseRequest:
     host: str | None = None
     pid: int | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    acquisition: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,17 +139,19 @@ class StorageBackend(Protocol):
 
         Nobody holds it when there is no record, the record is released, or it
         expired by server time. On success the record gets a fencing token
-        greater than any this key has had, ``acquired_at`` = now and
-        ``expires_at`` = now + ``ttl`` (server time). On refusal nothing changes,
-        including when ``request.owner`` itself is the live holder.
+        greater than any this key has had, ``acquired_at`` = now,
+        ``expires_at`` = now + ``ttl`` (server time) and ``acquisition`` =
+        ``request.acquisition``; ``acquired`` is ``True`` only for a write made
+        by this call. On refusal nothing changes, including when
+        ``request.owner`` itself is the live holder.
         """
         ...
 
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         """Extend ``owner``'s holding ``token`` to expire ``ttl`` seconds from now.
 
-        Returns the updated record, or ``None`` (changing nothing) if the record
-        is no longer ``owner``'s holding ``token``.
+        Returns the updated record (its ``acquisition`` unchanged), or ``None``
+        (changing nothing) if the record is no longer ``owner``'s holding ``token``.
         """
         ...
 

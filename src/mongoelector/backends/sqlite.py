@@ -146,8 +146,13 @@ class SQLiteBackend:
                 request.host,
                 request.pid,
                 metadata,
+                request.acquisition,
             )
-            conn.execute(f"INSERT OR REPLACE INTO mongoelector_leases VALUES ({_marks(8)})", row)
+            conn.execute(
+                f"INSERT OR REPLACE INTO mongoelector_leases ({LEASE_COLUMNS}) "
+                f"VALUES ({_marks(9)})",
+                row,
+            )
             return CasResult(acquired=True, record=lease_from_row(row))
 
         return self._file.write(work)

@@ -35,11 +35,13 @@ def check_ttl(ttl: object, *, name: str = "ttl") -> float:
 
 
 def check_request(request: object) -> LeaseRequest:
-    """Return ``request`` if it is a :class:`LeaseRequest` with a usable key, owner and ttl."""
+    """Return ``request`` if it is a :class:`LeaseRequest` with a usable key, owner,
+    acquisition id and ttl."""
     if not isinstance(request, LeaseRequest):
         raise TypeError(f"request must be a LeaseRequest, got {type(request).__name__}")
     check_key(request.key)
     check_owner(request.owner)
+    _check_key(request.acquisition, name="request.acquisition")
     check_ttl(request.ttl)
     return request
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mongoelector.backends.protocol import CasResult, LeaseRecord
@@ -122,9 +122,15 @@ class ElectorMachine:
     """
 
     def __init__(
-        self, *, owner: str, timing: LeaseTiming, status_interval: float | None = None
+        self,
+        *,
+        owner: str,
+        timing: LeaseTiming,
+        new_acquisition: Callable[[], str],
+        status_interval: float | None = None,
     ) -> None:
         self.owner = owner
+        self._new_acquisition = new_acquisition
         self.timing = timing
         self.status_interval = status_interval if status_interval is not None else timing.ttl / 3
         self.role = Role.FOLLOWER
@@ -134,8 +140,14 @@ class ElectorMachine:
         )
         self._term_token: int | None = None
         self._confirm_token: int | None = None
-        # Tokens this node gave up: a release of one may land late, so never lead with it again.
+        # Ids of the tries sent since the last term began (or was given up): a record
+        # carrying one is a write of this node that nobody has trusted yet.
+        self._sent: set[str] = set()
+        # Tokens this node gave up or released: a release of one may land late, so it
+        # never leads with one of them again.
         self._relinquished: set[int] = set()
+        # An earlier holding of this node, found live and not trusted: release it first.
+        self._stale_token: int | None = None
         self._next_attempt = -math.inf
         self._acquire_not_before = -math.inf
         self._holder_seen_at = -math.inf
@@ -182,8 +194,15 @@ class ElectorMachine:
             self.leader = None
             self._next_attempt = now
         action: Action | None = None
-        if self.role is Role.FOLLOWER and now >= self._acquire_not_before:
-            action = TryAcquire()
+        if self.role is Role.FOLLOWER and self._stale_token is not None:
+            action = Release(token=self._stale_token)
+            self._relinquished.add(self._stale_token)
+            self._stale_token = None
+            self._next_attempt = now
+        elif self.role is Role.FOLLOWER and now >= self._acquire_not_before:
+            acquisition = self._new_acquisition()
+            self._sent.add(acquisition)
+            action = TryAcquire(acquisition=acquisition)
         elif self.role is Role.LEADER:
             assert self._term_token is not None
             action = Renew(token=self._term_token)
@@ -203,6 +222,11 @@ class ElectorMachine:
             self._confirm_token = record.token
             self._next_attempt = now
             return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
+        if self._is_stale_and_ours(record):
+            assert record is not None
+            # An earlier term of ours, given up: release it by its token, then try anew.
+            self._stale_token = record.token
+            self._next_attempt = now
         notes = self._move(Outcome.REFUSED)
         self._holder_seen_at = now
         if record is not None and record.owner != self.owner:
@@ -231,6 +255,10 @@ class ElectorMachine:
             self._next_attempt = now
             return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
         self._next_attempt = now + self.timing.follower_period
+        if self._is_stale_and_ours(record):
+            assert record is not None
+            self._stale_token = record.token
+            self._next_attempt = now
         notes = self._move(Outcome.FOUND_OTHER)
         if record is not None and record.owner != self.owner:
             notes += self._observe(_leader_info(record))
@@ -284,6 +312,8 @@ class ElectorMachine:
         holds_something = self.role in (Role.LEADER, Role.CONFIRMING)
         notes = self._move(outcome, reason)
         self._confirm_token = None
+        self._stale_token = None
+        self._sent.clear()
         self.leader = None
         if outcome is Outcome.RELEASE:
             self._acquire_not_before = now + 2 * max(
@@ -297,10 +327,21 @@ class ElectorMachine:
         return Step(notifications=tuple(notes), action=Release(token=token))
 
     def _is_ours_to_adopt(self, record: LeaseRecord | None) -> bool:
-        """True if ``record`` is this node's and not one of the tokens it gave up."""
+        """True if ``record`` was written by a try of this node that nobody trusted yet."""
         return (
             record is not None
             and record.owner == self.owner
+            and record.acquisition is not None
+            and record.acquisition in self._sent
+            and record.token not in self._relinquished
+        )
+
+    def _is_stale_and_ours(self, record: LeaseRecord | None) -> bool:
+        """True if ``record`` is an earlier holding of this node that it has not released."""
+        return (
+            record is not None
+            and record.owner == self.owner
+            and not self._is_ours_to_adopt(record)
             and record.token not in self._relinquished
         )
 
@@ -316,6 +357,7 @@ class ElectorMachine:
             self._next_attempt = now
             return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
         self._confirm_token = None
+        self._sent.clear()
         self._relinquished = {token for token in self._relinquished if token > record.token}
         self._keeper.hold(record, started_at)
         return Step(notifications=tuple(self._enter_leadership(record)))

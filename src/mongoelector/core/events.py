@@ -25,8 +25,13 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TryAcquire:
-    """Call ``compare_and_set`` for this node (``force`` to take it regardless)."""
+    """Call ``compare_and_set`` for this node (``force`` to take it regardless).
 
+    ``acquisition`` is the request's :attr:`~mongoelector.backends.LeaseRequest.acquisition`:
+    a new id for every try, so a record carrying it is this try's write.
+    """
+
+    acquisition: str
     force: bool = False
 
 

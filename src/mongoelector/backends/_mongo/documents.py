@@ -48,7 +48,8 @@ PID = "pid"
 CREATED = "ts_created"
 EXPIRES = "ts_expire"
 TOKEN = "token"
-#: A random id per ``compare_and_set`` call, so its caller can tell its own write.
+#: The ``LeaseRequest.acquisition`` of the call that wrote the holding (a random id per
+#: ``compare_and_set`` call), so its caller can tell its own write.
 ACQUIRE_ID = "acquire_id"
 METADATA = "metadata"
 
@@ -108,6 +109,7 @@ def record_from_document(document: Mapping[str, Any]) -> LeaseRecord:
             if isinstance(metadata, Mapping)
             else {}
         ),
+        acquisition=_str_or_none(document.get(ACQUIRE_ID)),
     )
 
 

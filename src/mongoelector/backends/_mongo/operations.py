@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -163,7 +162,7 @@ class MongoOperations:
                 raise BackendUnavailable(
                     f"acquire of {request.key!r} refused: {error}", original=error
                 ) from error
-        acquire_id = uuid.uuid4().hex
+        acquire_id = request.acquisition
         what = f"acquire of {request.key!r}"
         estimate = yield from self._classic_now()
         if estimate is None:

@@ -1,0 +1,209 @@
+"""Lock's two core promises against callers and networks that are not gentle.
+
+Never two holders acting at once, and a strictly greater fencing token for
+every acquisition: after a late release, a release racing an acquire, one
+``Lock`` shared by threads, a re-acquire after the renew deadline, and an
+acquire whose writes all fail ambiguously. Each scenario runs on
+``MemoryBackend`` and on ``MongoBackend`` (mongomock, classic and pipeline
+paths; sync and async backends).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mongoelector import AcquireTimeout, AmbiguousOutcome, Lock, LockExists
+from mongoelector.core.lock_machine import NON_BLOCKING_CALL_LIMIT
+from tests.backends.mongo_support import STORE_KINDS, Store, make_store
+from tests.lock_safety_support import HANG_GUARD, Wrapped
+
+TTL = 30.0
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Store:
+    return make_store(request.param, monkeypatch)
+
+
+@pytest.fixture
+def wrapped(store: Store) -> Wrapped:
+    return Wrapped(store.storage)
+
+
+def lock_on(backend: object, store: Store) -> Lock:
+    return Lock("job", backend, ttl=TTL, clock=store.clock)  # type: ignore[arg-type]
+
+
+def test_a_late_release_cannot_make_two_holders(store: Store, wrapped: Wrapped) -> None:
+    """Scenario 1: release() is lost in flight, the same Lock acquires, the release lands."""
+    lock = lock_on(wrapped, store)
+    lock.acquire(blocking=False)
+    first = lock.ensure()
+    wrapped.lose_release = True
+    with pytest.raises(AmbiguousOutcome):
+        lock.release()
+
+    assert lock.acquire(blocking=False)
+    wrapped.land_lost_releases()
+
+    assert lock.ensure() > first
+    with pytest.raises(LockExists):
+        lock_on(store.storage, store).acquire(blocking=False)
+
+
+def test_a_slow_release_racing_an_acquire_of_the_same_object(
+    store: Store, wrapped: Wrapped
+) -> None:
+    """Scenario 2: thread A's release is slow; B acquires meanwhile; the release lands."""
+    lock = lock_on(wrapped, store)
+    lock.acquire(blocking=False)
+    first = lock.ensure()
+    wrapped.hold_release = True
+    releaser = threading.Thread(target=lock.release)
+    releaser.start()
+    assert wrapped.held.wait(HANG_GUARD)
+
+    assert lock.acquire(blocking=False)
+    wrapped.let_go()
+    releaser.join(HANG_GUARD)
+
+    assert not releaser.is_alive()
+    token = lock.ensure()
+    assert token > first
+    record = store.storage.get("job")
+    assert record is not None and record.owner == lock.uuid and record.token == token
+    with pytest.raises(LockExists):
+        lock_on(store.storage, store).acquire(blocking=False)
+
+
+def test_a_shared_lock_object_admits_one_thread(store: Store, wrapped: Wrapped) -> None:
+    """Scenario 3: two threads of one process call acquire(blocking=False) at once."""
+    lock = lock_on(wrapped, store)
+    wrapped.hold_cas = True
+    results: list[object] = []
+
+    def acquire() -> None:
+        try:
+            results.append(lock.acquire(blocking=False))
+        except LockExists as error:
+            results.append(error)
+
+    first = threading.Thread(target=acquire)
+    first.start()
+    assert wrapped.held.wait(HANG_GUARD)
+    acquire()  # the second caller, while the first is inside the store call
+    wrapped.let_go()
+    first.join(HANG_GUARD)
+
+    assert results.count(True) == 1
+    assert sum(isinstance(result, LockExists) for result in results) == 1
+    assert wrapped.calls["compare_and_set"] == 1
+    assert lock.ensure() > 0
+
+
+def test_a_blocking_acquire_of_a_shared_object_waits_for_the_release(store: Store) -> None:
+    lock = lock_on(store.storage, store)
+    lock.acquire(blocking=False)
+    token = lock.ensure()
+    with pytest.raises(AcquireTimeout):
+        lock.acquire(timeout=5, step=1)
+    assert lock.ensure() == token  # the waiting caller did not disturb the holder
+
+
+def test_reacquiring_after_the_renew_deadline_gets_a_greater_token(store: Store) -> None:
+    """Scenario 4: the deadline passes before the store's expiry; acquire again."""
+    lock = lock_on(store.storage, store)
+    lock.acquire(blocking=False)
+    first = lock.ensure()
+    store.clock.advance(lock.renew_deadline)
+    assert lock.token is None
+
+    assert lock.acquire(blocking=False)
+
+    assert lock.ensure() > first
+    record = store.storage.get("job")
+    assert record is not None and record.token == lock.ensure()
+
+
+def test_a_non_blocking_acquire_is_bounded_when_every_write_is_ambiguous(
+    store: Store, wrapped: Wrapped
+) -> None:
+    """Scenario 5: writes apply but every reply is lost; reads work."""
+    wrapped.ambiguous = {"compare_and_set", "renew"}
+    lock = lock_on(wrapped, store)
+
+    with pytest.raises(AmbiguousOutcome):
+        lock.acquire(blocking=False)
+
+    assert sum(wrapped.calls.values()) <= NON_BLOCKING_CALL_LIMIT
+    wrapped.ambiguous = set()
+    assert lock.release() is True
+    assert lock_on(store.storage, store).acquire(blocking=False)
+
+
+def test_a_timeout_bounds_an_acquire_whose_writes_are_all_ambiguous(
+    store: Store, wrapped: Wrapped
+) -> None:
+    wrapped.ambiguous = {"compare_and_set", "renew"}
+    lock = lock_on(wrapped, store)
+    start = store.clock.monotonic()
+
+    with pytest.raises(AmbiguousOutcome):
+        lock.acquire(timeout=1.0, step=0.25)
+
+    assert store.clock.monotonic() - start <= 1.0
+    assert sum(wrapped.calls.values()) <= 20
+    wrapped.ambiguous = set()
+    assert lock.release() is True
+
+
+def threads_inside_at_once(lock: Lock, threads: int = 8, rounds: int = 25) -> int:
+    """Run ``threads`` workers looping acquire / critical section / release on one object."""
+    inside = 0
+    most = 0
+    mutex = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        nonlocal inside, most
+        try:
+            for _ in range(rounds):
+                lock.acquire(timeout=HANG_GUARD, step=0.0005)
+                with mutex:
+                    inside += 1
+                    most = max(most, inside)
+                with mutex:
+                    inside -= 1
+                lock.release()
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(3 * HANG_GUARD)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in workers)
+    return most
+
+
+def test_eight_threads_sharing_one_lock_are_never_inside_together() -> None:
+    from mongoelector.backends import MemoryBackend
+
+    assert threads_inside_at_once(Lock("job", MemoryBackend(), ttl=TTL)) == 1
+
+
+def test_mutation_without_the_object_mutex_the_check_sees_two_inside(
+    monkeypatch: pytest.MonkeyPatch, store: Store, wrapped: Wrapped
+) -> None:
+    """The object-level mutex switched off: the shared-object check must fail."""
+    from mongoelector._common.lock_base import LockBase
+
+    if store.kind != "memory":
+        pytest.skip("one store is enough to show the check can fail")
+    monkeypatch.setattr(LockBase, "_claim", lambda self, run, *, force: True)
+    with pytest.raises(AssertionError):
+        test_a_shared_lock_object_admits_one_thread(store, wrapped)

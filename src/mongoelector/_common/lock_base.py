@@ -152,14 +152,13 @@ class AcquireRun:
             )
         assert isinstance(decision, Fail)
         error = self._error
-        if decision.maybe_held:
-            if not isinstance(error, AmbiguousOutcome):
-                cause = f": {error}" if error is not None else ""
-                raise AmbiguousOutcome(
-                    f"lock {lock.key!r} may be held by this {type(lock).__name__}; "
-                    f"gave up before confirming{cause} (release() frees it)",
-                    original=error,
-                ) from error
+        if decision.maybe_held and not isinstance(error, AmbiguousOutcome):
+            cause = f": {error}" if error is not None else ""
+            raise AmbiguousOutcome(
+                f"lock {lock.key!r} may be held by this {type(lock).__name__}; "
+                f"gave up before confirming{cause} (release() frees it)",
+                original=error,
+            ) from error
         assert error is not None
         raise error
 

@@ -326,3 +326,28 @@ def test_a_lock_whose_acquire_replies_were_lost_confirms_by_reading(
         renew.ok(value=mine)
     assert acquired() is True
     assert lock.token == 5
+
+
+def test_a_record_of_an_earlier_acquisition_is_released_by_token_not_adopted(
+    primary: Primary, backend: WireBackend, kind: str
+) -> None:
+    """The read after lost replies finds this lock's owner id under another acquisition."""
+    lock_class = Lock if kind == "sync" else AsyncLock
+    lock = lock_class("job", inner(backend), ttl=10, clock=inner(backend).clock)  # type: ignore[arg-type]
+    warm_up(primary, backend)
+    responder = primary.server.autoresponds(hang_up_on("findAndModify"))
+    with going(blocking(primary, lock.acquire), blocking=False) as acquired:
+        find = primary.receives("find")
+        primary.server.cancel_responder(responder)
+        earlier = lease_document(owner=lock.uuid, token=5, acquire_id="an-earlier-acquire")
+        find.ok(cursor={"id": 0, "firstBatch": [earlier], "ns": "app.mongolocker"})
+        # Not this attempt's write: it is ended by its token, never renewed.
+        release = primary.receives("findAndModify")
+        assert release["query"] == {"_id": "job", "locked": True, "uuid": lock.uuid, "token": 5}
+        assert release["new"] is False
+        release.ok(value=earlier)
+        # Then a new acquisition, whose grant carries its own id and a greater token.
+        again = primary.receives("findAndModify")
+        answer_acquire(again, token=6)
+    assert acquired() is True
+    assert lock.token == 6

@@ -43,6 +43,10 @@ MAYBE_APPLIED = [
     AutoReconnect("connection closed"),
     NetworkTimeout("timed out"),
     WriteConcernError("waiting for replication timed out", code=64),
+    # A write-concern error means the write ran, whatever the code of the error.
+    WriteConcernError("shutting down while waiting for replication", code=91),
+    WriteConcernError("stepped down while waiting for replication", code=189),
+    WriteConcernError("not primary while waiting", code=10107),
     WTimeoutError("wtimeout", code=64),
     ExecutionTimeout("operation exceeded time limit", code=50),
 ]

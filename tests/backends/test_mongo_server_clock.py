@@ -6,11 +6,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from mongoelector.backends._mongo.clock_reader import ServerClock
+from mongoelector.backends._mongo.failures import RetryPolicy
+from mongoelector.backends._mongo.plans import Bounded, Hello, PlanRun
 from mongoelector.backends._mongo.server_clock import (
     ClockSample,
     ServerClockEstimator,
     host_clock_offset,
 )
+from mongoelector.testing import FakeClock
 
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
@@ -76,3 +80,31 @@ def test_host_clock_offset() -> None:
     offset, uncertainty = host_clock_offset(before, T0 + timedelta(seconds=2), after)
     assert offset == pytest.approx(2.0 - 0.02 + 0.0005)
     assert uncertainty == pytest.approx(0.0205)
+
+
+def run_reads(server_clock: ServerClock, replies: list[dict[str, object]]) -> None:
+    """Drive ``server_clock.read()`` once per reply, answering its hello with that reply."""
+    for reply in replies:
+        run = PlanRun(server_clock.read())
+        while not run.done:
+            step = run.step.step if isinstance(run.step, Bounded) else run.step
+            assert isinstance(step, Hello), step
+            run.feed(reply)
+
+
+def test_a_reply_without_local_time_never_shrinks_the_uncertainty() -> None:
+    """A later hello lacking localTime keeps the earlier reading; it never falls back to 0."""
+    clock = FakeClock()
+    server_clock = ServerClock(clock, RetryPolicy(), max_drift=0.01)
+    skewed = clock.now() + timedelta(seconds=30)
+    run_reads(server_clock, [{"ok": 1, "localTime": skewed.replace(tzinfo=None)}])
+    clock.advance(120)
+    run_reads(server_clock, [{"ok": 1}])  # a reply without the server's clock
+
+    run = PlanRun(server_clock.estimate())
+    while not run.done:
+        run.feed({"ok": 1})  # stale again: re-read, still no localTime
+    estimate = run.value
+    assert server_clock.tells_time
+    assert estimate.uncertainty >= 0.01 * 120
+    assert abs((estimate.time - (clock.now() + timedelta(seconds=30))).total_seconds()) < 0.01

@@ -64,9 +64,11 @@ class ServerClock:
             self._clock, self._policy, _WHAT, self._sample, write=False
         )
         with self._mutex:
-            self.tells_time = sample is not None
             if sample is not None:
                 self._estimator.add(sample)
+            # A reply without the server's clock never replaces a reading already
+            # made: estimates go on from it, their uncertainty growing with its age.
+            self.tells_time = self._estimator.sample is not None
         return reply
 
     def estimate(self) -> Plan[ServerTimeEstimate]:

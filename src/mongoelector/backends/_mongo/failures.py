@@ -82,11 +82,13 @@ def classify(error: PyMongoError, *, write: bool, what: str) -> BackendError:
     code = _code(error)
     if isinstance(error, ServerSelectionTimeoutError) or error.has_error_label("NoWritesPerformed"):
         return BackendUnavailable(message, original=error)
-    if code in MAYBE_APPLIED:
+    if isinstance(error, WriteConcernError) or code in MAYBE_APPLIED:
+        # A write-concern error comes after the write ran, whatever its code says
+        # (91 or 189 there mean the primary went away while waiting for replication).
         return AmbiguousOutcome(message, original=error)
     if code in REFUSED_NOT_PRIMARY or isinstance(error, NotPrimaryError):
         return BackendUnavailable(message, original=error)
-    if isinstance(error, (WriteConcernError, ExecutionTimeout, ConnectionFailure)):
+    if isinstance(error, (ExecutionTimeout, ConnectionFailure)):
         return AmbiguousOutcome(message, original=error)
     # Any other server error (a rejected command, a failed validation) or a
     # client-side refusal (closed client, bad configuration): nothing applied.

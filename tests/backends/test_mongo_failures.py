@@ -120,3 +120,34 @@ def test_retries_stop_after_max_attempts() -> None:
 def test_bad_policies_are_refused(options: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("error", [not_primary(10107), not_primary(189), not_primary(91)], ids=repr)
+def test_a_refusal_after_the_drivers_own_retry_is_ambiguous(error: PyMongoError) -> None:
+    """With retryWrites the driver may have sent the write before: its first send may apply."""
+    assert type(classify(error, write=True, what="acquire")) is BackendUnavailable
+    failure = classify(error, write=True, what="acquire", driver_retries=True)
+    assert isinstance(failure, AmbiguousOutcome)
+    assert "retryWrites" in str(failure)
+
+
+def test_a_no_writes_performed_label_settles_it_even_with_driver_retries() -> None:
+    error = NotPrimaryError("x", {"ok": 0, "code": 10107, "errorLabels": ["NoWritesPerformed"]})
+    assert type(classify(error, write=True, what="w", driver_retries=True)) is BackendUnavailable
+
+
+def test_whether_the_driver_retries_writes_is_read_from_the_client() -> None:
+    import mongomock
+    import pymongo
+
+    from mongoelector.backends._mongo.failures import driver_retries_writes
+
+    default = pymongo.MongoClient("mongodb://localhost:1", connect=False)
+    off = pymongo.MongoClient("mongodb://localhost:1", connect=False, retryWrites=False)
+    try:
+        assert driver_retries_writes(default["db"]["c"]) is True
+        assert driver_retries_writes(off["db"]["c"]) is False
+    finally:
+        default.close()
+        off.close()
+    assert driver_retries_writes(mongomock.MongoClient()["db"]["c"]) is False

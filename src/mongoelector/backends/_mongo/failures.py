@@ -26,7 +26,7 @@ from pymongo.errors import (
 
 from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
 
-__all__ = ["RetryPolicy", "classify", "is_transient"]
+__all__ = ["RetryPolicy", "classify", "driver_retries_writes", "is_transient"]
 
 #: The server refused the operation before running it: it is not (or no longer) primary.
 REFUSED_NOT_PRIMARY = frozenset(
@@ -74,8 +74,17 @@ def _code(error: PyMongoError) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
-def classify(error: PyMongoError, *, write: bool, what: str) -> BackendError:
-    """Wrap ``error`` (raised by the operation described by ``what``) in our error type."""
+def classify(
+    error: PyMongoError, *, write: bool, what: str, driver_retries: bool = False
+) -> BackendError:
+    """Wrap ``error`` (raised by the operation described by ``what``) in our error type.
+
+    A write failed *without* applying only when the server proves it. With
+    ``driver_retries`` (pymongo's ``retryWrites``, on by default) the driver
+    may have sent the write once already, lost that connection after the
+    server applied it, and retried; the retry's refusal (not primary) then says
+    nothing about the first send, so it is ambiguous too.
+    """
     message = f"{what} failed: {type(error).__name__}: {error}"
     if not write:
         return BackendUnavailable(message, original=error)
@@ -87,12 +96,27 @@ def classify(error: PyMongoError, *, write: bool, what: str) -> BackendError:
         # (91 or 189 there mean the primary went away while waiting for replication).
         return AmbiguousOutcome(message, original=error)
     if code in REFUSED_NOT_PRIMARY or isinstance(error, NotPrimaryError):
+        if driver_retries:
+            return AmbiguousOutcome(
+                f"{message} (the driver may have sent it before: retryWrites)", original=error
+            )
         return BackendUnavailable(message, original=error)
     if isinstance(error, (ExecutionTimeout, ConnectionFailure)):
         return AmbiguousOutcome(message, original=error)
     # Any other server error (a rejected command, a failed validation) or a
     # client-side refusal (closed client, bad configuration): nothing applied.
     return BackendUnavailable(message, original=error)
+
+
+def driver_retries_writes(collection: object) -> bool:
+    """True if the pymongo client behind ``collection`` retries writes itself (``retryWrites``).
+
+    Unknown (a client without pymongo's options, such as mongomock's) counts as
+    ``False``: such a client sends each write once.
+    """
+    client = getattr(getattr(collection, "database", None), "client", None)
+    options = getattr(client, "options", None)
+    return getattr(options, "retry_writes", False) is True
 
 
 def is_transient(error: PyMongoError) -> bool:

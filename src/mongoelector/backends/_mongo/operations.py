@@ -24,7 +24,7 @@ from mongoelector.backends._mongo.documents import (
     member_from_document,
     record_from_document,
 )
-from mongoelector.backends._mongo.failures import RetryPolicy
+from mongoelector.backends._mongo.failures import RetryPolicy, driver_retries_writes
 from mongoelector.backends._mongo.indexes import IndexSpec, lease_indexes, status_indexes
 from mongoelector.backends._mongo.plans import (
     Call,
@@ -104,6 +104,7 @@ class MongoOperations:
         acquire_check: Callable[[], object] | None,
     ) -> None:
         self._leases = leases
+        self._driver_retries = driver_retries_writes(leases)
         self._status = status
         self._clock = clock
         self._policy = policy
@@ -375,4 +376,13 @@ class MongoOperations:
         return False
 
     def _run(self, what: str, attempt: Callable[[], Plan[T]], *, write: bool) -> Plan[T]:
-        return (yield from with_retries(self._clock, self._policy, what, attempt, write=write))
+        return (
+            yield from with_retries(
+                self._clock,
+                self._policy,
+                what,
+                attempt,
+                write=write,
+                driver_retries=self._driver_retries,
+            )
+        )

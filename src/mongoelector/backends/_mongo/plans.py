@@ -280,14 +280,21 @@ def start(step: Step) -> object:
 
 
 def with_retries(
-    clock: Clock, policy: RetryPolicy, what: str, attempt: Callable[[], Plan[T]], *, write: bool
+    clock: Clock,
+    policy: RetryPolicy,
+    what: str,
+    attempt: Callable[[], Plan[T]],
+    *,
+    write: bool,
+    driver_retries: bool = False,
 ) -> Plan[T]:
     """Run ``attempt()`` until it succeeds, fails for good, or ``policy``'s budget is spent.
 
     Every step of an attempt is bounded by what is left of the budget, so
     server selection and the network are bounded too. Failures are raised as
     our error types; once any attempt of a write may have applied, the final
-    error is :class:`~mongoelector.errors.AmbiguousOutcome`.
+    error is :class:`~mongoelector.errors.AmbiguousOutcome`. ``driver_retries``:
+    the driver retries writes itself (see :func:`.failures.classify`).
     """
     started = clock.monotonic()
     attempts = 0
@@ -301,7 +308,7 @@ def with_retries(
             return (yield from bounded(attempt(), left))
         except PyMongoError as error:
             attempts += 1
-            failure = classify(error, write=write, what=what)
+            failure = classify(error, write=write, what=what, driver_retries=driver_retries)
             if isinstance(failure, AmbiguousOutcome) and maybe_applied is None:
                 maybe_applied = failure
             elapsed = clock.monotonic() - started

@@ -210,3 +210,53 @@ def test_without_a_status_collection_there_is_no_member_status(database: Any) ->
     assert backend.capabilities == frozenset()
     with pytest.raises(RuntimeError):
         backend.members("svc")
+
+
+class ReadsTheClockAt:
+    """A server whose ``hello`` reads its clock at the start or the end of the round trip.
+
+    The estimate (centred on the round trip) is then off by half the round
+    trip, one way or the other: the most an estimate may err within its stated
+    uncertainty.
+    """
+
+    def __init__(self, clock: FakeClock, *, at_start: bool, round_trip: float = 0.4) -> None:
+        self.clock = clock
+        self.at_start = at_start
+        self.round_trip = round_trip
+
+    def __call__(self) -> dict[str, Any]:
+        read = (
+            self.clock.now()
+            if self.at_start
+            else self.clock.now() + timedelta(seconds=self.round_trip)
+        )
+        self.clock.advance(self.round_trip)
+        return {"localTime": read.replace(tzinfo=None), "maxWireVersion": 7}
+
+
+def test_classic_tokens_grow_across_a_deletion_after_expiry_whichever_way_estimates_err(
+    database: Any,
+) -> None:
+    """Issue 13, item 4: opposite errors within the stated uncertainty, then a TTL deletion."""
+    clock = FakeClock()
+    ahead = MongoBackend(database, clock=clock)
+    ahead._hello = ReadsTheClockAt(clock, at_start=False)  # type: ignore[method-assign]
+    behind = MongoBackend(database, clock=clock)
+    behind._hello = ReadsTheClockAt(clock, at_start=True)  # type: ignore[method-assign]
+    behind.server_time()  # both have read the clock before the scenario starts
+    ahead.server_time()
+    collection = database["mongolocker"]
+
+    first = ahead.compare_and_set(LeaseRequest(key="job", owner="a", ttl=TTL)).record
+    assert first is not None
+    assert ahead.release("job", "a", token=first.token)
+    # A TTL index deletes the record once the server's clock passes its ts_expire.
+    expiry = collection.find_one({"_id": "job"})["ts_expire"].replace(tzinfo=timezone.utc)
+    clock.advance(max(0.0, (expiry - clock.now()).total_seconds()) + 0.001)
+    collection.delete_many({"ts_expire": {"$lt": clock.now()}})
+    assert collection.find_one({"_id": "job"}) is None
+
+    second = behind.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL)).record
+    assert second is not None
+    assert second.token > first.token

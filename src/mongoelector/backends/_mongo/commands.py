@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mongoelector.backends._mongo.documents import (
@@ -211,7 +211,9 @@ def release_command(
     1.x TTL index remove it soon, so 1.x nodes, which acquire by insert, get
     their turn. In the pipeline it is kept at least 1 ms after ``ts_created``,
     so a TTL index never deletes a document in the millisecond its token was
-    issued (see the token argument in ``docs/mongodb.md``).
+    issued (see the token argument in ``docs/mongodb.md``). On the classic
+    path the expiry is kept past the released token read as a time, for the
+    same reason; a forced release (token unknown) leaves the expiry as it is.
     """
     query = _owner_filter(key, None if force else owner, None if force else token)
     if now is None:
@@ -222,9 +224,26 @@ def release_command(
             ]
         }
         update: dict[str, Any] | list[dict[str, Any]] = [{"$set": {LOCKED: False, EXPIRES: expire}}]
+    elif force or token is None:
+        # The token is unknown: leave the expiry where it is (see below).
+        update = {"$set": {LOCKED: False}}
     else:
-        update = {"$set": {LOCKED: False}, "$min": {EXPIRES: bson_time(now)}}
+        # Never bring the expiry below the token read as a time (µs since the epoch):
+        # a TTL index then deletes the record only after the server passed that
+        # time, so the next token, which starts from server time, is greater.
+        update = {
+            "$set": {LOCKED: False},
+            "$min": {EXPIRES: max(bson_time(now), _token_time(token))},
+        }
     return FindAndModify(filter=query, update=update, return_new=False)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _token_time(token: int) -> datetime:
+    """The first whole millisecond after fencing token ``token`` read as µs since the epoch."""
+    return _EPOCH + timedelta(milliseconds=token // 1000 + 1)
 
 
 def member_update(member: MemberRecord, *, now: datetime | None) -> tuple[dict[str, Any], Any]:
@@ -305,6 +324,17 @@ class ClassicAcquire:
         """The earliest server time ``now`` may stand for: leases ending by then are over."""
         return as_utc(self.now) - timedelta(seconds=self.uncertainty)
 
+    @property
+    def time_floor(self) -> int:
+        """The least token this acquisition may get: the *latest* time ``now`` may stand for.
+
+        So a token is never below the true server time at which it was issued,
+        and (as a release keeps ``ts_expire`` past the token, see
+        :func:`release_command`) a record deleted after its expiry is followed
+        by a greater token, whichever client's estimate erred which way.
+        """
+        return time_floor(as_utc(self.now) + timedelta(seconds=self.uncertainty))
+
     def fields(self, token: int) -> dict[str, Any]:
         """The fields this acquisition writes, with fencing token ``token``."""
         return {
@@ -325,7 +355,7 @@ def plan_classic_acquire(current: Mapping[str, Any] | None, call: ClassicAcquire
         if not call.force and is_held(current, call.cutoff):
             return Refuse(record)
         previous = record.token
-    fields = call.fields(max(previous + 1, time_floor(call.now), call.least_token))
+    fields = call.fields(max(previous + 1, call.time_floor, call.least_token))
     if current is None:
         return Insert({ID: call.request.key, **fields})
     return Replace(_unchanged_filter(current), {"$set": fields})
@@ -345,7 +375,7 @@ def optimistic_classic_acquire(call: ClassicAcquire) -> FindAndModify:
     held, or the time floor did not raise the token, or a field has a type
     the filter does not judge).
     """
-    token = max(time_floor(call.now), call.least_token)
+    token = max(call.time_floor, call.least_token)
     below: dict[str, Any] = {"$or": [{TOKEN: {"$lt": token}}, {TOKEN: {"$exists": False}}]}
     conditions: list[dict[str, Any]] = [below]
     if not call.force:

@@ -351,3 +351,86 @@ def test_a_record_of_an_earlier_acquisition_is_released_by_token_not_adopted(
         answer_acquire(again, token=6)
     assert acquired() is True
     assert lock.token == 6
+
+
+# --- failover: an error means "not applied" only when the server proves it (issue 13) ------
+
+
+def refuse_as_not_primary(*, after: int = 1) -> Callable[[Any], bool]:
+    """An autoresponder: the first ``after`` findAndModify commands reach the test; every
+    later one is refused as the replica set elects (NotWritablePrimary)."""
+    let_through = [after]
+
+    def respond(request: Any) -> bool:
+        if not is_command(request, "findAndModify"):
+            return False
+        if let_through[0] > 0:
+            let_through[0] -= 1
+            return False
+        return bool(request.command_err(code=10107, errmsg="not primary"))
+
+    return respond
+
+
+@pytest.mark.parametrize("code", [91, 189])
+def test_a_write_concern_error_then_not_primary_refusals_is_ambiguous(
+    primary: Primary, backend: WireBackend, code: int
+) -> None:
+    """The write ran (a write-concern error says so); the refusals after it prove nothing."""
+    warm_up(primary, backend)
+    responder = primary.server.autoresponds(refuse_as_not_primary())
+    with pytest.raises(AmbiguousOutcome), going(backend.compare_and_set, REQUEST):
+        first = primary.receives("findAndModify")
+        wc_error = {"code": code, "errmsg": "the primary went away while replicating"}
+        first.ok(value=lease_document(acquire_id=acquire_id_of(first)), writeConcernError=wc_error)
+    primary.server.cancel_responder(responder)
+
+
+def test_with_retry_writes_a_refusal_after_a_dropped_first_send_is_ambiguous(
+    primary: Primary, kind: str
+) -> None:
+    """pymongo's own retry hides the first send, which may have applied."""
+    backend = make_backend(primary, kind)  # retryWrites is on by default
+    warm_up(primary, backend)
+    responder = primary.server.autoresponds(refuse_as_not_primary())
+    with (
+        pytest.raises(AmbiguousOutcome, match="retryWrites"),
+        going(backend.compare_and_set, REQUEST),
+    ):
+        primary.receives("findAndModify").hangup()  # sent; the reply never comes
+    primary.server.cancel_responder(responder)
+
+
+def test_a_lock_whose_acquire_met_a_write_concern_error_then_an_election_releases_it(
+    primary: Primary, backend: WireBackend, kind: str
+) -> None:
+    """acquire() gives up ambiguous; release() then contacts the store and frees the write."""
+    lock_class = Lock if kind == "sync" else AsyncLock
+    lock = lock_class("job", inner(backend), ttl=10, clock=inner(backend).clock)  # type: ignore[arg-type]
+    warm_up(primary, backend)
+    applied: dict[str, Any] = {}
+    responder = primary.server.autoresponds(refuse_as_not_primary())
+    # The lock reads to settle it, but reads fail too while the set elects.
+    reads = primary.server.autoresponds(
+        lambda request: (
+            is_command(request, "find")
+            and bool(request.command_err(code=13436, errmsg="not primary or secondary"))
+        )
+    )
+    with (
+        pytest.raises(AmbiguousOutcome),
+        going(blocking(primary, lock.acquire), blocking=False),
+    ):
+        first = primary.receives("findAndModify")
+        applied.update(lease_document(owner=lock.uuid, acquire_id=acquire_id_of(first)))
+        first.ok(value=applied, writeConcernError={"code": 189, "errmsg": "stepped down"})
+    primary.server.cancel_responder(responder)
+    primary.server.cancel_responder(reads)
+    with going(blocking(primary, lock.release)) as released:
+        primary.receives("find").ok(
+            cursor={"id": 0, "firstBatch": [applied], "ns": "app.mongolocker"}
+        )
+        release = primary.receives("findAndModify")
+        assert release["query"] == {"_id": "job", "locked": True, "uuid": lock.uuid, "token": 5}
+        release.ok(value=applied)
+    assert released() is True

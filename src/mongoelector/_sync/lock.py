@@ -43,7 +43,8 @@ class Lock(LockBase[StorageBackend]):
     retrying failed renewals until the renew deadline. If the holding ends
     without :meth:`release` (the deadline passed, or the store no longer has
     it) the :attr:`lost` event is set and ``on_lost()`` is called once, with
-    no arguments; a callback that raises is logged.
+    no arguments, in the renewer thread; a callback that raises is logged. It
+    may call this lock's methods, and :meth:`release` never waits for it.
     """
 
     def __init__(

@@ -49,7 +49,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     deadline, with the same rules as ``Lock``'s renewer thread. If the holding
     ends without :meth:`release`, :attr:`lost` is set and ``on_lost()`` (a
     plain function or a coroutine function) is called once, with no
-    arguments; one that raises is logged. The task ends on release, on loss,
+    arguments; one that raises is logged. It may call this lock's methods,
+    and :meth:`release` never awaits it. The task ends on release, on loss,
     and when it is cancelled (say, by ``asyncio.run`` at shutdown); a
     cancelled renewer leaves the holding to lapse at its deadline.
 

@@ -92,13 +92,14 @@ class AsyncRenewer:
         on its own.
         """
         self.request_stop()
-        if self._task is asyncio.current_task() or self._control.settled():
+        if self._task is asyncio.current_task():
             return
-        settled = asyncio.ensure_future(self._in_callbacks.wait())
-        try:
-            await asyncio.wait({self._task, settled}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            settled.cancel()
+        while not (self._control.settled() or self._task.done()):
+            entered = asyncio.ensure_future(self._in_callbacks.wait())
+            try:
+                await asyncio.wait({self._task, entered}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                entered.cancel()
 
     async def _run(self) -> None:
         try:

@@ -463,16 +463,23 @@ class LockBase(Participant[BackendT]):
     def _holding_lost(self, renewal: Renewal, lost: Lost) -> None:
         """Report that ``renewal``'s holding ended without a release: once per holding.
 
-        Sets :attr:`lost` and logs, then calls :meth:`_after_loss`; nothing if
-        a newer holding replaced it meanwhile.
+        Sets :attr:`lost`, then tells the listeners and calls :meth:`_after_loss`;
+        nothing if a newer holding replaced it meanwhile.
         """
         if self._record_loss(renewal, lost):
-            self._after_loss(renewal)
+            self._report_loss(renewal, lost)
+
+    def _report_loss(self, renewal: Renewal, lost: Lost) -> None:
+        """The user-code half of a recorded loss: the listeners, then :meth:`_after_loss`."""
+        self._monitor.lost(lost.token, lost.reason, now=self._clock.monotonic())
+        self._after_loss(renewal)
 
     def _after_loss(self, renewal: Renewal) -> None:
         """A driver's own reaction to the loss of ``renewal``'s holding (stop a renewer, ...)."""
 
     def _record_loss(self, renewal: Renewal, lost: Lost) -> bool:
+        """Record the loss of ``renewal``'s holding (no user code); ``False`` if a newer
+        holding replaced it meanwhile."""
         with self._mutex:
             if renewal is not self._renewal:
                 return False
@@ -480,7 +487,6 @@ class LockBase(Participant[BackendT]):
                 self._maybe_held = True  # the store may still have it: release() frees it
             self._ending = f"token {lost.token} was lost ({lost.reason.value})"
             self._lost.set()
-        self._monitor.lost(lost.token, lost.reason, now=self._clock.monotonic())
         return True
 
     def _status(self, *, owned: bool) -> dict[str, Any]:

@@ -4,7 +4,9 @@ Both drivers' renewers loop the same way around the pure
 :class:`~mongoelector.core.renewal.Renewal`: ask for the next step, renew when
 told to, feed the answer back. :class:`RenewalRules` is that conversation,
 made under the lock's mutex with the time read from the lock's clock, so the
-renewers themselves only wait and call the store.
+renewers themselves only wait and call the store. :class:`StopControl` is the
+other shared rule: what a ``stop()`` of a renewer waits for (its own work,
+never a user callback), and when a stopped renewer must not go on.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from mongoelector.clock import Clock
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Lost, Renewal, RenewalStep
 
-__all__ = ["RenewalRules"]
+__all__ = ["RenewalRules", "StopControl"]
 
 
 class RenewalRules:
@@ -52,3 +54,59 @@ class RenewalRules:
                 self.renewal.on_failed(now)
                 return None
             return self.renewal.on_renewed(started_at, now, outcome)
+
+
+class StopControl:
+    """When a renewer may go on, and when a ``stop()`` waiting for it may return (no I/O).
+
+    A renewer alternates between its own work (deciding, a renew call to the
+    store, recording a loss) and user callbacks (event listeners, ``on_lost``).
+    A stop waits for the former, which is bounded, and never for the latter,
+    which may wait for the very caller of ``stop()``. Promises, with every
+    call serialized by the driver:
+
+    - once :meth:`request_stop` has been called, :meth:`may_go_on` is
+      ``False``: a renewer that asks before each store call and after each
+      callback starts no store call and decides nothing more;
+    - :meth:`settled` is ``True`` only when the renewer has ended or is inside
+      callbacks, so a stop that waits for it has no store call of the renewer
+      in flight and every loss it found recorded.
+    """
+
+    __slots__ = ("_done", "_in_callbacks", "_stopping")
+
+    def __init__(self) -> None:
+        self._stopping = False
+        self._in_callbacks = False
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once the renewer has ended."""
+        return self._done
+
+    def request_stop(self) -> None:
+        """Stop: the renewer goes on with nothing but a store call already in flight."""
+        self._stopping = True
+
+    def may_go_on(self) -> bool:
+        """Asked before each store call and after callbacks: ``False`` once stopped."""
+        return not self._stopping
+
+    def enter_callbacks(self) -> None:
+        """The renewer is about to run user code: a stop need not wait any longer."""
+        self._in_callbacks = True
+
+    def leave_callbacks(self) -> bool:
+        """The user code returned; whether the renewer may go on (not stopped)."""
+        self._in_callbacks = False
+        return not self._stopping
+
+    def finish(self) -> None:
+        """The renewer has ended."""
+        self._done = True
+        self._in_callbacks = False
+
+    def settled(self) -> bool:
+        """True when a stop may return: the renewer has ended or is running callbacks."""
+        return self._done or self._in_callbacks

@@ -43,7 +43,8 @@ class Lock(LockBase[StorageBackend]):
     retrying failed renewals until the renew deadline. If the holding ends
     without :meth:`release` (the deadline passed, or the store no longer has
     it) the :attr:`lost` event is set and ``on_lost()`` is called once, with
-    no arguments; a callback that raises is logged.
+    no arguments, in the renewer thread; a callback that raises is logged. It
+    may call this lock's methods, and :meth:`release` never waits for it.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class Lock(LockBase[StorageBackend]):
             event_listeners=event_listeners,
         )
         self._renewer: Renewer | None = None
+        self._retired: list[Renewer] = []  # stopped inside a user callback, not ended yet
 
     # --- operations ---------------------------------------------------------------
 
@@ -110,15 +112,18 @@ class Lock(LockBase[StorageBackend]):
         whoever holds it. This object stops trusting its holding before the
         store is asked, so even if the call fails it no longer acts as holder.
 
-        Any thread may call it, not only the one that acquired. The renewer (with
-        ``auto_renew``) has ended when it returns; an ``on_lost`` callback may
-        call it too. Releasing never sets :attr:`lost`.
+        Any thread may call it, not only the one that acquired, and so may the
+        callbacks (``on_lost``, event listeners). With ``auto_renew`` it waits
+        for a renew call in flight (whose reply is then not trusted), never for
+        a callback the renewer thread is running: when it returns, no renew of
+        the released holding is in flight or will be sent, and the renewer
+        thread has ended unless it is still running a callback (it ends once
+        that returns). Releasing never sets :attr:`lost`.
         """
         plan = self._plan_release(force)
         with self._mutex:
             renewer, self._renewer = self._renewer, None
-        if renewer is not None:
-            renewer.stop()
+        self._retire(renewer)
         if plan is None:
             return False
         token = plan.token
@@ -156,12 +161,19 @@ class Lock(LockBase[StorageBackend]):
         After ``clock.advance(...)``, this returns once the renewer has done
         everything that time calls for (renewed, or given the holding up and
         ended) and sleeps again, so a test can then assert on the outcome.
-        Returns ``True`` at once when no renewer runs, and ``False`` only if
-        ``timeout`` (real seconds) passed first.
+        A renewer that was stopped while it ran a callback (``on_lost`` that
+        released or re-acquired, say) is waited for until that callback has
+        returned and the thread has ended. Returns ``True`` at once when no
+        renewer runs, and ``False`` only if ``timeout`` (real seconds, for
+        each renewer waited for) passed first.
         """
         with self._mutex:
-            renewer = self._renewer
-        return True if renewer is None else renewer.wait_idle(timeout)
+            renewers = [*self._retired, *([self._renewer] if self._renewer else [])]
+        if not all(renewer.wait_idle(timeout) for renewer in renewers):
+            return False
+        with self._mutex:
+            self._retired = [renewer for renewer in self._retired if not renewer.ended]
+        return True
 
     def get_current(self) -> dict[str, Any] | None:
         """The stored record of this key in the 1.x document layout, or ``None``."""
@@ -188,8 +200,7 @@ class Lock(LockBase[StorageBackend]):
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         with self._mutex:
             previous, self._renewer = self._renewer, None
-        if previous is not None:
-            previous.stop()
+        self._retire(previous)
         with self._mutex:
             super()._took(holding, run)
             renewal = self._renewal
@@ -200,19 +211,33 @@ class Lock(LockBase[StorageBackend]):
                     mutex=self._mutex,
                     renewal=renewal,
                     renew=self._renew,
-                    on_lost=functools.partial(self._holding_lost, renewal),
+                    report=self._renew_outcome,
+                    record_loss=functools.partial(self._record_loss, renewal),
+                    report_loss=functools.partial(self._report_loss, renewal),
                 )
                 self._renewer.start()
 
+    def _retire(self, renewer: Renewer | None) -> None:
+        """Stop ``renewer`` (no longer the lock's); keep it for :meth:`wait_idle` if still in a
+        callback."""
+        if renewer is None:
+            return
+        renewer.stop()
+        if not renewer.ended:
+            with self._mutex:
+                self._retired = [r for r in self._retired if not r.ended] + [renewer]
+
     def _renew(self, action: Renew) -> LeaseRecord | Failure | None:
-        started_at = self._clock.monotonic()
         outcome = perform(self._backend, self._request(), action)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
-        self._renew_outcome(action.token, started_at, outcome)
         return outcome
 
     def _after_loss(self, renewal: Renewal) -> None:
-        """Stop the lost holding's renewer and fire ``on_lost`` (once per holding)."""
+        """Stop the lost holding's renewer and fire ``on_lost`` (once per holding).
+
+        Stopping waits for a renew in flight, never for a callback; from the
+        renewer's own thread it only asks.
+        """
         with self._mutex:
             renewer = self._renewer if self._renewal is renewal else None
         if renewer is not None:

@@ -49,7 +49,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     deadline, with the same rules as ``Lock``'s renewer thread. If the holding
     ends without :meth:`release`, :attr:`lost` is set and ``on_lost()`` (a
     plain function or a coroutine function) is called once, with no
-    arguments; one that raises is logged. The task ends on release, on loss,
+    arguments; one that raises is logged. It may call this lock's methods,
+    and :meth:`release` never awaits it. The task ends on release, on loss,
     and when it is cancelled (say, by ``asyncio.run`` at shutdown); a
     cancelled renewer leaves the holding to lapse at its deadline.
 
@@ -141,8 +142,11 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     async def release(self, force: bool = False) -> bool:
         """Free the lock; ``True`` if a live holding ended in the store (see ``Lock.release``).
 
-        The renewer (with ``auto_renew``) has ended when it returns, unless
-        ``release`` runs in the renewer's own task (from ``on_lost``).
+        With ``auto_renew`` it awaits a renew call in flight (whose reply is
+        then not trusted), never an ``on_lost`` the renewer task is awaiting:
+        when it returns, no renew of the released holding is in flight or will
+        be sent, and the renewer task has ended unless it is still in
+        ``on_lost`` (it ends once that returns). ``on_lost`` may call it too.
         """
         plan = self._plan_release(force)
         with self._mutex:
@@ -199,22 +203,23 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                     mutex=self._mutex,
                     renewal=renewal,
                     renew=self._renew,
-                    on_lost=functools.partial(self._renewer_lost, renewal),
+                    report=self._renew_outcome,
+                    record_loss=functools.partial(self._record_loss, renewal),
+                    report_loss=functools.partial(self._renewer_lost, renewal),
                 )
         if previous is not None:
             previous.request_stop()  # its holding is replaced: it ends at its next step
 
     async def _renew(self, action: Renew) -> LeaseRecord | Failure | None:
-        started_at = self._clock.monotonic()
         outcome = await perform(self._backend, self._request(), action)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
-        self._renew_outcome(action.token, started_at, outcome)
         return outcome
 
     async def _renewer_lost(self, renewal: Renewal, lost: Lost) -> None:
-        """The renewer found ``renewal``'s holding lost: record it, then await ``on_lost``."""
-        if self._record_loss(renewal, lost):
-            await self._call_on_lost()
+        """The renewer recorded the loss of ``renewal``'s holding: tell the listeners, await
+        ``on_lost``."""
+        self._monitor.lost(lost.token, lost.reason, now=self._clock.monotonic())
+        await self._call_on_lost()
 
     def _after_loss(self, renewal: Renewal) -> None:
         """A loss found outside the renewer (``touch``, ``ensure``): stop it, fire ``on_lost``."""

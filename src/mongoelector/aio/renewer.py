@@ -6,7 +6,10 @@ the sync renewer thread does, through
 so, waits on the lock's clock in between (under a
 :class:`~mongoelector.testing.FakeClock` it sleeps until a test advances the
 clock), and ends when the holding is released, replaced or lost, or when the
-task is cancelled.
+task is cancelled. A stop awaits the renewer's own work (an in-flight renew),
+never a user callback the task is running (``on_lost``): that callback may be
+waiting for the task that stops it (the rules are
+:class:`~mongoelector._common.renewing.StopControl`'s, as for the thread).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import threading
 from collections.abc import Awaitable, Callable
 
 from mongoelector._common.outcomes import Failure
-from mongoelector._common.renewing import RenewalRules
+from mongoelector._common.renewing import RenewalRules, StopControl
 from mongoelector.aio._time import wait_until
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.clock import Clock
@@ -29,15 +32,19 @@ __all__ = ["AsyncRenewer"]
 logger = logging.getLogger("mongoelector.lock")
 
 AsyncRenewCall = Callable[[Renew], Awaitable[LeaseRecord | Failure | None]]
+ReportCall = Callable[[int, float, LeaseRecord | Failure | None], None]
 
 
 class AsyncRenewer:
     """Renews one holding of lock ``key`` in an asyncio task until it is lost or ended.
 
     The task is named ``mongoelector-renew-<key>``. ``renew`` performs a
-    ``Renew`` action; ``on_lost`` is awaited once, in the task, if the holding
-    is lost. ``mutex`` guards the keeper behind ``renewal`` (the lock's); it is
-    never held across an ``await``.
+    ``Renew`` action (the store call alone); ``report(token, started_at,
+    outcome)`` then tells the lock's listeners, unless the renewer was stopped
+    meanwhile. If the holding is lost, ``record_loss`` records it (no user
+    code; ``False`` if it was no longer the lock's latest holding) and
+    ``report_loss`` is awaited once, in the task. ``mutex`` guards the keeper
+    behind ``renewal`` (the lock's); it is never held across an ``await``.
     """
 
     def __init__(
@@ -48,14 +55,19 @@ class AsyncRenewer:
         mutex: threading.RLock,
         renewal: Renewal,
         renew: AsyncRenewCall,
-        on_lost: Callable[[Lost], Awaitable[None]],
+        report: ReportCall,
+        record_loss: Callable[[Lost], bool],
+        report_loss: Callable[[Lost], Awaitable[None]],
     ) -> None:
         self._clock = clock
         self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
         self._renew = renew
-        self._on_lost = on_lost
+        self._report = report
+        self._record_loss = record_loss
+        self._report_loss = report_loss
         self._wakeup = asyncio.Event()
-        self._stopping = False
+        self._control = StopControl()
+        self._in_callbacks = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"mongoelector-renew-{key}"
         )
@@ -66,19 +78,28 @@ class AsyncRenewer:
 
     def request_stop(self) -> None:
         """Ask the task to end: at once if it waits, after its store call if one is in flight."""
-        self._stopping = True
+        self._control.request_stop()
         self._wakeup.set()
 
     async def stop(self) -> None:
-        """End the task and wait until it has (unless called from the task itself).
+        """Stop renewing: no store call of this renewer is in flight or starts after it returns.
 
-        An in-flight store call is allowed to finish first; its reply is
-        ignored if the holding has ended meanwhile. Cancelling the caller
-        leaves the task to end on its own.
+        Awaits an in-flight renew (its reply is then ignored) and the recording
+        of a loss the task found, never a user callback: if the task is
+        awaiting ``on_lost``, it is left to finish it and then ends. Otherwise
+        the task has ended when this returns. From the task itself (from
+        ``on_lost``) it only asks; cancelling the caller leaves the task to end
+        on its own.
         """
         self.request_stop()
-        if self._task is not asyncio.current_task():
-            await asyncio.wait({self._task})
+        if self._task is asyncio.current_task():
+            return
+        while not (self._control.settled() or self._task.done()):
+            entered = asyncio.ensure_future(self._in_callbacks.wait())
+            try:
+                await asyncio.wait({self._task, entered}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                entered.cancel()
 
     async def _run(self) -> None:
         try:
@@ -88,24 +109,41 @@ class AsyncRenewer:
             raise
         except Exception:
             logger.exception("renewer of lock %r crashed; the holding will lapse", self._rules.key)
+        finally:
+            self._control.finish()
 
     async def _loop(self) -> None:
-        while not self._stopping:
+        while self._control.may_go_on():
             step = self._rules.next_step()
             if isinstance(step, Ended):
+                return
+            if isinstance(step, Lost):
+                await self._lost(step)
                 return
             if isinstance(step, SleepUntil):
                 await wait_until(self._clock, step.until, self._wakeup)
                 self._wakeup.clear()
                 continue
-            lost = step if isinstance(step, Lost) else await self._renew_once(step)
+            started_at = self._clock.monotonic()
+            outcome = await self._renew(step)
+            if not self._control.may_go_on():
+                return  # stopped meanwhile: the reply is ignored
+            self._report(step.token, started_at, outcome)  # plain calls: no stop interleaves
+            lost = self._rules.renewed(step, started_at, outcome)
             if lost is not None:
-                await self._on_lost(lost)
+                await self._lost(lost)
                 return
 
-    async def _renew_once(self, action: Renew) -> Lost | None:
-        started_at = self._clock.monotonic()
-        return self._rules.renewed(action, started_at, await self._renew(action))
+    async def _lost(self, lost: Lost) -> None:
+        if not self._record_loss(lost):
+            return
+        self._control.enter_callbacks()
+        self._in_callbacks.set()
+        try:
+            await self._report_loss(lost)
+        finally:
+            self._in_callbacks.clear()
+            self._control.leave_callbacks()
 
     def __repr__(self) -> str:
         return (

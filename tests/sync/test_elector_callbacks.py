@@ -405,3 +405,23 @@ def test_a_term_over_before_on_leader_gets_its_turn_fires_neither_on_leader_nor_
     assert wait_for(lambda: clock.waiters == 1)  # the loop has run what was queued and sleeps
     assert calls.names() == ["loop", "loop"]
     assert outcome(node.stop) == "done"
+
+
+# --- on_leader_loss before the lease is freed, when it can run at once -----------------------
+
+
+@pytest.mark.parametrize("action", ["release", "stop"])
+def test_on_leader_loss_runs_before_the_lease_is_freed_when_nothing_else_runs(
+    backend: MemoryBackend, clock: FakeClock, action: str
+) -> None:
+    held_during_loss: list[bool] = []
+    node = LeaderElector(
+        "svc",
+        backend,
+        clock=clock,
+        on_leader_loss=lambda: held_during_loss.append(not lease_is_free(backend)),
+    )
+    node.poll()
+    getattr(node, action)()
+    assert held_during_loss == [True]
+    assert lease_is_free(backend)

@@ -113,6 +113,9 @@ class ElectorBase(Participant[BackendT]):
         self._queue = CallbackQueue()
         # Terms whose on_leader ran (or was due with no callback set): their loss is due.
         self._announced: set[int] = set()
+        # Releases decided but not yet sent: sent after the callbacks they caused, if those
+        # run at once, by whichever release()/stop() comes first (see _let_go).
+        self._unsent: list[Release] = []
 
     # --- settings ------------------------------------------------------------------
 
@@ -262,6 +265,22 @@ class ElectorBase(Participant[BackendT]):
     def _notify(self, step: Step) -> None:
         """Report ``step``'s notifications (log, listeners); queue the callbacks they call for."""
         self._queue.put(self._callbacks(step))
+
+    def _let_go(self, step: Step) -> None:
+        """Queue the callbacks of a step-down (``release()``/``stop()``) and keep its release.
+
+        The release is sent by :meth:`_next_unsent`'s caller after the caller
+        has run the callbacks it could run at once (``on_leader_loss`` first,
+        then the lease is freed), or at once if they must wait for a callback
+        running elsewhere.
+        """
+        self._notify(step)
+        if isinstance(step.action, Release):
+            self._unsent.append(step.action)
+
+    def _next_unsent(self) -> Release | None:
+        """A release decided and not sent yet, for the caller to send now (under its lock)."""
+        return self._unsent.pop(0) if self._unsent else None
 
     def _notify_loop(self) -> None:
         """Queue ``on_loop`` (a poll just finished)."""

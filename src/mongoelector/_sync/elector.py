@@ -152,6 +152,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
             self._let_go(self._machine.release(self._clock.monotonic()))
         self._wake_listeners()
         self._run_callbacks(None)
+        self._send_releases()
 
     def leadership(self, timeout: float | None = None) -> Leadership:
         """A context manager whose block runs only while this node leads.
@@ -176,7 +177,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
         A second call while running does nothing. Once :meth:`stop` has been
         called, ``start()`` runs a new loop at once, even from a callback the
-        old loop is still running. With ``blocking``, returns after
+        old loop is still running (from ``on_leader_loss``, it first frees the
+        lease that the stop is about to free). With ``blocking``, returns after
         :meth:`stop` (from a callback or another thread) and the callbacks
         this thread was running.
         """
@@ -185,6 +187,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 return
             self._starts += 1
             self._loop = loop = _Loop()
+            while (release := self._next_unsent()) is not None:
+                self._carry_out(release)
             self._machine.start()
             if blocking:
                 loop.thread = threading.current_thread()
@@ -272,13 +276,15 @@ class LeaderElector(ElectorBase[StorageBackend]):
                     self._send_status(running=False)
         self._wake_listeners()
         self._run_callbacks(None)
+        self._send_releases()
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _let_go(self, step: Step) -> None:
-        self._notify(step)
-        if step.action is not None:
-            self._carry_out(step.action)
+    def _send_releases(self) -> None:
+        """Free in the store every lease this node gave up and has not freed yet."""
+        with self._poll_lock:
+            while (release := self._next_unsent()) is not None:
+                self._carry_out(release)
 
     def _carry_out(self, action: Action) -> Step:
         started_at = self._clock.monotonic()

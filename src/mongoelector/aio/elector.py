@@ -161,9 +161,10 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         elsewhere, and from inside a callback it only queues ``on_leader_loss``.
         """
         async with self._poll_lock:
-            await self._let_go(self._machine.release(self._clock.monotonic()))
+            self._let_go(self._machine.release(self._clock.monotonic()))
         self._wake_listeners()
         await self._run_callbacks(None)
+        await self._send_releases()
 
     def leadership(self, timeout: float | None = None) -> AsyncLeadership:
         """An async context manager whose block runs only while this node leads.
@@ -188,7 +189,8 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
 
         A second call while running does nothing. Once :meth:`stop` has been
         called, ``start()`` runs a new loop at once, even from a callback the
-        old loop is still running. With ``blocking``, poll in the calling task
+        old loop is still running (from ``on_leader_loss``, it first frees the
+        lease that the stop is about to free). With ``blocking``, poll in the calling task
         instead, returning after :meth:`stop` (or raising the task's
         cancellation, after stepping down).
         """
@@ -199,6 +201,8 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
                 return
             self._starts += 1
             self._loop = loop = _Loop()
+            while (release := self._next_unsent()) is not None:
+                await self._carry_out(release)
             self._machine.start()
         if blocking:
             self._task = loop.task = asyncio.current_task()
@@ -278,18 +282,20 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
                 confirmation = self._confirmation_before_stop()
                 if confirmation is not None:
                     self._notify(await self._carry_out(confirmation))
-                await self._let_go(self._machine.stop(self._clock.monotonic()))
+                self._let_go(self._machine.stop(self._clock.monotonic()))
                 if self._report_status:
                     await self._send_status(running=False)
         self._wake_listeners()
         await self._run_callbacks(None)
+        await self._send_releases()
 
     # --- plumbing -----------------------------------------------------------------------
 
-    async def _let_go(self, step: Step) -> None:
-        self._notify(step)
-        if step.action is not None:
-            await self._carry_out(step.action)
+    async def _send_releases(self) -> None:
+        """Free in the store every lease this node gave up and has not freed yet."""
+        async with self._poll_lock:
+            while (release := self._next_unsent()) is not None:
+                await self._carry_out(release)
 
     async def _carry_out(self, action: Action) -> Step:
         started_at = self._clock.monotonic()

@@ -3,8 +3,8 @@
 A driver subclasses :class:`ElectorBase` with the backend type it calls, and
 adds the polling loop, the store calls and the way it runs callbacks. Routing
 store results into the :class:`~mongoelector.core.elector_machine.ElectorMachine`,
-turning its notifications into callbacks, and building status reports all
-happen here, once.
+turning its notifications into queued callbacks, deciding at each callback's
+turn whether it is still due, and building status reports all happen here, once.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from mongoelector._common.callback_queue import CallbackQueue, Kind, Pending
 from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
@@ -42,15 +43,12 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import ELECTOR, EventListener
 from mongoelector.timing import LeaseTiming
 
-__all__ = ["CallbackCall", "ElectorBase"]
+__all__ = ["ElectorBase"]
 
 BackendT = TypeVar("BackendT")
 
 #: How many past terms' loss reasons an elector remembers (for leadership scopes).
 _REMEMBERED_LOSSES = 16
-
-#: A callback to run: the callback (or ``None``), its name for the log, its arguments.
-CallbackCall = tuple[Callable[..., Any] | None, str, tuple[Any, ...]]
 
 
 class ElectorBase(Participant[BackendT]):
@@ -115,6 +113,12 @@ class ElectorBase(Participant[BackendT]):
         self._loss_reasons: dict[int, LossReason] = {}
         self._listeners: list[Callable[[], object]] = []
         self._listeners_lock = threading.Lock()
+        self._queue = CallbackQueue()
+        # Terms whose on_leader ran (or was due with no callback set): their loss is due.
+        self._announced: set[int] = set()
+        # Releases decided but not yet sent: sent after the callbacks they caused, if those
+        # run at once, by whichever release()/stop() comes first (see _let_go).
+        self._unsent: list[Release] = []
 
     # --- settings ------------------------------------------------------------------
 
@@ -261,9 +265,33 @@ class ElectorBase(Participant[BackendT]):
         """``action`` was abandoned mid-call (its task was cancelled): it may have applied."""
         self._machine.on_failure(action, self._clock.monotonic(), ambiguous=True)
 
-    def _callbacks(self, step: Step) -> list[CallbackCall]:
-        """Report ``step``'s notifications (log, listeners); the callbacks to run, in order."""
-        calls: list[CallbackCall] = []
+    def _notify(self, step: Step) -> None:
+        """Report ``step``'s notifications (log, listeners); queue the callbacks they call for."""
+        self._queue.put(self._callbacks(step))
+
+    def _let_go(self, step: Step) -> None:
+        """Queue the callbacks of a step-down (``release()``/``stop()``) and keep its release.
+
+        The release is sent by :meth:`_next_unsent`'s caller after the caller
+        has run the callbacks it could run at once (``on_leader_loss`` first,
+        then the lease is freed), or at once if they must wait for a callback
+        running elsewhere.
+        """
+        self._notify(step)
+        if isinstance(step.action, Release):
+            self._unsent.append(step.action)
+
+    def _next_unsent(self) -> Release | None:
+        """A release decided and not sent yet, for the caller to send now (under its lock)."""
+        return self._unsent.pop(0) if self._unsent else None
+
+    def _notify_loop(self) -> None:
+        """Queue ``on_loop`` (a poll just finished)."""
+        self._queue.put([Pending(kind=Kind.LOOP, callback=self._on_loop)])
+
+    def _callbacks(self, step: Step) -> list[Pending]:
+        """Report ``step``'s notifications (log, listeners); the callbacks due, in order."""
+        calls: list[Pending] = []
         lost = False
         now = self._clock.monotonic()
         for note in step.notifications:
@@ -271,20 +299,59 @@ class ElectorBase(Participant[BackendT]):
                 holding = self._machine.holding
                 began = holding.started_at if holding is not None else now
                 self._monitor.gained(note.token, latency=now - began, now=now)
-                calls.append((self._on_leader, "on_leader", ()))
+                calls.append(Pending(kind=Kind.LEADER, callback=self._on_leader, token=note.token))
             elif isinstance(note, LeadershipLost):
                 self._monitor.lost(note.token, note.reason, now=now)
                 self._loss_reasons[note.token] = note.reason
                 while len(self._loss_reasons) > _REMEMBERED_LOSSES:
                     del self._loss_reasons[next(iter(self._loss_reasons))]
                 lost = True
-                calls.append((self._on_leader_loss, "on_leader_loss", ()))
+                calls.append(
+                    Pending(kind=Kind.LOSS, callback=self._on_leader_loss, token=note.token)
+                )
             elif isinstance(note, LeaderChanged):
                 self._monitor.leader_changed(note.leader)
-                calls.append((self._on_new_leader, "on_new_leader", (note.leader,)))
+                calls.append(
+                    Pending(kind=Kind.NEW_LEADER, callback=self._on_new_leader, args=(note.leader,))
+                )
         if lost:
             self._wake_listeners()
         return calls
+
+    def _next_callback(self, runner: object) -> Pending | None:
+        """The next queued callback that is still due, for ``runner`` to run; ``None``: none left.
+
+        ``None`` also when ``runner`` is not (or no longer) the queue's runner.
+        Callbacks whose news is stale by their turn are dropped here.
+        """
+        while (call := self._queue.take(runner)) is not None:
+            if self._still_due(call):
+                return call
+        return None
+
+    def _still_due(self, call: Pending) -> bool:
+        """Whether ``call`` still tells the truth now that its turn has come.
+
+        ``on_leader`` runs only while its term lasts; ``on_leader_loss`` only
+        for a term whose ``on_leader`` ran (the two always pair up);
+        ``on_new_leader`` only while the leader it names is still the one this
+        node knows of (never this node once it stopped leading); ``on_loop``
+        always.
+        """
+        if call.kind is Kind.LEADER:
+            assert call.token is not None
+            if self._machine.token(self._clock.monotonic()) != call.token:
+                return False
+            self._announced.add(call.token)
+            return True
+        if call.kind is Kind.LOSS:
+            if call.token not in self._announced:
+                return False
+            self._announced.discard(call.token)
+            return True
+        if call.kind is Kind.NEW_LEADER:
+            return bool(self.leader == call.args[0])
+        return True
 
     def _polled(self) -> bool:
         """Record that a poll finished; ``True`` if a status report is due now."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -30,6 +31,19 @@ __all__ = ["LeaderElector"]
 logger = logging.getLogger("mongoelector.elector")
 
 
+@dataclass(eq=False)
+class _Loop:
+    """One run of the polling loop, from ``start()`` to ``stop()``; changed under ``_state``."""
+
+    wakeup: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    stopped: bool = False
+    #: The loop's thread is inside a user callback (``stop()`` does not wait for it then).
+    in_callback: bool = False
+    #: The loop's thread has left the loop.
+    done: bool = False
+
+
 class LeaderElector(ElectorBase[StorageBackend]):
     """Elects one leader among all electors of ``key`` sharing ``backend``.
 
@@ -40,11 +54,21 @@ class LeaderElector(ElectorBase[StorageBackend]):
     crashed leader is replaced within ``ttl + retry_period`` and one that
     releases within ``retry_period``.
 
-    Callbacks run in the elector's thread (or the caller's, for :meth:`poll`):
-    ``on_leader()`` and ``on_leader_loss()`` once per leadership term,
-    ``on_new_leader(leader)`` with a :class:`~mongoelector.core.events.LeaderInfo`
-    whenever a new term is observed (including this node's own), ``on_loop()``
-    after every poll. A callback that raises is logged and the elector goes on.
+    Callbacks: ``on_leader()`` and ``on_leader_loss()`` once per leadership
+    term, ``on_new_leader(leader)`` with a
+    :class:`~mongoelector.core.events.LeaderInfo` whenever a new term is
+    observed (including this node's own), ``on_loop()`` after every poll. A
+    callback that raises is logged and the elector goes on. Callbacks run one
+    at a time, in the order their events happened, and never while the elector
+    holds a lock, so any callback may call :meth:`stop`, :meth:`release`,
+    :meth:`start` or :meth:`poll` from any thread. The thread that caused a
+    callback (the loop's, or the caller of :meth:`poll`, :meth:`release` or
+    :meth:`stop`) runs it before that call returns, unless a callback of this
+    elector is running at that moment: then the call returns at once and the
+    thread running that callback runs the new ones next. A callback whose news
+    is stale by its turn is skipped: ``on_leader`` of a term already over (and
+    then that term's ``on_leader_loss``), ``on_new_leader`` naming a leader
+    this node no longer knows as leader, e.g. itself after a release.
     """
 
     def __init__(
@@ -81,20 +105,19 @@ class LeaderElector(ElectorBase[StorageBackend]):
             report_status=report_status,
             event_listeners=event_listeners,
         )
+        # Held around the machine and store calls only, never while a user callback runs.
         self._poll_lock = threading.RLock()
-        self._state_lock = threading.Lock()
-        self._wakeup = threading.Event()
-        self._stop_requested = False
-        self._loop_thread: threading.Thread | None = None
-        self._loop_done = threading.Event()
-        self._loop_done.set()
+        # Guards the loop bookkeeping; never held while taking _poll_lock.
+        self._state = threading.Condition(threading.Lock())
+        self._loop: _Loop | None = None
+        self._starts = 0
 
     # --- what this node knows (no backend call) ------------------------------------
 
     @property
     def running(self) -> bool:
-        """True while the polling loop runs and no stop was requested."""
-        return not self._loop_done.is_set() and not self._stop_requested
+        """True from :meth:`start` until :meth:`stop` (or the loop's crash)."""
+        return self._loop is not None
 
     @property
     def cluster_detail(self) -> dict[str, Any]:
@@ -110,22 +133,26 @@ class LeaderElector(ElectorBase[StorageBackend]):
     # --- polling --------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Run one poll cycle now: step down if due, renew or try to acquire, report status."""
-        with self._poll_lock:
-            step = self._machine.begin_poll(self._clock.monotonic())
-            self._notify(step)
-            if step.action is not None:
-                self._notify(self._carry_out(step.action))
-            if self._polled():
-                self._send_status(running=self.running)
-            run_callback(self._on_loop, "on_loop")
-        self._wake_listeners()
+        """Run one poll cycle now: step down if due, renew or try to acquire, report status.
+
+        Returns once the cycle's store calls are done and the callbacks it
+        caused have run, unless another callback of this elector was running
+        (see the class docstring).
+        """
+        self._poll(None)
 
     def release(self) -> None:
-        """Step down now if leading (firing ``on_leader_loss``) and free the lease."""
+        """Step down now if leading and free the lease; fire ``on_leader_loss``.
+
+        Returns once the lease is freed in the store (after the loop's
+        in-flight store call, if any); it never waits for a callback running
+        elsewhere, and from inside a callback it only queues ``on_leader_loss``.
+        """
         with self._poll_lock:
             self._let_go(self._machine.release(self._clock.monotonic()))
         self._wake_listeners()
+        self._run_callbacks(None)
+        self._send_releases()
 
     def leadership(self, timeout: float | None = None) -> Leadership:
         """A context manager whose block runs only while this node leads.
@@ -148,83 +175,146 @@ class LeaderElector(ElectorBase[StorageBackend]):
     def start(self, blocking: bool = False) -> None:
         """Start polling in a background thread, or in this thread if ``blocking``.
 
-        A second call while running does nothing. With ``blocking``, returns
-        after :meth:`stop` is called (from a callback or another thread).
+        A second call while running does nothing. Once :meth:`stop` has been
+        called, ``start()`` runs a new loop at once, even from a callback the
+        old loop is still running (from ``on_leader_loss``, it first frees the
+        lease that the stop is about to free). With ``blocking``, returns after
+        :meth:`stop` (from a callback or another thread) and the callbacks
+        this thread was running.
         """
-        with self._state_lock:
-            if not self._loop_done.is_set():
+        with self._poll_lock, self._state:
+            if self._loop is not None:
                 return
-            self._stop_requested = False
-            self._wakeup.clear()
-            self._loop_done.clear()
-            with self._poll_lock:
-                self._machine.start()
-            if not blocking:
-                self._loop_thread = threading.Thread(
-                    target=self._run, name=f"mongoelector-{self._key}", daemon=True
+            self._starts += 1
+            self._loop = loop = _Loop()
+            while (release := self._next_unsent()) is not None:
+                self._carry_out(release)
+            self._machine.start()
+            if blocking:
+                loop.thread = threading.current_thread()
+            else:
+                loop.thread = threading.Thread(
+                    target=self._run, args=(loop,), name=f"mongoelector-{self._key}", daemon=True
                 )
-                self._loop_thread.start()
-                return
-            self._loop_thread = threading.current_thread()
-        self._run()
+        if blocking:
+            self._run(loop)
+        else:
+            assert loop.thread is not None
+            loop.thread.start()
 
     def stop(self) -> None:
-        """Stop polling, step down and release the lease.
+        """Stop polling, step down and release the lease; fire ``on_leader_loss`` if leading.
 
-        Returns once the loop's in-flight backend call (if any) and the release
-        have finished, never after a whole poll interval.
+        Returns once the lease is freed in the store and the loop has ended,
+        never after a whole poll interval. It waits for the loop's in-flight
+        store call (bounded), never for a callback: if the loop's thread is
+        running one, ``stop()`` returns without it, and that thread ends after
+        running the callbacks still due. From a callback it does the same.
         """
-        with self._state_lock:
-            self._stop_requested = True
-            self._wakeup.set()
-            loop_thread = self._loop_thread
-            looping = not self._loop_done.is_set()
+        with self._state:
+            loop = self._loop
+            self._loop = None
+            if loop is not None:
+                loop.stopped = True
+                loop.wakeup.set()
+            starts = self._starts
         self._wake_listeners()
-        if looping:
-            if loop_thread is not threading.current_thread():
-                self._loop_done.wait()
+        self._step_down_for_good(starts)
+        if loop is None or loop.thread is threading.current_thread():
             return
-        self._finish()
+        with self._state:
+            self._state.wait_for(lambda: loop.done or loop.in_callback)
 
-    def _run(self) -> None:
+    def _run(self, loop: _Loop) -> None:
         try:
-            while not self._stop_requested:
-                self.poll()
-                if self._stop_requested:
+            while not loop.stopped:
+                self._poll(loop)
+                if loop.stopped:
                     break
-                self._clock.wait_until(self._machine.wake_at(), self._wakeup)
-                self._wakeup.clear()
+                self._clock.wait_until(self._machine.wake_at(), loop.wakeup)
+                loop.wakeup.clear()
         except BaseException:
             logger.exception("elector loop for %r crashed; stepping down", self._key)
+            with self._state:
+                crashed = self._loop is loop
+                if crashed:
+                    self._loop = None
+                    loop.stopped = True
+                starts = self._starts
+            if crashed:
+                self._step_down_for_good(starts)
             raise
         finally:
-            self._finish()
-            self._loop_done.set()
+            with self._state:
+                loop.done = True
+                self._state.notify_all()
 
-    def _finish(self) -> None:
+    def _poll(self, loop: _Loop | None) -> None:
+        """One poll cycle; by ``loop``, none once it was stopped."""
         with self._poll_lock:
-            confirmation = self._confirmation_before_stop()
-            if confirmation is not None:
-                self._notify(self._carry_out(confirmation))
-            self._let_go(self._machine.stop(self._clock.monotonic()))
-            if self._report_status:
-                self._send_status(running=False)
+            if loop is not None and loop.stopped:
+                return
+            step = self._machine.begin_poll(self._clock.monotonic())
+            self._notify(step)
+            if step.action is not None:
+                self._notify(self._carry_out(step.action))
+            if self._polled():
+                self._send_status(running=self.running)
+            self._notify_loop()
         self._wake_listeners()
+        self._run_callbacks(loop)
+
+    def _step_down_for_good(self, starts: int) -> None:
+        """Stop taking part and free the lease, unless ``start()`` ran since its call ``starts``."""
+        with self._poll_lock:
+            if self._starts == starts:
+                confirmation = self._confirmation_before_stop()
+                if confirmation is not None:
+                    self._notify(self._carry_out(confirmation))
+                self._let_go(self._machine.stop(self._clock.monotonic()))
+                if self._report_status:
+                    self._send_status(running=False)
+        self._wake_listeners()
+        self._run_callbacks(None)
+        self._send_releases()
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _let_go(self, step: Step) -> None:
-        self._notify(step)
-        if step.action is not None:
-            self._carry_out(step.action)
+    def _send_releases(self) -> None:
+        """Free in the store every lease this node gave up and has not freed yet."""
+        with self._poll_lock:
+            while (release := self._next_unsent()) is not None:
+                self._carry_out(release)
 
     def _carry_out(self, action: Action) -> Step:
         started_at = self._clock.monotonic()
         return self._settle(action, started_at, perform(self._backend, self._request, action))
 
-    def _notify(self, step: Step) -> None:
-        for callback, name, args in self._callbacks(step):
-            run_callback(callback, name, *args)
+    def _run_callbacks(self, loop: _Loop | None) -> None:
+        """Run the queued callbacks still due, unless they already run elsewhere.
+
+        ``loop`` is the loop whose thread this is, if any: ``stop()`` stops
+        waiting for that thread while it is inside a callback.
+        """
+        me = threading.current_thread()
+        if not self._queue.claim(me):
+            return
+        try:
+            while (call := self._next_callback(me)) is not None:
+                self._in_callback(loop, True)
+                try:
+                    run_callback(call.callback, call.name, *call.args)
+                finally:
+                    self._in_callback(loop, False)
+        finally:
+            self._queue.give_up(me)
+
+    def _in_callback(self, loop: _Loop | None, inside: bool) -> None:
+        if loop is None:
+            return
+        with self._state:
+            loop.in_callback = inside
+            self._state.notify_all()
 
     def _send_status(self, *, running: bool) -> None:
         backend = self._backend

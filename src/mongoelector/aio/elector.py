@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +30,30 @@ __all__ = ["AsyncLeaderElector"]
 logger = logging.getLogger("mongoelector.elector")
 
 
+@dataclass(eq=False)
+class _Loop:
+    """One run of the polling loop, from ``start()`` to ``stop()``."""
+
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    first_poll: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Replaced (after setting it) whenever ``in_callback`` or ``done`` changes.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[Any] | None = None
+    stopped: bool = False
+    #: The loop's task is inside a user callback (``stop()`` does not wait for it then).
+    in_callback: bool = False
+    #: The loop's task has left the loop.
+    done: bool = False
+
+    def set(self, *, in_callback: bool | None = None, done: bool | None = None) -> None:
+        if in_callback is not None:
+            self.in_callback = in_callback
+        if done is not None:
+            self.done = done
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+
 class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     """Elects one leader among all electors of ``key``: ``LeaderElector`` for asyncio.
 
@@ -37,13 +62,21 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     :class:`~mongoelector.backends.async_protocol.AsyncStorageBackend`, or a
     sync backend that never blocks (``MemoryBackend``), called inline.
 
-    The loop runs as an asyncio task. Callbacks run in that task (or in the
-    caller's, for :meth:`poll`) and may be plain functions or coroutine
-    functions, which are awaited: keep them short, since the next renew waits
-    for them; long work belongs in :meth:`leadership`. A callback that raises
-    is logged and the elector goes on. Cancelling the loop's task steps this
-    node down (firing ``on_leader_loss``) and releases the lease, even if a
-    store call was in flight.
+    The loop runs as an asyncio task. Callbacks may be plain functions or
+    coroutine functions, which are awaited; they run one at a time, in the
+    order their events happened, never while the elector holds its lock, so
+    any callback may await :meth:`stop`, :meth:`release`, :meth:`start` or
+    :meth:`poll`, from the loop's task or any other. The task that caused a
+    callback (the loop's, or the caller of :meth:`poll`, :meth:`release` or
+    :meth:`stop`) runs it before that call returns, unless a callback of this
+    elector is running at that moment: then the call returns at once and the
+    task running that callback runs the new ones next. Stale callbacks are
+    skipped as in ``LeaderElector``. Keep callbacks short, since the loop's
+    next renew waits for the callbacks it runs; long work belongs in
+    :meth:`leadership`. A callback that raises is logged and the elector goes
+    on. Cancelling the loop's task steps this node down (firing
+    ``on_leader_loss``) and releases the lease, even if a store call was in
+    flight.
     """
 
     def __init__(
@@ -80,20 +113,18 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
             report_status=report_status,
             event_listeners=event_listeners,
         )
+        # Held around the machine and store calls only, never while a user callback runs.
         self._poll_lock = TaskLock()
-        self._looping = False
-        self._stop_requested = False
+        self._loop: _Loop | None = None
+        self._starts = 0
         self._task: asyncio.Task[Any] | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._first_poll: asyncio.Event | None = None
-        self._loop_done: asyncio.Event | None = None
 
     # --- what this node knows --------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        """True while the polling loop runs and no stop was requested."""
-        return self._looping and not self._stop_requested
+        """True from :meth:`start` until :meth:`stop` (or the end of the loop's task)."""
+        return self._loop is not None
 
     @property
     def task(self) -> asyncio.Task[Any] | None:
@@ -114,22 +145,26 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     # --- polling --------------------------------------------------------------------
 
     async def poll(self) -> None:
-        """Run one poll cycle now: step down if due, renew or try to acquire, report status."""
-        async with self._poll_lock:
-            step = self._machine.begin_poll(self._clock.monotonic())
-            await self._notify(step)
-            if step.action is not None:
-                await self._notify(await self._carry_out(step.action))
-            if self._polled():
-                await self._send_status(running=self.running)
-            await run_callback(self._on_loop, "on_loop")
-        self._wake_listeners()
+        """Run one poll cycle now: step down if due, renew or try to acquire, report status.
+
+        Returns once the cycle's store calls are done and the callbacks it
+        caused have run, unless another callback of this elector was running
+        (see the class docstring).
+        """
+        await self._poll(None)
 
     async def release(self) -> None:
-        """Step down now if leading (firing ``on_leader_loss``) and free the lease."""
+        """Step down now if leading and free the lease; fire ``on_leader_loss``.
+
+        Returns once the lease is freed in the store (after the loop's
+        in-flight store call, if any); it never waits for a callback running
+        elsewhere, and from inside a callback it only queues ``on_leader_loss``.
+        """
         async with self._poll_lock:
-            await self._let_go(self._machine.release(self._clock.monotonic()))
+            self._let_go(self._machine.release(self._clock.monotonic()))
         self._wake_listeners()
+        await self._run_callbacks(None)
+        await self._send_releases()
 
     def leadership(self, timeout: float | None = None) -> AsyncLeadership:
         """An async context manager whose block runs only while this node leads.
@@ -152,55 +187,63 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     async def start(self, blocking: bool = False) -> None:
         """Start polling in a new task; return once its first poll is done.
 
-        A second call while running does nothing. With ``blocking``, poll in
-        the calling task instead, returning after :meth:`stop` (or raising
-        the task's cancellation, after stepping down).
+        A second call while running does nothing. Once :meth:`stop` has been
+        called, ``start()`` runs a new loop at once, even from a callback the
+        old loop is still running (from ``on_leader_loss``, it first frees the
+        lease that the stop is about to free). With ``blocking``, poll in the calling task
+        instead, returning after :meth:`stop` (or raising the task's
+        cancellation, after stepping down).
         """
-        if self._looping:
+        if self._loop is not None:
             return
-        self._looping = True
-        self._stop_requested = False
-        self._wakeup = asyncio.Event()
-        self._first_poll = asyncio.Event()
-        self._loop_done = asyncio.Event()
-        self._machine.start()
+        async with self._poll_lock:
+            if self._loop is not None:
+                return
+            self._starts += 1
+            self._loop = loop = _Loop()
+            while (release := self._next_unsent()) is not None:
+                await self._carry_out(release)
+            self._machine.start()
         if blocking:
-            self._task = asyncio.current_task()
-            await self._run()
+            self._task = loop.task = asyncio.current_task()
+            await self._run(loop)
             return
-        self._task = asyncio.create_task(self._run(), name=f"mongoelector-{self._key}")
-        await self._first_poll.wait()
+        self._task = loop.task = asyncio.create_task(
+            self._run(loop), name=f"mongoelector-{self._key}"
+        )
+        loop.task.add_done_callback(lambda _: loop.set(done=True))
+        await loop.first_poll.wait()
 
     async def stop(self) -> None:
-        """Stop polling, step down and release the lease.
+        """Stop polling, step down and release the lease; fire ``on_leader_loss`` if leading.
 
-        Returns once the loop's in-flight store call (if any) and the release
-        have finished, never after a whole poll interval. From a callback
-        running in the loop's task, only asks the loop to stop.
+        Returns once the lease is freed in the store and the loop has ended,
+        never after a whole poll interval. It waits for the loop's in-flight
+        store call, never for a callback: if the loop's task is running one,
+        ``stop()`` returns without it, and that task ends after running the
+        callbacks still due. From a callback it does the same.
         """
-        self._stop_requested = True
-        if self._wakeup is not None:
-            self._wakeup.set()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stopped = True
+            loop.wakeup.set()
+        starts = self._starts
         self._wake_listeners()
-        if self._looping:
-            if self._task is asyncio.current_task():
-                return
-            assert self._loop_done is not None
-            await self._loop_done.wait()
+        await self._step_down_for_good(starts)
+        if loop is None or loop.task is asyncio.current_task():
             return
-        await self._finish()
+        while not (loop.done or loop.in_callback):
+            await loop.changed.wait()
 
-    async def _run(self) -> None:
-        assert self._wakeup is not None and self._first_poll is not None
-        assert self._loop_done is not None
+    async def _run(self, loop: _Loop) -> None:
         try:
-            while not self._stop_requested:
-                await self.poll()
-                self._first_poll.set()
-                if self._stop_requested:
+            while not loop.stopped:
+                await self._poll(loop)
+                loop.first_poll.set()
+                if loop.stopped:
                     break
-                await wait_until(self._clock, self._machine.wake_at(), self._wakeup)
-                self._wakeup.clear()
+                await wait_until(self._clock, self._machine.wake_at(), loop.wakeup)
+                loop.wakeup.clear()
         except asyncio.CancelledError:
             logger.info("elector loop for %r cancelled; stepping down", self._key)
             raise
@@ -209,28 +252,50 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
             raise
         finally:
             try:
-                await self._finish()
+                if self._loop is loop:  # ended by cancellation or a crash, not by stop()
+                    self._loop = None
+                    loop.stopped = True
+                    await self._step_down_for_good(self._starts)
             finally:
-                self._looping = False
-                self._first_poll.set()
-                self._loop_done.set()
+                loop.first_poll.set()
+                loop.set(done=True)
 
-    async def _finish(self) -> None:
+    async def _poll(self, loop: _Loop | None) -> None:
+        """One poll cycle; by ``loop``, none once it was stopped."""
         async with self._poll_lock:
-            confirmation = self._confirmation_before_stop()
-            if confirmation is not None:
-                await self._notify(await self._carry_out(confirmation))
-            await self._let_go(self._machine.stop(self._clock.monotonic()))
-            if self._report_status:
-                await self._send_status(running=False)
+            if loop is not None and loop.stopped:
+                return
+            step = self._machine.begin_poll(self._clock.monotonic())
+            self._notify(step)
+            if step.action is not None:
+                self._notify(await self._carry_out(step.action))
+            if self._polled():
+                await self._send_status(running=self.running)
+            self._notify_loop()
         self._wake_listeners()
+        await self._run_callbacks(loop)
+
+    async def _step_down_for_good(self, starts: int) -> None:
+        """Stop taking part and free the lease, unless ``start()`` ran since its call ``starts``."""
+        async with self._poll_lock:
+            if self._starts == starts:
+                confirmation = self._confirmation_before_stop()
+                if confirmation is not None:
+                    self._notify(await self._carry_out(confirmation))
+                self._let_go(self._machine.stop(self._clock.monotonic()))
+                if self._report_status:
+                    await self._send_status(running=False)
+        self._wake_listeners()
+        await self._run_callbacks(None)
+        await self._send_releases()
 
     # --- plumbing -----------------------------------------------------------------------
 
-    async def _let_go(self, step: Step) -> None:
-        await self._notify(step)
-        if step.action is not None:
-            await self._carry_out(step.action)
+    async def _send_releases(self) -> None:
+        """Free in the store every lease this node gave up and has not freed yet."""
+        async with self._poll_lock:
+            while (release := self._next_unsent()) is not None:
+                await self._carry_out(release)
 
     async def _carry_out(self, action: Action) -> Step:
         started_at = self._clock.monotonic()
@@ -241,9 +306,26 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
             raise
         return self._settle(action, started_at, outcome)
 
-    async def _notify(self, step: Step) -> None:
-        for callback, name, args in self._callbacks(step):
-            await run_callback(callback, name, *args)
+    async def _run_callbacks(self, loop: _Loop | None) -> None:
+        """Run the queued callbacks still due, unless they already run elsewhere.
+
+        ``loop`` is the loop whose task this is, if any: ``stop()`` stops
+        waiting for that task while it is inside a callback.
+        """
+        me: object = asyncio.current_task() or object()
+        if not self._queue.claim(me):
+            return
+        try:
+            while (call := self._next_callback(me)) is not None:
+                if loop is not None:
+                    loop.set(in_callback=True)
+                try:
+                    await run_callback(call.callback, call.name, *call.args)
+                finally:
+                    if loop is not None:
+                        loop.set(in_callback=False)
+        finally:
+            self._queue.give_up(me)
 
     async def _send_status(self, *, running: bool) -> None:
         backend = self._backend

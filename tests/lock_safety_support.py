@@ -32,6 +32,7 @@ class Wrapped:
     - ``hold_release``: the next ``release`` waits until :meth:`let_go` before
       it is applied and answered (a slow reply).
     - ``hold_cas``: the next ``compare_and_set`` waits until :meth:`let_go`.
+    - ``hold_get``: the next ``get`` waits until :meth:`let_go`, then reads.
     - ``ambiguous``: set of operation names that apply, then raise
       ``AmbiguousOutcome`` (the reply was lost).
     """
@@ -42,6 +43,7 @@ class Wrapped:
         self.lose_release = False
         self.hold_release = False
         self.hold_cas = False
+        self.hold_get = False
         self.ambiguous: set[str] = set()
         self.lost: list[tuple[str, str | None, int | None]] = []
         self.held = threading.Event()  # set while a call is being held back
@@ -104,6 +106,9 @@ class Wrapped:
 
     def get(self, key: str) -> LeaseRecord | None:
         self._count("get")
+        if self.hold_get:
+            self.hold_get = False
+            self._wait()
         return self.inner.get(key)
 
 
@@ -111,7 +116,8 @@ class AsyncWrapped:
     """The asyncio counterpart of :class:`Wrapped`, around an async backend.
 
     Same switches (``lose_release``, ``hold_release``, ``hold_cas``,
-    ``ambiguous``), with :class:`asyncio.Event` for ``held`` and the go
+    ``ambiguous``), and ``hold_get`` (the next ``get`` waits until
+    :meth:`let_go`; the read happens after), with :class:`asyncio.Event` for ``held`` and the go
     signal. Every call yields to the event loop once before it reaches the
     store, as a network call would, so tasks sharing a lock interleave inside
     their store calls. A held ``compare_and_set`` whose caller is cancelled
@@ -126,6 +132,7 @@ class AsyncWrapped:
         self.lose_release = False
         self.hold_release = False
         self.hold_cas = False
+        self.hold_get = False
         self.ambiguous: set[str] = set()
         self.lost: list[tuple[str, str | None, int | None]] = []
         self.lost_cas: list[tuple[LeaseRequest, bool]] = []
@@ -199,4 +206,7 @@ class AsyncWrapped:
 
     async def get(self, key: str) -> LeaseRecord | None:
         await self._enter("get")
+        if self.hold_get:
+            self.hold_get = False
+            await self._wait()
         return await self.inner.get(key)

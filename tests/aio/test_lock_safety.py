@@ -4,7 +4,9 @@ The asyncio mirror of ``tests/sync/test_lock_safety.py``: never two holders
 acting at once, and a strictly greater fencing token for every acquisition,
 after a late release, a release racing an acquire, one ``AsyncLock`` shared
 by tasks, a re-acquire after the renew deadline, an acquire whose writes all
-fail ambiguously, and an acquire cancelled while its write is in flight. Each
+fail ambiguously, an acquire cancelled while its write is in flight, and a
+release of unknown outcome (after an ambiguous or a cancelled acquire) that
+races another task's acquire of the same object. Each
 scenario runs on ``MemoryBackend`` (called inline) and on
 ``AsyncMongoBackend`` over mongomock (classic and pipeline paths).
 """
@@ -201,7 +203,7 @@ async def test_a_timeout_bounds_an_acquire_whose_writes_are_all_ambiguous(
 async def test_an_acquire_cancelled_while_its_write_is_in_flight_is_freed_by_release(
     store: AsyncStore, wrapped: AsyncWrapped
 ) -> None:
-    """Scenario 6: the task is cancelled inside compare_and_set; the write lands afterwards."""
+    """Scenario 7: the task is cancelled inside compare_and_set; the write lands afterwards."""
     lock = lock_on(wrapped, store)
     wrapped.hold_cas = True
     task = asyncio.create_task(lock.acquire(blocking=False))
@@ -217,6 +219,57 @@ async def test_an_acquire_cancelled_while_its_write_is_in_flight_is_freed_by_rel
 
     assert await lock.release() is True
     assert await lock_on(store.backend, store).acquire(blocking=False)
+
+
+async def test_the_clean_up_of_a_cancelled_acquire_spares_a_holding_another_task_took(
+    store: AsyncStore, wrapped: AsyncWrapped
+) -> None:
+    """Scenario 8: while a cancelled acquire's clean-up release reads the record, another
+    task of the same object acquires; the clean-up must not free that new holding."""
+    lock = lock_on(wrapped, store)
+    wrapped.hold_cas = True
+    task = asyncio.create_task(lock.acquire(blocking=False))
+    await wrapped.held.wait()
+    wrapped.held.clear()
+    wrapped.hold_get = True
+    task.cancel()
+    await wrapped.held.wait()  # the clean-up release is reading the record
+
+    assert await lock.acquire(blocking=False)  # another task of the object acquires
+    token = lock.ensure()
+    wrapped.let_go()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert lock.ensure() == token
+    record = await store.backend.get("job")
+    assert record is not None and record.owner == lock.uuid and record.token == token
+    assert await another_lock_is_refused(store)
+
+
+async def test_a_release_of_unknown_outcome_spares_a_holding_another_task_just_took(
+    store: AsyncStore, wrapped: AsyncWrapped
+) -> None:
+    """Scenario 6: release() after an ambiguous acquire reads the record while another
+    task of the same object acquires; the release must not free that new holding."""
+    wrapped.ambiguous = {"compare_and_set", "renew"}
+    lock = lock_on(wrapped, store)
+    with pytest.raises(AmbiguousOutcome):
+        await lock.acquire(blocking=False)
+    wrapped.ambiguous = set()
+    wrapped.hold_get = True
+    releaser = asyncio.create_task(lock.release())
+    await wrapped.held.wait()  # the release is reading the record
+
+    assert await lock.acquire(blocking=False)  # another task of the object acquires
+    token = lock.ensure()
+    wrapped.let_go()
+    await releaser
+
+    assert lock.ensure() == token
+    record = await store.backend.get("job")
+    assert record is not None and record.owner == lock.uuid and record.token == token
+    assert await another_lock_is_refused(store)
 
 
 #: Passes of the event loop a worker spends inside its critical section.

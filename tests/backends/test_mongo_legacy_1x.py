@@ -45,6 +45,16 @@ def test_a_live_1x_lock_refuses_2x(store: Store, legacy: LegacyNode) -> None:
     assert legacy.owned()
 
 
+def test_a_1x_lock_has_no_acquisition_id(store: Store, legacy: LegacyNode) -> None:
+    """1.x writes no acquisition id: 2.x reads its holding as one no 2.x attempt wrote."""
+    assert legacy.acquire()
+    record = store.backend.get("job")
+    assert record is not None and record.owner == legacy.uuid
+    assert record.acquisition is None
+    refused = store.backend.compare_and_set(ask("new"))
+    assert refused.record is not None and refused.record.acquisition is None
+
+
 def test_2x_takes_an_expired_1x_lock_without_waiting_for_the_ttl_monitor(
     store: Store, legacy: LegacyNode
 ) -> None:

@@ -2,8 +2,9 @@
 
 Never two holders acting at once, and a strictly greater fencing token for
 every acquisition: after a late release, a release racing an acquire, one
-``Lock`` shared by threads, a re-acquire after the renew deadline, and an
-acquire whose writes all fail ambiguously. Each scenario runs on
+``Lock`` shared by threads, a re-acquire after the renew deadline, an
+acquire whose writes all fail ambiguously, and a release of unknown outcome
+racing another thread's acquire of the same object. Each scenario runs on
 ``MemoryBackend`` and on ``MongoBackend`` (mongomock, classic and pipeline
 paths; sync and async backends).
 """
@@ -207,3 +208,31 @@ def test_mutation_without_the_object_mutex_the_check_sees_two_inside(
     monkeypatch.setattr(LockBase, "_claim", lambda self, run, *, force: True)
     with pytest.raises(AssertionError):
         test_a_shared_lock_object_admits_one_thread(store, wrapped)
+
+
+def test_a_release_of_unknown_outcome_spares_a_holding_another_thread_just_took(
+    store: Store, wrapped: Wrapped
+) -> None:
+    """Scenario 6: release() after an ambiguous acquire reads the record while another
+    thread of the same object acquires; the release must not free that new holding."""
+    wrapped.ambiguous = {"compare_and_set", "renew"}
+    lock = lock_on(wrapped, store)
+    with pytest.raises(AmbiguousOutcome):
+        lock.acquire(blocking=False)
+    wrapped.ambiguous = set()
+    wrapped.hold_get = True
+    releaser = threading.Thread(target=lock.release)
+    releaser.start()
+    assert wrapped.held.wait(HANG_GUARD)  # the release is reading the record
+
+    assert lock.acquire(blocking=False)  # another thread of the object acquires
+    token = lock.ensure()
+    wrapped.let_go()
+    releaser.join(HANG_GUARD)
+
+    assert not releaser.is_alive()
+    assert lock.ensure() == token
+    record = store.storage.get("job")
+    assert record is not None and record.owner == lock.uuid and record.token == token
+    with pytest.raises(LockExists):
+        lock_on(store.storage, store).acquire(blocking=False)

@@ -96,6 +96,72 @@ class ChecksThenSets(MemoryBackend):
         return super().compare_and_set(request, force=True)
 
 
+class ForgetsTheAcquisition(MemoryBackend):
+    """Stores every granted record without its acquisition id."""
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        result = super().compare_and_set(request, force=force)
+        if not result.acquired or result.record is None:
+            return result
+        record = replace(result.record, acquisition=None)
+        self._records[request.key] = record
+        return CasResult(acquired=True, record=record)
+
+
+class RenewRewritesTheAcquisition(MemoryBackend):
+    """Gives a renewed holding a new acquisition id, as if renew were a new acquisition."""
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        renewed = super().renew(key, owner, token, ttl)
+        if renewed is None:
+            return None
+        record = replace(renewed, acquisition=f"renewed-{renewed.token}")
+        self._records[key] = record
+        return record
+
+
+class RefusalRewritesTheAcquisition(MemoryBackend):
+    """Refuses a live holding's key, but writes the refused request's id into the record."""
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        result = super().compare_and_set(request, force=force)
+        if result.acquired or result.record is None:
+            return result
+        record = replace(result.record, acquisition=request.acquisition)
+        self._records[request.key] = record
+        return CasResult(acquired=False, record=record)
+
+
+class ForceKeepsTheAcquisition(MemoryBackend):
+    """A forced takeover of a held key keeps the old holding's acquisition id."""
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        current = self._records.get(request.key)
+        if force and current is not None and current.acquisition is not None:
+            request = replace(request, acquisition=current.acquisition)
+        return super().compare_and_set(request, force=force)
+
+
+class AcceptsAnyAcquisition(MemoryBackend):
+    """Stores whatever acquisition a request carries, without checking it."""
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        acquisition: object = request.acquisition
+        if not isinstance(acquisition, str) or not acquisition:
+            request = replace(request, acquisition=f"unchecked {acquisition!r}")
+        return super().compare_and_set(request, force=force)
+
+
+class RejectsAcquisitionsWithoutNamingThem(MemoryBackend):
+    """Rejects a bad acquisition id with an error that does not say what was wrong."""
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        acquisition: object = request.acquisition
+        if not isinstance(acquisition, str) or not acquisition:
+            raise ValueError("bad request")
+        return super().compare_and_set(request, force=force)
+
+
 class ListsMembersOldestFirst(MemoryBackend):
     def members(self, key: str) -> list[Any]:
         return list(reversed(super().members(key)))
@@ -129,6 +195,58 @@ BROKEN = [
     pytest.param(ListsMembersOldestFirst, "members_are_newest_first_one_per_uuid", id="order"),
     pytest.param(ClaimsMemberStatusWithoutIt, "backend_implements_the_protocol", id="claims"),
 ]
+
+
+#: Backends that break acquisition identity, the check that must catch each, and what the
+#: failure must say.
+BROKEN_ACQUISITION = [
+    pytest.param(
+        ForgetsTheAcquisition,
+        "granted_records_carry_the_request_acquisition",
+        "must carry request.acquisition ('acq-free'), got None",
+        id="not-stored",
+    ),
+    pytest.param(
+        RenewRewritesTheAcquisition,
+        "renew_keeps_the_acquisition",
+        "renew() must keep the acquisition ('acq-first'), got 'renewed-",
+        id="rewritten-on-renew",
+    ),
+    pytest.param(
+        RefusalRewritesTheAcquisition,
+        "refused_cas_keeps_the_holders_acquisition",
+        "with its acquisition ('acq-holder'), got 'acq-bob'",
+        id="rewritten-on-refusal",
+    ),
+    pytest.param(
+        ForceKeepsTheAcquisition,
+        "forced_cas_stores_the_new_acquisition",
+        "forced compare_and_set must carry request.acquisition ('acq-bob'), got 'acq-alice'",
+        id="kept-on-force",
+    ),
+    pytest.param(
+        AcceptsAnyAcquisition,
+        "bad_acquisitions_are_rejected",
+        "compare_and_set with acquisition='' on 'k' must raise TypeError or ValueError",
+        id="unchecked",
+    ),
+    pytest.param(
+        RejectsAcquisitionsWithoutNamingThem,
+        "bad_acquisitions_are_rejected",
+        "must raise an error naming 'acquisition', got ValueError('bad request')",
+        id="unnamed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("backend_type", "check_name", "complaint"), BROKEN_ACQUISITION)
+def test_the_acquisition_checks_fail_backends_that_lose_or_rewrite_the_id(
+    backend_type: Callable[[FakeClock], Any], check_name: str, complaint: str
+) -> None:
+    [result] = check_backend(harness_for(backend_type), only=[check_name]).results
+
+    assert result.outcome is Outcome.FAILED, result
+    assert complaint in result.detail
 
 
 @pytest.mark.parametrize(("backend_type", "check_name"), BROKEN)

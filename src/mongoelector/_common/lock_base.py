@@ -386,13 +386,18 @@ class LockBase(Participant[BackendT]):
 
         A record of this owner is released by its token, unless an acquire in
         progress wrote it (that acquire adopts it or leaves it to a later
-        release). When the read shows no live holding by anyone, a write of
-        ours may still land: it stays remembered for the next release.
+        release) or it is the holding this object took since the release began
+        (another caller's: its own release ends it). When the read shows no
+        live holding by anyone, a write of ours may still land: it stays
+        remembered for the next release.
         """
         with self._mutex:
             run = self._acquirer
             if record is not None and record.owner == self._uuid:
                 if run is not None and run.owns(record):
+                    return None
+                current = self._keeper.holding
+                if current is not None and current.token == record.token:
                     return None
                 return record.token
             if record is None or record.owner is None:

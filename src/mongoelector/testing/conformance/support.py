@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest
@@ -37,9 +38,13 @@ def lease_request(
     *,
     ttl: float = LONG_TTL,
     metadata: Mapping[str, str] | None = None,
+    acquisition: str | None = None,
 ) -> LeaseRequest:
-    """A request by ``owner`` for ``key``, with a recognisable host and pid."""
-    return LeaseRequest(
+    """A request by ``owner`` for ``key``, with a recognisable host and pid.
+
+    ``acquisition`` is the request's acquisition id; a fresh one when ``None``.
+    """
+    request = LeaseRequest(
         key=key,
         owner=owner,
         ttl=ttl,
@@ -47,6 +52,7 @@ def lease_request(
         pid=4242,
         metadata=dict(metadata or {}),
     )
+    return request if acquisition is None else replace(request, acquisition=acquisition)
 
 
 def acquire(

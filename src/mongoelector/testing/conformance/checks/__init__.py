@@ -7,6 +7,7 @@ lists them in a stable order (module order, then definition order).
 from __future__ import annotations
 
 from mongoelector.testing.conformance.checks import (
+    acquisition,
     cas,
     failures,
     holding,
@@ -21,7 +22,7 @@ from mongoelector.testing.conformance.registry import Check, checks_in
 
 __all__ = ["ALL_CHECKS"]
 
-_MODULES = (surface, cas, holding, tokens, keys, inputs, threads, failures, members)
+_MODULES = (surface, cas, acquisition, holding, tokens, keys, inputs, threads, failures, members)
 
 #: Every check of the suite, in the order the suite runs them.
 ALL_CHECKS: tuple[Check, ...] = tuple(check for module in _MODULES for check in checks_in(module))

@@ -19,6 +19,7 @@ from mongoelector.backends import AsyncMongoBackend
 from mongoelector.testing.aio import BlockingBackend, EventLoopThread, settle
 from tests.backends.mongo_wire_support import (
     REQUEST,
+    acquire_id_of,
     Primary,
     lease_document,
     make_async_backend,
@@ -79,4 +80,31 @@ def test_an_async_lock_cancelled_mid_acquire_frees_what_it_may_have_taken(
     with pytest.raises(concurrent.futures.CancelledError):
         acquiring.result(GUARD)
     assert lock.token is None
+    assert primary.idle()
+
+
+@pytest.mark.parametrize("retry_writes", [False, True], ids=["retryWrites=false", "retryWrites"])
+def test_a_cancelled_acquire_whose_write_lands_after_the_read_is_still_released(
+    primary: Primary, loop: EventLoopThread, retry_writes: bool
+) -> None:
+    """Issue 13, item 3: the clean-up read finds nothing yet; the write lands later; the
+    next release() reads again and frees it (it is remembered, not forgotten)."""
+    backend = make_async_backend(primary, retryWrites=retry_writes)
+    lock = AsyncLock("job", backend, ttl=10, clock=backend.clock)
+    warm_up(primary, BlockingBackend(backend, loop))
+    acquiring = start(loop, lock.acquire())
+    write = primary.receives("findAndModify")  # in flight
+    cancel_once_waiting(loop, acquiring)
+    primary.receives("find").ok(cursor={"id": 0, "firstBatch": [], "ns": "app.mongolocker"})
+    with pytest.raises(concurrent.futures.CancelledError):
+        acquiring.result(GUARD)
+    loop.run(settle())  # the cancelled task's clean-up has finished
+    # Now the write lands: the store holds a lease of this lock that nobody trusts.
+    landed = lease_document(owner=lock.uuid, token=8, acquire_id=acquire_id_of(write))
+    releasing = start(loop, lock.release())
+    primary.receives("find").ok(cursor={"id": 0, "firstBatch": [landed], "ns": "app.mongolocker"})
+    release = primary.receives("findAndModify")
+    assert release["query"] == {"_id": "job", "locked": True, "uuid": lock.uuid, "token": 8}
+    release.ok(value=landed)
+    assert releasing.result(GUARD) is True
     assert primary.idle()

@@ -19,8 +19,8 @@ from mongoelector.backends import AsyncMongoBackend
 from mongoelector.testing.aio import BlockingBackend, EventLoopThread, settle
 from tests.backends.mongo_wire_support import (
     REQUEST,
-    acquire_id_of,
     Primary,
+    acquire_id_of,
     lease_document,
     make_async_backend,
     warm_up,

@@ -372,11 +372,18 @@ def refuse_as_not_primary(*, after: int = 1) -> Callable[[Any], bool]:
     return respond
 
 
+RETRY_WRITES = pytest.mark.parametrize(
+    "retry_writes", [False, True], ids=["retryWrites=false", "retryWrites"]
+)
+
+
+@RETRY_WRITES
 @pytest.mark.parametrize("code", [91, 189])
 def test_a_write_concern_error_then_not_primary_refusals_is_ambiguous(
-    primary: Primary, backend: WireBackend, code: int
+    primary: Primary, kind: str, code: int, retry_writes: bool
 ) -> None:
     """The write ran (a write-concern error says so); the refusals after it prove nothing."""
+    backend = make_backend(primary, kind, retryWrites=retry_writes)
     warm_up(primary, backend)
     responder = primary.server.autoresponds(refuse_as_not_primary())
     with pytest.raises(AmbiguousOutcome), going(backend.compare_and_set, REQUEST):
@@ -401,10 +408,12 @@ def test_with_retry_writes_a_refusal_after_a_dropped_first_send_is_ambiguous(
     primary.server.cancel_responder(responder)
 
 
+@RETRY_WRITES
 def test_a_lock_whose_acquire_met_a_write_concern_error_then_an_election_releases_it(
-    primary: Primary, backend: WireBackend, kind: str
+    primary: Primary, kind: str, retry_writes: bool
 ) -> None:
     """acquire() gives up ambiguous; release() then contacts the store and frees the write."""
+    backend = make_backend(primary, kind, retryWrites=retry_writes)
     lock_class = Lock if kind == "sync" else AsyncLock
     lock = lock_class("job", inner(backend), ttl=10, clock=inner(backend).clock)  # type: ignore[arg-type]
     warm_up(primary, backend)
@@ -434,3 +443,27 @@ def test_a_lock_whose_acquire_met_a_write_concern_error_then_an_election_release
         assert release["query"] == {"_id": "job", "locked": True, "uuid": lock.uuid, "token": 5}
         release.ok(value=applied)
     assert released() is True
+
+
+@RETRY_WRITES
+def test_a_lock_whose_acquire_met_a_write_concern_error_confirms_it_by_reading(
+    primary: Primary, kind: str, retry_writes: bool
+) -> None:
+    """The write ran; refusals follow while the set elects; the read settles it: held."""
+    backend = make_backend(primary, kind, retryWrites=retry_writes)
+    lock_class = Lock if kind == "sync" else AsyncLock
+    lock = lock_class("job", inner(backend), ttl=10, clock=inner(backend).clock)  # type: ignore[arg-type]
+    warm_up(primary, backend)
+    responder = primary.server.autoresponds(refuse_as_not_primary())
+    with going(blocking(primary, lock.acquire), blocking=False) as acquired:
+        first = primary.receives("findAndModify")
+        applied = lease_document(owner=lock.uuid, token=5, acquire_id=acquire_id_of(first))
+        first.ok(value=applied, writeConcernError={"code": 91, "errmsg": "shutting down"})
+        find = primary.receives("find")
+        primary.server.cancel_responder(responder)  # the new primary is elected
+        find.ok(cursor={"id": 0, "firstBatch": [applied], "ns": "app.mongolocker"})
+        renew = primary.receives("findAndModify")
+        assert renew["query"] == {"_id": "job", "locked": True, "uuid": lock.uuid, "token": 5}
+        renew.ok(value=applied)
+    assert acquired() is True
+    assert lock.token == 5

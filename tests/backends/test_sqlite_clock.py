@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import sys
+import threading
+from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -258,3 +260,55 @@ def test_on_linux_the_boot_id_is_the_kernels(path: Path, monkeypatch: pytest.Mon
 def test_a_boot_id_must_be_text(path: Path) -> None:
     with pytest.raises(TypeError, match="boot_id"):
         SQLiteBackend(path, boot_id=42)  # type: ignore[arg-type]
+
+
+class ClockWithHook:
+    """Reads ``inner``, but runs ``hook`` (once) right after its next monotonic reading."""
+
+    def __init__(self, inner: FakeClock) -> None:
+        self.inner = inner
+        self.hook: Callable[[], object] | None = None
+
+    def now(self) -> datetime:
+        return self.inner.now()
+
+    def monotonic(self) -> float:
+        reading = self.inner.monotonic()
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return reading
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+    def wait_until(self, deadline: float, wakeup: threading.Event) -> bool:
+        return self.inner.wait_until(deadline, wakeup)
+
+
+def test_a_read_never_mistakes_a_write_committed_after_its_clock_reading_for_another_boot(
+    path: Path,
+) -> None:
+    """A reader reads the clock; before it reads the rows, another process renews.
+    The renewal's tick lies after the reader's reading, which must not look like
+    a row from before a reboot: reads see the rows as of before their reading."""
+    clock = FakeClock()
+    reader_clock = ClockWithHook(clock)
+    with (
+        SQLiteBackend(path, clock=clock) as writer,
+        SQLiteBackend(path, clock=reader_clock) as reader,
+    ):
+        token = writer.compare_and_set(request("alice")).record.token  # type: ignore[union-attr]
+        writer.report_member(member("alice"))
+        assert reader.get("job") is not None  # the reader is connected
+
+        def renew_a_second_later() -> None:
+            clock.advance(1)
+            assert writer.renew("job", "alice", token, TTL) is not None
+            writer.report_member(member("alice"))
+
+        reader_clock.hook = renew_a_second_later
+        seen = reader.get("job")
+        assert seen is not None and seen.is_held(reader.server_time())
+        reader_clock.hook = renew_a_second_later
+        assert [m.uuid for m in reader.members("job")] == ["alice"]

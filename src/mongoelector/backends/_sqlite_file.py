@@ -264,15 +264,25 @@ class SQLiteFile:
         self._conn_pid = 0
 
     def read(self, work: Callable[[sqlite3.Connection, HostInstant], _T]) -> _T:
-        """Run the read-only ``work(conn, now)``; store failures raise BackendUnavailable."""
+        """Run the read-only ``work(conn, now)``; store failures raise BackendUnavailable.
+
+        ``work`` sees the database as it was before ``now`` was read: no row
+        it sees was written at a later tick (which would look like a row of
+        an earlier boot).
+        """
         with self._mutex:
             conn = self._connection()
             try:
+                conn.execute("BEGIN")
+                # The first read fixes the snapshot this transaction sees.
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 return work(conn, self._now())
             except sqlite3.Error as error:
                 raise BackendUnavailable(
                     f"SQLite read from {self.path!r} failed: {error}", original=error
                 ) from error
+            finally:
+                self._roll_back(conn)
 
     def write(self, work: Callable[[sqlite3.Connection, HostInstant], _T]) -> _T:
         """Run ``work(conn, now)`` in one ``BEGIN IMMEDIATE`` transaction and commit it.

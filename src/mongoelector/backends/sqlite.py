@@ -6,10 +6,13 @@ and clock, nothing else. Every write runs in a ``BEGIN IMMEDIATE``
 transaction, so the read-decide-write of each operation holds the database's
 write lock from start to end, across threads and processes alike.
 
-Server time is the injected clock (by default the system clock): the
-processes sharing a file share the host's clock, so they agree on it. Fencing
-tokens live in a table of their own, so deleting a lease record by hand never
-lets a key's tokens start over.
+Leases expire by the host's monotonic clock (the injected clock's
+``monotonic()``, by default the system's), stored with the id of the boot it
+counts from: the processes sharing a file share that clock, so they agree on
+it, and a step of the wall clock moves no lease (see ``_host_time``). Wall
+time only presents records and server time. Fencing tokens live in a table
+of their own, so deleting a lease record by hand never lets a key's tokens
+start over.
 """
 
 from __future__ import annotations
@@ -17,17 +20,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 
+from mongoelector.backends._host_time import HostInstant, at
 from mongoelector.backends._sqlite_file import (
     LEASE_COLUMNS,
     MEMBER_COLUMNS,
+    LeaseRow,
+    MemberRow,
     SQLiteFile,
-    at,
-    lease_from_row,
-    member_from_row,
 )
 from mongoelector.backends.protocol import (
     Capability,
@@ -56,14 +58,14 @@ def _marks(count: int) -> str:
     return ", ".join("?" * count)
 
 
-def _select_lease(conn: sqlite3.Connection, key: str) -> LeaseRecord | None:
+def _select_lease(conn: sqlite3.Connection, key: str) -> LeaseRow | None:
     row = conn.execute(
         f"SELECT {LEASE_COLUMNS} FROM mongoelector_leases WHERE key = ?", (key,)
     ).fetchone()
-    return None if row is None else lease_from_row(row)
+    return None if row is None else LeaseRow(*row)
 
 
-def _next_token(conn: sqlite3.Connection, key: str, current: LeaseRecord | None) -> int:
+def _next_token(conn: sqlite3.Connection, key: str, current: LeaseRow | None) -> int:
     """The key's next fencing token, recorded in the token table (which outlives records)."""
     row = conn.execute(
         "SELECT last_token FROM mongoelector_tokens WHERE key = ?", (key,)
@@ -76,6 +78,16 @@ def _next_token(conn: sqlite3.Connection, key: str, current: LeaseRecord | None)
     return last + 1
 
 
+def _select_members(conn: sqlite3.Connection, key: str | None) -> list[tuple[int, MemberRow]]:
+    """``(rowid, row)`` of every member row of ``key`` (of every key when ``None``)."""
+    rows = conn.execute(
+        f"SELECT rowid, {MEMBER_COLUMNS} FROM mongoelector_members"
+        + ("" if key is None else " WHERE key = ?"),
+        () if key is None else (key,),
+    )
+    return [(row[0], MemberRow(*row[1:])) for row in rows]
+
+
 class SQLiteBackend:
     """Lease records in the SQLite file ``path``, shared by every process that opens it.
 
@@ -86,6 +98,16 @@ class SQLiteBackend:
     (nothing was written). A failed ``COMMIT`` raises
     :class:`~mongoelector.errors.AmbiguousOutcome` unless it certainly did not
     commit. Call :meth:`close` (or use ``with``) when done.
+
+    Leases expire by ``clock.monotonic()`` within one boot of the host, so a
+    step of the wall clock neither shortens nor lengthens any lease: every
+    process that shares the file must read the same monotonic clock (the
+    default :class:`~mongoelector.clock.SystemClock` does, on one host). A
+    lease written in another boot (by ``boot_id``) has lapsed. ``boot_id``
+    names the running boot; leave it ``None`` to read the host's (on Linux,
+    ``/proc/sys/kernel/random/boot_id``; elsewhere one id serves every boot,
+    and a reboot is noticed by the monotonic clock having restarted). Tests
+    pass one to simulate a reboot.
     """
 
     capabilities: frozenset[Capability] = frozenset({Capability.MEMBER_STATUS})
@@ -96,6 +118,7 @@ class SQLiteBackend:
         *,
         clock: Clock | None = None,
         busy_timeout: float = 5.0,
+        boot_id: str | None = None,
     ) -> None:
         filename = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
         if not isinstance(filename, str):
@@ -107,11 +130,14 @@ class SQLiteBackend:
             )
         if clock is not None and not isinstance(clock, Clock):
             raise TypeError(f"clock must implement Clock, got {clock!r}")
+        if boot_id is not None and not isinstance(boot_id, str):
+            raise TypeError(f"boot_id must be a str or None, got {boot_id!r}")
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._file = SQLiteFile(
             filename,
             busy_timeout=check_ttl(busy_timeout, name="busy_timeout"),
             clock=self._clock,
+            boot_id=boot_id,
         )
 
     @property
@@ -121,10 +147,17 @@ class SQLiteBackend:
 
     @property
     def clock(self) -> Clock:
-        """The clock that is this backend's server time."""
+        """The clock whose monotonic time leases expire by, and whose wall time presents them."""
         return self._clock
 
     def server_time(self) -> datetime:
+        """The clock's wall time now.
+
+        Expiry is decided by the monotonic clock, and every record read
+        presents its times by the wall clock of that read: ``expires_at``
+        minus ``server_time()`` is the lease's remaining time even after the
+        wall clock stepped (up to a step between the two calls).
+        """
         return self._clock.now()
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
@@ -132,28 +165,31 @@ class SQLiteBackend:
         ttl_us = _micros_of(request.ttl)
         metadata = json.dumps(dict(request.metadata), sort_keys=True)
 
-        def work(conn: sqlite3.Connection, now_us: int) -> CasResult:
+        def work(conn: sqlite3.Connection, now: HostInstant) -> CasResult:
             current = _select_lease(conn, request.key)
-            if current is not None and not force and current.is_held(at(now_us)):
-                return CasResult(acquired=False, record=current)
-            token = _next_token(conn, request.key, current)
-            row = (
-                request.key,
-                request.owner,
-                token,
-                now_us,
-                now_us + ttl_us,
-                request.host,
-                request.pid,
-                metadata,
-                request.acquisition,
+            if current is not None and not force and current.held(now):
+                return CasResult(acquired=False, record=current.record(now))
+            row = LeaseRow(
+                key=request.key,
+                owner=request.owner,
+                token=_next_token(conn, request.key, current),
+                acquired_us=now.wall,
+                expires_us=now.wall + ttl_us,
+                host=request.host,
+                pid=request.pid,
+                metadata=metadata,
+                acquisition=request.acquisition,
+                boot=now.boot,
+                acquired_tick=now.tick,
+                renewed_tick=now.tick,
+                expires_tick=now.tick + ttl_us,
             )
             conn.execute(
                 f"INSERT OR REPLACE INTO mongoelector_leases ({LEASE_COLUMNS}) "
-                f"VALUES ({_marks(9)})",
+                f"VALUES ({_marks(len(row))})",
                 row,
             )
-            return CasResult(acquired=True, record=lease_from_row(row))
+            return CasResult(acquired=True, record=row.record(now))
 
         return self._file.write(work)
 
@@ -162,15 +198,30 @@ class SQLiteBackend:
         check_owner(owner)
         ttl_us = _micros_of(check_ttl(ttl))
 
-        def work(conn: sqlite3.Connection, now_us: int) -> LeaseRecord | None:
+        def work(conn: sqlite3.Connection, now: HostInstant) -> LeaseRecord | None:
             current = _select_lease(conn, key)
             if current is None or current.owner != owner or current.token != token:
                 return None
-            expires_us = now_us + ttl_us
-            conn.execute(
-                "UPDATE mongoelector_leases SET expires_us = ? WHERE key = ?", (expires_us, key)
+            renewed = current._replace(
+                expires_us=now.wall + ttl_us,
+                boot=now.boot,
+                acquired_tick=current.acquired_tick_at(now),
+                renewed_tick=now.tick,
+                expires_tick=now.tick + ttl_us,
             )
-            return replace(current, expires_at=at(expires_us))
+            conn.execute(
+                "UPDATE mongoelector_leases SET expires_us = ?, boot = ?, acquired_tick = ?, "
+                "renewed_tick = ?, expires_tick = ? WHERE key = ?",
+                (
+                    renewed.expires_us,
+                    renewed.boot,
+                    renewed.acquired_tick,
+                    renewed.renewed_tick,
+                    renewed.expires_tick,
+                    key,
+                ),
+            )
+            return renewed.record(now)
 
         return self._file.write(work)
 
@@ -181,7 +232,7 @@ class SQLiteBackend:
         if not force:
             check_owner(owner)
 
-        def work(conn: sqlite3.Connection, now_us: int) -> bool:
+        def work(conn: sqlite3.Connection, now: HostInstant) -> bool:
             current = _select_lease(conn, key)
             if current is None or current.owner is None:
                 return False
@@ -190,35 +241,46 @@ class SQLiteBackend:
             ):
                 return False
             conn.execute("UPDATE mongoelector_leases SET owner = NULL WHERE key = ?", (key,))
-            return current.is_held(at(now_us))
+            return current.held(now)
 
         return self._file.write(work)
 
     def get(self, key: str) -> LeaseRecord | None:
         check_key(key)
-        return self._file.read(lambda conn, _now_us: _select_lease(conn, key))
+
+        def work(conn: sqlite3.Connection, now: HostInstant) -> LeaseRecord | None:
+            current = _select_lease(conn, key)
+            return None if current is None else current.record(now)
+
+        return self._file.read(work)
 
     def report_member(self, member: MemberRecord) -> None:
         member = check_member(member)
         ttl_us = _micros_of(member.ttl)
 
-        def work(conn: sqlite3.Connection, now_us: int) -> None:
-            conn.execute("DELETE FROM mongoelector_members WHERE lapses_us <= ?", (now_us,))
+        def work(conn: sqlite3.Connection, now: HostInstant) -> None:
+            lapsed = [(rowid,) for rowid, row in _select_members(conn, None) if not row.live(now)]
+            conn.executemany("DELETE FROM mongoelector_members WHERE rowid = ?", lapsed)
+            row = MemberRow(
+                key=member.key,
+                uuid=member.uuid,
+                host=member.host,
+                pid=member.pid,
+                is_leader=member.is_leader,
+                elector_running=member.elector_running,
+                ttl=member.ttl,
+                token=member.token,
+                app_version=member.app_version,
+                stamped_us=now.wall,
+                lapses_us=now.wall + ttl_us,
+                boot=now.boot,
+                stamped_tick=now.tick,
+                lapses_tick=now.tick + ttl_us,
+            )
             conn.execute(
-                f"INSERT OR REPLACE INTO mongoelector_members VALUES ({_marks(11)})",
-                (
-                    member.key,
-                    member.uuid,
-                    member.host,
-                    member.pid,
-                    member.is_leader,
-                    member.elector_running,
-                    member.ttl,
-                    member.token,
-                    member.app_version,
-                    now_us,
-                    now_us + ttl_us,
-                ),
+                f"INSERT OR REPLACE INTO mongoelector_members ({MEMBER_COLUMNS}) "
+                f"VALUES ({_marks(len(row))})",
+                row,
             )
 
         self._file.write(work)
@@ -226,13 +288,14 @@ class SQLiteBackend:
     def members(self, key: str) -> list[MemberRecord]:
         check_key(key)
 
-        def work(conn: sqlite3.Connection, now_us: int) -> list[MemberRecord]:
-            rows = conn.execute(
-                f"SELECT {MEMBER_COLUMNS} FROM mongoelector_members "
-                f"WHERE key = ? AND lapses_us > ? ORDER BY stamped_us DESC, rowid DESC",
-                (key, now_us),
-            )
-            return [member_from_row(row) for row in rows]
+        def work(conn: sqlite3.Connection, now: HostInstant) -> list[MemberRecord]:
+            live = [
+                (row.record(now), rowid)
+                for rowid, row in _select_members(conn, key)
+                if row.live(now)
+            ]
+            live.sort(key=lambda pair: (pair[0].timestamp or at(0), pair[1]), reverse=True)
+            return [record for record, _ in live]
 
         return self._file.read(work)
 

@@ -34,6 +34,7 @@ from mongoelector.core.events import (
     LossReason,
     Release,
     Renew,
+    SlowRoundTrips,
     TryAcquire,
 )
 from mongoelector.core.lease import Holding
@@ -279,6 +280,8 @@ class ElectorBase(Participant[BackendT]):
             elif isinstance(note, LeaderChanged):
                 self._monitor.leader_changed(note.leader)
                 calls.append((self._on_new_leader, "on_new_leader", (note.leader,)))
+            elif isinstance(note, SlowRoundTrips):
+                self._monitor.slow_round_trips(note)
         if lost:
             self._wake_listeners()
         return calls

@@ -345,10 +345,19 @@ class LockBase(Participant[BackendT]):
     def _renew_outcome(
         self, token: int, started_at: float, outcome: LeaseRecord | Failure | None
     ) -> None:
-        """Report a renew of ``token`` sent at ``started_at`` (before the renewal rules see it)."""
+        """Report a renew of ``token`` sent at ``started_at`` (before the renewal rules see it).
+
+        A reply (not a failure) also teaches the keeper the store's round trip,
+        so the renewal rules schedule the next renewal with it.
+        """
         now = self._clock.monotonic()
+        slow = None
         with self._mutex:
             holding = self._keeper.holding
+            if not isinstance(outcome, Failure):
+                slow = self._keeper.observe_round_trip(now - started_at)
+        if slow is not None:
+            self._monitor.slow_round_trips(slow)
         margin = holding.valid_until - now if holding is not None else None
         if isinstance(outcome, Failure):
             self._monitor.store_error("renew", outcome.error, token=token, margin=margin)

@@ -46,6 +46,7 @@ __all__ = [
     "LossReason",
     "MonitoringEvent",
     "RenewedEvent",
+    "SlowRoundTripsEvent",
     "StoreErrorEvent",
     "check_listeners",
     "register",
@@ -133,6 +134,27 @@ class LeaderChangedEvent(MonitoringEvent):
     leader: LeaderInfo
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlowRoundTripsEvent(MonitoringEvent):
+    """Store round trips leave the owner's lease settings no margin, or (``cleared``) again do.
+
+    ``round_trip`` is the longest of the owner's recent store round trips
+    (seconds; replies only, failed calls do not count). No margin means
+    ``1.5 * round_trip > renew_deadline - retry_period``: the owner then
+    renews sooner than every ``retry_period`` so that a reply that slow still
+    arrives before the renew deadline, and a failed renewal has less than a
+    ``retry_period`` left to be retried. Sent once when that starts, and once
+    (with ``cleared``) when the recent round trips are short enough again;
+    not again in between. Lengthen ``renew_deadline`` (and ``ttl``) or
+    shorten ``retry_period`` to restore the margin.
+    """
+
+    round_trip: float
+    renew_deadline: float
+    retry_period: float
+    cleared: bool
+
+
 class EventListener:
     """Base class of event listeners: every method does nothing until overridden."""
 
@@ -150,6 +172,9 @@ class EventListener:
 
     def leader_changed(self, event: LeaderChangedEvent) -> None:
         """An elector saw a new leadership term."""
+
+    def slow_round_trips(self, event: SlowRoundTripsEvent) -> None:
+        """Store round trips started (or stopped) leaving the lease settings no margin."""
 
 
 def check_listeners(listeners: Iterable[EventListener], *, name: str) -> tuple[EventListener, ...]:

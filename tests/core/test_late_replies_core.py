@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from mongoelector.backends.protocol import CasResult, LeaseRecord
 from mongoelector.core.elector_machine import ElectorMachine, Role
-from mongoelector.core.events import LeadershipGained, Renew, TryAcquire
+from mongoelector.core.events import LeadershipGained, Renew, SlowRoundTrips, TryAcquire
 from mongoelector.core.lock_machine import AcquireAttempt, Call, Succeed
 from mongoelector.timing import LeaseTiming
 
@@ -52,7 +52,10 @@ class TestElectorMachine:
 
         step = machine.on_acquire_result(0.0, 10.0, granted())
 
-        assert step.notifications == ()
+        # No leadership: only the notice that a 10 s round trip leaves these settings no margin.
+        assert step.notifications == (
+            SlowRoundTrips(round_trip=10.0, renew_deadline=10.0, retry_period=2.0),
+        )
         assert machine.role is Role.CONFIRMING
         assert not machine.is_leader(10.0)
         assert machine.wake_at() == 10.0

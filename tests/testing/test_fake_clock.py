@@ -9,6 +9,7 @@ import pytest
 
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.testing import FakeClock
+from tests.fakes import wait_for
 
 
 def test_both_clocks_satisfy_the_clock_protocol() -> None:
@@ -91,3 +92,28 @@ def test_system_clock_moves_forward_and_is_utc() -> None:
     assert clock.now().tzinfo == timezone.utc
     assert clock.wait_until(first - 1, threading.Event()) is False
     assert clock.monotonic() >= first
+
+
+def test_a_waiter_wakes_only_once_monotonic_reads_its_deadline() -> None:
+    # 0.1 + 0.2 is a hair above 0.3, the nearest nanosecond: a waiter woken at 0.3
+    # would find its deadline not reached, wait for it again, and spin.
+    clock = FakeClock()
+    clock.advance(0.3)
+    deadline = 0.1 + 0.2
+    assert clock.monotonic() < deadline
+    wakeup = threading.Event()
+    returned = threading.Event()
+
+    def wait() -> None:
+        clock.wait_until(deadline, wakeup)
+        returned.set()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    assert wait_for(lambda: clock.waiters == 1)  # it waits rather than returning at once
+    assert not returned.is_set()
+    assert clock.next_deadline is not None and clock.next_deadline >= deadline
+    clock.advance(1e-9)
+    waiter.join(10)  # a hang guard, not a timing assertion
+    assert returned.is_set()
+    assert clock.monotonic() >= deadline

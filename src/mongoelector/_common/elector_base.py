@@ -36,6 +36,7 @@ from mongoelector.core.events import (
     LossReason,
     Release,
     Renew,
+    SlowRoundTrips,
     TryAcquire,
 )
 from mongoelector.core.lease import Holding
@@ -314,6 +315,8 @@ class ElectorBase(Participant[BackendT]):
                 calls.append(
                     Pending(kind=Kind.NEW_LEADER, callback=self._on_new_leader, args=(note.leader,))
                 )
+            elif isinstance(note, SlowRoundTrips):
+                self._monitor.slow_round_trips(note)
         if lost:
             self._wake_listeners()
         return calls

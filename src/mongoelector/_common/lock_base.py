@@ -336,8 +336,13 @@ class LockBase(Participant[BackendT]):
                 self._maybe_held = True
 
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
-        """Start keeping ``holding``, just acquired by ``run``, and let the next caller in."""
+        """Start keeping ``holding``, just acquired by ``run``, and let the next caller in.
+
+        The acquire's round trip teaches the keeper when to renew, as a renew's does.
+        """
+        now = self._clock.monotonic()
         with self._mutex:
+            slow = self._keeper.observe_round_trip(now - holding.started_at)
             self._keeper.hold(holding.record, holding.started_at)
             self._renewal = Renewal(self._keeper, holding.token)
             self._maybe_held = False
@@ -346,7 +351,8 @@ class LockBase(Participant[BackendT]):
             self._lost.clear()
             if run is not None and self._acquirer is run:
                 self._acquirer = None
-        now = self._clock.monotonic()
+        if slow is not None:
+            self._monitor.slow_round_trips(slow)
         self._monitor.gained(holding.token, latency=now - holding.started_at, now=now)
 
     def _mark_maybe_held(self) -> None:
@@ -418,10 +424,19 @@ class LockBase(Participant[BackendT]):
     def _renew_outcome(
         self, token: int, started_at: float, outcome: LeaseRecord | Failure | None
     ) -> None:
-        """Report a renew of ``token`` sent at ``started_at`` (before the renewal rules see it)."""
+        """Report a renew of ``token`` sent at ``started_at`` (before the renewal rules see it).
+
+        A reply (not a failure) also teaches the keeper the store's round trip,
+        so the renewal rules schedule the next renewal with it.
+        """
         now = self._clock.monotonic()
+        slow = None
         with self._mutex:
             holding = self._keeper.holding
+            if not isinstance(outcome, Failure):
+                slow = self._keeper.observe_round_trip(now - started_at)
+        if slow is not None:
+            self._monitor.slow_round_trips(slow)
         margin = holding.valid_until - now if holding is not None else None
         if isinstance(outcome, Failure):
             self._monitor.store_error("renew", outcome.error, token=token, margin=margin)

@@ -8,7 +8,8 @@ a listener that raises never reaches the elector or lock.
 Log lines (logger ``mongoelector.elector`` or ``mongoelector.lock``): INFO
 when leadership is gained, released or another leader is seen; WARNING when a
 renewal comes late, a store call fails, the holder steps down at its renew
-deadline, or its lease is taken over; DEBUG for a routine renewal. Nothing is
+deadline, its lease is taken over, or store round trips start leaving the
+lease settings no margin (INFO when they stop); DEBUG for a routine renewal. Nothing is
 logged at INFO for a routine poll or renewal.
 """
 
@@ -19,7 +20,15 @@ import threading
 from collections.abc import Iterable
 
 from mongoelector import monitoring
-from mongoelector.core.events import Action, Inspect, LeaderInfo, LossReason, Release, Renew
+from mongoelector.core.events import (
+    Action,
+    Inspect,
+    LeaderInfo,
+    LossReason,
+    Release,
+    Renew,
+    SlowRoundTrips,
+)
 from mongoelector.errors import AmbiguousOutcome, BackendError
 from mongoelector.monitoring import (
     EventListener,
@@ -28,6 +37,7 @@ from mongoelector.monitoring import (
     LeadershipLostEvent,
     MonitoringEvent,
     RenewedEvent,
+    SlowRoundTripsEvent,
     StoreErrorEvent,
 )
 
@@ -42,6 +52,7 @@ _METHODS: dict[type[MonitoringEvent], str] = {
     RenewedEvent: "renewed",
     StoreErrorEvent: "store_error",
     LeaderChangedEvent: "leader_changed",
+    SlowRoundTripsEvent: "slow_round_trips",
 }
 
 
@@ -220,6 +231,38 @@ class Monitor:
             )
         self._emit(
             LeaderChangedEvent(key=self._key, owner=self._owner, kind=self._kind, leader=leader)
+        )
+
+    def slow_round_trips(self, notice: SlowRoundTrips) -> None:
+        """Store round trips started (or, ``cleared``, stopped) leaving the settings no margin."""
+        if notice.cleared:
+            self._log.info(
+                "%s: store round trips (longest recent %s) leave a margin again: renewing every "
+                "retry_period (%g s)",
+                self._what(),
+                _ms(notice.round_trip),
+                notice.retry_period,
+            )
+        else:
+            self._log.warning(
+                "%s: store round trips up to %s leave no margin with renew_deadline=%g s and "
+                "retry_period=%g s (1.5 x round trip > renew_deadline - retry_period); renewing "
+                "early so that replies arrive before the deadline",
+                self._what(),
+                _ms(notice.round_trip),
+                notice.renew_deadline,
+                notice.retry_period,
+            )
+        self._emit(
+            SlowRoundTripsEvent(
+                key=self._key,
+                owner=self._owner,
+                kind=self._kind,
+                round_trip=notice.round_trip,
+                renew_deadline=notice.renew_deadline,
+                retry_period=notice.retry_period,
+                cleared=notice.cleared,
+            )
         )
 
     # --- delivery ---------------------------------------------------------------------

@@ -106,6 +106,13 @@ class Step:
     action: Action | None = None
 
 
+def _with(notes: list[Notification], step: Step) -> Step:
+    """``step`` with ``notes`` reported first."""
+    if not notes:
+        return step
+    return Step(notifications=(*notes, *step.notifications), action=step.action)
+
+
 def _leader_info(record: LeaseRecord) -> LeaderInfo | None:
     if record.owner is None:
         return None
@@ -212,22 +219,23 @@ class ElectorMachine:
 
     def on_acquire_result(self, started_at: float, now: float, result: CasResult) -> Step:
         """Feed back the result of a ``TryAcquire`` sent at ``started_at``."""
+        slow = self._round_trip(started_at, now)
         record = result.record
         if result.acquired and record is not None:
-            return self._take(record, started_at, now)
+            return _with(slow, self._take(record, started_at, now))
         self._next_attempt = now + self.timing.follower_period
         if self._is_ours_to_adopt(record):
             assert record is not None
             # Our own earlier write took effect after all: renew it before trusting it.
             self._confirm_token = record.token
             self._next_attempt = now
-            return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
+            return Step(notifications=(*slow, *self._move(Outcome.FOUND_OURS)))
         if self._is_stale_and_ours(record):
             assert record is not None
             # An earlier term of ours, given up: release it by its token, then try anew.
             self._stale_token = record.token
             self._next_attempt = now
-        notes = self._move(Outcome.REFUSED)
+        notes = slow + self._move(Outcome.REFUSED)
         self._holder_seen_at = now
         if record is not None and record.owner != self.owner:
             notes += self._observe(_leader_info(record))
@@ -235,17 +243,19 @@ class ElectorMachine:
 
     def on_renew_result(self, started_at: float, now: float, record: LeaseRecord | None) -> Step:
         """Feed back the result of a ``Renew`` sent at ``started_at``."""
+        slow = self._round_trip(started_at, now)
         if self.role is Role.CONFIRMING:
             if record is not None and record.owner == self.owner:
-                return self._take(record, started_at, now)
+                return _with(slow, self._take(record, started_at, now))
             self._confirm_token = None
             self._next_attempt = now + self.timing.retry_period
-            return Step(notifications=tuple(self._move(Outcome.RENEW_REFUSED)))
+            return Step(notifications=(*slow, *self._move(Outcome.RENEW_REFUSED)))
         if self._keeper.on_renewed(started_at, record):
-            return Step(notifications=tuple(self._move(Outcome.RENEWED)))
+            return Step(notifications=(*slow, *self._move(Outcome.RENEWED)))
         self._next_attempt = now
         self.leader = None
-        return Step(notifications=tuple(self._move(Outcome.RENEW_REFUSED, LossReason.TAKEN_OVER)))
+        notes = self._move(Outcome.RENEW_REFUSED, LossReason.TAKEN_OVER)
+        return Step(notifications=(*slow, *notes))
 
     def on_inspect_result(self, now: float, record: LeaseRecord | None) -> Step:
         """Feed back the record read by an ``Inspect``."""
@@ -306,6 +316,11 @@ class ElectorMachine:
         self._status_leading = leading
 
     # --- internals --------------------------------------------------------------
+
+    def _round_trip(self, started_at: float, now: float) -> list[Notification]:
+        """Teach the keeper a reply's round trip; a :class:`SlowRoundTrips` if that changed it."""
+        slow = self._keeper.observe_round_trip(now - started_at)
+        return [slow] if slow is not None else []
 
     def _let_go(self, outcome: Outcome, reason: LossReason, now: float) -> Step:
         token = self._term_token if self.role is Role.LEADER else self._confirm_token

@@ -16,6 +16,7 @@ __all__ = [
     "Notification",
     "Release",
     "Renew",
+    "SlowRoundTrips",
     "TryAcquire",
 ]
 
@@ -101,4 +102,21 @@ class LeaderChanged:
     leader: LeaderInfo
 
 
-Notification = LeadershipGained | LeadershipLost | LeaderChanged
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlowRoundTrips:
+    """Observed store round trips leave the lease settings no margin (or, ``cleared``, again do).
+
+    ``round_trip`` is the longest recent round trip (seconds) the holder plans
+    for. No margin means that a renewal sent ``retry_period`` after the last
+    one, answered that slowly (plus half again), would come back after the
+    ``renew_deadline``: renewals go out sooner, and a failed one gets less than
+    a ``retry_period`` to be retried.
+    """
+
+    round_trip: float
+    renew_deadline: float
+    retry_period: float
+    cleared: bool = False
+
+
+Notification = LeadershipGained | LeadershipLost | LeaderChanged | SlowRoundTrips

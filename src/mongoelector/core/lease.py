@@ -2,16 +2,30 @@
 
 Both the elector (while it leads) and a lock (while it auto-renews) keep their
 holding with a :class:`LeaseKeeper`, so the renew rules exist once.
+
+The keeper also learns how long the store takes to answer. It plans for the
+longest of the last :data:`ROUND_TRIP_WINDOW` round trips it was told about,
+plus half of that again (:data:`ROUND_TRIP_MARGIN`): its *renew lead*. A
+renewal (or the retry of a failed one) is sent early enough that a reply
+taking that long still arrives before the renew deadline, even when that means
+renewing sooner than ``renew_interval`` after the last one.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, replace
 
 from mongoelector.backends.protocol import LeaseRecord
+from mongoelector.core.events import SlowRoundTrips
 
-__all__ = ["Holding", "LeaseKeeper"]
+__all__ = ["ROUND_TRIP_MARGIN", "ROUND_TRIP_WINDOW", "Holding", "LeaseKeeper"]
+
+#: How many recent round trips a keeper remembers; it plans for the longest of them.
+ROUND_TRIP_WINDOW = 32
+#: Time kept in hand before the renew deadline, as a fraction of that longest round trip.
+ROUND_TRIP_MARGIN = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +58,10 @@ class LeaseKeeper:
     """Keeps one holding: schedules renewals, and drops the holding at its deadline.
 
     ``renew_deadline`` bounds the trust placed in each successful write;
-    ``renew_interval`` is the pause between renewals and between retries.
+    ``renew_interval`` is the pause between renewals and between retries,
+    shortened when needed so that a renewal sent :attr:`renew_lead` seconds
+    before the deadline is answered in time (see :meth:`observe_round_trip`).
+    Round trips observed are kept across holdings: they describe the store.
     """
 
     def __init__(self, *, renew_deadline: float, renew_interval: float) -> None:
@@ -52,13 +69,66 @@ class LeaseKeeper:
         self.renew_interval = renew_interval
         self.holding: Holding | None = None
         self._next_renew = math.inf
+        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_WINDOW)
+        self._slow = False
+
+    # --- round trips ----------------------------------------------------------------
+
+    @property
+    def expected_round_trip(self) -> float:
+        """The longest of the last :data:`ROUND_TRIP_WINDOW` observed round trips (0 if none)."""
+        return max(self._round_trips, default=0.0)
+
+    @property
+    def renew_lead(self) -> float:
+        """How long before the renew deadline a renewal must be sent at the latest.
+
+        ``expected_round_trip * (1 + ROUND_TRIP_MARGIN)``; 0 until a round trip is observed.
+        """
+        return self.expected_round_trip * (1 + ROUND_TRIP_MARGIN)
+
+    @property
+    def slow(self) -> bool:
+        """True while the renew lead exceeds ``renew_deadline - renew_interval``.
+
+        Renewals then go out sooner than ``renew_interval`` after the last one,
+        and a failed renewal gets less than one ``renew_interval`` to be retried.
+        """
+        return self._slow
+
+    def observe_round_trip(self, seconds: float) -> SlowRoundTrips | None:
+        """Learn that a store call was answered ``seconds`` after it was sent.
+
+        Feed every reply (a grant, a refusal, a record), not calls that
+        failed. Returns a :class:`SlowRoundTrips` when :attr:`slow` changes:
+        once when observed round trips start leaving the settings no margin,
+        once (``cleared``) when they stop; ``None`` otherwise.
+        """
+        self._round_trips.append(max(0.0, seconds))
+        slow = self.renew_lead > self.renew_deadline - self.renew_interval
+        if slow == self._slow:
+            return None
+        self._slow = slow
+        return SlowRoundTrips(
+            round_trip=self.expected_round_trip,
+            renew_deadline=self.renew_deadline,
+            retry_period=self.renew_interval,
+            cleared=not slow,
+        )
+
+    def _last_call(self) -> float:
+        """The latest time a renewal may be sent and, by the round trips seen, answered in time."""
+        assert self.holding is not None
+        return self.holding.valid_until - self.renew_lead
+
+    # --- the holding ------------------------------------------------------------------
 
     def hold(self, record: LeaseRecord, started_at: float) -> Holding:
         """Start keeping ``record``, written by a request sent at ``started_at``."""
         self.holding = Holding(
             record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
         )
-        self._next_renew = started_at + self.renew_interval
+        self._next_renew = min(started_at + self.renew_interval, self._last_call())
         return self.holding
 
     def is_valid(self, now: float) -> bool:
@@ -72,7 +142,12 @@ class LeaseKeeper:
         return self.holding is not None and now >= self._next_renew
 
     def on_renewed(self, started_at: float, record: LeaseRecord | None) -> bool:
-        """Record a renew sent at ``started_at``; ``False`` (and dropped) if refused."""
+        """Record a renew sent at ``started_at``; ``False`` (and dropped) if refused.
+
+        The next renewal is due ``renew_interval`` after ``started_at``, or
+        :attr:`renew_lead` before the new deadline if that comes first (at
+        once, if that time has passed).
+        """
         if self.holding is None:
             return False
         if record is None or record.token != self.holding.token:
@@ -82,13 +157,22 @@ class LeaseKeeper:
         # Trust only moves forward: a slow reply to an older request cannot shorten it.
         valid_until = max(self.holding.valid_until, started_at + self.renew_deadline)
         self.holding = replace(self.holding, record=record, valid_until=valid_until)
-        self._next_renew = started_at + self.renew_interval
+        self._next_renew = min(started_at + self.renew_interval, self._last_call())
         return True
 
     def on_renew_failed(self, now: float) -> None:
-        """A renew failed without a verdict; retry after ``renew_interval``."""
-        if self.holding is not None:
-            self._next_renew = now + self.renew_interval
+        """A renew failed without a verdict; retry after ``renew_interval``.
+
+        Sooner if the retry would otherwise go out too late to be answered
+        before the deadline: then at :attr:`renew_lead` before it, provided
+        that time is still ahead of ``now`` (never at once, so calls that fail
+        instantly cannot loop).
+        """
+        if self.holding is None:
+            return
+        retry = now + self.renew_interval
+        last_call = self._last_call()
+        self._next_renew = last_call if now < last_call < retry else retry
 
     def drop(self) -> Holding | None:
         """Stop keeping the holding and return it."""

@@ -47,6 +47,21 @@ class _LoopEventSetter:
             self._loop.call_soon_threadsafe(self._event.set)
 
 
+def _first_tick_reaching(deadline: float) -> int:
+    """The first nanosecond ``n`` with ``n / 1e9 >= deadline`` (as ``monotonic()`` reads it).
+
+    Rounding ``deadline`` to the nearest nanosecond instead could wake a waiter
+    a hair before ``monotonic() >= deadline`` holds; a driver that then finds
+    nothing due would wait for the same deadline again, and spin.
+    """
+    ticks = math.ceil(deadline * _NANOS)
+    while ticks / _NANOS < deadline:
+        ticks += 1
+    while (ticks - 1) / _NANOS >= deadline:
+        ticks -= 1
+    return ticks
+
+
 class FakeClock:
     """A clock frozen until :meth:`advance` moves it forward.
 
@@ -110,8 +125,11 @@ class FakeClock:
         self.advance(max(0.0, seconds))
 
     def wait_until(self, deadline: float, wakeup: threading.Event) -> bool:
-        """Block (in real time) until the clock reaches ``deadline`` or ``wakeup`` is set."""
-        deadline_ns = round(deadline * _NANOS)
+        """Block (in real time) until the clock reaches ``deadline`` or ``wakeup`` is set.
+
+        Reaching means :meth:`monotonic` ``>= deadline``, compared as floats.
+        """
+        deadline_ns = _first_tick_reaching(deadline)
         with self._cond:
             if self._elapsed_ns >= deadline_ns:
                 return wakeup.is_set()
@@ -141,7 +159,7 @@ class FakeClock:
         if math.isinf(deadline):
             await wakeup.wait()
             return True
-        deadline_ns = round(deadline * _NANOS)
+        deadline_ns = _first_tick_reaching(deadline)
         setter = _LoopEventSetter(wakeup, asyncio.get_running_loop())
         with self._cond:
             if self._elapsed_ns >= deadline_ns:

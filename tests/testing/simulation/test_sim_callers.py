@@ -110,3 +110,18 @@ def test_the_issue_configuration_with_callers_that_do_not_resend() -> None:
     assert summary.events["late write"] > 0
     assert summary.callers["release: forget"] > 0
     assert summary.callers["release: reacquire"] > 0
+
+
+@pytest.mark.parametrize(
+    ("seed", "late_writes"), [(1607, 0.0), (1838, 0.0), (715, 0.5), (4375, 0.5), (5358, 0.5)]
+)
+def test_seeds_that_failed_while_takeovers_were_added_replay_clean(
+    seed: int, late_writes: float
+) -> None:
+    """1607, 1838, 715: a forced acquire released its object's own trusted holding
+    (fixed in Lock). 4375, 5358: a grant whose reply was still on its way when a
+    forced takeover landed (the checkers now count that holder as displaced)."""
+    outcome = run_seed(seed, SimulationConfig(late_writes=late_writes))
+
+    assert outcome.ok, outcome.report()
+    assert any(event.kind == "takes over" for event in outcome.history.events)

@@ -81,8 +81,23 @@ def _by_key(beliefs: Iterable[Belief]) -> dict[str, list[Belief]]:
     return grouped
 
 
+def _granted(history: History) -> dict[tuple[str, int], int]:
+    """When the store first recorded each ``(key, token)`` as held."""
+    granted: dict[tuple[str, int], int] = {}
+    for state in history.store:
+        if state.owner is not None:
+            granted.setdefault((state.key, state.token), state.time)
+    return granted
+
+
 def fenced_at(history: History) -> dict[Belief, int]:
-    """When each belief displaced by a forced takeover was fenced (true µs)."""
+    """When each belief displaced by a forced takeover was fenced (true µs).
+
+    A belief is displaced by a forced write of a greater token if its own
+    token was granted before that write and the belief lasts past it (it may
+    even start after it: the grant's reply was still on its way).
+    """
+    granted = _granted(history)
     fenced: dict[Belief, int] = {}
     for state in history.store:
         if not state.forced:
@@ -90,8 +105,9 @@ def fenced_at(history: History) -> dict[Belief, int]:
         for belief in history.beliefs:
             if (
                 belief.key == state.key
-                and belief.start <= state.time < belief.end
                 and belief.token < state.token
+                and belief.end > state.time
+                and granted.get((belief.key, belief.token), belief.start) <= state.time
                 and belief not in fenced
             ):
                 fenced[belief] = state.time
@@ -139,10 +155,14 @@ def check_tokens(history: History) -> list[Violation]:
     """Each holding of a key has a token greater than every earlier holding's (each
     reported acquisition is a holding of its own)."""
     violations = []
+    granted = _granted(history)
     for key, beliefs in _by_key(history.beliefs).items():
         holdings: dict[tuple[str, int, int], int] = {}
         for belief in beliefs:
-            holdings.setdefault((belief.holder, belief.token, belief.acquisition), belief.start)
+            # In the order the store granted them (a forced takeover may be granted
+            # while an earlier grant's reply is still on its way).
+            when = min(belief.start, granted.get((key, belief.token), belief.start))
+            holdings.setdefault((belief.holder, belief.token, belief.acquisition), when)
         ordered = sorted(holdings.items(), key=lambda item: (item[1], item[0][1]))
         previous: tuple[str, int] | None = None
         for (holder, token, _), start in ordered:

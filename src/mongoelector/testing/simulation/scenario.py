@@ -118,9 +118,9 @@ class StoreErrors(_Window):
 
     With ``late`` > 0, that share of the failed writes is instead applied
     *after* the error, up to one lease later (a request stuck in a queue).
-    That is outside what the storage protocol promises today (an ambiguous
-    write has taken effect by the time the error is raised, or never will),
-    and the core is not safe against it: see ``docs/simulation.md``.
+    That is outside what the storage protocol promises (an ambiguous write
+    has taken effect by the time the error is raised, or never will); the
+    core stays safe against it all the same: see ``docs/simulation.md``.
     """
 
     probability: float = 0.5

@@ -49,8 +49,9 @@ class SimulationConfig:
     faults start within the first ``fault_window`` leases: pauses up to
     ``max_pause`` leases, partitions, ambiguous store errors (each write
     failing with ``error_probability``), crashes, graceful stops and
-    resignations (forced takeovers come on top). ``leader_bias`` is the chance a fault targets whoever leads
-    at that moment rather than a node picked in advance. ``late_writes`` is
+    resignations (forced takeovers come on top). ``leader_bias`` is the
+    chance a fault targets whoever leads at that moment rather than a node
+    picked in advance. ``late_writes`` is
     the share of failed writes that reach the store after the error (see
     :class:`StoreErrors`; off by default, as the protocol rules it out).
 

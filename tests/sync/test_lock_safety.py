@@ -16,7 +16,9 @@ import threading
 import pytest
 
 from mongoelector import AcquireTimeout, AmbiguousOutcome, Lock, LockExists
+from mongoelector.backends import CasResult, LeaseRequest
 from mongoelector.core.lock_machine import NON_BLOCKING_CALL_LIMIT
+from mongoelector.errors import BackendError, BackendUnavailable
 from tests.backends.mongo_support import STORE_KINDS, Store, make_store
 from tests.lock_safety_support import HANG_GUARD, Wrapped
 
@@ -236,3 +238,38 @@ def test_a_release_of_unknown_outcome_spares_a_holding_another_thread_just_took(
     assert record is not None and record.owner == lock.uuid and record.token == token
     with pytest.raises(LockExists):
         lock_on(store.storage, store).acquire(blocking=False)
+
+
+class LosesForcedTries(Wrapped):
+    """A forced ``compare_and_set`` is lost (never applied) once, then the store is down."""
+
+    def __init__(self, inner: object) -> None:
+        super().__init__(inner)  # type: ignore[arg-type]
+        self.forced = 0
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        if force:
+            self.forced += 1
+            if self.forced == 1:
+                raise AmbiguousOutcome("compare_and_set: lost before it reached the store")
+            raise BackendUnavailable("compare_and_set: the store is down")
+        return super().compare_and_set(request, force=force)
+
+
+def test_a_forced_acquire_that_releases_the_objects_holding_stops_trusting_it(
+    store: Store,
+) -> None:
+    """Found by the simulation (seeds 1607 and 1838, takeovers by a holder): a forced
+    acquire whose try was lost finds the object's own holding, releases it by its token,
+    then fails. The object must not go on trusting the holding it released."""
+    lock = lock_on(LosesForcedTries(store.storage), store)
+    lock.acquire(blocking=False)
+    first = lock.ensure()
+
+    with pytest.raises(BackendError):
+        lock.acquire(blocking=False, force=True)
+
+    record = store.storage.get("job")
+    assert record is not None and record.token == first and record.owner is None
+    assert lock.holding is None
+    assert lock_on(store.storage, store).acquire(blocking=False)

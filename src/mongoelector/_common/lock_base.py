@@ -25,7 +25,7 @@ from mongoelector._validation import check_key, check_seconds
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
-from mongoelector.core.events import Action, LossReason
+from mongoelector.core.events import Action, LossReason, Release
 from mongoelector.core.lease import Holding, LeaseKeeper
 from mongoelector.core.lock_machine import (
     AcquireAttempt,
@@ -105,8 +105,16 @@ class AcquireRun:
 
     def claim(self) -> bool:
         """Make this run the lock object's only acquirer; ``False`` (and the machine told)
-        if another caller of the object holds it or is acquiring it."""
+        if another caller of the object holds it or is acquiring it.
+
+        Before the run releases an earlier holding of this owner that the
+        object still trusts (a forced acquire replacing it), the object stops
+        trusting it, as :meth:`release` would.
+        """
         if self._lock._claim(self, force=self._attempt.force):
+            call = self.pending
+            if call is not None and isinstance(call.action, Release):
+                self._lock._give_up_holding(call.action.token)
             return True
         self.decision = self._attempt.on_busy(self._lock.clock.monotonic())
         return False
@@ -359,6 +367,16 @@ class LockBase(Participant[BackendT]):
         """A write of ours may be in the store: :meth:`_plan_release` must free it."""
         with self._mutex:
             self._maybe_held = True
+
+    def _give_up_holding(self, token: int | None) -> None:
+        """Stop trusting the holding of ``token``, about to be released by an acquire."""
+        with self._mutex:
+            holding = self._keeper.holding
+            if holding is None or holding.token != token:
+                return
+            self._keeper.drop()
+            self._ending = f"token {token} was released by a forced acquire"
+        self._monitor.lost(token, LossReason.RELEASED, now=self._clock.monotonic())
 
     def _forget_holding(self) -> None:
         """Stop trusting any holding, and remember that the store may still have one."""

@@ -5,7 +5,10 @@ clocks up to the drift bound, renew deadlines up to the edge of the safety
 inequality, call latency, and up to six faults: process pauses up to three
 leases (also inside a call, after the store applied it), partitions that fail
 fast or hang, ambiguous store errors (applied or not), crashes with restarts,
-graceful stops and resignations, most of them aimed at whoever leads.
+graceful stops and resignations, most of them aimed at whoever leads. Callers
+are not gentle: lock users forget failed releases or acquire again at once,
+share one ``Lock`` between two callers and take the lock over by force;
+electors' callbacks call ``release()`` and ``stop()``.
 A failure prints its seed, a timeline and the log; replay it with
 ``python -m mongoelector.testing.simulation SEED``.
 """
@@ -31,6 +34,14 @@ def test_thousands_of_seeded_schedules_break_no_invariant() -> None:
     assert summary.handovers >= SCHEDULES
     for kind in ("paused", "partitioned", "store errors", "crashed", "stops", "resigns"):
         assert summary.events[kind] >= SCHEDULES // 10, kind
+    # ...including callers that are not gentle (see test_sim_callers.py):
+    assert summary.events["takes over"] >= SCHEDULES // 10
+    for habit in ("resend", "forget", "reacquire"):
+        assert summary.callers[f"release: {habit}"] >= SCHEDULES // 20, habit
+    assert summary.callers["shared lock object"] >= SCHEDULES // 20
+    for callback in ("on_leader calls release()", "on_leader calls stop()"):
+        assert summary.callers[callback] >= SCHEDULES // 20, callback
+    assert summary.callers["on_leader_loss calls release()"] >= SCHEDULES // 20
 
 
 def test_a_seed_replays_byte_for_byte() -> None:

@@ -15,6 +15,7 @@ from mongoelector.testing.simulation import (
     Scenario,
     SimulationConfig,
     StoreErrors,
+    Takeover,
     draw_scenario,
     rate_bounds,
 )
@@ -106,7 +107,9 @@ def test_drawn_scenarios_stay_within_the_configured_bounds() -> None:
         electors = [n for n in scenario.nodes if n.kind is NodeKind.ELECTOR]
         assert 3 <= len(electors) <= 4
         assert all(slowest <= n.rate <= fastest for n in scenario.nodes)
-        assert len(scenario.faults) <= config.max_faults
+        takeovers = [fault for fault in scenario.faults if isinstance(fault, Takeover)]
+        assert len(scenario.faults) - len(takeovers) <= config.max_faults
+        assert len(takeovers) <= config.max_takeovers
         timing = scenario.timing
         assert timing.renew_deadline * 1.05 < timing.ttl
         for fault in scenario.faults:

@@ -63,7 +63,7 @@ class FaultInjectingBackend:
         store = self._store
         return self._router.call(
             self._node,
-            "compare_and_set",
+            "forced compare_and_set" if force else "compare_and_set",
             True,
             lambda: store.compare_and_set(request, force=force),
         )

@@ -2,13 +2,24 @@
 
 Safety (must hold whatever the faults, as long as clocks keep to the drift bound):
 
-* **exclusion**: no two nodes believe they hold the same key at the same true instant;
-* **tokens**: fencing tokens strictly increase from one holding of a key to the next,
-  and no two holdings share one;
+* **exclusion**: no two holders (processes, or callers sharing one lock
+  object) believe they hold the same key at the same true instant;
+* **tokens**: fencing tokens strictly increase from one holding of a key to the
+  next, and no two holdings share one; every acquisition reported to a user
+  (``acquire()`` returning ``True``, ``on_leader``) is a new holding, even by
+  the same holder;
 * **lease**: while a node believes it holds a key, the store's record is that
   node's holding with that token and has not expired by server time;
 * **notification**: a node never tells its user it holds a key (``on_leader``,
-  ``acquire()`` returning ``True``) when its own state says it does not.
+  ``acquire()`` returning ``True``) when its own state says it does not, and a
+  non-blocking ``acquire()`` keeps to its bound on store calls.
+
+A forced takeover (``acquire(force=True)``) displaces a live holder on
+purpose. From the moment the forced write reaches the store, a holder it
+displaced (a belief open then, with a smaller token) is *fenced*: exclusion
+and the lease are not checked for the rest of that belief, which ends by
+itself at its renew deadline (a renewal can no longer succeed, or the new
+holder's lease check fails). Tokens are checked throughout.
 
 Liveness (once faults stop): an elector leads within :func:`liveness_bound`
 of the moment the last fault stopped having effects, and from that bound on
@@ -70,13 +81,60 @@ def _by_key(beliefs: Iterable[Belief]) -> dict[str, list[Belief]]:
     return grouped
 
 
+def _granted(history: History) -> dict[tuple[str, int], int]:
+    """When the store first recorded each ``(key, token)`` as held."""
+    granted: dict[tuple[str, int], int] = {}
+    for state in history.store:
+        if state.owner is not None:
+            granted.setdefault((state.key, state.token), state.time)
+    return granted
+
+
+def fenced_at(history: History) -> dict[Belief, int]:
+    """When each belief displaced by a forced takeover was fenced (true µs).
+
+    A belief is displaced by a forced write of a greater token if its own
+    token was granted before that write and the belief lasts past it (it may
+    even start after it: the grant's reply was still on its way).
+    """
+    granted = _granted(history)
+    fenced: dict[Belief, int] = {}
+    for state in history.store:
+        if not state.forced:
+            continue
+        for belief in history.beliefs:
+            if (
+                belief.key == state.key
+                and belief.token < state.token
+                and belief.end > state.time
+                and granted.get((belief.key, belief.token), belief.start) <= state.time
+                and belief not in fenced
+            ):
+                fenced[belief] = state.time
+    return fenced
+
+
 def check_exclusion(history: History) -> list[Violation]:
-    """No two holders believe they hold one key at the same instant."""
+    """No two holders believe they hold one key at the same instant (a holder displaced
+    by a forced takeover is exempt from the takeover on)."""
     violations = []
+    fenced = fenced_at(history)
     for key, beliefs in _by_key(history.beliefs).items():
-        latest: Belief | None = None
+        active: list[Belief] = []
         for belief in beliefs:
-            if latest is not None and belief.start < latest.end and belief.holder != latest.holder:
+            active = [other for other in active if other.end > belief.start]
+            latest = next(
+                (
+                    other
+                    for other in sorted(active, key=lambda b: -b.end)
+                    if other.holder != belief.holder
+                    and belief.start < fenced.get(other, belief.end)
+                    and belief.start < fenced.get(belief, other.end)
+                ),
+                None,
+            )
+            active.append(belief)
+            if latest is not None:
                 overlap = min(latest.end, belief.end) - belief.start
                 violations.append(
                     Violation(
@@ -90,21 +148,24 @@ def check_exclusion(history: History) -> list[Violation]:
                         ),
                     )
                 )
-            if latest is None or belief.end > latest.end:
-                latest = belief
     return violations
 
 
 def check_tokens(history: History) -> list[Violation]:
-    """Each holding of a key has a token greater than every earlier holding's."""
+    """Each holding of a key has a token greater than every earlier holding's (each
+    reported acquisition is a holding of its own)."""
     violations = []
+    granted = _granted(history)
     for key, beliefs in _by_key(history.beliefs).items():
-        holdings: dict[tuple[str, int], int] = {}
+        holdings: dict[tuple[str, int, int], int] = {}
         for belief in beliefs:
-            holdings.setdefault((belief.holder, belief.token), belief.start)
+            # In the order the store granted them (a forced takeover may be granted
+            # while an earlier grant's reply is still on its way).
+            when = min(belief.start, granted.get((key, belief.token), belief.start))
+            holdings.setdefault((belief.holder, belief.token, belief.acquisition), when)
         ordered = sorted(holdings.items(), key=lambda item: (item[1], item[0][1]))
         previous: tuple[str, int] | None = None
-        for (holder, token), start in ordered:
+        for (holder, token, _), start in ordered:
             if previous is not None and token <= previous[1]:
                 violations.append(
                     Violation(
@@ -134,10 +195,15 @@ def _states_during(store: list[StoreState], key: str, start: int, end: int) -> l
 
 
 def check_leases(history: History) -> list[Violation]:
-    """A believer's record in the store is its own holding and unexpired throughout."""
+    """A believer's record in the store is its own holding and unexpired throughout
+    (for a holder displaced by a forced takeover: until the takeover)."""
     violations = []
+    fenced = fenced_at(history)
     for belief in history.beliefs:
-        states = _states_during(history.store, belief.key, belief.start, belief.end)
+        end = min(belief.end, fenced.get(belief, belief.end))
+        if end <= belief.start:
+            continue
+        states = _states_during(history.store, belief.key, belief.start, end)
         if not states or states[0].time > belief.start:
             violations.append(
                 Violation(
@@ -149,9 +215,9 @@ def check_leases(history: History) -> list[Violation]:
             )
             continue
         for index, state in enumerate(states):
-            until = states[index + 1].time if index + 1 < len(states) else belief.end
-            until = min(until, belief.end)
-            ours = state.owner == belief.holder and state.token == belief.token
+            until = states[index + 1].time if index + 1 < len(states) else end
+            until = min(until, end)
+            ours = state.owner == belief.process and state.token == belief.token
             if ours and state.expires is not None and state.expires >= until:
                 continue
             since = max(state.time, belief.start)

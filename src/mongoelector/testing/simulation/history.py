@@ -28,13 +28,25 @@ def format_time(micros: int) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Belief:
-    """``holder`` believed it held ``key`` with fencing ``token`` during ``[start, end)``."""
+    """``holder`` believed it held ``key`` with fencing ``token`` during ``[start, end)``.
+
+    ``holder`` is a process (``n2#2``), or one caller of a process's shared
+    lock object (``n5/2``). ``acquisition`` counts the times the holder was
+    told it had acquired the key (``acquire()`` returned ``True``,
+    ``on_leader`` fired): each is a new holding, which needs a new token.
+    """
 
     key: str
     holder: str
     token: int
     start: int
     end: int
+    acquisition: int = 0
+
+    @property
+    def process(self) -> str:
+        """The process holding it (the holder without its caller suffix)."""
+        return self.holder.split("/", 1)[0]
 
     def render(self) -> str:
         return (
@@ -45,20 +57,25 @@ class Belief:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreState:
-    """The record of ``key`` as a write at ``time`` left it (``expires`` in true µs)."""
+    """The record of ``key`` as a write at ``time`` left it (``expires`` in true µs).
+
+    ``forced``: the write was a forced ``compare_and_set`` (a takeover).
+    """
 
     time: int
     key: str
     owner: str | None
     token: int
     expires: int | None
+    forced: bool = False
 
     def render(self) -> str:
         owner = self.owner if self.owner is not None else "nobody"
         expires = format_time(self.expires) if self.expires is not None else "-"
+        forced = " (forced)" if self.forced else ""
         return (
             f"{format_time(self.time)}  store {self.key!r}: owner={owner} token={self.token} "
-            f"expires={expires}"
+            f"expires={expires}{forced}"
         )
 
 

@@ -34,14 +34,15 @@ def _lane_names(history: History) -> dict[str, str]:
 
 
 def _machine(node: str) -> str:
-    return node.split("#", 1)[0]
+    """The machine of a process (``n2#3``) or of one caller of its lock (``n5/2``)."""
+    return node.split("/", 1)[0].split("#", 1)[0]
 
 
 def _own_writes(belief: Belief, store: Sequence[StoreState]) -> list[StoreState]:
     return [
         state
         for state in store
-        if state.key == belief.key and state.owner == belief.holder and state.token == belief.token
+        if state.key == belief.key and state.owner == belief.process and state.token == belief.token
     ]
 
 
@@ -51,7 +52,7 @@ def _lease_end(belief: Belief, store: Sequence[StoreState], writes: list[StoreSt
         return None
     last = writes[-1]
     expires = writes[-1].expires
-    ours = (belief.holder, belief.token)
+    ours = (belief.process, belief.token)
     for state in store:
         if (
             state.key == belief.key
@@ -70,13 +71,13 @@ def _ended_by_deadline(belief: Belief, history: History) -> bool:
     latency = round(history.scenario.latency * MICROS) + 1
     endings = ("crashed", "stops", "resigns")
     if any(
-        event.node == belief.holder
+        event.node == belief.process
         and event.kind in endings
         and abs(event.time - belief.end) <= latency
         for event in history.events
     ):
         return False
-    ours = (belief.holder, belief.token)
+    ours = (belief.process, belief.token)
     return not any(
         state.key == belief.key
         and belief.end - latency <= state.time <= belief.end + latency

@@ -1,10 +1,15 @@
 """The programs simulated nodes run, and how their beliefs are recorded.
 
 An :class:`ElectorProcess` is a real :class:`~mongoelector.LeaderElector`
-driven by :meth:`~mongoelector.LeaderElector.poll`; a :class:`LockProcess` is a
-real :class:`~mongoelector.Lock` user (non-blocking acquire, touch, release).
-Neither runs a thread: the world calls :meth:`Process.act` when
-:meth:`Process.wake_at` (the node's own monotonic time) comes.
+driven by :meth:`~mongoelector.LeaderElector.poll`, whose callbacks may call
+``release()`` or ``stop()``; a :class:`LockProcess` is a real
+:class:`~mongoelector.Lock` used by one or two callers (non-blocking acquire,
+touch, release, forced takeover), which behave like real callers: some never
+re-send a failed release, some acquire again right after one, two may share
+the object. No thread runs: the world calls :meth:`Process.act` when
+:meth:`Process.wake_at` (the node's own monotonic time) comes, and lets a
+second caller of a shared lock act while the first waits for the store
+(:meth:`Process.interleave`).
 
 A node *believes* it holds a key while its ``holding`` is trusted (for an
 elector, while ``is_leader``). The belief is a function of the node's
@@ -17,23 +22,51 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 from collections.abc import Callable
-from typing import Protocol
+from datetime import datetime
+from typing import Protocol, TypeVar
 
 from mongoelector._sync.elector import LeaderElector
 from mongoelector._sync.lock import Lock
-from mongoelector.backends.protocol import StorageBackend
+from mongoelector.backends.protocol import (
+    Capability,
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    StorageBackend,
+)
 from mongoelector.core.lease import Holding
+from mongoelector.core.lock_machine import NON_BLOCKING_CALL_LIMIT
 from mongoelector.errors import BackendError, LockExists
 from mongoelector.testing.simulation.clocks import NodeClock
 from mongoelector.testing.simulation.history import Belief
-from mongoelector.testing.simulation.scenario import ELECTION_KEY, LOCK_KEY, LockBehaviour
+from mongoelector.testing.simulation.scenario import (
+    ELECTION_KEY,
+    LOCK_KEY,
+    Callback,
+    LockBehaviour,
+    ReleaseHabit,
+)
 from mongoelector.timing import LeaseTiming
 
-__all__ = ["BeliefTracker", "ElectorProcess", "Host", "LockProcess", "Process"]
+__all__ = [
+    "ACQUIRE_CALL_LIMIT",
+    "BeliefTracker",
+    "CountingBackend",
+    "ElectorProcess",
+    "Host",
+    "LockProcess",
+    "Process",
+]
+
+_T = TypeVar("_T")
 
 #: A lock user gives up re-sending a failed release after this many tries.
 RELEASE_TRIES = 3
+#: The most store calls one ``acquire(blocking=False)`` may make (the library's
+#: promise, copied here so that a change to the library cannot move the bar).
+ACQUIRE_CALL_LIMIT = NON_BLOCKING_CALL_LIMIT
 
 
 class Host(Protocol):
@@ -51,6 +84,10 @@ class Host(Protocol):
         """Record that ``node`` told its user something its own state contradicts."""
         ...
 
+    def event(self, node: str, kind: str, detail: str = "") -> None:
+        """Record something ``node`` did on its own that the checkers treat as a fault."""
+        ...
+
 
 class BeliefTracker:
     """Turns samples of one node's holding into :class:`Belief` intervals.
@@ -64,33 +101,80 @@ class BeliefTracker:
         self._key = key
         self._holder = holder
         self._sink = sink
-        self._open: tuple[int, int, int] | None = None  # token, start, deadline
+        # token, acquisition, start, deadline
+        self._open: tuple[int, int, int, int] | None = None
 
-    def sample(self, now: int, token: int | None, deadline: int) -> None:
-        """At ``now`` the node holds ``token`` (``None``: nothing) until ``deadline``."""
+    @property
+    def holder(self) -> str:
+        return self._holder
+
+    def sample(self, now: int, token: int | None, deadline: int, acquisition: int = 0) -> None:
+        """At ``now`` the node holds ``token`` (``None``: nothing) until ``deadline``, as
+        its ``acquisition``-th holding."""
         if self._open is not None:
-            held, start, until = self._open
+            held, count, start, until = self._open
             if until <= now:
-                self._emit(held, start, until)
-            elif token != held:
-                self._emit(held, start, now)
+                self._emit(held, count, start, until)
+            elif (token, acquisition) != (held, count):
+                self._emit(held, count, start, now)
             else:
-                self._open = (held, start, max(until, deadline))
+                self._open = (held, count, start, max(until, deadline))
         if token is not None and self._open is None:
-            self._open = (token, now, deadline)
+            self._open = (token, acquisition, now, deadline)
 
     def close(self, at: int) -> None:
         """Stop believing at ``at`` at the latest (released, crashed, or the run ended)."""
         if self._open is not None:
-            held, start, until = self._open
-            self._emit(held, start, min(until, at))
+            held, count, start, until = self._open
+            self._emit(held, count, start, min(until, at))
 
-    def _emit(self, token: int, start: int, end: int) -> None:
+    def _emit(self, token: int, acquisition: int, start: int, end: int) -> None:
         self._open = None
         if end > start:
             self._sink(
-                Belief(key=self._key, holder=self._holder, token=token, start=start, end=end)
+                Belief(
+                    key=self._key,
+                    holder=self._holder,
+                    token=token,
+                    start=start,
+                    end=end,
+                    acquisition=acquisition,
+                )
             )
+
+
+class CountingBackend:
+    """``backend``, telling ``count`` about every call before making it."""
+
+    def __init__(self, backend: StorageBackend, count: Callable[[], None]) -> None:
+        self._backend = backend
+        self._count = count
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return frozenset(self._backend.capabilities)
+
+    def server_time(self) -> datetime:
+        self._count()
+        return self._backend.server_time()
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        self._count()
+        return self._backend.compare_and_set(request, force=force)
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        self._count()
+        return self._backend.renew(key, owner, token, ttl)
+
+    def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        self._count()
+        return self._backend.release(key, owner, token=token, force=force)
+
+    def get(self, key: str) -> LeaseRecord | None:
+        self._count()
+        return self._backend.get(key)
 
 
 class Process:
@@ -101,6 +185,8 @@ class Process:
         self.clock = clock
         self.host = host
         self.tracker = tracker
+        #: Set once the process ended itself (a callback stopped it); the world retires it.
+        self.finished = False
 
     @property
     def owner(self) -> str:
@@ -123,18 +209,35 @@ class Process:
         """Let go of what it holds now, and keep running."""
         raise NotImplementedError
 
+    def interleave(self, rng: random.Random) -> None:
+        """Another caller of this process may act now, while one waits for the store."""
+
+    def take_over(self) -> None:
+        """Take the lock by force, if this process uses one."""
+
     def crash(self) -> None:
         """Die at once: the process stops believing anything, and says nothing to the store."""
-        self.tracker.close(self.host.now())
+        self.close_beliefs(self.host.now())
 
-    def observe(self, holding: Holding | None) -> None:
-        """Sample the node's trusted ``holding`` at the current true time."""
+    def close_beliefs(self, at: int) -> None:
+        """Stop every belief of this process at ``at`` at the latest."""
+        self.tracker.close(at)
+
+    def observe(
+        self,
+        holding: Holding | None,
+        tracker: BeliefTracker | None = None,
+        acquisition: int = 0,
+    ) -> None:
+        """Sample the node's trusted ``holding`` at the current true time (into ``tracker``,
+        the process's own by default)."""
+        tracker = self.tracker if tracker is None else tracker
         now = self.host.now()
         if holding is None:
-            self.tracker.sample(now, None, now)
+            tracker.sample(now, None, now)
         else:
             deadline = self.host.true_time_of(self.clock, holding.valid_until)
-            self.tracker.sample(now, holding.token, deadline)
+            tracker.sample(now, holding.token, deadline, acquisition)
 
 
 class ElectorProcess(Process):
@@ -149,6 +252,7 @@ class ElectorProcess(Process):
         tracker: BeliefTracker,
         backend: StorageBackend,
         timing: LeaseTiming,
+        callback: Callback | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock, host=host, tracker=tracker)
         self.elector = LeaderElector(
@@ -159,9 +263,11 @@ class ElectorProcess(Process):
             retry_period=timing.retry_period,
             clock=clock,
             on_leader=self._on_leader,
-            on_leader_loss=self._sample,
+            on_leader_loss=self._on_leader_loss,
             report_status=False,
         )
+        self._callback = callback
+        self._terms = 0
 
     @property
     def owner(self) -> str:
@@ -183,16 +289,185 @@ class ElectorProcess(Process):
         self._sample()
 
     def _sample(self) -> None:
-        self.observe(self.elector.holding)
+        self.observe(self.elector.holding, acquisition=self._terms)
 
     def _on_leader(self) -> None:
+        self._terms += 1
         self._sample()
         if not self.elector.is_leader:
             self.host.notice(self.name, "on_leader fired while is_leader is False")
+        self._call_back(Callback.RELEASE_ON_LEADER, Callback.STOP_ON_LEADER)
+
+    def _on_leader_loss(self) -> None:
+        self._sample()
+        self._call_back(Callback.RELEASE_ON_LOSS, Callback.STOP_ON_LOSS)
+
+    def _call_back(self, release: Callback, stop: Callback) -> None:
+        """Do what this node's callback does (once per process), from inside the callback."""
+        action, self._callback = self._callback, None
+        if action is release:
+            self.host.event(self.name, "resigns", f"({action.value})")
+            self.elector.release()
+        elif action is stop:
+            self.host.event(self.name, "stops", f"({action.value})")
+            self.finished = True
+            self.elector.stop()
+        else:
+            self._callback = action
+            return
+        self._sample()
+
+
+class _Caller:
+    """One caller (thread) of a lock user: its own plan, on the process's shared Lock."""
+
+    def __init__(self, process: LockProcess, index: int, tracker: BeliefTracker) -> None:
+        self.process = process
+        self.index = index
+        self.tracker = tracker
+        self.next_try = -math.inf
+        self.work_until: float | None = None
+        self.next_touch = math.inf
+        self.release_tries = 0
+        self.token: int | None = None  # the token its latest acquire() got
+        self.acquisitions = 0
+        self.busy = False
+        self.calls = 0
+        self.releases = 0  # times it let go (release), to tell a holding it gave up
+        self.losses = 0  # times a touch() found its holding lost
+
+    @property
+    def lock(self) -> Lock:
+        return self.process.lock
+
+    @property
+    def behaviour(self) -> LockBehaviour:
+        return self.process.behaviour
+
+    def wake_at(self) -> float:
+        if self.work_until is not None:
+            return min(self.next_touch, self.work_until)
+        return self.next_try
+
+    def deadline(self) -> float:
+        """The renew deadline of the object's holding (``-inf`` when none)."""
+        holding = self.lock.holding
+        return holding.valid_until if holding is not None else -math.inf
+
+    def holds(self) -> bool:
+        """True while the object's trusted holding is the one this caller acquired."""
+        holding = self.lock.holding
+        return holding is not None and self.token is not None and holding.token == self.token
+
+    def observe(self) -> None:
+        holding = self.lock.holding if self.holds() else None
+        self.process.observe(holding, self.tracker, self.acquisitions)
+
+    def step(self) -> None:
+        """Do this caller's next piece of work now."""
+        now = self.process.clock.monotonic()
+        if self.work_until is None:
+            if self.release_tries:
+                self.release()
+            else:
+                self.acquire()
+        elif not self.holds():
+            # The holding lapsed, was refused or taken over: give up this piece of work.
+            self.tracker.close(self.process.host.now())
+            self.work_until = None
+            self.next_try = now + self.behaviour.retry_every
+        elif now >= self.work_until:
+            self.release()
+        else:
+            self.touch()
+
+    def acquire(self, *, force: bool = False) -> None:
+        process = self.process
+        self.calls = 0
+        # Callers of the same object holding it now: a plain acquire must not succeed
+        # while one of them still holds it (the object is a mutex, like threading.Lock).
+        rivals = [
+            (caller, caller.releases, caller.losses, caller.deadline())
+            for caller in process.callers
+            if caller is not self and caller.holds() and not force
+        ]
+        try:
+            self.lock.acquire(blocking=False, force=force)
+        except (LockExists, BackendError):
+            self._count_calls()
+            self.next_try = process.clock.monotonic() + self.behaviour.retry_every
+            return
+        self._count_calls()
+        now = process.clock.monotonic()
+        holding = self.lock.holding
+        self.token = holding.token if holding is not None else None
+        self.acquisitions += 1
+        for rival, releases, losses, deadline in rivals:
+            if (rival.releases, rival.losses) == (releases, losses) and now < deadline:
+                process.host.notice(
+                    self.tracker.holder,
+                    f"acquire() returned True while {rival.tracker.holder}, a caller of the "
+                    "same Lock, held it and had not let it go",
+                )
+        if holding is None:
+            process.host.notice(
+                self.tracker.holder, "acquire() returned True but the holding is not trusted"
+            )
+        self.observe()
+        self.release_tries = 0
+        self.work_until = now + self.behaviour.hold
+        self.next_touch = now + self.behaviour.touch_every
+
+    def _count_calls(self) -> None:
+        if self.calls > ACQUIRE_CALL_LIMIT:
+            self.process.host.notice(
+                self.tracker.holder,
+                f"acquire(blocking=False) made {self.calls} store calls "
+                f"(at most {ACQUIRE_CALL_LIMIT} promised)",
+            )
+
+    def touch(self) -> None:
+        with contextlib.suppress(BackendError):
+            if self.lock.touch() is not None and self.lock.holding is None:
+                self.process.host.notice(
+                    self.tracker.holder, "touch() returned an expiry, holding not trusted"
+                )
+        if not self.holds():
+            self.losses += 1
+        self.next_touch = self.process.clock.monotonic() + self.behaviour.touch_every
+
+    def release(self) -> None:
+        process = self.process
+        # release() stops trusting the holding before it asks the store.
+        self.tracker.close(process.host.now())
+        self.work_until = None
+        self.token = None
+        self.releases += 1
+        failed = False
+        try:
+            self.lock.release()
+        except BackendError:
+            failed = True
+        habit = self.behaviour.after_failed_release
+        if failed and habit is ReleaseHabit.RESEND:
+            self.release_tries += 1
+            if self.release_tries >= RELEASE_TRIES:
+                self.release_tries = 0
+        else:
+            self.release_tries = 0
+        self.next_try = process.clock.monotonic() + self.behaviour.retry_every
+        if failed and habit is ReleaseHabit.REACQUIRE:
+            self.acquire()
 
 
 class LockProcess(Process):
-    """A user of a :class:`Lock` on :data:`LOCK_KEY`: acquire, work (touching), release."""
+    """Users of a :class:`Lock` on :data:`LOCK_KEY`: acquire, work (touching), release.
+
+    With ``behaviour.threads == 2`` two callers share the one ``Lock`` object;
+    each has its own beliefs (holder ``n5/1``, ``n5/2``): a caller believes it
+    holds the lock from the moment its ``acquire()`` returned ``True``, while
+    the object's trusted holding is the one it acquired, until it releases.
+    """
 
     def __init__(
         self,
@@ -204,81 +479,95 @@ class LockProcess(Process):
         backend: StorageBackend,
         timing: LeaseTiming,
         behaviour: LockBehaviour,
+        sink: Callable[[Belief], None] | None = None,
     ) -> None:
         super().__init__(name=name, clock=clock, host=host, tracker=tracker)
+        self._active: list[_Caller] = []
         self.lock = Lock(
-            LOCK_KEY, backend, ttl=timing.ttl, clock=clock, renew_deadline=timing.renew_deadline
+            LOCK_KEY,
+            CountingBackend(backend, self._count),
+            ttl=timing.ttl,
+            clock=clock,
+            renew_deadline=timing.renew_deadline,
         )
         self.behaviour = behaviour
-        self._next_try = -math.inf
-        self._work_until: float | None = None
-        self._next_touch = math.inf
-        self._release_tries = 0
+        if behaviour.threads == 1:
+            self.callers = [_Caller(self, 0, tracker)]
+        else:
+            assert sink is not None, "a shared lock needs a sink for its callers' beliefs"
+            self.callers = [
+                _Caller(
+                    self,
+                    index,
+                    BeliefTracker(key=LOCK_KEY, holder=f"{name}/{index + 1}", sink=sink),
+                )
+                for index in range(behaviour.threads)
+            ]
 
     @property
     def owner(self) -> str:
         return self.lock.uuid
 
     def wake_at(self) -> float:
-        if self._work_until is not None:
-            return min(self._next_touch, self._work_until)
-        return self._next_try
+        return min(caller.wake_at() for caller in self.callers)
 
     def act(self) -> None:
         now = self.clock.monotonic()
-        if self._work_until is None:
-            if self._release_tries:
-                self._release()
-            else:
-                self._acquire()
-        elif self.lock.holding is None:
-            # The holding lapsed or was refused: give up this piece of work.
-            self._work_until = None
-            self._next_try = now + self.behaviour.retry_every
-        elif now >= self._work_until:
-            self._release()
-        else:
-            self._touch()
-        self.observe(self.lock.holding)
+        for caller in self.callers:
+            if caller.wake_at() <= now:
+                self._run(caller, caller.step)
+        self._observe_all()
+
+    def interleave(self, rng: random.Random) -> None:
+        idle = [caller for caller in self.callers if not caller.busy]
+        if len(self.callers) < 2 or not idle or rng.random() < 0.5:
+            return
+        caller = idle[0] if len(idle) == 1 else rng.choice(idle)
+        self._run(caller, caller.step)
+        self._observe_all()
+
+    def take_over(self) -> None:
+        caller = self.callers[0]
+        self._run(caller, lambda: caller.acquire(force=True))
+        self._observe_all()
 
     def stop(self) -> None:
-        self._release()
-        self._next_try = math.inf
+        for caller in self.callers:
+            caller.tracker.close(self.host.now())
+            caller.work_until = None
+            caller.release_tries = 0
+            caller.next_try = math.inf
+        with contextlib.suppress(BackendError):
+            self.lock.release()
 
     def resign(self) -> None:
-        self._release()
-
-    def _acquire(self) -> None:
-        try:
-            self.lock.acquire(blocking=False)
-        except (LockExists, BackendError):
-            # After an ambiguous failure the next acquire finds (and renews) our own record.
-            self._next_try = self.clock.monotonic() + self.behaviour.retry_every
-            return
-        now = self.clock.monotonic()
-        self.observe(self.lock.holding)
-        if self.lock.holding is None:
-            self.host.notice(self.name, "acquire() returned True but the holding is not trusted")
-        self._work_until = now + self.behaviour.hold
-        self._next_touch = now + self.behaviour.touch_every
-
-    def _touch(self) -> None:
-        with contextlib.suppress(BackendError):
-            if self.lock.touch() is not None and self.lock.holding is None:
-                self.host.notice(self.name, "touch() returned an expiry, holding not trusted")
-        self._next_touch = self.clock.monotonic() + self.behaviour.touch_every
-
-    def _release(self) -> None:
-        # release() stops trusting the holding before it asks the store.
-        self.tracker.close(self.host.now())
-        self._work_until = None
-        try:
-            self.lock.release()
-        except BackendError:
-            self._release_tries += 1
-            if self._release_tries >= RELEASE_TRIES:
-                self._release_tries = 0
+        working = [caller for caller in self.callers if caller.work_until is not None]
+        if working:
+            self._run(working[0], working[0].release)
         else:
-            self._release_tries = 0
-        self._next_try = self.clock.monotonic() + self.behaviour.retry_every
-        self.observe(self.lock.holding)
+            self._run(self.callers[0], self.callers[0].release)
+        self._observe_all()
+
+    def close_beliefs(self, at: int) -> None:
+        for caller in self.callers:
+            caller.tracker.close(at)
+
+    def _run(self, caller: _Caller, action: Callable[[], None]) -> None:
+        caller.busy = True
+        self._active.append(caller)
+        try:
+            action()
+        finally:
+            self._active.pop()
+            caller.busy = False
+
+    def _count(self) -> None:
+        # Trust changes only in the Lock's own code, between its store calls:
+        # sampling before every call (and after every action) keeps beliefs exact.
+        self._observe_all()
+        if self._active:
+            self._active[-1].calls += 1
+
+    def _observe_all(self) -> None:
+        for caller in self.callers:
+            caller.observe()

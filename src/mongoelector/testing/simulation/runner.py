@@ -125,6 +125,7 @@ class Summary:
     longest_pause: float = 0.0
     clocks_at_bound: int = 0
     handovers: int = 0
+    callers: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def add(self, outcome: SimulationOutcome) -> None:
         """Count ``outcome`` in."""
@@ -136,6 +137,13 @@ class Summary:
         self.electors[sum(node.kind is NodeKind.ELECTOR for node in scenario.nodes)] += 1
         slowest, fastest = rate_bounds(scenario.timing.max_drift)
         self.clocks_at_bound += sum(node.rate in (slowest, fastest) for node in scenario.nodes)
+        for node in scenario.nodes:
+            if node.lock is not None:
+                self.callers[f"release: {node.lock.after_failed_release.value}"] += 1
+                if node.lock.threads > 1:
+                    self.callers["shared lock object"] += 1
+            if node.callback is not None:
+                self.callers[node.callback.value] += 1
         for event in history.events:
             self.events[event.kind] += 1
             if event.kind == "paused" and event.until is not None:
@@ -164,6 +172,7 @@ class Summary:
                 f"longest pause: {self.longest_pause:.2f} leases, "
                 f"clocks at the drift bound: {self.clocks_at_bound}, "
                 f"handovers: {self.handovers}",
+                "callers: " + ", ".join(f"{kind}: {n}" for kind, n in sorted(self.callers.items())),
             ]
         )
 

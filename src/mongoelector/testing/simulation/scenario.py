@@ -20,6 +20,7 @@ __all__ = [
     "ELECTION_KEY",
     "LEADER",
     "LOCK_KEY",
+    "Callback",
     "Crash",
     "Fault",
     "LockBehaviour",
@@ -27,10 +28,12 @@ __all__ = [
     "NodeSpec",
     "Partition",
     "Pause",
+    "ReleaseHabit",
     "Resign",
     "Scenario",
     "Stop",
     "StoreErrors",
+    "Takeover",
 ]
 
 #: A fault target meaning "whichever elector believes it leads when the fault starts".
@@ -115,9 +118,9 @@ class StoreErrors(_Window):
 
     With ``late`` > 0, that share of the failed writes is instead applied
     *after* the error, up to one lease later (a request stuck in a queue).
-    That is outside what the storage protocol promises today (an ambiguous
-    write has taken effect by the time the error is raised, or never will),
-    and the core is not safe against it: see ``docs/simulation.md``.
+    That is outside what the storage protocol promises (an ambiguous write
+    has taken effect by the time the error is raised, or never will); the
+    core stays safe against it all the same: see ``docs/simulation.md``.
     """
 
     probability: float = 0.5
@@ -148,7 +151,20 @@ class Resign(_Timed):
     """Elector ``node`` calls ``release()`` at ``at``: it steps down and keeps taking part."""
 
 
-Fault = Pause | Partition | StoreErrors | Crash | Stop | Resign
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Takeover(_Timed):
+    """Lock user ``node`` calls ``acquire(blocking=False, force=True)`` at ``at``: it
+    takes the lock even from a live holder (an operator's forced takeover).
+
+    The holder it displaces is *fenced*: the store's record has a greater
+    token, so the displaced holder can neither renew nor release it, and
+    downstream systems reject its token. The checkers hold the displaced
+    holder to exclusion and to the lease only until the takeover (see
+    :mod:`~mongoelector.testing.simulation.checkers`).
+    """
+
+
+Fault = Pause | Partition | StoreErrors | Crash | Stop | Resign | Takeover
 
 
 def fault_end(fault: Fault) -> float:
@@ -165,23 +181,58 @@ class NodeKind(enum.Enum):
     LOCK = "lock"
 
 
+class ReleaseHabit(enum.Enum):
+    """What a lock user does after its ``release()`` raised a store error."""
+
+    #: Re-send the release (up to three tries) before acquiring again.
+    RESEND = "resend"
+    #: Forget it: acquire again after the usual ``retry_every``.
+    FORGET = "forget"
+    #: Acquire again at once, in the same breath.
+    REACQUIRE = "reacquire"
+
+
+class Callback(enum.Enum):
+    """What an elector's leadership callback does, the first time it fires in a process.
+
+    A callback that stops the elector ends the process; a fresh one (new
+    owner id, no such callback) starts one retry period later.
+    """
+
+    RELEASE_ON_LEADER = "on_leader calls release()"
+    STOP_ON_LEADER = "on_leader calls stop()"
+    RELEASE_ON_LOSS = "on_leader_loss calls release()"
+    STOP_ON_LOSS = "on_leader_loss calls stop()"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LockBehaviour:
     """How a lock user behaves, in seconds of its own clock.
 
     When free it tries ``acquire(blocking=False)`` every ``retry_every``; once
     it holds the lock it works for ``hold``, calling ``touch()`` every
-    ``touch_every``, then releases.
+    ``touch_every``, then releases. After a ``release()`` that raised, it
+    follows ``after_failed_release``. With ``threads=2`` two callers (threads)
+    share the one ``Lock`` object, each following this plan; either may run
+    while the other waits for the store.
     """
 
     hold: float
     touch_every: float
     retry_every: float
+    after_failed_release: ReleaseHabit = ReleaseHabit.RESEND
+    threads: int = 1
 
     def __post_init__(self) -> None:
         check_seconds(self.hold, name="hold")
         check_seconds(self.touch_every, name="touch_every")
         check_seconds(self.retry_every, name="retry_every")
+        if not isinstance(self.after_failed_release, ReleaseHabit):
+            raise TypeError(
+                f"after_failed_release must be a ReleaseHabit, got {self.after_failed_release!r}"
+            )
+        if self.threads not in (1, 2) or isinstance(self.threads, bool):
+            raise ValueError(f"threads must be 1 or 2, got {self.threads!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -189,7 +240,8 @@ class NodeSpec:
     """One simulated machine: its name, what it runs, and its clock.
 
     ``rate`` is local seconds per true second; ``origin`` the monotonic reading
-    at the start; ``skew`` how far its wall clock is off, in seconds.
+    at the start; ``skew`` how far its wall clock is off, in seconds. An
+    elector's ``callback``, if any, acts from inside its leadership callbacks.
     """
 
     name: str
@@ -198,12 +250,15 @@ class NodeSpec:
     origin: float = 0.0
     skew: float = 0.0
     lock: LockBehaviour | None = None
+    callback: Callback | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"name must be a non-empty str, got {self.name!r}")
-        if self.name.startswith("@") or "#" in self.name:
-            raise ValueError(f"node names must not start with '@' or contain '#': {self.name!r}")
+        if self.name.startswith("@") or "#" in self.name or "/" in self.name:
+            raise ValueError(
+                f"node names must not start with '@' or contain '#' or '/': {self.name!r}"
+            )
         if not isinstance(self.kind, NodeKind):
             raise TypeError(f"kind must be a NodeKind, got {self.kind!r}")
         if not (math.isfinite(self.rate) and self.rate > 0):
@@ -212,6 +267,8 @@ class NodeSpec:
             raise ValueError(
                 f"node {self.name!r}: a lock user needs a LockBehaviour and an elector has none"
             )
+        if self.callback is not None and self.kind is not NodeKind.ELECTOR:
+            raise ValueError(f"node {self.name!r}: only an elector has a callback")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,9 +308,12 @@ class Scenario:
         check_seconds(self.duration, name="duration")
         check_non_negative_seconds(self.latency, name="latency")
         known = {*names, LEADER}
+        locks = {node.name for node in self.nodes if node.kind is NodeKind.LOCK}
         for fault in self.faults:
             if fault.node not in known:
                 raise ValueError(f"fault {fault!r} names an unknown node")
+            if isinstance(fault, Takeover) and fault.node not in locks:
+                raise ValueError(f"fault {fault!r}: only a lock user takes over")
         if not self.unsafe:
             slowest, fastest = rate_bounds(self.timing.max_drift)
             for node in self.nodes:

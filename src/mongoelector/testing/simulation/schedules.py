@@ -8,6 +8,7 @@ bound, renew deadlines as close to the lease as the safety inequality allows.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from mongoelector._validation import check_non_negative_seconds, check_seconds
 from mongoelector.testing.simulation.clocks import rate_bounds
 from mongoelector.testing.simulation.scenario import (
     LEADER,
+    Callback,
     Crash,
     Fault,
     LockBehaviour,
@@ -22,10 +24,12 @@ from mongoelector.testing.simulation.scenario import (
     NodeSpec,
     Partition,
     Pause,
+    ReleaseHabit,
     Resign,
     Scenario,
     Stop,
     StoreErrors,
+    Takeover,
 )
 from mongoelector.timing import DEFAULT_MAX_DRIFT, RENEW_DEADLINE_FRACTION, LeaseTiming
 
@@ -45,10 +49,28 @@ class SimulationConfig:
     faults start within the first ``fault_window`` leases: pauses up to
     ``max_pause`` leases, partitions, ambiguous store errors (each write
     failing with ``error_probability``), crashes, graceful stops and
-    resignations. ``leader_bias`` is the chance a fault targets whoever leads
-    at that moment rather than a node picked in advance. ``late_writes`` is
+    resignations (forced takeovers come on top). ``leader_bias`` is the
+    chance a fault targets whoever leads at that moment rather than a node
+    picked in advance. ``late_writes`` is
     the share of failed writes that reach the store after the error (see
     :class:`StoreErrors`; off by default, as the protocol rules it out).
+
+    ``rough_callers`` makes callers behave like real ones, not gentle ones:
+    each lock user picks what it does after a failed release (re-send it,
+    forget it, or acquire again at once), some share one ``Lock`` object
+    between two callers, and up to ``max_takeovers`` forced takeovers
+    (``acquire(force=True)``) by lock users join the faults.
+    ``reentrant_callbacks`` gives some electors a leadership callback that
+    calls ``release()`` or ``stop()`` (``on_leader`` calls either,
+    ``on_leader_loss`` calls ``release()``; with ``stop_on_loss_callbacks``
+    also ``stop()``). These are drawn from a stream of their own, so turning
+    them off leaves the rest of each schedule as it was.
+
+    ``stop_on_loss_callbacks`` is off by default: ``LeaderElector.poll()``
+    does not yet survive ``stop()`` called from ``on_leader_loss`` inside it
+    (the poll goes on and feeds its reply to the stopped machine, which
+    raises ``InvalidTransition``; seeds 4, 16 and 35 show it with
+    ``SimulationConfig(stop_on_loss_callbacks=True)``).
     """
 
     min_nodes: int = 2
@@ -63,9 +85,13 @@ class SimulationConfig:
     error_probability: float = 0.5
     leader_bias: float = 0.6
     late_writes: float = 0.0
+    rough_callers: bool = True
+    max_takeovers: int = 2
+    reentrant_callbacks: bool = True
+    stop_on_loss_callbacks: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("min_nodes", "max_nodes", "max_faults"):
+        for name in ("min_nodes", "max_nodes", "max_faults", "max_takeovers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -82,6 +108,9 @@ class SimulationConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+        for name in ("rough_callers", "reentrant_callbacks", "stop_on_loss_callbacks"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
 
 def _timing(rng: random.Random, config: SimulationConfig) -> LeaseTiming:
@@ -172,6 +201,40 @@ def _fault(
     return Stop(node=node, at=at, restart_after=restart_after)
 
 
+#: The share of electors whose leadership callback calls release() or stop().
+CALLBACK_SHARE = 0.2
+#: The share of lock users that share their Lock object between two callers.
+SHARED_SHARE = 0.4
+
+
+def _rough(
+    seed: int, config: SimulationConfig, timing: LeaseTiming, nodes: list[NodeSpec]
+) -> tuple[list[NodeSpec], list[Fault]]:
+    """Give callers real callers' habits; draws from a stream of their own."""
+    rng = random.Random(f"mongoelector-simulation-callers/{seed}")
+    rough: list[NodeSpec] = []
+    for node in nodes:
+        drawn = node
+        if node.lock is not None and config.rough_callers:
+            habit = rng.choice(list(ReleaseHabit))
+            threads = 2 if rng.random() < SHARED_SHARE else 1
+            lock = dataclasses.replace(node.lock, after_failed_release=habit, threads=threads)
+            drawn = dataclasses.replace(node, lock=lock)
+        elif node.lock is None and config.reentrant_callbacks and rng.random() < CALLBACK_SHARE:
+            callbacks = list(Callback)
+            if not config.stop_on_loss_callbacks:
+                callbacks.remove(Callback.STOP_ON_LOSS)
+            drawn = dataclasses.replace(node, callback=rng.choice(callbacks))
+        rough.append(drawn)
+    takeovers: list[Fault] = []
+    locks = [node.name for node in nodes if node.lock is not None]
+    if locks and config.rough_callers:
+        for _ in range(rng.randint(0, config.max_takeovers)):
+            at = round(rng.uniform(0, config.fault_window * timing.ttl), 3)
+            takeovers.append(Takeover(node=rng.choice(locks), at=at))
+    return rough, takeovers
+
+
 def draw_scenario(seed: int, config: SimulationConfig | None = None) -> Scenario:
     """The scenario for ``seed`` within ``config`` (the defaults when ``None``)."""
     if config is None:
@@ -183,6 +246,8 @@ def draw_scenario(seed: int, config: SimulationConfig | None = None) -> Scenario
     nodes = _nodes(rng, config, timing)
     names = [node.name for node in nodes]
     faults = [_fault(rng, config, names, timing) for _ in range(rng.randint(0, config.max_faults))]
+    nodes, takeovers = _rough(seed, config, timing, nodes)
+    faults += takeovers
     faults.sort(key=lambda fault: fault.at)
     return Scenario(
         seed=seed,

@@ -27,7 +27,8 @@ LEGEND = "# holds/leads  . running  P paused  ~ cut off or store errors  X down 
 
 
 def _machine(node: str) -> str:
-    return node.split("#", 1)[0]
+    """The machine of a process (``n2#3``) or of one caller of its lock (``n5/2``)."""
+    return node.split("/", 1)[0].split("#", 1)[0]
 
 
 def render_timeline(

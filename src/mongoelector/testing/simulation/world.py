@@ -60,6 +60,7 @@ from mongoelector.testing.simulation.scenario import (
     Scenario,
     Stop,
     StoreErrors,
+    Takeover,
 )
 
 __all__ = ["SimulationError", "World"]
@@ -171,6 +172,10 @@ class World:
     def notice(self, node: str, message: str) -> None:
         self.history.add(Notice(time=self._now, node=node, message=message))
 
+    def event(self, node: str, kind: str, detail: str = "") -> None:
+        self._event(node, kind, detail)
+        self._quiet_after(self._now)
+
     # --- running ----------------------------------------------------------------------
 
     def run(self) -> History:
@@ -189,7 +194,7 @@ class World:
         self._advance_to(end)
         for machine in self._machines.values():
             if machine.process is not None:
-                machine.process.tracker.close(end)
+                machine.process.close_beliefs(end)
         self.history.end = end
         return self.history
 
@@ -264,9 +269,10 @@ class World:
                 self._fail_late(name, operation, apply, there, back)
             applied = self._rng.random() < 0.5
             self._pass(there)
+            self._interleave(machine)
             if applied:
                 apply()
-                self._record_store()
+                self._record_store(operation)
             self._pass(back)
             state = "applied" if applied else "not applied"
             self.history.add(
@@ -280,9 +286,10 @@ class World:
             self._quiet_after(self._now)
             raise AmbiguousOutcome(f"{operation}: reply lost ({state})")
         self._pass(there)
+        self._interleave(machine)
         result = apply()
         if write:
-            self._record_store()
+            self._record_store(operation)
         if machine.pause_in_call is not None:
             duration, machine.pause_in_call = machine.pause_in_call, None
             until = self._now + micros(duration)
@@ -306,6 +313,12 @@ class World:
         self._quiet_after(max(self._now, now + delay))
         raise AmbiguousOutcome(f"{operation}: reply lost (the write is still on its way)")
 
+    def _interleave(self, machine: _Machine) -> None:
+        """Let another caller of ``machine``'s process act while this call is on its way."""
+        lock = machine.spec.lock
+        if machine.process is not None and lock is not None and lock.threads > 1:
+            machine.process.interleave(self._rng)
+
     def _latency(self) -> tuple[float, float]:
         latency = self.scenario.latency
         if latency == 0:
@@ -313,7 +326,8 @@ class World:
         there = self._rng.uniform(0, latency / 2)
         return there, self._rng.uniform(0, latency / 2)
 
-    def _record_store(self) -> None:
+    def _record_store(self, operation: str = "") -> None:
+        forced = operation.startswith("forced")
         for key in (ELECTION_KEY, LOCK_KEY):
             record = self.store.get(key)
             if record is None:
@@ -327,7 +341,12 @@ class World:
                 self._store_seen[key] = state
                 self.history.add(
                     StoreState(
-                        time=self._now, key=key, owner=owner, token=record.token, expires=expires
+                        time=self._now,
+                        key=key,
+                        owner=owner,
+                        token=record.token,
+                        expires=expires,
+                        forced=forced,
                     )
                 )
 
@@ -352,7 +371,7 @@ class World:
             return True
         if isinstance(item, _LateWrite):
             item.apply()
-            self._record_store()
+            self._record_store(item.operation)
             self._event(item.node, "late write", f"{item.operation} applied")
             return True
         return self._inject(item)
@@ -369,7 +388,20 @@ class World:
             action()
         finally:
             self._busy.discard(name)
+        process = machine.process
+        if process is not None and process.finished:
+            self._retire(name, process)
         self._schedule(name)
+
+    def _retire(self, name: str, process: Process) -> None:
+        """``process`` ended itself (a callback stopped it): a fresh one starts a retry later."""
+        machine = self._machines[name]
+        process.close_beliefs(self._now)
+        machine.process = None
+        machine.wake_generation += 1
+        restart = self._now + micros(self.scenario.timing.retry_period)
+        self._push(restart, _Restart(name))
+        self._quiet_after(restart)
 
     def _schedule(self, name: str) -> None:
         machine = self._machines[name]
@@ -391,9 +423,11 @@ class World:
         key = ELECTION_KEY if spec.kind is NodeKind.ELECTOR else LOCK_KEY
         tracker = BeliefTracker(key=key, holder=incarnation, sink=self.history.add)
         backend = FaultInjectingBackend(self.store, node=name, router=self)
-        make: Callable[..., Process] = ElectorProcess
+        # A node's callback acts in its first process only (a restarted one is plain).
+        callback = spec.callback if machine.incarnation == 1 else None
+        make: Callable[..., Process] = functools.partial(ElectorProcess, callback=callback)
         if spec.lock is not None:
-            make = functools.partial(LockProcess, behaviour=spec.lock)
+            make = functools.partial(LockProcess, behaviour=spec.lock, sink=self.history.add)
         process = make(
             name=incarnation,
             clock=machine.clock,
@@ -435,7 +469,7 @@ class World:
             self._event(fault.node, "fault skipped", f"(no such node now) {fault!r}")
             return True
         machine = self._machines[target]
-        acts = isinstance(fault, (Crash, Stop, Resign)) or (
+        acts = isinstance(fault, (Crash, Stop, Resign, Takeover)) or (
             isinstance(fault, Pause) and not fault.in_call
         )
         if acts and target in self._busy:
@@ -474,6 +508,11 @@ class World:
             if machine.process is not None:
                 self._event(name, "resigns")
                 self._act(target, machine.process.resign)
+        elif isinstance(fault, Takeover):
+            self._quiet_after(now)
+            if machine.process is not None:
+                self._event(name, "takes over", "(acquire(force=True))")
+                self._act(target, machine.process.take_over)
         else:
             self._end_process(target, fault)
         return True
@@ -497,7 +536,7 @@ class World:
                 process.stop()
             finally:
                 self._busy.discard(name)
-            process.tracker.close(self._now)
+            process.close_beliefs(self._now)
         machine.process = None
         machine.wake_generation += 1
         self._quiet_after(self._now)

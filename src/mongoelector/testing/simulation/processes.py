@@ -212,6 +212,14 @@ class Process:
     def interleave(self, rng: random.Random) -> None:
         """Another caller of this process may act now, while one waits for the store."""
 
+    def before_call(self) -> None:
+        """A store call of this process is about to leave: end any belief it already gave up.
+
+        A node stops trusting a holding before it asks the store to release it
+        (from inside a callback, ``on_leader_loss`` comes only afterwards), so
+        its belief must end by the time that call leaves.
+        """
+
     def take_over(self) -> None:
         """Take the lock by force, if this process uses one."""
 
@@ -290,6 +298,10 @@ class ElectorProcess(Process):
 
     def _sample(self) -> None:
         self.observe(self.elector.holding, acquisition=self._terms)
+
+    def before_call(self) -> None:
+        if self.elector.holding is None:
+            self.observe(None)
 
     def _on_leader(self) -> None:
         self._terms += 1

@@ -62,15 +62,9 @@ class SimulationConfig:
     (``acquire(force=True)``) by lock users join the faults.
     ``reentrant_callbacks`` gives some electors a leadership callback that
     calls ``release()`` or ``stop()`` (``on_leader`` calls either,
-    ``on_leader_loss`` calls ``release()``; with ``stop_on_loss_callbacks``
-    also ``stop()``). These are drawn from a stream of their own, so turning
-    them off leaves the rest of each schedule as it was.
-
-    ``stop_on_loss_callbacks`` is off by default: ``LeaderElector.poll()``
-    does not yet survive ``stop()`` called from ``on_leader_loss`` inside it
-    (the poll goes on and feeds its reply to the stopped machine, which
-    raises ``InvalidTransition``; seeds 4, 16 and 35 show it with
-    ``SimulationConfig(stop_on_loss_callbacks=True)``).
+    ``on_leader_loss`` calls ``release()`` or, with ``stop_on_loss_callbacks``
+    (on by default), ``stop()``). These are drawn from a stream of their own,
+    so turning them off leaves the rest of each schedule as it was.
     """
 
     min_nodes: int = 2
@@ -88,7 +82,7 @@ class SimulationConfig:
     rough_callers: bool = True
     max_takeovers: int = 2
     reentrant_callbacks: bool = True
-    stop_on_loss_callbacks: bool = False
+    stop_on_loss_callbacks: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_nodes", "max_nodes", "max_faults", "max_takeovers"):

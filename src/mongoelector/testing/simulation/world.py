@@ -248,6 +248,8 @@ class World:
 
     def call(self, node: str, operation: str, write: bool, apply: Callable[[], _T]) -> _T:
         machine = self._machines[node]
+        if machine.process is not None:
+            machine.process.before_call()
         now = self._now
         name = self._name(machine)
         if machine.partition_until > now:

@@ -37,8 +37,9 @@ COMPOSE = "docker-compose.yml"
 SCRIPT = "scripts/mongodb-replset.sh"
 INIT_JS = "scripts/mongodb-replset-init.js"
 FAILOVER_TESTS = "tests/backends/test_mongo_failover_real_server.py"
+CONTRIBUTING = "CONTRIBUTING.md"
 #: Every file the checks read, relative to the repository root.
-FILES = (WORKFLOW, COMPOSE, SCRIPT, INIT_JS, FAILOVER_TESTS, "Makefile")
+FILES = (WORKFLOW, COMPOSE, SCRIPT, INIT_JS, FAILOVER_TESTS, CONTRIBUTING, "Makefile")
 
 MONGODB_VERSIONS = ["4.4", "5.0", "6.0", "7.0", "8.0"]
 STANDALONE_VERSIONS = ["7.0"]
@@ -327,6 +328,7 @@ def check_ci_files(root: Path) -> Deployment:
     check_init_js(root, deployment)
     check_compose(root, deployment)
     check_workflow(root, deployment)
+    check_uris(root / CONTRIBUTING, deployment)
     return deployment
 
 
@@ -422,6 +424,9 @@ TYPOS = {
     ),
     "compose: a wrong URI in the comments": Typo(
         COMPOSE, "27020/?directConnection", "27021/?directConnection", r"27021/\?directConnection"
+    ),
+    "docs: a wrong URI": Typo(
+        CONTRIBUTING, "127.0.0.1:27019/?replicaSet", "127.0.0.1:27019/?replicaset", r"CONTRIBUTING"
     ),
     "compose: a tab in the YAML": Typo(COMPOSE, "  mongo3:\n", "\tmongo3:\n", r"not valid YAML"),
     "script: a port changed": Typo(

@@ -27,7 +27,7 @@ import pymongo
 import pytest
 
 from mongoelector import LeaderElector, LeaderInfo, Lock, LockExists, LockLost
-from mongoelector.backends import MongoBackend
+from mongoelector.backends import LeaseRecord, MongoBackend
 from mongoelector.errors import AmbiguousOutcome, BackendError
 from tests.backends.mongo_failover_support import (
     URI,
@@ -69,6 +69,18 @@ def database(client: pymongo.MongoClient[Any]) -> Iterator[Any]:
     yield client[name]
     wait_for_primary(client)
     client.drop_database(name)
+
+
+def read(backend: MongoBackend) -> LeaseRecord | None:
+    """The lease record, read again while the store is still failing over (bounded by SLACK)."""
+    deadline = time.monotonic() + SLACK
+    while True:
+        try:
+            return backend.get(KEY)
+        except BackendError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
 
 
 def new_lock(database: Any, **options: Any) -> Lock:
@@ -134,13 +146,13 @@ def test_a_held_lease_survives_a_step_down_or_reports_its_loss_and_never_leaks(
 
     step_down(client)
     wait_for_primary(client)
-    after_election = backend.get(KEY)
+    after_election = read(backend)
     # A renewer that cannot renew through the new primary gives the holding up at its renew
     # deadline: watch it for that long after the election, and a few retry periods more.
     lost = holder.lost.wait(holder.renew_deadline + 3 * holder.retry_period)
 
     if not lost:
-        record = backend.get(KEY)
+        record = read(backend)
         assert record is not None and after_election is not None
         assert (record.owner, record.token, holder.token) == (holder.uuid, first, first)
         assert record.expires_at > after_election.expires_at, "not renewed since the election"
@@ -217,7 +229,7 @@ def the_leader(nodes: list[Node], backend: MongoBackend) -> Node | None:
     try:
         record = backend.get(KEY)
     except BackendError:
-        return None
+        return None  # still failing over: ask again
     leader = leaders[0].elector
     if record is None or (record.owner, record.token) != (leader.uuid, leader.token):
         return None

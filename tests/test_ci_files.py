@@ -486,6 +486,7 @@ fi
 
 FAKE_SHELL = """#!/usr/bin/env bash
 printf '%s %s\\n' "$(basename "$0")" "$*" >> "$DOCKER_LOG"
+echo 1
 """
 
 
@@ -549,3 +550,13 @@ def test_the_script_prefers_mongosh_and_stops_members_before_the_namespace(
         f"rm --force --volumes mongoelector-test-{name}"
         for name in ("standalone", "rs-3", "rs-2", "rs-1")
     ]
+
+
+@needs_bash
+def test_the_script_starts_the_standalone_on_its_own_port(fake_docker: Path) -> None:
+    calls = run_script(fake_docker, "start-standalone", "7.0")
+    assert [call for call in calls if call.startswith("run ")] == [
+        "run --detach --name mongoelector-test-standalone --publish 127.0.0.1:27020:27020 "
+        "mongo:7.0 --port 27020 --bind_ip_all --wiredTigerCacheSizeGB 0.25"
+    ]
+    assert calls[-1] == "mongo --quiet --port 27020 --eval db.adminCommand({ping: 1}).ok"

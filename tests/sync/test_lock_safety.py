@@ -273,3 +273,23 @@ def test_a_forced_acquire_that_releases_the_objects_holding_stops_trusting_it(
     assert record is not None and record.token == first and record.owner is None
     assert lock.holding is None
     assert lock_on(store.storage, store).acquire(blocking=False)
+
+
+def test_a_forced_acquire_never_enters_while_another_caller_is_acquiring(
+    store: Store, wrapped: Wrapped
+) -> None:
+    """force=True overrides holders in the store, not the object's own mutex."""
+    lock = lock_on(wrapped, store)
+    wrapped.hold_cas = True
+    first = threading.Thread(target=lock.acquire, kwargs={"blocking": False})
+    first.start()
+    assert wrapped.held.wait(HANG_GUARD)
+
+    with pytest.raises(LockExists, match="being acquired by another caller"):
+        lock.acquire(blocking=False, force=True)
+
+    wrapped.let_go()
+    first.join(HANG_GUARD)
+    assert not first.is_alive()
+    assert wrapped.calls["compare_and_set"] == 1
+    assert lock.ensure() > 0

@@ -32,6 +32,8 @@ class Wrapped:
     - ``hold_release``: the next ``release`` waits until :meth:`let_go` before
       it is applied and answered (a slow reply).
     - ``hold_cas``: the next ``compare_and_set`` waits until :meth:`let_go`.
+    - ``lose_cas``: the next ``compare_and_set`` raises ``AmbiguousOutcome`` and is
+      not applied; :meth:`land_lost_writes` applies it later.
     - ``hold_get``: the next ``get`` waits until :meth:`let_go`, then reads.
     - ``ambiguous``: set of operation names that apply, then raise
       ``AmbiguousOutcome`` (the reply was lost).
@@ -41,6 +43,8 @@ class Wrapped:
         self.inner = inner
         self.calls: Counter[str] = Counter()
         self.lose_release = False
+        self.lose_cas = False
+        self.lost_cas: list[tuple[LeaseRequest, bool]] = []
         self.hold_release = False
         self.hold_cas = False
         self.hold_get = False
@@ -62,6 +66,14 @@ class Wrapped:
             self.inner.release(key, owner, token=token)
         self.lost.clear()
 
+    def land_lost_writes(self) -> list[CasResult]:
+        """Apply the compare_and_set calls that were lost in flight, as late writes would."""
+        landed = [
+            self.inner.compare_and_set(request, force=force) for request, force in self.lost_cas
+        ]
+        self.lost_cas.clear()
+        return landed
+
     def _count(self, name: str) -> None:
         with self._mutex:
             self.calls[name] += 1
@@ -76,6 +88,10 @@ class Wrapped:
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
         self._count("compare_and_set")
+        if self.lose_cas:
+            self.lose_cas = False
+            self.lost_cas.append((request, force))
+            raise AmbiguousOutcome("compare_and_set: sent, the reply lost, still in flight")
         if self.hold_cas:
             self.hold_cas = False
             self._wait()

@@ -293,3 +293,54 @@ def test_a_forced_acquire_never_enters_while_another_caller_is_acquiring(
     assert not first.is_alive()
     assert wrapped.calls["compare_and_set"] == 1
     assert lock.ensure() > 0
+
+
+def test_a_try_still_in_flight_when_another_succeeds_is_settled_by_a_later_release(
+    store: Store, wrapped: Wrapped
+) -> None:
+    """Review finding: the first try's reply is lost while the write is still on its way;
+    the second try succeeds. That first write lands after the release; the next release()
+    must still settle it (read the record, release it by its token)."""
+    lock = lock_on(wrapped, store)
+    wrapped.lose_cas = True
+    assert lock.acquire(blocking=False)  # try 1 in flight, try 2 granted
+    assert lock.release() is True
+    [late] = wrapped.land_lost_writes()
+    assert late.acquired and late.record is not None and late.record.owner == lock.uuid
+
+    assert lock.release() is True  # reads the record, frees the late write by its token
+
+    assert lock_on(store.storage, store).acquire(blocking=False)
+
+
+def test_a_forced_acquire_by_the_holder_is_not_reported_as_a_loss(
+    store: Store, wrapped: Wrapped
+) -> None:
+    """Review finding: while the forced write is in flight the object must already have
+    stopped trusting (and renewing) its old holding, so its renewer never sees it taken."""
+    losses: list[int | None] = []
+    lock = Lock(
+        "job",
+        wrapped,  # type: ignore[arg-type]
+        ttl=TTL,
+        clock=store.clock,
+        auto_renew=True,
+        on_lost=lambda: losses.append(lock.token),
+    )
+    assert lock.acquire(blocking=False)
+    first = lock.ensure()
+    wrapped.hold_cas = True
+    forcing = threading.Thread(target=lock.acquire, kwargs={"force": True})
+    forcing.start()
+    assert wrapped.held.wait(HANG_GUARD)
+    assert lock.token is None  # the old holding is no longer trusted
+
+    store.clock.advance(lock.retry_period)
+    assert lock.wait_idle(HANG_GUARD)
+    wrapped.let_go()
+    forcing.join(HANG_GUARD)
+
+    assert not forcing.is_alive()
+    assert losses == [] and not lock.lost.is_set()
+    assert lock.ensure() > first
+    lock.release()

@@ -250,7 +250,7 @@ class ElectorBase(Participant[BackendT]):
         return Step()
 
     def _confirmation_before_stop(self) -> Inspect | None:
-        """The read to make before stopping, so that the stop can release by token.
+        """The read to make before stopping or releasing, so that it can release by token.
 
         After an acquire of unknown outcome this node may hold the lease
         without knowing its token; the machine then lets it lapse rather than

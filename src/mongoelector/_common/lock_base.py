@@ -107,14 +107,17 @@ class AcquireRun:
         """Make this run the lock object's only acquirer; ``False`` (and the machine told)
         if another caller of the object holds it or is acquiring it.
 
-        Before the run releases an earlier holding of this owner that the
-        object still trusts (a forced acquire replacing it), the object stops
-        trusting it, as :meth:`release` would.
+        A forced run replaces a holding the object still trusts: before its
+        first store call the object stops trusting that holding, as
+        :meth:`release` would (reported as released, never as lost), and
+        remembers that the store still has it until the run settles it.
         """
         if self._lock._claim(self, force=self._attempt.force):
             call = self.pending
             if call is not None and isinstance(call.action, Release):
                 self._lock._give_up_holding(call.action.token)
+            elif self._attempt.force:
+                self._lock._give_up_holding(None)
             return True
         self.decision = self._attempt.on_busy(self._lock.clock.monotonic())
         return False
@@ -122,6 +125,11 @@ class AcquireRun:
     def owns(self, record: LeaseRecord) -> bool:
         """True if ``record`` was written by one of this run's tries."""
         return self._attempt.is_mine(record)
+
+    @property
+    def maybe_held(self) -> bool:
+        """True if a write of this run may be in the store, or still land, unconfirmed."""
+        return self._attempt.maybe_held
 
     def feed(self, action: Action, started_at: float, outcome: Result | Failure) -> None:
         """Record what ``action`` (sent at ``started_at``) returned or raised."""
@@ -353,7 +361,8 @@ class LockBase(Participant[BackendT]):
             slow = self._keeper.observe_round_trip(now - holding.started_at)
             self._keeper.hold(holding.record, holding.started_at)
             self._renewal = Renewal(self._keeper, holding.token)
-            self._maybe_held = False
+            # Another try of the same acquire may still land: a release() settles it.
+            self._maybe_held = run is not None and run.maybe_held
             self._maybe_token = None
             self._ending = None
             self._lost.clear()
@@ -369,13 +378,16 @@ class LockBase(Participant[BackendT]):
             self._maybe_held = True
 
     def _give_up_holding(self, token: int | None) -> None:
-        """Stop trusting the holding of ``token``, about to be released by an acquire."""
+        """Stop trusting the holding of ``token`` (any holding, if ``None``), about to be
+        released or replaced by a forced acquire; the store still has it until then."""
         with self._mutex:
             holding = self._keeper.holding
-            if holding is None or holding.token != token:
+            if holding is None or (token is not None and holding.token != token):
                 return
+            token = holding.token
             self._keeper.drop()
-            self._ending = f"token {token} was released by a forced acquire"
+            self._maybe_held, self._maybe_token = True, token
+            self._ending = f"token {token} was replaced by a forced acquire"
         self._monitor.lost(token, LossReason.RELEASED, now=self._clock.monotonic())
 
     def _forget_holding(self) -> None:
@@ -392,10 +404,14 @@ class LockBase(Participant[BackendT]):
         """Stop trusting the holding; the store call to make, or ``None`` if there is none."""
         with self._mutex:
             holding = self._keeper.drop()
-            maybe_held, self._maybe_held = self._maybe_held, False
-            maybe_token, self._maybe_token = self._maybe_token, None
             if holding is not None:
+                # Released by its token; a write that may still land stays remembered
+                # for the next release().
+                maybe_held, maybe_token = False, None
                 self._ending = f"token {holding.token} was released"
+            else:
+                maybe_held, self._maybe_held = self._maybe_held, False
+                maybe_token, self._maybe_token = self._maybe_token, None
         if holding is not None:
             self._monitor.lost(holding.token, LossReason.RELEASED, now=self._clock.monotonic())
         if force:

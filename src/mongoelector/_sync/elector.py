@@ -149,6 +149,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
         elsewhere, and from inside a callback it only queues ``on_leader_loss``.
         """
         with self._poll_lock:
+            confirmation = self._confirmation_before_stop()
+            if confirmation is not None:
+                self._notify(self._carry_out(confirmation))
             self._let_go(self._machine.release(self._clock.monotonic()))
         self._wake_listeners()
         self._run_callbacks(None)

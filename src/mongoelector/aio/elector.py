@@ -161,6 +161,9 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         elsewhere, and from inside a callback it only queues ``on_leader_loss``.
         """
         async with self._poll_lock:
+            confirmation = self._confirmation_before_stop()
+            if confirmation is not None:
+                self._notify(await self._carry_out(confirmation))
             self._let_go(self._machine.release(self._clock.monotonic()))
         self._wake_listeners()
         await self._run_callbacks(None)

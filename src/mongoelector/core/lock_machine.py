@@ -144,13 +144,20 @@ class AcquireAttempt:
         # Tokens of earlier holdings of this owner that this attempt released.
         self._released: set[int] = set()
         self._maybe_held = False
+        # Ids of tries that failed ambiguously and were never seen since: such a write
+        # may still land, even after this attempt succeeded with another try.
+        self._unsettled: set[str] = set()
         self._calls = 0
         self._failures_in_row = 0
 
     @property
     def maybe_held(self) -> bool:
-        """True while a write of this attempt may be in the store, unconfirmed."""
-        return self._maybe_held
+        """True while a write of this attempt may be in the store (or still land), unconfirmed.
+
+        After success it is ``True`` only if another try of the attempt failed
+        ambiguously and was never seen: a ``release()`` must settle it.
+        """
+        return self._maybe_held or bool(self._unsettled)
 
     def first(self) -> Call:
         """The first call to make."""
@@ -201,8 +208,10 @@ class AcquireAttempt:
         self._failures_in_row += 1
         if ambiguous and isinstance(action, (TryAcquire, Renew)):
             self._maybe_held = True
+            if isinstance(action, TryAcquire):
+                self._unsettled.add(action.acquisition)
             return self._next(now, Inspect(), pause=self._failures_in_row > 1)
-        return Fail(maybe_held=self._maybe_held)
+        return Fail(maybe_held=self.maybe_held)
 
     # --- internals --------------------------------------------------------------
 
@@ -216,6 +225,7 @@ class AcquireAttempt:
         if self.is_mine(record):
             assert record is not None
             # A write of this attempt took effect after all: renew it to trust it.
+            self._unsettled.discard(record.acquisition or "")
             return self._next(now, Renew(token=record.token))
         if record is not None and record.owner == self.owner:
             if record.token in self._released:
@@ -228,6 +238,7 @@ class AcquireAttempt:
             # Someone else holds it: a try of ours still in flight can only land after
             # that holding ends, and a release() settles it then.
             self._maybe_held = False
+            self._unsettled.clear()
             return self._refused(now, record)
         # Free (or unknown): a try of ours may still be in flight; try again.
         if self._maybe_held and not self.blocking:
@@ -243,6 +254,7 @@ class AcquireAttempt:
             self._maybe_held = True
             return self._next(now, Renew(token=record.token))
         self._maybe_held = False
+        self._unsettled.discard(record.acquisition or "")
         return Succeed(holding=holding)
 
     def _next(self, now: float, action: Action, *, pause: bool = False) -> Decision:
@@ -271,6 +283,6 @@ class AcquireAttempt:
         return WaitThenCall(until=min(now + self.step, self.deadline), action=self._try())
 
     def _give_up(self, reason: GiveUpReason, holder: LeaseRecord | None) -> GiveUp | Fail:
-        if self._maybe_held:
+        if self.maybe_held:
             return Fail(maybe_held=True)
         return GiveUp(reason=reason, holder=holder)

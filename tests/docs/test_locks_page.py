@@ -40,3 +40,20 @@ def test_write_fenced_refuses_an_older_token() -> None:
         "state": "migrated",
         "fence": 8,
     }
+
+
+def test_write_fenced_creates_a_new_document() -> None:
+    """Issue 15, item 2: the first write to a document that does not exist yet succeeds."""
+    example = run_block("def write_fenced(")
+    write_fenced, stale_token = example["write_fenced"], example["StaleToken"]
+    assert callable(write_fenced) and isinstance(stale_token, type)
+    jobs = mongomock.MongoClient().db.jobs
+    write_fenced(jobs, "tenant-7", 3, {"state": "migrating"})
+    assert jobs.find_one({"_id": "tenant-7"}) == {
+        "_id": "tenant-7",
+        "state": "migrating",
+        "fence": 3,
+    }
+    with pytest.raises(stale_token, match="newer than 2"):
+        write_fenced(jobs, "tenant-7", 2, {"state": "old"})
+    assert jobs.count_documents({}) == 1

@@ -43,6 +43,13 @@ def test_a_late_takeover_is_reported_beside_its_bound_without_failing() -> None:
     _report_takeover(timeline, "node-2 took over", 9.0, ("crash", "ttl", 3.0), 2, missed)
     _report_takeover(timeline, "node-3 took over", 0.4, ("handover", "retry", 0.5), 3, missed)
     assert missed == ["crash"]
-    assert "9.00s after the crash (bound ttl = 3.00s), token 2" in out.getvalue()
+    assert (
+        "9.00s after the crash (bound ttl = 3.00s, 3.50s with 0.50s scheduling slack) LATE, token 2"
+        in out.getvalue()
+    )
+    assert (
+        "0.40s after the handover (bound retry = 0.50s, 1.00s with 0.50s scheduling slack), token 3"
+        in out.getvalue()
+    )
     assert _increasing([1, 2, 3])
     assert not _increasing([1, 3, 2]) and not _increasing([1, None, 3])

@@ -2,7 +2,7 @@
 
     make bench                                   # = .venv/bin/python benchmarks/compare.py
     python benchmarks/compare.py --repeats 5     # more runs
-    python benchmarks/compare.py --quick         # store operations only, one run
+    python benchmarks/compare.py --quick         # store operations and one call's cost, one run
     python benchmarks/compare.py --update-docs   # also rewrite the results in docs/benchmarks.md
 
 Both versions are called ``mongoelector``, so each runs in its own process:
@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per side (default 3)")
     parser.add_argument("--trials", type=int, default=3, help="timed trials per run (default 3)")
-    parser.add_argument("--quick", action="store_true", help="store operations only, one run")
+    parser.add_argument(
+        "--quick", action="store_true", help="store operations and the cost of one call, one run"
+    )
     parser.add_argument("--update-docs", action="store_true", help=f"rewrite results in {DOCS}")
     parser.add_argument("--uri", default=os.environ.get("MONGOELECTOR_TEST_URI"))
     args = parser.parse_args(argv)

@@ -353,6 +353,114 @@ def throughput_table(figures: Figures, *, server: bool) -> list[str]:
     return lines
 
 
+def _us(value: float | None) -> str:
+    return "n/a" if value is None else f"{number(value * 1e6, 1)} us"
+
+
+def _ms_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{number(value * 1e3, 1)} ms"
+
+
+def percall_table(figures: Figures) -> list[str]:
+    """The cost of one acquire+release pair, and of the import, with the issue's targets."""
+    new, old = figures["2.x"], figures["1.x"]
+
+    def get(side: Mapping[str, Any], key: str) -> float | None:
+        value = side.get(key)
+        return float(value) if isinstance(value, (int, float)) else None
+
+    head = ["", "1.x", "2.x", "compared with", "2.x / compared", "target", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def row(
+        label: str,
+        old_value: str,
+        new_value: float | None,
+        base: float | None,
+        base_text: str,
+        limit: float | None,
+        target_text: str,
+        show: Callable[[float | None], str] = _us,
+        *,
+        by_ratio: bool,
+    ) -> None:
+        value_ratio = new_value / base if new_value is not None and base else None
+        judged = value_ratio if by_ratio else new_value
+        met = None if judged is None or limit is None else judged <= limit
+        cells = [
+            label,
+            old_value,
+            show(new_value),
+            base_text,
+            number(value_ratio) if value_ratio is not None else "n/a",
+            target_text,
+            verdict(met),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+
+    wire_lock = get(new, "wire|percall.lock_pair_cpu")
+    wire_raw = get(new, "wire|percall.raw_pair_cpu")
+    row(
+        "client CPU per pair, pipeline path (pymongo, wire)",
+        "n/a",
+        wire_lock,
+        wire_raw,
+        f"raw pymongo, same 2 commands: {_us(wire_raw)}",
+        1.15,
+        "<= 1.15 x raw pymongo",
+        by_ratio=True,
+    )
+    own_old = get(old, "mongomock|percall.own_pair")
+    own_new = get(new, "mongomock|percall.own_pair")
+    row(
+        "own code per pair (store time taken out), mongomock (classic path)",
+        _us(own_old),
+        own_new,
+        own_old,
+        f"1.x: {_us(own_old)}",
+        30e-6,
+        "<= 30 us",
+        by_ratio=False,
+    )
+    own_wire = get(new, "wire|percall.own_pair")
+    row(
+        "own code per pair (pymongo's CPU taken out), pipeline path (wire)",
+        "n/a",
+        own_wire,
+        None,
+        "",
+        30e-6,
+        "<= 30 us",
+        by_ratio=False,
+    )
+    memory_lock = get(new, "memory|percall.lock_pair")
+    memory_raw = get(new, "memory|percall.raw_pair")
+    row(
+        "`Lock` pair on MemoryBackend",
+        "n/a",
+        memory_lock,
+        memory_raw,
+        f"the raw backend calls: {_us(memory_raw)}",
+        1.6,
+        "<= 1.6 x raw calls",
+        by_ratio=True,
+    )
+    import_old = get(old, "import|percall.import")
+    import_new = get(new, "import|percall.import")
+    row(
+        "`import mongoelector` after `import pymongo`",
+        _ms_text(import_old),
+        import_new,
+        import_old,
+        f"1.x: {_ms_text(import_old)}",
+        15e-3,
+        "<= 15 ms",
+        _ms_text,
+        by_ratio=False,
+    )
+    return lines
+
+
 def render(figures: Figures, *, header: list[str]) -> str:
     server = any(key.startswith("server|") for key in figures["2.x"])
     parts: list[str] = [*header, ""]
@@ -374,6 +482,7 @@ def render(figures: Figures, *, header: list[str]) -> str:
             "followers poll every follower_poll = ttl)",
             count_table(figures, CADENCE_ROWS, server=False),
         ),
+        ("The cost of one call", percall_table(figures)),
         ("Failover, handoff and stop()", time_table(figures)),
         ("Throughput", throughput_table(figures, server=server)),
     ]

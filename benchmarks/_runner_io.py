@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: Scenario groups, in the order they run.
-GROUPS = ("counts", "times", "throughput", "simulation")
+GROUPS = ("counts", "percall", "times", "throughput", "simulation")
 #: Electors in the group whose operations per elector-minute are counted.
 GROUP_SIZE = 3
 #: Virtual minutes counted, after a warm-up of ``WARM_UP`` virtual seconds.

@@ -2,7 +2,7 @@
 
     make bench                                   # = .venv/bin/python benchmarks/compare.py
     python benchmarks/compare.py --repeats 5     # more runs
-    python benchmarks/compare.py --quick         # store operations only, one run
+    python benchmarks/compare.py --quick         # store operations and one call's cost, one run
     python benchmarks/compare.py --update-docs   # also rewrite the results in docs/benchmarks.md
 
 Both versions are called ``mongoelector``, so each runs in its own process:
@@ -44,6 +44,11 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def env_1x() -> dict[str, str]:
+    """This environment without ``PYTHONPATH``, which may point at 2.x's sources."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+
+
 def ensure_1x_venv() -> Path:
     """``benchmarks/.venv-1x`` with mongoelector 1.0.2 (made or remade when the pins change)."""
     pins = [
@@ -64,6 +69,7 @@ def ensure_1x_venv() -> Path:
         capture_output=True,
         text=True,
         cwd=HERE,
+        env=env_1x(),
     ).stdout.strip()
     if found != VERSION_1X:
         raise SystemExit(f"{VENV_1X} has mongoelector {found}, not {VERSION_1X}")
@@ -73,7 +79,8 @@ def ensure_1x_venv() -> Path:
 
 def run_side(python: Path, runner: str, arguments: list[str]) -> dict[str, Any]:
     command = [str(python), str(HERE / runner), *arguments]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False)
+    env = env_1x() if runner == "runner_1x.py" else None
+    done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         raise SystemExit(f"{runner} failed ({done.returncode}): {' '.join(command)}")
@@ -141,14 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per side (default 3)")
     parser.add_argument("--trials", type=int, default=3, help="timed trials per run (default 3)")
-    parser.add_argument("--quick", action="store_true", help="store operations only, one run")
+    parser.add_argument(
+        "--quick", action="store_true", help="store operations and the cost of one call, one run"
+    )
     parser.add_argument("--update-docs", action="store_true", help=f"rewrite results in {DOCS}")
     parser.add_argument("--uri", default=os.environ.get("MONGOELECTOR_TEST_URI"))
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     if args.quick:
         args.repeats = 1
-    groups = "counts" if args.quick else "counts,times,throughput,simulation"
+    groups = "counts,percall" if args.quick else "counts,percall,times,throughput,simulation"
     python_1x = ensure_1x_venv()
     sides: dict[str, tuple[Path, str]] = {
         "1.x": (python_1x, "runner_1x.py"),

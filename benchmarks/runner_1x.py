@@ -26,6 +26,7 @@ from typing import Any
 
 import mongomock
 from _counting import CountingDatabase, Tally
+from _percall import TimingDatabase, import_seconds, side_by_side
 from _runner_io import GROUP_SIZE, MINUTES, REALTIME_TTL, WARM_UP, Options, run_main
 from _scenarios import Pair, lock_counts, pairs_per_second, realtime_handovers, role_figures
 
@@ -145,11 +146,32 @@ def throughput(options: Options) -> dict[str, Any]:
     return {f"{STORE}|pairs.one_key": one_key, f"{STORE}|pairs.many_keys": many_keys}
 
 
+# --- the cost of one call -------------------------------------------------------------------------
+
+
+def percall(options: Options) -> dict[str, Any]:
+    """1.x's own code per acquire+release pair on mongomock (store time taken out), and import."""
+    saved = MongoLocker._verifytime
+    MongoLocker._verifytime = lambda self: True  # what 1.x users on mongomock do
+    try:
+        db = TimingDatabase(mongomock.MongoClient()["bench"])
+        lock = MongoLocker("bench-own", db)
+
+        def pair() -> None:
+            lock.acquire(blocking=False)
+            lock.release()
+
+        found = side_by_side({"own": pair}, n=400, inside={"own": lambda: db.inside})
+    finally:
+        MongoLocker._verifytime = saved
+    return {f"{STORE}|percall.own_pair": found["own"], "import|percall.import": import_seconds()}
+
+
 def main(argv: list[str] | None = None) -> int:
     version = mongoelector.__version__
     if not version.startswith("1."):
         raise SystemExit(f"runner_1x.py needs mongoelector 1.x, found {version}")
-    groups = {"counts": counts, "times": times, "throughput": throughput}
+    groups = {"counts": counts, "percall": percall, "times": times, "throughput": throughput}
     return run_main("1.x", version, groups, argv)
 
 

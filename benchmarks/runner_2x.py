@@ -35,13 +35,14 @@ from typing import Any, ClassVar
 import mongomock
 import pymongo
 from _counting import OTHER, READ, WRITE, CommandCounter, CountingDatabase, Tally
+from _percall import TimingDatabase, import_seconds, side_by_side
 from _runner_io import GROUP_SIZE, MINUTES, REALTIME_TTL, WARM_UP, Options, run_main
 from _scenarios import Pair, lock_counts, pairs_per_second, realtime_handovers, role_figures
 
 import mongoelector
 from mongoelector import LeaderElector, Lock, MongoLeaderElector, MongoLocker
 from mongoelector.backends import MemoryBackend
-from mongoelector.clock import Clock
+from mongoelector.clock import Clock, SystemClock
 from mongoelector.testing import ElectorGroup, FakeClock
 
 DEFAULT_TTL = 15.0
@@ -395,6 +396,148 @@ def throughput(options: Options) -> dict[str, Any]:
     return results
 
 
+# --- the cost of one call -------------------------------------------------------------------------
+
+#: Acquire+release pairs per timed batch (``_percall.side_by_side``).
+PERCALL_PAIRS = 400
+
+
+def memory_pair_costs() -> dict[str, Any]:
+    """A ``Lock`` pair on ``MemoryBackend`` next to the raw backend calls it makes.
+
+    The raw pair is what a caller of the storage protocol writes by hand: a
+    ``compare_and_set`` with a fresh ``LeaseRequest`` (so a fresh acquisition
+    id, as the protocol asks), then a ``release`` of the token it got.
+    """
+    from mongoelector.backends.protocol import LeaseRequest
+
+    backend = MemoryBackend()
+    lock = Lock("bench-lock", backend)
+
+    def lock_pair() -> None:
+        lock.acquire(blocking=False)
+        lock.release()
+
+    def raw_pair() -> None:
+        request = LeaseRequest(key="bench-raw", owner="raw-owner", ttl=600.0, host="h", pid=1)
+        record = backend.compare_and_set(request).record
+        assert record is not None
+        backend.release("bench-raw", "raw-owner", token=record.token)
+
+    found = side_by_side({"lock": lock_pair, "raw": raw_pair}, n=PERCALL_PAIRS * 5)
+    return {"memory|percall.lock_pair": found["lock"], "memory|percall.raw_pair": found["raw"]}
+
+
+def mongomock_own_code() -> dict[str, Any]:
+    """Seconds of the facade's own code per pair on mongomock (store time taken out)."""
+    db = TimingDatabase(mongomock.MongoClient()["bench"])
+    lock = MongoLocker("bench-own", db)
+
+    def pair() -> None:
+        lock.acquire(blocking=False)
+        lock.release()
+
+    found = side_by_side({"own": pair}, n=PERCALL_PAIRS, inside={"own": lambda: db.inside})
+    return {"mongomock|percall.own_pair": found["own"]}
+
+
+def wire_pair_costs() -> dict[str, Any]:
+    """Client CPU per pair on the wire path, next to raw pymongo sending the same commands.
+
+    The two ``findAndModify`` commands of one of the lock's pairs are captured
+    and sent again with ``find_one_and_update`` (same filter, update, options,
+    write concern and ``maxTimeMS``). CPU is the calling thread's, so the
+    in-process server's threads are not counted. The lock's own code is the
+    pair's CPU minus the CPU spent inside pymongo's collection methods.
+    """
+    from _wire_bridge import WireBridge
+    from pymongo import ReturnDocument, WriteConcern
+
+    sent: list[Mapping[str, Any]] = []
+
+    class Capture(pymongo.monitoring.CommandListener):
+        capturing = False
+
+        def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
+            if self.capturing and event.command_name == "findAndModify":
+                sent.append(event.command)
+
+        def succeeded(self, event: pymongo.monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: pymongo.monitoring.CommandFailedEvent) -> None:
+            pass
+
+    capture = Capture()
+    with WireBridge.running(lambda: SystemClock().now()) as bridge:
+        db = TimingDatabase(bridge.client(capture)["bench"], timer=time.thread_time)
+        lock = MongoLocker("bench-wire", db)
+        lock.acquire(blocking=False)
+        lock.release()
+        capture.capturing = True
+        lock.acquire(blocking=False)
+        lock.release()
+        capture.capturing = False
+        if len(sent) != 2:
+            raise RuntimeError(f"expected 2 findAndModify commands per pair, saw {len(sent)}")
+        raw_db = bridge.client()["bench"]
+        calls = []
+        for command in sent:
+            concern = command.get("writeConcern")
+            collection = raw_db.get_collection(
+                command["findAndModify"],
+                write_concern=WriteConcern(**concern) if concern else None,
+            )
+            extra = {"maxTimeMS": command["maxTimeMS"]} if "maxTimeMS" in command else {}
+            calls.append(
+                (
+                    collection,
+                    command["query"],
+                    command["update"],
+                    {
+                        "projection": command.get("fields"),
+                        "upsert": command.get("upsert", False),
+                        "return_document": ReturnDocument.AFTER
+                        if command.get("new")
+                        else ReturnDocument.BEFORE,
+                        **extra,
+                    },
+                )
+            )
+
+        def lock_pair() -> None:
+            lock.acquire(blocking=False)
+            lock.release()
+
+        def raw_pair() -> None:
+            for collection, query, update, kwargs in calls:
+                collection.find_one_and_update(query, update, **kwargs)
+
+        found = side_by_side(
+            {"lock": lock_pair, "raw": raw_pair}, n=PERCALL_PAIRS // 4, timer=time.thread_time
+        )
+        own = side_by_side(
+            {"own": lock_pair},
+            n=PERCALL_PAIRS // 4,
+            timer=time.thread_time,
+            inside={"own": lambda: db.inside},
+        )
+    return {
+        "wire|percall.lock_pair_cpu": found["lock"],
+        "wire|percall.raw_pair_cpu": found["raw"],
+        "wire|percall.own_pair": own["own"],
+    }
+
+
+def percall(options: Options) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    results.update(memory_pair_costs())
+    results.update(mongomock_own_code())
+    results.update(wire_pair_costs())
+    results["import|percall.import"] = import_seconds()
+    return results
+
+
 def simulation(options: Options) -> dict[str, Any]:
     from mongoelector.testing.simulation import SimulationConfig, check_seeds
 
@@ -408,7 +551,13 @@ def simulation(options: Options) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    groups = {"counts": counts, "times": times, "throughput": throughput, "simulation": simulation}
+    groups = {
+        "counts": counts,
+        "percall": percall,
+        "times": times,
+        "throughput": throughput,
+        "simulation": simulation,
+    }
     return run_main("2.x", mongoelector.__version__, groups, argv)
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from mongoelector._sync.elector import LeaderElector
 from mongoelector._validation import check_key
 from mongoelector.backends._mongo.validation import check_database, check_positive_ttl
-from mongoelector.backends.mongo import MongoBackend
 from mongoelector.clock import Clock
 from mongoelector.core.events import LeaderInfo
 from mongoelector.errors import AcquireTimeout, LockExists, TimeOffsetError
@@ -77,6 +76,8 @@ class MongoLeaderElector(LeaderElector):
         timing = LeaseTiming.for_ttl(
             seconds, renew_deadline=renew_deadline, retry_period=retry_period
         )
+        from mongoelector.backends.mongo import MongoBackend  # noqa: PLC0415 - on first use
+
         backend = MongoBackend(
             db,
             LOCK_COLLECTION,

@@ -10,20 +10,23 @@ rolling upgrade. On top, everything a 2.x ``Lock`` has: a fencing
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mongoelector._sync.lock import Lock
 from mongoelector._validation import check_key, check_non_negative_seconds
+from mongoelector.backends._mongo.names import DEFAULT_COLLECTION
 from mongoelector.backends._mongo.validation import (
     check_collection_name,
     check_database,
     check_positive_ttl,
 )
-from mongoelector.backends.mongo import DEFAULT_COLLECTION, MongoBackend
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.core import status as status_docs
 from mongoelector.errors import AcquireTimeout, LockExists, TimeOffsetError
 from mongoelector.timing import LeaseTiming
+
+if TYPE_CHECKING:
+    from mongoelector.backends.mongo import MongoBackend
 
 __all__ = ["AcquireTimeout", "LockExists", "MongoLocker", "TimeOffsetError"]
 
@@ -67,6 +70,8 @@ class MongoLocker(Lock):
         seconds = check_positive_ttl(ttl)
         check_collection_name(dbcollection, name="dbcollection")
         timing = LeaseTiming.for_ttl(seconds, renew_deadline=renew_deadline)
+        from mongoelector.backends.mongo import MongoBackend  # noqa: PLC0415 - on first use
+
         backend = MongoBackend(
             db, dbcollection, status_collection=None, clock=clock, timeout=call_budget(timing)
         )

@@ -214,6 +214,7 @@ class LockBase(Participant[BackendT]):
             key, backend, timing=timing, clock=clock, kind=LOCK, event_listeners=event_listeners
         )
         self._mutex = threading.RLock()
+        self._lease_request: LeaseRequest | None = None
         self._keeper = LeaseKeeper(
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
@@ -305,19 +306,24 @@ class LockBase(Participant[BackendT]):
     # --- bookkeeping the drivers call around their store calls -------------------
 
     def _request(self) -> LeaseRequest:
-        return LeaseRequest(
-            key=self._key, owner=self._uuid, ttl=self._ttl, host=self._host, pid=self._pid
-        )
+        """Who asks, built once: each try gets its own acquisition id when it is sent."""
+        request = self._lease_request
+        if request is None or request.owner is not self._uuid:
+            request = self._lease_request = LeaseRequest(
+                key=self._key, owner=self._uuid, ttl=self._ttl, host=self._host, pid=self._pid
+            )
+        return request
 
     def _begin_acquire(
         self, blocking: bool, timeout: float | None, step: float, force: bool
     ) -> AcquireRun:
         """Check the arguments and plan one acquire (the driver then claims the object)."""
-        self._trusted_renewal()
+        now = self._clock.monotonic()
+        self._trusted_renewal(now)
         attempt = AcquireAttempt(
             owner=self._uuid,
             renew_deadline=self._timing.renew_deadline,
-            now=self._clock.monotonic(),
+            now=now,
             new_acquisition=new_acquisition_id,
             blocking=blocking,
             timeout=timeout,
@@ -365,7 +371,8 @@ class LockBase(Participant[BackendT]):
             self._maybe_held = run is not None and run.maybe_held
             self._maybe_token = None
             self._ending = None
-            self._lost.clear()
+            if self._lost.is_set():
+                self._lost.clear()
             if run is not None and self._acquirer is run:
                 self._acquirer = None
         if slow is not None:
@@ -501,14 +508,17 @@ class LockBase(Participant[BackendT]):
             self._holding_lost(renewal, lost)
         return record.expires_at if renewed and record is not None else None
 
-    def _trusted_renewal(self) -> Renewal | None:
-        """The latest holding's rules while it is trusted, else ``None``.
+    def _trusted_renewal(self, now: float | None = None) -> Renewal | None:
+        """The latest holding's rules while it is trusted at ``now`` (default: the clock's
+        time), else ``None``.
 
         A loss found on the way (the deadline passed unnoticed) is reported.
         """
         with self._mutex:
             renewal = self._renewal
-            verdict = renewal.current(self._clock.monotonic()) if renewal is not None else None
+            if renewal is None:
+                return None
+            verdict = renewal.current(self._clock.monotonic() if now is None else now)
         if isinstance(verdict, Lost):
             assert renewal is not None
             self._holding_lost(renewal, verdict)

@@ -109,25 +109,49 @@ class Monitor:
         """Leadership (or the lock) was gained with ``token`` at monotonic ``now``."""
         with self._mutex:
             self._term = (token, now)
-        verb = "leads" if self._kind == monitoring.ELECTOR else "holds the lock"
-        self._log.info(
-            "%s %s with token %d (the winning call took %s)",
-            self._what(),
-            verb,
-            token,
-            _ms(latency),
-        )
-        self._emit(
-            LeadershipGainedEvent(
-                key=self._key, owner=self._owner, kind=self._kind, token=token, latency=latency
-            ),
-        )
+        if self._log.isEnabledFor(logging.INFO):
+            verb = "leads" if self._kind == monitoring.ELECTOR else "holds the lock"
+            self._log.info(
+                "%s %s with token %d (the winning call took %s)",
+                self._what(),
+                verb,
+                token,
+                _ms(latency),
+            )
+        if self._listening():
+            self._emit(
+                LeadershipGainedEvent(
+                    key=self._key, owner=self._owner, kind=self._kind, token=token, latency=latency
+                ),
+            )
 
     def lost(self, token: int, reason: LossReason, *, now: float) -> None:
         """The holding with ``token`` ended at monotonic ``now`` for ``reason``."""
         with self._mutex:
             term, self._term = self._term, None
         held_for = now - term[1] if term is not None and term[0] == token else None
+        if reason is LossReason.DEADLINE or reason is LossReason.TAKEN_OVER:
+            self._log_loss(token, reason, held_for)
+        elif self._log.isEnabledFor(logging.INFO):
+            held = f"; held {held_for:.1f} s" if held_for is not None else ""
+            how = "released" if reason is LossReason.RELEASED else "stopped: gave up"
+            self._log.info("%s %s token %d%s", self._what(), how, token, held)
+        if self._listening():
+            self._emit(
+                LeadershipLostEvent(
+                    key=self._key,
+                    owner=self._owner,
+                    kind=self._kind,
+                    token=token,
+                    reason=reason,
+                    held_for=held_for,
+                )
+            )
+
+    def _log_loss(self, token: int, reason: LossReason, held_for: float | None) -> None:
+        """The WARNING line of a holding that ended without a release."""
+        if not self._log.isEnabledFor(logging.WARNING):
+            return
         held = f"; held {held_for:.1f} s" if held_for is not None else ""
         if reason is LossReason.DEADLINE:
             self._log.warning(
@@ -138,39 +162,27 @@ class Monitor:
                 self._renew_deadline,
                 held,
             )
-        elif reason is LossReason.TAKEN_OVER:
+        else:
             self._log.warning(
                 "%s lost token %d: the lease was taken over (the store has another record)%s",
                 self._what(),
                 token,
                 held,
             )
-        else:
-            how = "released" if reason is LossReason.RELEASED else "stopped: gave up"
-            self._log.info("%s %s token %d%s", self._what(), how, token, held)
-        self._emit(
-            LeadershipLostEvent(
-                key=self._key,
-                owner=self._owner,
-                kind=self._kind,
-                token=token,
-                reason=reason,
-                held_for=held_for,
-            )
-        )
 
     def renewed(self, token: int, *, latency: float, margin: float) -> None:
         """A renewal of ``token`` took ``latency`` s, with ``margin`` s left before the deadline."""
         late = margin < self._renew_deadline / 2
         if late:
-            self._log.warning(
-                "%s renewed token %d late: %.2f s before its renew deadline (the call took %s)",
-                self._what(),
-                token,
-                margin,
-                _ms(latency),
-            )
-        else:
+            if self._log.isEnabledFor(logging.WARNING):
+                self._log.warning(
+                    "%s renewed token %d late: %.2f s before its renew deadline (the call took %s)",
+                    self._what(),
+                    token,
+                    margin,
+                    _ms(latency),
+                )
+        elif self._log.isEnabledFor(logging.DEBUG):
             self._log.debug(
                 "%s renewed token %d in %s, %.2f s before its renew deadline",
                 self._what(),
@@ -178,17 +190,18 @@ class Monitor:
                 _ms(latency),
                 margin,
             )
-        self._emit(
-            RenewedEvent(
-                key=self._key,
-                owner=self._owner,
-                kind=self._kind,
-                token=token,
-                latency=latency,
-                margin=margin,
-                late=late,
+        if self._listening():
+            self._emit(
+                RenewedEvent(
+                    key=self._key,
+                    owner=self._owner,
+                    kind=self._kind,
+                    token=token,
+                    latency=latency,
+                    margin=margin,
+                    late=late,
+                )
             )
-        )
 
     def store_error(
         self,
@@ -220,7 +233,7 @@ class Monitor:
 
     def leader_changed(self, leader: LeaderInfo) -> None:
         """A new leadership term was seen (this node's own included)."""
-        if leader.uuid != self._owner:
+        if leader.uuid != self._owner and self._log.isEnabledFor(logging.INFO):
             self._log.info(
                 "%s sees a new leader: %s (pid %s on %s) with token %d",
                 self._what(),
@@ -229,9 +242,10 @@ class Monitor:
                 leader.host,
                 leader.token,
             )
-        self._emit(
-            LeaderChangedEvent(key=self._key, owner=self._owner, kind=self._kind, leader=leader)
-        )
+        if self._listening():
+            self._emit(
+                LeaderChangedEvent(key=self._key, owner=self._owner, kind=self._kind, leader=leader)
+            )
 
     def slow_round_trips(self, notice: SlowRoundTrips) -> None:
         """Store round trips started (or, ``cleared``, stopped) leaving the settings no margin."""
@@ -266,6 +280,10 @@ class Monitor:
         )
 
     # --- delivery ---------------------------------------------------------------------
+
+    def _listening(self) -> bool:
+        """True if anyone receives events: this object's listeners or the process's."""
+        return bool(self._listeners) or bool(monitoring.registered())
 
     def _emit(self, event: MonitoringEvent) -> None:
         method = _METHODS[type(event)]

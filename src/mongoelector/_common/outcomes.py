@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import logging
 
-from mongoelector.backends.protocol import CasResult, LeaseRecord
+from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest
 from mongoelector.errors import AmbiguousOutcome, BackendError
 
-__all__ = ["Failure", "Result", "failure_of"]
+__all__ = ["Failure", "Result", "failure_of", "with_acquisition"]
 
 logger = logging.getLogger("mongoelector.backend")
 
 #: What a store call returns: ``compare_and_set``, ``renew``/``get``, ``release``.
 Result = CasResult | LeaseRecord | bool | None
+
+
+def with_acquisition(request: LeaseRequest, acquisition: str) -> LeaseRequest:
+    """``request`` with ``acquisition`` as its id (``request`` itself if it has it already).
+
+    What ``dataclasses.replace`` would return, built directly: this runs once
+    per acquire attempt. Every field is carried over (a test checks that this
+    stays true when ``LeaseRequest`` gains one).
+    """
+    if request.acquisition == acquisition:
+        return request
+    return LeaseRequest(
+        key=request.key,
+        owner=request.owner,
+        ttl=request.ttl,
+        host=request.host,
+        pid=request.pid,
+        metadata=request.metadata,
+        acquisition=acquisition,
+    )
 
 
 class Failure:

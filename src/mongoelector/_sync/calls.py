@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from mongoelector._common.outcomes import Failure, Result, failure_of
+from mongoelector._common.outcomes import Failure, Result, failure_of, with_acquisition
 from mongoelector.backends.protocol import LeaseRequest, StorageBackend
 from mongoelector.core.events import Action, Inspect, Release, Renew, TryAcquire
 
@@ -20,7 +18,7 @@ def perform(backend: StorageBackend, request: LeaseRequest, action: Action) -> R
     try:
         if isinstance(action, TryAcquire):
             return backend.compare_and_set(
-                replace(request, acquisition=action.acquisition), force=action.force
+                with_acquisition(request, action.acquisition), force=action.force
             )
         if isinstance(action, Renew):
             return backend.renew(request.key, request.owner, action.token, request.ttl)

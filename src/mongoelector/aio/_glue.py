@@ -7,11 +7,10 @@ import collections
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from mongoelector._common.outcomes import Failure, Result, failure_of
+from mongoelector._common.outcomes import Failure, Result, failure_of, with_acquisition
 from mongoelector.backends.async_protocol import AsyncStorageBackend
 from mongoelector.backends.protocol import LeaseRequest
 from mongoelector.core.events import Action, Inspect, Release, Renew, TryAcquire
@@ -32,7 +31,7 @@ async def perform(
     try:
         if isinstance(action, TryAcquire):
             return await backend.compare_and_set(
-                replace(request, acquisition=action.acquisition), force=action.force
+                with_acquisition(request, action.acquisition), force=action.force
             )
         if isinstance(action, Renew):
             return await backend.renew(request.key, request.owner, action.token, request.ttl)

@@ -9,7 +9,6 @@ are the plans'.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from contextlib import closing
 from typing import Any, TypeVar
 
 import pymongo
@@ -26,19 +25,25 @@ def drive(plan: plans.Plan[T], perform: Callable[[plans.Step], object]) -> T:
     """Run ``plan`` to its end, performing each step it yields with ``perform``.
 
     A step's ``Exception`` is raised inside the plan at its ``yield``; anything
-    else (``KeyboardInterrupt``) ends the plan and propagates.
+    else (``KeyboardInterrupt``) ends the plan and propagates. (The stepping of
+    :class:`~mongoelector.backends._mongo.plans.PlanRun`, written out: this runs
+    for every store call.)
     """
-    with closing(plans.PlanRun(plan)) as run:
-        while not run.done:
-            run.feed(_outcome(perform, run.step))
-        return run.value
-
-
-def _outcome(perform: Callable[[plans.Step], object], step: plans.Step) -> object:
     try:
-        return perform(step)
-    except Exception as error:
-        return plans.Raised(error)
+        step = next(plan)
+        while True:
+            try:
+                outcome = perform(step)
+            except Exception as error:
+                raised: Exception | None = error
+            else:
+                raised = None
+            step = plan.send(outcome) if raised is None else plan.throw(raised)
+    except StopIteration as finished:
+        value: T = finished.value
+        return value
+    finally:
+        plan.close()
 
 
 def perform(
@@ -48,10 +53,18 @@ def perform(
 
     ``hello`` answers a :class:`~mongoelector.backends._mongo.plans.Hello` step.
     """
+    if type(step) is plans.Bounded:
+        inner = step.step
+        with pymongo.timeout(step.seconds):
+            if type(inner) is plans.Modify:  # the step of every lease write: no matching
+                return inner.collection.find_one_and_update(
+                    inner.filter,
+                    inner.update,
+                    upsert=inner.upsert,
+                    return_document=inner.return_document,
+                )
+            return perform(inner, clock=clock, hello=hello)
     match step:
-        case plans.Bounded(inner, seconds):
-            with pymongo.timeout(seconds):
-                return perform(inner, clock=clock, hello=hello)
         case plans.Sleep(seconds):
             clock.sleep(seconds)
             return None

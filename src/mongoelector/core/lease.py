@@ -70,6 +70,7 @@ class LeaseKeeper:
         self.holding: Holding | None = None
         self._next_renew = math.inf
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_WINDOW)
+        self._longest_round_trip = 0.0  # max(self._round_trips), kept as they change
         self._slow = False
 
     # --- round trips ----------------------------------------------------------------
@@ -77,7 +78,7 @@ class LeaseKeeper:
     @property
     def expected_round_trip(self) -> float:
         """The longest of the last :data:`ROUND_TRIP_WINDOW` observed round trips (0 if none)."""
-        return max(self._round_trips, default=0.0)
+        return self._longest_round_trip
 
     @property
     def renew_lead(self) -> float:
@@ -104,7 +105,8 @@ class LeaseKeeper:
         once when observed round trips start leaving the settings no margin,
         once (``cleared``) when they stop; ``None`` otherwise.
         """
-        self._round_trips.append(max(0.0, seconds))
+        self._round_trips.append(seconds if seconds > 0.0 else 0.0)
+        self._longest_round_trip = max(self._round_trips)
         slow = self.renew_lead > self.renew_deadline - self.renew_interval
         if slow == self._slow:
             return None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Mapping
-from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
@@ -237,18 +236,29 @@ class PlanRun(Generic[T]):
 
 
 def bounded(plan: Plan[T], seconds: Callable[[], float]) -> Plan[T]:
-    """``plan``, with each of its I/O steps bounded by ``seconds()`` as the step starts."""
-    with closing(PlanRun(plan)) as run:
-        while not run.done:
-            step = run.step
+    """``plan``, with each of its I/O steps bounded by ``seconds()`` as the step starts.
+
+    A step's error is raised inside ``plan`` at its ``yield``; ``plan`` is
+    closed when this plan ends or is closed (what :class:`PlanRun` does, without
+    its bookkeeping: this runs for every store call).
+    """
+    try:
+        step = next(plan)
+        while True:
             if not isinstance(step, (Sleep, Bounded)):
                 step = Bounded(step, seconds())
             try:
                 outcome = yield step
             except Exception as error:
-                outcome = Raised(error)
-            run.feed(outcome)
-        return run.value
+                raised: Exception | None = error
+            else:
+                raised = None
+            step = plan.send(outcome) if raised is None else plan.throw(raised)
+    except StopIteration as finished:
+        value: T = finished.value
+        return value
+    finally:
+        plan.close()
 
 
 def start(step: Step) -> object:

@@ -14,6 +14,7 @@ from pymongo import ReadPreference
 from pymongo.write_concern import WriteConcern
 
 from mongoelector.backends._mongo.failures import RetryPolicy
+from mongoelector.backends._mongo.names import DEFAULT_COLLECTION, DEFAULT_STATUS_COLLECTION
 from mongoelector.backends._mongo.operations import MongoOperations
 from mongoelector.backends._mongo.validation import check_collection_name, check_database
 from mongoelector.backends.protocol import Capability
@@ -22,11 +23,6 @@ from mongoelector.clock import Clock, SystemClock
 from mongoelector.timing import DEFAULT_MAX_DRIFT
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_STATUS_COLLECTION", "MongoBackendBase"]
-
-#: Where 1.x ``MongoLocker`` keeps its locks by default.
-DEFAULT_COLLECTION = "mongolocker"
-#: Where 1.x ``MongoLeaderElector`` keeps its members' status reports.
-DEFAULT_STATUS_COLLECTION = "elector.leader_status"
 
 
 class MongoBackendBase:

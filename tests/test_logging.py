@@ -144,3 +144,15 @@ def test_locks_log_acquire_loss_and_release(
     assert again.startswith(f"{me} holds the lock with token 2")
     assert released == f"{me} released token 2; held 0.0 s"
     assert {r.name for r in caplog.records} == {"mongoelector.lock"}
+
+
+def test_no_log_line_says_a_negative_time_left() -> None:
+    """Issue 15, item 6: a renewal answered after its deadline, or an error after it."""
+    from mongoelector._common.monitor import _left_before_deadline, _relative_to_deadline
+
+    assert _left_before_deadline(1.5) == "1.50 s left before the renew deadline"
+    assert _left_before_deadline(0.001) == "at the renew deadline"
+    assert _left_before_deadline(-1.18) == "the renew deadline passed 1.18 s ago"
+    assert _relative_to_deadline(0.25) == "0.25 s before its renew deadline"
+    assert _relative_to_deadline(-0.01) == "0.01 s after its renew deadline"
+    assert "-" not in _relative_to_deadline(-0.004) + _left_before_deadline(-0.004)

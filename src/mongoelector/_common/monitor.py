@@ -45,6 +45,24 @@ __all__ = ["Monitor", "operation_of"]
 
 listener_log = logging.getLogger("mongoelector.monitoring")
 
+
+def _relative_to_deadline(margin: float) -> str:
+    """``margin`` seconds before the renew deadline, said without a negative time."""
+    if margin >= 0.005:
+        return f"{margin:.2f} s before its renew deadline"
+    if margin > -0.005:
+        return "at its renew deadline"
+    return f"{-margin:.2f} s after its renew deadline"
+
+
+def _left_before_deadline(margin: float) -> str:
+    """How long is left before the renew deadline, or how long ago it passed (never negative)."""
+    if margin >= 0.005:
+        return f"{margin:.2f} s left before the renew deadline"
+    if margin > -0.005:
+        return "at the renew deadline"
+    return f"the renew deadline passed {-margin:.2f} s ago"
+
 #: Event type -> the listener method that receives it.
 _METHODS: dict[type[MonitoringEvent], str] = {
     LeadershipGainedEvent: "leadership_gained",
@@ -176,19 +194,19 @@ class Monitor:
         if late:
             if self._log.isEnabledFor(logging.WARNING):
                 self._log.warning(
-                    "%s renewed token %d late: %.2f s before its renew deadline (the call took %s)",
+                    "%s renewed token %d late: %s (the call took %s)",
                     self._what(),
                     token,
-                    margin,
+                    _relative_to_deadline(margin),
                     _ms(latency),
                 )
         elif self._log.isEnabledFor(logging.DEBUG):
             self._log.debug(
-                "%s renewed token %d in %s, %.2f s before its renew deadline",
+                "%s renewed token %d in %s, %s",
                 self._what(),
                 token,
                 _ms(latency),
-                margin,
+                _relative_to_deadline(margin),
             )
         if self._listening():
             self._emit(
@@ -215,7 +233,7 @@ class Monitor:
         ambiguous = isinstance(error, AmbiguousOutcome)
         of = f" of token {token}" if token is not None else ""
         unknown = " (outcome unknown)" if ambiguous else ""
-        left = f"; {margin:.2f} s left before the renew deadline" if margin is not None else ""
+        left = f"; {_left_before_deadline(margin)}" if margin is not None else ""
         self._log.warning(
             "%s: %s%s failed%s: %s%s", self._what(), operation, of, unknown, error, left
         )

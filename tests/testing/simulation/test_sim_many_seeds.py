@@ -47,3 +47,21 @@ def test_thousands_of_seeded_schedules_break_no_invariant() -> None:
 def test_a_seed_replays_byte_for_byte() -> None:
     for seed in (0, 1, 364, 1999):
         assert run_seed(seed).history.text() == run_seed(seed).history.text()
+
+
+def test_simulated_nodes_log_nothing_unless_asked() -> None:
+    """Issue 15, item 6: the nodes' story is in the report, not on stderr, even with the
+    root logger at DEBUG (as ``logging.basicConfig`` in a user's script sets it)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging; logging.basicConfig(level=logging.DEBUG)\n"
+        "from mongoelector.testing.simulation import check_seeds\n"
+        "print(check_seeds(range(40)).violations)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "0"
+    assert "mongoelector" not in done.stderr

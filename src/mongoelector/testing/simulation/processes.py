@@ -21,6 +21,7 @@ does, into exact true-time intervals.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -177,6 +178,18 @@ class CountingBackend:
         return self._backend.get(key)
 
 
+#: Where simulated nodes log (their story is in the report): quiet unless asked for, e.g.
+#: ``logging.getLogger("mongoelector.simulation.nodes").propagate = True``.
+NODE_LOG = logging.getLogger("mongoelector.simulation.nodes")
+NODE_LOG.addHandler(logging.NullHandler())
+NODE_LOG.propagate = False
+
+
+def quiet(participant: LeaderElector | Lock) -> None:
+    """Send ``participant``'s log lines to :data:`NODE_LOG` instead of the usual loggers."""
+    participant._monitor._log = NODE_LOG
+
+
 class Process:
     """One incarnation of a node's program. Subclasses say what it does."""
 
@@ -274,6 +287,7 @@ class ElectorProcess(Process):
             on_leader_loss=self._on_leader_loss,
             report_status=False,
         )
+        quiet(self.elector)
         self._callback = callback
         self._terms = 0
 
@@ -502,6 +516,7 @@ class LockProcess(Process):
             clock=clock,
             renew_deadline=timing.renew_deadline,
         )
+        quiet(self.lock)
         self.behaviour = behaviour
         if behaviour.threads == 1:
             self.callers = [_Caller(self, 0, tracker)]

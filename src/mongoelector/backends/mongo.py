@@ -8,7 +8,7 @@ runs the plans with the sync shell of :mod:`._mongo_sync`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -20,7 +20,13 @@ from mongoelector.backends._mongo.surface import (
     MongoBackendBase,
 )
 from mongoelector.backends._mongo_sync import drive, perform
-from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+from mongoelector.backends.protocol import (
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    MemberRecord,
+    RenewItem,
+)
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_STATUS_COLLECTION", "MongoBackend"]
 
@@ -95,6 +101,9 @@ class MongoBackend(MongoBackendBase):
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         return self._run(self._ops.renew(key, owner, token, ttl))
 
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        return self._run(self._ops.renew_many(items))
+
     def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
     ) -> bool:
@@ -102,6 +111,9 @@ class MongoBackend(MongoBackendBase):
 
     def get(self, key: str) -> LeaseRecord | None:
         return self._run(self._ops.get(key))
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        return self._run(self._ops.get_many(keys))
 
     # --- member status -------------------------------------------------------------------
 

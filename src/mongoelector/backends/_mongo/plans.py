@@ -26,7 +26,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import OperationFailure, PyMongoError
 
 from mongoelector.backends._mongo.commands import FindAndModify
@@ -37,6 +37,7 @@ from mongoelector.errors import AmbiguousOutcome
 
 __all__ = [
     "Bounded",
+    "BulkUpdate",
     "Call",
     "Command",
     "CreateIndex",
@@ -50,6 +51,7 @@ __all__ = [
     "Raised",
     "Sleep",
     "Step",
+    "UpdateMatching",
     "UpsertOne",
     "bounded",
     "create_indexes",
@@ -125,6 +127,28 @@ class UpsertOne:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateMatching:
+    """``collection.update_one(filter, update)`` (no upsert); the reply has ``matched_count``."""
+
+    collection: Any
+    filter: dict[str, Any]
+    update: Any
+
+
+@dataclass(frozen=True, slots=True)
+class BulkUpdate:
+    """``collection.bulk_write([UpdateOne(filter, update), ...], ordered=False)``.
+
+    pymongo sends it as one ``update`` command (up to the server's batch
+    limits: 100,000 statements and 48 MB); the reply has ``matched_count``,
+    the total over all statements.
+    """
+
+    collection: Any
+    updates: tuple[tuple[dict[str, Any], Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CreateIndex:
     """``collection.create_index(spec.keys, **spec.options)``."""
 
@@ -162,6 +186,8 @@ Step: TypeAlias = (
     | Modify
     | InsertOne
     | UpsertOne
+    | UpdateMatching
+    | BulkUpdate
     | CreateIndex
     | Call
     | Sleep
@@ -272,6 +298,12 @@ def start(step: Step) -> object:
             return collection.insert_one(document)
         case UpsertOne(collection, query, update):
             return collection.update_one(query, update, upsert=True)
+        case UpdateMatching(collection, query, update):
+            return collection.update_one(query, update)
+        case BulkUpdate(collection, updates):
+            return collection.bulk_write(
+                [UpdateOne(query, update) for query, update in updates], ordered=False
+            )
         case CreateIndex(collection, spec):
             return collection.create_index(spec.keys, **spec.options)
         case Call(function):

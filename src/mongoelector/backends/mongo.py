@@ -48,6 +48,11 @@ class MongoBackend(MongoBackendBase):
       starts with a read, and a lease that is surely still held (even at the
       latest time the server's clock may show) is refused without a write
       command: a follower polling a live leader costs one read.
+    * ``renew_many`` sends N renewals as one unordered bulk write (one
+      ``update`` command), plus one ``find`` when the write cannot tell which
+      were renewed (something was refused, the pipeline path's ``$$NOW``
+      expiries, holdings not seen through this object); ``get_many`` is one
+      ``find``. See ``docs/backends.md`` for the counts.
     * Lease writes use majority write concern; reads go to the primary.
     * Transient failures are retried for at most ``timeout`` seconds per call
       (the whole call, server selection included, is bounded by it); a call

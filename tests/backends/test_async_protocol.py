@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from mongoelector.backends import Capability, LeaseRequest, MemberRecord, MemoryBackend
+from mongoelector.backends import (
+    Capability,
+    LeaseRequest,
+    MemberRecord,
+    MemoryBackend,
+    RenewItem,
+)
 from mongoelector.backends.async_protocol import (
     AsyncMemberStatusBackend,
     AsyncStorageBackend,
@@ -54,7 +60,10 @@ def test_the_inline_adapter_calls_the_store_without_suspending() -> None:
 
 def test_member_status_is_not_claimed_for_a_store_without_it() -> None:
     class LeasesOnly:
-        capabilities = frozenset({Capability.MEMBER_STATUS})  # claims it, but has no methods
+        # Claims them, but has none of their methods.
+        capabilities = frozenset(
+            {Capability.MEMBER_STATUS, Capability.RENEW_MANY, Capability.GET_MANY}
+        )
 
         def __init__(self) -> None:
             self.inner = MemoryBackend(FakeClock())
@@ -78,6 +87,24 @@ def test_member_status_is_not_claimed_for_a_store_without_it() -> None:
     assert Capability.MEMBER_STATUS not in adapter.capabilities
     with pytest.raises(TypeError, match="member status"):
         asyncio.run(adapter.members("k"))
+    assert not {Capability.RENEW_MANY, Capability.GET_MANY} & adapter.capabilities
+    with pytest.raises(TypeError, match="batches"):
+        asyncio.run(adapter.renew_many([]))
+    with pytest.raises(TypeError, match="batches"):
+        asyncio.run(adapter.get_many([]))
+
+
+def test_the_inline_adapter_passes_batches_through() -> None:
+    memory = MemoryBackend(FakeClock())
+    adapter = InlineBackend(memory)
+    record = memory.compare_and_set(LeaseRequest(key="k", owner="me", ttl=5)).record
+    assert record is not None
+
+    renewed = asyncio.run(adapter.renew_many([RenewItem(key="k", owner="me", token=1, ttl=9)]))
+
+    assert {Capability.RENEW_MANY, Capability.GET_MANY} <= adapter.capabilities
+    assert renewed == [memory.get("k")]
+    assert asyncio.run(adapter.get_many(["k", "none"])) == {"k": memory.get("k"), "none": None}
 
 
 def test_objects_that_are_not_backends_are_refused_naming_what_is_missing() -> None:

@@ -10,7 +10,13 @@ import mongomock
 import pymongo
 import pytest
 
-from mongoelector.backends import BackendUnavailable, LeaseRequest, MongoBackend
+from mongoelector.backends import (
+    BackendUnavailable,
+    Capability,
+    LeaseRequest,
+    MongoBackend,
+    RenewItem,
+)
 from mongoelector.errors import TimeOffsetError
 from mongoelector.testing import FakeClock
 from tests.backends.mongo_support import MONGO_KINDS, SkewedServer, Store, make_store
@@ -207,7 +213,8 @@ def test_an_acquire_check_failure_refuses_without_writing(database: Any) -> None
 
 def test_without_a_status_collection_there_is_no_member_status(database: Any) -> None:
     backend = MongoBackend(database, status_collection=None, clock=FakeClock())
-    assert backend.capabilities == frozenset()
+    assert Capability.MEMBER_STATUS not in backend.capabilities
+    assert backend.capabilities == {Capability.RENEW_MANY, Capability.GET_MANY}
     with pytest.raises(RuntimeError):
         backend.members("svc")
 
@@ -260,3 +267,32 @@ def test_classic_tokens_grow_across_a_deletion_after_expiry_whichever_way_estima
     second = behind.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL)).record
     assert second is not None
     assert second.token > first.token
+
+
+def test_on_a_collection_that_is_not_pymongos_a_batch_is_one_update_per_item(
+    database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mongomock's bulk_write cannot take pymongo 4.9+'s UpdateOne: each item is sent alone."""
+    backend = MongoBackend(database, clock=FakeClock())
+    held = [backend.compare_and_set(LeaseRequest(key=f"k{n}", owner="me", ttl=5)) for n in range(3)]
+    items = [
+        RenewItem(key=r.record.key, owner="me", token=r.record.token, ttl=9)
+        for r in held
+        if r.record
+    ]
+    sent: list[str] = []
+    for name in ("update_one", "bulk_write", "find"):
+        original = getattr(mongomock.collection.Collection, name)
+
+        def counted(
+            self: Any, *args: Any, _name: str = name, _original: Any = original, **kw: Any
+        ) -> Any:
+            sent.append(_name)
+            return _original(self, *args, **kw)
+
+        monkeypatch.setattr(mongomock.collection.Collection, name, counted)
+
+    renewed = backend.renew_many(items)
+
+    assert sent == ["update_one"] * 3  # the holdings were seen: no read on the classic path
+    assert renewed == [backend.get(item.key) for item in items]

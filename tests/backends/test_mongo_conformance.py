@@ -20,7 +20,7 @@ from mongoelector.testing.aio import BlockingBackend, EventLoopThread
 from tests.backends.mongo_support import MONGO_KINDS, make_store
 
 #: The mongomock calls the backend makes; during an outage each drops its "connection".
-_CALLS = ("find_one", "find", "find_one_and_update", "insert_one", "update_one")
+_CALLS = ("find_one", "find", "find_one_and_update", "insert_one", "update_one", "bulk_write")
 
 
 @contextmanager

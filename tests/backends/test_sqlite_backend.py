@@ -8,12 +8,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from mongoelector.backends._sqlite_file import commit_surely_failed
-from mongoelector.backends.protocol import LeaseRequest, MemberRecord
+from mongoelector.backends.protocol import LeaseRequest, MemberRecord, RenewItem
 from mongoelector.backends.sqlite import SQLiteBackend
 from mongoelector.clock import SystemClock
 from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
@@ -221,3 +221,61 @@ def test_bad_settings_are_rejected(path: Path) -> None:
 
 def test_repr_names_the_file_and_clock(backend: SQLiteBackend, path: Path) -> None:
     assert repr(backend) == f"SQLiteBackend({str(path)!r}, clock={backend.clock!r})"
+
+
+class CountsStatements(sqlite3.Connection):
+    """A connection that records the transaction statements it runs."""
+
+    statements: ClassVar[list[str]] = []
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
+            CountsStatements.statements.append(sql)
+        return super().execute(sql, *args)
+
+
+def test_renew_many_is_one_write_transaction_and_get_many_one_read(
+    monkeypatch: pytest.MonkeyPatch, path: Path, clock: FakeClock
+) -> None:
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda *a, **kw: connect(*a, factory=CountsStatements, **kw)
+    )
+    with SQLiteBackend(path, clock=clock) as backend:
+        records = [backend.compare_and_set(request("alice", f"job-{n}")).record for n in range(5)]
+        items = [
+            RenewItem(key=record.key, owner="alice", token=record.token, ttl=60)
+            for record in records
+            if record is not None
+        ]
+        items.append(RenewItem(key="job-0-not", owner="alice", token=1, ttl=60))
+        CountsStatements.statements = []
+
+        renewed = backend.renew_many(items)
+
+        assert CountsStatements.statements == ["BEGIN IMMEDIATE", "COMMIT"]
+        assert [record.key if record else None for record in renewed] == [
+            *(f"job-{n}" for n in range(5)),
+            None,
+        ]
+        CountsStatements.statements = []
+
+        found = backend.get_many([item.key for item in items])
+
+        assert CountsStatements.statements == ["BEGIN", "ROLLBACK"]
+        assert found == {item.key: backend.get(item.key) for item in items}
+
+
+def test_renew_many_refused_at_commit_renews_none_of_the_items(
+    failing_commits: type[CommitFails], backend: SQLiteBackend, clock: FakeClock
+) -> None:
+    held = [backend.compare_and_set(request("alice", f"job-{n}")).record for n in range(3)]
+    items = [RenewItem(key=r.key, owner="alice", token=r.token, ttl=600) for r in held if r]
+    failing_commits.failure = sqlite3.OperationalError("database is locked")
+    clock.advance(5)
+
+    with pytest.raises(BackendUnavailable, match="refused"):
+        backend.renew_many(items)
+
+    failing_commits.failure = None
+    assert [backend.get(item.key) for item in items] == held

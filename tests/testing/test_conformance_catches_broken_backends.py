@@ -8,7 +8,7 @@ it passes, see test_conformance_memory.py).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from mongoelector.backends.memory import MemoryBackend
-from mongoelector.backends.protocol import Capability, CasResult, LeaseRecord, LeaseRequest
+from mongoelector.backends.protocol import (
+    Capability,
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    RenewItem,
+)
 from mongoelector.errors import BackendUnavailable
 from mongoelector.testing import BackendHarness, FakeClock, Outcome, check_backend
 from mongoelector.testing.conformance.checks.threads import THREADS
@@ -182,6 +188,61 @@ class ClaimsMemberStatusWithoutIt:
         self.delete = self._inner.delete
 
 
+class RenewsManyWithAnyToken(MemoryBackend):
+    """Renews the current holding of each item's owner, whatever the item's token."""
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        current = [self._records.get(item.key) for item in items]
+        return super().renew_many(
+            [
+                replace(item, token=record.token) if record else item
+                for item, record in zip(items, current, strict=True)
+            ]
+        )
+
+
+class ReturnsRenewalsOutOfOrder(MemoryBackend):
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        return list(reversed(super().renew_many(items)))
+
+
+class RenewsManyWithTheFirstTtl(MemoryBackend):
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        return super().renew_many([replace(item, ttl=items[0].ttl) for item in items])
+
+
+class RenewsManyOneByOne(MemoryBackend):
+    """Renews item after item, checking each only when it comes to it."""
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        return [self.renew(item.key, item.owner, item.token, item.ttl) for item in items]
+
+
+class RenewsManyWithoutAsking(MemoryBackend):
+    """Checks the batch, then renews every item, even one renew() would refuse."""
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        renewed = super().renew_many(items)
+        return [
+            record if record is not None else self._records.get(item.key)
+            for item, record in zip(items, renewed, strict=True)
+        ]
+
+
+class GetsManyWithoutTheMissing(MemoryBackend):
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        return {key: record for key, record in super().get_many(keys).items() if record}
+
+
+class GetsManyFromAString(MemoryBackend):
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        return {key: self.get(key) for key in keys}
+
+
+class ClaimsRenewManyWithoutIt(ClaimsMemberStatusWithoutIt):
+    capabilities = frozenset({Capability.RENEW_MANY})
+
+
 BROKEN = [
     pytest.param(ForgetsTokensOnDelete, "tokens_grow_after_the_record_is_deleted", id="tokens"),
     pytest.param(JudgesExpiryByHostClock, "expiry_is_judged_by_server_time_only", id="host-clock"),
@@ -195,6 +256,69 @@ BROKEN = [
     pytest.param(ListsMembersOldestFirst, "members_are_newest_first_one_per_uuid", id="order"),
     pytest.param(ClaimsMemberStatusWithoutIt, "backend_implements_the_protocol", id="claims"),
 ]
+
+#: Backends that break a batch call, the check that must catch each, and what it must say.
+BROKEN_BATCHES = [
+    pytest.param(
+        RenewsManyWithAnyToken,
+        "renew_many_renews_each_item_as_renew_would",
+        "renew_many() must refuse RenewItem(key='batch-stale'",
+        id="any-token",
+    ),
+    pytest.param(
+        ReturnsRenewalsOutOfOrder,
+        "renew_many_renews_each_item_as_renew_would",
+        "results must be in the order of the items",
+        id="out-of-order",
+    ),
+    pytest.param(
+        RenewsManyWithTheFirstTtl,
+        "renew_many_renews_each_item_as_renew_would",
+        "must set expires_at to server now + the item's ttl",
+        id="one-ttl",
+    ),
+    pytest.param(
+        RenewsManyWithoutAsking,
+        "renew_many_renews_each_item_as_renew_would",
+        "renew_many() must refuse RenewItem(key='batch-not-owner'",
+        id="renews-refused",
+    ),
+    pytest.param(
+        RenewsManyOneByOne,
+        "renew_many_rejects_bad_batches",
+        "with a dict for an item after a good item must raise TypeError or ValueError, "
+        "raised AttributeError",
+        id="unchecked-batch",
+    ),
+    pytest.param(
+        ClaimsRenewManyWithoutIt,
+        "backend_implements_the_protocol",
+        "declares Capability.RENEW_MANY but lacks renew_many()",
+        id="claims-renew-many",
+    ),
+    pytest.param(
+        GetsManyWithoutTheMissing,
+        "get_many_reads_each_key_as_get_would",
+        "one entry per distinct key",
+        id="get-many-drops",
+    ),
+    pytest.param(
+        GetsManyFromAString,
+        "get_many_rejects_bad_keys",
+        "get_many() with a bare str for the keys must raise",
+        id="get-many-str",
+    ),
+]
+
+
+@pytest.mark.parametrize(("backend_type", "check_name", "complaint"), BROKEN_BATCHES)
+def test_the_batch_checks_fail_backends_that_break_a_batch_call(
+    backend_type: Callable[[FakeClock], Any], check_name: str, complaint: str
+) -> None:
+    [result] = check_backend(harness_for(backend_type), only=[check_name]).results
+
+    assert result.outcome is Outcome.FAILED, result
+    assert complaint in result.detail, result.detail
 
 
 #: Backends that break acquisition identity, the check that must catch each, and what the

@@ -13,19 +13,23 @@ from mongoelector.aio.elector import AsyncLeaderElector
 from mongoelector.aio.leadership import AsyncLeadership, AsyncLeadershipTerm, AsyncLostFlag
 from mongoelector.aio.lock import AsyncLock
 from mongoelector.backends.async_protocol import (
+    AsyncGetManyBackend,
     AsyncMemberStatusBackend,
+    AsyncRenewManyBackend,
     AsyncStorageBackend,
     InlineBackend,
     as_async_backend,
 )
 
 __all__ = [
+    "AsyncGetManyBackend",
     "AsyncLeaderElector",
     "AsyncLeadership",
     "AsyncLeadershipTerm",
     "AsyncLock",
     "AsyncLostFlag",
     "AsyncMemberStatusBackend",
+    "AsyncRenewManyBackend",
     "AsyncStorageBackend",
     "AsyncWaitClock",
     "InlineBackend",

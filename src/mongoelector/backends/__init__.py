@@ -1,18 +1,32 @@
-"""Storage backends and the protocol they implement."""
+"""Storage backends and the protocol they implement.
 
+The backends are imported on first use (PEP 562): ``mongoelector.backends.protocol``,
+which the pure core builds on, can be imported without pymongo being loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from mongoelector.backends.protocol import (
-    Capability,
-    CasResult,
-    LeaseRecord,
-    LeaseRequest,
-    MemberRecord,
-    MemberStatusBackend,
-    StorageBackend,
-    require_backend,
-)
-from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
+if TYPE_CHECKING:
+    from mongoelector.backends.async_mongo import AsyncMongoBackend
+    from mongoelector.backends.memory import MemoryBackend
+    from mongoelector.backends.mongo import MongoBackend
+    from mongoelector.backends.protocol import (
+        Capability,
+        CasResult,
+        GetManyBackend,
+        LeaseRecord,
+        LeaseRequest,
+        MemberRecord,
+        MemberStatusBackend,
+        RenewItem,
+        RenewManyBackend,
+        StorageBackend,
+        require_backend,
+    )
+    from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
 
 __all__ = [
     "AmbiguousOutcome",
@@ -21,39 +35,53 @@ __all__ = [
     "BackendUnavailable",
     "Capability",
     "CasResult",
+    "GetManyBackend",
     "LeaseRecord",
     "LeaseRequest",
     "MemberRecord",
     "MemberStatusBackend",
     "MemoryBackend",
     "MongoBackend",
+    "RenewItem",
+    "RenewManyBackend",
     "StorageBackend",
     "require_backend",
 ]
 
-if TYPE_CHECKING:
-    from mongoelector.backends.async_mongo import AsyncMongoBackend
-    from mongoelector.backends.memory import MemoryBackend
-    from mongoelector.backends.mongo import MongoBackend
-
-#: The backends, imported on first use: ``import mongoelector`` needs none of them.
-_LAZY = {
+_PROTOCOL = "mongoelector.backends.protocol"
+#: Where each public name lives.
+_HOMES = {
+    "AmbiguousOutcome": "mongoelector.errors",
     "AsyncMongoBackend": "mongoelector.backends.async_mongo",
+    "BackendError": "mongoelector.errors",
+    "BackendUnavailable": "mongoelector.errors",
+    "Capability": _PROTOCOL,
+    "CasResult": _PROTOCOL,
+    "GetManyBackend": _PROTOCOL,
+    "LeaseRecord": _PROTOCOL,
+    "LeaseRequest": _PROTOCOL,
+    "MemberRecord": _PROTOCOL,
+    "MemberStatusBackend": _PROTOCOL,
     "MemoryBackend": "mongoelector.backends.memory",
     "MongoBackend": "mongoelector.backends.mongo",
+    "RenewItem": _PROTOCOL,
+    "RenewManyBackend": _PROTOCOL,
+    "StorageBackend": _PROTOCOL,
+    "require_backend": _PROTOCOL,
 }
+#: Submodules that ``import mongoelector.backends`` used to load, reachable as attributes.
+_SUBMODULES = frozenset({"async_mongo", "memory", "mongo", "protocol", "validation"})
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib  # noqa: PLC0415 - only when a backend is first asked for
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *__all__})

@@ -8,7 +8,7 @@ shell that performs each I/O step (:mod:`._mongo_async`) differs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -16,7 +16,13 @@ from mongoelector.backends._mongo import plans
 from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
 from mongoelector.backends._mongo.surface import MongoBackendBase
 from mongoelector.backends._mongo_async import drive, perform
-from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+from mongoelector.backends.protocol import (
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    MemberRecord,
+    RenewItem,
+)
 
 __all__ = ["AsyncMongoBackend"]
 
@@ -79,6 +85,9 @@ class AsyncMongoBackend(MongoBackendBase):
     async def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         return await self._run(self._ops.renew(key, owner, token, ttl))
 
+    async def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        return await self._run(self._ops.renew_many(items))
+
     async def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
     ) -> bool:
@@ -86,6 +95,9 @@ class AsyncMongoBackend(MongoBackendBase):
 
     async def get(self, key: str) -> LeaseRecord | None:
         return await self._run(self._ops.get(key))
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        return await self._run(self._ops.get_many(keys))
 
     # --- member status -------------------------------------------------------------------
 

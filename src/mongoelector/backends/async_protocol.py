@@ -19,6 +19,7 @@ use; see ``docs/asyncio.md``).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, cast, runtime_checkable
 
@@ -26,16 +27,21 @@ from mongoelector.backends.mongo import MongoBackend
 from mongoelector.backends.protocol import (
     Capability,
     CasResult,
+    GetManyBackend,
     LeaseRecord,
     LeaseRequest,
     MemberRecord,
     MemberStatusBackend,
+    RenewItem,
+    RenewManyBackend,
     StorageBackend,
     missing_protocol_methods,
 )
 
 __all__ = [
+    "AsyncGetManyBackend",
     "AsyncMemberStatusBackend",
+    "AsyncRenewManyBackend",
     "AsyncStorageBackend",
     "InlineBackend",
     "as_async_backend",
@@ -89,6 +95,24 @@ class AsyncMemberStatusBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncRenewManyBackend(Protocol):
+    """Async renewals of many holdings in one call (the ``RENEW_MANY`` capability)."""
+
+    async def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        """As ``RenewManyBackend.renew_many``."""
+        ...
+
+
+@runtime_checkable
+class AsyncGetManyBackend(Protocol):
+    """Async reads of many keys in one call (the ``GET_MANY`` capability)."""
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        """As ``GetManyBackend.get_many``."""
+        ...
+
+
 class InlineBackend:
     """A sync backend seen as an :class:`AsyncStorageBackend`, called inline on the event loop.
 
@@ -96,7 +120,8 @@ class InlineBackend:
     without a thread and without suspending, so it suits only stores that
     never block (:class:`~mongoelector.backends.memory.MemoryBackend`, test
     doubles). A store that waits on the network would stall the event loop for
-    the length of every call.
+    the length of every call. The optional calls (member status, batches)
+    are there, and declared, only when the wrapped backend has them.
     """
 
     def __init__(self, backend: StorageBackend) -> None:
@@ -118,6 +143,10 @@ class InlineBackend:
         capabilities = frozenset(self._backend.capabilities)
         if not isinstance(self._backend, MemberStatusBackend):
             capabilities -= {Capability.MEMBER_STATUS}
+        if not isinstance(self._backend, RenewManyBackend):
+            capabilities -= {Capability.RENEW_MANY}
+        if not isinstance(self._backend, GetManyBackend):
+            capabilities -= {Capability.GET_MANY}
         return capabilities
 
     async def server_time(self) -> datetime:
@@ -136,6 +165,16 @@ class InlineBackend:
 
     async def get(self, key: str) -> LeaseRecord | None:
         return self._backend.get(key)
+
+    async def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        if not isinstance(self._backend, RenewManyBackend):
+            raise TypeError(f"{self._backend!r} does not renew in batches")
+        return self._backend.renew_many(items)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        if not isinstance(self._backend, GetManyBackend):
+            raise TypeError(f"{self._backend!r} does not read in batches")
+        return self._backend.get_many(keys)
 
     async def report_member(self, member: MemberRecord) -> None:
         self._member_backend().report_member(member)

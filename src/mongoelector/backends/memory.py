@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -13,8 +14,14 @@ from mongoelector.backends.protocol import (
     LeaseRecord,
     LeaseRequest,
     MemberRecord,
+    RenewItem,
 )
-from mongoelector.backends.validation import check_member, check_request
+from mongoelector.backends.validation import (
+    check_keys,
+    check_member,
+    check_renew_items,
+    check_request,
+)
 from mongoelector.clock import Clock, SystemClock
 
 __all__ = ["MemoryBackend"]
@@ -29,7 +36,9 @@ class MemoryBackend:
     :class:`~mongoelector.errors.BackendError`.
     """
 
-    capabilities: frozenset[Capability] = frozenset({Capability.MEMBER_STATUS})
+    capabilities: frozenset[Capability] = frozenset(
+        {Capability.MEMBER_STATUS, Capability.RENEW_MANY, Capability.GET_MANY}
+    )
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -74,12 +83,24 @@ class MemoryBackend:
         check_owner(owner)
         seconds = check_seconds(ttl, name="ttl")
         with self._mutex:
-            current = self._records.get(key)
-            if current is None or current.owner != owner or current.token != token:
-                return None
-            renewed = replace(current, expires_at=self._clock.now() + timedelta(seconds=seconds))
-            self._records[key] = renewed
-            return renewed
+            return self._renew_locked(key, owner, token, seconds)
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        """Every renewal under one hold of the lock (one instant of server time for all)."""
+        checked = check_renew_items(items)
+        with self._mutex:
+            return [
+                self._renew_locked(item.key, item.owner, item.token, float(item.ttl))
+                for item in checked
+            ]
+
+    def _renew_locked(self, key: str, owner: str, token: int, seconds: float) -> LeaseRecord | None:
+        current = self._records.get(key)
+        if current is None or current.owner != owner or current.token != token:
+            return None
+        renewed = replace(current, expires_at=self._clock.now() + timedelta(seconds=seconds))
+        self._records[key] = renewed
+        return renewed
 
     def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
@@ -103,6 +124,12 @@ class MemoryBackend:
         check_key(key)
         with self._mutex:
             return self._records.get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        """Every key's record, read under one hold of the lock (one snapshot)."""
+        distinct = check_keys(keys)
+        with self._mutex:
+            return {key: self._records.get(key) for key in distinct}
 
     def delete(self, key: str) -> bool:
         """Remove the record of ``key`` (as an operator or a TTL index might).

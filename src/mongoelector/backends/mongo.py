@@ -8,7 +8,7 @@ runs the plans with the sync shell of :mod:`._mongo_sync`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -20,7 +20,13 @@ from mongoelector.backends._mongo.surface import (
     MongoBackendBase,
 )
 from mongoelector.backends._mongo_sync import drive, perform
-from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+from mongoelector.backends.protocol import (
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    MemberRecord,
+    RenewItem,
+)
 
 __all__ = ["DEFAULT_COLLECTION", "DEFAULT_STATUS_COLLECTION", "MongoBackend"]
 
@@ -42,6 +48,11 @@ class MongoBackend(MongoBackendBase):
       starts with a read, and a lease that is surely still held (even at the
       latest time the server's clock may show) is refused without a write
       command: a follower polling a live leader costs one read.
+    * ``renew_many`` sends N renewals as one unordered bulk write (one
+      ``update`` command), plus one ``find`` when the write cannot tell which
+      were renewed (something was refused, the pipeline path's ``$$NOW``
+      expiries, holdings not seen through this object); ``get_many`` is one
+      ``find``. See ``docs/backends.md`` for the counts.
     * Lease writes use majority write concern; reads go to the primary.
     * Transient failures are retried for at most ``timeout`` seconds per call
       (the whole call, server selection included, is bounded by it); a call
@@ -95,6 +106,9 @@ class MongoBackend(MongoBackendBase):
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         return self._run(self._ops.renew(key, owner, token, ttl))
 
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        return self._run(self._ops.renew_many(items))
+
     def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
     ) -> bool:
@@ -102,6 +116,9 @@ class MongoBackend(MongoBackendBase):
 
     def get(self, key: str) -> LeaseRecord | None:
         return self._run(self._ops.get(key))
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        return self._run(self._ops.get_many(keys))
 
     # --- member status -------------------------------------------------------------------
 

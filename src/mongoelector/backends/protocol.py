@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, cast, runtime_checkable
@@ -20,10 +20,13 @@ from typing import Protocol, cast, runtime_checkable
 __all__ = [
     "Capability",
     "CasResult",
+    "GetManyBackend",
     "LeaseRecord",
     "LeaseRequest",
     "MemberRecord",
     "MemberStatusBackend",
+    "RenewItem",
+    "RenewManyBackend",
     "StorageBackend",
     "missing_protocol_methods",
     "require_backend",
@@ -114,11 +117,30 @@ class MemberRecord:
     timestamp: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewItem:
+    """One renewal of a batch: the arguments of :meth:`StorageBackend.renew`, as a record.
+
+    Extend ``owner``'s holding ``token`` of ``key`` to expire ``ttl`` seconds
+    from server now. Backends check the fields (as ``renew`` checks its
+    arguments) when the batch is sent, not here.
+    """
+
+    key: str
+    owner: str
+    token: int
+    ttl: float
+
+
 class Capability(enum.Enum):
     """Optional abilities a backend can declare in its ``capabilities`` set."""
 
     #: The backend implements :class:`MemberStatusBackend`.
     MEMBER_STATUS = "member_status"
+    #: The backend implements :class:`RenewManyBackend`: many renewals in one call.
+    RENEW_MANY = "renew_many"
+    #: The backend implements :class:`GetManyBackend`: many reads in one call.
+    GET_MANY = "get_many"
 
 
 @runtime_checkable
@@ -180,6 +202,43 @@ class MemberStatusBackend(Protocol):
 
     def members(self, key: str) -> list[MemberRecord]:
         """The live status reports for election ``key``, newest first."""
+        ...
+
+
+@runtime_checkable
+class RenewManyBackend(Protocol):
+    """Renewals of many holdings in one call (the :attr:`Capability.RENEW_MANY` ability)."""
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        """Renew every item, each exactly as :meth:`StorageBackend.renew` would.
+
+        Returns one entry per item, in the order of ``items``: the renewed
+        record, or ``None`` where that renewal was refused (which changed
+        nothing for that key). Each renewal is atomic for its key, as
+        ``renew`` is; the batch as a whole is not one atomic step, and a
+        refused item does not stop the others. ``items`` must be a sequence of :class:`RenewItem`
+        naming each key at most once; bad input (a bad field, a repeated key)
+        raises ``TypeError``/``ValueError`` naming it before anything is
+        renewed. An empty batch returns ``[]``. On ``BackendUnavailable`` no
+        item was renewed; on ``AmbiguousOutcome`` each item may or may not
+        have been renewed, each completely or not at all.
+        """
+        ...
+
+
+@runtime_checkable
+class GetManyBackend(Protocol):
+    """Reads of many keys in one call (the :attr:`Capability.GET_MANY` ability)."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        """The record of each of ``keys``, as :meth:`StorageBackend.get` would return it.
+
+        One entry per distinct key (``None``: the key has no record), in the
+        order the keys were first given. Each record is as stored at some
+        instant during the call (a backend may, but need not, read all keys
+        at one instant). ``keys`` must be a sequence of keys (a bare ``str``
+        is refused); bad keys raise ``TypeError``/``ValueError`` naming them.
+        """
         ...
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -37,11 +38,14 @@ from mongoelector.backends.protocol import (
     LeaseRecord,
     LeaseRequest,
     MemberRecord,
+    RenewItem,
 )
 from mongoelector.backends.validation import (
     check_key,
+    check_keys,
     check_member,
     check_owner,
+    check_renew_items,
     check_request,
     check_ttl,
 )
@@ -78,6 +82,35 @@ def _next_token(conn: sqlite3.Connection, key: str, current: LeaseRow | None) ->
     return last + 1
 
 
+def _renew_row(
+    conn: sqlite3.Connection, now: HostInstant, key: str, owner: str, token: int, ttl_us: int
+) -> LeaseRecord | None:
+    """Extend ``owner``'s holding ``token`` to now + ``ttl_us``; ``None`` if it is not theirs."""
+    current = _select_lease(conn, key)
+    if current is None or current.owner != owner or current.token != token:
+        return None
+    renewed = current._replace(
+        expires_us=now.wall + ttl_us,
+        boot=now.boot,
+        acquired_tick=current.acquired_tick_at(now),
+        renewed_tick=now.tick,
+        expires_tick=now.tick + ttl_us,
+    )
+    conn.execute(
+        "UPDATE mongoelector_leases SET expires_us = ?, boot = ?, acquired_tick = ?, "
+        "renewed_tick = ?, expires_tick = ? WHERE key = ?",
+        (
+            renewed.expires_us,
+            renewed.boot,
+            renewed.acquired_tick,
+            renewed.renewed_tick,
+            renewed.expires_tick,
+            key,
+        ),
+    )
+    return renewed.record(now)
+
+
 def _select_members(conn: sqlite3.Connection, key: str | None) -> list[tuple[int, MemberRow]]:
     """``(rowid, row)`` of every member row of ``key`` (of every key when ``None``)."""
     rows = conn.execute(
@@ -110,7 +143,9 @@ class SQLiteBackend:
     pass one to simulate a reboot.
     """
 
-    capabilities: frozenset[Capability] = frozenset({Capability.MEMBER_STATUS})
+    capabilities: frozenset[Capability] = frozenset(
+        {Capability.MEMBER_STATUS, Capability.RENEW_MANY, Capability.GET_MANY}
+    )
 
     def __init__(
         self,
@@ -199,29 +234,25 @@ class SQLiteBackend:
         ttl_us = _micros_of(check_ttl(ttl))
 
         def work(conn: sqlite3.Connection, now: HostInstant) -> LeaseRecord | None:
-            current = _select_lease(conn, key)
-            if current is None or current.owner != owner or current.token != token:
-                return None
-            renewed = current._replace(
-                expires_us=now.wall + ttl_us,
-                boot=now.boot,
-                acquired_tick=current.acquired_tick_at(now),
-                renewed_tick=now.tick,
-                expires_tick=now.tick + ttl_us,
-            )
-            conn.execute(
-                "UPDATE mongoelector_leases SET expires_us = ?, boot = ?, acquired_tick = ?, "
-                "renewed_tick = ?, expires_tick = ? WHERE key = ?",
-                (
-                    renewed.expires_us,
-                    renewed.boot,
-                    renewed.acquired_tick,
-                    renewed.renewed_tick,
-                    renewed.expires_tick,
-                    key,
-                ),
-            )
-            return renewed.record(now)
+            return _renew_row(conn, now, key, owner, token, ttl_us)
+
+        return self._file.write(work)
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        """Every renewal in one ``BEGIN IMMEDIATE`` transaction, at one reading of the clock.
+
+        It commits or fails as a whole: ``BackendUnavailable`` renewed none of
+        the items, ``AmbiguousOutcome`` all of the granted ones or none.
+        """
+        checked = check_renew_items(items)
+        if not checked:
+            return []
+
+        def work(conn: sqlite3.Connection, now: HostInstant) -> list[LeaseRecord | None]:
+            return [
+                _renew_row(conn, now, item.key, item.owner, item.token, _micros_of(item.ttl))
+                for item in checked
+            ]
 
         return self._file.write(work)
 
@@ -251,6 +282,21 @@ class SQLiteBackend:
         def work(conn: sqlite3.Connection, now: HostInstant) -> LeaseRecord | None:
             current = _select_lease(conn, key)
             return None if current is None else current.record(now)
+
+        return self._file.read(work)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        """Every key's record from one read transaction (one snapshot of the file)."""
+        distinct = check_keys(keys)
+        if not distinct:
+            return {}
+
+        def work(conn: sqlite3.Connection, now: HostInstant) -> dict[str, LeaseRecord | None]:
+            found: dict[str, LeaseRecord | None] = {}
+            for key in distinct:
+                current = _select_lease(conn, key)
+                found[key] = None if current is None else current.record(now)
+            return found
 
         return self._file.read(work)
 

@@ -18,18 +18,24 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-from mongoelector.backends.async_protocol import AsyncMemberStatusBackend, AsyncStorageBackend
+from mongoelector.backends.async_protocol import (
+    AsyncGetManyBackend,
+    AsyncMemberStatusBackend,
+    AsyncRenewManyBackend,
+    AsyncStorageBackend,
+)
 from mongoelector.backends.protocol import (
     Capability,
     CasResult,
     LeaseRecord,
     LeaseRequest,
     MemberRecord,
+    RenewItem,
 )
 
 __all__ = ["BlockingBackend", "EventLoopThread"]
@@ -109,8 +115,9 @@ class BlockingBackend:
     """``backend`` (an async store) as a sync ``StorageBackend`` whose calls run on ``loop``.
 
     Each call blocks the calling thread until the coroutine on the loop has
-    finished, and returns or raises what it did. Has the member-status calls
-    (and claims ``MEMBER_STATUS``) only if ``backend`` has them.
+    finished, and returns or raises what it did. Has the member-status and
+    batch calls (and claims ``MEMBER_STATUS``, ``RENEW_MANY``, ``GET_MANY``)
+    only if ``backend`` has them.
     """
 
     def __init__(self, backend: AsyncStorageBackend, loop: EventLoopThread) -> None:
@@ -131,6 +138,10 @@ class BlockingBackend:
         capabilities = frozenset(self._backend.capabilities)
         if not isinstance(self._backend, AsyncMemberStatusBackend):
             capabilities -= {Capability.MEMBER_STATUS}
+        if not isinstance(self._backend, AsyncRenewManyBackend):
+            capabilities -= {Capability.RENEW_MANY}
+        if not isinstance(self._backend, AsyncGetManyBackend):
+            capabilities -= {Capability.GET_MANY}
         return capabilities
 
     def server_time(self) -> datetime:
@@ -149,6 +160,16 @@ class BlockingBackend:
 
     def get(self, key: str) -> LeaseRecord | None:
         return self._loop.run(self._backend.get(key))
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        if not isinstance(self._backend, AsyncRenewManyBackend):
+            raise TypeError(f"{self._backend!r} does not renew in batches")
+        return self._loop.run(self._backend.renew_many(items))
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        if not isinstance(self._backend, AsyncGetManyBackend):
+            raise TypeError(f"{self._backend!r} does not read in batches")
+        return self._loop.run(self._backend.get_many(keys))
 
     def report_member(self, member: MemberRecord) -> None:
         self._loop.run(self._member_backend().report_member(member))

@@ -60,6 +60,7 @@ __all__ = [
     "Refuse",
     "Replace",
     "acquire_pipeline",
+    "holds",
     "is_held",
     "member_update",
     "optimistic_classic_acquire",
@@ -67,6 +68,7 @@ __all__ = [
     "read_acquire_reply",
     "release_command",
     "renew_command",
+    "renew_expiry",
     "ttl_millis",
 ]
 
@@ -198,8 +200,23 @@ def renew_command(
             {"$set": {EXPIRES: {"$add": [NOW, ttl_millis(ttl)]}}}
         ]
     else:
-        update = {"$set": {EXPIRES: _expiry(now, ttl + margin)}}
+        update = {"$set": {EXPIRES: renew_expiry(now, ttl, margin)}}
     return FindAndModify(filter=_owner_filter(key, owner, token), update=update)
+
+
+def renew_expiry(now: datetime, ttl: float, margin: float) -> datetime:
+    """The expiry a classic renewal at estimated server time ``now`` writes, to the millisecond."""
+    return _expiry(now, ttl + margin)
+
+
+def holds(document: Mapping[str, Any], owner: str, token: int) -> bool:
+    """True if ``document`` is ``owner``'s holding ``token`` (what a renewal's filter matches)."""
+    return (
+        document.get(LOCKED) is True
+        and document.get(OWNER) == owner
+        and document.get(TOKEN) == token
+        and not isinstance(document.get(TOKEN), bool)
+    )
 
 
 def release_command(

@@ -7,7 +7,8 @@ or it rejected the command) or may have been applied
 (:class:`~mongoelector.errors.AmbiguousOutcome`: the connection broke or timed
 out after sending, the operation was interrupted by a step-down or shutdown,
 or the write concern was not satisfied). A failed *read* changed nothing, so
-it is always ``BackendUnavailable``.
+it is always ``BackendUnavailable``. A bulk write that reports errors
+(``BulkWriteError``) ran its other statements, so it may have applied.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pymongo.errors import (
+    BulkWriteError,
     ConnectionFailure,
     ExecutionTimeout,
     NotPrimaryError,
@@ -88,6 +90,9 @@ def classify(
     message = f"{what} failed: {type(error).__name__}: {error}"
     if not write:
         return BackendUnavailable(message, original=error)
+    if isinstance(error, BulkWriteError):
+        # Some statements of an unordered batch may have applied around the failed ones.
+        return AmbiguousOutcome(message, original=error)
     code = _code(error)
     if isinstance(error, ServerSelectionTimeoutError) or error.has_error_label("NoWritesPerformed"):
         return BackendUnavailable(message, original=error)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from mongoelector.backends._mongo import commands
@@ -27,11 +30,13 @@ from mongoelector.backends._mongo.documents import (
 from mongoelector.backends._mongo.failures import RetryPolicy, driver_retries_writes
 from mongoelector.backends._mongo.indexes import IndexSpec, lease_indexes, status_indexes
 from mongoelector.backends._mongo.plans import (
+    BulkUpdate,
     Call,
     FindMany,
     FindOne,
     InsertOne,
     Plan,
+    UpdateMatching,
     UpsertOne,
     create_indexes,
     modify,
@@ -40,16 +45,29 @@ from mongoelector.backends._mongo.plans import (
 from mongoelector.backends._mongo.seen import SeenLeases
 from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
 from mongoelector.backends._mongo.validation import check_metadata
-from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+from mongoelector.backends.protocol import (
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    MemberRecord,
+    RenewItem,
+)
 from mongoelector.backends.validation import (
     check_key,
+    check_keys,
     check_member,
     check_owner,
+    check_renew_items,
     check_request,
     check_ttl,
 )
 from mongoelector.clock import Clock
-from mongoelector.errors import BackendError, BackendUnavailable, MongoElectorError
+from mongoelector.errors import (
+    AmbiguousOutcome,
+    BackendError,
+    BackendUnavailable,
+    MongoElectorError,
+)
 
 __all__ = ["MongoOperations"]
 
@@ -104,6 +122,10 @@ class MongoOperations:
         acquire_check: Callable[[], object] | None,
     ) -> None:
         self._leases = leases
+        # pymongo's own collections send a batch as one bulk write; a lookalike
+        # (mongomock, whose bulk_write cannot take pymongo 4.9+'s UpdateOne) gets
+        # one update_one per item, with the same per-item meaning.
+        self._bulk_writes = isinstance(leases, (Collection, AsyncCollection))
         self._driver_retries = driver_retries_writes(leases)
         self._status = status
         self._clock = clock
@@ -263,6 +285,79 @@ class MongoOperations:
         self._note(record)
         return record
 
+    def renew_many(self, items: Sequence[RenewItem]) -> Plan[list[LeaseRecord | None]]:
+        """Every renewal in one bulk write; a read only where the write cannot tell.
+
+        Each item's update is the one :meth:`renew` sends (same filter, same
+        expiry rule). The write's reply counts the documents matched, not
+        which: when it matched every item, the classic path knows each new
+        expiry and returns the holdings it has seen with it, reading only
+        those it has not; the pipeline path cannot know ``$$NOW`` and reads
+        every key. When it matched fewer, one read of every key tells which
+        were renewed: a document still showing the item's holding was
+        renewed (a holding never comes back once ended); any other was
+        refused, or renewed and then ended by another writer before the
+        read, which is reported as refused (the holding is over either way).
+        A failure of that read, after the write, is ``AmbiguousOutcome``.
+        """
+        checked = check_renew_items(items)
+        if not checked:
+            return []
+        yield from self.ensure_ready()
+        estimate = yield from self._classic_now()
+        commands_sent = [
+            commands.renew_command(item.key, item.owner, item.token, float(item.ttl), now=None)
+            if estimate is None
+            else commands.renew_command(
+                item.key,
+                item.owner,
+                item.token,
+                float(item.ttl),
+                now=estimate.time,
+                margin=estimate.uncertainty,
+            )
+            for item in checked
+        ]
+        updates = tuple((command.filter, command.update) for command in commands_sent)
+        what = f"renewal of {len(checked)} keys"
+        matched = yield from self._run(what, lambda: self._update_each(updates), write=True)
+        results: list[LeaseRecord | None] = [None] * len(checked)
+        unknown = list(range(len(checked)))
+        if estimate is not None and matched >= len(checked):
+            unknown = []
+            for index, item in enumerate(checked):
+                with self._mutex:
+                    seen = self._seen.holding(item.key, item.owner, item.token)
+                if seen is None:
+                    unknown.append(index)
+                else:
+                    expiry = commands.renew_expiry(
+                        estimate.time, float(item.ttl), estimate.uncertainty
+                    )
+                    results[index] = replace(seen, expires_at=expiry)
+                    self._note(results[index])
+        if unknown:
+            keys = [checked[index].key for index in unknown]
+            try:
+                documents = yield from self._run(
+                    f"read after the {what}", lambda: self._find_many(keys), write=False
+                )
+            except BackendUnavailable as error:
+                raise AmbiguousOutcome(
+                    f"{what}: {matched} of {len(checked)} matched, but the read that tells "
+                    f"which failed: {error}",
+                    original=error.original,
+                ) from error
+            by_key = {document[ID]: document for document in documents}
+            for document in documents:
+                self._note(record_from_document(document))
+            for index in unknown:
+                item = checked[index]
+                now_stored = by_key.get(item.key)
+                if now_stored is not None and commands.holds(now_stored, item.owner, item.token):
+                    results[index] = record_from_document(now_stored)
+        return results
+
     def release(self, key: str, owner: str | None, token: int | None, force: bool) -> Plan[bool]:
         check_key(key)
         if not _check_force(force):
@@ -293,6 +388,22 @@ class MongoOperations:
         record = record_from_document(document) if document is not None else None
         self._note(record)
         return record
+
+    def get_many(self, keys: Sequence[str]) -> Plan[dict[str, LeaseRecord | None]]:
+        """Every key's record from one ``find`` (``_id`` in the keys), from the primary."""
+        distinct = check_keys(keys)
+        if not distinct:
+            return {}
+        yield from self.ensure_ready()
+        documents = yield from self._run(
+            f"read of {len(distinct)} keys", lambda: self._find_many(distinct), write=False
+        )
+        records = {document[ID]: record_from_document(document) for document in documents}
+        found: dict[str, LeaseRecord | None] = {}
+        for key in distinct:
+            found[key] = records.get(key)
+            self._note(found[key])
+        return found
 
     # --- member status -------------------------------------------------------------------
 
@@ -348,6 +459,21 @@ class MongoOperations:
 
     def _find_one(self, key: str) -> Plan[Any]:
         return (yield FindOne(self._leases, {ID: key}))
+
+    def _find_many(self, keys: list[str]) -> Plan[list[Mapping[str, Any]]]:
+        found: list[Mapping[str, Any]] = yield FindMany(self._leases, {ID: {"$in": keys}})
+        return found
+
+    def _update_each(self, updates: tuple[tuple[dict[str, Any], Any], ...]) -> Plan[int]:
+        """Send ``updates``; the number of documents they matched."""
+        if self._bulk_writes:
+            reply = yield BulkUpdate(self._leases, updates)
+            return int(reply.matched_count)
+        matched = 0
+        for query, update in updates:
+            reply = yield UpdateMatching(self._leases, query, update)
+            matched += int(reply.matched_count)
+        return matched
 
     def _least(self, key: str) -> int:
         with self._mutex:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import OperationFailure, PyMongoError
 
 from mongoelector.backends._mongo.commands import FindAndModify
@@ -36,6 +36,7 @@ from mongoelector.errors import AmbiguousOutcome
 
 __all__ = [
     "Bounded",
+    "BulkUpdate",
     "Call",
     "Command",
     "CreateIndex",
@@ -49,6 +50,7 @@ __all__ = [
     "Raised",
     "Sleep",
     "Step",
+    "UpdateMatching",
     "UpsertOne",
     "bounded",
     "create_indexes",
@@ -124,6 +126,28 @@ class UpsertOne:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateMatching:
+    """``collection.update_one(filter, update)`` (no upsert); the reply has ``matched_count``."""
+
+    collection: Any
+    filter: dict[str, Any]
+    update: Any
+
+
+@dataclass(frozen=True, slots=True)
+class BulkUpdate:
+    """``collection.bulk_write([UpdateOne(filter, update), ...], ordered=False)``.
+
+    pymongo sends it as one ``update`` command (up to the server's batch
+    limits: 100,000 statements and 48 MB); the reply has ``matched_count``,
+    the total over all statements.
+    """
+
+    collection: Any
+    updates: tuple[tuple[dict[str, Any], Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class CreateIndex:
     """``collection.create_index(spec.keys, **spec.options)``."""
 
@@ -161,6 +185,8 @@ Step: TypeAlias = (
     | Modify
     | InsertOne
     | UpsertOne
+    | UpdateMatching
+    | BulkUpdate
     | CreateIndex
     | Call
     | Sleep
@@ -282,6 +308,12 @@ def start(step: Step) -> object:
             return collection.insert_one(document)
         case UpsertOne(collection, query, update):
             return collection.update_one(query, update, upsert=True)
+        case UpdateMatching(collection, query, update):
+            return collection.update_one(query, update)
+        case BulkUpdate(collection, updates):
+            return collection.bulk_write(
+                [UpdateOne(query, update) for query, update in updates], ordered=False
+            )
         case CreateIndex(collection, spec):
             return collection.create_index(spec.keys, **spec.options)
         case Call(function):

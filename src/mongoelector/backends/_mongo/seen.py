@@ -1,9 +1,14 @@
 """What one backend has seen of each key: the least token it may issue, and who seemed to hold it.
 
-Both come from the backend's own replies. The least token is part of the
-fencing argument (see ``docs/mongodb.md``); the holder's expiry is only a
+All of it comes from the backend's own replies. The least token is part of
+the fencing argument (see ``docs/mongodb.md``); the holder's expiry is only a
 hint that picks which classic acquire to try first, so a wrong hint costs a
-round trip, never safety. Not thread-safe: the backend serialises access.
+round trip, never safety. The last holding seen lets a classic batch renewal
+return records without reading them again: a holding's key, owner, token,
+acquisition, ``acquired_at``, host, pid and metadata never change while it
+lasts (a renewal changes only its expiry), so a record seen once stands for
+the holding, given its new expiry. Not thread-safe: the backend serialises
+access.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ class SeenLeases:
     def __init__(self) -> None:
         self._least_token: dict[str, int] = {}
         self._held_until: dict[str, datetime] = {}
+        self._holding: dict[str, LeaseRecord] = {}
 
     def least_token(self, key: str) -> int:
         """One more than the greatest token seen for ``key`` (1 if none)."""
@@ -36,10 +42,22 @@ class SeenLeases:
             self._held_until[record.key] = record.expires_at
         else:
             self._held_until.pop(record.key, None)
+        if record.owner is not None:
+            self._holding[record.key] = record
+        else:
+            self._holding.pop(record.key, None)
 
     def note_released(self, key: str) -> None:
         """Remember that this backend just ended the holding of ``key`` (if there was one)."""
         self._held_until.pop(key, None)
+        self._holding.pop(key, None)
+
+    def holding(self, key: str, owner: str, token: int) -> LeaseRecord | None:
+        """The record last seen of ``key``, if it is ``owner``'s holding ``token``."""
+        record = self._holding.get(key)
+        if record is None or record.owner != owner or record.token != token:
+            return None
+        return record
 
     def held_until(self, key: str) -> datetime | None:
         """When the last holder seen for ``key`` stops holding it (``None``: no holder seen)."""

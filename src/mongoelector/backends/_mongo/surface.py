@@ -86,9 +86,10 @@ class MongoBackendBase:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
+        batches = frozenset({Capability.RENEW_MANY, Capability.GET_MANY})
         if self._status is None:
-            return frozenset()
-        return frozenset({Capability.MEMBER_STATUS})
+            return batches
+        return batches | {Capability.MEMBER_STATUS}
 
     @property
     def database(self) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mongoelector.testing.conformance.checks import (
     acquisition,
+    batches,
     cas,
     failures,
     holding,
@@ -22,7 +23,19 @@ from mongoelector.testing.conformance.registry import Check, checks_in
 
 __all__ = ["ALL_CHECKS"]
 
-_MODULES = (surface, cas, acquisition, holding, tokens, keys, inputs, threads, failures, members)
+_MODULES = (
+    surface,
+    cas,
+    acquisition,
+    holding,
+    tokens,
+    keys,
+    inputs,
+    threads,
+    failures,
+    members,
+    batches,
+)
 
 #: Every check of the suite, in the order the suite runs them.
 ALL_CHECKS: tuple[Check, ...] = tuple(check for module in _MODULES for check in checks_in(module))

@@ -15,9 +15,12 @@ from typing import Any
 from mongoelector.backends.protocol import (
     Capability,
     CasResult,
+    GetManyBackend,
     LeaseRecord,
     MemberRecord,
     MemberStatusBackend,
+    RenewItem,
+    RenewManyBackend,
 )
 from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 from mongoelector.testing.conformance.harness import BackendHarness, HarnessFeature
@@ -45,7 +48,7 @@ def _applied(operation: str, before: LeaseRecord | None, after: LeaseRecord | No
     if operation in ("compare_and_set", "forced compare_and_set"):
         grown = before is None or (after is not None and after.token > before.token)
         return after is not None and after.owner == "bob" and grown
-    if operation == "renew":
+    if operation in ("renew", "renew_many"):
         return (
             before is not None
             and after is not None
@@ -64,7 +67,9 @@ def _succeeded(result: object) -> bool:
     return result is True or isinstance(result, LeaseRecord)
 
 
-_WRITES = ("compare_and_set", "forced compare_and_set", "renew", "release")
+_WRITES = ("compare_and_set", "forced compare_and_set", "renew", "release", "renew_many")
+#: The keys a batch renews during the outage (when the backend declares RENEW_MANY).
+_BATCH_KEYS = ("outage-batch-1", "outage-batch-2")
 
 
 @dataclass
@@ -75,10 +80,10 @@ class _OutageRun:
 
     def __post_init__(self) -> None:
         backend = self.harness.backend
-        self.holdings = {
-            key: acquire(self.harness, key, "alice")
-            for key in ("outage-force", "outage-renew", "outage-release")
-        }
+        held = ["outage-force", "outage-renew", "outage-release"]
+        if Capability.RENEW_MANY in backend.capabilities:
+            held += _BATCH_KEYS
+        self.holdings = {key: acquire(self.harness, key, "alice") for key in held}
         self.before: dict[str, LeaseRecord | None] = {
             key: backend.get(key) for key in ("outage-free", *self.holdings)
         }
@@ -132,6 +137,26 @@ class _OutageRun:
             )
             self._attempt("report_member", None, backend.report_member, member)
             self._attempt("members", None, backend.members, "outage-members")
+        if Capability.RENEW_MANY in backend.capabilities and isinstance(backend, RenewManyBackend):
+            self._attempt_batch(backend)
+        if Capability.GET_MANY in backend.capabilities and isinstance(backend, GetManyBackend):
+            self._attempt("get_many", None, backend.get_many, ["outage-force", "outage-free"])
+
+    def _attempt_batch(self, backend: RenewManyBackend) -> None:
+        """One renew_many of two holdings, recorded as one attempt per key."""
+        items = [
+            RenewItem(key=key, owner="alice", token=self.holdings[key].token, ttl=LONG_TTL * 2)
+            for key in _BATCH_KEYS
+        ]
+        try:
+            results = backend.renew_many(items)
+        except Exception as error:
+            self.attempts += [_Attempt("renew_many", key, error=error) for key in _BATCH_KEYS]
+        else:
+            self.attempts += [
+                _Attempt("renew_many", key, result=result)
+                for key, result in zip(_BATCH_KEYS, results, strict=False)
+            ]
 
 
 @check(HarnessFeature.OUTAGE)

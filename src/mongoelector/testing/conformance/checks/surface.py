@@ -6,7 +6,9 @@ from datetime import timedelta
 
 from mongoelector.backends.protocol import (
     Capability,
+    GetManyBackend,
     MemberStatusBackend,
+    RenewManyBackend,
     missing_protocol_methods,
 )
 from mongoelector.testing.conformance.harness import BackendHarness, HarnessFeature
@@ -30,6 +32,16 @@ def backend_implements_the_protocol(harness: BackendHarness) -> None:
         expect(
             isinstance(backend, MemberStatusBackend),
             "the backend declares Capability.MEMBER_STATUS but lacks report_member() or members()",
+        )
+    if Capability.RENEW_MANY in capabilities:
+        expect(
+            isinstance(backend, RenewManyBackend),
+            "the backend declares Capability.RENEW_MANY but lacks renew_many()",
+        )
+    if Capability.GET_MANY in capabilities:
+        expect(
+            isinstance(backend, GetManyBackend),
+            "the backend declares Capability.GET_MANY but lacks get_many()",
         )
 
 

@@ -19,8 +19,8 @@ Listeners are called synchronously, in the thread (or event loop) that drives
 the elector or lock, right after the change happened: keep them quick and
 never block in them. A listener that raises is logged (logger
 ``mongoelector.monitoring``) and the elector or lock goes on as if nothing
-happened. ``docs/operations.md`` shows a listener that keeps Prometheus-style
-counters without any metrics library.
+happened. :mod:`mongoelector.metrics` has ready-made listeners for Prometheus
+and OpenTelemetry.
 
 Every event says which ``key`` it is about, the ``owner`` id (uuid) of the
 elector or lock that saw it, and its ``kind``: ``"elector"`` or ``"lock"``.

@@ -16,6 +16,8 @@ from datetime import timedelta
 import pytest
 
 from mongoelector import Lock, LockExists, LockLost
+from mongoelector._sync import scheduler
+from mongoelector._sync.renewer import Renewer, running
 from mongoelector.backends import MemoryBackend
 from mongoelector.testing import FakeClock
 from tests.fakes import FlakyBackend
@@ -24,8 +26,9 @@ GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
 TTL = 15.0  # renew deadline 10 s, renewals every 2 s
 
 
-def renewer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("mongoelector-renew-")]
+def renewers() -> list[Renewer]:
+    """The process's running renewers (they have no threads: they share the scheduler's)."""
+    return running()
 
 
 def run_for(clock: FakeClock, seconds: float, *locks: Lock, step: float = 1.0) -> Iterator[float]:
@@ -46,7 +49,7 @@ def link(backend: MemoryBackend) -> FlakyBackend:
 @pytest.fixture(autouse=True)
 def no_renewer_left_behind() -> Iterator[None]:
     yield
-    assert renewer_threads() == []
+    assert renewers() == []
 
 
 class Calls:
@@ -80,7 +83,7 @@ class TestHealthyStore:
         assert on_lost.count == 0
         assert lock.owned()
         assert lock.release()
-        assert renewer_threads() == []
+        assert renewers() == []
 
     def test_renewal_outages_shorter_than_the_deadline_are_ridden_out(
         self, clock: FakeClock, link: FlakyBackend
@@ -157,8 +160,9 @@ class TestUnreachableStore:
         assert rival.token is not None
         assert rival.token > first_token
         assert on_lost.count == 1
-        assert on_lost.threads == ["mongoelector-renew-job"]
-        assert renewer_threads() == []
+        assert len(on_lost.threads) == 1
+        assert on_lost.threads[0].startswith("mongoelector-callbacks-")  # the scheduler's
+        assert renewers() == []
         list(run_for(clock, 3 * TTL, holder))
         assert on_lost.count == 1
         with pytest.raises(LockLost, match=rf"token {first_token} was lost"):
@@ -194,7 +198,7 @@ class TestTakeover:
         assert holder.token is None
         with pytest.raises(LockLost, match=rf"token {token} was lost \(the record is no longer"):
             holder.ensure()
-        assert renewer_threads() == []
+        assert renewers() == []
         assert not holder.release()  # the new holder keeps its lock
 
     def test_a_forced_release_is_seen_at_the_next_renewal(
@@ -237,7 +241,7 @@ class TestOnLost:
             list(run_for(clock, holder.retry_period, holder))
         assert holder.lost.is_set()
         assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError]
-        assert renewer_threads() == []
+        assert renewers() == []
 
     def test_the_callback_may_release_or_reacquire_the_lock(
         self, clock: FakeClock, backend: MemoryBackend
@@ -258,21 +262,23 @@ class TestOnLost:
         assert first is not None
         assert holder.token > first
         assert not holder.lost.is_set()
-        assert len(renewer_threads()) == 1
+        assert len(renewers()) == 1
         holder.release()
 
 
 class TestThreads:
-    def test_the_renewer_runs_only_while_held(
+    def test_the_renewer_runs_only_while_held_on_the_schedulers_threads(
         self, clock: FakeClock, backend: MemoryBackend
     ) -> None:
         lock = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True)
-        assert renewer_threads() == []
+        assert renewers() == []
         lock.acquire()
-        assert [t.name for t in renewer_threads()] == ["mongoelector-renew-job"]
-        assert all(t.daemon for t in renewer_threads())
+        assert [r.name for r in renewers()] == ["mongoelector-renew-job"]
+        # No thread of its own: the scheduler's few daemon threads serve every lock.
+        assert not [t for t in threading.enumerate() if t.name.startswith("mongoelector-renew-")]
+        assert scheduler.threads() and all(t.daemon for t in scheduler.threads())
         lock.release()
-        assert renewer_threads() == []
+        assert renewers() == []
         assert not lock.lost.is_set()
 
     def test_release_from_another_thread_than_the_acquirer(
@@ -284,7 +290,7 @@ class TestThreads:
         worker.join(GUARD)
         assert lock.token is not None
         assert lock.release()
-        assert renewer_threads() == []
+        assert renewers() == []
         assert not lock.locked()
 
     def test_release_during_an_in_flight_renewal_lets_it_finish_first(
@@ -317,7 +323,7 @@ class TestThreads:
         assert not releaser.is_alive()
         assert order == ["compare_and_set", "renew", "release"]
         assert expiry_seen_by_release == [clock.now() + timedelta(seconds=TTL)]  # renewed first
-        assert renewer_threads() == []
+        assert renewers() == []
         assert not lock.locked()
         assert not lock.lost.is_set()
 
@@ -326,11 +332,11 @@ class TestThreads:
     ) -> None:
         lock = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True, on_lost=pytest.fail)
         lock.acquire()
-        first = renewer_threads()
+        first = renewers()
         lock.acquire(force=True)
         assert lock.token == 2
-        assert len(renewer_threads()) == 1
-        assert renewer_threads() != first
+        assert len(renewers()) == 1
+        assert renewers() != first
         list(run_for(clock, 3 * TTL, lock))
         assert lock.ensure() == 2
         assert not lock.lost.is_set()

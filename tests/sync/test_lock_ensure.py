@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from mongoelector import Lock, LockLost
+from mongoelector._sync import scheduler
+from mongoelector._sync.renewer import running
 from mongoelector.backends import MemoryBackend
 from mongoelector.testing import FakeClock
 
@@ -55,10 +57,14 @@ class TestEnsure:
 class TestWithoutAutoRenew:
     """Nothing runs in the background: a loss is found by ensure(), touch() or acquire()."""
 
-    def test_no_thread_is_started(self, backend: MemoryBackend) -> None:
+    def test_no_thread_is_started_and_nothing_scheduled(self, backend: MemoryBackend) -> None:
+        # The scheduler's shared threads may live on from earlier tests; this lock adds none.
+        threads, entries = set(threading.enumerate()), scheduler.scheduled()
         lock = Lock("job", backend)
         lock.acquire()
-        assert not [t for t in threading.enumerate() if t.name.startswith("mongoelector-")]
+        assert set(threading.enumerate()) <= threads
+        assert scheduler.scheduled() == entries
+        assert running() == []
         lock.release()
 
     def test_ensure_reports_a_passed_deadline_once(

@@ -1,9 +1,10 @@
-"""``Lock.release()`` never waits for a user callback that the renewer thread is running.
+"""``Lock.release()`` never waits for a user callback that the renewer is running.
 
-The renewer thread runs user code: ``on_lost`` and the event listeners of the
-lock. A callback may wait for another thread, and that thread may be the one
-calling ``release()``; ``release()`` therefore waits only for the renewer's
-own work (an in-flight renew), never for a callback. The callbacks still run
+The renewer runs user code (on the scheduler's callback thread): ``on_lost``
+and the event listeners of the lock. A callback may wait for another thread,
+and that thread may be the one calling ``release()``; ``release()`` therefore
+waits only for the renewer's own work (an in-flight renew), never for a
+callback. The callbacks still run
 once per lost holding, may call the lock's own methods, and once ``release()``
 has returned no renew of the released holding is sent.
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 
 from mongoelector import Lock, LockLost
-from mongoelector._sync.renewer import Renewer
+from mongoelector._sync.renewer import Renewer, running
 from mongoelector.backends import MemoryBackend
 from mongoelector.monitoring import (
     EventListener,
@@ -38,14 +39,20 @@ GUARD = 30.0  # real seconds; a hang guard for waits that only a broken build re
 TTL = 15.0  # renew deadline 10 s, renewals every 2 s
 
 
-def renewer_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("mongoelector-renew-")]
+def renewers() -> list[Renewer]:
+    """The process's running renewers (they have no threads: they share the scheduler's)."""
+    return running()
+
+
+def on_the_callback_thread(names: list[str]) -> bool:
+    """True if ``names`` is one call, made on a callback thread of the scheduler."""
+    return len(names) == 1 and names[0].startswith("mongoelector-callbacks-")
 
 
 @pytest.fixture(autouse=True)
 def no_renewer_left_behind() -> Iterator[None]:
     yield
-    assert wait_for(lambda: renewer_threads() == [], limit=GUARD)
+    assert wait_for(lambda: renewers() == [], limit=GUARD)
 
 
 class Listener(EventListener):
@@ -101,7 +108,7 @@ def release_while_a_callback_waits_for_it(
 
     def wait_for_the_release() -> None:
         callback_threads.append(threading.current_thread().name)
-        if not threading.current_thread().name.startswith("mongoelector-renew-"):
+        if not threading.current_thread().name.startswith("mongoelector-callbacks-"):
             return  # not the renewer's call: the test fails on callback_threads
         link.mode = "ok"  # the store is back for the release (it was down for store_error)
         entered.set()
@@ -143,7 +150,7 @@ def release_while_a_callback_waits_for_it(
     released.set()  # let the callback go in any case
     releaser.join(timeout=GUARD)
     assert not releaser.is_alive()
-    assert wait_for(lambda: renewer_threads() == [], limit=GUARD)
+    assert wait_for(lambda: renewers() == [], limit=GUARD)
     for _ in range(int(3 * TTL)):
         clock.advance(1.0)
         assert lock.wait_idle(GUARD)
@@ -162,7 +169,7 @@ class TestReleaseFromAnotherThread:
     ) -> None:
         report = release_while_a_callback_waits_for_it(clock, backend, callback)
         assert report.release_returned, "release() waited for the callback: deadlock"
-        assert report.callback_threads == ["mongoelector-renew-job"]  # once, in the renewer
+        assert on_the_callback_thread(report.callback_threads)  # once, for the renewer
         assert report.renews_after == report.renews_when_released
         record = backend.get("job")
         assert record is None or record.owner is None  # released, or deleted by the test
@@ -170,18 +177,19 @@ class TestReleaseFromAnotherThread:
     def test_the_scenario_reports_a_release_that_waits_for_the_callback(
         self, clock: FakeClock, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        # The mutation: stopping a renewer joins its thread, whatever it is doing.
+        # The mutation: stopping a renewer waits until it has ended, whatever it is doing.
         stop = Renewer.stop
 
-        def stop_and_join(renewer: Renewer) -> None:
+        def stop_and_wait_for_the_end(renewer: Renewer) -> None:
             stop(renewer)
-            if renewer._thread is not threading.current_thread():
-                renewer._thread.join()
+            if not threading.current_thread().name.startswith("mongoelector-callbacks-"):
+                with renewer._state:
+                    renewer._state.wait_for(lambda: renewer.ended, GUARD)
 
-        monkeypatch.setattr(Renewer, "stop", stop_and_join)
+        monkeypatch.setattr(Renewer, "stop", stop_and_wait_for_the_end)
         report = release_while_a_callback_waits_for_it(clock, backend, "on_lost", patience=0.5)
         assert not report.release_returned
-        assert report.callback_threads == ["mongoelector-renew-job"]
+        assert on_the_callback_thread(report.callback_threads)
 
 
 class TestOnLostCallsItsOwnLock:
@@ -205,7 +213,7 @@ class TestOnLostCallsItsOwnLock:
             assert lock.wait_idle(GUARD)
         assert results == [True]  # the store still had it; the callback's release freed it
         assert lock.lost.is_set()
-        assert wait_for(lambda: renewer_threads() == [], limit=GUARD)
+        assert wait_for(lambda: renewers() == [], limit=GUARD)
         assert Lock("job", backend, ttl=TTL, clock=clock).acquire(blocking=False)
 
     def test_acquire_starts_a_new_holding_whose_loss_fires_the_callback_again(
@@ -229,7 +237,7 @@ class TestOnLostCallsItsOwnLock:
         assert tokens == [lock.token]
         assert lock.token is not None and lock.token > first
         assert not lock.lost.is_set()
-        assert len(renewer_threads()) == 1
+        assert len(renewers()) == 1
         for _ in range(int(3 * TTL)):
             clock.advance(1.0)
             assert lock.wait_idle(GUARD)
@@ -284,7 +292,7 @@ class TestOnLostCallsItsOwnLock:
         leave.set()
         assert lock.wait_idle(GUARD)  # returns once the callback has finished
         assert finished == ["on_lost"]
-        assert renewer_threads() == []
+        assert renewers() == []
 
 
 class TestReleaseDuringAnInFlightRenewal:

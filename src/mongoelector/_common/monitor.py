@@ -119,6 +119,10 @@ class Monitor:
     def listeners(self) -> tuple[EventListener, ...]:
         return self._listeners
 
+    def has_listeners(self) -> bool:
+        """True if events reach user code (this object's listeners or the process's)."""
+        return bool(self._listeners or monitoring.registered())
+
     def _what(self) -> str:
         return f"{self._kind} {self._key!r} ({self._owner})"
 

@@ -38,13 +38,16 @@ class Lock(LockBase[StorageBackend]):
     than any earlier one for this key. A lock object is not tied to a thread:
     any thread may release what another acquired.
 
-    With ``auto_renew=True`` a background thread renews the holding every
+    With ``auto_renew=True`` the process's scheduler renews the holding every
     ``retry_period`` (``ttl * 2/15`` by default) from acquire until release,
-    retrying failed renewals until the renew deadline. If the holding ends
-    without :meth:`release` (the deadline passed, or the store no longer has
-    it) the :attr:`lost` event is set and ``on_lost()`` is called once, with
-    no arguments, in the renewer thread; a callback that raises is logged. It
-    may call this lock's methods, and :meth:`release` never waits for it.
+    retrying failed renewals until the renew deadline; all the locks of a
+    process share its few threads, whatever their number. If the holding
+    ends without :meth:`release` (the deadline passed, or the store no
+    longer has it) the :attr:`lost` event is set and ``on_lost()`` is called
+    once, with no arguments, on the scheduler's callback thread (as are the
+    event listeners told about renewals); a callback that raises is logged.
+    It may call this lock's methods, :meth:`release` never waits for it, and
+    while it runs no other holding's renewal waits for it.
     """
 
     def __init__(
@@ -115,10 +118,10 @@ class Lock(LockBase[StorageBackend]):
         Any thread may call it, not only the one that acquired, and so may the
         callbacks (``on_lost``, event listeners). With ``auto_renew`` it waits
         for a renew call in flight (whose reply is then not trusted), never for
-        a callback the renewer thread is running: when it returns, no renew of
-        the released holding is in flight or will be sent, and the renewer
-        thread has ended unless it is still running a callback (it ends once
-        that returns). Releasing never sets :attr:`lost`.
+        a callback the renewer is running: when it returns, no renew of the
+        released holding is in flight or will be sent, and the renewer has
+        ended unless it is still running a callback (it ends once that
+        returns). Releasing never sets :attr:`lost`.
         """
         plan = self._plan_release(force)
         with self._mutex:
@@ -163,7 +166,7 @@ class Lock(LockBase[StorageBackend]):
         ended) and sleeps again, so a test can then assert on the outcome.
         A renewer that was stopped while it ran a callback (``on_lost`` that
         released or re-acquired, say) is waited for until that callback has
-        returned and the thread has ended. Returns ``True`` at once when no
+        returned and the renewer has ended. Returns ``True`` at once when no
         renewer runs, and ``False`` only if ``timeout`` (real seconds, for
         each renewer waited for) passed first.
         """
@@ -195,7 +198,7 @@ class Lock(LockBase[StorageBackend]):
         """The 1.x status dict (``uuid, key, ttl, timestamp, host, pid, lock_owned, ...``)."""
         return self._status(owned=self.owned())
 
-    # --- the holding's life cycle: the renewer thread -----------------------------------
+    # --- the holding's life cycle: the renewer ----------------------------------------
 
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         with self._mutex:
@@ -214,6 +217,7 @@ class Lock(LockBase[StorageBackend]):
                     report=self._renew_outcome,
                     record_loss=functools.partial(self._record_loss, renewal),
                     report_loss=functools.partial(self._report_loss, renewal),
+                    has_listeners=self._monitor.has_listeners,
                 )
                 self._renewer.start()
 
@@ -236,7 +240,7 @@ class Lock(LockBase[StorageBackend]):
         """Stop the lost holding's renewer and fire ``on_lost`` (once per holding).
 
         Stopping waits for a renew in flight, never for a callback; from the
-        renewer's own thread it only asks.
+        renewer's own callback it only asks.
         """
         with self._mutex:
             renewer = self._renewer if self._renewal is renewal else None

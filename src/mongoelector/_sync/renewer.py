@@ -1,34 +1,42 @@
-"""The background thread that keeps one lock holding alive (``Lock(auto_renew=True)``).
+"""What keeps one lock holding alive (``Lock(auto_renew=True)``), on the process's scheduler.
 
-The thread runs the pure :class:`~mongoelector.core.renewal.Renewal` rules: it
-renews when they say so, sleeps with ``clock.wait_until`` in between (so under
-a :class:`~mongoelector.testing.FakeClock` it sleeps until a test advances the
-clock), and ends when the holding is released, replaced or lost.
+A renewer runs the pure :class:`~mongoelector.core.renewal.Renewal` rules: it
+renews when they say so, waits on the lock's clock in between (so under a
+:class:`~mongoelector.testing.FakeClock` it waits until a test advances the
+clock), and ends when the holding is released, replaced or lost. It has no
+thread of its own: the :mod:`~mongoelector._sync.scheduler` wakes it when
+due, makes its store calls on a worker thread and runs its user callbacks on
+a callback thread, so a callback that blocks delays no other holding. One
+renewer's steps never overlap: each starts after the previous one (and its
+callbacks) ended, in the order the old renewer thread made them.
 
-A renewer never outlives its holding: it returns on its own once the holding
-is lost or ended, :meth:`Renewer.stop` ends it, and every renewer still running
+A renewer never outlives its holding: it ends on its own once the holding is
+lost or ended, :meth:`Renewer.stop` ends it, and every renewer still running
 when the interpreter exits is stopped by an ``atexit`` hook before the
 interpreter finalizes. A stop waits for the renewer's own work (an in-flight
-renew), never for a user callback the thread is running (an event listener,
-``on_lost``): that callback may be waiting for the thread that stops it.
+renew), never for a user callback it is running (an event listener,
+``on_lost``): that callback may be waiting for the caller of ``stop()``.
 """
 
 from __future__ import annotations
 
 import atexit
+import enum
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable
 
 from mongoelector._common.renewing import RenewalRules, StopControl
+from mongoelector._sync import scheduler
 from mongoelector._sync.calls import Failure
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.clock import Clock
 from mongoelector.core.events import Renew
-from mongoelector.core.renewal import Ended, Lost, Renewal, SleepUntil
+from mongoelector.core.renewal import Ended, Lost, Renewal, RenewalStep, SleepUntil
 
-__all__ = ["Renewer"]
+__all__ = ["Renewer", "running"]
 
 logger = logging.getLogger("mongoelector.lock")
 
@@ -39,26 +47,48 @@ _running: weakref.WeakSet[Renewer] = weakref.WeakSet()
 _running_guard = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    global _running_guard  # noqa: PLW0603 - a fresh lock for the child
+    _running_guard = threading.Lock()
+    _running.clear()  # the parent's renewers do not run in the child
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _stop_all_at_exit() -> None:
-    with _running_guard:
-        renewers = list(_running)
-    for renewer in renewers:
+    for renewer in running():
         renewer.stop()
 
 
-class Renewer:
-    """Renews one holding of lock ``key`` in a daemon thread until it is lost or ended.
+def running() -> list[Renewer]:
+    """The renewers of this process that have started and not ended yet."""
+    with _running_guard:
+        return list(_running)
 
-    The thread is named ``mongoelector-renew-<key>``.
+
+class _Phase(enum.Enum):
+    NEW = "new"
+    PARKED = "parked"  # waiting for its time in the scheduler
+    QUEUED = "queued"  # due, waiting for a worker
+    WORKING = "working"  # on a worker: deciding, renewing, recording a loss
+    CALLBACKS = "callbacks"  # handed to (or running on) a callback thread
+    DONE = "done"
+
+
+class Renewer:
+    """Renews one holding of lock ``key`` on the process's scheduler until it is lost or ended.
 
     ``mutex`` guards the keeper behind ``renewal`` (it is shared with the lock);
     it is never held during a backend call or a callback. ``renew`` performs a
     ``Renew`` action (the store call alone); ``report(token, started_at,
     outcome)`` then tells the lock's listeners about it, unless the renewer was
-    stopped meanwhile. If the holding is lost, ``record_loss`` records it (no
-    user code; ``False`` if it was no longer the lock's latest holding) and
-    ``report_loss`` runs the user callbacks, once, in this thread.
+    stopped meanwhile; it runs on a callback thread when ``has_listeners()``
+    says user code will see it, else on the worker. If the holding is lost,
+    ``record_loss`` records it (no user code; ``False`` if it was no longer the
+    lock's latest holding) and ``report_loss`` runs the user callbacks, once,
+    on a callback thread.
     """
 
     def __init__(
@@ -72,6 +102,7 @@ class Renewer:
         report: ReportCall,
         record_loss: Callable[[Lost], bool],
         report_loss: Callable[[Lost], None],
+        has_listeners: Callable[[], bool] = lambda: True,
     ) -> None:
         self._key = key
         self._clock = clock
@@ -80,26 +111,32 @@ class Renewer:
         self._report = report
         self._record_loss = record_loss
         self._report_loss = report_loss
-        self._wakeup = threading.Event()
+        self._has_listeners = has_listeners
         self._state = threading.Condition()
         self._control = StopControl()
+        self._phase = _Phase.NEW
         self._parked_until: float | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"mongoelector-renew-{key}", daemon=True
-        )
+        self._entry: scheduler.Entry | None = None
 
     @property
     def name(self) -> str:
-        return self._thread.name
+        return f"mongoelector-renew-{self._key}"
 
     def start(self) -> None:
+        """Begin renewing: the first wait is decided at once, anything else goes to a worker."""
         with _running_guard:
             _running.add(self)
-        self._thread.start()
+        step = self._rules.next_step()
+        if isinstance(step, SleepUntil):
+            self._park(step.until)
+            return
+        with self._state:
+            self._phase = _Phase.QUEUED
+        scheduler.submit(lambda: self._run_queued(step))
 
     @property
     def ended(self) -> bool:
-        """True once the thread has finished its last step (it may still be exiting)."""
+        """True once the renewer has finished its last step."""
         with self._state:
             return self._control.done
 
@@ -107,124 +144,200 @@ class Renewer:
         """Stop renewing: no store call of this renewer is in flight or starts after it returns.
 
         Waits for an in-flight renew (its reply is then ignored) and for the
-        recording of a loss the thread found, never for a user callback: if
-        the thread runs one, it is left to finish it and then ends. Otherwise
-        the thread has ended when this returns. Called from the thread itself
-        (from a callback), it only asks.
+        recording of a loss the renewer found, never for a user callback:
+        if it runs (or is about to run) one, it is left to finish it and then
+        ends. Otherwise the renewer has ended when this returns. Called from
+        the renewer's own callback, it only asks.
         """
         with self._state:
             self._control.request_stop()
-        self._wakeup.set()
-        if self._thread is threading.current_thread() or self._thread.ident is None:
-            return
-        with self._state:
+            if self._phase in (_Phase.NEW, _Phase.PARKED, _Phase.QUEUED):
+                entry, self._entry = self._entry, None
+                if entry is not None:
+                    scheduler.cancel(entry)
+                self._finish_locked()
+                return
             self._state.wait_for(self._control.settled)
-            done = self._control.done
-        if done:
-            self._join()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until the thread has caught up with the clock, or has ended.
+        """Block until the renewer has caught up with the clock, or has ended.
 
-        Caught up means asleep until a deadline the clock has not reached yet,
-        with no wake-up pending. Returns ``False`` if ``timeout`` (real
-        seconds) passed first. When the thread has ended, returns only after
-        it has exited.
+        Caught up means waiting for a time the clock has not reached yet.
+        Returns ``False`` if ``timeout`` (real seconds) passed first.
         """
         with self._state:
-            idle = self._state.wait_for(self._is_idle, timeout)
-            done = self._control.done
-        if idle and done:
-            self._join()
-        return idle
+            return self._state.wait_for(self._is_idle, timeout)
 
     def _is_idle(self) -> bool:
         if self._control.done:
             return True
         return (
-            self._parked_until is not None
+            self._phase is _Phase.PARKED
+            and self._parked_until is not None
             and self._parked_until > self._clock.monotonic()
-            and not self._wakeup.is_set()
         )
 
-    def _join(self) -> None:
-        if self._thread is not threading.current_thread() and self._thread.ident is not None:
-            self._thread.join()
+    # --- the steps, on the scheduler's threads -----------------------------------------
 
-    # --- the thread -------------------------------------------------------------------
+    def _step(self, first: RenewalStep | None = None) -> None:
+        """On a worker: decide, renew, and go on until a wait, callbacks or the end.
 
-    def _run(self) -> None:
+        ``first`` is a step already decided (it must be carried out: a
+        ``Lost`` is reported by the rules only once).
+        """
         try:
-            self._loop()
+            self._steps(first)
         except BaseException:
             logger.exception("renewer of lock %r crashed; the holding will lapse", self._key)
-            raise
-        finally:
-            with _running_guard:
-                _running.discard(self)
-            with self._state:
-                self._control.finish()
-                self._state.notify_all()
+            self._finish()
 
-    def _loop(self) -> None:
-        while self._may_go_on():
-            step = self._rules.next_step()
+    def _steps(self, first: RenewalStep | None) -> None:
+        while True:
+            if not self._may_go_on():
+                return
+            step, first = first if first is not None else self._rules.next_step(), None
             if isinstance(step, Ended):
+                self._finish()
                 return
             if isinstance(step, Lost):
                 self._lost(step)
                 return
             if isinstance(step, SleepUntil):
-                self._sleep_until(step.until)
-                continue
+                self._park(step.until)
+                return
             if not self._may_go_on():
                 return
             started_at = self._clock.monotonic()
             outcome = self._renew(step)
             if not self._may_go_on():
                 return  # stopped meanwhile: the reply is ignored
-            if not self._in_callbacks(self._report, step.token, started_at, outcome):
+            if self._has_listeners():
+                self._to_callbacks(self._reported, step, started_at, outcome)
                 return
+            self._report(step.token, started_at, outcome)  # logging only: no user code
             lost = self._rules.renewed(step, started_at, outcome)
             if lost is not None:
                 self._lost(lost)
                 return
 
-    def _may_go_on(self) -> bool:
+    def _reported(
+        self, step: Renew, started_at: float, outcome: LeaseRecord | Failure | None
+    ) -> None:
+        """On a callback thread: tell the listeners about a renew, then go on."""
+        if not self._may_go_on():
+            return  # stopped before the listeners were told: the reply is ignored
+        if not self._in_callbacks(self._report, step.token, started_at, outcome):
+            return
+        lost = self._rules.renewed(step, started_at, outcome)
+        if lost is not None:
+            if self._record_loss(lost):
+                self._in_callbacks(self._report_loss, lost)
+            self._finish()
+            return
         with self._state:
-            return self._control.may_go_on()
+            if not self._control.may_go_on():
+                self._finish_locked()
+                return
+            self._phase = _Phase.QUEUED
+            self._state.notify_all()
+        scheduler.submit(self._run_queued)
+
+    def _may_go_on(self) -> bool:
+        """On a worker: ``False`` (and the renewer ended) once stopped."""
+        with self._state:
+            if self._control.may_go_on():
+                return True
+            self._finish_locked()
+            return False
 
     def _lost(self, lost: Lost) -> None:
         if self._record_loss(lost):
-            self._in_callbacks(self._report_loss, lost)
+            self._to_callbacks(self._report_lost, lost)
+        else:
+            self._finish()
+
+    def _report_lost(self, lost: Lost) -> None:
+        self._in_callbacks(self._report_loss, lost)
+        self._finish()
+
+    def _to_callbacks(self, then: Callable[..., None], *args: object) -> None:
+        """Hand the renewer to a callback thread: from now on a stop need not wait for it."""
+        with self._state:
+            self._control.enter_callbacks()
+            self._phase = _Phase.CALLBACKS
+            self._state.notify_all()
+        scheduler.submit_callback(lambda: self._on_callback_thread(then, *args))
+
+    def _on_callback_thread(self, then: Callable[..., None], *args: object) -> None:
+        try:
+            then(*args)
+        except BaseException:
+            logger.exception("renewer of lock %r crashed; the holding will lapse", self._key)
+            self._finish()
 
     def _in_callbacks(self, callbacks: Callable[..., None], *args: object) -> bool:
         """Run user code (a stop does not wait for it); whether to go on afterwards."""
         with self._state:
             self._control.enter_callbacks()
+            self._phase = _Phase.CALLBACKS
             self._state.notify_all()
         try:
             callbacks(*args)
         finally:
             with self._state:
                 go_on = self._control.leave_callbacks()
+                if go_on:
+                    self._phase = _Phase.WORKING
+                else:
+                    self._finish_locked()
                 self._state.notify_all()
         return go_on
 
-    def _sleep_until(self, deadline: float) -> None:
+    def _park(self, deadline: float) -> None:
+        """Wait in the scheduler until the clock reaches ``deadline``."""
         with self._state:
+            if not self._control.may_go_on():
+                self._finish_locked()
+                return
+            self._phase = _Phase.PARKED
             self._parked_until = deadline
+            self._entry = scheduler.call_at(self._clock, deadline, self._due)
             self._state.notify_all()
-        try:
-            self._clock.wait_until(deadline, self._wakeup)
-        finally:
-            self._wakeup.clear()
-            with self._state:
-                self._parked_until = None
-                self._state.notify_all()
+
+    def _due(self) -> None:
+        """In the timer thread: the deadline came; queue the next step for a worker."""
+        with self._state:
+            if self._phase is not _Phase.PARKED:
+                return
+            self._phase = _Phase.QUEUED
+            self._parked_until = None
+            self._entry = None
+            self._state.notify_all()
+        scheduler.submit(self._run_queued)
+
+    def _run_queued(self, first: RenewalStep | None = None) -> None:
+        with self._state:
+            if self._phase is not _Phase.QUEUED:
+                return  # stopped while queued
+            self._phase = _Phase.WORKING
+        self._step(first)
+
+    def _finish(self) -> None:
+        with self._state:
+            self._finish_locked()
+
+    def _finish_locked(self) -> None:
+        if self._phase is _Phase.DONE:
+            return
+        self._phase = _Phase.DONE
+        self._parked_until = None
+        self._control.finish()
+        self._state.notify_all()
+        with _running_guard:
+            _running.discard(self)
 
     def __repr__(self) -> str:
         return (
             f"Renewer(key={self._key!r}, token={self._rules.renewal.token}, "
-            f"done={self._control.done})"
+            f"phase={self._phase.value})"
         )

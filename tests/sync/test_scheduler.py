@@ -1,0 +1,228 @@
+"""Auto-renewed locks share the process's scheduler: a few threads, whatever their number.
+
+Every assertion counts (threads, renew calls, scheduled wake-ups, callbacks);
+none measures time. Virtual time moves only when a test advances the
+FakeClock; ``GUARD`` real seconds only bound waits that a broken build would
+never finish.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mongoelector import Lock
+from mongoelector._sync import scheduler
+from mongoelector._sync.renewer import running
+from mongoelector.backends import LeaseRecord, MemoryBackend
+from mongoelector.monitoring import EventListener, RenewedEvent
+from mongoelector.testing import FakeClock
+from tests.fakes import wait_for
+
+GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
+TTL = 15.0  # renew deadline 10 s, renewals every 2 s
+#: Threads the scheduler may add to a process, whatever the number of holdings: one timer
+#: for the clock, the workers, and one callback thread.
+EXTRA_THREADS = 4
+
+
+class CountingBackend(MemoryBackend):
+    """A MemoryBackend that counts renew calls per key and can hold one key's renewals."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.renews: Counter[str] = Counter()
+        self.hold: str | None = None  # renewals of this key wait for ``let_go``
+        self.held = threading.Event()
+        self.let_go = threading.Event()
+        self._count = threading.Lock()
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        with self._count:
+            self.renews[key] += 1
+        if key == self.hold:
+            self.held.set()
+            self.let_go.wait(GUARD)
+        return super().renew(key, owner, token, ttl)
+
+
+@pytest.fixture
+def store(clock: FakeClock) -> Iterator[CountingBackend]:
+    backend = CountingBackend(clock)
+    yield backend
+    backend.let_go.set()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(clock: FakeClock, store: CountingBackend) -> Iterator[None]:
+    yield
+    store.let_go.set()
+    for lock in _made:  # a failed test must not leave renewers to the next ones
+        lock.release()
+    _made.clear()
+    assert wait_for(lambda: [r for r in running() if r._clock is clock] == [], limit=GUARD)
+    assert scheduler.scheduled(clock) == 0
+
+
+_made: list[Lock] = []
+
+
+def auto_lock(key: str, store: CountingBackend, clock: FakeClock, **options: Any) -> Lock:
+    """An auto-renewed lock, released at the end of the test whatever happens."""
+    lock = Lock(key, store, ttl=TTL, clock=clock, auto_renew=True, **options)
+    _made.append(lock)
+    return lock
+
+
+def advance(clock: FakeClock, seconds: float, locks: list[Lock]) -> None:
+    """Move the clock one second at a time; after each, wait until every renewer caught up."""
+    for _ in range(int(seconds)):
+        clock.advance(1.0)
+        for lock in locks:
+            assert lock.wait_idle(GUARD)
+
+
+class TestManyLocks:
+    def test_1000_locks_are_renewed_on_at_most_4_more_threads(
+        self, clock: FakeClock, store: CountingBackend
+    ) -> None:
+        before = threading.active_count()
+        locks = [auto_lock(f"job-{i}", store, clock) for i in range(1000)]
+        for lock in locks:
+            lock.acquire()
+        tokens = [lock.token for lock in locks]
+        most = threading.active_count()
+        for _ in range(5):  # 5 renew periods of 2 s
+            advance(clock, 2, locks)
+            most = max(most, threading.active_count())
+        assert most - before <= EXTRA_THREADS
+        assert [lock.ensure() for lock in locks] == tokens  # every lock still holds
+        assert store.renews == Counter({lock.key: 5 for lock in locks})  # one per period
+        assert len(running()) == 1000
+        assert scheduler.scheduled(clock) == 1000  # one wake-up each, nothing else
+        for lock in locks:
+            assert lock.release()
+        assert running() == []
+        assert scheduler.scheduled(clock) == 0  # released holdings leave nothing scheduled
+        advance(clock, 3 * TTL, locks)
+        assert sum(store.renews.values()) == 5 * 1000  # nothing renewed after release
+        assert not any(lock.lost.is_set() for lock in locks)
+
+    def test_the_timer_of_a_clock_with_nothing_scheduled_ends(
+        self, clock: FakeClock, store: CountingBackend
+    ) -> None:
+        lock = auto_lock("job", store, clock)
+        lock.acquire()
+        lock.release()
+        # LINGER real seconds later the clock's timer thread has gone (a second clock's
+        # would start anew on its first lock).
+        assert wait_for(lambda: clock not in [t.clock for t in scheduler._timers.values()])
+
+
+class Blocker:
+    """A callback that blocks its callback thread until ``let_go`` is set."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.let_go = threading.Event()
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self.entered.set()
+        self.let_go.wait(GUARD)
+
+
+class BlockingListener(EventListener):
+    def __init__(self) -> None:
+        self.blocker = Blocker()
+
+    def renewed(self, event: RenewedEvent) -> None:
+        self.blocker()
+
+
+class TestABlockedHoldingDelaysNoOther:
+    def test_a_blocking_on_lost_delays_no_renewal_and_no_other_loss(
+        self, clock: FakeClock, store: CountingBackend
+    ) -> None:
+        blocker = Blocker()
+        stuck = auto_lock("stuck", store, clock, on_lost=blocker)
+        others = [auto_lock(f"job-{i}", store, clock) for i in range(10)]
+        second_lost = Blocker()
+        second_lost.let_go.set()  # returns at once
+        second = auto_lock("second", store, clock, on_lost=second_lost)
+        for lock in (stuck, *others, second):
+            lock.acquire()
+        store.delete("stuck")
+        clock.advance(2.0)  # the next renewal of "stuck" finds it gone: on_lost blocks
+        assert blocker.entered.wait(GUARD)
+        assert stuck.lost.is_set()
+        for lock in others:
+            assert lock.wait_idle(GUARD)
+        before = {lock.key: store.renews[lock.key] for lock in others}
+        advance(clock, 6, others)  # three more periods while on_lost still blocks
+        assert not blocker.let_go.is_set() and blocker.calls == 1
+        assert {lock.key: store.renews[lock.key] - before[lock.key] for lock in others} == {
+            lock.key: 3 for lock in others
+        }
+        assert all(lock.ensure() for lock in others)
+        # Another holding's loss is recorded on time and its on_lost runs meanwhile too.
+        store.delete("second")
+        clock.advance(2.0)
+        assert wait_for(second.lost.is_set, limit=GUARD)
+        assert second.wait_idle(GUARD)  # its on_lost returned: no waiting for "stuck"'s
+        assert second_lost.calls == 1
+        assert not stuck.wait_idle(0.0)  # still inside its own on_lost
+        blocker.let_go.set()
+        assert stuck.wait_idle(GUARD)
+        assert blocker.calls == 1
+        for lock in others:
+            lock.release()
+
+    def test_a_blocking_listener_delays_only_its_own_lock(
+        self, clock: FakeClock, store: CountingBackend
+    ) -> None:
+        listener = BlockingListener()
+        stuck = auto_lock("stuck", store, clock, event_listeners=[listener])
+        others = [auto_lock(f"job-{i}", store, clock) for i in range(10)]
+        for lock in (stuck, *others):
+            lock.acquire()
+        clock.advance(2.0)
+        assert listener.blocker.entered.wait(GUARD)  # told of its first renewal: blocks
+        for lock in others:
+            assert lock.wait_idle(GUARD)
+        advance(clock, 6, others)
+        assert [store.renews[lock.key] for lock in others] == [4] * 10
+        assert store.renews["stuck"] == 1  # its own next renewal waits, as it always has
+        released = threading.Thread(target=stuck.release)
+        released.start()  # release() does not wait for the listener
+        released.join(GUARD)
+        assert not released.is_alive()
+        listener.blocker.let_go.set()
+        assert stuck.wait_idle(GUARD)
+        assert store.renews["stuck"] == 1
+        for lock in others:
+            lock.release()
+
+    def test_a_hung_store_call_of_one_lock_leaves_the_other_worker_to_the_rest(
+        self, clock: FakeClock, store: CountingBackend
+    ) -> None:
+        store.hold = "stuck"
+        stuck = auto_lock("stuck", store, clock)
+        others = [auto_lock(f"job-{i}", store, clock) for i in range(10)]
+        for lock in (stuck, *others):
+            lock.acquire()
+        clock.advance(2.0)
+        assert store.held.wait(GUARD)  # one worker waits inside the store for "stuck"
+        for lock in others:
+            assert lock.wait_idle(GUARD)
+        advance(clock, 6, others)
+        assert [store.renews[lock.key] for lock in others] == [4] * 10
+        store.let_go.set()
+        assert stuck.wait_idle(GUARD)
+        for lock in (stuck, *others):
+            assert lock.release()

@@ -80,12 +80,13 @@ def _check_range(
 
 
 def check_seconds(
-    value: Any, *, name: str, least: float | None = None, most: float | None = None
+    value: Any, *, name: str, least: float | None = None, most: float | None = MAX_SECONDS
 ) -> float:
-    """Return ``value`` as float seconds if it is a finite number greater than zero.
+    """Return ``value`` as float seconds if it is a finite number greater than zero and
+    at most ``most`` (default :data:`MAX_SECONDS`, 365 days; ``None``: no bound).
 
-    With ``least`` or ``most``, it must also lie within them (inclusive); the
-    ``ValueError`` names the bad value and the bound.
+    With ``least``, it must also be at least that. The ``ValueError`` names the
+    bad value and the bound.
     """
     seconds = _check_number(value, name)
     if seconds <= 0:

@@ -221,21 +221,3 @@ def test_bad_settings_are_rejected(path: Path) -> None:
 
 def test_repr_names_the_file_and_clock(backend: SQLiteBackend, path: Path) -> None:
     assert repr(backend) == f"SQLiteBackend({str(path)!r}, clock={backend.clock!r})"
-
-
-def test_keys_lists_every_leased_key_and_every_key_with_live_reports(
-    backend: SQLiteBackend, clock: FakeClock
-) -> None:
-    assert backend.keys() == []
-    backend.compare_and_set(request("alice", key="zeta"))
-    backend.compare_and_set(request("bob", key="alpha"))
-    backend.release("alpha", "bob")
-    backend.report_member(
-        MemberRecord(key="reports-only", uuid="u", host="h", pid=1, is_leader=False,
-                     elector_running=True, ttl=10)
-    )  # fmt: skip
-
-    assert backend.keys() == ["alpha", "reports-only", "zeta"]  # released leases stay listed
-
-    clock.advance(11)  # the report lapses; the expired lease record stays
-    assert backend.keys() == ["alpha", "zeta"]

@@ -6,7 +6,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from mongoelector._validation import check_key, check_owner
+from mongoelector._validation import check_key, check_owner, check_seconds
 from mongoelector.backends.protocol import (
     Capability,
     CasResult,
@@ -14,7 +14,7 @@ from mongoelector.backends.protocol import (
     LeaseRequest,
     MemberRecord,
 )
-from mongoelector.backends.validation import check_member, check_request, check_ttl
+from mongoelector.backends.validation import check_member, check_request
 from mongoelector.clock import Clock, SystemClock
 
 __all__ = ["MemoryBackend"]
@@ -72,7 +72,7 @@ class MemoryBackend:
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         check_key(key)
         check_owner(owner)
-        seconds = check_ttl(ttl)
+        seconds = check_seconds(ttl, name="ttl")
         with self._mutex:
             current = self._records.get(key)
             if current is None or current.owner != owner or current.token != token:

@@ -8,8 +8,8 @@ store: a rejected call must change nothing.
 
 from __future__ import annotations
 
-from mongoelector._validation import MAX_SECONDS, check_seconds
 from mongoelector._validation import check_key as _check_key
+from mongoelector._validation import check_seconds
 from mongoelector.backends.protocol import LeaseRequest, MemberRecord
 
 __all__ = ["check_key", "check_member", "check_owner", "check_request", "check_ttl"]
@@ -30,10 +30,8 @@ def check_owner(owner: object, *, name: str = "owner") -> str:
 
 
 def check_ttl(ttl: object, *, name: str = "ttl") -> float:
-    """Return ``ttl`` as float seconds if it is a finite number greater than zero and at
-    most :data:`~mongoelector.timing.MAX_SECONDS` (365 days: later expiry times would
-    come near the end of ``datetime``)."""
-    return check_seconds(ttl, name=name, most=MAX_SECONDS)
+    """Return ``ttl`` as float seconds if it is a finite number greater than zero."""
+    return check_seconds(ttl, name=name)
 
 
 def check_request(request: object) -> LeaseRequest:

@@ -5,9 +5,40 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_key", "check_non_negative_seconds", "check_owner", "check_seconds"]
+__all__ = [
+    "MAX_SECONDS",
+    "MIN_PERIOD",
+    "MIN_RENEW_DEADLINE",
+    "MIN_TTL",
+    "check_key",
+    "check_non_negative_seconds",
+    "check_owner",
+    "check_seconds",
+]
 
 MAX_KEY_LENGTH = 1024
+
+# The bounds of every duration a user sets (re-exported, with their reasons, by
+# ``mongoelector.timing``; ``docs/api.md`` lists them).
+
+#: The longest duration any setting may have: 365 days. Lease times are
+#: ``datetime`` values (``datetime`` ends at year 9999, MongoDB dates at a
+#: 64-bit count of milliseconds) and waits are bounded by
+#: ``threading.TIMEOUT_MAX`` (about 292 years on 64-bit Linux); a year stays
+#: far inside all of them, and is longer than anyone means a crashed holder
+#: to block a key.
+MAX_SECONDS = 365 * 24 * 3600.0
+#: The shortest lease ``ttl``: 0.1 s. Stores keep times in milliseconds
+#: (MongoDB) and a holder must fit an acquire round trip, a renew deadline and
+#: at least one retry into one ttl; below this, round trips alone outlast the
+#: lease, and an elector never leads.
+MIN_TTL = 0.1
+#: The shortest ``renew_deadline``: 0.05 s (a holding is trusted only this long
+#: after a write is sent, so a shorter one is spent before the reply arrives).
+MIN_RENEW_DEADLINE = 0.05
+#: The shortest pause (``retry_period``, ``follower_poll``, an acquire's
+#: ``step``): 1 ms, the resolution of stored times; a shorter one only spins.
+MIN_PERIOD = 0.001
 
 
 def check_key(key: object, *, name: str = "key") -> str:
@@ -36,17 +67,37 @@ def _check_number(value: Any, name: str) -> float:
     return float(value)
 
 
-def check_seconds(value: Any, *, name: str) -> float:
-    """Return ``value`` as float seconds if it is a finite number greater than zero."""
+def _check_range(
+    seconds: float, value: Any, name: str, least: float | None, most: float | None
+) -> float:
+    if least is not None and seconds < least:
+        raise ValueError(f"{name} must be at least {least:g} seconds, got {value!r}")
+    if most is not None and seconds > most:
+        raise ValueError(
+            f"{name} must be at most {most:.0f} seconds ({most / 86400:g} days), got {value!r}"
+        )
+    return seconds
+
+
+def check_seconds(
+    value: Any, *, name: str, least: float | None = None, most: float | None = MAX_SECONDS
+) -> float:
+    """Return ``value`` as float seconds if it is a finite number greater than zero and
+    at most ``most`` (default :data:`MAX_SECONDS`, 365 days; ``None``: no bound).
+
+    With ``least``, it must also be at least that. The ``ValueError`` names the
+    bad value and the bound.
+    """
     seconds = _check_number(value, name)
     if seconds <= 0:
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-    return seconds
+    return _check_range(seconds, value, name, least, most)
 
 
-def check_non_negative_seconds(value: Any, *, name: str) -> float:
-    """Return ``value`` as float seconds if it is a finite number, zero or more."""
+def check_non_negative_seconds(value: Any, *, name: str, most: float | None = None) -> float:
+    """Return ``value`` as float seconds if it is a finite number, zero or more (and at
+    most ``most`` when given)."""
     seconds = _check_number(value, name)
     if seconds < 0:
         raise ValueError(f"{name} must not be negative, got {value!r}")
-    return seconds
+    return _check_range(seconds, value, name, None, most)

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from mongoelector._sync.elector import LeaderElector
 from mongoelector.backends.protocol import (
@@ -20,54 +20,59 @@ from mongoelector.backends.protocol import (
 )
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.core.events import LeaderInfo
-from mongoelector.errors import BackendUnavailable
+from mongoelector.errors import BackendError, BackendUnavailable
 from mongoelector.picture.recorder import LiveRecorder
 
 __all__ = ["DemoSettings", "Severable", "demo_recorder", "run_demo"]
+
+T = TypeVar("T")
 
 
 class Severable:
     """A link from one node to a backend that can be cut, as when a node crashes.
 
     While cut, every call raises :class:`BackendUnavailable` without reaching the store.
+    Errors the store itself raises are appended to ``errors`` when given.
     """
 
-    def __init__(self, backend: StorageBackend) -> None:
+    def __init__(self, backend: StorageBackend, errors: list[BackendError] | None = None) -> None:
         self._backend = backend
         self._cut = threading.Event()
+        self._errors = errors
 
     def cut(self) -> None:
         self._cut.set()
 
-    def _check(self) -> None:
+    def _through(self, call: Callable[[], T]) -> T:
         if self._cut.is_set():
             raise BackendUnavailable("link to the store is cut")
+        try:
+            return call()
+        except BackendError as error:
+            if self._errors is not None:
+                self._errors.append(error)
+            raise
 
     @property
     def capabilities(self) -> frozenset[Capability]:
         return frozenset()
 
     def server_time(self) -> datetime:
-        self._check()
-        return self._backend.server_time()
+        return self._through(self._backend.server_time)
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
-        self._check()
-        return self._backend.compare_and_set(request, force=force)
+        return self._through(lambda: self._backend.compare_and_set(request, force=force))
 
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
-        self._check()
-        return self._backend.renew(key, owner, token, ttl)
+        return self._through(lambda: self._backend.renew(key, owner, token, ttl))
 
     def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
     ) -> bool:
-        self._check()
-        return self._backend.release(key, owner, token=token, force=force)
+        return self._through(lambda: self._backend.release(key, owner, token=token, force=force))
 
     def get(self, key: str) -> LeaseRecord | None:
-        self._check()
-        return self._backend.get(key)
+        return self._through(lambda: self._backend.get(key))
 
 
 #: Real time the demo allows beyond a bound for threads that wake late.
@@ -159,6 +164,7 @@ def _make_electors(
     timeline: _Timeline,
     names: dict[str, str],
     recorder: LiveRecorder | None,
+    store_errors: list[BackendError] | None = None,
 ) -> tuple[list[Severable], list[LeaderElector]]:
     links: list[Severable] = []
     electors: list[LeaderElector] = []
@@ -175,7 +181,7 @@ def _make_electors(
 
     for index in range(settings.nodes):
         name = f"node-{index + 1}"
-        link = Severable(backend)
+        link = Severable(backend, store_errors)
         elector = LeaderElector(
             key,
             link,
@@ -213,8 +219,12 @@ def run_demo(
     clock: Clock | None = None,
     key: str = "demo-scheduler",
     recorder: LiveRecorder | None = None,
+    store_errors: list[BackendError] | None = None,
 ) -> bool:
     """Run the demo scenario on ``backend``, printing a timeline to ``out``.
+
+    Every error the store raises (not the simulated crash) is appended to
+    ``store_errors`` if given, so that a caller can tell why a step failed.
 
     Returns ``True`` if every step happened: a leader was elected, replaced
     after its crash by another node with a greater token, and replaced again
@@ -231,7 +241,9 @@ def run_demo(
     clock = clock or SystemClock()
     timeline = _Timeline(clock, out)
     names: dict[str, str] = {}
-    links, electors = _make_electors(backend, key, settings, clock, timeline, names, recorder)
+    links, electors = _make_electors(
+        backend, key, settings, clock, timeline, names, recorder, store_errors
+    )
 
     def leader() -> LeaderElector | None:
         leaders = [e for e in electors if e.is_leader]

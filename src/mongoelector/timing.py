@@ -12,16 +12,35 @@ clock-rate error and the server-time uncertainty, still falls before expiry::
 :class:`LeaseTiming` refuses settings that break this, and also requires
 ``retry_period < renew_deadline`` so that a holder gets at least one retry
 before it must step down.
+
+Every duration is also bounded, so that no setting overflows a date or a wait
+or makes a lease that round trips outlast: ``ttl`` from :data:`MIN_TTL` (0.1 s),
+``renew_deadline`` from :data:`MIN_RENEW_DEADLINE` (0.05 s), ``retry_period``,
+``follower_poll`` and an acquire's ``step`` from :data:`MIN_PERIOD` (1 ms), and
+all of them (and an acquire's or a wait's ``timeout``) to at most
+:data:`MAX_SECONDS` (365 days). A value outside is a ``ValueError`` naming it
+and the bound.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mongoelector._validation import check_non_negative_seconds, check_seconds
+from mongoelector._validation import (
+    MAX_SECONDS,
+    MIN_PERIOD,
+    MIN_RENEW_DEADLINE,
+    MIN_TTL,
+    check_non_negative_seconds,
+    check_seconds,
+)
 
 __all__ = [
     "DEFAULT_MAX_DRIFT",
+    "MAX_SECONDS",
+    "MIN_PERIOD",
+    "MIN_RENEW_DEADLINE",
+    "MIN_TTL",
     "RENEW_DEADLINE_FRACTION",
     "RETRY_PERIOD_FRACTION",
     "LeaseTiming",
@@ -65,13 +84,17 @@ class LeaseTiming:
         return self.follower_poll if self.follower_poll is not None else self.retry_period
 
     def __post_init__(self) -> None:
-        check_seconds(self.ttl, name="ttl")
-        check_seconds(self.renew_deadline, name="renew_deadline")
-        check_seconds(self.retry_period, name="retry_period")
+        check_seconds(self.ttl, name="ttl", least=MIN_TTL, most=MAX_SECONDS)
+        check_seconds(
+            self.renew_deadline, name="renew_deadline", least=MIN_RENEW_DEADLINE, most=MAX_SECONDS
+        )
+        check_seconds(self.retry_period, name="retry_period", least=MIN_PERIOD, most=MAX_SECONDS)
         check_non_negative_seconds(self.max_drift, name="max_drift")
         check_non_negative_seconds(self.time_uncertainty, name="time_uncertainty")
         if self.follower_poll is not None:
-            check_seconds(self.follower_poll, name="follower_poll")
+            check_seconds(
+                self.follower_poll, name="follower_poll", least=MIN_PERIOD, most=MAX_SECONDS
+            )
         if self.max_drift >= 1:
             raise ValueError(f"max_drift must be below 1, got {self.max_drift!r}")
         if self.renew_deadline >= self.ttl:
@@ -108,7 +131,7 @@ class LeaseTiming:
 
         The derived values keep the proportions of the defaults (15 / 10 / 2 s).
         """
-        ttl = check_seconds(ttl, name="ttl")
+        ttl = check_seconds(ttl, name="ttl", least=MIN_TTL, most=MAX_SECONDS)
         if renew_deadline is None:
             renew_deadline = ttl * RENEW_DEADLINE_FRACTION
         if retry_period is None:

@@ -11,7 +11,9 @@ import pytest
 import mongoelector.cli.demo as demo_command
 from mongoelector.backends import MemoryBackend, MongoBackend
 from mongoelector.cli import main
-from mongoelector.demo import DemoSettings, demo_recorder, run_demo
+from mongoelector.cli.picture import check_writable
+from mongoelector.demo import DemoSettings, Severable, demo_recorder, run_demo
+from mongoelector.errors import BackendError, BackendUnavailable
 from mongoelector.picture import render_svg
 from tests.cli.stores import fresh_uri
 from tests.picture.svg_reading import read_svg
@@ -98,3 +100,86 @@ def test_the_recorded_demo_draws_three_terms_and_the_crash() -> None:
     assert [s.lane for s in timeline.spans] == [crashed.lane]
     drawn = read_svg(render_svg(timeline)).terms()
     assert sorted(drawn) == sorted((t.lane, t.token) for t in timeline.terms)
+
+
+class FailingDemo:
+    """Takes run_demo's place: the store fails every call, so no leader is elected."""
+
+    def __init__(self) -> None:
+        self.ran = False
+
+    def __call__(self, backend: Any, out: Any, **options: Any) -> bool:
+        self.ran = True
+        options["store_errors"].append(BackendUnavailable("disk I/O error on demo.sqlite"))
+        out.write("  t=  6.00s  demo     no leader was elected\n")
+        return False
+
+
+def test_a_store_error_that_stops_the_demo_is_reported_with_its_cause_without_v(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failing = FailingDemo()
+    monkeypatch.setattr(demo_command, "run_demo", failing)
+
+    assert main(["demo"]) == 1
+
+    captured = capsys.readouterr()
+    assert failing.ran and "no leader was elected" in captured.out
+    assert "mongoelector demo: error: the demo did not complete" in captured.err
+    assert "disk I/O error on demo.sqlite" in captured.err
+
+
+def test_a_sqlite_path_that_cannot_be_opened_fails_before_the_demo(
+    stand_in: DemoStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "missing" / "x.sqlite"
+
+    assert main(["demo", "--sqlite", str(path)]) == 3
+
+    assert stand_in.calls == []
+    assert f"cannot open SQLite file {str(path)!r}: no such directory" in capsys.readouterr().err
+
+
+def test_a_sqlite_file_that_is_not_a_database_fails_before_the_demo(
+    stand_in: DemoStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("just words " * 200)
+
+    assert main(["demo", "--sqlite", str(path)]) == 3
+
+    assert stand_in.calls == []
+    assert "file is not a database" in capsys.readouterr().err
+
+
+def test_an_unwritable_svg_path_fails_before_the_demo_runs(
+    stand_in: DemoStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--svg", str(tmp_path / "missing" / "demo.svg")]) == 2
+
+    assert stand_in.calls == []
+    assert "cannot write the picture to" in capsys.readouterr().err
+
+
+def test_checking_the_svg_path_leaves_no_file_behind(tmp_path: Path) -> None:
+    path = tmp_path / "demo.svg"
+    check_writable(path)
+    assert not path.exists()
+    path.write_text("kept")
+    check_writable(path)
+    assert path.read_text() == "kept"
+
+
+def test_the_demo_link_collects_the_stores_errors_but_not_its_own_cut() -> None:
+    class Down(MemoryBackend):
+        def get(self, key: str) -> Any:
+            raise BackendUnavailable("disk I/O error")
+
+    errors: list[BackendError] = []
+    link = Severable(Down(), errors)
+    with pytest.raises(BackendUnavailable):
+        link.get("k")
+    link.cut()
+    with pytest.raises(BackendUnavailable, match="cut"):
+        link.get("k")
+    assert [str(error) for error in errors] == ["disk I/O error"]

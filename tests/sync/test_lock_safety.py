@@ -173,7 +173,7 @@ def threads_inside_at_once(lock: Lock, threads: int = 8, rounds: int = 25) -> in
         nonlocal inside, most
         try:
             for _ in range(rounds):
-                lock.acquire(timeout=HANG_GUARD, step=0.0005)
+                lock.acquire(timeout=HANG_GUARD, step=0.001)
                 with mutex:
                     inside += 1
                     most = max(most, inside)

@@ -12,7 +12,7 @@ import math
 from typing import Any, Generic, TypeVar
 
 from mongoelector._common.elector_base import ElectorBase
-from mongoelector._validation import check_non_negative_seconds
+from mongoelector._validation import MAX_SECONDS, check_non_negative_seconds
 from mongoelector.core.events import LossReason
 from mongoelector.errors import AcquireTimeout, LockLost, NotLeader
 
@@ -27,8 +27,10 @@ __all__ = [
 
 
 def check_timeout(timeout: object) -> float | None:
-    """``timeout`` if it is ``None`` or a number of seconds, zero or more; else raise."""
-    return None if timeout is None else check_non_negative_seconds(timeout, name="timeout")
+    """``timeout`` if it is ``None`` or a number of seconds from zero to ``MAX_SECONDS``."""
+    if timeout is None:
+        return None
+    return check_non_negative_seconds(timeout, name="timeout", most=MAX_SECONDS)
 
 
 def entry_deadline(elector: ElectorBase[Any], timeout: float | None) -> float:

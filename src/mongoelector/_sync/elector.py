@@ -7,9 +7,10 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mongoelector._common.elector_base import ElectorBase
+from mongoelector._common.stores import sync_store
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import perform
 from mongoelector._sync.leadership import Leadership
@@ -18,13 +19,15 @@ from mongoelector.backends.protocol import (
     MemberRecord,
     MemberStatusBackend,
     StorageBackend,
-    require_backend,
 )
 from mongoelector.clock import Clock
 from mongoelector.core.elector_machine import Step
 from mongoelector.core.events import Action, LeaderInfo
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
 
 __all__ = ["LeaderElector"]
 
@@ -54,6 +57,13 @@ class LeaderElector(ElectorBase[StorageBackend]):
     crashed leader is replaced within ``ttl + retry_period`` and one that
     releases within ``retry_period``.
 
+    ``backend`` is a :class:`~mongoelector.backends.StorageBackend`, or a
+    pymongo ``Database`` (a mongomock one too), wrapped in
+    ``MongoBackend(db, clock=clock)`` with that backend's defaults (the lease
+    in ``mongolocker``, status reports in ``elector.leader_status``; the 1.x
+    ``MongoLeaderElector`` keeps its lease in ``elector.locks`` instead).
+    Anything else is a ``TypeError`` naming the methods it lacks.
+
     Callbacks: ``on_leader()`` and ``on_leader_loss()`` once per leadership
     term, ``on_new_leader(leader)`` with a
     :class:`~mongoelector.core.events.LeaderInfo` whenever a new term is
@@ -74,7 +84,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
     def __init__(
         self,
         key: str,
-        backend: StorageBackend,
+        backend: StorageBackend | Database[Any],
         *,
         ttl: float = 15,
         renew_deadline: float | None = None,
@@ -91,7 +101,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
     ) -> None:
         super().__init__(
             key,
-            require_backend(backend),
+            sync_store(backend, clock=clock),
             ttl=ttl,
             renew_deadline=renew_deadline,
             retry_period=retry_period,

@@ -7,13 +7,14 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mongoelector._common.lock_base import AcquireRun, LockBase
+from mongoelector._common.stores import sync_store
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
 from mongoelector._sync.renewer import Renewer
-from mongoelector.backends.protocol import LeaseRecord, StorageBackend, require_backend
+from mongoelector.backends.protocol import LeaseRecord, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.events import Renew
@@ -22,6 +23,9 @@ from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.core.renewal import Renewal
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
 
 __all__ = ["Lock"]
 
@@ -48,12 +52,18 @@ class Lock(LockBase[StorageBackend]):
     event listeners told about renewals); a callback that raises is logged.
     It may call this lock's methods, :meth:`release` never waits for it, and
     while it runs no other holding's renewal waits for it.
+
+    ``backend`` is a :class:`~mongoelector.backends.StorageBackend`, or a
+    pymongo ``Database`` (a mongomock one too), which is wrapped in
+    ``MongoBackend(db, clock=clock)`` with that backend's defaults (locks in
+    the ``mongolocker`` collection). Anything else is a ``TypeError`` naming
+    the methods it lacks; an ``AsyncDatabase`` is refused, naming ``AsyncLock``.
     """
 
     def __init__(
         self,
         key: str,
-        backend: StorageBackend,
+        backend: StorageBackend | Database[Any],
         *,
         ttl: float = 600,
         clock: Clock | None = None,
@@ -64,7 +74,7 @@ class Lock(LockBase[StorageBackend]):
     ) -> None:
         super().__init__(
             key,
-            require_backend(backend),
+            sync_store(backend, clock=clock),
             ttl=ttl,
             clock=clock,
             renew_deadline=renew_deadline,

@@ -7,16 +7,16 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mongoelector._common.elector_base import ElectorBase
+from mongoelector._common.stores import async_store
 from mongoelector.aio._glue import TaskLock, perform, run_callback
 from mongoelector.aio._time import wait_until
 from mongoelector.aio.leadership import AsyncLeadership
 from mongoelector.backends.async_protocol import (
     AsyncMemberStatusBackend,
     AsyncStorageBackend,
-    as_async_backend,
 )
 from mongoelector.backends.protocol import Capability, MemberRecord, StorageBackend
 from mongoelector.clock import Clock
@@ -24,6 +24,9 @@ from mongoelector.core.elector_machine import Step
 from mongoelector.core.events import Action, LeaderInfo
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
 
 __all__ = ["AsyncLeaderElector"]
 
@@ -60,7 +63,10 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     Same settings, timing and promises as ``LeaderElector``, and the same
     state machine. ``backend`` is an
     :class:`~mongoelector.backends.async_protocol.AsyncStorageBackend`, or a
-    sync backend that never blocks (``MemoryBackend``), called inline.
+    sync backend that never blocks (``MemoryBackend``), called inline, or an
+    ``AsyncDatabase``, wrapped in ``AsyncMongoBackend(db, clock=clock)`` with
+    its defaults (a sync ``Database`` is refused with ``TypeError``, as it would
+    block the event loop).
 
     The loop runs as an asyncio task. Callbacks may be plain functions or
     coroutine functions, which are awaited; they run one at a time, in the
@@ -82,7 +88,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     def __init__(
         self,
         key: str,
-        backend: AsyncStorageBackend | StorageBackend,
+        backend: AsyncStorageBackend | StorageBackend | AsyncDatabase[Any],
         *,
         ttl: float = 15,
         renew_deadline: float | None = None,
@@ -99,7 +105,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     ) -> None:
         super().__init__(
             key,
-            as_async_backend(backend),
+            async_store(backend, clock=clock),
             ttl=ttl,
             renew_deadline=renew_deadline,
             retry_period=retry_period,

@@ -9,14 +9,15 @@ import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.outcomes import Failure
+from mongoelector._common.stores import async_store
 from mongoelector.aio._glue import perform, run_callback
 from mongoelector.aio._time import sleep
 from mongoelector.aio.renewer import AsyncRenewer
-from mongoelector.backends.async_protocol import AsyncStorageBackend, as_async_backend
+from mongoelector.backends.async_protocol import AsyncStorageBackend
 from mongoelector.backends.protocol import LeaseRecord, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
@@ -26,6 +27,9 @@ from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.core.renewal import Lost, Renewal
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
+
+if TYPE_CHECKING:
+    from pymongo.asynchronous.database import AsyncDatabase
 
 __all__ = ["AsyncLock"]
 
@@ -39,7 +43,11 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     :meth:`ensure`, :attr:`valid_until` and :meth:`remaining`. ``backend`` is
     an :class:`~mongoelector.backends.async_protocol.AsyncStorageBackend`, or
     a sync backend that never blocks (``MemoryBackend``), whose calls then run
-    inline on the event loop. Waits between tries go through ``clock``: under
+    inline on the event loop, or an ``AsyncDatabase``
+    (``pymongo.AsyncMongoClient(uri)["app"]``), wrapped in
+    ``AsyncMongoBackend(db, clock=clock)`` with its defaults. A sync pymongo
+    ``Database`` (or mongomock's) is refused with ``TypeError``: its calls would
+    block the event loop. Waits between tries go through ``clock``: under
     a :class:`~mongoelector.testing.FakeClock` they advance it, as ``Lock``
     does.
 
@@ -64,7 +72,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     def __init__(
         self,
         key: str,
-        backend: AsyncStorageBackend | StorageBackend,
+        backend: AsyncStorageBackend | StorageBackend | AsyncDatabase[Any],
         *,
         ttl: float = 600,
         clock: Clock | None = None,
@@ -75,7 +83,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     ) -> None:
         super().__init__(
             key,
-            as_async_backend(backend),
+            async_store(backend, clock=clock),
             ttl=ttl,
             clock=clock,
             renew_deadline=renew_deadline,

@@ -345,6 +345,17 @@ class SQLiteBackend:
 
         return self._file.read(work)
 
+    def keys(self) -> list[str]:
+        """Every key with a lease record (held, expired or released) or a live member
+        report, sorted; one read. For tools that list what the file holds."""
+
+        def work(conn: sqlite3.Connection, now: HostInstant) -> list[str]:
+            keys = {row[0] for row in conn.execute("SELECT key FROM mongoelector_leases")}
+            keys.update(row.key for _, row in _select_members(conn, None) if row.live(now))
+            return sorted(keys)
+
+        return self._file.read(work)
+
     def close(self) -> None:
         """Close this process's connection; a later call opens a new one."""
         self._file.close()

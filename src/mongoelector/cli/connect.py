@@ -29,9 +29,11 @@ from pymongo.errors import (
 from mongoelector.cli.errors import CliError, ExitCode
 from mongoelector.cli.masking import mask_secrets
 
-__all__ = ["MONGOMOCK_SCHEME", "Connection", "mongomock_client", "open_database"]
+__all__ = ["MONGOMOCK_SCHEME", "SCHEMES", "Connection", "mongomock_client", "open_database"]
 
 MONGOMOCK_SCHEME = "mongomock://"
+#: Every URI scheme a command accepts.
+SCHEMES = ("mongodb://", "mongodb+srv://", MONGOMOCK_SCHEME)
 #: Server error codes that mean "you may not": authentication and authorization failures.
 _REFUSED_CODES = frozenset({13, 18})
 
@@ -82,6 +84,16 @@ def _uri_error(uri: str, error: Exception) -> CliError:
             ExitCode.UNREACHABLE,
         )
     return CliError(f"bad URI {mask_secrets(uri)}: {_short(error)}", ExitCode.USAGE)
+
+
+def _check_scheme(uri: str) -> None:
+    if not uri.startswith(SCHEMES):
+        accepted = ", ".join(f"'{scheme}'" for scheme in SCHEMES[:-1])
+        raise CliError(
+            f"bad URI {mask_secrets(uri)}: Invalid URI scheme: URI must begin with {accepted} "
+            f"or '{SCHEMES[-1]}' (for a SQLite file, use --sqlite FILE)",
+            ExitCode.USAGE,
+        )
 
 
 def _database_name(uri: str, given: str | None) -> str:
@@ -141,11 +153,13 @@ def _ping(database: Any, shown: str, timeout: float) -> None:
 def open_database(uri: str, database: str | None, *, timeout: float) -> Iterator[Connection]:
     """Connect to ``uri`` and yield its ``database`` (default: the URI's), checked reachable.
 
-    Raises :class:`CliError`: ``USAGE`` for a malformed URI or database name,
+    Raises :class:`CliError`: ``USAGE`` for a malformed URI (or one of a scheme
+    not in :data:`SCHEMES`) or database name,
     ``UNREACHABLE`` when no server answers within ``timeout`` seconds or the
     server refuses our credentials. The client is closed on exit.
     """
     shown = mask_secrets(uri)
+    _check_scheme(uri)
     name = _database_name(uri, database)
     client = _client(uri, timeout)
     try:

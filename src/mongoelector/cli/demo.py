@@ -12,14 +12,15 @@ from typing import TextIO
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.backends.mongo import MongoBackend
 from mongoelector.backends.protocol import StorageBackend
-from mongoelector.backends.sqlite import SQLiteBackend
 from mongoelector.cli.connect import open_database
 from mongoelector.cli.errors import CliError, ExitCode
 from mongoelector.cli.logs import quieted
 from mongoelector.cli.options import DEFAULT_TIMEOUT, positive_seconds
-from mongoelector.cli.picture import write_svg
+from mongoelector.cli.picture import check_writable, write_svg
+from mongoelector.cli.sqlite_store import open_sqlite
 from mongoelector.demo import DemoSettings, demo_recorder, run_demo
 from mongoelector.elector import LOCK_COLLECTION
+from mongoelector.errors import BackendError
 from mongoelector.picture.recorder import LiveRecorder
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
@@ -31,6 +32,11 @@ Three in-process electors elect a leader, replace it when it crashes, then
 hand over gracefully; prints a timeline with fencing tokens. Runs in memory,
 through a SQLite file (--sqlite), or against a MongoDB server (--uri/--db,
 leases in the elector.locks collection). --svg also draws the run.
+
+The store and the --svg path are checked before the demo starts: a file that
+cannot be opened or a server that cannot be reached stops it at once (exit 3,
+or 2 for the picture's path), with the reason. If a step fails and the store
+reported errors, the last of them is printed on stderr (exit 1).
 """
 
 
@@ -56,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def _backend(args: argparse.Namespace, settings: DemoSettings) -> Iterator[StorageBackend]:
     if args.sqlite is not None:
-        with SQLiteBackend(args.sqlite, busy_timeout=1.0) as backend:
+        with open_sqlite(args.sqlite, timeout=1.0, create=True) as backend:
             yield backend
     elif args.uri is not None:
         with open_database(args.uri, args.db, timeout=args.timeout) as connection:
@@ -74,11 +80,23 @@ def run(args: argparse.Namespace, out: TextIO) -> ExitCode:
     settings = DemoSettings()
     recorder: LiveRecorder | None = None
     if args.svg is not None:
+        check_writable(Path(args.svg))
         recorder = demo_recorder(settings)
     # The demo cuts a node off on purpose: its failing calls are news only with -v.
+    # Errors of the store itself are collected, and the last one is reported if a step fails.
     quiet = quieted(logging.ERROR) if args.verbose == 0 else contextlib.nullcontext()
-    with _backend(args, settings) as backend, quiet:
-        ok = run_demo(backend, out, settings=settings, recorder=recorder)
+    store_errors: list[BackendError] = []
+    with _backend(args, settings) as backend:
+        with quiet:
+            ok = run_demo(
+                backend, out, settings=settings, recorder=recorder, store_errors=store_errors
+            )
+        if not ok and store_errors:
+            raise CliError(
+                f"the demo did not complete; the store's last error "
+                f"({len(store_errors)} in all): {store_errors[-1]}",
+                ExitCode.FAILED,
+            )
     if recorder is not None:
         subtitle = f"{settings.nodes} electors on {type(backend).__name__}"
         write_svg(Path(args.svg), recorder.timeline("mongoelector demo", subtitle), out)

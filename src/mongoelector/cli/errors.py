@@ -16,7 +16,8 @@ class ExitCode(enum.IntEnum):
     FAILED = 1
     #: The command line was wrong: an unknown option, a bad URI, a missing ``--force``.
     USAGE = 2
-    #: The server could not be reached in time, or refused us (authentication).
+    #: The server could not be reached in time, or refused us (authentication), or the
+    #: SQLite file could not be opened.
     UNREACHABLE = 3
     #: The named key is in none of the collections looked at.
     NOT_FOUND = 4

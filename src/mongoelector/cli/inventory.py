@@ -1,10 +1,11 @@
-"""What a database holds: every lease record and elector status report, judged by server time.
+"""What a store holds: every lease record and elector status report, judged by server time.
 
-Read-only: it finds documents in the lease collections (``mongolocker`` for
-locks and ``elector.locks`` for elections by default, as the 1.x-compatible
-facades and :class:`~mongoelector.backends.MongoBackend` write them) and in
-the status collection (``elector.leader_status``), and reads them with the
-backend's own document readers.
+Read-only: in a MongoDB database it finds documents in the lease collections
+(``mongolocker`` for locks and ``elector.locks`` for elections by default, as
+the 1.x-compatible facades and :class:`~mongoelector.backends.MongoBackend`
+write them) and in the status collection (``elector.leader_status``), and
+reads them with the backend's own document readers. In a SQLite file it reads
+the records of every key through the backend (:func:`read_sqlite_inventory`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pymongo.errors import PyMongoError
 from mongoelector.backends._mongo.documents import ID, member_from_document, record_from_document
 from mongoelector.backends.mongo import DEFAULT_COLLECTION, DEFAULT_STATUS_COLLECTION, MongoBackend
 from mongoelector.backends.protocol import LeaseRecord, MemberRecord
+from mongoelector.backends.sqlite import SQLiteBackend
 from mongoelector.cli.errors import CliError, ExitCode
 from mongoelector.cli.masking import mask_secrets
 from mongoelector.elector import LOCK_COLLECTION
@@ -28,15 +30,19 @@ from mongoelector.errors import BackendError
 
 __all__ = [
     "DEFAULT_LEASE_COLLECTIONS",
+    "SQLITE_TABLE",
     "Inventory",
     "KeyView",
     "MemberView",
     "read_inventory",
+    "read_sqlite_inventory",
     "server_time",
 ]
 
 #: Where the facades keep leases: 1.x ``MongoLocker`` locks, then 1.x elector leases.
 DEFAULT_LEASE_COLLECTIONS = (DEFAULT_COLLECTION, LOCK_COLLECTION)
+#: Where a SQLite file keeps its leases (shown where a MongoDB collection would be).
+SQLITE_TABLE = "mongoelector_leases"
 
 HELD = "held"
 EXPIRED = "expired"
@@ -187,5 +193,36 @@ def read_inventory(
         server_time=now,
         uncertainty=uncertainty,
         collections=tuple(collections),
+        keys=tuple(_views(records, members, now)),
+    )
+
+
+def read_sqlite_inventory(backend: SQLiteBackend, *, key: str | None = None) -> Inventory:
+    """Every key's lease record and live member reports in ``backend``'s file (only
+    ``key``'s with ``key``), as of the host's clock (uncertainty 0).
+
+    ``database`` is the file's path and every record's collection is
+    :data:`SQLITE_TABLE`. Raises :class:`CliError` (``UNREACHABLE``) if the
+    file cannot be read.
+    """
+    try:
+        now = backend.server_time()
+        keys = backend.keys() if key is None else [key]
+        records = []
+        members: list[MemberRecord] = []
+        for name in keys:
+            record = backend.get(name)
+            if record is not None:
+                records.append((SQLITE_TABLE, record))
+            members.extend(backend.members(name))
+    except BackendError as error:
+        raise CliError(
+            f"reading {backend.path!r} failed: {mask_secrets(str(error))}", ExitCode.UNREACHABLE
+        ) from error
+    return Inventory(
+        database=backend.path,
+        server_time=now,
+        uncertainty=0.0,
+        collections=(SQLITE_TABLE,),
         keys=tuple(_views(records, members, now)),
     )

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from mongoelector.cli.errors import CliError, ExitCode
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "add_connection_options",
+    "checked_option",
     "non_negative_int",
     "positive_int",
     "positive_seconds",
+    "refuse_without_uri",
 ]
+
+T = TypeVar("T")
 
 #: Seconds to wait for a server (server selection, each command) unless ``--timeout`` says.
 DEFAULT_TIMEOUT = 5.0
@@ -48,14 +56,29 @@ def non_negative_int(text: str) -> int:
     return _integer(text, 0)
 
 
-def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """``--uri``, ``--db`` and ``--timeout``: which database, and how long to wait for it."""
-    parser.add_argument(
+def add_connection_options(
+    parser: argparse.ArgumentParser, *, required: bool = True, sqlite: bool = False
+) -> None:
+    """``--uri``, ``--db`` and ``--timeout``: which database, and how long to wait for it.
+
+    With ``sqlite``, also ``--sqlite FILE``, exclusive with ``--uri`` (one of
+    the two is required when ``required``); ``--timeout`` then bounds the wait
+    for the file's write lock too.
+    """
+    where: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup = parser
+    if sqlite:
+        where = parser.add_mutually_exclusive_group(required=required)
+        where.add_argument(
+            "--sqlite",
+            metavar="FILE",
+            help="a SQLite file written by SQLiteBackend, instead of a MongoDB server",
+        )
+    where.add_argument(
         "--uri",
-        required=required,
+        required=required and not sqlite,
         metavar="URI",
-        help="MongoDB connection string (mongodb://... or mongodb+srv://...); "
-        "its password is never printed",
+        help="MongoDB connection string (mongodb://..., mongodb+srv://..., or mongomock://NAME "
+        "for an in-process mongomock store); its password is never printed",
     )
     parser.add_argument(
         "--db",
@@ -69,3 +92,25 @@ def add_connection_options(parser: argparse.ArgumentParser, *, required: bool = 
         metavar="SECONDS",
         help=f"how long to wait for the server (default: {DEFAULT_TIMEOUT:g})",
     )
+
+
+def checked_option(check: Callable[[str], T], value: str, option: str) -> T:
+    """``check(value)``; its ``ValueError``/``TypeError`` as a ``USAGE`` error naming ``option``.
+
+    For values a command can check before it connects (a key, a collection name).
+    """
+    try:
+        return check(value)
+    except (ValueError, TypeError) as error:
+        raise CliError(f"bad {option}: {error}", ExitCode.USAGE) from error
+
+
+def refuse_without_uri(args: argparse.Namespace, options: Mapping[str, object]) -> None:
+    """With ``--sqlite``, any of ``options`` given (not ``None`` or empty) is a usage error."""
+    for option, value in options.items():
+        if value is not None and value != []:
+            raise CliError(
+                f"{option} needs --uri (a SQLite file has no databases or collections; "
+                f"got --sqlite {args.sqlite})",
+                ExitCode.USAGE,
+            )

@@ -1,4 +1,4 @@
-"""``mongoelector status``: every lock and election in a database, as a table or as JSON."""
+"""``mongoelector status``: every lock and election in a store, as a table or as JSON."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from mongoelector._validation import check_key
+from mongoelector.backends._mongo.validation import check_collection_name
 from mongoelector.backends.mongo import DEFAULT_STATUS_COLLECTION
 from mongoelector.cli.connect import open_database
 from mongoelector.cli.errors import CliError, ExitCode
@@ -15,8 +17,10 @@ from mongoelector.cli.inventory import (
     KeyView,
     MemberView,
     read_inventory,
+    read_sqlite_inventory,
 )
-from mongoelector.cli.options import add_connection_options
+from mongoelector.cli.options import add_connection_options, checked_option, refuse_without_uri
+from mongoelector.cli.sqlite_store import open_sqlite
 from mongoelector.cli.text import format_duration, format_time, render_table
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "render_json", "render_text", "run"]
@@ -32,11 +36,13 @@ report (members report every ttl/3 and whenever they gain or lose leadership).
 Leases are looked for in the collections the library uses by default
 (mongolocker for locks, elector.locks for elections) and in any given with
 --collection; member reports in elector.leader_status (--status-collection).
+With --sqlite FILE, every lease and live member report in that SQLite file
+(the COLLECTION column then names its table, mongoelector_leases).
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_connection_options(parser)
+    add_connection_options(parser, sqlite=True)
     parser.add_argument("--key", metavar="KEY", help="show only this key (exit 4 if unknown)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument(
@@ -44,36 +50,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="also look for leases in this collection (repeatable)",
+        help="also look for leases in this collection (repeatable; MongoDB only)",
     )
     parser.add_argument(
         "--status-collection",
-        default=DEFAULT_STATUS_COLLECTION,
         metavar="NAME",
-        help=f"where electors report their status (default: {DEFAULT_STATUS_COLLECTION})",
+        help=f"where electors report their status (default: {DEFAULT_STATUS_COLLECTION}; "
+        f"MongoDB only)",
     )
 
 
-def run(args: argparse.Namespace, out: TextIO) -> ExitCode:
-    collections = list(dict.fromkeys([*DEFAULT_LEASE_COLLECTIONS, *args.collection]))
-    with open_database(args.uri, args.db, timeout=args.timeout) as connection:
-        inventory = read_inventory(
-            connection.database,
-            collections=collections,
-            status_collection=args.status_collection,
-            key=args.key,
-            timeout=args.timeout,
+def _check_arguments(args: argparse.Namespace) -> tuple[list[str], str]:
+    """Check what can be checked before connecting (usage errors name the option).
+
+    Return the lease collections and the status collection to read (for
+    MongoDB; unused with ``--sqlite``).
+    """
+    if args.key is not None:
+        checked_option(check_key, args.key, "--key")
+    given = args.status_collection
+    status_collection = DEFAULT_STATUS_COLLECTION if given is None else given
+    if args.sqlite is not None:
+        refuse_without_uri(
+            args, {"--db": args.db, "--collection": args.collection, "--status-collection": given}
         )
+        return [], status_collection
+    for name in args.collection:
+        checked_option(check_collection_name, name, "--collection")
+    checked_option(check_collection_name, status_collection, "--status-collection")
+    return list(dict.fromkeys([*DEFAULT_LEASE_COLLECTIONS, *args.collection])), status_collection
+
+
+def run(args: argparse.Namespace, out: TextIO) -> ExitCode:
+    collections, status_collection = _check_arguments(args)
+    if args.sqlite is not None:
+        with open_sqlite(args.sqlite, timeout=args.timeout, create=False) as backend:
+            inventory = read_sqlite_inventory(backend, key=args.key)
+        where = f"SQLite file {args.sqlite!r}"
+        looked = ""
+    else:
+        with open_database(args.uri, args.db, timeout=args.timeout) as connection:
+            inventory = read_inventory(
+                connection.database,
+                collections=collections,
+                status_collection=status_collection,
+                key=args.key,
+                timeout=args.timeout,
+            )
+        where = f"database {inventory.database!r} at {connection.shown_uri}"
+        looked = f" (looked in {', '.join(collections)} and {status_collection})"
     if args.key is not None and not inventory.keys:
+        name = "database" if args.sqlite is None else "SQLite file"
         raise CliError(
-            f"no lock or election named {args.key!r} in database {inventory.database!r} "
-            f"(looked in {', '.join(collections)} and {args.status_collection})",
+            f"no lock or election named {args.key!r} in {name} {inventory.database!r}{looked}",
             ExitCode.NOT_FOUND,
         )
     if args.json:
         out.write(render_json(inventory) + "\n")
     else:
-        out.write(f"database {inventory.database!r} at {connection.shown_uri}\n")
+        out.write(f"{where}\n")
         out.write(render_text(inventory) + "\n")
     return ExitCode.OK
 

@@ -32,7 +32,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mongoelector._validation import check_non_negative_seconds, check_seconds
+from mongoelector._validation import (
+    MAX_SECONDS,
+    MIN_PERIOD,
+    check_non_negative_seconds,
+    check_seconds,
+)
 from mongoelector.backends.protocol import CasResult, LeaseRecord
 from mongoelector.core.events import Action, Inspect, Release, Renew, TryAcquire
 from mongoelector.core.lease import Holding
@@ -129,13 +134,13 @@ class AcquireAttempt:
         if not isinstance(force, bool):
             raise TypeError(f"force must be a bool, got {force!r}")
         if timeout is not None:
-            timeout = check_non_negative_seconds(timeout, name="timeout")
+            timeout = check_non_negative_seconds(timeout, name="timeout", most=MAX_SECONDS)
             if not blocking:
                 raise ValueError(f"timeout={timeout!r} cannot be combined with blocking=False")
         self.owner = owner
         self.renew_deadline = renew_deadline
         self.blocking = blocking
-        self.step = check_seconds(step, name="step")
+        self.step = check_seconds(step, name="step", least=MIN_PERIOD, most=MAX_SECONDS)
         self.force = force
         self.deadline = math.inf if timeout is None else now + timeout
         self._new_acquisition = new_acquisition

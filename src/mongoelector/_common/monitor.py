@@ -63,6 +63,7 @@ def _left_before_deadline(margin: float) -> str:
         return "at the renew deadline"
     return f"the renew deadline passed {-margin:.2f} s ago"
 
+
 #: Event type -> the listener method that receives it.
 _METHODS: dict[type[MonitoringEvent], str] = {
     LeadershipGainedEvent: "leadership_gained",

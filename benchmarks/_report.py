@@ -73,6 +73,11 @@ def ratio(new: float | None, old: float | None) -> str:
     return f"{value:.2g}" if 0 < value < 0.1 else number(value)
 
 
+def rate(value: float | None) -> str:
+    """A measured rate, whole; ``n/a`` when it was not measured (``--quick``)."""
+    return "n/a" if value is None else number(value, 0)
+
+
 def verdict(met: bool | None) -> str:
     return "n/a" if met is None else ("yes" if met else "**no**")
 
@@ -340,15 +345,15 @@ def throughput_table(figures: Figures, *, server: bool) -> list[str]:
         new = figures["2.x"].get(f"mongomock|{figure}")
         cells = [
             label,
-            number(old, 0) if old else "n/a",
-            number(new, 0) if new else "n/a",
+            rate(old),
+            rate(new),
             ratio(new, old),
             ">= 1.x",
             verdict(None if old is None or new is None else new >= old),
-            number(figures["2.x"].get(f"memory|{figure}", 0), 0),
+            rate(figures["2.x"].get(f"memory|{figure}")),
         ]
         if server:
-            cells.append(number(figures["2.x"].get(f"server|{figure}", 0), 0))
+            cells.append(rate(figures["2.x"].get(f"server|{figure}")))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -489,10 +494,15 @@ def render(figures: Figures, *, header: list[str]) -> str:
     for title, lines in sections:
         parts += [f"### {title}", "", *lines, ""]
     sims = figures["2.x"].get("memory|simulation.schedules")
+    measured = (
+        "not measured in this run (`--quick`)"
+        if sims is None
+        else f"**{rate(sims)}** per second in one process"
+    )
     parts += [
         "### Simulation",
         "",
-        f"2.x: **{number(sims or 0, 0)}** simulated schedules per second in one process "
+        f"2.x simulated schedules: {measured} "
         "(`check_seeds` with the default `SimulationConfig`; 1.x has no simulator).",
         "",
     ]

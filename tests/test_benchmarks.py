@@ -58,3 +58,20 @@ def test_the_tables_render_from_the_counts(counts: dict[str, Any]) -> None:
         text = render({"1.x": counts, "2.x": counts}, header=["header"])
     assert "### Store operations per lock operation" in text
     assert "| uncontended acquire |" in text
+
+
+def test_a_quick_run_says_n_a_for_what_it_did_not_measure(counts: dict[str, Any]) -> None:
+    """``--quick`` measures counts and one call's cost only: no throughput, no simulation."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCHMARKS))
+        from _report import render
+
+        text = render({"1.x": counts, "2.x": counts}, header=["header"])
+    throughput = text.split("### Throughput", 1)[1].split("###", 1)[0]
+    rows = [line for line in throughput.splitlines() if line.startswith(("| one key", "| 1,000"))]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[1:4] == ["n/a", "n/a", "n/a"] and cells[-1] == "n/a", row
+    assert "simulated schedules: not measured in this run (`--quick`)" in text
+    assert "**0**" not in text.split("### Simulation", 1)[1]

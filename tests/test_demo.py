@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 
@@ -19,6 +20,19 @@ def test_demo_passes_every_step_and_prints_a_timeline_with_tokens() -> None:
     for token in (1, 2, 3):
         assert f"token {token}" in text
     assert "took over" in text and "all electors stopped" in text
+
+
+def test_the_demo_says_the_leader_is_cut_off_then_steps_down_at_its_deadline() -> None:
+    out = io.StringIO()
+    settings = DemoSettings(ttl=1.5, renew_deadline=1.0, retry_period=0.25, hold=0.3)
+    assert run_demo(MemoryBackend(), out, settings=settings)
+    text = out.getvalue()
+    cut = re.search(r"demo +(node-\d) leads with token 1; now it is cut off from the store", text)
+    assert cut is not None, text
+    first = cut.group(1)
+    assert f"{first}   stepped down at its renew deadline (no renewal reached the store)" in text
+    assert "after the cut-off (bound ttl + retry_period" in text
+    assert "crashes" not in text and "stepped down (stopped)" in text
 
 
 def test_python_dash_m_mongoelector_demo_exits_zero() -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mongoelector._sync.elector import LeaderElector
     from mongoelector._sync.lock import Lock
+    from mongoelector._sync.signals import stop_on_signals
     from mongoelector.core.events import LeaderInfo
     from mongoelector.elector import MongoLeaderElector
     from mongoelector.errors import (
@@ -53,6 +54,7 @@ __all__ = [
     "NotLeader",
     "TimeOffsetError",
     "__version__",
+    "stop_on_signals",
 ]
 
 #: Where each public name lives.
@@ -72,6 +74,7 @@ _HOMES = {
     "MongoLocker": "mongoelector.locker",
     "NotLeader": "mongoelector.errors",
     "TimeOffsetError": "mongoelector.errors",
+    "stop_on_signals": "mongoelector._sync.signals",
 }
 #: Submodules that ``import mongoelector`` used to load, reachable as attributes.
 _SUBMODULES = frozenset(

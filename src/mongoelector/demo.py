@@ -43,6 +43,10 @@ class Severable:
     def cut(self) -> None:
         self._cut.set()
 
+    @property
+    def is_cut(self) -> bool:
+        return self._cut.is_set()
+
     def _through(self, call: Callable[[], T]) -> T:
         if self._cut.is_set():
             raise BackendUnavailable("link to the store is cut")
@@ -115,8 +119,20 @@ def _crash(link: Severable, name: str, recorder: LiveRecorder | None) -> None:
     """Cut ``name`` off from the store, as a crash looks to everyone else."""
     link.cut()
     if recorder is not None:
-        recorder.mark(name, "crash", "crashes: cut off from the store")
-        recorder.fault(name, "cut off", "crashed (cut off)")
+        recorder.mark(name, "crash", "cut off from the store (a crash, to the others)")
+        recorder.fault(name, "cut off", "cut off from the store")
+
+
+def _stepped_down(timeline: _Timeline, name: str, link: Severable) -> Callable[[], None]:
+    """``name``'s ``on_leader_loss``: says why it stepped down."""
+
+    def say() -> None:
+        if link.is_cut:
+            timeline.say(name, "stepped down at its renew deadline (no renewal reached the store)")
+        else:
+            timeline.say(name, "stepped down (stopped)")
+
+    return say
 
 
 def _report_takeover(
@@ -190,7 +206,7 @@ def _make_electors(
             retry_period=settings.retry_period,
             clock=clock,
             on_leader=functools.partial(timeline.say, name, "became leader"),
-            on_leader_loss=functools.partial(timeline.say, name, "stepped down"),
+            on_leader_loss=_stepped_down(timeline, name, link),
             on_new_leader=announcer(name),
             event_listeners=[recorder.listener(name)] if recorder is not None else (),
         )
@@ -266,7 +282,11 @@ def run_demo(
         assert first is not None
         first_name = names[first.uuid]
         tokens = [first.token]
-        timeline.say("demo", f"{first_name} leads with token {first.token}; now it crashes")
+        timeline.say(
+            "demo",
+            f"{first_name} leads with token {first.token}; now it is cut off from the store "
+            "(to the others, a crash)",
+        )
         crashed_at = clock.monotonic()
         _crash(links[electors.index(first)], first_name, recorder)
         if not _wait_for(
@@ -281,7 +301,7 @@ def run_demo(
             timeline,
             f"{names[second.uuid]} took over",
             clock.monotonic() - crashed_at,
-            ("crash", "ttl + retry_period", settings.ttl + settings.retry_period),
+            ("cut-off", "ttl + retry_period", settings.ttl + settings.retry_period),
             second.token,
             missed,
         )

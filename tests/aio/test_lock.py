@@ -56,6 +56,18 @@ async def test_blocking_acquire_with_timeout_advances_the_fake_clock_instead_of_
     assert clock.monotonic() == 3600
 
 
+async def test_acquire_timeout_says_who_holds_the_lock(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    holder = make(backend, clock, ttl=7200)
+    await holder.acquire()
+    with pytest.raises(AcquireTimeout) as timed_out:
+        await make(backend, clock).acquire(timeout=5, step=1)
+    message = str(timed_out.value)
+    assert message.startswith("lock 'job' not acquired within timeout=5 seconds: it is held by ")
+    assert holder.uuid in message and "token 1" in message
+
+
 async def test_blocking_acquire_gets_the_lock_once_it_expires(
     backend: MemoryBackend, clock: FakeClock
 ) -> None:

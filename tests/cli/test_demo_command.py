@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +14,7 @@ import pytest
 
 import mongoelector.cli.demo as demo_command
 from mongoelector.backends import MemoryBackend, MongoBackend
+from mongoelector.backends.sqlite import SQLiteBackend
 from mongoelector.cli import main
 from mongoelector.cli.picture import check_writable
 from mongoelector.demo import DemoSettings, Severable, demo_recorder, run_demo
@@ -183,3 +188,35 @@ def test_the_demo_link_collects_the_stores_errors_but_not_its_own_cut() -> None:
     with pytest.raises(BackendUnavailable, match="cut"):
         link.get("k")
     assert [str(error) for error in errors] == ["disk I/O error"]
+
+
+def test_sigterm_stops_the_demo_s_electors_and_frees_the_lease(tmp_path: Path) -> None:
+    """A real ``mongoelector demo --sqlite FILE`` process, stopped as a container stops it."""
+    path = tmp_path / "demo.sqlite"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "mongoelector", "demo", "--sqlite", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(demo_command.__file__).parents[2])},
+    )
+    try:
+        assert demo.stdout is not None
+        seen = [demo.stdout.readline()]
+        while "became leader" not in seen[-1] and seen[-1] and len(seen) < 5:
+            seen.append(demo.stdout.readline())  # the heading, perhaps "sees leader" lines
+        assert "became leader" in seen[-1], seen
+        demo.send_signal(signal.SIGTERM)
+        out, err = demo.communicate(timeout=60)
+    finally:
+        demo.kill()
+
+    assert demo.returncode == 143, err
+    assert "mongoelector demo: terminated (SIGTERM); every elector stopped" in err
+    assert "Traceback" not in err and "all electors stopped" not in out
+    with SQLiteBackend(path) as backend:
+        record = backend.get("demo-scheduler")
+        assert record is not None
+        if "now it is cut off" not in out:
+            # The leader still reached the store when the signal came: it released the lease.
+            assert record.owner is None, (record, out)

@@ -11,6 +11,7 @@ from mongoelector.cli import main
 from mongoelector.cli import simulate as simulate_command
 from mongoelector.cli.errors import CliError
 from mongoelector.testing.simulation import LEADER, Crash, Partition, Pause, Scenario, run_scenario
+from mongoelector.testing.simulation.__main__ import main as replay_seeds
 from tests.picture.svg_reading import read_svg
 
 
@@ -54,7 +55,12 @@ def test_a_fault_on_an_unknown_node_is_a_usage_error(capsys: pytest.CaptureFixtu
     code = main(["simulate", "--nodes", "2", "--faults", "crash:n7:10"])
 
     assert code == 2
-    assert "bad --faults: fault Crash(node='n7'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        "bad --faults: n7 crashes at 10s for good: there is no node n7 "
+        "(the nodes are n1..n2, or 'leader')" in err
+    )
+    assert "Crash(" not in err
 
 
 def test_a_passing_run_prints_the_timeline_and_verdict_and_draws_every_term(
@@ -67,7 +73,7 @@ def test_a_passing_run_prints_the_timeline_and_verdict_and_draws_every_term(
 
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith("simulation seed 4: 3 electors for 60s")
+    assert out.startswith("simulation seed 4 (bounds: --nodes 3 --seconds 60 --ttl 15): 3 electors")
     assert "faults: the leader pauses at 20s for 30s" in out
     assert "\nn1 " in out and "\nn3 " in out  # the text timeline
     assert "safety:   ok" in out and "liveness: ok" in out and "verdict:  PASS" in out
@@ -98,3 +104,28 @@ def test_a_run_that_breaks_an_invariant_exits_1_and_says_which(
     assert "VIOLATION exclusion" in out and "verdict:  FAIL" in out
     assert "safety:   " in out and "violation(s)" in out.split("safety:   ", 1)[1].splitlines()[0]
     assert " store 'election': owner=" in out  # --log printed the store writes
+
+
+def test_one_seed_run_both_ways_names_the_bounds_it_was_drawn_in(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    svg = tmp_path / "run.svg"
+    assert main(["simulate", "--seed", "7", "--svg", str(svg)]) == 0
+    cli = capsys.readouterr().out.splitlines()[0]
+    assert replay_seeds(["7"]) == 0
+    module = capsys.readouterr().out.splitlines()[0]
+
+    # The same seed, two different scenarios: each heading says which bounds it is drawn in.
+    assert cli.startswith("simulation seed 7 (bounds: --nodes 3 --seconds 60 --ttl 15): ")
+    assert module == "simulation seed 7 (bounds: SimulationConfig()): no violations"
+    titles = [text for text in read_svg(svg.read_text()).texts() if "seed" in text]
+    assert titles[0].startswith("simulation seed 7 (bounds: --nodes 3 --seconds 60 --ttl 15): ")
+
+
+def test_one_node_no_faults_wording(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--nodes", "1", "--seconds", "30", "--faults", "none"]) == 0
+
+    out = capsys.readouterr().out
+    assert ": 1 elector for 30s" in out and "1 electors" not in out
+    assert "faults: none" in out
+    assert "of the start, and from then on)" in out and "the last fault" not in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import timedelta
 
@@ -47,6 +48,21 @@ def test_blocking_acquire_with_timeout_finishes_without_real_sleep_under_fake_cl
     with pytest.raises(AcquireTimeout, match="3600"):
         make(backend, clock).acquire(timeout=3600, step=60)
     assert clock.monotonic() == 3600
+
+
+def test_acquire_timeout_says_who_holds_the_lock_as_lock_exists_does(
+    backend: MemoryBackend, clock: FakeClock
+) -> None:
+    holder = make(backend, clock, ttl=7200)
+    holder.acquire()
+    with pytest.raises(AcquireTimeout) as timed_out:
+        make(backend, clock).acquire(timeout=5, step=1)
+    message = str(timed_out.value)
+    assert message.startswith("lock 'job' not acquired within timeout=5 seconds: it is held by ")
+    assert holder.uuid in message and f"pid {os.getpid()}" in message and "token 1" in message
+    with pytest.raises(LockExists) as exists:
+        make(backend, clock).acquire(blocking=False)
+    assert message.endswith(str(exists.value).removeprefix("lock 'job' is "))
 
 
 def test_blocking_acquire_gets_the_lock_once_it_expires(

@@ -53,15 +53,19 @@ __all__ = ["AcquireRun", "LockBase", "ReleasePlan", "describe_holder"]
 BackendT = TypeVar("BackendT")
 
 
+def _held_by(holder: LeaseRecord) -> str:
+    expires = holder.expires_at.isoformat() if holder.expires_at is not None else "unknown"
+    return (
+        f"held by {holder.owner} on host {holder.host!r} "
+        f"(pid {holder.pid}, token {holder.token}, expires {expires} server time)"
+    )
+
+
 def describe_holder(key: str, holder: LeaseRecord | None) -> str:
     """A sentence naming who holds lock ``key`` (for ``LockExists``)."""
     if holder is None or holder.owner is None:
         return f"lock {key!r} is held"
-    expires = holder.expires_at.isoformat() if holder.expires_at is not None else "unknown"
-    return (
-        f"lock {key!r} is held by {holder.owner} on host {holder.host!r} "
-        f"(pid {holder.pid}, token {holder.token}, expires {expires} server time)"
-    )
+    return f"lock {key!r} is {_held_by(holder)}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,8 +167,14 @@ class AcquireRun:
                     f"lock {lock.key!r} is being acquired by another caller "
                     f"of this {type(lock).__name__}"
                 )
+            holder = decision.holder
+            who = (
+                f": it is {_held_by(holder)}"
+                if holder is not None and holder.owner is not None
+                else ""
+            )
             raise AcquireTimeout(
-                f"lock {lock.key!r} not acquired within timeout={self._timeout!r} seconds"
+                f"lock {lock.key!r} not acquired within timeout={self._timeout!r} seconds{who}"
             )
         assert isinstance(decision, Fail)
         error = self._error

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from mongoelector._sync.signals import stop_on_signals
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.backends.mongo import MongoBackend
 from mongoelector.backends.protocol import StorageBackend
@@ -25,13 +27,17 @@ from mongoelector.picture.recorder import LiveRecorder
 
 __all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
 
+#: The exit status after SIGTERM (128 + 15, as a shell reports a process it ended).
+TERMINATED = 143
+
 NAME = "demo"
 HELP = "three electors: election, crash, handover (in memory, SQLite or MongoDB)"
 DESCRIPTION = """\
 Three in-process electors elect a leader, replace it when it crashes, then
 hand over gracefully; prints a timeline with fencing tokens. Runs in memory,
 through a SQLite file (--sqlite), or against a MongoDB server (--uri/--db,
-leases in the elector.locks collection). --svg also draws the run.
+leases in the elector.locks collection). --svg also draws the run. SIGTERM
+stops every elector, freeing its lease, and exits 143.
 
 The store and the --svg path are checked before the demo starts: a file that
 cannot be opened or a server that cannot be reached stops it at once (exit 3,
@@ -86,17 +92,25 @@ def run(args: argparse.Namespace, out: TextIO) -> ExitCode:
     # Errors of the store itself are collected, and the last one is reported if a step fails.
     quiet = quieted(logging.ERROR) if args.verbose == 0 else contextlib.nullcontext()
     store_errors: list[BackendError] = []
-    with _backend(args, settings) as backend:
-        with quiet:
-            ok = run_demo(
-                backend, out, settings=settings, recorder=recorder, store_errors=store_errors
-            )
-        if not ok and store_errors:
-            raise CliError(
-                f"the demo did not complete; the store's last error "
-                f"({len(store_errors)} in all): {store_errors[-1]}",
-                ExitCode.FAILED,
-            )
+    # SIGTERM (a container stopping) ends the demo as Ctrl-C does: run_demo stops every
+    # elector on the way out, so each frees its lease, then the process exits 143.
+    try:
+        with stop_on_signals(exit_code=TERMINATED), _backend(args, settings) as backend:
+            with quiet:
+                ok = run_demo(
+                    backend, out, settings=settings, recorder=recorder, store_errors=store_errors
+                )
+            if not ok and store_errors:
+                raise CliError(
+                    f"the demo did not complete; the store's last error "
+                    f"({len(store_errors)} in all): {store_errors[-1]}",
+                    ExitCode.FAILED,
+                )
+    except SystemExit as exiting:
+        if exiting.code == TERMINATED:
+            out.flush()
+            sys.stderr.write("mongoelector demo: terminated (SIGTERM); every elector stopped\n")
+        raise
     if recorder is not None:
         subtitle = f"{settings.nodes} electors on {type(backend).__name__}"
         write_svg(Path(args.svg), recorder.timeline("mongoelector demo", subtitle), out)

@@ -14,6 +14,7 @@ from mongoelector.cli.options import positive_int, positive_seconds
 from mongoelector.cli.picture import write_svg
 from mongoelector.cli.text import format_duration
 from mongoelector.testing.simulation import (
+    LEADER,
     Fault,
     Scenario,
     SimulationConfig,
@@ -34,8 +35,10 @@ DESCRIPTION = """\
 Run N electors (real LeaderElector code) on one virtual timeline for at least
 S seconds, inject faults, and check safety (never two leaders at once, fencing
 tokens always increase, every leader's lease is live in the store) and
-liveness (a leader again soon after the faults stop). Same seed, same run.
-Exits 1 if an invariant was broken.
+liveness (a leader again soon after the faults stop). Same seed and the
+same --nodes, --seconds and --ttl: the same run (the seed is drawn within
+these bounds, so seed K here is not seed K of python -m
+mongoelector.testing.simulation). Exits 1 if an invariant was broken.
 
 faults (--faults SPEC [SPEC ...]):
   pause:NODE:AT:SECONDS      the process stops for SECONDS from AT
@@ -94,10 +97,28 @@ def build_scenario(
     if faults is None or words == [RANDOM]:
         return scenario
     picked = () if words == [NONE] else tuple(sorted(chosen, key=lambda fault: fault.at))
+    names = [node.name for node in scenario.nodes]
+    for fault in picked:
+        if fault.node != LEADER and fault.node not in names:
+            raise CliError(
+                f"bad --faults: {describe(fault)}: there is no node {fault.node} "
+                f"(the nodes are {names[0]}..{names[-1]}, or 'leader')",
+                ExitCode.USAGE,
+            )
     try:
         return dataclasses.replace(scenario, faults=picked)
     except (TypeError, ValueError) as error:
         raise CliError(f"bad --faults: {error}", ExitCode.USAGE) from error
+
+
+def _electors(count: int) -> str:
+    """``1 elector``, ``3 electors``."""
+    return f"{count} elector" + ("" if count == 1 else "s")
+
+
+def _bounds(args: argparse.Namespace) -> str:
+    """The options the scenario was drawn with: a seed is one scenario only with these."""
+    return f"--nodes {args.nodes} --seconds {args.seconds:g} --ttl {args.ttl:g}"
 
 
 def _verdict(outcome: SimulationOutcome) -> list[str]:
@@ -105,6 +126,7 @@ def _verdict(outcome: SimulationOutcome) -> list[str]:
     safety = [v for v in outcome.violations if v.kind in SAFETY]
     liveness = [v for v in outcome.violations if v.kind not in SAFETY]
     bound = format_duration(liveness_bound(scenario))
+    since = "the last fault" if scenario.faults else "the start"
     lines = [
         "safety:   "
         + (
@@ -115,7 +137,7 @@ def _verdict(outcome: SimulationOutcome) -> list[str]:
         ),
         "liveness: "
         + (
-            f"ok (a leader within {bound} of the last fault, and from then on)"
+            f"ok (a leader within {bound} of {since}, and from then on)"
             if not liveness
             else f"{len(liveness)} violation(s) (bound {bound})"
         ),
@@ -134,8 +156,9 @@ def run(args: argparse.Namespace, out: TextIO) -> ExitCode:
         outcome = run_scenario(scenario)
     history = outcome.history
     timing = scenario.timing
+    title = f"simulation seed {scenario.seed} (bounds: {_bounds(args)})"
     out.write(
-        f"simulation seed {scenario.seed}: {args.nodes} electors for {args.seconds:g}s "
+        f"{title}: {_electors(args.nodes)} for {args.seconds:g}s "
         f"(ran {history.end / 1e6:.1f}s to judge liveness), ttl {timing.ttl:g}s, "
         f"renew deadline {timing.renew_deadline:.2f}s, retry period {timing.retry_period:.2f}s\n"
     )
@@ -146,5 +169,7 @@ def run(args: argparse.Namespace, out: TextIO) -> ExitCode:
         out.write(render_log(history, outcome.violations) + "\n\n")
     out.write("\n".join(_verdict(outcome)) + "\n")
     if args.svg is not None:
-        write_svg(Path(args.svg), timeline_picture(history, outcome.violations), out)
+        verdict = "no violations" if outcome.ok else f"{len(outcome.violations)} violation(s)"
+        picture = timeline_picture(history, outcome.violations, title=f"{title}: {verdict}")
+        write_svg(Path(args.svg), picture, out)
     return ExitCode.OK if outcome.ok else ExitCode.FAILED

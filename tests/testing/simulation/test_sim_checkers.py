@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from mongoelector.testing.simulation import (
     ELECTION_KEY,
     Belief,
     History,
     NodeSpec,
     Notice,
+    Pause,
     Scenario,
     StoreState,
     check_all,
@@ -143,6 +146,19 @@ def test_liveness_catches_no_leader_within_the_bound_after_faults_stop() -> None
 
     assert violation.kind == "liveness"
     assert violation.time == 37 * S
+
+
+def test_a_liveness_violation_gives_its_bound_rounded_and_from_when_it_counts() -> None:
+    timing = LeaseTiming(ttl=15.0, renew_deadline=10.0, retry_period=2.123456789, max_drift=0.0)
+    quiet = dataclasses.replace(SCENARIO, timing=timing)
+    faulty = dataclasses.replace(quiet, faults=(Pause(node="a", at=1.0, duration=19.0),))
+    for scenario, since in ((quiet, "the start"), (faulty, "the last fault")):
+        late = History(scenario=scenario, quiet_since=20 * S, end=100 * S)
+        late.add(belief("b", 2, 60, 100))
+
+        (violation,) = check_liveness(late)
+
+        assert f"no elector leads within 17.12s of {since} (quiet since" in violation.message
 
 
 def test_liveness_accepts_a_leader_just_within_the_bound() -> None:

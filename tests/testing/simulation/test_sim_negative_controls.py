@@ -86,6 +86,6 @@ def test_a_renew_deadline_longer_than_the_lease_leads_to_double_leadership(
     assert {"exclusion", "lease"} <= kinds(outcome.violations)
     failure = SimulationFailure(outcome)
     text = str(failure)
-    assert text.startswith("simulation seed 1: ")
+    assert text.startswith("simulation seed 1 (scenario given, not drawn): ")
     assert "VIOLATION exclusion: n1 (token 1) and n" in text
     assert "\n!" in text  # the timeline marks where it happened

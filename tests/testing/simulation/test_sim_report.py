@@ -78,7 +78,9 @@ def test_a_failure_message_gives_the_seed_and_the_command_that_replays_it() -> N
 
     text = str(SimulationFailure(failing))
 
-    assert text.startswith("simulation seed 12: 1 violation(s): exclusion\n")
+    assert text.startswith(
+        "simulation seed 12 (bounds: SimulationConfig()): 1 violation(s): exclusion\n"
+    )
     assert "python -m mongoelector.testing.simulation 12" in text
     assert "0.000000  VIOLATION exclusion: both" in text
     assert "scenario seed=12" in text
@@ -88,6 +90,9 @@ def test_with_a_custom_config_the_replay_hint_is_python_that_rebuilds_it() -> No
     config = SimulationConfig(max_nodes=3, latency=0.0)
     hint = run_seed(3, config).replay_hint()
 
+    assert run_seed(3, config).title() == (
+        "simulation seed 3 (bounds: SimulationConfig(max_nodes=3, latency=0.0))"
+    )
     call = hint.removeprefix("replay: mongoelector.testing.replay")
     seed, rebuilt = eval(call, {"SimulationConfig": SimulationConfig})
     assert (seed, rebuilt) == (3, config)
@@ -113,12 +118,14 @@ def test_replay_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
     outcome = replay(4)
 
     assert outcome.ok
-    assert capsys.readouterr().out.startswith("simulation seed 4: no violations\n")
+    assert capsys.readouterr().out.startswith(
+        "simulation seed 4 (bounds: SimulationConfig()): no violations\n"
+    )
 
 
 def test_the_command_line_replays_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["4", "5", "--width", "40"]) == 0
 
     out = capsys.readouterr().out
-    assert "simulation seed 4: no violations" in out
-    assert "simulation seed 5: no violations" in out
+    assert "simulation seed 4 (bounds: SimulationConfig()): no violations" in out
+    assert "simulation seed 5 (bounds: SimulationConfig()): no violations" in out

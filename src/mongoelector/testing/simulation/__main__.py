@@ -12,7 +12,10 @@ from mongoelector.testing.simulation.runner import run_seed
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mongoelector.testing.simulation",
-        description="Replay simulation seeds and print their timelines.",
+        description=(
+            "Replay simulation seeds, drawn within the default SimulationConfig, and print "
+            "their timelines (mongoelector simulate draws within its own bounds)."
+        ),
     )
     parser.add_argument("seeds", nargs="+", type=int, help="seeds to replay")
     parser.add_argument("--renewals", action="store_true", help="also list every renewal")

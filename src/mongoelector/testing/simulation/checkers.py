@@ -281,7 +281,8 @@ def check_liveness(history: History) -> list[Violation]:
                 time=due,
                 nodes=(),
                 message=(
-                    f"no elector leads within {liveness_bound(scenario)!r}s of the last fault "
+                    f"no elector leads within {liveness_bound(scenario):.2f}s of "
+                    f"{'the last fault' if scenario.faults else 'the start'} "
                     f"(quiet since {format_time(quiet)})"
                 ),
             )

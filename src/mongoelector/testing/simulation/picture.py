@@ -141,7 +141,8 @@ def timeline_picture(
     electors = sum(node.lock is None for node in scenario.nodes)
     locks = len(scenario.nodes) - electors
     verdict = "no violations" if not violations else f"{len(violations)} violation(s)"
-    subtitle = f"{electors} electors" + (f", {locks} lock users" if locks else "")
+    subtitle = f"{electors} elector{'' if electors == 1 else 's'}"
+    subtitle += f", {locks} lock user{'' if locks == 1 else 's'}" if locks else ""
     subtitle += f", {len(scenario.faults)} scheduled fault(s)"
     return Timeline(
         title=title or f"simulation seed {scenario.seed}: {verdict}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -46,6 +47,14 @@ class SimulationOutcome:
     def ok(self) -> bool:
         return not self.violations
 
+    def title(self) -> str:
+        """``simulation seed K (bounds: ...)``: the seed, and the bounds it was drawn in.
+
+        A seed names a scenario only together with the bounds it was drawn in:
+        the same seed in other bounds is another scenario.
+        """
+        return f"simulation seed {self.scenario.seed} ({_bounds(self.config)})"
+
     def replay_hint(self) -> str:
         """How to run this scenario again."""
         seed = self.scenario.seed
@@ -67,7 +76,7 @@ class SimulationOutcome:
             + ", ".join(sorted({v.kind for v in self.violations}))
         )
         parts = [
-            f"simulation seed {self.scenario.seed}: {verdict}",
+            f"{self.title()}: {verdict}",
             self.replay_hint(),
             "",
             *[violation.render() for violation in self.violations],
@@ -79,6 +88,20 @@ class SimulationOutcome:
             render_log(history, self.violations, renewals=renewals),
         ]
         return "\n".join(parts)
+
+
+def _bounds(config: SimulationConfig | None) -> str:
+    """Which bounds a scenario was drawn in: ``bounds: SimulationConfig(...)`` with the
+    fields that differ from the defaults, or that it was given, not drawn (``None``)."""
+    if config is None:
+        return "scenario given, not drawn"
+    default = SimulationConfig()
+    changed = [
+        f"{item.name}={getattr(config, item.name)!r}"
+        for item in dataclasses.fields(config)
+        if getattr(config, item.name) != getattr(default, item.name)
+    ]
+    return f"bounds: SimulationConfig({', '.join(changed)})"
 
 
 class SimulationFailure(AssertionError):

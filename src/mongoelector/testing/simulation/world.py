@@ -260,7 +260,7 @@ class World:
                 error = AmbiguousOutcome(f"{operation} timed out (partitioned, not applied)")
             else:
                 error = BackendUnavailable(f"{operation} failed (partitioned)")
-            waited = f" after hanging {hang!r}s" if hang is not None else ""
+            waited = f" after hanging {hang:g}s" if hang is not None else ""
             detail = f"{operation} -> {type(error).__name__}{waited} (partitioned)"
             self.history.add(Event(time=now, node=name, kind="call", detail=detail))
             self._quiet_after(self._now)
@@ -486,7 +486,7 @@ class World:
             end = now + micros(fault.duration)
             if fault.in_call:
                 machine.pause_in_call = fault.duration
-                self._event(name, "will pause", f"{fault.duration!r}s in its next call")
+                self._event(name, "will pause", f"{fault.duration:g}s in its next call")
             else:
                 machine.paused_until = max(machine.paused_until, end)
                 self._event(name, "paused", until=end)
@@ -495,7 +495,7 @@ class World:
             end = now + micros(fault.duration)
             machine.partition_until = max(machine.partition_until, end)
             machine.partition_hang = fault.hang
-            hang = "fail at once" if fault.hang is None else f"hang {fault.hang!r}s"
+            hang = "fail at once" if fault.hang is None else f"hang {fault.hang:g}s"
             self._event(name, "partitioned", f"(calls {hang})", until=end)
             self._quiet_after(end)
         elif isinstance(fault, StoreErrors):

@@ -18,8 +18,8 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests benchmarks docs/examples
-	$(VENV)/bin/ruff format --check src tests benchmarks docs/examples
+	$(VENV)/bin/ruff check src tests benchmarks docs/examples conftest.py
+	$(VENV)/bin/ruff format --check src tests benchmarks docs/examples conftest.py
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy --strict src

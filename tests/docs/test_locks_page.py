@@ -1,19 +1,21 @@
-"""The examples on docs/locks.md run as shown (the test-shaped ones run in test_examples)."""
+"""The examples on docs/locks.md do what the page says (every block also runs as a page item)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import mongomock
 import pytest
+from sybil import Document
+from sybil.parsers.markdown import PythonCodeBlockParser
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "locks.md"
-BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
 def run_block(containing: str) -> dict[str, object]:
-    blocks = [b for b in BLOCK.findall(PAGE.read_text()) if containing in b]
+    """Runs the one Python block of the page that contains ``containing``, on its own."""
+    document = Document.parse(str(PAGE), PythonCodeBlockParser())
+    blocks = [str(e.parsed) for e in document.examples() if containing in str(e.parsed)]
     assert len(blocks) == 1, containing
     namespace: dict[str, object] = {"__name__": "docs_locks_example"}
     exec(compile(blocks[0], f"locks.md ({containing})", "exec"), namespace)

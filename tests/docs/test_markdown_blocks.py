@@ -6,9 +6,11 @@ collected through ``tests/docs/markdown.py``); these tests keep that promise fro
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,15 @@ def test_a_skipped_block_says_why_where_readers_see_it(page: Path) -> None:
         assert before == f"*Not run in CI: {reason[1:-1]}.*", f"{page.name}: {before!r}"
         after = text[match.end() :].lstrip().split("\n", 1)[0]
         assert after == "```python", f"{page.name}: the skip marker precedes {after!r}"
+
+
+@pytest.mark.parametrize("page", PAGE_PATHS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_python_block_compiles_even_the_skipped_ones(page: Path) -> None:
+    """A skipped block is not run, but it is still Python (top-level ``await`` allowed)."""
+    for example in Document.parse(str(page), PythonBlocks()).examples():
+        source = textwrap.dedent(str(example.parsed))
+        where = f"{page.name}:{example.line}"
+        compile(source, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
 
 
 def test_the_pages_are_part_of_make_test() -> None:

@@ -226,3 +226,119 @@ class TestABlockedHoldingDelaysNoOther:
         assert stuck.wait_idle(GUARD)
         for lock in (stuck, *others):
             assert lock.release()
+
+
+class HangingBackend(MemoryBackend):
+    """A MemoryBackend whose renewals of the keys in ``hang`` wait until ``let_go``."""
+
+    def __init__(self, clock: FakeClock, hang: set[str]) -> None:
+        super().__init__(clock)
+        self.hang = hang
+        self.entered = threading.Semaphore(0)
+        self.let_go = threading.Event()
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        if key in self.hang:
+            self.entered.release()
+            self.let_go.wait(4 * GUARD)  # longer than any wait of the test: hung for it
+        return super().renew(key, owner, token, ttl)
+
+
+class TestHungStoreCallsDelayNoOtherHolding:
+    """Two store calls that hang occupy both kept workers; every other holding goes on."""
+
+    def start(
+        self, clock: FakeClock, store: CountingBackend, request: pytest.FixtureRequest
+    ) -> tuple[HangingBackend, Lock, Blocker]:
+        # Workers added by an earlier test linger a while: wait until only the kept ones are left.
+        pool = getattr(scheduler, "_pool", None)
+        assert pool is None or wait_for(lambda: pool.extra == 0, limit=GUARD)
+        slow = HangingBackend(clock, hang={"h1", "h2"})
+        request.addfinalizer(slow.let_go.set)
+        hung = [Lock(key, slow, ttl=TTL, clock=clock, auto_renew=True) for key in ("h1", "h2")]
+        _made.extend(hung)
+        for lock in hung:
+            lock.acquire()
+        clock.advance(2.0)  # both renew: each takes a kept worker and hangs in the store
+        assert slow.entered.acquire(timeout=GUARD) and slow.entered.acquire(timeout=GUARD)
+        on_lost = Blocker()
+        on_lost.let_go.set()  # returns at once
+        healthy = auto_lock("c", store, clock, on_lost=on_lost)
+        healthy.acquire()  # at t=2: renewals due at t=4, 6, ...; renew deadline t=12
+        return slow, healthy, on_lost
+
+    def test_a_healthy_lock_is_renewed_on_an_added_worker(
+        self, clock: FakeClock, store: CountingBackend, request: pytest.FixtureRequest
+    ) -> None:
+        slow, healthy, on_lost = self.start(clock, store, request)
+        advance(clock, 20, [healthy])  # t=22: ten periods, well past the first deadline
+        assert store.renews["c"] == 10  # one per period, however long h1 and h2 hang
+        assert not healthy.lost.is_set() and on_lost.calls == 0
+        assert healthy.ensure() is not None
+        slow.let_go.set()
+
+    def test_with_no_worker_free_the_loss_is_still_recorded_at_the_deadline(
+        self,
+        clock: FakeClock,
+        store: CountingBackend,
+        request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # No worker is ever added (the growth above, taken away): the healthy lock's renewal
+        # waits in the queue for good, yet its deadline is kept by the timer thread.
+        monkeypatch.setattr(scheduler, "_watch_workers", lambda: False, raising=False)
+        slow, healthy, on_lost = self.start(clock, store, request)
+        clock.advance(9.0)  # t=11: the renewal due at t=4 still waits for a worker
+        assert not healthy.lost.is_set()
+        clock.advance(1.0)  # t=12: the renew deadline
+        assert wait_for(lambda: on_lost.calls == 1, limit=GUARD)
+        assert healthy.lost.is_set()
+        assert store.renews["c"] == 0  # no renewal ran: the loss owes nothing to a worker
+        assert healthy.wait_idle(GUARD)
+        slow.let_go.set()  # the workers come back: the stale queued renewal does nothing
+        assert wait_for(lambda: not scheduler._work, limit=GUARD)
+        assert store.renews["c"] == 0 and on_lost.calls == 1
+
+
+class FirstBlocks:
+    """An ``on_lost`` shared by two holdings: the first call blocks until ``let_go``."""
+
+    def __init__(self) -> None:
+        self._count = threading.Lock()
+        self.calls = 0
+        self.first_in = threading.Event()
+        self.second = threading.Event()
+        self.let_go = threading.Event()
+
+    def __call__(self) -> None:
+        with self._count:
+            self.calls += 1
+            first = self.calls == 1
+        if first:
+            self.first_in.set()
+            self.let_go.wait(GUARD)
+        else:
+            self.second.set()
+
+
+class TestTwoLossesAtOnce:
+    def test_the_second_on_lost_runs_while_the_first_blocks(
+        self, clock: FakeClock, store: CountingBackend
+    ) -> None:
+        # Both holdings are found lost in the same instant, so both callbacks are queued
+        # back to back: the second must not wait for the first (20 rounds: the order in
+        # which the threads wake varies).
+        for round_ in range(20):
+            on_lost = FirstBlocks()
+            locks = [auto_lock(f"{name}-{round_}", store, clock, on_lost=on_lost) for name in "ab"]
+            for lock in locks:
+                lock.acquire()
+                store.delete(lock.key)
+            clock.advance(2.0)  # both renewals find their holding gone
+            assert on_lost.first_in.wait(GUARD)
+            assert on_lost.second.wait(GUARD)  # a hang guard: before the fix it never came
+            assert not on_lost.let_go.is_set()  # ... while the first still blocks
+            on_lost.let_go.set()
+            for lock in locks:
+                assert lock.wait_idle(GUARD)
+            assert on_lost.calls == 2

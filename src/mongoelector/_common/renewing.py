@@ -40,6 +40,11 @@ class RenewalRules:
         with self._mutex:
             return self.renewal.next_step(self._clock.monotonic())
 
+    def deadline(self) -> float:
+        """When the holding stops being trusted, by the lock's clock (``inf`` if not kept)."""
+        with self._mutex:
+            return self.renewal.deadline()
+
     def renewed(
         self, action: Renew, started_at: float, outcome: LeaseRecord | Failure | None
     ) -> Lost | None:

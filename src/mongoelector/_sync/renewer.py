@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import enum
 import logging
+import math
 import os
 import threading
 import weakref
@@ -116,7 +117,8 @@ class Renewer:
         self._control = StopControl()
         self._phase = _Phase.NEW
         self._parked_until: float | None = None
-        self._entry: scheduler.Entry | None = None
+        self._entry: scheduler.Entry | None = None  # the wake-up (parked) or deadline (queued)
+        self._ticket = 0  # which queued step may run: a later one voids the earlier
 
     @property
     def name(self) -> str:
@@ -130,9 +132,7 @@ class Renewer:
         if isinstance(step, SleepUntil):
             self._park(step.until)
             return
-        with self._state:
-            self._phase = _Phase.QUEUED
-        scheduler.submit(lambda: self._run_queued(step))
+        self._queue(step)
 
     @property
     def ended(self) -> bool:
@@ -234,13 +234,7 @@ class Renewer:
                 self._in_callbacks(self._report_loss, lost)
             self._finish()
             return
-        with self._state:
-            if not self._control.may_go_on():
-                self._finish_locked()
-                return
-            self._phase = _Phase.QUEUED
-            self._state.notify_all()
-        scheduler.submit(self._run_queued)
+        self._queue()
 
     def _may_go_on(self) -> bool:
         """On a worker: ``False`` (and the renewer ended) once stopped."""
@@ -305,21 +299,76 @@ class Renewer:
             self._state.notify_all()
 
     def _due(self) -> None:
-        """In the timer thread: the deadline came; queue the next step for a worker."""
+        """In the timer thread: the wake-up time came; decide what to do."""
         with self._state:
             if self._phase is not _Phase.PARKED:
                 return
-            self._phase = _Phase.QUEUED
+            self._phase = _Phase.WORKING
             self._parked_until = None
             self._entry = None
-            self._state.notify_all()
-        scheduler.submit(self._run_queued)
+        self._decide()
 
-    def _run_queued(self, first: RenewalStep | None = None) -> None:
+    def _overdue(self, ticket: int) -> None:
+        """In the timer thread: the renew deadline came while a renewal waited for a worker."""
         with self._state:
-            if self._phase is not _Phase.QUEUED:
-                return  # stopped while queued
+            if self._phase is not _Phase.QUEUED or self._ticket != ticket:
+                return  # a worker took it meanwhile (or it was stopped)
             self._phase = _Phase.WORKING
+            self._entry = None
+        self._decide()
+
+    def _decide(self) -> None:
+        """In the timer thread: the decision alone (no I/O, no user code).
+
+        A loss is recorded here, so the deadline holds however busy the
+        workers are; ``on_lost`` goes to a callback thread, a renewal to a worker.
+        """
+        try:
+            if not self._may_go_on():
+                return
+            step = self._rules.next_step()
+            if isinstance(step, Ended):
+                self._finish()
+            elif isinstance(step, Lost):
+                self._lost(step)
+            elif isinstance(step, SleepUntil):
+                self._park(step.until)
+            else:
+                self._queue()  # the worker decides afresh when it gets there
+        except BaseException:
+            logger.exception("renewer of lock %r crashed; the holding will lapse", self._key)
+            self._finish()
+
+    def _queue(self, first: RenewalStep | None = None) -> None:
+        """Queue the next step for a worker; if none takes it by the renew deadline, the
+        timer thread records the loss (:meth:`_overdue`).
+
+        ``first`` is a step already decided (a ``Lost`` or ``Ended`` must be
+        carried out by the worker: the rules report each only once).
+        """
+        deadline = self._rules.deadline()  # the lock's mutex: never taken under ``_state``
+        with self._state:
+            if not self._control.may_go_on():
+                self._finish_locked()
+                return
+            self._phase = _Phase.QUEUED
+            self._ticket += 1
+            ticket = self._ticket
+            if deadline != math.inf:
+                self._entry = scheduler.call_at(
+                    self._clock, deadline, lambda: self._overdue(ticket)
+                )
+            self._state.notify_all()
+        scheduler.submit(lambda: self._run_queued(ticket, first))
+
+    def _run_queued(self, ticket: int, first: RenewalStep | None = None) -> None:
+        with self._state:
+            if self._phase is not _Phase.QUEUED or self._ticket != ticket:
+                return  # stopped, or taken by the timer at the deadline, while queued
+            self._phase = _Phase.WORKING
+            entry, self._entry = self._entry, None
+            if entry is not None:
+                scheduler.cancel(entry)
         self._step(first)
 
     def _finish(self) -> None:

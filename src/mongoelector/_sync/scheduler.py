@@ -1,20 +1,29 @@
 """The process's one scheduler for background lease work (the sync driver).
 
 Every auto-renewed lock shares it, whatever their number, and it runs on a
-small fixed set of daemon threads, each started on first use:
+few daemon threads, each started on first use:
 
 - one **timer** thread per clock (all :class:`~mongoelector.clock.SystemClock`
   objects count as one clock), which sleeps with ``clock.wait_until`` until
   the earliest entry is due (so under a :class:`~mongoelector.testing.FakeClock`
-  it wakes when a test advances the clock) and hands due entries to the
-  workers; it exits after :data:`LINGER` real seconds with nothing scheduled;
-- :data:`WORKERS` **worker** threads, which make the store calls and the
-  decisions around them, and never run user code;
-- one **callback** thread for user code (``on_lost``, event listeners). A
-  callback that blocks delays no store call and no decision of any holding.
-  When callbacks have been queued for :data:`GRACE` real seconds with every
-  callback thread busy, one more callback thread starts; it ends once the
-  queue is empty, so extra threads exist only while callbacks block.
+  it wakes when a test advances the clock) and runs due entries (brief, no
+  I/O: a holding's decisions, a loss at its deadline); it exits after
+  :data:`LINGER` real seconds with nothing scheduled and nothing waiting;
+- :data:`WORKERS` kept **worker** threads, which make the store calls and the
+  decisions around them, and never run user code (but logging handlers);
+- one kept **callback** thread for user code (``on_lost``, event listeners).
+  A callback that blocks delays no store call and no decision of any holding.
+
+The timer thread also watches, polling every ``GRACE / 2`` real seconds while
+work or callbacks wait (workers may all be stuck, so they cannot watch): when
+work has waited :data:`GRACE` seconds with every worker busy, the workers
+double (never by more than the queued calls; added ones end after
+:data:`LINGER` idle seconds); when no queued callback was taken for
+:data:`GRACE` seconds, one more callback thread starts (it ends once the queue
+is empty). Neither has a fixed cap: each added thread serves a holding that
+waits, so there are never more than one per holding, as with the former
+thread-per-lock renewers. If no timer thread runs, the system clock's starts
+to watch.
 
 The scheduler knows nothing of locks: it runs functions at a clock's time
 (:func:`call_at`), on a worker (:func:`submit`), or on a callback thread
@@ -51,9 +60,9 @@ __all__ = [
 
 logger = logging.getLogger("mongoelector.scheduler")
 
-#: Worker threads making store calls for every holding of the process.
+#: Worker threads kept for the store calls of every holding of the process (more while stuck).
 WORKERS = 2
-#: Real seconds queued callbacks wait, with every callback thread busy, before one more starts.
+#: Real seconds work or callbacks wait, with every thread busy, before more threads start.
 GRACE = 0.25
 #: Real seconds a timer thread stays with nothing scheduled before it exits.
 LINGER = 1.0
@@ -61,6 +70,10 @@ LINGER = 1.0
 _THREAD_NAMES = ("mongoelector-timer", "mongoelector-worker-", "mongoelector-callbacks-")
 
 Action = Callable[[], None]
+
+
+def _nothing() -> None:
+    pass
 
 
 def _run(action: Action) -> None:
@@ -113,15 +126,20 @@ class _Timer:
         heapq.heappush(self.heap, entry)
         self.live += 1
         if self.thread is None:
+            self.start()
+        elif self.heap[0] is entry:
+            self.wakeup.set()
+
+    def start(self) -> None:
+        if self.thread is None:
             self.thread = threading.Thread(
                 target=self._loop, name="mongoelector-timer", daemon=True
             )
             self.thread.start()
-        elif self.heap[0] is entry:
-            self.wakeup.set()
 
     def remove(self, entry: Entry) -> None:
         entry.cancelled = True
+        entry.action = _nothing  # a cancelled entry left in the heap keeps nothing alive
         self.live -= 1
         if self.live == 0:
             self.heap.clear()
@@ -158,11 +176,19 @@ class _Timer:
                 for entry in due:
                     _run(entry.action)
                 continue
+            if _watch():  # work or callbacks wait: poll in real time until none does
+                _watching.polling = True
+                poll = GRACE / 2
+                if next_due is not None and self.key is SystemClock:
+                    poll = min(poll, max(next_due - now, 0.0))
+                self.wakeup.wait(poll)
+                _watching.polling = False
+                continue
             if next_due is not None:
                 self._wait_until(next_due)
             elif not self.wakeup.wait(LINGER):
                 with _guard:
-                    if not self.heap:
+                    if not self.heap and not self.wakeup.is_set():
                         self.thread = None
                         if _timers.get(self.key) is self:
                             del _timers[self.key]
@@ -216,34 +242,83 @@ def scheduled(clock: Clock | None = None) -> int:
 
 _work: deque[Action] = deque()
 _work_ready = threading.Condition(threading.Lock())
-_workers: list[threading.Thread] = []
+
+
+class _Pool:
+    """Worker counts (changed under ``_work_ready``)."""
+
+    def __init__(self) -> None:
+        self.kept = 0  # up to WORKERS, each started on first use and kept for the process
+        self.extra = 0  # added by a watcher; each ends after LINGER seconds with nothing to do
+        self.idle = 0  # kept workers waiting for work and not yet woken for any
+        self.since = 0.0  # when the queue last went from empty to non-empty (or grew)
+
+
+_pool = _Pool()
 
 
 def submit(action: Action) -> None:
     """Run ``action`` on a worker thread (it must not run user code)."""
     with _work_ready:
+        if not _work:
+            _pool.since = time.monotonic()
         _work.append(action)
-        if len(_workers) < WORKERS:
-            thread = threading.Thread(
-                target=_work_loop, name=f"mongoelector-worker-{len(_workers) + 1}", daemon=True
-            )
-            _workers.append(thread)
-            thread.start()
-        else:
+        if _pool.kept < WORKERS:
+            _pool.kept += 1
+            _start_worker(keep=True)
+            return
+        if _pool.idle:
+            _pool.idle -= 1  # that worker is taken: a second submit must not count on it
             _work_ready.notify()
+            return
+        _work_ready.notify()  # no kept worker waits: this wakes an added one, if any lingers
+    _watch_needed()  # every worker is busy: a timer thread watches until the queue is empty
 
 
-def _work_loop() -> None:
+def _start_worker(*, keep: bool) -> None:
+    number = _pool.kept + _pool.extra
+    thread = threading.Thread(
+        target=_work_loop, args=(keep,), name=f"mongoelector-worker-{number}", daemon=True
+    )
+    thread.start()
+
+
+def _work_loop(keep: bool) -> None:
     while True:
         with _work_ready:
             while not _work:
-                # Idle, a worker sleeps until work comes, unless callbacks wait for a thread.
-                if not _work_ready.wait(GRACE if _callbacks.backlog() else None):
+                if not keep:  # an added worker lingers, then ends if no work came
+                    _work_ready.wait(LINGER)
+                    if not _work:
+                        _pool.extra -= 1
+                        return
                     break
-            action = _work.popleft() if _work else None
-        _callbacks.watch()
-        if action is not None:
-            _run(action)
+                _pool.idle += 1
+                _work_ready.wait()  # submit() took this worker off ``idle`` when it woke it
+            action = _work.popleft()
+            drained = not _work
+        if drained:
+            _calm()
+        _run(action)
+
+
+def _watch_workers() -> bool:
+    """Add a worker if work has waited ``GRACE`` with every worker busy; True while any waits.
+
+    Called by a timer thread, never by a worker: the workers may all be stuck.
+    """
+    with _work_ready:
+        if not _work:
+            return False
+        now = time.monotonic()
+        if now - _pool.since >= GRACE:
+            # Double the workers (but never more new ones than queued calls), so that a
+            # store that got slow for many holdings at once is caught up with in a few GRACEs.
+            _pool.since = now
+            for _ in range(min(len(_work), _pool.kept + _pool.extra)):
+                _pool.extra += 1
+                _start_worker(keep=False)
+        return True
 
 
 # --- the callback threads: user code ---------------------------------------------------------
@@ -256,36 +331,36 @@ class _Callbacks:
         self._queue: deque[Action] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._threads = 0
-        self._idle = 0
-        self._progress = time.monotonic()  # when a callback thread last took a callback
+        self._idle = 0  # threads waiting for a callback and not yet woken for one
+        self._progress = time.monotonic()  # when a thread last took a callback, or one came
 
     def submit(self, action: Action) -> None:
         with self._ready:
+            if not self._queue:
+                self._progress = time.monotonic()
             self._queue.append(action)
             if self._threads == 0:
                 self._start(keep=True)
-            elif self._idle:
+                return
+            if self._idle:
+                self._idle -= 1  # that thread is taken: a second submit must not count on it
                 self._ready.notify()
-            backlog = self.backlog()
-        if backlog:  # the workers watch the callback threads while they are all busy
-            with _work_ready:
-                _work_ready.notify_all()
+                return
+        _watch_needed()  # every callback thread is busy: a timer thread watches
 
-    def backlog(self) -> bool:
-        """True while callbacks are queued and no callback thread is free (a racy read)."""
-        return bool(self._queue) and not self._idle
+    def watch(self) -> bool:
+        """Start one more thread if no queued callback was taken for ``GRACE`` seconds.
 
-    def watch(self) -> None:
-        """Start one more callback thread if queued callbacks have waited too long."""
+        True while callbacks wait for a thread. Called by a timer thread.
+        """
         with self._ready:
-            if (
-                self._queue
-                and not self._idle
-                and time.monotonic() - self._progress >= GRACE
-                and self._threads > 0
-            ):
-                self._progress = time.monotonic()
+            if not self._queue or self._idle:
+                return False
+            now = time.monotonic()
+            if now - self._progress >= GRACE and self._threads > 0:
+                self._progress = now
                 self._start(keep=False)
+            return True
 
     def _start(self, *, keep: bool) -> None:
         self._threads += 1
@@ -305,10 +380,12 @@ class _Callbacks:
                         self._threads -= 1
                         return
                     self._idle += 1
-                    self._ready.wait()
-                    self._idle -= 1
+                    self._ready.wait()  # submit() took this thread off ``idle`` when it woke it
                 action = self._queue.popleft()
                 self._progress = time.monotonic()
+                drained = not self._queue
+            if drained:
+                _calm()
             _run(action)
 
 
@@ -318,6 +395,49 @@ _callbacks = _Callbacks()
 def submit_callback(action: Action) -> None:
     """Run ``action`` (user code, which may block) on a callback thread."""
     _callbacks.submit(action)
+
+
+# --- watching: a timer thread adds workers and callback threads ------------------------------
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.polling = False  # a timer thread polls every GRACE / 2 real seconds (racy read)
+
+
+_watching = _Watch()
+
+
+def _watch() -> bool:
+    """Grow the workers or callback threads if stuck; True while work or callbacks wait."""
+    workers = _watch_workers()
+    return _callbacks.watch() or workers
+
+
+def _watch_needed() -> None:
+    """Work or callbacks wait for a busy thread: make a timer thread watch them.
+
+    A timer thread of any clock will do; if none runs, the system clock's
+    starts (with nothing scheduled it ends once nothing waits).
+    """
+    with _guard:
+        alive = [timer for timer in _timers.values() if timer.thread is not None]
+        if not alive:
+            timer = _timers.get(SystemClock)
+            if timer is None:
+                timer = _timers[SystemClock] = _Timer(SystemClock, SystemClock())
+            timer.start()
+        elif not _watching.polling:
+            for timer in alive:
+                timer.wakeup.set()
+
+
+def _calm() -> None:
+    """A queue was emptied: let a polling timer go back to waiting for its clock."""
+    if _watching.polling:
+        with _guard:
+            for timer in _timers.values():
+                timer.wakeup.set()
 
 
 def _after_fork_in_child() -> None:
@@ -331,7 +451,8 @@ def _after_fork_in_child() -> None:
     _timers.clear()
     _work.clear()
     _work_ready = threading.Condition(threading.Lock())
-    _workers.clear()
+    _pool.kept = _pool.extra = _pool.idle = 0
+    _watching.polling = False
     _callbacks = _Callbacks()
 
 

@@ -15,6 +15,7 @@ rules exist once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mongoelector.backends.protocol import LeaseRecord
@@ -66,6 +67,13 @@ class Renewal:
         """True while the keeper still keeps this holding (trusted or not)."""
         holding = self._keeper.holding
         return holding is not None and holding.token == self.token
+
+    def deadline(self) -> float:
+        """When the holding stops being trusted (``inf`` once it is no longer kept)."""
+        holding = self._keeper.holding
+        if holding is None or holding.token != self.token:
+            return math.inf
+        return holding.valid_until
 
     def current(self, now: float) -> Lost | Ended | None:
         """``None`` while the holding is kept and trusted at ``now``.

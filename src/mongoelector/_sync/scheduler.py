@@ -16,8 +16,8 @@ few daemon threads, each started on first use:
 
 The timer thread also watches, polling every ``GRACE / 2`` real seconds while
 work or callbacks wait (workers may all be stuck, so they cannot watch): when
-work has waited :data:`GRACE` seconds with every worker busy, the workers
-double (never by more than the queued calls; added ones end after
+work has waited :data:`GRACE` seconds with every worker busy, one more worker
+starts for every queued call (added ones end after
 :data:`LINGER` idle seconds); when no queued callback was taken for
 :data:`GRACE` seconds, one more callback thread starts (it ends once the queue
 is empty). Neither has a fixed cap: each added thread serves a holding that
@@ -312,10 +312,11 @@ def _watch_workers() -> bool:
             return False
         now = time.monotonic()
         if now - _pool.since >= GRACE:
-            # Double the workers (but never more new ones than queued calls), so that a
-            # store that got slow for many holdings at once is caught up with in a few GRACEs.
+            # One more worker per queued call: a store that got slow for many holdings at
+            # once is caught up with at once, and never with more threads than one per
+            # holding waiting (what one thread per lock would have used).
             _pool.since = now
-            for _ in range(min(len(_work), _pool.kept + _pool.extra)):
+            for _ in range(len(_work)):
                 _pool.extra += 1
                 _start_worker(keep=False)
         return True

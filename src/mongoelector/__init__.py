@@ -78,7 +78,7 @@ _HOMES = {
 }
 #: Submodules that ``import mongoelector`` used to load, reachable as attributes.
 _SUBMODULES = frozenset(
-    {"backends", "clock", "core", "elector", "errors", "locker", "monitoring", "timing"}
+    {"backends", "clock", "core", "elector", "errors", "jobs", "locker", "monitoring", "timing"}
 )
 
 

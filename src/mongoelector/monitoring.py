@@ -40,6 +40,7 @@ __all__ = [
     "ELECTOR",
     "LOCK",
     "EventListener",
+    "JobSkippedEvent",
     "LeaderChangedEvent",
     "LeadershipGainedEvent",
     "LeadershipLostEvent",
@@ -155,6 +156,21 @@ class SlowRoundTripsEvent(MonitoringEvent):
     cleared: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSkippedEvent(MonitoringEvent):
+    """A :func:`mongoelector.jobs.exclusive` function was not run: the lock was held.
+
+    ``job`` is the function's qualified name, ``reason`` says who held the
+    lock (the message of the ``LockExists`` or ``AcquireTimeout``), and
+    ``waited`` how many seconds the call waited for it (0 without ``wait``).
+    ``owner`` is the id of the call's lock, ``kind`` is ``"lock"``.
+    """
+
+    job: str
+    reason: str
+    waited: float
+
+
 class EventListener:
     """Base class of event listeners: every method does nothing until overridden."""
 
@@ -175,6 +191,9 @@ class EventListener:
 
     def slow_round_trips(self, event: SlowRoundTripsEvent) -> None:
         """Store round trips started (or stopped) leaving the lease settings no margin."""
+
+    def job_skipped(self, event: JobSkippedEvent) -> None:
+        """An exclusive job's call was skipped because another holder had its lock."""
 
 
 def check_listeners(listeners: Iterable[EventListener], *, name: str) -> tuple[EventListener, ...]:

@@ -417,6 +417,17 @@ class LockBase(Participant[BackendT]):
         if holding is not None:
             self._monitor.lost(holding.token, LossReason.RELEASED, now=self._clock.monotonic())
 
+    def _leave_to_lapse(self, token: int, ttl: float) -> None:
+        """Stop trusting the holding of ``token`` without releasing it: the store keeps it
+        until it expires (``ttl`` seconds after the last renew, for ``mongoelector.jobs``)."""
+        with self._mutex:
+            holding = self._keeper.holding
+            if holding is None or holding.token != token:
+                return
+            self._keeper.drop()
+            self._ending = f"token {token} was left in the store to expire after {ttl:g} s"
+        self._monitor.lost(token, LossReason.RELEASED, now=self._clock.monotonic())
+
     def _plan_release(self, force: bool) -> ReleasePlan | None:
         """Stop trusting the holding; the store call to make, or ``None`` if there is none."""
         with self._mutex:

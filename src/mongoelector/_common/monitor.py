@@ -32,6 +32,7 @@ from mongoelector.core.events import (
 from mongoelector.errors import AmbiguousOutcome, BackendError
 from mongoelector.monitoring import (
     EventListener,
+    JobSkippedEvent,
     LeaderChangedEvent,
     LeadershipGainedEvent,
     LeadershipLostEvent,
@@ -72,6 +73,7 @@ _METHODS: dict[type[MonitoringEvent], str] = {
     StoreErrorEvent: "store_error",
     LeaderChangedEvent: "leader_changed",
     SlowRoundTripsEvent: "slow_round_trips",
+    JobSkippedEvent: "job_skipped",
 }
 
 
@@ -301,6 +303,20 @@ class Monitor:
                 cleared=notice.cleared,
             )
         )
+
+    def job_skipped(self, job: str, reason: str, *, waited: float) -> None:
+        """A ``mongoelector.jobs`` call of ``job`` was skipped (logged by the caller)."""
+        if self._listening():
+            self._emit(
+                JobSkippedEvent(
+                    key=self._key,
+                    owner=self._owner,
+                    kind=self._kind,
+                    job=job,
+                    reason=reason,
+                    waited=waited,
+                )
+            )
 
     # --- delivery ---------------------------------------------------------------------
 

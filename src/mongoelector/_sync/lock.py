@@ -168,6 +168,22 @@ class Lock(LockBase[StorageBackend]):
             raise
         return self._touched(renewal, started_at, record)
 
+    def _hold_until(self, ttl: float) -> bool:
+        """Stop renewing and leave the holding to expire ``ttl`` seconds from now (server
+        time) without releasing it; ``False`` if there was no trusted holding or the store
+        refused the renew. For ``mongoelector.jobs`` (its ``at_least``)."""
+        renewal = self._trusted_renewal()
+        with self._mutex:
+            renewer, self._renewer = self._renewer, None
+        self._retire(renewer)
+        if renewal is None:
+            return False
+        try:
+            record = self._backend.renew(self._key, self._uuid, renewal.token, ttl)
+        finally:
+            self._leave_to_lapse(renewal.token, ttl)
+        return record is not None
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until the renewer has caught up with the clock; for tests with a fake clock.
 

@@ -197,6 +197,22 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             raise
         return self._touched(renewal, started_at, record)
 
+    async def _hold_until(self, ttl: float) -> bool:
+        """Stop renewing and leave the holding to expire ``ttl`` seconds from now, without
+        releasing it (see ``Lock._hold_until``)."""
+        renewal = self._trusted_renewal()
+        with self._mutex:
+            renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            await renewer.stop()
+        if renewal is None:
+            return False
+        try:
+            record = await self._backend.renew(self._key, self._uuid, renewal.token, ttl)
+        finally:
+            self._leave_to_lapse(renewal.token, ttl)
+        return record is not None
+
     # --- the holding's life cycle: the renewer task -------------------------------------
 
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:

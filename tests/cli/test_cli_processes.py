@@ -45,6 +45,8 @@ def on_store(fixture: str, *args: str) -> subprocess.CompletedProcess[str]:
         (("demo",), ["--sqlite", "--uri", "--svg"]),
         (("status",), ["--uri", "--db", "--key", "--json", "--collection"]),
         (("release",), ["KEY", "--force", "--collection"]),
+        (("run",), ["KEY", "--sqlite", "--ttl", "--wait", "--at-least", "--grace", "COMMAND"]),
+        (("elect",), ["KEY", "--sqlite", "--uri", "--grace", "COMMAND"]),
         (("simulate",), ["--nodes", "--seconds", "--seed", "--faults", "--svg", "pause:NODE:AT"]),
     ],
 )

@@ -1,8 +1,10 @@
 """The ``mongoelector`` command line (also ``python -m mongoelector``).
 
-One module per command (``demo``, ``status``, ``release``, ``simulate``), each
+One module per command (``demo``, ``status``, ``release``, ``simulate``,
+``run`` in ``runner``, ``elect``), each
 with its ``NAME``, ``HELP`` and ``DESCRIPTION``, an ``add_arguments(parser)``,
-and a ``run(args, out)`` that returns an :class:`~mongoelector.cli.errors.ExitCode`. :func:`main`
+and a ``run(args, out)`` that returns an :class:`~mongoelector.cli.errors.ExitCode`
+(``run`` and ``elect`` return their command's exit status). :func:`main`
 parses, runs, and turns a :class:`~mongoelector.cli.errors.CliError` into a
 message on stderr and its exit code. Everything printed (results, errors, log
 records, argparse's complaints) has passwords masked. See ``docs/operations.md``.
@@ -16,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from mongoelector.cli import demo, release, simulate, status
+from mongoelector.cli import demo, elect, release, runner, simulate, status
 from mongoelector.cli.errors import CliError, ExitCode
 from mongoelector.cli.logs import logging_to_stderr
 from mongoelector.cli.masking import mask_secrets
@@ -51,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of the whole command line, every command included."""
     parser = _Parser(
         prog="mongoelector",
-        description="Distributed locks and leader election: demo, inspect, release, simulate.",
+        description="Distributed locks and leader election: demo, inspect, release, simulate, "
+        "run a command under a lock or while leading.",
         epilog="Exit codes: 0 ok, 1 a check failed, 2 usage error, 3 server unreachable, "
-        "4 unknown key. Run 'mongoelector COMMAND --help' for a command's options.",
+        "4 unknown key; run: the command's own status, 70 lock lost, 75 lock held elsewhere. "
+        "Run 'mongoelector COMMAND --help' for a command's options.",
     )
     parser.add_argument(
         "-v",
@@ -63,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log more to stderr: -v leadership changes, -vv everything",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (demo, status, release, simulate):
+    for command in (demo, status, release, simulate, runner, elect):
         sub = commands.add_parser(
             command.NAME,
             help=command.HELP,
@@ -81,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = _MaskedOutput(sys.stdout)
     with logging_to_stderr(args.verbose):
         try:
-            code: ExitCode = args.run(args, out)
+            code: int = args.run(args, out)
         except CliError as error:
             out.flush()
             sys.stderr.write(mask_secrets(f"mongoelector {args.command}: error: {error}\n"))

@@ -21,6 +21,16 @@ class ExitCode(enum.IntEnum):
     UNREACHABLE = 3
     #: The named key is in none of the collections looked at.
     NOT_FOUND = 4
+    #: ``run``: the lock was lost while the command ran, and the command was stopped
+    #: (sysexits' EX_SOFTWARE).
+    LOST = 70
+    #: ``run``: the lock is held by another process (and ``--wait`` did not get it in time);
+    #: sysexits' EX_TEMPFAIL, "try again later".
+    HELD = 75
+    #: ``run``/``elect``: the command could not be executed (as a shell reports it).
+    CANNOT_EXECUTE = 126
+    #: ``run``/``elect``: the command was not found (as a shell reports it).
+    NOT_FOUND_COMMAND = 127
 
 
 class CliError(Exception):

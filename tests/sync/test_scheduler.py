@@ -342,3 +342,56 @@ class TestTwoLossesAtOnce:
             for lock in locks:
                 assert lock.wait_idle(GUARD)
             assert on_lost.calls == 2
+
+
+class LongBlocker(Blocker):
+    """A :class:`Blocker` that waits for ``let_go`` longer than any wait of a test."""
+
+    def __call__(self) -> None:
+        self.calls += 1
+        self.entered.set()
+        self.let_go.wait(4 * GUARD)
+
+
+class TestItsOwnDeadlineWaitsForNothing:
+    """A holding's loss is recorded at its renew deadline even while its own renewer is busy."""
+
+    def test_a_holding_whose_own_renew_hangs_is_lost_at_its_deadline(
+        self, clock: FakeClock, store: CountingBackend, request: pytest.FixtureRequest
+    ) -> None:
+        slow = HangingBackend(clock, hang={"h"})
+        request.addfinalizer(slow.let_go.set)
+        on_lost = Blocker()
+        on_lost.let_go.set()  # returns at once
+        lock = Lock("h", slow, ttl=TTL, clock=clock, auto_renew=True, on_lost=on_lost)
+        _made.append(lock)
+        lock.acquire()  # renew deadline t=10, first renewal at t=2
+        clock.advance(2.0)
+        assert slow.entered.acquire(timeout=GUARD)  # its renew hangs in the store
+        clock.advance(7.0)  # t=9
+        assert not lock.lost.is_set() and lock.token is not None
+        clock.advance(1.0)  # t=10: the renew deadline, the renew still hanging
+        assert wait_for(lambda: on_lost.calls == 1, limit=GUARD)  # before: never came
+        assert lock.lost.is_set() and lock.token is None
+        slow.let_go.set()  # the late reply: not trusted, and the renewer ends
+        assert lock.wait_idle(GUARD)
+        assert lock.token is None and lock.lost.is_set() and on_lost.calls == 1
+
+    def test_a_blocking_listener_does_not_delay_its_own_loss(
+        self, clock: FakeClock, store: CountingBackend, request: pytest.FixtureRequest
+    ) -> None:
+        listener = BlockingListener()
+        listener.blocker = LongBlocker()  # blocks longer than any wait of the test
+        request.addfinalizer(listener.blocker.let_go.set)
+        on_lost = Blocker()
+        on_lost.let_go.set()  # returns at once
+        lock = auto_lock("a", store, clock, on_lost=on_lost, event_listeners=[listener])
+        lock.acquire()  # renew deadline t=10
+        clock.advance(2.0)
+        assert listener.blocker.entered.wait(GUARD)  # told of its first renewal: blocks
+        clock.advance(8.0)  # t=10: the deadline (that renewal counts once the listener returns)
+        assert wait_for(lambda: on_lost.calls == 1, limit=GUARD)  # on another callback thread
+        assert lock.lost.is_set() and lock.token is None
+        listener.blocker.let_go.set()
+        assert lock.wait_idle(GUARD)
+        assert store.renews["a"] == 1 and on_lost.calls == 1 and listener.blocker.calls == 1

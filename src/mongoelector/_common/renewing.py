@@ -17,7 +17,7 @@ from mongoelector._common.outcomes import Failure
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.clock import Clock
 from mongoelector.core.events import Renew
-from mongoelector.core.renewal import Lost, Renewal, RenewalStep
+from mongoelector.core.renewal import Ended, Lost, Renewal, RenewalStep
 
 __all__ = ["RenewalRules", "StopControl"]
 
@@ -39,6 +39,12 @@ class RenewalRules:
         """What to do now: renew, sleep until a time, or stop (lost or ended)."""
         with self._mutex:
             return self.renewal.next_step(self._clock.monotonic())
+
+    def current(self) -> Lost | Ended | None:
+        """Whether the holding is still kept and trusted now: ``None`` if so; :class:`Lost`
+        (once: the holding is dropped) at the renew deadline; :class:`Ended` afterwards."""
+        with self._mutex:
+            return self.renewal.current(self._clock.monotonic())
 
     def deadline(self) -> float:
         """When the holding stops being trusted, by the lock's clock (``inf`` if not kept)."""

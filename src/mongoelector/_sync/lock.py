@@ -266,12 +266,17 @@ class Lock(LockBase[StorageBackend]):
         """Stop the lost holding's renewer and fire ``on_lost`` (once per holding).
 
         Stopping waits for a renew in flight, never for a callback; from the
-        renewer's own callback it only asks.
+        renewer's own callback it only asks. So it does for a loss the timer
+        found at the deadline while the renewer's own renew was in flight: that
+        renew may hang in the store, and ``on_lost`` must not wait for it.
         """
         with self._mutex:
             renewer = self._renewer if self._renewal is renewal else None
         if renewer is not None:
-            renewer.stop()
+            if renewer.reporting_loss_here:
+                renewer.request_stop()
+            else:
+                renewer.stop()
         run_callback(self._on_lost, "on_lost", log=logger, carrying_on="the lock stays lost")
 
     def __enter__(self) -> Lock:

@@ -117,8 +117,11 @@ class Renewer:
         self._control = StopControl()
         self._phase = _Phase.NEW
         self._parked_until: float | None = None
-        self._entry: scheduler.Entry | None = None  # the wake-up (parked) or deadline (queued)
-        self._ticket = 0  # which queued step may run: a later one voids the earlier
+        # the wake-up (parked), or the renew deadline (queued, working, in callbacks)
+        self._entry: scheduler.Entry | None = None
+        self._ticket = 0  # which queued step (and deadline) counts: a later one voids the earlier
+        self._loss_pending = False  # a loss the timer recorded is still being reported
+        self._loss_reporter: int | None = None  # the thread reporting it (see request_stop)
 
     @property
     def name(self) -> str:
@@ -150,14 +153,35 @@ class Renewer:
         the renewer's own callback, it only asks.
         """
         with self._state:
-            self._control.request_stop()
-            if self._phase in (_Phase.NEW, _Phase.PARKED, _Phase.QUEUED):
-                entry, self._entry = self._entry, None
-                if entry is not None:
-                    scheduler.cancel(entry)
-                self._finish_locked()
+            if self._stop_locked():
                 return
             self._state.wait_for(self._control.settled)
+
+    def request_stop(self) -> None:
+        """Ask the renewer to stop, without waiting for a renew in flight.
+
+        Nothing more is decided or sent; a renew in flight (maybe hung in the
+        store) is not waited for: its reply is ignored and the renewer ends
+        when it returns. For ``on_lost`` of a loss found at the renew deadline
+        while the renewer's own renew was in flight (:attr:`reporting_loss_here`).
+        """
+        with self._state:
+            self._stop_locked()
+
+    @property
+    def reporting_loss_here(self) -> bool:
+        """True in the callback reporting a loss found at the deadline while a renew was in
+        flight or a listener ran: the renewer's own work may be stuck, so do not wait for it."""
+        with self._state:
+            return self._loss_reporter == threading.get_ident()
+
+    def _stop_locked(self) -> bool:
+        """Request the stop (no deadline action after it); whether the renewer has ended."""
+        self._control.request_stop()
+        self._cancel_entry_locked()
+        if self._phase in (_Phase.NEW, _Phase.PARKED, _Phase.QUEUED):
+            self._finish_locked()
+        return self._control.done
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until the renewer has caught up with the clock, or has ended.
@@ -169,6 +193,8 @@ class Renewer:
             return self._state.wait_for(self._is_idle, timeout)
 
     def _is_idle(self) -> bool:
+        if self._loss_pending:
+            return False  # on_lost of a loss the timer recorded has not run yet
         if self._control.done:
             return True
         return (
@@ -295,6 +321,8 @@ class Renewer:
                 return
             self._phase = _Phase.PARKED
             self._parked_until = deadline
+            self._ticket += 1  # voids the deadline entry of an earlier queued step
+            self._cancel_entry_locked()
             self._entry = scheduler.call_at(self._clock, deadline, self._due)
             self._state.notify_all()
 
@@ -309,13 +337,53 @@ class Renewer:
         self._decide()
 
     def _overdue(self, ticket: int) -> None:
-        """In the timer thread: the renew deadline came while a renewal waited for a worker."""
+        """In the timer thread: the renew deadline of the step queued as ``ticket`` came.
+
+        Still queued (no worker took it): the timer decides. Taken by a worker
+        (its renew in flight, maybe hung in the store) or in callbacks (a
+        listener that blocks): the timer records the loss itself, so it waits
+        for neither, and leaves the phase alone: the worker's late reply meets
+        a holding no longer kept (it is not trusted) and the renewer ends.
+        """
         with self._state:
-            if self._phase is not _Phase.QUEUED or self._ticket != ticket:
-                return  # a worker took it meanwhile (or it was stopped)
-            self._phase = _Phase.WORKING
+            if self._ticket != ticket or not self._control.may_go_on():
+                return  # a later wait or step replaced this deadline, or stopped
+            if self._phase not in (_Phase.QUEUED, _Phase.WORKING, _Phase.CALLBACKS):
+                return
             self._entry = None
-        self._decide()
+            queued = self._phase is _Phase.QUEUED
+            if queued:
+                self._phase = _Phase.WORKING
+            else:
+                self._loss_pending = True
+        if queued:
+            self._decide()
+            return
+        try:
+            verdict = self._rules.current()  # drops the holding and says Lost at most once
+            if isinstance(verdict, Lost) and self._record_loss(verdict):
+                scheduler.submit_callback(lambda: self._report_overdue_loss(verdict))
+                return
+        except BaseException:
+            logger.exception("renewer of lock %r crashed at its deadline", self._key)
+        self._loss_reported()
+
+    def _report_overdue_loss(self, lost: Lost) -> None:
+        """On a callback thread: run the user callbacks of a loss the timer recorded."""
+        with self._state:
+            self._loss_reporter = threading.get_ident()
+        try:
+            self._report_loss(lost)
+        except BaseException:
+            logger.exception("reporting the loss of lock %r crashed", self._key)
+        finally:
+            self._loss_reported()
+
+    def _loss_reported(self) -> None:
+        with self._state:
+            self._loss_pending = False
+            self._loss_reporter = None
+            self._state.notify_all()
 
     def _decide(self) -> None:
         """In the timer thread: the decision alone (no I/O, no user code).
@@ -354,6 +422,7 @@ class Renewer:
             self._phase = _Phase.QUEUED
             self._ticket += 1
             ticket = self._ticket
+            self._cancel_entry_locked()
             if deadline != math.inf:
                 self._entry = scheduler.call_at(
                     self._clock, deadline, lambda: self._overdue(ticket)
@@ -365,11 +434,13 @@ class Renewer:
         with self._state:
             if self._phase is not _Phase.QUEUED or self._ticket != ticket:
                 return  # stopped, or taken by the timer at the deadline, while queued
-            self._phase = _Phase.WORKING
-            entry, self._entry = self._entry, None
-            if entry is not None:
-                scheduler.cancel(entry)
+            self._phase = _Phase.WORKING  # the deadline stays armed (see _overdue)
         self._step(first)
+
+    def _cancel_entry_locked(self) -> None:
+        entry, self._entry = self._entry, None
+        if entry is not None:
+            scheduler.cancel(entry)
 
     def _finish(self) -> None:
         with self._state:
@@ -380,6 +451,7 @@ class Renewer:
             return
         self._phase = _Phase.DONE
         self._parked_until = None
+        self._cancel_entry_locked()
         self._control.finish()
         self._state.notify_all()
         with _running_guard:

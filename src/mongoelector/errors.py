@@ -67,6 +67,9 @@ class StaleToken(MongoElectorError):
         self.newer_token = newer_token
         self.document_id = document_id
 
+    def __reduce__(self) -> tuple[type[StaleToken], tuple[str, int, object, object]]:
+        return (type(self), (self.key, self.token, self.newer_token, self.document_id))
+
 
 class BackendError(MongoElectorError):
     """The store could not carry out an operation.

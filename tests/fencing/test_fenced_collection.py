@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import mongomock
@@ -61,6 +62,14 @@ def test_update_one_refuses_a_newer_document_and_changes_nothing(fenced: Any, do
     assert isinstance(error, MongoElectorError)
     assert (error.key, error.token, error.newer_token, error.document_id) == ("job", 2, 9, "new")
     assert "'new'" in str(error) and "token 9" in str(error)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.key, copy.token, copy.newer_token, copy.document_id, str(copy)) == (
+        "job",
+        2,
+        9,
+        "new",
+        str(error),
+    )
     assert all_docs(docs) == before
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         LockLost,
         MongoElectorError,
         NotLeader,
+        StaleToken,
         TimeOffsetError,
     )
     from mongoelector.locker import MongoLocker
@@ -52,6 +53,7 @@ __all__ = [
     "MongoLeaderElector",
     "MongoLocker",
     "NotLeader",
+    "StaleToken",
     "TimeOffsetError",
     "__version__",
     "stop_on_signals",
@@ -73,6 +75,7 @@ _HOMES = {
     "MongoLeaderElector": "mongoelector.elector",
     "MongoLocker": "mongoelector.locker",
     "NotLeader": "mongoelector.errors",
+    "StaleToken": "mongoelector.errors",
     "TimeOffsetError": "mongoelector.errors",
     "stop_on_signals": "mongoelector._sync.signals",
 }

@@ -16,6 +16,7 @@ __all__ = [
     "LockLost",
     "MongoElectorError",
     "NotLeader",
+    "StaleToken",
     "TimeOffsetError",
 ]
 
@@ -46,6 +47,28 @@ class NotLeader(MongoElectorError):
     For example, entering ``elector.leadership()`` while the elector is not
     running, or when it stops before this node becomes leader.
     """
+
+
+class StaleToken(MongoElectorError):
+    """A fenced write met a document already written with a newer fencing token.
+
+    Nothing was changed. ``key`` is the lock (or election) key, ``token`` the
+    token of the refused write, ``newer_token`` the one found in the document
+    and ``document_id`` that document's ``_id``.
+    """
+
+    def __init__(self, key: str, token: int, newer_token: object, document_id: object) -> None:
+        super().__init__(
+            f"document {document_id!r} was written under {key!r} with token {newer_token!r}, "
+            f"newer than this write's token {token}"
+        )
+        self.key = key
+        self.token = token
+        self.newer_token = newer_token
+        self.document_id = document_id
+
+    def __reduce__(self) -> tuple[type[StaleToken], tuple[str, int, object, object]]:
+        return (type(self), (self.key, self.token, self.newer_token, self.document_id))
 
 
 class BackendError(MongoElectorError):

@@ -43,6 +43,16 @@ class AsyncMockCollection:
     insert_one = _forward("insert_one")
     update_one = _forward("update_one")
     create_index = _forward("create_index")
+    # The other writes and counts, for AsyncFencedCollection's tests.
+    insert_many = _forward("insert_many")
+    update_many = _forward("update_many")
+    replace_one = _forward("replace_one")
+    delete_one = _forward("delete_one")
+    delete_many = _forward("delete_many")
+    find_one_and_replace = _forward("find_one_and_replace")
+    find_one_and_delete = _forward("find_one_and_delete")
+    bulk_write = _forward("bulk_write")
+    count_documents = _forward("count_documents")
 
     def find(self, *args: Any, **kwargs: Any) -> AsyncMockCursor:
         return AsyncMockCursor(self.inner.find(*args, **kwargs))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import mongomock
 import pytest
 from sybil import Document
 from sybil.parsers.markdown import PythonCodeBlockParser
@@ -27,35 +27,16 @@ def test_the_complete_example_migrates_every_batch(capsys: pytest.CaptureFixture
     assert capsys.readouterr().out == "migrated 100 batches\n"
 
 
-def test_write_fenced_refuses_an_older_token() -> None:
-    example = run_block("def write_fenced(")
-    write_fenced, stale_token = example["write_fenced"], example["StaleToken"]
-    assert callable(write_fenced) and isinstance(stale_token, type)
-    jobs = mongomock.MongoClient().db.jobs
-    jobs.insert_one({"_id": "tenant-42", "state": "new"})
-    write_fenced(jobs, "tenant-42", 7, {"state": "migrating"})
-    write_fenced(jobs, "tenant-42", 8, {"state": "migrated"})
-    with pytest.raises(stale_token, match="newer than 7"):
-        write_fenced(jobs, "tenant-42", 7, {"state": "migrating"})
-    assert jobs.find_one({"_id": "tenant-42"}) == {
-        "_id": "tenant-42",
-        "state": "migrated",
-        "fence": 8,
-    }
+def test_the_fenced_example_refuses_the_late_write(capsys: pytest.CaptureFixture[str]) -> None:
+    """The example prints what the page shows after it, and the document keeps the newer write."""
+    example = run_block("old.fenced(jobs)")
+    assert capsys.readouterr().out == (
+        "refused: token 1 < 2\n{'_id': 'tenant-42', 'state': 'migrated', '_fence': 2}\n"
+    )
+    jobs: Any = example["jobs"]
+    assert jobs.count_documents({}) == 1  # the upsert created one document, never a second
 
 
-def test_write_fenced_creates_a_new_document() -> None:
-    """Issue 15, item 2: the first write to a document that does not exist yet succeeds."""
-    example = run_block("def write_fenced(")
-    write_fenced, stale_token = example["write_fenced"], example["StaleToken"]
-    assert callable(write_fenced) and isinstance(stale_token, type)
-    jobs = mongomock.MongoClient().db.jobs
-    write_fenced(jobs, "tenant-7", 3, {"state": "migrating"})
-    assert jobs.find_one({"_id": "tenant-7"}) == {
-        "_id": "tenant-7",
-        "state": "migrating",
-        "fence": 3,
-    }
-    with pytest.raises(stale_token, match="newer than 2"):
-        write_fenced(jobs, "tenant-7", 2, {"state": "old"})
-    assert jobs.count_documents({}) == 1
+def test_the_page_no_longer_hand_rolls_write_fenced() -> None:
+    """Issue 16: the library's ``fenced()`` replaces the ``write_fenced`` recipe."""
+    assert "write_fenced" not in PAGE.read_text()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from collections.abc import Mapping as _Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.elector_base import ElectorBase
 from mongoelector._common.stores import sync_store
@@ -27,11 +28,17 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
+    from pymongo.collection import Collection
     from pymongo.database import Database
+
+    from mongoelector.fencing import FencedCollection
 
 __all__ = ["LeaderElector"]
 
 logger = logging.getLogger("mongoelector.elector")
+
+
+DocT = TypeVar("DocT", bound="_Mapping[str, Any]")
 
 
 @dataclass(eq=False)
@@ -342,6 +349,21 @@ class LeaderElector(ElectorBase[StorageBackend]):
         except BackendError as caught:
             error = caught
         self._status_sent(member, at, error)
+
+    def fenced(
+        self, collection: Collection[DocT], *, field: str = "_fence"
+    ) -> FencedCollection[DocT]:
+        """``collection`` with its writes fenced by the current term's token (docs/locks.md).
+
+        Raises :class:`~mongoelector.errors.NotLeader` if this node does not
+        lead now. Its writes raise :class:`~mongoelector.errors.LockLost`,
+        before anything is sent, once that term is over, even if a later term
+        has begun: call ``fenced()`` again for the new term.
+        """
+        from mongoelector.fencing import FencedCollection  # noqa: PLC0415 - pymongo on use
+        from mongoelector.fencing._tokens import term_token  # noqa: PLC0415
+
+        return FencedCollection(collection, term_token(self), key=self._key, field=field)
 
     def __enter__(self) -> LeaderElector:
         self.start()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
+from collections.abc import Mapping as _Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.stores import sync_store
@@ -25,11 +26,17 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
+    from pymongo.collection import Collection
     from pymongo.database import Database
+
+    from mongoelector.fencing import FencedCollection
 
 __all__ = ["Lock"]
 
 logger = logging.getLogger("mongoelector.lock")
+
+
+DocT = TypeVar("DocT", bound="_Mapping[str, Any]")
 
 
 class Lock(LockBase[StorageBackend]):
@@ -278,6 +285,18 @@ class Lock(LockBase[StorageBackend]):
             else:
                 renewer.stop()
         run_callback(self._on_lost, "on_lost", log=logger, carrying_on="the lock stays lost")
+
+    def fenced(
+        self, collection: Collection[DocT], *, field: str = "_fence"
+    ) -> FencedCollection[DocT]:
+        """``collection`` with its writes fenced by this lock's token (see docs/locks.md).
+
+        Each write calls :meth:`ensure` first, so it raises :class:`LockLost`
+        before anything is sent once the holding is no longer trusted.
+        """
+        from mongoelector.fencing import FencedCollection  # noqa: PLC0415 - pymongo on use
+
+        return FencedCollection(collection, self.ensure, key=self._key, field=field)
 
     def __enter__(self) -> Lock:
         self.acquire()

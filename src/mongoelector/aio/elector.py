@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from collections.abc import Mapping as _Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.elector_base import ElectorBase
 from mongoelector._common.stores import async_store
@@ -26,11 +27,17 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
+    from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
+
+    from mongoelector.fencing import AsyncFencedCollection
 
 __all__ = ["AsyncLeaderElector"]
 
 logger = logging.getLogger("mongoelector.elector")
+
+
+DocT = TypeVar("DocT", bound="_Mapping[str, Any]")
 
 
 @dataclass(eq=False)
@@ -349,6 +356,21 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         except BackendError as caught:
             error = caught
         self._status_sent(member, at, error)
+
+    def fenced(
+        self, collection: AsyncCollection[DocT], *, field: str = "_fence"
+    ) -> AsyncFencedCollection[DocT]:
+        """``collection`` with its writes fenced by the current term's token (docs/locks.md).
+
+        Raises :class:`~mongoelector.errors.NotLeader` if this node does not
+        lead now. Its writes raise :class:`~mongoelector.errors.LockLost`,
+        before anything is sent, once that term is over, even if a later term
+        has begun: call ``fenced()`` again for the new term.
+        """
+        from mongoelector.fencing import AsyncFencedCollection  # noqa: PLC0415 - pymongo on use
+        from mongoelector.fencing._tokens import term_token  # noqa: PLC0415
+
+        return AsyncFencedCollection(collection, term_token(self), key=self._key, field=field)
 
     async def __aenter__(self) -> AsyncLeaderElector:
         await self.start()

@@ -7,9 +7,10 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable
+from collections.abc import Mapping as _Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.outcomes import Failure
@@ -29,11 +30,17 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
+    from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
+
+    from mongoelector.fencing import AsyncFencedCollection
 
 __all__ = ["AsyncLock"]
 
 logger = logging.getLogger("mongoelector.lock")
+
+
+DocT = TypeVar("DocT", bound="_Mapping[str, Any]")
 
 
 class AsyncLock(LockBase[AsyncStorageBackend]):
@@ -299,6 +306,18 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     async def status(self) -> dict[str, Any]:
         """The 1.x status dict (a coroutine here: ``lock_owned`` reads the store)."""
         return self._status(owned=await self.owned())
+
+    def fenced(
+        self, collection: AsyncCollection[DocT], *, field: str = "_fence"
+    ) -> AsyncFencedCollection[DocT]:
+        """``collection`` with its writes fenced by this lock's token (see docs/locks.md).
+
+        Each write calls :meth:`ensure` first, so it raises :class:`LockLost`
+        before anything is sent once the holding is no longer trusted.
+        """
+        from mongoelector.fencing import AsyncFencedCollection  # noqa: PLC0415 - pymongo on use
+
+        return AsyncFencedCollection(collection, self.ensure, key=self._key, field=field)
 
     async def __aenter__(self) -> AsyncLock:
         await self.acquire()

@@ -1,0 +1,540 @@
+"""``FencedCollection`` and ``AsyncFencedCollection``: pymongo's write methods, fenced.
+
+Each write takes the token when it is called (the token source raises
+``LockLost`` when the holding is no longer trusted, before anything is sent),
+and is sent as one command whose filter admits only documents whose fencing
+field is missing or not greater than the token, and which stamps the token
+into every document it writes.
+
+What the wrappers read besides that one command, and only in these cases:
+
+- a single-document write that changed nothing (and an upsert refused with a
+  duplicate ``_id``) reads the newest matching document once, to tell "no
+  such document" from "a newer token wrote it" (then :class:`StaleToken`);
+- ``update_many``, ``delete_many`` and ``bulk_write`` count the documents the
+  filters matched but left alone as newer (``skipped``), with one
+  ``count_documents`` per filter after the write. The count is exact unless
+  another writer changes those documents in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any, Generic, TypeVar, cast
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
+from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
+
+from mongoelector.fencing._plan import (
+    Fence,
+    FencedBulkWriteResult,
+    FencedDeleteResult,
+    FencedUpdateResult,
+    Request,
+)
+
+__all__ = ["AsyncFencedCollection", "FencedCollection"]
+
+DocT = TypeVar("DocT", bound=Mapping[str, Any])
+
+Filter = Mapping[str, Any]
+Update = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+def _acknowledged_noop(result: UpdateResult) -> bool:
+    return result.acknowledged and result.matched_count == 0 and result.upserted_id is None
+
+
+def _copy_back_id(document: Any, inserted_id: Any) -> None:
+    """Give ``document`` the ``_id`` pymongo gave the stamped copy, as pymongo itself does."""
+    if isinstance(document, MutableMapping) and "_id" not in document:
+        document["_id"] = inserted_id
+
+
+class FencedCollection(Generic[DocT]):
+    """A pymongo ``Collection`` whose writes are fenced by a lock's or a term's token.
+
+    Made by ``Lock.fenced(collection)`` or ``LeaderElector.fenced(collection)``.
+    ``token`` returns the current token or raises ``LockLost``; ``key`` names
+    the lock in :class:`~mongoelector.StaleToken`. Reads (``find``,
+    ``find_one``, ``count_documents``, ``distinct``, ``aggregate``) pass
+    through; ``collection`` is the unfenced collection.
+    """
+
+    def __init__(
+        self,
+        collection: Collection[DocT],
+        token: Callable[[], int],
+        *,
+        key: str,
+        field: str = "_fence",
+    ) -> None:
+        self._collection = collection
+        self._fence = Fence(key, token, field)
+
+    @property
+    def collection(self) -> Collection[DocT]:
+        """The wrapped collection (its writes are not fenced)."""
+        return self._collection
+
+    @property
+    def field(self) -> str:
+        return self._fence.field
+
+    @property
+    def key(self) -> str:
+        return self._fence.key
+
+    def __repr__(self) -> str:
+        return (
+            f"FencedCollection({self._collection.full_name!r}, key={self.key!r}, "
+            f"field={self.field!r})"
+        )
+
+    # --- reads ------------------------------------------------------------------
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        return self._collection.find(*args, **kwargs)
+
+    def find_one(self, *args: Any, **kwargs: Any) -> DocT | None:
+        return self._collection.find_one(*args, **kwargs)
+
+    def count_documents(self, filter: Filter, **kwargs: Any) -> int:
+        return self._collection.count_documents(filter, **kwargs)
+
+    def distinct(self, key: str, *args: Any, **kwargs: Any) -> list[Any]:
+        return self._collection.distinct(key, *args, **kwargs)
+
+    def aggregate(self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+        return self._collection.aggregate(pipeline, **kwargs)
+
+    # --- what the writes read -----------------------------------------------------
+
+    def _raise_if_stale(self, filter: Filter, token: int, session: Any) -> None:
+        newer = self._collection.find_one(
+            self._fence.newer(filter, token),
+            projection={self.field: True},
+            sort=[(self.field, -1)],
+            session=session,
+        )
+        if newer is not None:
+            raise self._fence.stale(newer, token)
+
+    def _skipped(self, filter: Filter, token: int, session: Any) -> int:
+        return self._collection.count_documents(self._fence.newer(filter, token), session=session)
+
+    # --- writes -------------------------------------------------------------------
+
+    def insert_one(self, document: DocT, **kwargs: Any) -> InsertOneResult:
+        token = self._fence.token()
+        stamped = self._fence.document(document, token)
+        try:
+            result = self._collection.insert_one(cast(DocT, stamped), **kwargs)
+        except DuplicateKeyError:
+            if "_id" in stamped:
+                self._raise_if_stale({"_id": stamped["_id"]}, token, kwargs.get("session"))
+            raise
+        _copy_back_id(document, result.inserted_id)
+        return result
+
+    def insert_many(self, documents: Iterable[DocT], **kwargs: Any) -> InsertManyResult:
+        token = self._fence.token()
+        stamped = [cast(DocT, self._fence.document(d, token)) for d in documents]
+        return self._collection.insert_many(stamped, **kwargs)
+
+    def update_one(
+        self, filter: Filter, update: Update, upsert: bool = False, **kwargs: Any
+    ) -> UpdateResult:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            result = self._collection.update_one(
+                self._fence.filter(filter, token),
+                self._fence.update(update, token),
+                upsert=upsert,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            self._raise_if_stale(filter, token, session)
+            raise
+        if _acknowledged_noop(result):
+            self._raise_if_stale(filter, token, session)
+        return result
+
+    def replace_one(
+        self, filter: Filter, replacement: DocT, upsert: bool = False, **kwargs: Any
+    ) -> UpdateResult:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            result = self._collection.replace_one(
+                self._fence.filter(filter, token),
+                cast(DocT, self._fence.document(replacement, token)),
+                upsert=upsert,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            self._raise_if_stale(filter, token, session)
+            raise
+        if _acknowledged_noop(result):
+            self._raise_if_stale(filter, token, session)
+        return result
+
+    def update_many(
+        self, filter: Filter, update: Update, upsert: bool = False, **kwargs: Any
+    ) -> FencedUpdateResult:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            result = self._collection.update_many(
+                self._fence.filter(filter, token),
+                self._fence.update(update, token),
+                upsert=upsert,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            self._raise_if_stale(filter, token, session)
+            raise
+        return FencedUpdateResult(result, self._skipped(filter, token, session))
+
+    def delete_one(self, filter: Filter, **kwargs: Any) -> DeleteResult:
+        token = self._fence.token()
+        result = self._collection.delete_one(self._fence.filter(filter, token), **kwargs)
+        if result.acknowledged and result.deleted_count == 0:
+            self._raise_if_stale(filter, token, kwargs.get("session"))
+        return result
+
+    def delete_many(self, filter: Filter, **kwargs: Any) -> FencedDeleteResult:
+        token = self._fence.token()
+        result = self._collection.delete_many(self._fence.filter(filter, token), **kwargs)
+        return FencedDeleteResult(result, self._skipped(filter, token, kwargs.get("session")))
+
+    def find_one_and_update(
+        self,
+        filter: Filter,
+        update: Update,
+        projection: Any = None,
+        sort: Any = None,
+        upsert: bool = False,
+        return_document: bool = ReturnDocument.BEFORE,
+        **kwargs: Any,
+    ) -> DocT | None:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            found = self._collection.find_one_and_update(
+                self._fence.filter(filter, token),
+                self._fence.update(update, token),
+                projection,
+                sort,
+                upsert,
+                return_document,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            self._raise_if_stale(filter, token, session)
+            raise
+        if found is None:
+            self._raise_if_stale(filter, token, session)
+        return found
+
+    def find_one_and_replace(
+        self,
+        filter: Filter,
+        replacement: DocT,
+        projection: Any = None,
+        sort: Any = None,
+        upsert: bool = False,
+        return_document: bool = ReturnDocument.BEFORE,
+        **kwargs: Any,
+    ) -> DocT | None:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            found = self._collection.find_one_and_replace(
+                self._fence.filter(filter, token),
+                cast(DocT, self._fence.document(replacement, token)),
+                projection,
+                sort,
+                upsert,
+                return_document,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            self._raise_if_stale(filter, token, session)
+            raise
+        if found is None:
+            self._raise_if_stale(filter, token, session)
+        return found
+
+    def find_one_and_delete(
+        self, filter: Filter, projection: Any = None, sort: Any = None, **kwargs: Any
+    ) -> DocT | None:
+        token = self._fence.token()
+        found = self._collection.find_one_and_delete(
+            self._fence.filter(filter, token), projection, sort, **kwargs
+        )
+        if found is None:
+            self._raise_if_stale(filter, token, kwargs.get("session"))
+        return found
+
+    def bulk_write(self, requests: Sequence[Request], **kwargs: Any) -> FencedBulkWriteResult:
+        token = self._fence.token()
+        planned = [self._fence.request(request, token) for request in requests]
+        result = self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)
+        session = kwargs.get("session")
+        skipped = sum(
+            self._collection.count_documents(newer, session=session)
+            for _, newer in planned
+            if newer is not None
+        )
+        return FencedBulkWriteResult(result, skipped)
+
+
+class AsyncFencedCollection(Generic[DocT]):
+    """:class:`FencedCollection` over a pymongo ``AsyncCollection``: the same rules, awaited.
+
+    Made by ``AsyncLock.fenced(collection)`` or
+    ``AsyncLeaderElector.fenced(collection)``.
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[DocT],
+        token: Callable[[], int],
+        *,
+        key: str,
+        field: str = "_fence",
+    ) -> None:
+        self._collection = collection
+        self._fence = Fence(key, token, field)
+
+    @property
+    def collection(self) -> AsyncCollection[DocT]:
+        """The wrapped collection (its writes are not fenced)."""
+        return self._collection
+
+    @property
+    def field(self) -> str:
+        return self._fence.field
+
+    @property
+    def key(self) -> str:
+        return self._fence.key
+
+    def __repr__(self) -> str:
+        return f"AsyncFencedCollection(key={self.key!r}, field={self.field!r})"
+
+    # --- reads ------------------------------------------------------------------
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        return self._collection.find(*args, **kwargs)
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> DocT | None:
+        return await self._collection.find_one(*args, **kwargs)
+
+    async def count_documents(self, filter: Filter, **kwargs: Any) -> int:
+        return await self._collection.count_documents(filter, **kwargs)
+
+    async def distinct(self, key: str, *args: Any, **kwargs: Any) -> list[Any]:
+        return await self._collection.distinct(key, *args, **kwargs)
+
+    async def aggregate(self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+        return await self._collection.aggregate(pipeline, **kwargs)
+
+    # --- what the writes read -----------------------------------------------------
+
+    async def _raise_if_stale(self, filter: Filter, token: int, session: Any) -> None:
+        newer = await self._collection.find_one(
+            self._fence.newer(filter, token),
+            projection={self.field: True},
+            sort=[(self.field, -1)],
+            session=session,
+        )
+        if newer is not None:
+            raise self._fence.stale(newer, token)
+
+    async def _skipped(self, filter: Filter, token: int, session: Any) -> int:
+        return await self._collection.count_documents(
+            self._fence.newer(filter, token), session=session
+        )
+
+    # --- writes -------------------------------------------------------------------
+
+    async def insert_one(self, document: DocT, **kwargs: Any) -> InsertOneResult:
+        token = self._fence.token()
+        stamped = self._fence.document(document, token)
+        try:
+            result = await self._collection.insert_one(cast(DocT, stamped), **kwargs)
+        except DuplicateKeyError:
+            if "_id" in stamped:
+                await self._raise_if_stale({"_id": stamped["_id"]}, token, kwargs.get("session"))
+            raise
+        _copy_back_id(document, result.inserted_id)
+        return result
+
+    async def insert_many(self, documents: Iterable[DocT], **kwargs: Any) -> InsertManyResult:
+        token = self._fence.token()
+        stamped = [cast(DocT, self._fence.document(d, token)) for d in documents]
+        return await self._collection.insert_many(stamped, **kwargs)
+
+    async def update_one(
+        self, filter: Filter, update: Update, upsert: bool = False, **kwargs: Any
+    ) -> UpdateResult:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            result = await self._collection.update_one(
+                self._fence.filter(filter, token),
+                self._fence.update(update, token),
+                upsert=upsert,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            await self._raise_if_stale(filter, token, session)
+            raise
+        if _acknowledged_noop(result):
+            await self._raise_if_stale(filter, token, session)
+        return result
+
+    async def replace_one(
+        self, filter: Filter, replacement: DocT, upsert: bool = False, **kwargs: Any
+    ) -> UpdateResult:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            result = await self._collection.replace_one(
+                self._fence.filter(filter, token),
+                cast(DocT, self._fence.document(replacement, token)),
+                upsert=upsert,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            await self._raise_if_stale(filter, token, session)
+            raise
+        if _acknowledged_noop(result):
+            await self._raise_if_stale(filter, token, session)
+        return result
+
+    async def update_many(
+        self, filter: Filter, update: Update, upsert: bool = False, **kwargs: Any
+    ) -> FencedUpdateResult:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            result = await self._collection.update_many(
+                self._fence.filter(filter, token),
+                self._fence.update(update, token),
+                upsert=upsert,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            await self._raise_if_stale(filter, token, session)
+            raise
+        return FencedUpdateResult(result, await self._skipped(filter, token, session))
+
+    async def delete_one(self, filter: Filter, **kwargs: Any) -> DeleteResult:
+        token = self._fence.token()
+        result = await self._collection.delete_one(self._fence.filter(filter, token), **kwargs)
+        if result.acknowledged and result.deleted_count == 0:
+            await self._raise_if_stale(filter, token, kwargs.get("session"))
+        return result
+
+    async def delete_many(self, filter: Filter, **kwargs: Any) -> FencedDeleteResult:
+        token = self._fence.token()
+        result = await self._collection.delete_many(self._fence.filter(filter, token), **kwargs)
+        skipped = await self._skipped(filter, token, kwargs.get("session"))
+        return FencedDeleteResult(result, skipped)
+
+    async def find_one_and_update(
+        self,
+        filter: Filter,
+        update: Update,
+        projection: Any = None,
+        sort: Any = None,
+        upsert: bool = False,
+        return_document: bool = ReturnDocument.BEFORE,
+        **kwargs: Any,
+    ) -> DocT | None:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            found = await self._collection.find_one_and_update(
+                self._fence.filter(filter, token),
+                self._fence.update(update, token),
+                projection,
+                sort,
+                upsert,
+                return_document,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            await self._raise_if_stale(filter, token, session)
+            raise
+        if found is None:
+            await self._raise_if_stale(filter, token, session)
+        return found
+
+    async def find_one_and_replace(
+        self,
+        filter: Filter,
+        replacement: DocT,
+        projection: Any = None,
+        sort: Any = None,
+        upsert: bool = False,
+        return_document: bool = ReturnDocument.BEFORE,
+        **kwargs: Any,
+    ) -> DocT | None:
+        self._fence.check_upsert(filter, upsert)
+        token = self._fence.token()
+        session = kwargs.get("session")
+        try:
+            found = await self._collection.find_one_and_replace(
+                self._fence.filter(filter, token),
+                cast(DocT, self._fence.document(replacement, token)),
+                projection,
+                sort,
+                upsert,
+                return_document,
+                **kwargs,
+            )
+        except DuplicateKeyError:
+            await self._raise_if_stale(filter, token, session)
+            raise
+        if found is None:
+            await self._raise_if_stale(filter, token, session)
+        return found
+
+    async def find_one_and_delete(
+        self, filter: Filter, projection: Any = None, sort: Any = None, **kwargs: Any
+    ) -> DocT | None:
+        token = self._fence.token()
+        found = await self._collection.find_one_and_delete(
+            self._fence.filter(filter, token), projection, sort, **kwargs
+        )
+        if found is None:
+            await self._raise_if_stale(filter, token, kwargs.get("session"))
+        return found
+
+    async def bulk_write(self, requests: Sequence[Request], **kwargs: Any) -> FencedBulkWriteResult:
+        token = self._fence.token()
+        planned = [self._fence.request(request, token) for request in requests]
+        result = await self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)
+        session = kwargs.get("session")
+        skipped = 0
+        for _, newer in planned:
+            if newer is not None:
+                skipped += await self._collection.count_documents(newer, session=session)
+        return FencedBulkWriteResult(result, skipped)

@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
+    from pymongo import AsyncMongoClient
+    from pymongo.asynchronous.client_session import AsyncClientSession
     from pymongo.asynchronous.database import AsyncDatabase
 
 __all__ = ["AsyncLock"]
@@ -299,6 +302,20 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     async def status(self) -> dict[str, Any]:
         """The 1.x status dict (a coroutine here: ``lock_owned`` reads the store)."""
         return self._status(owned=await self.owned())
+
+    def fenced_transaction(
+        self, client: AsyncMongoClient[Any]
+    ) -> AbstractAsyncContextManager[AsyncClientSession]:
+        """The asyncio twin of ``Lock.fenced_transaction`` (``async with``).
+
+        ``client`` is a pymongo ``AsyncMongoClient``.
+
+        The backend must be an ``AsyncMongoBackend``; see ``docs/locks.md``,
+        "Transactions".
+        """
+        from mongoelector.fencing.transaction import async_fenced_transaction  # noqa: PLC0415
+
+        return async_fenced_transaction(self, client)
 
     async def __aenter__(self) -> AsyncLock:
         await self.acquire()

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from collections.abc import Mapping as _Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,8 +29,10 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
+    from pymongo import MongoClient
     from pymongo.collection import Collection
     from pymongo.database import Database
+    from pymongo.synchronous.client_session import ClientSession
 
     from mongoelector.fencing import FencedCollection
 
@@ -173,6 +176,28 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._wake_listeners()
         self._run_callbacks(None)
         self._send_releases()
+
+    def fenced_transaction(self, client: MongoClient[Any]) -> AbstractContextManager[ClientSession]:
+        """A context manager whose block's writes commit only while this node leads its term.
+
+        ``with elector.fenced_transaction(client) as session:`` starts a
+        multi-document transaction on ``client`` (a pymongo ``MongoClient`` of
+        a replica set or sharded cluster; the backend must be a
+        ``MongoBackend``, else ``TypeError``); make the block's reads and
+        writes with ``session=session``. When the block ends, a write to the
+        lock record inside the same transaction checks that it still belongs
+        to the current term and has not expired by the server's clock, and
+        only then is the transaction committed. Not leading: ``LockLost``
+        before anything is sent.
+        :class:`~mongoelector.errors.LockLost` and nothing committed if the
+        check fails or a takeover conflicts;
+        :class:`~mongoelector.errors.AmbiguousOutcome` if the commit's
+        outcome is unknown; an exception of the block aborts the transaction
+        and goes on. Never retried. See ``docs/locks.md``, "Transactions".
+        """
+        from mongoelector.fencing.transaction import fenced_transaction  # noqa: PLC0415
+
+        return fenced_transaction(self, client)
 
     def leadership(self, timeout: float | None = None) -> Leadership:
         """A context manager whose block runs only while this node leads.

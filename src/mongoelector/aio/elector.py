@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from collections.abc import Mapping as _Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +28,8 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
+    from pymongo import AsyncMongoClient
+    from pymongo.asynchronous.client_session import AsyncClientSession
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
 
@@ -181,6 +184,20 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         self._wake_listeners()
         await self._run_callbacks(None)
         await self._send_releases()
+
+    def fenced_transaction(
+        self, client: AsyncMongoClient[Any]
+    ) -> AbstractAsyncContextManager[AsyncClientSession]:
+        """The asyncio twin of ``LeaderElector.fenced_transaction`` (``async with``).
+
+        ``client`` is a pymongo ``AsyncMongoClient``.
+
+        The backend must be an ``AsyncMongoBackend``; see ``docs/locks.md``,
+        "Transactions".
+        """
+        from mongoelector.fencing.transaction import async_fenced_transaction  # noqa: PLC0415
+
+        return async_fenced_transaction(self, client)
 
     def leadership(self, timeout: float | None = None) -> AsyncLeadership:
         """An async context manager whose block runs only while this node leads.

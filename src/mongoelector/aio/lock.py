@@ -8,6 +8,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from collections.abc import Mapping as _Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,8 @@ from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
+    from pymongo import AsyncMongoClient
+    from pymongo.asynchronous.client_session import AsyncClientSession
     from pymongo.asynchronous.collection import AsyncCollection
     from pymongo.asynchronous.database import AsyncDatabase
 
@@ -318,6 +321,20 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         from mongoelector.fencing import AsyncFencedCollection  # noqa: PLC0415 - pymongo on use
 
         return AsyncFencedCollection(collection, self.ensure, key=self._key, field=field)
+
+    def fenced_transaction(
+        self, client: AsyncMongoClient[Any]
+    ) -> AbstractAsyncContextManager[AsyncClientSession]:
+        """The asyncio twin of ``Lock.fenced_transaction`` (``async with``).
+
+        ``client`` is a pymongo ``AsyncMongoClient``.
+
+        The backend must be an ``AsyncMongoBackend``; see ``docs/locks.md``,
+        "Transactions".
+        """
+        from mongoelector.fencing.transaction import async_fenced_transaction  # noqa: PLC0415
+
+        return async_fenced_transaction(self, client)
 
     async def __aenter__(self) -> AsyncLock:
         await self.acquire()

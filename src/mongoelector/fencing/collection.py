@@ -89,10 +89,7 @@ class FencedCollection(Generic[DocT]):
         return self._fence.key
 
     def __repr__(self) -> str:
-        return (
-            f"FencedCollection({self._collection.full_name!r}, key={self.key!r}, "
-            f"field={self.field!r})"
-        )
+        return f"FencedCollection(key={self.key!r}, field={self.field!r})"
 
     # --- reads ------------------------------------------------------------------
 
@@ -213,7 +210,8 @@ class FencedCollection(Generic[DocT]):
     def delete_many(self, filter: Filter, **kwargs: Any) -> FencedDeleteResult:
         token = self._fence.token()
         result = self._collection.delete_many(self._fence.filter(filter, token), **kwargs)
-        return FencedDeleteResult(result, self._skipped(filter, token, kwargs.get("session")))
+        skipped = self._skipped(filter, token, kwargs.get("session"))
+        return FencedDeleteResult(result, skipped)
 
     def find_one_and_update(
         self,
@@ -291,11 +289,10 @@ class FencedCollection(Generic[DocT]):
         planned = [self._fence.request(request, token) for request in requests]
         result = self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)
         session = kwargs.get("session")
-        skipped = sum(
-            self._collection.count_documents(newer, session=session)
-            for _, newer in planned
-            if newer is not None
-        )
+        skipped = 0
+        for _, newer in planned:
+            if newer is not None:
+                skipped += self._collection.count_documents(newer, session=session)
         return FencedBulkWriteResult(result, skipped)
 
 

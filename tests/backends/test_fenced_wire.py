@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 from mockupdb import going
+from pymongo import DeleteOne, ReplaceOne, UpdateOne
+from pymongo.errors import BulkWriteError
 
 from mongoelector import Lock, StaleToken
 from mongoelector.backends import MemoryBackend
@@ -79,3 +81,102 @@ def test_update_many_is_one_update_command_and_one_count(
     result = done()
     assert (result.modified_count, result.skipped) == (3, 2)
     assert primary.idle()
+
+
+def _newer(filter: dict[str, Any]) -> dict[str, Any]:
+    return {**filter, "$and": [{"_fence": {"$gt": 1}}]}
+
+
+def _count_reply(request: Any, filter: dict[str, Any], n: int) -> None:
+    assert request["pipeline"][0] == {"$match": _newer(filter)}
+    batch = [{"_id": 1, "n": n}] if n else []
+    request.ok(cursor={"id": 0, "firstBatch": batch, "ns": "app.docs"})
+
+
+BULK = [
+    UpdateOne({"_id": 1}, {"$set": {"state": "done"}}),
+    ReplaceOne({"_id": 2}, {"state": "replaced"}),
+    UpdateOne({"_id": 3}, {"$set": {"state": "new"}}, upsert=True),
+    DeleteOne({"_id": 4, "state": "old"}),
+]
+
+
+def test_bulk_write_fences_every_statement_and_counts_skipped_after(
+    primary: Primary, fenced: FencedCollection[Any]
+) -> None:
+    with going(fenced.bulk_write, BULK, ordered=True) as done:
+        update = primary.receives("update")
+        assert update["ordered"] is True
+        assert list(update["updates"]) == [
+            {
+                "q": {"_id": 1, "$and": [FENCE]},
+                "u": {"$set": {"state": "done", "_fence": 1}},
+                "multi": False,
+                "upsert": False,
+            },
+            {
+                "q": {"_id": 2, "$and": [FENCE]},
+                "u": {"state": "replaced", "_fence": 1},  # pymongo sends no multi/upsert here
+            },
+            {
+                "q": {"_id": 3, "$and": [FENCE]},
+                "u": {"$set": {"state": "new", "_fence": 1}},
+                "multi": False,
+                "upsert": True,
+            },
+        ]
+        # _id 1 updated, _id 2 carries a newer token (matched nothing), _id 3 upserted.
+        update.ok(n=2, nModified=1, upserted=[{"index": 2, "_id": 3}])
+        delete = primary.receives("delete")
+        assert list(delete["deletes"]) == [
+            {"q": {"_id": 4, "state": "old", "$and": [FENCE]}, "limit": 1}
+        ]
+        delete.ok(n=1)
+        # After the bulk, one count of newer documents per request's own filter, in order.
+        _count_reply(primary.receives("aggregate"), {"_id": 1}, 0)
+        _count_reply(primary.receives("aggregate"), {"_id": 2}, 1)
+        _count_reply(primary.receives("aggregate"), {"_id": 3}, 0)
+        _count_reply(primary.receives("aggregate"), {"_id": 4, "state": "old"}, 0)
+    result = done()  # no StaleToken: the stale ReplaceOne is skipped, not raised
+    assert (result.matched_count, result.modified_count) == (1, 1)
+    assert (result.upserted_count, result.upserted_ids) == (1, {2: 3})
+    assert result.deleted_count == 1
+    assert result.skipped == 1
+    assert primary.idle()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        UpdateOne({"kind": "a"}, {"$set": {"n": 1}}, upsert=True),
+        ReplaceOne({"_id": {"$in": [1]}}, {"n": 1}, upsert=True),
+    ],
+    ids=["update-one", "replace-one"],
+)
+def test_bulk_write_refuses_an_upsert_that_does_not_pin_the_id_before_sending(
+    primary: Primary, fenced: FencedCollection[Any], request_: Any
+) -> None:
+    with pytest.raises(ValueError, match="_id by equality"):
+        fenced.bulk_write([DeleteOne({"_id": 4}), request_], ordered=True)
+    assert primary.idle()  # nothing was sent, not even the DeleteOne before it
+
+
+def test_a_bulk_upsert_meeting_a_newer_document_is_the_servers_duplicate_key_error(
+    primary: Primary, fenced: FencedCollection[Any]
+) -> None:
+    def refused() -> BulkWriteError:
+        with pytest.raises(BulkWriteError) as caught:
+            fenced.bulk_write([UpdateOne({"_id": 3}, {"$set": {"n": 1}}, upsert=True)])
+        return caught.value
+
+    with going(refused) as done:
+        update = primary.receives("update")
+        assert [s["q"] for s in update["updates"]] == [{"_id": 3, "$and": [FENCE]}]
+        update.ok(
+            n=0,
+            nModified=0,
+            writeErrors=[{"index": 0, "code": 11000, "errmsg": "E11000 duplicate key"}],
+        )
+    error = done()
+    assert error.details["writeErrors"][0]["code"] == 11000
+    assert primary.idle()  # raised as pymongo raises it: nothing read, nothing counted

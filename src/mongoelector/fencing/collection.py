@@ -285,6 +285,19 @@ class FencedCollection(Generic[DocT]):
         return found
 
     def bulk_write(self, requests: Sequence[Request], **kwargs: Any) -> FencedBulkWriteResult:
+        """Fences each request, sends them as pymongo's one ``bulk_write``, then counts skips.
+
+        A bulk is a batch: a request that meets a document carrying a newer
+        token is skipped (its fenced filter matches nothing, so it changes
+        nothing) and is counted in ``skipped``, one ``count_documents`` per
+        request filter after the write; ``StaleToken`` is never raised midway.
+        ``skipped`` says how many, not which: to learn which, use the
+        single-document methods. An upsert must match ``_id`` by equality
+        (``ValueError`` before anything is sent otherwise); one that meets a
+        newer document gets the server's duplicate-key error, raised by pymongo
+        as ``BulkWriteError`` (with ``ordered=True`` the later requests are not
+        sent).
+        """
         token = self._fence.token()
         planned = [self._fence.request(request, token) for request in requests]
         result = self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)
@@ -526,6 +539,19 @@ class AsyncFencedCollection(Generic[DocT]):
         return found
 
     async def bulk_write(self, requests: Sequence[Request], **kwargs: Any) -> FencedBulkWriteResult:
+        """Fences each request, sends them as pymongo's one ``bulk_write``, then counts skips.
+
+        A bulk is a batch: a request that meets a document carrying a newer
+        token is skipped (its fenced filter matches nothing, so it changes
+        nothing) and is counted in ``skipped``, one ``count_documents`` per
+        request filter after the write; ``StaleToken`` is never raised midway.
+        ``skipped`` says how many, not which: to learn which, use the
+        single-document methods. An upsert must match ``_id`` by equality
+        (``ValueError`` before anything is sent otherwise); one that meets a
+        newer document gets the server's duplicate-key error, raised by pymongo
+        as ``BulkWriteError`` (with ``ordered=True`` the later requests are not
+        sent).
+        """
         token = self._fence.token()
         planned = [self._fence.request(request, token) for request in requests]
         result = await self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)

@@ -120,6 +120,17 @@ def _skipped(lock: LockBase[Any], job: str, error: Exception, waited: float) -> 
     lock._monitor.job_skipped(job, str(error), waited=waited)
 
 
+def _release_failed(plan: _Plan, job: str, error: BackendError) -> None:
+    """The job ran; its lock could not be released: its result (or error) still stands."""
+    logger.warning(
+        "job %s: could not release lock %r; it stays until its ttl (%g s) runs out: %s",
+        job,
+        plan.key,
+        plan.at_most,
+        error,
+    )
+
+
 def _kept_failed(plan: _Plan, job: str, error: BackendError) -> None:
     logger.warning(
         "job %s: could not shorten lock %r to its at_least; it stays until its ttl (%g s) "
@@ -201,7 +212,10 @@ def _sync_job(
             _token.reset(reset)
             keep = plan.keep_for(lock._clock.monotonic() - started)
             if keep is None:
-                lock.release()
+                try:
+                    lock.release()
+                except BackendError as error:
+                    _release_failed(plan, job, error)
             else:
                 try:
                     lock._hold_until(keep)
@@ -248,7 +262,10 @@ def _async_job(
             _token.reset(reset)
             keep = plan.keep_for(lock._clock.monotonic() - started)
             if keep is None:
-                await lock.release()
+                try:
+                    await lock.release()
+                except BackendError as error:
+                    _release_failed(plan, job, error)
             else:
                 try:
                     await lock._hold_until(keep)

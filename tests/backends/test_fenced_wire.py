@@ -15,7 +15,7 @@ from mongoelector.fencing import FencedCollection
 from mongoelector.testing import FakeClock
 from tests.backends.mongo_wire_support import Primary
 
-FENCE = {"$or": [{"_fence": {"$exists": False}}, {"_fence": {"$lte": 1}}]}
+FENCE = {"$or": [{"_fence": None}, {"_fence": {"$lte": 1}}]}
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ fencing field is missing or not greater than the token.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from bson.regex import Regex
 from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.results import BulkWriteResult, DeleteResult, UpdateResult
 
@@ -64,9 +66,12 @@ def _pins_id(filter: Mapping[str, Any]) -> bool:
     if "_id" not in filter:
         return False
     value = filter["_id"]
-    if isinstance(value, Mapping):
-        return set(value) == {"$eq"} or not any(str(k).startswith("$") for k in value)
-    return True
+    if isinstance(value, Mapping) and set(value) == {"$eq"}:
+        value = value["$eq"]
+    elif isinstance(value, Mapping):
+        return not any(str(k).startswith("$") for k in value)
+    # A regular expression matches by pattern, not equality (and so may miss a newer document).
+    return not isinstance(value, (re.Pattern, Regex))
 
 
 def _lookup(document: Mapping[str, Any], path: str) -> Any:
@@ -102,7 +107,8 @@ class Fence:
     def filter(self, filter: Mapping[str, Any], token: int) -> dict[str, Any]:
         """``filter``, restricted to documents whose field is missing or not above ``token``."""
         field = self.field
-        return self._with(filter, {"$or": [{field: {"$exists": False}}, {field: {"$lte": token}}]})
+        # ``{field: None}`` matches a missing field and a null one: both carry no token.
+        return self._with(filter, {"$or": [{field: None}, {field: {"$lte": token}}]})
 
     def newer(self, filter: Mapping[str, Any], token: int) -> dict[str, Any]:
         """``filter``, restricted to documents carrying a token newer than ``token``."""
@@ -117,7 +123,9 @@ class Fence:
             rewritten: dict[str, Any] = {}
             for operator, fields in update.items():
                 if isinstance(fields, Mapping):
-                    for name in fields:
+                    # $rename writes its targets (the values), the others their keys.
+                    names = [*fields, *fields.values()] if operator == "$rename" else list(fields)
+                    for name in names:
                         if _touches(str(name), field):
                             raise ValueError(
                                 f"a fenced update must not write the fencing field {field!r} "

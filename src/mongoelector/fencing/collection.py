@@ -139,8 +139,12 @@ class FencedCollection(Generic[DocT]):
 
     def insert_many(self, documents: Iterable[DocT], **kwargs: Any) -> InsertManyResult:
         token = self._fence.token()
-        stamped = [cast(DocT, self._fence.document(d, token)) for d in documents]
-        return self._collection.insert_many(stamped, **kwargs)
+        originals = list(documents)
+        stamped = [cast(DocT, self._fence.document(d, token)) for d in originals]
+        result = self._collection.insert_many(stamped, **kwargs)
+        for original, inserted_id in zip(originals, result.inserted_ids, strict=False):
+            _copy_back_id(original, inserted_id)
+        return result
 
     def update_one(
         self, filter: Filter, update: Update, upsert: bool = False, **kwargs: Any
@@ -393,8 +397,12 @@ class AsyncFencedCollection(Generic[DocT]):
 
     async def insert_many(self, documents: Iterable[DocT], **kwargs: Any) -> InsertManyResult:
         token = self._fence.token()
-        stamped = [cast(DocT, self._fence.document(d, token)) for d in documents]
-        return await self._collection.insert_many(stamped, **kwargs)
+        originals = list(documents)
+        stamped = [cast(DocT, self._fence.document(d, token)) for d in originals]
+        result = await self._collection.insert_many(stamped, **kwargs)
+        for original, inserted_id in zip(originals, result.inserted_ids, strict=False):
+            _copy_back_id(original, inserted_id)
+        return result
 
     async def update_one(
         self, filter: Filter, update: Update, upsert: bool = False, **kwargs: Any

@@ -40,7 +40,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from mongoelector._validation import check_key, check_non_negative_seconds, check_seconds
 from mongoelector.clock import Clock
@@ -272,4 +272,4 @@ def _async_job(
                 except BackendError as error:
                     _kept_failed(plan, job, error)
 
-    return cast("Callable[..., Awaitable[Any]]", run)
+    return run

@@ -1,0 +1,91 @@
+"""Where a sync and an asyncio driver must look alike, the sync one is the async one with
+``async``/``await`` taken out (httpcore's rule), so a fix to one cannot miss the other.
+
+The decisions live in shared, pure helpers; these pairs only do I/O and waiting.
+Each check compares syntax trees with docstrings left out, so formatting may differ.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mongoelector import jobs
+from mongoelector.fencing import collection, transaction
+
+#: What differs by nature between the two sides, async name -> sync name.
+RENAMES = (
+    ("async def ", "def "),
+    ("async with ", "with "),
+    ("await ", ""),
+    ("@asynccontextmanager", "@contextmanager"),
+    ("AsyncFencedCollection", "FencedCollection"),
+    ("AsyncCollection", "Collection"),
+    ("AsyncMongoClient", "MongoClient"),
+    ("AsyncClientSession", "ClientSession"),
+    ("AsyncIterator", "Iterator"),
+    ("AsyncLock", "Lock"),
+    ("async_fenced_transaction", "fenced_transaction"),
+    ("async_store", "sync_store"),
+    ("mongoelector.aio.lock", "mongoelector._sync.lock"),
+    ("_async_job", "_sync_job"),
+    ("Awaitable[Any]", "Any"),
+    ("asynchronous=True", "asynchronous=False"),
+)
+
+PAIRS = [
+    pytest.param(collection.AsyncFencedCollection, collection.FencedCollection, id="collection"),
+    pytest.param(
+        transaction.async_fenced_transaction, transaction.fenced_transaction, id="transaction"
+    ),
+    pytest.param(jobs._async_job, jobs._sync_job, id="jobs"),
+]
+
+
+def unasync(source: str) -> str:
+    for asynchronous, sync in RENAMES:
+        source = source.replace(asynchronous, sync)
+    return source
+
+
+def shape(source: str) -> str:
+    """The syntax tree of ``source``, docstrings left out."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            body[0] = ast.Pass()
+    return ast.dump(tree)
+
+
+def source(obj: Callable[..., Any] | type) -> str:
+    return inspect.getsource(inspect.unwrap(obj))
+
+
+@pytest.mark.parametrize(("asynchronous", "sync"), PAIRS)
+def test_the_sync_side_is_the_async_one_without_await(
+    asynchronous: Callable[..., Any] | type, sync: Callable[..., Any] | type
+) -> None:
+    assert shape(unasync(source(asynchronous))) == shape(source(sync))
+
+
+@pytest.mark.parametrize(("asynchronous", "sync"), PAIRS)
+def test_the_check_sees_a_sync_side_that_drifted(
+    asynchronous: Callable[..., Any] | type, sync: Callable[..., Any] | type
+) -> None:
+    """Mutation: drop the sync side's last statement; the check must tell."""
+    tree = ast.parse(source(sync))
+    definition = tree.body[0]
+    assert isinstance(definition, (ast.FunctionDef, ast.ClassDef))
+    definition.body = definition.body[:-1] or [ast.Pass()]
+    assert shape(unasync(source(asynchronous))) != shape(ast.unparse(tree))

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,10 +14,11 @@ import pytest
 from mongoelector import Lock, monitoring
 from mongoelector._common import monitor as monitor_module
 from mongoelector._common.outcomes import with_acquisition
+from mongoelector._validation import check_key
 from mongoelector.backends import MemoryBackend
 from mongoelector.backends._mongo import plans
 from mongoelector.backends._mongo_sync import drive
-from mongoelector.backends.protocol import LeaseRequest
+from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest
 from mongoelector.testing import FakeClock
 
 EVENT_NAMES = [
@@ -42,13 +43,14 @@ class Built:
 def built(monkeypatch: pytest.MonkeyPatch) -> Iterator[Built]:
     counts = Built()
     for name in EVENT_NAMES:
-        event_type = getattr(monitor_module, name)
+        # The monitor takes the event classes from mongoelector.monitoring when it builds one.
+        event_type = getattr(monitoring, name)
 
         def make(*args: Any, _type: Any = event_type, **kwargs: Any) -> Any:
             counts.events += 1
             return _type(*args, **kwargs)
 
-        monkeypatch.setattr(monitor_module, name, make)
+        monkeypatch.setattr(monitoring, name, make)
     what = monitor_module.Monitor._what
 
     def counted_what(self: monitor_module.Monitor) -> str:
@@ -206,3 +208,205 @@ def test_the_backends_are_still_importable_by_name() -> None:
         assert name in dir(backends)
     with pytest.raises(AttributeError):
         backends.NoSuchBackend  # noqa: B018
+
+
+# --- counts per acquire+release pair ------------------------------------------------------
+
+
+class CountingBackend(MemoryBackend):
+    """A MemoryBackend that counts the protocol calls made of it."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.calls: list[str] = []
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> Any:
+        self.calls.append("compare_and_set")
+        return super().compare_and_set(request, force=force)
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> Any:
+        self.calls.append("renew")
+        return super().renew(key, owner, token, ttl)
+
+    def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        self.calls.append("release")
+        return super().release(key, owner, token=token, force=force)
+
+    def get(self, key: str) -> Any:
+        self.calls.append("get")
+        return super().get(key)
+
+    def server_time(self) -> Any:
+        self.calls.append("server_time")
+        return super().server_time()
+
+
+def calls_during(action: Callable[[], object], **functions: Callable[..., Any]) -> dict[str, int]:
+    """How many times each of ``functions`` (by its code) ran while ``action()`` ran."""
+    codes = {function.__code__: name for name, function in functions.items()}
+    counts = dict.fromkeys(functions, 0)
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            name = codes.get(frame.f_code)
+            if name is not None:
+                counts[name] += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        action()
+    finally:
+        sys.setprofile(previous)
+    return counts
+
+
+def one_pair(lock: Lock) -> Callable[[], None]:
+    def pair() -> None:
+        assert lock.acquire(blocking=False)
+        assert lock.release()
+
+    return pair
+
+
+def test_a_lock_pair_makes_one_store_call_each_way_and_reads_the_clock_four_times() -> None:
+    clock = FakeClock()
+    backend = CountingBackend(clock)
+    lock = Lock("lean", backend, clock=clock)
+    one_pair(lock)()  # the first pair may set things up
+    backend.calls.clear()
+    counts = calls_during(
+        one_pair(lock),
+        check_key=check_key,
+        monotonic=FakeClock.monotonic,
+        now=FakeClock.now,
+    )
+    assert backend.calls == ["compare_and_set", "release"]
+    # The start of the acquire, the send, the reply, and the release (the term's length).
+    assert counts["monotonic"] == 4
+    # Server time only inside the backend: one for the grant, one for the release.
+    assert counts["now"] == 2
+    # The key is checked when the lock is made; per pair only the backend's own checks
+    # run (the request's key, owner and acquisition id; the release's key and owner).
+    assert counts["check_key"] == 5
+
+
+def test_the_counts_see_a_check_added_to_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation: a lock that checked its key again on each acquire is caught."""
+    clock = FakeClock()
+    lock = Lock("lean", CountingBackend(clock), clock=clock)
+    acquire = Lock.acquire
+
+    def checking(self: Lock, *args: Any, **kwargs: Any) -> bool:
+        check_key(self.key)
+        self._clock.monotonic()
+        return acquire(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lock, "acquire", checking)
+    counts = calls_during(one_pair(lock), check_key=check_key, monotonic=FakeClock.monotonic)
+    assert counts == {"check_key": 6, "monotonic": 5}
+
+
+def test_a_lock_makes_no_store_call_and_no_check_without_a_backend_check() -> None:
+    """The lock's own share of a pair: no key check, no server time (a backend that checks
+    nothing)."""
+    clock = FakeClock()
+
+    class Unchecked(CountingBackend):
+        def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> Any:
+            self.calls.append("compare_and_set")
+            record = LeaseRecord(
+                key=request.key,
+                owner=request.owner,
+                token=1,
+                acquired_at=None,
+                expires_at=None,
+                acquisition=request.acquisition,
+            )
+            return CasResult(acquired=True, record=record)
+
+        def release(
+            self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+        ) -> bool:
+            self.calls.append("release")
+            return True
+
+    backend = Unchecked(clock)
+    lock = Lock("lean", backend, clock=clock)
+    counts = calls_during(one_pair(lock), check_key=check_key, now=FakeClock.now)
+    assert counts == {"check_key": 0, "now": 0}
+    assert backend.calls == ["compare_and_set", "release"]
+
+
+def test_store_errors_and_slow_round_trips_build_no_event_without_a_listener(
+    built: Built,
+) -> None:
+    from mongoelector._common.monitor import Monitor
+    from mongoelector.core.events import SlowRoundTrips
+    from mongoelector.errors import BackendUnavailable
+
+    monitor = Monitor(kind="lock", key="k", owner="o", renew_deadline=1.0, listeners=())
+    monitor.store_error("acquire", BackendUnavailable("down"))
+    monitor.slow_round_trips(
+        SlowRoundTrips(round_trip=1.0, renew_deadline=1.0, retry_period=0.5, cleared=False)
+    )
+    assert built.events == 0
+
+
+def loaded_modules(statement: str) -> set[str]:
+    """The modules loaded in a fresh interpreter after ``statement``."""
+    probe = f"import sys\n{statement}\nprint(' '.join(sorted(sys.modules)))\n"
+    return set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+
+
+#: What a lock loads only when it is used for it.
+ON_USE = (
+    "mongoelector.monitoring",  # the event classes: when a listener gets its first event
+    "mongoelector._sync.renewer",  # the renewer and the scheduler's threads: auto_renew
+    "mongoelector._sync.scheduler",
+    "pymongo",  # MongoDB: a MongoDB backend
+    "bson",
+)
+
+
+def test_a_lock_on_memory_loads_no_pymongo_no_events_and_no_renewer() -> None:
+    loaded = loaded_modules(
+        "from mongoelector import Lock\n"
+        "from mongoelector.backends import MemoryBackend\n"
+        "lock = Lock('k', MemoryBackend())\n"
+        "lock.acquire(blocking=False)\n"
+        "lock.release()\n"
+    )
+    assert "mongoelector._sync.lock" in loaded
+    assert not [module for module in ON_USE if module in loaded]
+
+
+def test_what_a_lock_loads_on_use_is_loaded_when_used() -> None:
+    """The negative control of the test above: each module does load once it is needed."""
+    loaded = loaded_modules(
+        "from mongoelector import Lock, monitoring\n"
+        "from mongoelector.backends import MemoryBackend\n"
+        "class Listener(monitoring.EventListener):\n"
+        "    pass\n"
+        "lock = Lock('k', MemoryBackend(), auto_renew=True, event_listeners=[Listener()])\n"
+        "lock.acquire(blocking=False)\n"
+        "lock.release()\n"
+        "import mongomock\n"
+        "from mongoelector import MongoLocker\n"
+        "MongoLocker('k', mongomock.MongoClient()['db']).acquire(blocking=False)\n"
+    )
+    assert [module for module in ON_USE if module not in loaded] == []
+
+
+def test_the_listener_names_are_monitoring_s() -> None:
+    from mongoelector import _listeners
+
+    for name in ("ELECTOR", "LOCK", "EventListener", "register", "unregister", "registered"):
+        assert getattr(monitoring, name) is getattr(_listeners, name)
+    assert monitoring.EventListener.__module__ == "mongoelector.monitoring"

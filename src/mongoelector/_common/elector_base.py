@@ -20,6 +20,7 @@ from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
 from mongoelector._identity import new_acquisition_id
+from mongoelector._listeners import ELECTOR, EventListener
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
@@ -41,7 +42,6 @@ from mongoelector.core.events import (
 )
 from mongoelector.core.lease import Holding
 from mongoelector.errors import BackendError
-from mongoelector.monitoring import ELECTOR, EventListener
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["ElectorBase"]

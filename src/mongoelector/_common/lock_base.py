@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -20,8 +19,10 @@ from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
 from mongoelector._identity import new_acquisition_id
+from mongoelector._listeners import LOCK, EventListener
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key, check_seconds
+from mongoelector._value import Value
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
@@ -45,7 +46,6 @@ from mongoelector.errors import (
     LockExists,
     LockLost,
 )
-from mongoelector.monitoring import LOCK, EventListener
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["AcquireRun", "LockBase", "ReleasePlan", "describe_holder"]
@@ -68,8 +68,7 @@ def describe_holder(key: str, holder: LeaseRecord | None) -> str:
     return f"lock {key!r} is {_held_by(holder)}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReleasePlan:
+class ReleasePlan(Value):
     """The ``release`` store call a lock's ``release(force)`` must make.
 
     Without ``force``, a ``token`` of ``None`` means an acquire of unknown
@@ -78,9 +77,12 @@ class ReleasePlan:
     token could free a later holding if it landed late.
     """
 
-    owner: str | None
-    token: int | None
-    force: bool
+    __slots__ = ("force", "owner", "token")
+
+    def __init__(self, *, owner: str | None, token: int | None, force: bool) -> None:
+        self.owner = owner
+        self.token = token
+        self.force = force
 
 
 class AcquireRun:
@@ -99,6 +101,8 @@ class AcquireRun:
         self._attempt = attempt
         self._timeout = timeout
         self._error: BackendError | None = None
+        #: The monotonic time the last reply was handled at (``None`` before one).
+        self.answered_at: float | None = None
         self.decision: Decision = attempt.first()
 
     @property
@@ -137,7 +141,7 @@ class AcquireRun:
 
     def feed(self, action: Action, started_at: float, outcome: Result | Failure) -> None:
         """Record what ``action`` (sent at ``started_at``) returned or raised."""
-        now = self._lock.clock.monotonic()
+        now = self.answered_at = self._lock.clock.monotonic()
         if isinstance(outcome, Failure):
             self._error = outcome.error
             self._lock._monitor.store_error(operation_of(action), outcome.error)
@@ -234,7 +238,9 @@ class LockBase(Participant[BackendT]):
         self._acquirer: AcquireRun | None = None
         # The latest holding: its renew rules, and how it ended.
         self._renewal: Renewal | None = None
-        self._ending: str | None = None
+        # How the latest holding ended, for LockLost: a text, or (for a release, the
+        # common case) its token, put into words only when ensure() raises.
+        self._ending: str | int | None = None
         self._lost = threading.Event()
 
     @property
@@ -310,7 +316,11 @@ class LockBase(Participant[BackendT]):
         if renewal is not None:
             return renewal.token
         with self._mutex:
-            ending = self._ending or "was never acquired"
+            ending = self._ending
+            if ending is None:
+                ending = "was never acquired"
+            elif isinstance(ending, int):
+                ending = f"token {ending} was released"
         raise LockLost(f"lock {self._key!r} is not held by this {type(self).__name__}: {ending}")
 
     # --- bookkeeping the drivers call around their store calls -------------------
@@ -370,12 +380,14 @@ class LockBase(Participant[BackendT]):
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         """Start keeping ``holding``, just acquired by ``run``, and let the next caller in.
 
-        The acquire's round trip teaches the keeper when to renew, as a renew's does.
+        The acquire's round trip teaches the keeper when to renew, as a renew's does:
+        it ended when ``run`` handled the reply.
         """
-        now = self._clock.monotonic()
+        answered_at = run.answered_at if run is not None else None
+        now = answered_at if answered_at is not None else self._clock.monotonic()
         with self._mutex:
             slow = self._keeper.observe_round_trip(now - holding.started_at)
-            self._keeper.hold(holding.record, holding.started_at)
+            self._keeper.adopt(holding)
             self._renewal = Renewal(self._keeper, holding.token)
             # Another try of the same acquire may still land: a release() settles it.
             self._maybe_held = run is not None and run.maybe_held
@@ -436,7 +448,7 @@ class LockBase(Participant[BackendT]):
                 # Released by its token; a write that may still land stays remembered
                 # for the next release().
                 maybe_held, maybe_token = False, None
-                self._ending = f"token {holding.token} was released"
+                self._ending = holding.token  # "token N was released"
             else:
                 maybe_held, self._maybe_held = self._maybe_held, False
                 maybe_token, self._maybe_token = self._maybe_token, None

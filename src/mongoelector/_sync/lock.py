@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.stores import sync_store
+from mongoelector._listeners import EventListener
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
-from mongoelector._sync.renewer import Renewer
 from mongoelector.backends.protocol import LeaseRecord, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
@@ -24,7 +24,6 @@ from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.core.renewal import Renewal
 from mongoelector.errors import BackendError
-from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
     from pymongo.synchronous.client_session import ClientSession
 
+    from mongoelector._sync.renewer import Renewer
     from mongoelector.fencing import FencedCollection
 
 __all__ = ["Lock"]
@@ -244,6 +244,10 @@ class Lock(LockBase[StorageBackend]):
             super()._took(holding, run)
             renewal = self._renewal
             if self._auto_renew and renewal is not None:
+                # Imported here: the renewer and the process's scheduler (threads) are
+                # loaded by the first auto-renewed holding, not by ``import``.
+                from mongoelector._sync.renewer import Renewer  # noqa: PLC0415
+
                 self._renewer = Renewer(
                     key=self._key,
                     clock=self._clock,

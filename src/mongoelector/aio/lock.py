@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.stores import async_store
+from mongoelector._listeners import EventListener
 from mongoelector.aio._glue import perform, run_callback
 from mongoelector.aio._time import sleep
 from mongoelector.aio.renewer import AsyncRenewer
@@ -28,7 +29,6 @@ from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.core.renewal import Lost, Renewal
 from mongoelector.errors import BackendError
-from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient

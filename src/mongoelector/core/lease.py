@@ -105,8 +105,15 @@ class LeaseKeeper:
         once when observed round trips start leaving the settings no margin,
         once (``cleared``) when they stop; ``None`` otherwise.
         """
-        self._round_trips.append(seconds if seconds > 0.0 else 0.0)
-        self._longest_round_trip = max(self._round_trips)
+        seconds = seconds if seconds > 0.0 else 0.0
+        trips = self._round_trips
+        evicted = trips[0] if len(trips) == ROUND_TRIP_WINDOW else None
+        trips.append(seconds)
+        # max(trips), kept up to date without scanning the window on every reply.
+        if seconds >= self._longest_round_trip:
+            self._longest_round_trip = seconds
+        elif evicted is not None and evicted >= self._longest_round_trip:
+            self._longest_round_trip = max(trips)
         slow = self.renew_lead > self.renew_deadline - self.renew_interval
         if slow == self._slow:
             return None
@@ -127,11 +134,24 @@ class LeaseKeeper:
 
     def hold(self, record: LeaseRecord, started_at: float) -> Holding:
         """Start keeping ``record``, written by a request sent at ``started_at``."""
-        self.holding = Holding(
-            record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
+        return self.adopt(
+            Holding(
+                record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
+            )
         )
-        self._next_renew = min(started_at + self.renew_interval, self._last_call())
-        return self.holding
+
+    def adopt(self, holding: Holding) -> Holding:
+        """Start keeping ``holding`` (as :meth:`hold` of its record and ``started_at``).
+
+        It is kept as it is only if it is trusted exactly ``renew_deadline``
+        from ``started_at``, as :meth:`hold` would make it; otherwise :meth:`hold`
+        makes that holding.
+        """
+        if holding.valid_until != holding.started_at + self.renew_deadline:
+            return self.hold(holding.record, holding.started_at)
+        self.holding = holding
+        self._next_renew = min(holding.started_at + self.renew_interval, self._last_call())
+        return holding
 
     def is_valid(self, now: float) -> bool:
         return self.holding is not None and self.holding.is_valid(now)

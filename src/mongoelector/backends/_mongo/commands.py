@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from mongoelector._value import Value
 from mongoelector.backends._mongo.documents import (
     ACQUIRE_ID,
     CREATED,
@@ -75,17 +76,26 @@ __all__ = [
 NOW = "$$NOW"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FindAndModify:
+class FindAndModify(Value):
     """One ``findAndModify``: ``update`` is an update document or a pipeline (a list).
 
     ``return_new`` asks for the document after the update, else before it.
     """
 
-    filter: dict[str, Any]
-    update: dict[str, Any] | list[dict[str, Any]]
-    upsert: bool = False
-    return_new: bool = True
+    __slots__ = ("filter", "return_new", "update", "upsert")
+
+    def __init__(
+        self,
+        *,
+        filter: dict[str, Any],
+        update: dict[str, Any] | list[dict[str, Any]],
+        upsert: bool = False,
+        return_new: bool = True,
+    ) -> None:
+        self.filter = filter
+        self.update = update
+        self.upsert = upsert
+        self.return_new = return_new
 
 
 def literal(value: object) -> dict[str, object]:
@@ -318,8 +328,7 @@ def _unchanged_filter(current: Mapping[str, Any]) -> dict[str, Any]:
     return query
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClassicAcquire:
+class ClassicAcquire(Value):
     """One classic acquire call: ``request`` at estimated server time ``now``.
 
     ``now`` may be off by ``uncertainty`` seconds either way: a lease counts
@@ -329,12 +338,24 @@ class ClassicAcquire:
     ``least_token``.
     """
 
-    request: LeaseRequest
-    acquire_id: str
-    force: bool
-    now: datetime
-    uncertainty: float
-    least_token: int
+    __slots__ = ("acquire_id", "force", "least_token", "now", "request", "uncertainty")
+
+    def __init__(
+        self,
+        *,
+        request: LeaseRequest,
+        acquire_id: str,
+        force: bool,
+        now: datetime,
+        uncertainty: float,
+        least_token: int,
+    ) -> None:
+        self.request = request
+        self.acquire_id = acquire_id
+        self.force = force
+        self.now = now
+        self.uncertainty = uncertainty
+        self.least_token = least_token
 
     @property
     def cutoff(self) -> datetime:

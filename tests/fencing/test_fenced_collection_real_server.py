@@ -3,8 +3,9 @@
 The per-document fence is one command per write; these check that a real
 server evaluates it as mongomock does: older and unfenced documents are
 stamped, a newer one refuses a single-document write without change, an
-upsert never creates a second document, and many-document writes skip newer
-documents and count them.
+upsert never creates a second document (nor one inside a bulk, where it is
+``StaleToken`` from the server's duplicate-key ``BulkWriteError``), and
+many-document writes skip newer documents and count them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 import pymongo
 import pytest
+from pymongo import DeleteOne, UpdateOne
+from pymongo.errors import BulkWriteError
 
 from mongoelector import Lock, StaleToken
 from mongoelector.backends import MongoBackend
@@ -86,5 +89,29 @@ def test_many_document_writes_skip_newer_documents_and_count_them(
         "old": token,
         "new": token + 1,
         "bare": token,
+    }
+    lock.release()
+
+
+def test_a_bulk_upsert_meeting_a_newer_document_raises_stale_token(
+    setup: tuple[Lock, Any, int],
+) -> None:
+    lock, docs, token = setup
+    with pytest.raises(StaleToken) as caught:
+        lock.fenced(docs).bulk_write(
+            [
+                UpdateOne({"_id": "old"}, {"$inc": {"n": 1}}),
+                UpdateOne({"_id": "new"}, {"$set": {"n": 7}}, upsert=True),
+                DeleteOne({"_id": "bare"}),
+            ]
+        )
+    error = caught.value
+    assert (error.document_id, error.token, error.newer_token) == ("new", token, token + 1)
+    assert isinstance(error.__cause__, BulkWriteError)
+    assert error.details is not None and error.details["nModified"] == 1
+    assert {d["_id"]: (d["n"], d.get("_fence")) for d in docs.find()} == {
+        "old": (1, token),  # applied before the refused upsert
+        "new": (0, token + 1),  # unchanged, and no second document
+        "bare": (0, None),  # ordered: not sent
     }
     lock.release()

@@ -10,6 +10,7 @@ many-document writes skip newer documents and count them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from mongoelector import Lock, StaleToken
-from mongoelector.backends import MongoBackend
+from mongoelector.aio import AsyncLock
+from mongoelector.backends import AsyncMongoBackend, MongoBackend
 
 URI = os.environ.get("MONGOELECTOR_TEST_URI")
 
@@ -115,3 +117,41 @@ def test_a_bulk_upsert_meeting_a_newer_document_raises_stale_token(
         "bare": (0, None),  # ordered: not sent
     }
     lock.release()
+
+
+def test_async_writes_are_fenced_as_the_sync_ones(database: Any) -> None:
+    """AsyncFencedCollection over pymongo's own AsyncCollection (mongomock has none)."""
+    assert URI is not None
+    name = database.name
+
+    async def scenario() -> None:
+        client: pymongo.AsyncMongoClient[Any] = pymongo.AsyncMongoClient(
+            URI, serverSelectionTimeoutMS=5000
+        )
+        try:
+            adb = client[name]
+            lock = AsyncLock("job", AsyncMongoBackend(adb), ttl=30)
+            await lock.acquire(blocking=False)
+            token = lock.ensure()
+            await adb.docs.insert_many(
+                [
+                    {"_id": "old", "n": 0, "_fence": token - 1},
+                    {"_id": "new", "n": 0, "_fence": token + 1},
+                ]
+            )
+            fenced = lock.fenced(adb.docs)
+            assert (await fenced.update_one({"_id": "old"}, {"$inc": {"n": 1}})).modified_count == 1
+            with pytest.raises(StaleToken):
+                await fenced.update_one({"_id": "new"}, {"$set": {"n": 7}}, upsert=True)
+            with pytest.raises(StaleToken) as caught:
+                await fenced.bulk_write(
+                    [UpdateOne({"_id": "new"}, {"$set": {"n": 7}}, upsert=True)]
+                )
+            assert isinstance(caught.value.__cause__, BulkWriteError)
+            assert await adb.docs.count_documents({"_id": "new", "n": 0}) == 1
+            assert (await adb.docs.find_one({"_id": "old"}))["_fence"] == token
+            await lock.release()
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())

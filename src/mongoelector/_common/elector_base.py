@@ -427,6 +427,19 @@ class ElectorBase(Participant[BackendT]):
             return None
         return LossReason.DEADLINE
 
+    def _refused_by_check(self, token: int, started_at: float) -> Step | None:
+        """The store, read at ``started_at``, no longer has the lease of term ``token``.
+
+        For ``fenced_transaction``, whose failed check was followed by a read
+        of the lease record showing it is not this term's: the step a refused
+        renew of the term gives (the term ends, taken over), for the driver to
+        notify under its poll lock. ``None`` (nothing changes) unless ``token``
+        is the term this node leads now.
+        """
+        if self._machine.token(self._clock.monotonic()) != token:
+            return None
+        return self._settle(Renew(token=token), started_at, None)
+
     def _term_valid_until(self, token: int) -> float:
         """The monotonic time until which the term with ``token`` is trusted (so far)."""
         holding = self._machine.holding

@@ -534,12 +534,35 @@ class LockBase(Participant[BackendT]):
     ) -> datetime | None:
         """Record a renew sent at ``started_at`` for ``renewal``; the new expiry, or ``None``."""
         self._renew_outcome(renewal.token, started_at, record)
+        return self._renew_answered(renewal, started_at, record)
+
+    def _renew_answered(
+        self, renewal: Renewal, started_at: float, record: LeaseRecord | None
+    ) -> datetime | None:
+        """Feed ``renewal`` the store's answer to a renew sent at ``started_at`` (``None``:
+        refused); a loss it shows is reported (:meth:`_holding_lost`). The new expiry, or
+        ``None``."""
         with self._mutex:
             lost = renewal.on_renewed(started_at, self._clock.monotonic(), record)
             renewed = lost is None and record is not None and renewal.kept()
         if lost is not None:
             self._holding_lost(renewal, lost)
         return record.expires_at if renewed and record is not None else None
+
+    def _refused_elsewhere(self, token: int, started_at: float) -> None:
+        """The store, read at ``started_at``, no longer has the holding of ``token``.
+
+        For ``fenced_transaction``, whose failed check was followed by a read
+        of the lock record showing it is not this acquisition's (what a renew
+        would refuse): the holding ends exactly as on a refused renew
+        (:attr:`lost` set, listeners and ``on_lost`` told once, the renewer
+        stopped, ``ensure()`` raising). Nothing if ``token`` is not the holding
+        this object keeps (released, replaced by a newer one, already lost).
+        """
+        with self._mutex:
+            renewal = self._renewal
+        if renewal is not None and renewal.token == token:
+            self._renew_answered(renewal, started_at, None)
 
     def _trusted_renewal(self, now: float | None = None) -> Renewal | None:
         """The latest holding's rules while it is trusted at ``now`` (default: the clock's

@@ -190,7 +190,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
         only then is the transaction committed. Not leading: ``LockLost``
         before anything is sent.
         :class:`~mongoelector.errors.LockLost` and nothing committed if the
-        check fails or a takeover conflicts;
+        check fails or a takeover conflicts; if the lease record, read then,
+        is no longer this term's, the node first steps down as on a refused
+        renewal (``on_leader_loss``);
         :class:`~mongoelector.errors.AmbiguousOutcome` if the commit's
         outcome is unknown; an exception of the block aborts the transaction
         and goes on. Never retried. See ``docs/locks.md``, "Transactions".
@@ -198,6 +200,18 @@ class LeaderElector(ElectorBase[StorageBackend]):
         from mongoelector.fencing.transaction import fenced_transaction  # noqa: PLC0415
 
         return fenced_transaction(self, client)
+
+    def _transaction_refused(self, token: int, started_at: float) -> None:
+        """``fenced_transaction`` proved the store no longer has the lease of term ``token``:
+        step down as on a refused renew (listeners woken, ``on_leader_loss`` run here unless
+        a callback of this elector runs elsewhere, as ``release()`` does)."""
+        with self._poll_lock:
+            step = self._refused_by_check(token, started_at)
+            if step is None:
+                return
+            self._notify(step)
+        self._wake_listeners()
+        self._run_callbacks(None)
 
     def leadership(self, timeout: float | None = None) -> Leadership:
         """A context manager whose block runs only while this node leads.

@@ -293,6 +293,10 @@ class Lock(LockBase[StorageBackend]):
                 renewer.stop()
         run_callback(self._on_lost, "on_lost", log=logger, carrying_on="the lock stays lost")
 
+    def _transaction_refused(self, token: int, started_at: float) -> None:
+        """``fenced_transaction`` proved the store no longer has the holding of ``token``."""
+        self._refused_elsewhere(token, started_at)
+
     def fenced(
         self, collection: Collection[DocT], *, field: str = "_fence"
     ) -> FencedCollection[DocT]:
@@ -318,7 +322,9 @@ class Lock(LockBase[StorageBackend]):
         only then is the transaction committed. Not held (``ensure()``
         fails): ``LockLost`` before anything is sent.
         :class:`~mongoelector.errors.LockLost` and nothing committed if the
-        check fails or a takeover conflicts;
+        check fails or a takeover conflicts; if the lock record, read then,
+        is no longer this acquisition's, the holding is first marked lost as
+        on a refused renewal (:attr:`lost`, ``on_lost``, listeners);
         :class:`~mongoelector.errors.AmbiguousOutcome` if the commit's
         outcome is unknown; an exception of the block aborts the transaction
         and goes on. Never retried. See ``docs/locks.md``, "Transactions".

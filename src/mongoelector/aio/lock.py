@@ -310,6 +310,10 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         """The 1.x status dict (a coroutine here: ``lock_owned`` reads the store)."""
         return self._status(owned=await self.owned())
 
+    async def _transaction_refused(self, token: int, started_at: float) -> None:
+        """``fenced_transaction`` proved the store no longer has the holding of ``token``."""
+        self._refused_elsewhere(token, started_at)
+
     def fenced(
         self, collection: AsyncCollection[DocT], *, field: str = "_fence"
     ) -> AsyncFencedCollection[DocT]:

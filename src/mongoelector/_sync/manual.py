@@ -34,7 +34,16 @@ from contextlib import contextmanager
 from mongoelector._sync import scheduler
 from mongoelector.clock import Clock, SystemClock
 
-__all__ = ["acting_for", "drive", "driven", "forget", "next_due", "queued", "run_due", "run_entries"]
+__all__ = [
+    "acting_for",
+    "drive",
+    "driven",
+    "forget",
+    "next_due",
+    "queued",
+    "run_due",
+    "run_entries",
+]
 
 
 class _ManualTimer(scheduler._Timer):

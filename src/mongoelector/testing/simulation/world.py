@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn, TypeVar
 
+from mongoelector._sync import manual
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
 from mongoelector.testing.fake_clock import FakeClock
@@ -40,6 +41,7 @@ from mongoelector.testing.simulation.history import (
     StoreState,
     format_time,
 )
+from mongoelector.testing.simulation.holdings import HoldingsProcess
 from mongoelector.testing.simulation.processes import (
     BeliefTracker,
     ElectorProcess,
@@ -150,6 +152,8 @@ class World:
         self._store_seen: dict[str, tuple[str | None, int, int | None]] = {}
         self._bound = micros(liveness_bound(scenario))
         self._settle = micros(scenario.timing.ttl)
+        extra = [key for key in scenario.all_keys() if key not in (ELECTION_KEY, LOCK_KEY)]
+        self._keys = (ELECTION_KEY, LOCK_KEY, *extra)
         self._machines: dict[str, _Machine] = {}
         for spec in scenario.nodes:
             clock = NodeClock(
@@ -183,6 +187,16 @@ class World:
         # Faults first: one scheduled at 0 is in effect before anyone acts.
         for fault in self.scenario.faults:
             self._push(micros(fault.at), _Inject(fault))
+        try:
+            self._run()
+        finally:
+            for machine in self._machines.values():
+                if machine.process is not None:
+                    machine.process.halt()
+                manual.forget(machine.clock)  # whatever a node still had scheduled
+        return self.history
+
+    def _run(self) -> None:
         for name in self._machines:
             self._start_process(name)
         while self._queue and self._queue[0][0] <= self._end():
@@ -196,7 +210,6 @@ class World:
             if machine.process is not None:
                 machine.process.close_beliefs(end)
         self.history.end = end
-        return self.history
 
     def _end(self) -> int:
         planned = micros(self.scenario.duration)
@@ -330,7 +343,7 @@ class World:
 
     def _record_store(self, operation: str = "") -> None:
         forced = operation.startswith("forced")
-        for key in (ELECTION_KEY, LOCK_KEY):
+        for key in self._keys:
             record = self.store.get(key)
             if record is None:
                 continue
@@ -429,7 +442,8 @@ class World:
         callback = spec.callback if machine.incarnation == 1 else None
         make: Callable[..., Process] = functools.partial(ElectorProcess, callback=callback)
         if spec.lock is not None:
-            make = functools.partial(LockProcess, behaviour=spec.lock, sink=self.history.add)
+            kind = HoldingsProcess if spec.lock.auto_renew else LockProcess
+            make = functools.partial(kind, behaviour=spec.lock, sink=self.history.add)
         process = make(
             name=incarnation,
             clock=machine.clock,
@@ -438,7 +452,8 @@ class World:
             backend=backend,
             timing=self.scenario.timing,
         )
-        self._owners[process.owner] = incarnation
+        for owner in process.owners:
+            self._owners[owner] = incarnation
         machine.process = process
         if machine.incarnation > 1:
             self._event(incarnation, "started")

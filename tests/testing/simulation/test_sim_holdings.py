@@ -14,8 +14,8 @@ import pytest
 
 from mongoelector._common.renewing import RenewalRules
 from mongoelector._sync import scheduler
-from mongoelector._sync.renewer import running
 from mongoelector._sync.calls import Failure
+from mongoelector._sync.renewer import running
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Lost

@@ -192,6 +192,14 @@ def next_due(clock: Clock) -> float:
     with scheduler._guard:
         if timer.work or timer.callbacks:
             return -math.inf
+    return next_entry(clock)
+
+
+def next_entry(clock: Clock) -> float:
+    """The earliest time an entry of ``clock`` waits for (``inf`` when none), whatever is
+    queued: when a timer thread would wake up, even while the workers are busy."""
+    timer = _timer(clock)
+    with scheduler._guard:
         live = [entry.due for entry in timer.heap if not entry.cancelled]
     return min(live, default=math.inf)
 

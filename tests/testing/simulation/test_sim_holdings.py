@@ -10,16 +10,19 @@ purpose and show that the simulation then finds a violation.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from mongoelector._common.renewing import RenewalRules
 from mongoelector._sync import scheduler
 from mongoelector._sync.calls import Failure
-from mongoelector._sync.renewer import running
+from mongoelector._sync.renewer import Renewer, running
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Lost
 from mongoelector.testing.simulation import SimulationOutcome, run_scenario
+from mongoelector.testing.simulation.holdings import HoldingsProcess
 from mongoelector.testing.simulation.scenario import (
     Crash,
     LockBehaviour,
@@ -102,6 +105,19 @@ def rough(seed: int) -> Scenario:
     )
 
 
+def hung_renew(seed: int = 1) -> Scenario:
+    """n3 (which takes every key first) is cut off at 20 s; its calls hang 12 s, longer
+    than what is left of its renew deadline."""
+    return Scenario(
+        seed=seed,
+        timing=TIMING,
+        nodes=(holder("n1"), holder("n2", reacquire_on_loss=True), holder("n3")),
+        faults=(Partition(node="n3", at=20, duration=30, hang=12),),
+        duration=120,
+        latency=0.05,
+    )
+
+
 def kinds(outcome: SimulationOutcome) -> set[str]:
     return {violation.kind for violation in outcome.violations}
 
@@ -110,7 +126,9 @@ def held_keys(outcome: SimulationOutcome) -> set[str]:
     return {belief.key for belief in outcome.history.beliefs}
 
 
-@pytest.mark.parametrize("scenario", [cut_off(1), slow_reply(1), *map(rough, range(8))])
+@pytest.mark.parametrize(
+    "scenario", [cut_off(1), slow_reply(1), hung_renew(1), *map(rough, range(8))]
+)
 def test_nodes_with_several_auto_renewed_locks_keep_every_invariant(scenario: Scenario) -> None:
     outcome = run_scenario(scenario)
 
@@ -131,6 +149,43 @@ def test_a_holding_is_renewed_by_the_scheduler_through_the_world() -> None:
     assert len(renewals) >= 3 * 5  # each key renewed several times, through the world
     # ...then lost them (cut off) and others took every key:
     assert {b.key for b in outcome.history.beliefs if b.holder != "n3"} == set(KEYS)
+
+
+def overdue_phases(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The renewers' phases each time a renew deadline came before they went on."""
+    phases: list[str] = []
+    overdue = Renewer._overdue
+
+    def spy(self: Renewer, ticket: int) -> None:
+        phases.append(self._phase.value)
+        overdue(self, ticket)
+
+    monkeypatch.setattr(Renewer, "_overdue", spy)
+    return phases
+
+
+def test_the_deadline_fires_while_the_renew_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's timer runs while the node waits for its hung renew: at the renew
+    deadline it records the loss itself (the worker's late reply is then not trusted)."""
+    phases = overdue_phases(monkeypatch)
+
+    outcome = run_scenario(hung_renew(1))
+
+    assert outcome.ok, outcome.report()
+    assert "working" in phases  # a deadline came while its renew was in flight
+    assert {b.key for b in outcome.history.beliefs if b.holder != "n3"} == set(KEYS)
+
+
+def test_mutation_timers_that_wait_for_the_node_are_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check above fails if the world ran a node's timers only when its call returned."""
+    monkeypatch.setattr(HoldingsProcess, "timers_due_at", lambda self: math.inf)
+    phases = overdue_phases(monkeypatch)
+
+    run_scenario(hung_renew(1))
+
+    assert "working" not in phases
 
 
 def test_a_run_leaves_nothing_scheduled_or_running_in_the_real_process() -> None:

@@ -18,10 +18,12 @@ after ``retry_every``, or at once from inside ``on_lost``. It believes it
 holds a key while the lock's holding is trusted and is the one its latest
 ``acquire()`` got.
 
-The node is one unit, as other nodes are: while any of its calls is in flight
-(a user's or a renewal's), nothing else of it runs; a renewal or deadline due
-meanwhile runs when the call returns (the holding is no longer trusted past
-its deadline either way).
+While one of its calls is in flight (a user's or a renewal's), the node's
+scheduler timer still runs, as the timer thread would: wake-ups and renew
+deadlines fire when due (a deadline that comes while the renew hangs records
+the loss at once), but the renewals and callbacks they queue wait until the
+call returns, as if every worker were busy with it (the node is one unit, as
+other nodes are). A paused node's timer is paused too.
 """
 
 from __future__ import annotations
@@ -208,6 +210,15 @@ class HoldingsProcess(Process):
                     job.step()
                     self._observe_all()
         manual.run_due(self.clock)
+        self._observe_all()
+
+    def timers_due_at(self) -> float:
+        return manual.next_entry(self.clock)
+
+    def fire_timers(self) -> None:
+        """The scheduler's timer thread: wake-ups and renew deadlines (no I/O) run while the
+        node waits for a call; the work and callbacks they queue wait for the node."""
+        manual.run_entries(self.clock)
         self._observe_all()
 
     def before_call(self) -> None:

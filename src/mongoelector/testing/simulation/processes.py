@@ -253,6 +253,14 @@ class Process:
         """Stop every belief of this process at ``at`` at the latest."""
         self.tracker.close(at)
 
+    def timers_due_at(self) -> float:
+        """When (this node's monotonic time) a timer of the process must fire even while it
+        waits for a call (``inf``: it has none)."""
+        return math.inf
+
+    def fire_timers(self) -> None:
+        """Fire the timers due now, while the process waits for one of its calls."""
+
     def halt(self) -> None:
         """The run is over: leave nothing of this process scheduled in the real process."""
 

@@ -67,7 +67,7 @@ class SimulationConfig:
     so turning them off leaves the rest of each schedule as it was.
 
     ``auto_renewed`` is the chance that a schedule's lock users hold auto-renewed
-    locks instead: each holds two to four keys (``job-lock``, ``job-lock-2``...,
+    locks instead: each holds two or three keys (``job-lock``, ``job-lock-2``...,
     so they contend for the keys they share), renewed by the process's
     scheduler, and after a loss acquires again later or at once from
     ``on_lost`` (drawn from a stream of their own, as above).
@@ -89,7 +89,7 @@ class SimulationConfig:
     max_takeovers: int = 2
     reentrant_callbacks: bool = True
     stop_on_loss_callbacks: bool = True
-    auto_renewed: float = 0.5
+    auto_renewed: float = 0.35
 
     def __post_init__(self) -> None:
         for name in ("min_nodes", "max_nodes", "max_faults", "max_takeovers"):
@@ -243,7 +243,7 @@ def _rough(
 
 
 #: How many keys a user of auto-renewed locks holds at most.
-MOST_HOLDINGS = 4
+MOST_HOLDINGS = 3
 
 
 def _auto_renewed(seed: int, config: SimulationConfig, nodes: list[NodeSpec]) -> list[NodeSpec]:

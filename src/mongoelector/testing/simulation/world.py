@@ -101,6 +101,8 @@ class _Machine:
     errors_late: float = 0.0
     pause_in_call: float | None = None
     acts_at: tuple[int, int] = (-1, 0)  # (instant, acts at that instant)
+    timers_generation: int = 0
+    timers_paused_until: int = 0  # paused inside a call: its timer with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,15 @@ class _LateWrite:
     apply: Callable[[], object]
 
 
-_Item = _Wake | _Inject | _Restart | _LateWrite
+@dataclass(frozen=True, slots=True)
+class _Timers:
+    """A node's scheduler timers, due while the node waits for one of its calls."""
+
+    machine: str
+    generation: int
+
+
+_Item = _Wake | _Inject | _Restart | _LateWrite | _Timers
 
 
 class World:
@@ -263,6 +273,8 @@ class World:
         machine = self._machines[node]
         if machine.process is not None:
             machine.process.before_call()
+            machine.timers_generation += 1
+            self._push_timers(node)
         now = self._now
         name = self._name(machine)
         if machine.partition_until > now:
@@ -308,6 +320,7 @@ class World:
         if machine.pause_in_call is not None:
             duration, machine.pause_in_call = machine.pause_in_call, None
             until = self._now + micros(duration)
+            machine.timers_paused_until = until  # its scheduler timer too
             self._event(name, "paused", f"inside {operation}, after it applied", until=until)
             self._pass(duration)
             self._quiet_after(self._now)
@@ -380,6 +393,9 @@ class World:
                 return True
             self._act(item.machine, machine.process.act)
             return True
+        if isinstance(item, _Timers):
+            self._fire_timers(item)
+            return True
         if isinstance(item, _Restart):
             if self._machines[item.machine].process is None:
                 self._start_process(item.machine)
@@ -390,6 +406,32 @@ class World:
             self._event(item.node, "late write", f"{item.operation} applied")
             return True
         return self._inject(item)
+
+    def _push_timers(self, name: str, *, after: int = -1) -> None:
+        """Fire ``name``'s scheduler timers when due (later than ``after``), while it waits
+        for a call."""
+        machine = self._machines[name]
+        if machine.process is None:
+            return
+        local = machine.process.timers_due_at()
+        if local == math.inf:
+            return
+        time = max(first_tick_reaching(machine.clock, local), self._now)
+        self._push(max(time, after + 1), _Timers(name, machine.timers_generation))
+
+    def _fire_timers(self, item: _Timers) -> None:
+        machine = self._machines[item.machine]
+        process = machine.process
+        if process is None or item.generation != machine.timers_generation:
+            return
+        if item.machine not in self._busy:
+            return  # not waiting for a call: its wake runs everything due
+        paused_until = max(machine.paused_until, machine.timers_paused_until)
+        if paused_until > self._now:  # a paused process's timer is paused too
+            self._push(paused_until, item)
+            return
+        process.fire_timers()
+        self._push_timers(item.machine, after=self._now)
 
     def _act(self, name: str, action: Callable[[], None]) -> None:
         machine = self._machines[name]

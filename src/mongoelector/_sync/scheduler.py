@@ -238,6 +238,14 @@ def scheduled(clock: Clock | None = None) -> int:
         return sum(timer.live for timer in _timers.values())
 
 
+# --- driving by hand: the hook of mongoelector._sync.manual ----------------------------------
+
+#: Set by :mod:`~mongoelector._sync.manual` once imported: given an action (a callback when
+#: the flag is true), it queues it for the manually driven clock the calling code acts for
+#: and returns True, or returns False (the threads below run it).
+_divert: Callable[[Action, bool], bool] | None = None
+
+
 # --- the workers: store calls and decisions --------------------------------------------------
 
 _work: deque[Action] = deque()
@@ -259,6 +267,8 @@ _pool = _Pool()
 
 def submit(action: Action) -> None:
     """Run ``action`` on a worker thread (it must not run user code)."""
+    if _divert is not None and _divert(action, False):
+        return
     with _work_ready:
         if not _work:
             _pool.since = time.monotonic()
@@ -395,6 +405,8 @@ _callbacks = _Callbacks()
 
 def submit_callback(action: Action) -> None:
     """Run ``action`` (user code, which may block) on a callback thread."""
+    if _divert is not None and _divert(action, True):
+        return
     _callbacks.submit(action)
 
 

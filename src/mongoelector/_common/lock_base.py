@@ -453,7 +453,7 @@ class LockBase(Participant[BackendT]):
                 maybe_held, self._maybe_held = self._maybe_held, False
                 maybe_token, self._maybe_token = self._maybe_token, None
         if holding is not None:
-            self._monitor.lost(holding.token, LossReason.RELEASED, now=self._clock.monotonic())
+            self._monitor.released(holding.token, self._clock)
         if force:
             return ReleasePlan(owner=None, token=None, force=True)
         if holding is None and not maybe_held:

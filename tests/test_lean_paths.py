@@ -586,3 +586,79 @@ def test_the_counts_see_a_renewer_stopped_on_each_pair(monkeypatch: pytest.Monke
     )
     counts = calls_during(one_pair(lock), retire=Lock._retire)
     assert counts == {"retire": 1}
+
+
+# --- records built through their slots -------------------------------------------------------
+
+
+def test_builders_make_the_same_records_as_the_dataclass_init() -> None:
+    import pickle
+
+    from mongoelector._value import frozen_builder, frozen_replacer
+    from mongoelector.core.lease import Holding, new_holding
+
+    values = {
+        "key": "k",
+        "owner": "o",
+        "token": 3,
+        "acquired_at": None,
+        "expires_at": None,
+        "host": "h",
+        "pid": 9,
+        "metadata": {"a": "b"},
+        "acquisition": "x",
+    }
+    names = [field.name for field in dataclasses.fields(LeaseRecord)]
+    built = frozen_builder(LeaseRecord)(*(values[name] for name in names))
+    made = LeaseRecord(**values)
+    assert built == made and repr(built) == repr(made) and type(built) is LeaseRecord
+    assert pickle.loads(pickle.dumps(built)) == made
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.token = 4  # type: ignore[misc]
+    with pytest.raises(TypeError, match="takes 9 values, got 8"):
+        frozen_builder(LeaseRecord)(*list(values.values())[:8])
+    assert new_holding(made, 1.0, 2.0) == Holding(record=made, started_at=1.0, valid_until=2.0)
+    replace_owner = frozen_replacer(LeaseRecord, "owner")
+    assert replace_owner(made, None) == dataclasses.replace(made, owner=None)
+
+
+def test_builders_refuse_classes_they_would_build_wrongly() -> None:
+    from mongoelector._value import frozen_builder
+
+    @dataclasses.dataclass(frozen=True)
+    class NoSlots:
+        a: int
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            raise ValueError("checked")
+
+    for cls in (NoSlots, Checked, int):
+        with pytest.raises(TypeError):
+            frozen_builder(cls)
+
+
+def test_the_record_check_sees_a_builder_that_drops_a_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mutation: a replacer that forgot a field (here ``metadata``) is caught by the
+    comparison with ``dataclasses.replace`` that the tests above make."""
+    from mongoelector._common import outcomes
+
+    request = LeaseRequest(key="k", owner="o", ttl=5.0, host="h", pid=7, metadata={"a": "b"})
+    good = outcomes.with_acquisition(request, "second")
+    assert good == dataclasses.replace(request, acquisition="second")
+
+    def forgetful(instance: LeaseRequest, value: str) -> LeaseRequest:
+        return LeaseRequest(
+            key=instance.key, owner=instance.owner, ttl=instance.ttl, host=instance.host,
+            pid=instance.pid, acquisition=value,
+        )  # fmt: skip
+
+    monkeypatch.setattr(outcomes, "_with_acquisition", forgetful)
+    assert outcomes.with_acquisition(request, "second") != dataclasses.replace(
+        request, acquisition="second"
+    )

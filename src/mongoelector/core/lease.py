@@ -17,10 +17,11 @@ import math
 from collections import deque
 from dataclasses import dataclass, replace
 
+from mongoelector._value import frozen_builder
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.core.events import SlowRoundTrips
 
-__all__ = ["ROUND_TRIP_MARGIN", "ROUND_TRIP_WINDOW", "Holding", "LeaseKeeper"]
+__all__ = ["ROUND_TRIP_MARGIN", "ROUND_TRIP_WINDOW", "Holding", "LeaseKeeper", "new_holding"]
 
 #: How many recent round trips a keeper remembers; it plans for the longest of them.
 ROUND_TRIP_WINDOW = 32
@@ -52,6 +53,11 @@ class Holding:
     def remaining(self, now: float) -> float:
         """Seconds left before this holding stops being trusted (0 when past)."""
         return max(0.0, self.valid_until - now)
+
+
+#: ``Holding(record=..., started_at=..., valid_until=...)``, built through the slots (the
+#: values are the machines' own: a record a store returned, two monotonic times).
+new_holding = frozen_builder(Holding)
 
 
 class LeaseKeeper:
@@ -134,11 +140,7 @@ class LeaseKeeper:
 
     def hold(self, record: LeaseRecord, started_at: float) -> Holding:
         """Start keeping ``record``, written by a request sent at ``started_at``."""
-        return self.adopt(
-            Holding(
-                record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
-            )
-        )
+        return self.adopt(new_holding(record, started_at, started_at + self.renew_deadline))
 
     def adopt(self, holding: Holding) -> Holding:
         """Start keeping ``holding`` (as :meth:`hold` of its record and ``started_at``).

@@ -55,9 +55,21 @@ class Holding:
         return max(0.0, self.valid_until - now)
 
 
-#: ``Holding(record=..., started_at=..., valid_until=...)``, built through the slots (the
-#: values are the machines' own: a record a store returned, two monotonic times).
-new_holding = frozen_builder(Holding)
+_check_builder = frozen_builder(Holding)  # refuses Holding if it could not be built so
+_new = object.__new__
+_set_record = vars(Holding)["record"].__set__
+_set_started_at = vars(Holding)["started_at"].__set__
+_set_valid_until = vars(Holding)["valid_until"].__set__
+
+
+def new_holding(record: LeaseRecord, started_at: float, valid_until: float) -> Holding:
+    """``Holding(record=..., started_at=..., valid_until=...)``, built through the slots (the
+    values are the machines' own: a record a store returned, two monotonic times)."""
+    holding: Holding = _new(Holding)
+    _set_record(holding, record)
+    _set_started_at(holding, started_at)
+    _set_valid_until(holding, valid_until)
+    return holding
 
 
 class LeaseKeeper:

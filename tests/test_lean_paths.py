@@ -662,3 +662,67 @@ def test_the_record_check_sees_a_builder_that_drops_a_field(
     assert outcomes.with_acquisition(request, "second") != dataclasses.replace(
         request, acquisition="second"
     )
+
+
+# --- the acquire pipeline from its constant parts -------------------------------------------
+
+
+def _reference_acquire_pipeline(
+    request: LeaseRequest, *, acquire_id: str, force: bool, least_token: int
+) -> Any:
+    """The acquire pipeline as it was built before the constant parts were shared."""
+    from mongoelector.backends._mongo import commands as c
+
+    free: object = True
+    if not force:
+        free = {"$or": [{"$ne": ["$" + c.LOCKED, True]}, {"$lte": ["$" + c.EXPIRES, c.NOW]}]}
+    token = {
+        "$max": [
+            {"$add": [{"$ifNull": ["$" + c.TOKEN, 0]}, 1]},
+            {"$multiply": [{"$toLong": c.NOW}, 1000]},
+            c.literal(least_token),
+        ]
+    }
+    taken: dict[str, object] = {
+        c.ID: "$" + c.ID,
+        **{k: c.literal(v) for k, v in c._holder_fields(request, acquire_id).items()},
+        c.CREATED: c.NOW,
+        c.EXPIRES: {"$add": [c.NOW, c.ttl_millis(request.ttl)]},
+        c.TOKEN: token,
+    }
+    stage = {"$replaceWith": {"$cond": {"if": free, "then": taken, "else": "$$ROOT"}}}
+    return c.FindAndModify(filter={c.ID: request.key}, update=[stage], upsert=True)
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("metadata", [{}, {"job": "nightly"}])
+def test_the_acquire_pipeline_is_the_same_command_in_the_same_order(
+    force: bool, metadata: dict[str, str]
+) -> None:
+    import pickle
+
+    from mongoelector.backends._mongo import commands
+
+    request = LeaseRequest(key="k", owner="o", ttl=2.5, host="h", pid=7, metadata=metadata)
+    expected = _reference_acquire_pipeline(request, acquire_id="a1", force=force, least_token=9)
+    before = pickle.dumps((commands._FREE, commands._NEXT_TOKEN, commands._TIME_TOKEN))
+    for _ in range(2):
+        made = commands.acquire_pipeline(request, acquire_id="a1", force=force, least_token=9)
+        assert made == expected
+        # Field order is part of the document written: compare it too.
+        assert repr(made) == repr(expected)
+        assert made.update[0]["$replaceWith"]["$cond"]["then"][commands.METADATA] is not (
+            request.metadata
+        )
+    assert pickle.dumps((commands._FREE, commands._NEXT_TOKEN, commands._TIME_TOKEN)) == before
+
+
+def test_the_pipeline_check_sees_a_changed_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation: a template whose token no longer starts from server time is caught."""
+    from mongoelector.backends._mongo import commands
+
+    monkeypatch.setattr(commands, "_TIME_TOKEN", {"$literal": 0})
+    request = LeaseRequest(key="k", owner="o", ttl=2.5, host="h", pid=7)
+    made = commands.acquire_pipeline(request, acquire_id="a1", force=False, least_token=9)
+    expected = _reference_acquire_pipeline(request, acquire_id="a1", force=False, least_token=9)
+    assert made != expected

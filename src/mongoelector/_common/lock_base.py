@@ -370,6 +370,10 @@ class LockBase(Participant[BackendT]):
             return True
 
     def _unclaim(self, run: AcquireRun, *, maybe_held: bool) -> None:
+        if self._acquirer is not run:
+            # Read without the mutex: only ``run``'s own thread (this one) makes ``run``
+            # the acquirer, and it is done claiming; once another value, it stays so.
+            return
         with self._mutex:
             if self._acquirer is not run:
                 return
@@ -385,10 +389,11 @@ class LockBase(Participant[BackendT]):
         """
         answered_at = run.answered_at if run is not None else None
         now = answered_at if answered_at is not None else self._clock.monotonic()
+        token = holding.record.token
         with self._mutex:
             slow = self._keeper.observe_round_trip(now - holding.started_at)
             self._keeper.adopt(holding)
-            self._renewal = Renewal(self._keeper, holding.token)
+            self._renewal = Renewal(self._keeper, token)
             # Another try of the same acquire may still land: a release() settles it.
             self._maybe_held = run is not None and run.maybe_held
             self._maybe_token = None
@@ -399,7 +404,7 @@ class LockBase(Participant[BackendT]):
                 self._acquirer = None
         if slow is not None:
             self._monitor.slow_round_trips(slow)
-        self._monitor.gained(holding.token, latency=now - holding.started_at, now=now)
+        self._monitor.gained(token, latency=now - holding.started_at, now=now)
 
     def _mark_maybe_held(self) -> None:
         """A write of ours may be in the store: :meth:`_plan_release` must free it."""
@@ -442,23 +447,23 @@ class LockBase(Participant[BackendT]):
 
     def _plan_release(self, force: bool) -> ReleasePlan | None:
         """Stop trusting the holding; the store call to make, or ``None`` if there is none."""
+        token: int | None
         with self._mutex:
             holding = self._keeper.drop()
             if holding is not None:
                 # Released by its token; a write that may still land stays remembered
                 # for the next release().
-                maybe_held, maybe_token = False, None
-                self._ending = holding.token  # "token N was released"
+                maybe_held = False
+                token = self._ending = holding.record.token  # "token N was released"
             else:
                 maybe_held, self._maybe_held = self._maybe_held, False
-                maybe_token, self._maybe_token = self._maybe_token, None
+                token, self._maybe_token = self._maybe_token, None
         if holding is not None:
-            self._monitor.lost(holding.token, LossReason.RELEASED, now=self._clock.monotonic())
+            self._monitor.released(holding.record.token, self._clock)
         if force:
             return ReleasePlan(owner=None, token=None, force=True)
         if holding is None and not maybe_held:
             return None
-        token = holding.token if holding is not None else maybe_token
         return ReleasePlan(owner=self._uuid, token=token, force=False)
 
     def _token_in(self, record: LeaseRecord | None) -> int | None:
@@ -572,8 +577,8 @@ class LockBase(Participant[BackendT]):
         """
         with self._mutex:
             renewal = self._renewal
-            if renewal is None:
-                return None
+            if renewal is None or not renewal.kept():
+                return None  # what current() says then (Ended), without building it
             verdict = renewal.current(self._clock.monotonic() if now is None else now)
         if isinstance(verdict, Lost):
             assert renewal is not None

@@ -35,6 +35,7 @@ from mongoelector.core.events import (
 from mongoelector.errors import AmbiguousOutcome, BackendError
 
 if TYPE_CHECKING:
+    from mongoelector.clock import Clock
     from mongoelector.monitoring import MonitoringEvent
 
 __all__ = ["Monitor", "operation_of"]
@@ -146,12 +147,21 @@ class Monitor:
                 token,
                 _ms(latency),
             )
-        if self._listening():
+        if self._listeners or _listeners.registered():
             self._emit(
                 _events().LeadershipGainedEvent(
                     key=self._key, owner=self._owner, kind=self._kind, token=token, latency=latency
                 ),
             )
+
+    def released(self, token: int, clock: Clock) -> None:
+        """:meth:`lost` for ``RELEASED`` at the ``clock``'s monotonic time, read only if the
+        log or a listener is told (the term ends either way)."""
+        if self._listeners or _listeners.registered() or self._log.isEnabledFor(logging.INFO):
+            self.lost(token, LossReason.RELEASED, now=clock.monotonic())
+            return
+        with self._mutex:
+            self._term = None
 
     def lost(self, token: int, reason: LossReason, *, now: float) -> None:
         """The holding with ``token`` ended at monotonic ``now`` for ``reason``."""

@@ -144,9 +144,10 @@ class Lock(LockBase[StorageBackend]):
         returns). Releasing never sets :attr:`lost`.
         """
         plan = self._plan_release(force)
-        with self._mutex:
-            renewer, self._renewer = self._renewer, None
-        self._retire(renewer)
+        if self._auto_renew:  # without it, no renewer is ever started
+            with self._mutex:
+                renewer, self._renewer = self._renewer, None
+            self._retire(renewer)
         if plan is None:
             return False
         token = plan.token
@@ -237,13 +238,16 @@ class Lock(LockBase[StorageBackend]):
     # --- the holding's life cycle: the renewer ----------------------------------------
 
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
+        if not self._auto_renew:  # no renewer to stop or start
+            super()._took(holding, run)
+            return
         with self._mutex:
             previous, self._renewer = self._renewer, None
         self._retire(previous)
         with self._mutex:
             super()._took(holding, run)
             renewal = self._renewal
-            if self._auto_renew and renewal is not None:
+            if renewal is not None:
                 # Imported here: the renewer and the process's scheduler (threads) are
                 # loaded by the first auto-renewed holding, not by ``import``.
                 from mongoelector._sync.renewer import Renewer  # noqa: PLC0415

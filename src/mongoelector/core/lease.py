@@ -17,10 +17,11 @@ import math
 from collections import deque
 from dataclasses import dataclass, replace
 
+from mongoelector._value import frozen_builder
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.core.events import SlowRoundTrips
 
-__all__ = ["ROUND_TRIP_MARGIN", "ROUND_TRIP_WINDOW", "Holding", "LeaseKeeper"]
+__all__ = ["ROUND_TRIP_MARGIN", "ROUND_TRIP_WINDOW", "Holding", "LeaseKeeper", "new_holding"]
 
 #: How many recent round trips a keeper remembers; it plans for the longest of them.
 ROUND_TRIP_WINDOW = 32
@@ -52,6 +53,23 @@ class Holding:
     def remaining(self, now: float) -> float:
         """Seconds left before this holding stops being trusted (0 when past)."""
         return max(0.0, self.valid_until - now)
+
+
+_check_builder = frozen_builder(Holding)  # refuses Holding if it could not be built so
+_new = object.__new__
+_set_record = vars(Holding)["record"].__set__
+_set_started_at = vars(Holding)["started_at"].__set__
+_set_valid_until = vars(Holding)["valid_until"].__set__
+
+
+def new_holding(record: LeaseRecord, started_at: float, valid_until: float) -> Holding:
+    """``Holding(record=..., started_at=..., valid_until=...)``, built through the slots (the
+    values are the machines' own: a record a store returned, two monotonic times)."""
+    holding: Holding = _new(Holding)
+    _set_record(holding, record)
+    _set_started_at(holding, started_at)
+    _set_valid_until(holding, valid_until)
+    return holding
 
 
 class LeaseKeeper:
@@ -134,11 +152,7 @@ class LeaseKeeper:
 
     def hold(self, record: LeaseRecord, started_at: float) -> Holding:
         """Start keeping ``record``, written by a request sent at ``started_at``."""
-        return self.adopt(
-            Holding(
-                record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
-            )
-        )
+        return self.adopt(new_holding(record, started_at, started_at + self.renew_deadline))
 
     def adopt(self, holding: Holding) -> Holding:
         """Start keeping ``holding`` (as :meth:`hold` of its record and ``started_at``).

@@ -40,7 +40,7 @@ from mongoelector._validation import (
 from mongoelector._value import Value
 from mongoelector.backends.protocol import CasResult, LeaseRecord
 from mongoelector.core.events import Action, Inspect, Release, Renew, TryAcquire
-from mongoelector.core.lease import Holding
+from mongoelector.core.lease import Holding, new_holding
 
 __all__ = [
     "NON_BLOCKING_CALL_LIMIT",
@@ -273,9 +273,7 @@ class AcquireAttempt:
         return self._refused(now, None)
 
     def _succeed(self, record: LeaseRecord, started_at: float, now: float) -> Decision:
-        holding = Holding(
-            record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
-        )
+        holding = new_holding(record, started_at, started_at + self.renew_deadline)
         if not holding.is_valid(now):
             # The reply came after the renew deadline: renew to confirm before trusting it.
             self._maybe_held = True

@@ -140,6 +140,13 @@ def _holder_fields(request: LeaseRequest, acquire_id: str) -> dict[str, object]:
 
 # --- pipeline path (MongoDB 4.2+) ---------------------------------------------------------
 
+# The constant parts of the acquire pipeline.
+_ID_PATH = "$" + ID
+_LITERAL_TRUE = {"$literal": True}
+_FREE = {"$or": [{"$ne": ["$" + LOCKED, True]}, {"$lte": ["$" + EXPIRES, NOW]}]}
+_NEXT_TOKEN = {"$add": [{"$ifNull": ["$" + TOKEN, 0]}, 1]}
+_TIME_TOKEN = {"$multiply": [{"$toLong": NOW}, 1000]}
+
 
 def acquire_pipeline(
     request: LeaseRequest, *, acquire_id: str, force: bool, least_token: int
@@ -149,23 +156,22 @@ def acquire_pipeline(
     Free means no document, not ``locked: true``, or ``ts_expire <= $$NOW``.
     The reply is the document afterwards; see :func:`read_acquire_reply`.
     """
-    free: object = True
-    if not force:
-        free = {"$or": [{"$ne": ["$" + LOCKED, True]}, {"$lte": ["$" + EXPIRES, NOW]}]}
-    token = {
-        "$max": [
-            {"$add": [{"$ifNull": ["$" + TOKEN, 0]}, 1]},
-            {"$multiply": [{"$toLong": NOW}, 1000]},
-            literal(least_token),
-        ]
-    }
+    # Built from the parts that never change (shared, never mutated: pymongo only encodes
+    # them) and the few that do; field for field what _holder_fields and literal() give.
+    metadata = request.metadata
     taken: dict[str, object] = {
-        ID: "$" + ID,
-        **{name: literal(value) for name, value in _holder_fields(request, acquire_id).items()},
+        ID: _ID_PATH,
+        LOCKED: _LITERAL_TRUE,
+        OWNER: {"$literal": request.owner},
+        HOST: {"$literal": request.host},
+        PID: {"$literal": request.pid},
+        ACQUIRE_ID: {"$literal": acquire_id},
+        METADATA: {"$literal": dict(metadata) if metadata else {}},
         CREATED: NOW,
         EXPIRES: {"$add": [NOW, ttl_millis(request.ttl)]},
-        TOKEN: token,
+        TOKEN: {"$max": [_NEXT_TOKEN, _TIME_TOKEN, {"$literal": least_token}]},
     }
+    free = True if force else _FREE
     stage = {"$replaceWith": {"$cond": {"if": free, "then": taken, "else": "$$ROOT"}}}
     return FindAndModify(filter={ID: request.key}, update=[stage], upsert=True)
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from mongoelector._value import frozen_builder
 from mongoelector.backends.protocol import LeaseRecord, MemberRecord
 from mongoelector.core import status as status_docs
 
@@ -116,21 +117,23 @@ def record_from_document(document: Mapping[str, Any]) -> LeaseRecord:
     host = get(HOST)
     pid = get(PID)
     acquisition = get(ACQUIRE_ID)
-    return LeaseRecord(
-        key=key if type(key) is str else str(key),
-        owner=owner if owner is None or type(owner) is str else _str_or_none(owner),
-        token=token if type(token) is int else (_int_or_none(token) or 0),
-        acquired_at=as_utc(created) if type(created) is datetime else _time_or_none(created),
-        expires_at=as_utc(expires) if type(expires) is datetime else _time_or_none(expires),
-        host=host if host is None or type(host) is str else _str_or_none(host),
-        pid=pid if pid is None or type(pid) is int else _int_or_none(pid),
-        metadata=_metadata(get(METADATA)),
-        acquisition=(
-            acquisition
-            if acquisition is None or type(acquisition) is str
-            else _str_or_none(acquisition)
-        ),
+    # LeaseRecord(key=..., owner=..., ...), in field order, built through the slots.
+    return _new_record(
+        key if type(key) is str else str(key),
+        owner if owner is None or type(owner) is str else _str_or_none(owner),
+        token if type(token) is int else (_int_or_none(token) or 0),
+        as_utc(created) if type(created) is datetime else _time_or_none(created),
+        as_utc(expires) if type(expires) is datetime else _time_or_none(expires),
+        host if host is None or type(host) is str else _str_or_none(host),
+        pid if pid is None or type(pid) is int else _int_or_none(pid),
+        _metadata(get(METADATA)),
+        acquisition
+        if acquisition is None or type(acquisition) is str
+        else _str_or_none(acquisition),
     )
+
+
+_new_record = frozen_builder(LeaseRecord)
 
 
 def member_set_fields(member: MemberRecord) -> dict[str, Any]:

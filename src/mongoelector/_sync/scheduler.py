@@ -16,9 +16,10 @@ few daemon threads, each started on first use:
 
 The timer thread also watches, polling every ``GRACE / 2`` real seconds while
 work or callbacks wait (workers may all be stuck, so they cannot watch): when
-work has waited :data:`GRACE` seconds with every worker busy, one more worker
-starts for every queued call (added ones end after
-:data:`LINGER` idle seconds); when no queued callback was taken for
+no queued call was taken for :data:`GRACE` seconds (every worker is stuck,
+not merely busy), as many workers start as there are, at most one per queued
+call (:func:`added_workers`; added ones end after :data:`LINGER` idle
+seconds); when no queued callback was taken for
 :data:`GRACE` seconds, one more callback thread starts (it ends once the queue
 is empty). Neither has a fixed cap: each added thread serves a holding that
 waits, so there are never more than one per holding, as with the former
@@ -259,7 +260,13 @@ class _Pool:
         self.kept = 0  # up to WORKERS, each started on first use and kept for the process
         self.extra = 0  # added by a watcher; each ends after LINGER seconds with nothing to do
         self.idle = 0  # kept workers waiting for work and not yet woken for any
-        self.since = 0.0  # when the queue last went from empty to non-empty (or grew)
+        #: When work last made progress: the queue went from empty to non-empty, a worker
+        #: took a call from it, or workers were added.
+        self.since = 0.0
+
+    def took(self) -> None:
+        """A worker took a queued call: the workers are not stuck (under ``_work_ready``)."""
+        self.since = time.monotonic()
 
 
 _pool = _Pool()
@@ -307,29 +314,41 @@ def _work_loop(keep: bool) -> None:
                 _work_ready.wait()  # submit() took this worker off ``idle`` when it woke it
             action = _work.popleft()
             drained = not _work
+            _pool.took()
         if drained:
             _calm()
         _run(action)
 
 
 def _watch_workers() -> bool:
-    """Add a worker if work has waited ``GRACE`` with every worker busy; True while any waits.
+    """Add workers if no queued call was taken for ``GRACE``; True while any call waits.
 
     Called by a timer thread, never by a worker: the workers may all be stuck.
+    Workers that keep taking calls are busy, not stuck, and get no help: a
+    burst of many due renewals is worked through by the workers there are.
     """
     with _work_ready:
         if not _work:
             return False
         now = time.monotonic()
         if now - _pool.since >= GRACE:
-            # One more worker per queued call: a store that got slow for many holdings at
-            # once is caught up with at once, and never with more threads than one per
-            # holding waiting (what one thread per lock would have used).
             _pool.since = now
-            for _ in range(len(_work)):
+            for _ in range(added_workers(len(_work), _pool.kept + _pool.extra)):
                 _pool.extra += 1
                 _start_worker(keep=False)
         return True
+
+
+def added_workers(queued: int, workers: int) -> int:
+    """How many workers to add when ``queued`` calls waited ``GRACE`` with none taken.
+
+    As many as there are (the pool doubles each stuck period), never more
+    than the calls waiting: a store that hangs for some holdings is worked
+    around within a few periods, with at most one thread per waiting call
+    (what one thread per lock would have used), and a store that hangs for
+    all of them does not get a thread per holding at once.
+    """
+    return min(queued, max(1, workers))
 
 
 # --- the callback threads: user code ---------------------------------------------------------

@@ -32,6 +32,8 @@ class Kind(enum.Enum):
     LOSS = "on_leader_loss"
     NEW_LEADER = "on_new_leader"
     LOOP = "on_loop"
+    #: A monitor report (log line, event listeners) that waits its turn among the callbacks.
+    EVENT = "event listeners"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +90,16 @@ class CallbackQueue:
         with self._lock:
             if self._runner is runner:
                 self._runner = None
+
+    def waiting(self) -> bool:
+        """True if callbacks wait to be taken."""
+        with self._lock:
+            return bool(self._pending)
+
+    def busy(self) -> bool:
+        """True while callbacks wait or a runner runs them."""
+        with self._lock:
+            return bool(self._pending) or self._runner is not None
 
     def runs_in(self, runner: object) -> bool:
         """True while ``runner`` is the one running callbacks."""

@@ -1,7 +1,8 @@
 """The process's one scheduler for background lease work (the sync driver).
 
-Every auto-renewed lock shares it, whatever their number, and it runs on a
-few daemon threads, each started on first use:
+Every auto-renewed lock and every started ``LeaderElector`` share it,
+whatever their number, and it runs on a few daemon threads, each started on
+first use:
 
 - one **timer** thread per clock (all :class:`~mongoelector.clock.SystemClock`
   objects count as one clock), which sleeps with ``clock.wait_until`` until
@@ -11,7 +12,8 @@ few daemon threads, each started on first use:
   :data:`LINGER` real seconds with nothing scheduled and nothing waiting;
 - :data:`WORKERS` kept **worker** threads, which make the store calls and the
   decisions around them, and never run user code (but logging handlers);
-- one kept **callback** thread for user code (``on_lost``, event listeners).
+- one kept **callback** thread for user code (``on_lost``, an elector's
+  callbacks, event listeners).
   A callback that blocks delays no store call and no decision of any holding.
 
 The timer thread also watches, polling every ``GRACE / 2`` real seconds while
@@ -160,6 +162,7 @@ class _Timer:
             raise
 
     def _wait_and_fire(self) -> None:
+        idle_since: float | None = None  # real time since when nothing was scheduled
         while True:
             self.wakeup.clear()
             now = self.clock.monotonic()
@@ -173,6 +176,8 @@ class _Timer:
                         self.live -= 1
                         due.append(entry)
                 next_due = heap[0].due if heap else None
+            if due or next_due is not None:
+                idle_since = None
             if due:
                 for entry in due:
                     _run(entry.action)
@@ -187,7 +192,14 @@ class _Timer:
                 continue
             if next_due is not None:
                 self._wait_until(next_due)
-            elif not self.wakeup.wait(LINGER):
+                continue
+            # Nothing scheduled: end after LINGER real seconds of that, counted from when it
+            # began, so that wake-ups meant for the watchers (sent to every timer) cannot
+            # keep an idle timer alive for ever.
+            if idle_since is None:
+                idle_since = time.monotonic()
+            left = LINGER - (time.monotonic() - idle_since)
+            if left <= 0 or not self.wakeup.wait(left):
                 with _guard:
                     if not self.heap and not self.wakeup.is_set():
                         self.thread = None

@@ -50,6 +50,9 @@ from mongoelector.timing import LeaseTiming
 
 __all__ = ["AcquireRun", "LockBase", "ReleasePlan", "describe_holder"]
 
+#: Guards the making of every lock's ``lost`` Event (see ``LockBase.lost``); held briefly.
+_LOST_GUARD = threading.Lock()
+
 BackendT = TypeVar("BackendT")
 
 
@@ -241,7 +244,11 @@ class LockBase(Participant[BackendT]):
         # How the latest holding ended, for LockLost: a text, or (for a release, the
         # common case) its token, put into words only when ensure() raises.
         self._ending: str | int | None = None
-        self._lost = threading.Event()
+        # ``lost``, made on first use (an Event costs each lock about 800 bytes, and most
+        # locks are never asked): ``_lost_now`` says whether it is set. Both change under
+        # ``_LOST_GUARD`` only, so an Event made while a loss is recorded misses nothing.
+        self._lost: threading.Event | None = None
+        self._lost_now = False
 
     @property
     def auto_renew(self) -> bool:
@@ -303,7 +310,27 @@ class LockBase(Participant[BackendT]):
         background: it is set when ``touch()``, :meth:`ensure` or ``acquire()``
         finds the holding lost.
         """
-        return self._lost
+        event = self._lost
+        if event is None:
+            with _LOST_GUARD:
+                event = self._lost
+                if event is None:
+                    event = threading.Event()
+                    if self._lost_now:
+                        event.set()
+                    self._lost = event
+        return event
+
+    def _mark_lost(self, lost: bool) -> None:
+        """Set (``lost``) or clear :attr:`lost`, made or not."""
+        with _LOST_GUARD:
+            self._lost_now = lost
+            event = self._lost
+        if event is not None:
+            if lost:
+                event.set()
+            else:
+                event.clear()
 
     def ensure(self) -> int:
         """Return the fencing token if the holding is still trusted; else raise :class:`LockLost`.
@@ -398,8 +425,8 @@ class LockBase(Participant[BackendT]):
             self._maybe_held = run is not None and run.maybe_held
             self._maybe_token = None
             self._ending = None
-            if self._lost.is_set():
-                self._lost.clear()
+            if self._lost_now:
+                self._mark_lost(False)
             if run is not None and self._acquirer is run:
                 self._acquirer = None
         if slow is not None:
@@ -611,7 +638,7 @@ class LockBase(Participant[BackendT]):
             if lost.reason is LossReason.DEADLINE:
                 self._maybe_held = True  # the store may still have it: release() frees it
             self._ending = f"token {lost.token} was lost ({lost.reason.value})"
-            self._lost.set()
+            self._mark_lost(True)
         return True
 
     def _status(self, *, owned: bool) -> dict[str, Any]:

@@ -14,7 +14,7 @@ renewing sooner than ``renew_interval`` after the last one.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from dataclasses import dataclass, replace
 
 from mongoelector._value import frozen_builder
@@ -87,7 +87,10 @@ class LeaseKeeper:
         self.renew_interval = renew_interval
         self.holding: Holding | None = None
         self._next_renew = math.inf
-        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_WINDOW)
+        # The last ROUND_TRIP_WINDOW round trips: appended to until full, then a ring whose
+        # oldest slot is ``_oldest`` (doubles in place: no float object, no deque block each).
+        self._round_trips = array("d")
+        self._oldest = 0
         self._longest_round_trip = 0.0  # max(self._round_trips), kept as they change
         self._slow = False
 
@@ -125,8 +128,14 @@ class LeaseKeeper:
         """
         seconds = seconds if seconds > 0.0 else 0.0
         trips = self._round_trips
-        evicted = trips[0] if len(trips) == ROUND_TRIP_WINDOW else None
-        trips.append(seconds)
+        evicted: float | None = None
+        if len(trips) < ROUND_TRIP_WINDOW:
+            trips.append(seconds)
+        else:
+            oldest = self._oldest
+            evicted = trips[oldest]
+            trips[oldest] = seconds
+            self._oldest = (oldest + 1) % ROUND_TRIP_WINDOW
         # max(trips), kept up to date without scanning the window on every reply.
         if seconds >= self._longest_round_trip:
             self._longest_round_trip = seconds

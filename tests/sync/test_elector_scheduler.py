@@ -17,7 +17,7 @@ import pytest
 
 from mongoelector import LeaderElector, Lock
 from mongoelector._sync import elector as elector_module
-from mongoelector._sync import scheduler
+from mongoelector._sync import manual, scheduler
 from mongoelector.backends import (
     CasResult,
     LeaseRecord,
@@ -267,6 +267,85 @@ def test_the_step_down_comes_at_the_deadline_while_no_worker_takes_the_poll(
     assert wait_for(lambda: node.is_leader, limit=GUARD)
     assert node.wait_idle(GUARD)
     assert node.token == 2
+
+
+class LossSignal(EventListener):
+    """Sets ``lost`` when a leadership loss is reported to event listeners."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
+
+    def leadership_lost(self, event: LeadershipLostEvent) -> None:
+        self.lost.set()
+
+
+def roles_while_the_report_hangs(
+    clock: FakeClock, hung_report: int, renewals: int, deadline: float
+) -> tuple[list[Role], bool]:
+    """Lead, renew ``renewals`` times (every 2 s), and let status report ``hung_report``
+    hang until just past ``deadline``: the roles just before and at the deadline, seen
+    from inside the hung report, and whether the loss was reported.
+
+    The clock is driven by hand (:mod:`mongoelector._sync.manual`): the hanging report
+    moves the clock and runs the timer's entries due meanwhile, as the timer thread would.
+    """
+    flaky = FlakyBackend(MemoryBackend(clock))
+    signal = LossSignal()
+    roles: list[Role] = []
+    node = LeaderElector("report", flaky, clock=clock, event_listeners=[signal])
+    _made.append(node)
+
+    def hang_report(name: str) -> None:
+        if name != "report_member" or flaky.calls["report_member"] != hung_report:
+            return
+        clock.advance(deadline - 0.001 - clock.monotonic())
+        manual.run_entries(clock)
+        roles.append(node.role)
+        clock.advance(0.001)  # the deadline of the last successful write
+        manual.run_entries(clock)
+        roles.append(node.role)
+
+    flaky.before_call = hang_report
+    manual.drive(clock)
+    try:
+        with manual.acting_for(clock):
+            node.start()
+        manual.run_due(clock)  # the win at 0
+        for _ in range(renewals):
+            clock.advance(2.0)
+            manual.run_due(clock)
+        assert flaky.calls["renew"] == renewals
+        assert flaky.calls["report_member"] >= hung_report
+    finally:
+        node.stop()
+        manual.forget(clock)
+    return roles, signal.lost.is_set()
+
+
+@pytest.mark.parametrize(
+    ("hung_report", "renewals", "deadline"),
+    [
+        (1, 0, 10.0),  # the report after the win at 0: no deadline was known when queued
+        (2, 3, 16.0),  # the report of the poll at 6, whose renew moved the deadline to 16
+    ],
+)
+def test_the_step_down_comes_at_the_deadline_while_the_status_report_hangs(
+    hung_report: int, renewals: int, deadline: float, clock: FakeClock
+) -> None:
+    """The poll's store call answered (a win, a renewal) and set a new renew deadline; its
+    status report then hangs: the timer still steps down at that deadline."""
+    roles, lost = roles_while_the_report_hangs(clock, hung_report, renewals, deadline)
+    assert roles == [Role.LEADER, Role.FOLLOWER]  # stepped down while the report hung
+    assert lost
+
+
+def test_mutation_a_deadline_armed_only_when_the_poll_is_queued_is_caught(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    """The check above fails if the deadline set by the poll's own store call is not armed."""
+    monkeypatch.setattr(LeaderElector, "_arm_deadline", lambda self, loop: None)
+    roles, _ = roles_while_the_report_hangs(clock, 2, 3, 16.0)
+    assert roles == [Role.LEADER, Role.LEADER]
 
 
 def test_two_polls_of_one_elector_never_overlap(clock: FakeClock) -> None:

@@ -512,6 +512,23 @@ class LeaderElector(ElectorBase[StorageBackend]):
             loop.entry = None
         self._expire()
 
+    def _arm_deadline(self, loop: _Loop) -> None:
+        """On a worker, after the poll's store call: the renew deadline it set or moved (a
+        win, a renewal) is the one the timer holds while the rest of the poll (the status
+        report) runs or hangs; the one armed when the poll was queued may be gone or past."""
+        with self._machine_lock:
+            holding = self._machine.holding
+        deadline = holding.valid_until if holding is not None else math.inf
+        with self._state:
+            if loop.done or loop.phase is not _Phase.POLLING:
+                return
+            self._cancel_entry_locked(loop)
+            if deadline != math.inf:
+                ticket = loop.ticket
+                loop.entry = scheduler.call_at(
+                    self._clock, deadline, lambda: self._overdue(loop, ticket)
+                )
+
     def _expire(self) -> None:
         """Record the step-down if the renew deadline has passed (no I/O, no user code: the
         reports and ``on_leader_loss`` go to the callback thread)."""
@@ -608,6 +625,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 self._notify(step)
             if step.action is not None:
                 self._carry_out(step.action)
+                if loop is not None and not loop.blocking:
+                    self._arm_deadline(loop)
             with self._machine_lock:
                 status_due = self._polled()
             if status_due:

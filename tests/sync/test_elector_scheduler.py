@@ -348,6 +348,45 @@ def test_mutation_a_deadline_armed_only_when_the_poll_is_queued_is_caught(
     assert roles == [Role.LEADER, Role.LEADER]
 
 
+def renewals_after_a_callers_winning_poll(
+    blocking: bool, store: CountingBackend, clock: FakeClock
+) -> tuple[int, bool]:
+    """A follower's loop waits 60 s between tries; a ``poll()`` made meanwhile wins at 0.
+    How many renewals the loop made in the next 12 s, and whether the node still leads."""
+    rival = Lock("slow", store, ttl=15, clock=clock)
+    assert rival.acquire()
+    node = elector("slow", store, clock, follower_poll=60)
+    if blocking:
+        threading.Thread(target=node.start, args=(True,), daemon=True).start()
+    else:
+        node.start()
+    assert wait_for(lambda: node.running and node.next_poll_at == 60.0, limit=GUARD)
+    assert node.wait_idle(GUARD)
+    rival.release()
+    node.poll()  # wins at 0
+    assert node.is_leader and node.token == 2
+    advance(clock, 12, node)  # past the renew deadline of the win
+    return store.renews["slow"], node.is_leader
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+def test_a_poll_made_by_a_caller_brings_the_loops_next_poll_forward(
+    blocking: bool, store: CountingBackend, clock: FakeClock
+) -> None:
+    """The loop renews the term a ``poll()`` won every 2 s from then on, not at its next
+    try 60 s later (by then the term would have lapsed at its renew deadline, and the
+    loss would have been reported only then)."""
+    assert renewals_after_a_callers_winning_poll(blocking, store, clock) == (6, True)
+
+
+def test_mutation_a_loop_left_waiting_after_a_callers_poll_is_caught(
+    monkeypatch: pytest.MonkeyPatch, store: CountingBackend, clock: FakeClock
+) -> None:
+    """The check above fails if the waiting loop is not told that a poll() made it due."""
+    monkeypatch.setattr(LeaderElector, "_wake_sooner", lambda self, loop: None)
+    assert renewals_after_a_callers_winning_poll(False, store, clock) == (0, False)
+
+
 def test_two_polls_of_one_elector_never_overlap(clock: FakeClock) -> None:
     """The loop's polls and poll() calls from other threads take turns."""
     flaky = FlakyBackend(MemoryBackend(clock))

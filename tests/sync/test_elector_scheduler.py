@@ -387,6 +387,30 @@ def test_mutation_a_loop_left_waiting_after_a_callers_poll_is_caught(
     assert renewals_after_a_callers_winning_poll(False, store, clock) == (0, False)
 
 
+def test_a_refused_fenced_transaction_steps_down_under_the_machine_lock(
+    store: CountingBackend, clock: FakeClock
+) -> None:
+    """``fenced_transaction`` proved the term lost: the step-down it records changes the
+    machine under the lock the timer takes to step down at the deadline, so the two never
+    interleave (which could report the loss twice, or raise ``InvalidTransition`` when the
+    timer's step-down lands between the refusal's check of the role and its move)."""
+    node = elector("fenced", store, clock)
+    node.poll()
+    assert node.is_leader and node.token == 1
+    machine = node._machine
+    held: list[bool] = []
+    on_renew_result = machine.on_renew_result
+
+    def checked(*args: object) -> object:
+        held.append(node._machine_lock.locked())
+        return on_renew_result(*args)  # type: ignore[arg-type]
+
+    machine.on_renew_result = checked  # type: ignore[method-assign]
+    node._transaction_refused(1, clock.monotonic())
+    assert held == [True]
+    assert node.role is Role.FOLLOWER and not node.is_leader
+
+
 def test_two_polls_of_one_elector_never_overlap(clock: FakeClock) -> None:
     """The loop's polls and poll() calls from other threads take turns."""
     flaky = FlakyBackend(MemoryBackend(clock))

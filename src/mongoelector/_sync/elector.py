@@ -296,7 +296,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         """``fenced_transaction`` proved the store no longer has the lease of term ``token``:
         step down as on a refused renew (listeners woken, ``on_leader_loss`` run here unless
         a callback of this elector runs elsewhere, as ``release()`` does)."""
-        with self._poll_lock:
+        with self._poll_lock, self._machine_lock:  # the timer may step down meanwhile
             step = self._refused_by_check(token, started_at)
             if step is None:
                 return

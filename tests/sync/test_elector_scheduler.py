@@ -411,6 +411,27 @@ def test_a_refused_fenced_transaction_steps_down_under_the_machine_lock(
     assert node.role is Role.FOLLOWER and not node.is_leader
 
 
+def test_a_stop_after_the_deadline_frees_the_lease_the_store_still_keeps(
+    clock: FakeClock,
+) -> None:
+    """Renewals fail until the term lapses at its deadline (10 s); the store keeps that
+    lease until its ttl (15 s). A ``stop()`` then frees it: it returns with the lease free."""
+    inner = MemoryBackend(clock)
+    flaky = FlakyBackend(inner)
+    node = elector("lapsed", flaky, clock)
+    node.start()
+    assert wait_for(lambda: node.is_leader, limit=GUARD)
+    assert node.wait_idle(GUARD)
+    flaky.mode = "down"
+    advance(clock, 10, node)  # renewals fail at 2..8; the step-down at 10, a failed try
+    assert node.role is Role.FOLLOWER and flaky.calls["renew"] == 4
+    flaky.mode = "ok"
+    node.stop()
+    record = inner.get("lapsed")
+    assert record is not None and record.owner is None  # freed, 5 s before its ttl
+    assert flaky.calls["release"] == 1
+
+
 def test_two_polls_of_one_elector_never_overlap(clock: FakeClock) -> None:
     """The loop's polls and poll() calls from other threads take turns."""
     flaky = FlakyBackend(MemoryBackend(clock))

@@ -388,3 +388,72 @@ def test_a_renew_refused_after_its_term_expired_reports_no_second_loss() -> None
     step = machine.on_renew_result(8.0, 12.0, None)
     assert not any(isinstance(note, LeadershipLost) for note in step.notifications)
     assert machine.role is Role.FOLLOWER
+
+
+# --- stopping after the term lapsed: the lease the store may still keep is freed -------------
+
+
+@pytest.mark.parametrize("let_go", ["stop", "release"])
+def test_a_stop_or_release_after_the_deadline_frees_the_lapsed_term_by_its_token(
+    let_go: str,
+) -> None:
+    """The term ended at its renew deadline; the store keeps its lease until the ttl (longer
+    if a late renew landed): ``stop()`` and ``release()`` free it by its token, as the next
+    poll would have, instead of making the others wait for it."""
+    machine = leader_at(0.0, token=3)
+    machine.expire(10.0)
+    step = getattr(machine, let_go)(10.5)
+    assert step.action == Release(token=3)
+    assert step.notifications == ()  # the loss was reported at the deadline, once
+    assert getattr(machine, let_go)(11.0).action is None  # once
+
+
+def test_a_lapsed_term_is_not_released_again_once_a_poll_settled_it() -> None:
+    machine = leader_at(0.0, token=3)
+    machine.expire(10.0)
+    machine.begin_poll(10.0)
+    machine.on_acquire_result(10.0, 10.0, CasResult(acquired=False, record=rec("me", 3)))
+    assert machine.begin_poll(10.0).action == Release(token=3)  # found stale: freed by a poll
+    assert machine.stop(10.5).action is None
+
+
+def test_a_found_stale_holding_not_yet_released_is_freed_by_a_stop() -> None:
+    machine = leader_at(0.0, token=3)
+    machine.expire(10.0)
+    machine.begin_poll(10.0)
+    machine.on_acquire_result(10.0, 10.0, CasResult(acquired=False, record=rec("me", 3)))
+    assert machine.stop(10.5).action == Release(token=3)
+
+
+@pytest.mark.parametrize("seen", [None, rec("other", 4), rec(None, 3)])
+def test_a_lapsed_term_gone_from_the_store_is_not_released(seen: LeaseRecord | None) -> None:
+    machine = leader_at(0.0, token=3)
+    machine.expire(10.0)
+    machine.begin_poll(10.0)
+    machine.on_acquire_result(10.0, 10.0, CasResult(acquired=False, record=seen))
+    assert machine.stop(10.5).action is None
+
+
+def test_a_new_term_replaces_the_lapsed_one() -> None:
+    machine = leader_at(0.0, token=3)
+    machine.expire(10.0)
+    machine.begin_poll(10.0)
+    machine.on_acquire_result(10.0, 10.0, won(token=4))
+    assert machine.stop(10.5).action == Release(token=4)
+    assert machine.start() is None and machine.stop(11.0).action is None
+
+
+def test_mutation_a_stop_that_forgets_the_lapsed_term_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first check above fails if the machine does not remember the lapsed term."""
+    expire = ElectorMachine.expire
+
+    def forgetful(self: ElectorMachine, now: float) -> Step:
+        step = expire(self, now)
+        self._lapsed_token = None
+        return step
+
+    monkeypatch.setattr(ElectorMachine, "expire", forgetful)
+    with pytest.raises(AssertionError):
+        test_a_stop_or_release_after_the_deadline_frees_the_lapsed_term_by_its_token("stop")

@@ -285,6 +285,7 @@ def test_start_from_on_leader_loss_after_stop_runs_a_new_loop(
     assert outcome(node.stop) == "done"
     try:
         assert wait_for(lambda: node.running and node.token == 2)
+        assert node.wait_idle(HANG_GUARD)  # the new term's on_leader runs after its poll
         assert calls.events == [("leader", 1), ("loss", None), ("leader", 2)]
         assert one_loop_waits(node, clock)
     finally:

@@ -17,7 +17,7 @@ import pytest
 
 from mongoelector import LeaderElector, Lock
 from mongoelector._sync import elector as elector_module
-from mongoelector._sync import scheduler
+from mongoelector._sync import manual, scheduler
 from mongoelector.backends import (
     CasResult,
     LeaseRecord,
@@ -267,6 +267,169 @@ def test_the_step_down_comes_at_the_deadline_while_no_worker_takes_the_poll(
     assert wait_for(lambda: node.is_leader, limit=GUARD)
     assert node.wait_idle(GUARD)
     assert node.token == 2
+
+
+class LossSignal(EventListener):
+    """Sets ``lost`` when a leadership loss is reported to event listeners."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
+
+    def leadership_lost(self, event: LeadershipLostEvent) -> None:
+        self.lost.set()
+
+
+def roles_while_the_report_hangs(
+    clock: FakeClock, hung_report: int, renewals: int, deadline: float
+) -> tuple[list[Role], bool]:
+    """Lead, renew ``renewals`` times (every 2 s), and let status report ``hung_report``
+    hang until just past ``deadline``: the roles just before and at the deadline, seen
+    from inside the hung report, and whether the loss was reported.
+
+    The clock is driven by hand (:mod:`mongoelector._sync.manual`): the hanging report
+    moves the clock and runs the timer's entries due meanwhile, as the timer thread would.
+    """
+    flaky = FlakyBackend(MemoryBackend(clock))
+    signal = LossSignal()
+    roles: list[Role] = []
+    node = LeaderElector("report", flaky, clock=clock, event_listeners=[signal])
+    _made.append(node)
+
+    def hang_report(name: str) -> None:
+        if name != "report_member" or flaky.calls["report_member"] != hung_report:
+            return
+        clock.advance(deadline - 0.001 - clock.monotonic())
+        manual.run_entries(clock)
+        roles.append(node.role)
+        clock.advance(0.001)  # the deadline of the last successful write
+        manual.run_entries(clock)
+        roles.append(node.role)
+
+    flaky.before_call = hang_report
+    manual.drive(clock)
+    try:
+        with manual.acting_for(clock):
+            node.start()
+        manual.run_due(clock)  # the win at 0
+        for _ in range(renewals):
+            clock.advance(2.0)
+            manual.run_due(clock)
+        assert flaky.calls["renew"] == renewals
+        assert flaky.calls["report_member"] >= hung_report
+    finally:
+        node.stop()
+        manual.forget(clock)
+    return roles, signal.lost.is_set()
+
+
+@pytest.mark.parametrize(
+    ("hung_report", "renewals", "deadline"),
+    [
+        (1, 0, 10.0),  # the report after the win at 0: no deadline was known when queued
+        (2, 3, 16.0),  # the report of the poll at 6, whose renew moved the deadline to 16
+    ],
+)
+def test_the_step_down_comes_at_the_deadline_while_the_status_report_hangs(
+    hung_report: int, renewals: int, deadline: float, clock: FakeClock
+) -> None:
+    """The poll's store call answered (a win, a renewal) and set a new renew deadline; its
+    status report then hangs: the timer still steps down at that deadline."""
+    roles, lost = roles_while_the_report_hangs(clock, hung_report, renewals, deadline)
+    assert roles == [Role.LEADER, Role.FOLLOWER]  # stepped down while the report hung
+    assert lost
+
+
+def test_mutation_a_deadline_armed_only_when_the_poll_is_queued_is_caught(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    """The check above fails if the deadline set by the poll's own store call is not armed."""
+    monkeypatch.setattr(LeaderElector, "_arm_deadline", lambda self, loop: None)
+    roles, _ = roles_while_the_report_hangs(clock, 2, 3, 16.0)
+    assert roles == [Role.LEADER, Role.LEADER]
+
+
+def renewals_after_a_callers_winning_poll(
+    blocking: bool, store: CountingBackend, clock: FakeClock
+) -> tuple[int, bool]:
+    """A follower's loop waits 60 s between tries; a ``poll()`` made meanwhile wins at 0.
+    How many renewals the loop made in the next 12 s, and whether the node still leads."""
+    rival = Lock("slow", store, ttl=15, clock=clock)
+    assert rival.acquire()
+    node = elector("slow", store, clock, follower_poll=60)
+    if blocking:
+        threading.Thread(target=node.start, args=(True,), daemon=True).start()
+    else:
+        node.start()
+    assert wait_for(lambda: node.running and node.next_poll_at == 60.0, limit=GUARD)
+    assert node.wait_idle(GUARD)
+    rival.release()
+    node.poll()  # wins at 0
+    assert node.is_leader and node.token == 2
+    advance(clock, 12, node)  # past the renew deadline of the win
+    return store.renews["slow"], node.is_leader
+
+
+@pytest.mark.parametrize("blocking", [False, True])
+def test_a_poll_made_by_a_caller_brings_the_loops_next_poll_forward(
+    blocking: bool, store: CountingBackend, clock: FakeClock
+) -> None:
+    """The loop renews the term a ``poll()`` won every 2 s from then on, not at its next
+    try 60 s later (by then the term would have lapsed at its renew deadline, and the
+    loss would have been reported only then)."""
+    assert renewals_after_a_callers_winning_poll(blocking, store, clock) == (6, True)
+
+
+def test_mutation_a_loop_left_waiting_after_a_callers_poll_is_caught(
+    monkeypatch: pytest.MonkeyPatch, store: CountingBackend, clock: FakeClock
+) -> None:
+    """The check above fails if the waiting loop is not told that a poll() made it due."""
+    monkeypatch.setattr(LeaderElector, "_wake_sooner", lambda self, loop: None)
+    assert renewals_after_a_callers_winning_poll(False, store, clock) == (0, False)
+
+
+def test_a_refused_fenced_transaction_steps_down_under_the_machine_lock(
+    store: CountingBackend, clock: FakeClock
+) -> None:
+    """``fenced_transaction`` proved the term lost: the step-down it records changes the
+    machine under the lock the timer takes to step down at the deadline, so the two never
+    interleave (which could report the loss twice, or raise ``InvalidTransition`` when the
+    timer's step-down lands between the refusal's check of the role and its move)."""
+    node = elector("fenced", store, clock)
+    node.poll()
+    assert node.is_leader and node.token == 1
+    machine = node._machine
+    held: list[bool] = []
+    on_renew_result = machine.on_renew_result
+
+    def checked(*args: object) -> object:
+        held.append(node._machine_lock.locked())
+        return on_renew_result(*args)  # type: ignore[arg-type]
+
+    machine.on_renew_result = checked  # type: ignore[method-assign]
+    node._transaction_refused(1, clock.monotonic())
+    assert held == [True]
+    assert node.role is Role.FOLLOWER and not node.is_leader
+
+
+def test_a_stop_after_the_deadline_frees_the_lease_the_store_still_keeps(
+    clock: FakeClock,
+) -> None:
+    """Renewals fail until the term lapses at its deadline (10 s); the store keeps that
+    lease until its ttl (15 s). A ``stop()`` then frees it: it returns with the lease free."""
+    inner = MemoryBackend(clock)
+    flaky = FlakyBackend(inner)
+    node = elector("lapsed", flaky, clock)
+    node.start()
+    assert wait_for(lambda: node.is_leader, limit=GUARD)
+    assert node.wait_idle(GUARD)
+    flaky.mode = "down"
+    advance(clock, 10, node)  # renewals fail at 2..8; the step-down at 10, a failed try
+    assert node.role is Role.FOLLOWER and flaky.calls["renew"] == 4
+    flaky.mode = "ok"
+    node.stop()
+    record = inner.get("lapsed")
+    assert record is not None and record.owner is None  # freed, 5 s before its ttl
+    assert flaky.calls["release"] == 1
 
 
 def test_two_polls_of_one_elector_never_overlap(clock: FakeClock) -> None:

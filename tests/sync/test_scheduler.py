@@ -8,6 +8,7 @@ never finish.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -408,8 +409,9 @@ class FrozenTime:
         return self.now
 
 
-class TestWorkersAreAddedOnlyWhenStuck:
-    """The watcher adds workers when queued calls wait with none taken, not when all are busy.
+class TestWorkersAreAddedWhenStuckOrBehind:
+    """The watcher adds workers when queued calls wait with none taken, or keep waiting for
+    ``LATE``; not while all workers are merely busy with a queue younger than that.
 
     The watcher is called by hand with the scheduler's time frozen, so no
     thread timing decides the outcome.
@@ -423,6 +425,7 @@ class TestWorkersAreAddedOnlyWhenStuck:
         monkeypatch.setattr(scheduler, "time", frozen)
         monkeypatch.setattr(scheduler, "_start_worker", lambda *, keep: frozen.started.append(keep))
         monkeypatch.setattr(pool, "extra", 0)
+        monkeypatch.setattr(pool, "added_at", -math.inf)
         with scheduler._work_ready:
             saved = list(scheduler._work)
             scheduler._work.clear()
@@ -433,7 +436,7 @@ class TestWorkersAreAddedOnlyWhenStuck:
 
     def queue(self, frozen: FrozenTime, calls: int) -> None:
         with scheduler._work_ready:
-            scheduler._pool.since = frozen.now
+            scheduler._pool.since = scheduler._pool.waiting_since = frozen.now
             scheduler._work.extend(lambda: None for _ in range(calls))
 
     def test_the_pool_doubles_per_stuck_period_never_beyond_the_queue(
@@ -461,12 +464,41 @@ class TestWorkersAreAddedOnlyWhenStuck:
     def test_workers_that_take_calls_get_no_help(
         self, frozen: FrozenTime, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        """Until the queue has waited ``LATE`` (a burst being worked through)."""
         self.queue(frozen, 1000)
-        for _ in range(8):  # a worker takes a call every GRACE / 2: busy, never stuck
-            frozen.now += scheduler.GRACE / 2
+        for _ in range(int(scheduler.LATE / (scheduler.GRACE / 2)) - 1):
+            frozen.now += scheduler.GRACE / 2  # a worker takes a call every GRACE / 2: busy
             self.take_one_call(frozen, monkeypatch)
             assert scheduler._watch_workers()
+        assert frozen.now - 1000.0 < scheduler.LATE
         assert frozen.started == []
+
+    def added_while_taking_calls(
+        self, frozen: FrozenTime, monkeypatch: pytest.MonkeyPatch, seconds: float
+    ) -> list[int]:
+        """Workers take a call every ``GRACE / 2`` for ``seconds`` while 1000 wait: how many
+        the watcher added at each of its rounds."""
+        self.queue(frozen, 1000)
+        added: list[int] = []
+        for _ in range(int(seconds / (scheduler.GRACE / 2))):
+            frozen.now += scheduler.GRACE / 2
+            self.take_one_call(frozen, monkeypatch)
+            before = len(frozen.started)
+            assert scheduler._watch_workers()
+            added.append(len(frozen.started) - before)
+        return added
+
+    def test_workers_that_take_calls_too_slowly_get_help_once_per_grace(
+        self, frozen: FrozenTime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The queue never emptied for ``LATE``: its calls wait too long for every holding's
+        deadline (a slow store; one worker hung and the other serving everyone)."""
+        rounds_in_late = int(scheduler.LATE / (scheduler.GRACE / 2))
+        added = self.added_while_taking_calls(frozen, monkeypatch, 2 * scheduler.LATE)
+        assert added[: rounds_in_late - 1] == [0] * (rounds_in_late - 1)
+        assert added[rounds_in_late - 1] > 0  # at LATE (how many: the doubling test above)
+        later = added[rounds_in_late:]
+        assert all(n == 0 for n in later[::2]) and all(n > 0 for n in later[1::2])  # per GRACE
 
     def test_mutation_without_noting_progress_busy_workers_get_help(
         self, frozen: FrozenTime, monkeypatch: pytest.MonkeyPatch
@@ -474,3 +506,12 @@ class TestWorkersAreAddedOnlyWhenStuck:
         monkeypatch.setattr(scheduler._Pool, "took", lambda self: None)
         with pytest.raises(AssertionError):
             self.test_workers_that_take_calls_get_no_help(frozen, monkeypatch)
+
+    def test_mutation_without_the_late_rule_slow_workers_get_no_help(
+        self, frozen: FrozenTime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The check above fails if only stuck workers get help (the rule before)."""
+        late = scheduler.LATE
+        monkeypatch.setattr(scheduler, "LATE", math.inf)
+        added = self.added_while_taking_calls(frozen, monkeypatch, 2 * late)
+        assert sum(added) == 0

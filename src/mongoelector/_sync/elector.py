@@ -245,9 +245,12 @@ class LeaderElector(ElectorBase[StorageBackend]):
         Returns once the cycle's store calls are done and the callbacks it
         caused have run, unless another callback of this elector was running
         (see the class docstring). It waits for a poll of the started loop in
-        flight; the two never overlap.
+        flight; the two never overlap. If it made the started loop's next poll
+        due sooner (it won, say, while the loop waited ``follower_poll``), the
+        loop polls then.
         """
         self._poll_cycle(None)
+        self._wake_sooner(self._loop)
         self._run_callbacks(None)
 
     def release(self) -> None:
@@ -293,7 +296,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         """``fenced_transaction`` proved the store no longer has the lease of term ``token``:
         step down as on a refused renew (listeners woken, ``on_leader_loss`` run here unless
         a callback of this elector runs elsewhere, as ``release()`` does)."""
-        with self._poll_lock:
+        with self._poll_lock, self._machine_lock:  # the timer may step down meanwhile
             step = self._refused_by_check(token, started_at)
             if step is None:
                 return
@@ -420,14 +423,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 self._run_callbacks(loop)
                 if loop.stopped:
                     break
-                wake_at = self._machine.wake_at()
-                with self._state:
-                    loop.parked_until = wake_at
-                    self._state.notify_all()
-                self._clock.wait_until(wake_at, loop.wakeup)
-                with self._state:
-                    loop.parked_until = None
-                loop.wakeup.clear()
+                self._wait_in_thread(loop)
         except BaseException:
             logger.exception("elector loop for %r crashed; stepping down", self._key)
             with self._state:
@@ -445,6 +441,51 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 loop.parked_until = None
                 self._state.notify_all()
 
+    def _wait_in_thread(self, loop: _Loop) -> None:
+        """The blocking ``loop`` waits until its next poll is due, or it is stopped; woken
+        early (a caller's ``poll()`` made it due sooner), it waits for the new time."""
+        try:
+            while True:
+                loop.wakeup.clear()
+                if loop.stopped:
+                    return
+                wake_at = self._machine.wake_at()
+                if wake_at <= self._clock.monotonic():
+                    return
+                with self._state:
+                    loop.parked_until = wake_at
+                    self._state.notify_all()
+                self._clock.wait_until(wake_at, loop.wakeup)
+        finally:
+            with self._state:
+                loop.parked_until = None
+
+    def _wake_sooner(self, loop: _Loop | None) -> None:
+        """After a poll made by a caller (it may have won, renewed, or found the lease free):
+        bring the waiting ``loop``'s next poll forward to the machine's wake-up time, if
+        that is sooner than the one it waits for."""
+        if loop is None:
+            return
+        with self._machine_lock:
+            wake_at = self._machine.wake_at()
+        with self._state:
+            if loop.stopped or loop.done or loop.parked_until is None:
+                return
+            if wake_at >= loop.parked_until:
+                return
+            if loop.blocking:
+                loop.parked_until = None  # busy (for wait_idle) until it waits again
+                loop.wakeup.set()
+                return
+            if loop.phase is not _Phase.PARKED:
+                return
+            loop.parked_until = wake_at
+            loop.ticket += 1  # voids the wake-up entry replaced here, should it fire meanwhile
+            ticket = loop.ticket
+            self._cancel_entry_locked(loop)
+            loop.entry = scheduler.call_at(self._clock, wake_at, lambda: self._due(loop, ticket))
+            self._state.notify_all()
+
     # --- a scheduled loop: the scheduler's timer, workers and callback thread ------------
 
     def _park(self, loop: _Loop) -> None:
@@ -461,16 +502,21 @@ class LeaderElector(ElectorBase[StorageBackend]):
             loop.phase = _Phase.PARKED
             loop.parked_until = wake_at
             loop.ticket += 1  # voids the deadline entry of the poll just ended
+            ticket = loop.ticket
             self._cancel_entry_locked(loop)
             if wake_at != math.inf:
-                loop.entry = scheduler.call_at(self._clock, wake_at, lambda: self._due(loop))
+                loop.entry = scheduler.call_at(
+                    self._clock, wake_at, lambda: self._due(loop, ticket)
+                )
             self._state.notify_all()
+        # A poll made by a caller meanwhile may have made the next one due sooner.
+        self._wake_sooner(loop)
 
-    def _due(self, loop: _Loop) -> None:
+    def _due(self, loop: _Loop, ticket: int) -> None:
         """In the timer thread: the next poll's time came. Step down if the deadline is past
         (here, so the step-down is on time however busy the workers are), queue the poll."""
         with self._state:
-            if loop.done or loop.phase is not _Phase.PARKED:
+            if loop.done or loop.phase is not _Phase.PARKED or loop.ticket != ticket:
                 return
             loop.entry = None
             loop.parked_until = None
@@ -511,6 +557,23 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 return
             loop.entry = None
         self._expire()
+
+    def _arm_deadline(self, loop: _Loop) -> None:
+        """On a worker, after the poll's store call: the renew deadline it set or moved (a
+        win, a renewal) is the one the timer holds while the rest of the poll (the status
+        report) runs or hangs; the one armed when the poll was queued may be gone or past."""
+        with self._machine_lock:
+            holding = self._machine.holding
+        deadline = holding.valid_until if holding is not None else math.inf
+        with self._state:
+            if loop.done or loop.phase is not _Phase.POLLING:
+                return
+            self._cancel_entry_locked(loop)
+            if deadline != math.inf:
+                ticket = loop.ticket
+                loop.entry = scheduler.call_at(
+                    self._clock, deadline, lambda: self._overdue(loop, ticket)
+                )
 
     def _expire(self) -> None:
         """Record the step-down if the renew deadline has passed (no I/O, no user code: the
@@ -608,6 +671,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 self._notify(step)
             if step.action is not None:
                 self._carry_out(step.action)
+                if loop is not None and not loop.blocking:
+                    self._arm_deadline(loop)
             with self._machine_lock:
                 status_due = self._polled()
             if status_due:

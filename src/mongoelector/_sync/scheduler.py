@@ -19,9 +19,10 @@ first use:
 The timer thread also watches, polling every ``GRACE / 2`` real seconds while
 work or callbacks wait (workers may all be stuck, so they cannot watch): when
 no queued call was taken for :data:`GRACE` seconds (every worker is stuck,
-not merely busy), as many workers start as there are, at most one per queued
-call (:func:`added_workers`; added ones end after :data:`LINGER` idle
-seconds); when no queued callback was taken for
+not merely busy), or calls have waited without a break for :data:`LATE`
+seconds (the workers take calls, too slowly), as many workers start as there
+are, at most one per queued call (:func:`added_workers`; added ones end after
+:data:`LINGER` idle seconds); when no queued callback was taken for
 :data:`GRACE` seconds, one more callback thread starts (it ends once the queue
 is empty). Neither has a fixed cap: each added thread serves a holding that
 waits, so there are never more than one per holding, as with the former
@@ -50,6 +51,7 @@ from mongoelector.clock import Clock, SystemClock
 
 __all__ = [
     "GRACE",
+    "LATE",
     "LINGER",
     "WORKERS",
     "Entry",
@@ -69,6 +71,9 @@ WORKERS = 2
 GRACE = 0.25
 #: Real seconds a timer thread stays with nothing scheduled before it exits.
 LINGER = 1.0
+#: Real seconds the queue of calls may stay non-empty, however busy the workers, before
+#: more workers start: the calls wait too long for the workers there are.
+LATE = 1.0
 
 _THREAD_NAMES = ("mongoelector-timer", "mongoelector-worker-", "mongoelector-callbacks-")
 
@@ -275,6 +280,10 @@ class _Pool:
         #: When work last made progress: the queue went from empty to non-empty, a worker
         #: took a call from it, or workers were added.
         self.since = 0.0
+        #: Since when the queue has had calls waiting, without a break.
+        self.waiting_since = 0.0
+        #: When workers were last added.
+        self.added_at = -math.inf
 
     def took(self) -> None:
         """A worker took a queued call: the workers are not stuck (under ``_work_ready``)."""
@@ -290,7 +299,7 @@ def submit(action: Action) -> None:
         return
     with _work_ready:
         if not _work:
-            _pool.since = time.monotonic()
+            _pool.since = _pool.waiting_since = time.monotonic()
         _work.append(action)
         if _pool.kept < WORKERS:
             _pool.kept += 1
@@ -333,18 +342,25 @@ def _work_loop(keep: bool) -> None:
 
 
 def _watch_workers() -> bool:
-    """Add workers if no queued call was taken for ``GRACE``; True while any call waits.
+    """Add workers if no queued call was taken for ``GRACE``, or if calls have waited in
+    the queue without a break for ``LATE`` (at most once per ``GRACE``); True while any
+    call waits.
 
     Called by a timer thread, never by a worker: the workers may all be stuck.
-    Workers that keep taking calls are busy, not stuck, and get no help: a
-    burst of many due renewals is worked through by the workers there are.
+    Workers that keep taking calls are busy, not stuck, and get no help for a
+    while: a short burst of many due renewals is worked through by the workers
+    there are. But calls that keep waiting for ``LATE`` (a slow store, one
+    worker hung and the other serving every holding) eat into every holding's
+    time before its renew deadline, so then the workers are helped too.
     """
     with _work_ready:
         if not _work:
             return False
         now = time.monotonic()
-        if now - _pool.since >= GRACE:
-            _pool.since = now
+        stuck = now - _pool.since >= GRACE
+        behind = now - _pool.waiting_since >= LATE and now - _pool.added_at >= GRACE
+        if stuck or behind:
+            _pool.since = _pool.added_at = now
             for _ in range(added_workers(len(_work), _pool.kept + _pool.extra)):
                 _pool.extra += 1
                 _start_worker(keep=False)

@@ -157,6 +157,10 @@ class ElectorMachine:
         self._relinquished: set[int] = set()
         # An earlier holding of this node, found live and not trusted: release it first.
         self._stale_token: int | None = None
+        # The token of the term that ended at its renew deadline, while the store may still
+        # hold that lease for this node (its ttl outlasts the deadline; a late renew may
+        # have extended it): released by a stop or release unless a poll settled it first.
+        self._lapsed_token: int | None = None
         self._next_attempt = -math.inf
         self._acquire_not_before = -math.inf
         self._holder_seen_at = -math.inf
@@ -206,6 +210,7 @@ class ElectorMachine:
         """
         if self.role is not Role.LEADER or not self._keeper.deadline_passed(now):
             return Step()
+        self._lapsed_token = self._term_token
         notes = self._move(Outcome.DEADLINE, LossReason.DEADLINE)
         self.leader = None
         self._next_attempt = now
@@ -238,6 +243,7 @@ class ElectorMachine:
         if result.acquired and record is not None:
             return _with(slow, self._take(record, started_at, now))
         self._next_attempt = now + self.timing.follower_period
+        self._saw(record)
         if self._is_ours_to_adopt(record):
             assert record is not None
             # Our own earlier write took effect after all: renew it before trusting it.
@@ -275,6 +281,7 @@ class ElectorMachine:
 
     def on_inspect_result(self, now: float, record: LeaseRecord | None) -> Step:
         """Feed back the record read by an ``Inspect``."""
+        self._saw(record)
         if self._is_ours_to_adopt(record):
             assert record is not None
             self._confirm_token = record.token
@@ -306,7 +313,13 @@ class ElectorMachine:
         return Step(notifications=tuple(self._move(outcome)))
 
     def release(self, now: float) -> Step:
-        """Give up leadership now; the driver must then perform the returned ``Release``."""
+        """Give up leadership now; the driver must then perform the returned ``Release``.
+
+        Not leading, the ``Release`` (if any) frees by its token a lease the
+        store may still keep for this node: the term that ended at its renew
+        deadline (the store keeps it until its ttl, longer if a late renew
+        landed), or an earlier holding a poll found and has not released yet.
+        """
         return self._let_go(Outcome.RELEASE, LossReason.RELEASED, now)
 
     def stop(self, now: float) -> Step:
@@ -351,12 +364,22 @@ class ElectorMachine:
         slow = self._keeper.observe_round_trip(now - started_at)
         return [slow] if slow is not None else []
 
+    def _saw(self, record: LeaseRecord | None) -> None:
+        """The store's record is known: the lapsed term's lease is still there only if
+        ``record`` is it (then it is released by its token as a stale holding)."""
+        if record is None or record.owner != self.owner or record.token != self._lapsed_token:
+            self._lapsed_token = None
+
     def _let_go(self, outcome: Outcome, reason: LossReason, now: float) -> Step:
         token = self._term_token if self.role is Role.LEADER else self._confirm_token
         holds_something = self.role in (Role.LEADER, Role.CONFIRMING)
+        # An earlier holding of ours the store may still keep (found stale, or the term
+        # that ended at its deadline): freed by its token too, unless already given up.
+        leftover = self._stale_token if self._stale_token is not None else self._lapsed_token
         notes = self._move(outcome, reason)
         self._confirm_token = None
         self._stale_token = None
+        self._lapsed_token = None
         self._sent.clear()
         self.leader = None
         if outcome is Outcome.RELEASE:
@@ -366,6 +389,9 @@ class ElectorMachine:
         if not holds_something or token is None:
             # Without a token a release could free a later holding of ours if it landed
             # late; an unconfirmed record is left to lapse instead.
+            if leftover is not None and leftover not in self._relinquished:
+                self._relinquished.add(leftover)
+                return Step(notifications=tuple(notes), action=Release(token=leftover))
             return Step(notifications=tuple(notes))
         self._relinquished.add(token)
         return Step(notifications=tuple(notes), action=Release(token=token))
@@ -401,6 +427,7 @@ class ElectorMachine:
             self._next_attempt = now
             return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
         self._confirm_token = None
+        self._lapsed_token = None
         self._sent.clear()
         self._relinquished = {token for token in self._relinquished if token > record.token}
         self._keeper.hold(record, started_at)

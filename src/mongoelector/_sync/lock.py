@@ -9,14 +9,15 @@ from collections.abc import Mapping as _Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from mongoelector._common.batches import renews_in_batches
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.stores import sync_store
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
 from mongoelector._sync.renewer import Renewer
-from mongoelector.backends.protocol import LeaseRecord, StorageBackend
+from mongoelector.backends.protocol import LeaseRecord, RenewItem, RenewManyBackend, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.events import Renew
@@ -61,7 +62,11 @@ class Lock(LockBase[StorageBackend]):
     once, with no arguments, on the scheduler's callback thread (as are the
     event listeners told about renewals); a callback that raises is logged.
     It may call this lock's methods, :meth:`release` never waits for it, and
-    while it runs no other holding's renewal waits for it.
+    while it runs no other holding's renewal waits for it. On a backend that
+    declares ``Capability.RENEW_MANY`` the renewals of the process's locks on
+    that backend object go out together, one ``renew_many`` call for all
+    those falling due within half a ``retry_period`` (see docs/backends.md,
+    "Batched renewals"); each lock still renews, and is lost, on its own.
 
     ``backend`` is a :class:`~mongoelector.backends.StorageBackend`, or a
     pymongo ``Database`` (a mongomock one too), which is wrapped in
@@ -244,6 +249,7 @@ class Lock(LockBase[StorageBackend]):
             super()._took(holding, run)
             renewal = self._renewal
             if self._auto_renew and renewal is not None:
+                batch_with = self._backend if renews_in_batches(self._backend) else None
                 self._renewer = Renewer(
                     key=self._key,
                     clock=self._clock,
@@ -254,6 +260,8 @@ class Lock(LockBase[StorageBackend]):
                     record_loss=functools.partial(self._record_loss, renewal),
                     report_loss=functools.partial(self._report_loss, renewal),
                     has_listeners=self._monitor.has_listeners,
+                    batch_with=cast("RenewManyBackend | None", batch_with),
+                    renew_item=self._renew_item if batch_with is not None else None,
                 )
                 self._renewer.start()
 
@@ -271,6 +279,10 @@ class Lock(LockBase[StorageBackend]):
         outcome = perform(self._backend, self._request(), action)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
         return outcome
+
+    def _renew_item(self, action: Renew) -> RenewItem:
+        """``action`` as one item of a ``renew_many`` batch (what :meth:`_renew` would send)."""
+        return RenewItem(key=self._key, owner=self._uuid, token=action.token, ttl=self._ttl)
 
     def _after_loss(self, renewal: Renewal) -> None:
         """Stop the lost holding's renewer and fire ``on_lost`` (once per holding).

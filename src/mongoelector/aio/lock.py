@@ -11,16 +11,17 @@ from collections.abc import Mapping as _Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from mongoelector._common.batches import renews_in_batches
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.stores import async_store
 from mongoelector.aio._glue import perform, run_callback
 from mongoelector.aio._time import sleep
 from mongoelector.aio.renewer import AsyncRenewer
-from mongoelector.backends.async_protocol import AsyncStorageBackend
-from mongoelector.backends.protocol import LeaseRecord, StorageBackend
+from mongoelector.backends.async_protocol import AsyncRenewManyBackend, AsyncStorageBackend
+from mongoelector.backends.protocol import LeaseRecord, RenewItem, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.events import Renew
@@ -70,7 +71,11 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     arguments; one that raises is logged. It may call this lock's methods,
     and :meth:`release` never awaits it. The task ends on release, on loss,
     and when it is cancelled (say, by ``asyncio.run`` at shutdown); a
-    cancelled renewer leaves the holding to lapse at its deadline.
+    cancelled renewer leaves the holding to lapse at its deadline. On a
+    backend that declares ``Capability.RENEW_MANY`` the renewals of the
+    loop's locks on that backend object go out together, one ``renew_many``
+    call for all those falling due within half a ``retry_period``, as for
+    ``Lock``.
 
     Cancellation: if the task running :meth:`acquire` is cancelled while a
     store call is in flight (so the lock may have been taken), the lock
@@ -231,6 +236,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             super()._took(holding, run)
             renewal = self._renewal
             if self._auto_renew and renewal is not None:
+                batch_with = self._backend if renews_in_batches(self._backend) else None
                 self._renewer = AsyncRenewer(
                     key=self._key,
                     clock=self._clock,
@@ -240,6 +246,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                     report=self._renew_outcome,
                     record_loss=functools.partial(self._record_loss, renewal),
                     report_loss=functools.partial(self._renewer_lost, renewal),
+                    batch_with=cast("AsyncRenewManyBackend | None", batch_with),
+                    renew_item=self._renew_item if batch_with is not None else None,
                 )
         if previous is not None:
             previous.request_stop()  # its holding is replaced: it ends at its next step
@@ -248,6 +256,10 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         outcome = await perform(self._backend, self._request(), action)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
         return outcome
+
+    def _renew_item(self, action: Renew) -> RenewItem:
+        """``action`` as one item of a ``renew_many`` batch (what :meth:`_renew` would send)."""
+        return RenewItem(key=self._key, owner=self._uuid, token=action.token, ttl=self._ttl)
 
     async def _renewer_lost(self, renewal: Renewal, lost: Lost) -> None:
         """The renewer recorded the loss of ``renewal``'s holding: tell the listeners, await

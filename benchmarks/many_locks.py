@@ -37,11 +37,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _counting import CountingDatabase, Tally  # noqa: E402
+from _counting import CountingDatabase, Tally
 
-from mongoelector import Lock  # noqa: E402
-from mongoelector.backends import LeaseRecord, MemoryBackend, MongoBackend, RenewItem  # noqa: E402
-from mongoelector.testing import FakeClock  # noqa: E402
+from mongoelector import Lock
+from mongoelector.backends import LeaseRecord, MemoryBackend, MongoBackend, RenewItem
+from mongoelector.testing import FakeClock
 
 TTL = 15.0  # renewals every 2 s
 INTERVAL = TTL * 2 / 15
@@ -101,7 +101,7 @@ def measure(n: int, store: str) -> dict[str, Any]:
         def count() -> int:
             return memory.calls
     else:
-        import mongomock  # noqa: PLC0415 - only for this store
+        import mongomock
 
         tally = Tally()
         database = mongomock.MongoClient()["bench"]

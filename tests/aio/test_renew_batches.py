@@ -106,7 +106,9 @@ async def release_all(locks: list[AsyncLock]) -> None:
     for lock in locks:
         await lock.release()
     await idle(locks)
-    assert aio_batches.groups() == []  # the last one out removes the store's group
+    assert (
+        aio_batches.groups(asyncio.get_running_loop()) == []
+    )  # the last one out removes the store's group
 
 
 async def calls_over_intervals(
@@ -303,4 +305,36 @@ class TestEachOutcomeIsItsLocksOwn:
         assert all(lock._renewer and not lock._renewer.task.done() for lock in others)
         for lock in locks:
             await lock.release()
-        assert aio_batches.groups() == []
+        await asyncio.sleep(0)  # the tasks' done callbacks
+        assert aio_batches.groups(asyncio.get_running_loop()) == []
+
+
+class TestTheGroupsOfALoop:
+    async def test_a_renewer_cancelled_before_it_ever_ran_leaves_its_group(
+        self, clock: FakeClock
+    ) -> None:
+        """asyncio.run cancels the tasks left at its end, some before they start: their
+        renewers leave the loop's group all the same."""
+        lock = AsyncLock("job", BatchStore(clock), ttl=TTL, clock=clock, auto_renew=True)
+        await lock.acquire()
+        renewer = lock._renewer
+        assert renewer is not None
+        assert len(aio_batches.groups(asyncio.get_running_loop())) == 1
+        renewer.task.cancel()  # before its first step
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert renewer.task.cancelled()
+        assert aio_batches.groups(asyncio.get_running_loop()) == []
+        await lock.release()
+
+    def test_the_groups_of_a_closed_loop_are_forgotten(self, clock: FakeClock) -> None:
+        async def leave_one_running() -> None:
+            lock = AsyncLock("job", BatchStore(clock), ttl=TTL, clock=clock, auto_renew=True)
+            await lock.acquire()
+            await asyncio.sleep(0)
+
+        before = len(aio_batches.groups())
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(leave_one_running())
+        loop.close()  # its renewer never ended ("Task was destroyed but it is pending")
+        assert len(aio_batches.groups()) == before

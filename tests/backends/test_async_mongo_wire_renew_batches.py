@@ -85,7 +85,7 @@ async def scenario(n: int, client: Any, store: WireStore) -> tuple[list[int], Co
         for lock in locks:
             await lock.release()
         await idle(locks)
-        assert aio_batches.groups() == []
+        assert aio_batches.groups(asyncio.get_running_loop()) == []
 
 
 @pytest.mark.parametrize("n", [1, 10, 1000])

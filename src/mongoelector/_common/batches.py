@@ -18,7 +18,14 @@ from mongoelector._common.outcomes import Failure, failure_of
 from mongoelector.backends.protocol import Capability, LeaseRecord
 from mongoelector.errors import AmbiguousOutcome
 
-__all__ = ["Outcome", "failed_batch", "outcomes_of", "renews_in_batches", "store_of"]
+__all__ = [
+    "Outcome",
+    "failed_batch",
+    "outcomes_of",
+    "overrides_renew_alone",
+    "renews_in_batches",
+    "store_of",
+]
 
 logger = logging.getLogger("mongoelector.backend")
 
@@ -27,17 +34,44 @@ Outcome = LeaseRecord | Failure | None
 
 
 def renews_in_batches(backend: object) -> bool:
-    """True if ``backend`` declares :attr:`Capability.RENEW_MANY` and has ``renew_many``.
+    """True if ``backend`` declares :attr:`Capability.RENEW_MANY` and has ``renew_many``
+    that goes with its ``renew``.
 
     The capability is read from the backend object itself (its ``capabilities``),
-    so a wrapper or a subclass that does not declare it is renewed key by key. A
-    backend whose ``capabilities`` cannot be read is renewed key by key too.
+    so a wrapper or a subclass that does not declare it is renewed key by key. So
+    is a backend whose ``capabilities`` cannot be read, and one whose ``renew`` was
+    replaced without its ``renew_many`` (:func:`overrides_renew_alone`): a test
+    double that injects faults into ``renew`` must see every renewal.
     """
     try:
         declared = Capability.RENEW_MANY in backend.capabilities  # type: ignore[attr-defined]
     except Exception:  # a broken property: the per-key calls still work
         return False
-    return declared and callable(getattr(backend, "renew_many", None))
+    return (
+        declared
+        and callable(getattr(backend, "renew_many", None))
+        and not overrides_renew_alone(backend)
+        and not overrides_renew_alone(store_of(backend))
+    )
+
+
+def overrides_renew_alone(backend: object) -> bool:
+    """True if ``backend``'s ``renew`` was replaced below the ``renew_many`` it inherits.
+
+    That is: set on the instance without ``renew_many``, or defined by a subclass
+    of the class that defines ``renew_many`` (say a ``MemoryBackend`` subclass
+    that overrides ``renew`` alone, to count or fail renewals). Its inherited
+    ``renew_many`` would bypass the override.
+    """
+    own = getattr(backend, "__dict__", {})
+    if "renew" in own or "renew_many" in own:
+        return "renew_many" not in own
+    mro = type(backend).__mro__
+    renew_owner = next((cls for cls in mro if "renew" in vars(cls)), None)
+    many_owner = next((cls for cls in mro if "renew_many" in vars(cls)), None)
+    if renew_owner is None or many_owner is None or renew_owner is many_owner:
+        return False
+    return issubclass(renew_owner, many_owner)
 
 
 def store_of(backend: object) -> object:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 from mongoelector._common.batches import Outcome, failed_batch, outcomes_of, store_of
@@ -52,9 +53,14 @@ class AsyncRenewGroup:
     """The renewers of one backend object and clock on one event loop, which renew together."""
 
     def __init__(
-        self, key: tuple[int, int, object], backend: AsyncRenewManyBackend, clock: Clock
+        self,
+        key: tuple[int, int, object],
+        backend: AsyncRenewManyBackend,
+        clock: Clock,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._key = key
+        self.loop = weakref.ref(loop)
         self.backend = backend
         self.clock = clock
         self._members: dict[AsyncRenewer, None] = {}  # insertion-ordered
@@ -160,16 +166,29 @@ def enter(renewer: AsyncRenewer, backend: AsyncRenewManyBackend, clock: Clock) -
     The store is the backend object, or the backend an ``InlineBackend`` wraps
     (:func:`~mongoelector._common.batches.store_of`); the group calls the first
     member's backend object, which stands for the same store as every other's.
+    The renewer leaves when its task is done (:meth:`AsyncRenewGroup.leave`).
     """
+    loop = asyncio.get_running_loop()
+    _forget_closed_loops()
     store = store_of(backend)  # each AsyncLock wraps a sync MemoryBackend anew
-    key = (id(asyncio.get_running_loop()), id(store), _clock_key(clock))
+    key = (id(loop), id(store), _clock_key(clock))
     group = _groups.get(key)
-    if group is None or store_of(group.backend) is not store:
-        group = _groups[key] = AsyncRenewGroup(key, backend, clock)
+    if group is None or group.loop() is not loop or store_of(group.backend) is not store:
+        group = _groups[key] = AsyncRenewGroup(key, backend, clock, loop)
     group._members[renewer] = None
     return group
 
 
-def groups() -> list[AsyncRenewGroup]:
-    """The groups with members now, on every loop (for tests and benchmarks)."""
-    return list(_groups.values())
+def _forget_closed_loops() -> None:
+    """Drop the groups of loops that closed without ending their renewers' tasks."""
+    for key, group in list(_groups.items()):
+        loop = group.loop()
+        if loop is None or loop.is_closed():
+            _groups.pop(key, None)
+
+
+def groups(loop: asyncio.AbstractEventLoop | None = None) -> list[AsyncRenewGroup]:
+    """The groups with members now, of ``loop`` (every live loop's when ``None``); for tests
+    and benchmarks."""
+    _forget_closed_loops()
+    return [group for group in _groups.values() if loop is None or group.loop() is loop]

@@ -92,6 +92,8 @@ class AsyncRenewer:
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"mongoelector-renew-{key}"
         )
+        if self._group is not None:  # also when cancelled before it ever ran
+            self._task.add_done_callback(lambda _: self._left())
 
     @property
     def task(self) -> asyncio.Task[None]:
@@ -132,8 +134,6 @@ class AsyncRenewer:
             logger.exception("renewer of lock %r crashed; the holding will lapse", self._rules.key)
         finally:
             self._control.finish()
-            if self._group is not None:
-                self._group.leave(self)
 
     async def _loop(self) -> None:
         while self._control.may_go_on():
@@ -215,6 +215,10 @@ class AsyncRenewer:
             return False
         step, started_at, answered_at, outcome = joined
         return await self._renewed(step, started_at, outcome, answered_at)
+
+    def _left(self) -> None:
+        if self._group is not None:
+            self._group.leave(self)
 
     def _renew_item(self, step: Renew) -> RenewItem:
         assert self._renew_item_of is not None

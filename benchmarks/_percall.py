@@ -10,8 +10,10 @@ the median batch is kept. Three ways to look at an acquire+release pair:
 * **Client CPU on the wire**: CPU time of the calling thread (so not the
   in-process server's threads) per pair, next to raw pymongo sending the same
   commands from the same thread.
-* **Import**: seconds that ``import mongoelector`` adds to ``import pymongo``,
-  each measured in a fresh interpreter.
+* **Import**: seconds that ``import mongoelector`` and its lock classes
+  (``Lock`` and ``MongoLocker``, where the version has them) add to ``import
+  pymongo``, each measured in a fresh interpreter with the bytecode cached,
+  as an installed package has it.
 
 Like :mod:`_counting`, this module needs only the standard library and
 pymongo, since the 1.x runner imports it from its own virtual environment.
@@ -23,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -116,35 +119,48 @@ def side_by_side(
     return {name: statistics.median(values) for name, values in found.items()}
 
 
+# 2.x loads its names on first use (PEP 562), so the probe touches the lock classes too:
+# ``import mongoelector`` alone would time next to nothing.
 _IMPORT_PROBE = """
 import sys, time
 import pymongo
 began = time.perf_counter()
 import mongoelector
+for name in ("Lock", "MongoLocker"):
+    getattr(mongoelector, name, None)
 print(time.perf_counter() - began, mongoelector.__file__)
 """
 
 
 def import_seconds() -> float:
-    """Median seconds ``import mongoelector`` takes after ``import pymongo``, fresh each time.
+    """Median seconds ``import mongoelector`` (and its lock classes) takes after ``import
+    pymongo``, in a fresh interpreter each time.
 
     The child interpreter is this one, with this environment, so it imports
-    the same ``mongoelector`` as the runner (checked).
+    the same ``mongoelector`` as the runner (checked); but it may write
+    bytecode, into a cache of its own (``PYTHONPYCACHEPREFIX``), filled by a
+    first, untimed run. An installed package has its bytecode compiled; an
+    environment with ``PYTHONDONTWRITEBYTECODE`` set (or a source checkout
+    never imported before) would otherwise time the compiler.
     """
     import mongoelector
 
     expected = os.path.realpath(mongoelector.__file__ or "")
     found: list[float] = []
-    for _ in range(IMPORT_RUNS):
-        done = subprocess.run(
-            [sys.executable, "-c", _IMPORT_PROBE],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=dict(os.environ),
-        )
-        seconds, _, where = done.stdout.strip().partition(" ")
-        if os.path.realpath(where) != expected:
-            raise RuntimeError(f"the import probe found {where}, not {expected}")
-        found.append(float(seconds))
+    with tempfile.TemporaryDirectory(prefix="mongoelector-bench-pyc-") as cache:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = cache
+        for run in range(IMPORT_RUNS + 1):
+            done = subprocess.run(
+                [sys.executable, "-c", _IMPORT_PROBE],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
+            seconds, _, where = done.stdout.strip().partition(" ")
+            if os.path.realpath(where) != expected:
+                raise RuntimeError(f"the import probe found {where}, not {expected}")
+            if run:  # the first run compiles and caches
+                found.append(float(seconds))
     return statistics.median(found)

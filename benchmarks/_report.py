@@ -453,7 +453,7 @@ def percall_table(figures: Figures) -> list[str]:
     import_old = get(old, "import|percall.import")
     import_new = get(new, "import|percall.import")
     row(
-        "`import mongoelector` after `import pymongo`",
+        "`import mongoelector` and its lock classes, after `import pymongo`",
         _ms_text(import_old),
         import_new,
         import_old,

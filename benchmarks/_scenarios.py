@@ -52,7 +52,7 @@ def role_figures(counts: list[dict[str, Any]], polls: list[int], leader: int) ->
 
 
 class Pair:
-    """Two electors with their own threads on one fresh mongomock database; 0 leads first."""
+    """Two started electors on one fresh mongomock database; 0 leads first."""
 
     def __init__(
         self, make_db: Callable[[Any], CountingDatabase], make_elector: MakeElector

@@ -30,6 +30,7 @@ RENAMES = (
     ("AsyncIterator", "Iterator"),
     ("AsyncLock", "Lock"),
     ("async_fenced_transaction", "fenced_transaction"),
+    ("_async_confirm_loss", "_confirm_loss"),
     ("async_store", "sync_store"),
     ("mongoelector.aio.lock", "mongoelector._sync.lock"),
     ("_async_job", "_sync_job"),
@@ -42,6 +43,7 @@ PAIRS = [
     pytest.param(
         transaction.async_fenced_transaction, transaction.fenced_transaction, id="transaction"
     ),
+    pytest.param(transaction._async_confirm_loss, transaction._confirm_loss, id="transaction-loss"),
     pytest.param(jobs._async_job, jobs._sync_job, id="jobs"),
 ]
 

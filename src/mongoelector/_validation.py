@@ -14,9 +14,11 @@ __all__ = [
     "check_non_negative_seconds",
     "check_owner",
     "check_seconds",
+    "check_unique_key",
 ]
 
 MAX_KEY_LENGTH = 1024
+_INF = math.inf
 
 # The bounds of every duration a user sets (re-exported, with their reasons, by
 # ``mongoelector.timing``; ``docs/api.md`` lists them).
@@ -41,8 +43,28 @@ MIN_RENEW_DEADLINE = 0.05
 MIN_PERIOD = 0.001
 
 
+#: Keys (exact ``str`` values) that passed :func:`check_key`: a string is always equally
+#: valid, so a key checked once is found here by one dict lookup. Bounded: emptied when full.
+_GOOD_KEYS: dict[str, None] = {}
+_GOOD_KEYS_MAX = 4096
+
+
 def check_key(key: object, *, name: str = "key") -> str:
     """Return ``key`` if it is a usable lock key: a non-empty ``str`` without NUL."""
+    if type(key) is str and key in _GOOD_KEYS:
+        return key
+    return _check_new_key(key, name)
+
+
+def check_unique_key(key: object, *, name: str) -> str:
+    """:func:`check_key` for a value seen once (an acquisition id): checked in full every
+    time and never remembered, so that fresh ids do not crowd the keys out of the memo."""
+    return _check_new_key(key, name, remember=False)
+
+
+def _check_new_key(key: object, name: str, *, remember: bool = True) -> str:
+    """:func:`check_key`'s full check; an exact ``str`` that passes is remembered (unless
+    not ``remember``)."""
     if not isinstance(key, str):
         raise TypeError(f"{name} must be a str, got {type(key).__name__} {key!r}")
     if not key:
@@ -51,6 +73,12 @@ def check_key(key: object, *, name: str = "key") -> str:
         raise ValueError(f"{name} must not contain NUL characters, got {key!r}")
     if len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"{name} must be at most {MAX_KEY_LENGTH} characters, got {len(key)}")
+    if (
+        remember and type(key) is str
+    ):  # a subclass may compare equal to a str it does not behave like
+        if len(_GOOD_KEYS) >= _GOOD_KEYS_MAX:
+            _GOOD_KEYS.clear()
+        _GOOD_KEYS[key] = None
     return key
 
 
@@ -88,6 +116,15 @@ def check_seconds(
     With ``least``, it must also be at least that. The ``ValueError`` names the
     bad value and the bound.
     """
+    # The common case, a float in range, in one test (NaN and inf fail it and get the
+    # full check below, which refuses them).
+    if (
+        type(value) is float
+        and 0.0 < value < _INF
+        and (least is None or value >= least)
+        and (most is None or value <= most)
+    ):
+        return value
     seconds = _check_number(value, name)
     if seconds <= 0:
         raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")

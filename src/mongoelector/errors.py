@@ -7,6 +7,9 @@ original exception kept as ``original`` (and as ``__cause__``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 __all__ = [
     "AcquireTimeout",
     "AmbiguousOutcome",
@@ -52,12 +55,28 @@ class NotLeader(MongoElectorError):
 class StaleToken(MongoElectorError):
     """A fenced write met a document already written with a newer fencing token.
 
-    Nothing was changed. ``key`` is the lock (or election) key, ``token`` the
-    token of the refused write, ``newer_token`` the one found in the document
-    and ``document_id`` that document's ``_id``.
+    ``key`` is the lock (or election) key, ``token`` the token of the refused
+    write, ``newer_token`` the one found in the document and ``document_id``
+    that document's ``_id``. The refused write changed nothing.
+
+    ``details`` is ``None``, except when a fenced ``bulk_write`` raised it (an
+    upsert statement met a newer document): then it is the ``details`` of
+    pymongo's ``BulkWriteError`` (also the exception's ``__cause__``), the
+    counts and ``upserted`` ids of the statements that did apply and every
+    ``writeErrors`` entry; ``pymongo.results.BulkWriteResult(error.details,
+    True)`` reads it as a result. Other statements of that bulk may have been
+    applied (with ``ordered=True``, those before the refused upsert; with
+    ``ordered=False``, all the others).
     """
 
-    def __init__(self, key: str, token: int, newer_token: object, document_id: object) -> None:
+    def __init__(
+        self,
+        key: str,
+        token: int,
+        newer_token: object,
+        document_id: object,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(
             f"document {document_id!r} was written under {key!r} with token {newer_token!r}, "
             f"newer than this write's token {token}"
@@ -66,9 +85,15 @@ class StaleToken(MongoElectorError):
         self.token = token
         self.newer_token = newer_token
         self.document_id = document_id
+        self.details = details
 
-    def __reduce__(self) -> tuple[type[StaleToken], tuple[str, int, object, object]]:
-        return (type(self), (self.key, self.token, self.newer_token, self.document_id))
+    def __reduce__(
+        self,
+    ) -> tuple[type[StaleToken], tuple[str, int, object, object, Mapping[str, Any] | None]]:
+        return (
+            type(self),
+            (self.key, self.token, self.newer_token, self.document_id, self.details),
+        )
 
 
 class BackendError(MongoElectorError):

@@ -54,6 +54,9 @@ class AsyncMockCollection:
     bulk_write = _forward("bulk_write")
     count_documents = _forward("count_documents")
 
+    def with_options(self, **options: Any) -> AsyncMockCollection:
+        return AsyncMockCollection(self.inner.with_options(**options))
+
     def find(self, *args: Any, **kwargs: Any) -> AsyncMockCursor:
         return AsyncMockCursor(self.inner.find(*args, **kwargs))
 

@@ -68,11 +68,16 @@ def test_a_takeover_during_the_transaction_makes_it_fail_and_nothing_is_visible(
     lock = Lock("job", MongoBackend(database), ttl=10)
     lock.acquire()
     other = Lock("job", MongoBackend(database), ttl=10)
-    with pytest.raises(LockLost), lock.fenced_transaction(client) as session:
+    with (
+        pytest.raises(LockLost, match="the holding is lost"),
+        lock.fenced_transaction(client) as session,
+    ):
         database.orders.insert_one({"_id": 1}, session=session)
         assert other.acquire(force=True)  # a takeover, committed at once
     assert database.orders.count_documents({}) == 0
     assert database.mongolocker.find_one({"_id": "job"})["uuid"] == other.uuid
+    # The holder knows it, as after a refused renewal.
+    assert lock.lost.is_set() and lock.token is None
     other.release()
 
 
@@ -86,6 +91,10 @@ def test_a_lease_expired_by_the_server_clock_makes_it_fail(client: Any, database
         database.orders.insert_one({"_id": 1}, session=session)
         time.sleep(1.3)  # past ts_expire; nobody took over
     assert database.orders.count_documents({}) == 0
+    # The record is still this acquisition's: the check marks no loss (a renew would extend
+    # it); the lock's own renew deadline has passed, which ensure() reports.
+    with pytest.raises(LockLost, match="renew deadline"):
+        lock.ensure()
 
 
 def test_a_leader_commits_by_its_term(client: Any, database: Any) -> None:
@@ -119,6 +128,7 @@ def test_an_async_takeover_makes_the_commit_fail(database: Any) -> None:
                     await adb.orders.insert_one({"_id": 2}, session=session)
                     assert await other.acquire(force=True)
             assert await adb.orders.count_documents({}) == 1
+            assert lock.lost.is_set() and lock.token is None
             await other.release()
         finally:
             await client.close()

@@ -7,6 +7,7 @@ only to keep a broken build from hanging; nothing here asserts on timing.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from mongoelector.backends.sqlite import SQLiteBackend
+from mongoelector.cli import main
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -247,3 +249,114 @@ def test_unknown_command_is_127() -> None:
         runner("run", "job", "--uri", "mongomock://x/app", "--", "no-such-command-x")
     )
     assert code == 127 and "cannot run 'no-such-command-x'" in err
+
+
+# --- --collection: the lease collection (MongoDB only) ---------------------------------------
+
+#: Runs the CLI on ``mongomock://c/app`` in its own process, then prints the names of the
+#: collections the store has (a released lease leaves its collection behind, empty). With
+#: ``held``, a live lock on ``job`` is first taken in the collection ``jobs_locks``.
+DRIVER = """\
+import json, sys
+from mongoelector import Lock
+from mongoelector.backends import MongoBackend
+from mongoelector.cli import main
+from mongoelector.cli.connect import mongomock_client
+db = mongomock_client("mongomock://c/app")["app"]
+if sys.argv[1] == "held":
+    Lock("job", MongoBackend(db, "jobs_locks", status_collection=None), ttl=60).acquire()
+code = main(sys.argv[2:])
+print(json.dumps(sorted(db.list_collection_names())))
+sys.exit(code)
+"""
+
+
+def driven(fixture: str, *args: str) -> tuple[int, list[str], str]:
+    process = subprocess.run(
+        [sys.executable, "-c", DRIVER, fixture, *args],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+    )
+    collections = json.loads(process.stdout.splitlines()[-1]) if process.stdout else []
+    return process.returncode, collections, process.stderr
+
+
+def test_run_keeps_its_lease_in_the_collection_given(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    child = script(tmp_path / "c.py", writes_env(seen))
+    uri = ["--uri", "mongomock://c/app"]
+
+    code, collections, err = driven(
+        "empty", "run", "job", *uri, "--collection", "jobs_locks", "--", *child
+    )
+    assert code == 0, err
+    assert seen.exists()
+    assert collections == ["jobs_locks"]
+
+    code, collections, err = driven("empty", "run", "job", *uri, "--", *child)
+    assert code == 0, err
+    assert collections == ["mongolocker"]  # the default, as before
+
+
+def test_run_meets_a_holder_only_in_its_own_collection(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    child = script(tmp_path / "c.py", f"open({str(ran)!r}, 'w')\n")
+    uri = ["--uri", "mongomock://c/app"]
+
+    code, _, err = driven("held", "run", "job", *uri, "--collection", "jobs_locks", "--", *child)
+    assert code == 75 and "held elsewhere" in err, err
+    assert not ran.exists()
+
+    code, _, err = driven("held", "run", "job", *uri, "--", *child)  # mongolocker: free
+    assert code == 0, err
+    assert ran.exists()
+
+
+def test_elect_keeps_its_lease_in_the_collection_given(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    child = script(tmp_path / "c.py", writes_env(seen) + "sys.exit(3)\n")
+    uri = ["--uri", "mongomock://c/app"]
+
+    code, collections, err = driven(
+        "empty", "elect", "svc", *uri, "--collection", "svc_leases", "--", *child
+    )
+    assert code == 3, err
+    assert seen.read_text().split()[0] == "svc"
+    assert collections == ["elector.leader_status", "svc_leases"]  # reports stay where they were
+
+    code, collections, err = driven("empty", "elect", "svc", *uri, "--", *child)
+    assert code == 3, err
+    assert collections == ["elector.leader_status", "elector.locks"]
+
+
+@pytest.mark.parametrize("command", ["run", "elect"])
+def test_collection_with_sqlite_is_a_usage_error(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "l.db"
+    code = main([command, "job", "--sqlite", str(db), "--collection", "locks", "--", "true"])
+    assert code == 2
+    assert "--collection needs --uri" in capsys.readouterr().err
+    assert not db.exists()  # refused before the file was opened
+
+
+@pytest.mark.parametrize("command", ["run", "elect"])
+@pytest.mark.parametrize("name", ["", "a$b", "system.locks", "a..b", ".a"])
+def test_a_bad_collection_name_is_a_usage_error_before_connecting(
+    command: str, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing listens on port 1: connecting would fail with exit 3, after the timeout.
+    uri = ["--uri", "mongodb://127.0.0.1:1/app", "--timeout", "30"]
+    code = main([command, "job", *uri, "--collection", name, "--", "true"])
+    assert code == 2
+    assert "bad --collection" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "elect"])
+def test_help_names_the_collection_option(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--collection NAME" in capsys.readouterr().out

@@ -16,6 +16,7 @@ from mongoelector.core.elector_machine import (
     InvalidTransition,
     Outcome,
     Role,
+    Step,
 )
 from mongoelector.core.events import (
     Inspect,
@@ -323,3 +324,67 @@ def test_a_leader_still_renews_every_retry_period_with_a_slower_follower_poll() 
     assert machine.wake_at() == 7.5
     machine.release(1.0)
     assert machine.wake_at() == 31.0  # waits two follower polls before competing again
+
+
+# --- the step-down at the deadline, decided apart from a poll (a driver's timer) -------------
+
+
+def test_expire_before_the_deadline_changes_nothing() -> None:
+    machine = leader_at(0.0, token=3)
+    assert machine.expire(9.999) == Step()
+    assert machine.is_leader(9.999) and machine.role is Role.LEADER
+
+
+def test_expire_at_the_deadline_steps_down_once_and_asks_for_a_poll_at_once() -> None:
+    machine = leader_at(0.0, token=3)
+    step = machine.expire(10.0)
+    assert step == Step(notifications=(LeadershipLost(token=3, reason=LossReason.DEADLINE),))
+    assert machine.role is Role.FOLLOWER and machine.leader is None
+    assert machine.wake_at() == 10.0
+    assert machine.expire(10.5) == Step()
+    follow_up = machine.begin_poll(10.5)  # the loss is not reported a second time
+    assert follow_up.notifications == ()
+    assert isinstance(follow_up.action, TryAcquire)
+
+
+def test_expire_of_a_follower_or_a_stopped_node_changes_nothing() -> None:
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
+    assert machine.expire(100.0) == Step()
+    machine.stop(100.0)
+    assert machine.expire(200.0) == Step()
+    assert machine.role is Role.STOPPED
+
+
+def test_a_renew_granted_after_its_term_expired_is_not_trusted_and_its_record_is_released() -> None:
+    machine = leader_at(0.0, token=3)
+    assert machine.begin_poll(8.0).action == Renew(token=3)  # sent; the store hangs
+    machine.expire(10.0)
+    step = machine.on_renew_result(8.0, 12.0, rec("me", 3))  # the late reply: granted
+    assert not any(isinstance(note, LeadershipGained) for note in step.notifications)
+    assert machine.role is Role.FOLLOWER and not machine.is_leader(12.0)
+    assert machine.token(12.0) is None
+    retry = machine.begin_poll(12.0)
+    assert isinstance(retry.action, TryAcquire)
+    machine.on_acquire_result(12.0, 12.1, CasResult(acquired=False, record=rec("me", 3, "a1")))
+    assert machine.begin_poll(12.1).action == Release(token=3)
+
+
+@pytest.mark.parametrize("ambiguous", [False, True])
+def test_a_renew_failing_after_its_term_expired_leaves_the_follower_as_it_is(
+    ambiguous: bool,
+) -> None:
+    machine = leader_at(0.0, token=3)
+    machine.begin_poll(8.0)
+    machine.expire(10.0)
+    assert machine.on_failure(Renew(token=3), 12.0, ambiguous=ambiguous) == Step()
+    assert machine.role is Role.FOLLOWER
+    assert machine.wake_at() == 10.0  # still due at once: try again
+
+
+def test_a_renew_refused_after_its_term_expired_reports_no_second_loss() -> None:
+    machine = leader_at(0.0, token=3)
+    machine.begin_poll(8.0)
+    machine.expire(10.0)
+    step = machine.on_renew_result(8.0, 12.0, None)
+    assert not any(isinstance(note, LeadershipLost) for note in step.notifications)
+    assert machine.role is Role.FOLLOWER

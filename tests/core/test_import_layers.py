@@ -27,6 +27,7 @@ CORE = [
 ALLOWED = {
     "mongoelector",
     "mongoelector._validation",
+    "mongoelector._value",  # the base of the plain value classes (no imports)
     "mongoelector.backends",  # the package, whose names are loaded lazily
     "mongoelector.backends.protocol",
     "mongoelector.timing",

@@ -6,6 +6,7 @@ The keeper plans for ``lead = 1.5 * longest recent round trip`` before the deadl
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timezone
 
 import pytest
@@ -164,3 +165,14 @@ class TestSlowNotice:
         k.hold(record(2), started_at=200.0)
         assert next_renew(k) == pytest.approx(204.0)
         assert k.slow
+
+
+def test_the_expected_round_trip_is_the_longest_of_the_last_window_whatever_the_sequence() -> None:
+    rng = random.Random(14)
+    k = LeaseKeeper(renew_deadline=10.0, renew_interval=2.0)
+    seen: list[float] = []
+    for _ in range(20 * ROUND_TRIP_WINDOW):
+        seconds = rng.choice([0.0, rng.random(), rng.random() * 3, 1.0])
+        seen.append(seconds)
+        k.observe_round_trip(seconds)
+        assert k.expected_round_trip == max(seen[-ROUND_TRIP_WINDOW:])

@@ -3,12 +3,14 @@
 The per-document fence is one command per write; these check that a real
 server evaluates it as mongomock does: older and unfenced documents are
 stamped, a newer one refuses a single-document write without change, an
-upsert never creates a second document, and many-document writes skip newer
-documents and count them.
+upsert never creates a second document (nor one inside a bulk, where it is
+``StaleToken`` from the server's duplicate-key ``BulkWriteError``), and
+many-document writes skip newer documents and count them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,9 +18,12 @@ from typing import Any
 
 import pymongo
 import pytest
+from pymongo import DeleteOne, UpdateOne
+from pymongo.errors import BulkWriteError
 
 from mongoelector import Lock, StaleToken
-from mongoelector.backends import MongoBackend
+from mongoelector.aio import AsyncLock
+from mongoelector.backends import AsyncMongoBackend, MongoBackend
 
 URI = os.environ.get("MONGOELECTOR_TEST_URI")
 
@@ -88,3 +93,65 @@ def test_many_document_writes_skip_newer_documents_and_count_them(
         "bare": token,
     }
     lock.release()
+
+
+def test_a_bulk_upsert_meeting_a_newer_document_raises_stale_token(
+    setup: tuple[Lock, Any, int],
+) -> None:
+    lock, docs, token = setup
+    with pytest.raises(StaleToken) as caught:
+        lock.fenced(docs).bulk_write(
+            [
+                UpdateOne({"_id": "old"}, {"$inc": {"n": 1}}),
+                UpdateOne({"_id": "new"}, {"$set": {"n": 7}}, upsert=True),
+                DeleteOne({"_id": "bare"}),
+            ]
+        )
+    error = caught.value
+    assert (error.document_id, error.token, error.newer_token) == ("new", token, token + 1)
+    assert isinstance(error.__cause__, BulkWriteError)
+    assert error.details is not None and error.details["nModified"] == 1
+    assert {d["_id"]: (d["n"], d.get("_fence")) for d in docs.find()} == {
+        "old": (1, token),  # applied before the refused upsert
+        "new": (0, token + 1),  # unchanged, and no second document
+        "bare": (0, None),  # ordered: not sent
+    }
+    lock.release()
+
+
+def test_async_writes_are_fenced_as_the_sync_ones(database: Any) -> None:
+    """AsyncFencedCollection over pymongo's own AsyncCollection (mongomock has none)."""
+    assert URI is not None
+    name = database.name
+
+    async def scenario() -> None:
+        client: pymongo.AsyncMongoClient[Any] = pymongo.AsyncMongoClient(
+            URI, serverSelectionTimeoutMS=5000
+        )
+        try:
+            adb = client[name]
+            lock = AsyncLock("job", AsyncMongoBackend(adb), ttl=30)
+            await lock.acquire(blocking=False)
+            token = lock.ensure()
+            await adb.docs.insert_many(
+                [
+                    {"_id": "old", "n": 0, "_fence": token - 1},
+                    {"_id": "new", "n": 0, "_fence": token + 1},
+                ]
+            )
+            fenced = lock.fenced(adb.docs)
+            assert (await fenced.update_one({"_id": "old"}, {"$inc": {"n": 1}})).modified_count == 1
+            with pytest.raises(StaleToken):
+                await fenced.update_one({"_id": "new"}, {"$set": {"n": 7}}, upsert=True)
+            with pytest.raises(StaleToken) as caught:
+                await fenced.bulk_write(
+                    [UpdateOne({"_id": "new"}, {"$set": {"n": 7}}, upsert=True)]
+                )
+            assert isinstance(caught.value.__cause__, BulkWriteError)
+            assert await adb.docs.count_documents({"_id": "new", "n": 0}) == 1
+            assert (await adb.docs.find_one({"_id": "old"}))["_fence"] == token
+            await lock.release()
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())

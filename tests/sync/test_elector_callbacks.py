@@ -15,6 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from mongoelector import LeaderElector, LeaderInfo
+from mongoelector._sync import elector as elector_module
+from mongoelector._sync import scheduler
 from mongoelector.backends import LeaseRequest, MemoryBackend
 from mongoelector.testing import FakeClock
 from tests.fakes import wait_for
@@ -65,14 +67,21 @@ def lease_is_free(backend: MemoryBackend, key: str = "svc") -> bool:
     return record is None or record.owner is None
 
 
-def loop_threads(key: str = "svc") -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"mongoelector-{key}"]
+def loop_ended(node: LeaderElector, clock: FakeClock) -> bool:
+    """True once ``node``'s loop has ended: nothing of it is scheduled, no poll of it runs."""
+    return scheduler.scheduled(clock) == 0 and node not in elector_module.running()
+
+
+def one_loop_waits(node: LeaderElector, clock: FakeClock) -> bool:
+    """True once ``node`` runs one loop, which waits in the scheduler for its next poll."""
+    return node.wait_idle(HANG_GUARD) and scheduler.scheduled(clock) == 1
 
 
 def started_leader(node: LeaderElector, clock: FakeClock) -> None:
-    """Start ``node`` and wait until it leads and its loop sleeps on the fake clock."""
+    """Start ``node`` and wait until it leads and its loop waits for the fake clock."""
     node.start()
-    assert wait_for(lambda: node.is_leader and clock.waiters == 1)
+    assert wait_for(lambda: node.is_leader)
+    assert node.wait_idle(HANG_GUARD)
 
 
 # --- scenarios shared by the tests and the mutation tests ------------------------------------
@@ -132,8 +141,10 @@ def stop_while_on_leader_waits_for_the_stop(*, limit: float = HANG_GUARD) -> str
         return stopped
     if not free:
         return "stop() returned with the lease still held"
-    if not wait_for(lambda: loop_threads() == [], limit=limit):
-        return "the loop did not end after on_leader returned"
+    if not loop_ended(node, clock):
+        return "stop() returned before the loop ended"
+    if not node.wait_idle(limit):
+        return "on_leader_loss did not follow once on_leader returned"
     return "done" if calls.names() == ["leader", "loss"] else f"callbacks ran {calls.names()}"
 
 
@@ -157,7 +168,7 @@ def test_release_from_another_thread_while_on_leader_loss_calls_stop(
     assert lease_is_free(backend)
     assert not node.running and not node.is_leader
     assert calls.names() == ["loss"]
-    assert wait_for(lambda: loop_threads() == [])
+    assert loop_ended(node, clock)
 
 
 def test_release_from_another_thread_while_on_leader_loss_stops_from_a_third_thread() -> None:
@@ -169,7 +180,7 @@ def test_release_from_another_thread_while_on_leader_loss_stops_from_a_third_thr
 
 @pytest.mark.parametrize("callback", ["on_leader", "on_new_leader", "on_loop"])
 @pytest.mark.parametrize("action", ["stop", "release"])
-@pytest.mark.parametrize("from_thread", ["the loop's thread", "another thread"])
+@pytest.mark.parametrize("from_thread", ["the callback's thread", "another thread"])
 def test_a_callback_may_stop_or_release_its_elector(
     backend: MemoryBackend, clock: FakeClock, callback: str, action: str, from_thread: str
 ) -> None:
@@ -196,7 +207,7 @@ def test_a_callback_may_stop_or_release_its_elector(
         assert node.running is (action == "release")
     finally:
         assert outcome(node.stop) == "done"
-    assert wait_for(lambda: loop_threads() == [])
+    assert loop_ended(node, clock)
 
 
 def test_stop_from_on_leader_in_a_poll_frees_the_lease_and_fires_on_leader_loss_once(
@@ -240,7 +251,8 @@ def test_release_from_on_leader_then_the_running_elector_leads_again(
     holder.append(node)
     node.start()
     try:
-        assert wait_for(lambda: calls.names() == ["leader", "loss"] and clock.waiters == 1)
+        assert wait_for(lambda: calls.names() == ["leader", "loss"])
+        assert node.wait_idle(HANG_GUARD)
         assert lease_is_free(backend) and node.running
         clock.advance(node.next_poll_at - clock.monotonic())  # the back-off after a release
         assert wait_for(lambda: node.token == 2)
@@ -274,11 +286,11 @@ def test_start_from_on_leader_loss_after_stop_runs_a_new_loop(
     try:
         assert wait_for(lambda: node.running and node.token == 2)
         assert calls.events == [("leader", 1), ("loss", None), ("leader", 2)]
-        assert wait_for(lambda: len(loop_threads()) == 1)
+        assert one_loop_waits(node, clock)
     finally:
         assert outcome(node.stop) == "done"
     assert lease_is_free(backend)
-    assert wait_for(lambda: loop_threads() == [])
+    assert loop_ended(node, clock)
 
 
 # --- release() and stop() never wait for a callback ------------------------------------------
@@ -306,7 +318,10 @@ def test_release_returns_while_on_leader_waits_for_it_and_on_leader_loss_follows
         assert calls.names() == ["leader"]  # on_leader_loss waits for its turn, release() doesn't
         release_returned.set()
         assert wait_for(lambda: calls.names() == ["leader", "loss"])
-        assert [t.name for t in calls.threads] == ["mongoelector-svc"] * 2
+        # Both on the scheduler's callback thread (which took on_leader_loss once free).
+        assert calls.threads[0] is calls.threads[1]
+        assert calls.threads[0] in scheduler.threads()
+        assert calls.threads[0].name.startswith("mongoelector-callbacks-")
     finally:
         release_returned.set()
         assert outcome(node.stop) == "done"
@@ -329,9 +344,9 @@ def test_stop_returns_while_on_loop_waits_for_it(backend: MemoryBackend, clock: 
     try:
         assert outcome(node.stop) == "done"
         assert lease_is_free(backend) and not node.running
+        assert loop_ended(node, clock)
     finally:
         stop_returned.set()
-    assert wait_for(lambda: loop_threads() == [])
 
 
 # --- a callback whose news is stale by its turn ---------------------------------------------
@@ -402,7 +417,7 @@ def test_a_term_over_before_on_leader_gets_its_turn_fires_neither_on_leader_nor_
     assert node.is_leader
     assert outcome(node.release) == "done"  # ... and the term is over before its turn
     go_on.set()
-    assert wait_for(lambda: clock.waiters == 1)  # the loop has run what was queued and sleeps
+    assert node.wait_idle(HANG_GUARD)  # the callbacks queued meanwhile have had their turn
     assert calls.names() == ["loop", "loop"]
     assert outcome(node.stop) == "done"
 

@@ -38,9 +38,13 @@ def test_release_running_on_leader_loss_under_the_poll_lock_is_caught(
     assert release_while_on_leader_loss_stops_from_another_thread(limit=SHORT) == "deadlocked"
 
 
-def test_stop_waiting_for_a_loop_busy_in_a_callback_is_caught(
+def test_stop_waiting_for_the_elector_busy_in_a_callback_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # stop() then waits for the loop's thread to end, whatever it is doing (the old stop()).
-    monkeypatch.setattr(LeaderElector, "_in_callback", lambda self, loop, inside: None)
+    # stop() then waits for the loop to end and for its callbacks to be over, whatever they
+    # do (the old stop(), which waited for the loop's thread that ran them).
+    def wait_for_the_callbacks_too(self: LeaderElector, loop: object) -> bool:
+        return bool(getattr(loop, "done", False)) and not self._queue.busy()
+
+    monkeypatch.setattr(LeaderElector, "_let_go_of", wait_for_the_callbacks_too)
     assert stop_while_on_leader_waits_for_the_stop(limit=SHORT) == "deadlocked"

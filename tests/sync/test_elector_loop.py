@@ -5,14 +5,19 @@ from __future__ import annotations
 import threading
 
 from mongoelector import LeaderElector
+from mongoelector._sync import elector as elector_module
+from mongoelector._sync import scheduler
 from mongoelector.backends import MemoryBackend
 from mongoelector.clock import SystemClock
 from mongoelector.testing import FakeClock
 from tests.fakes import FlakyBackend, wait_for
 
+GUARD = 10.0  # real seconds; a hang guard, not a timing assertion
 
-def loop_threads(key: str) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == f"mongoelector-{key}"]
+
+def loop_ended(node: LeaderElector, clock: FakeClock) -> bool:
+    """True once ``node``'s loop has ended: nothing of it is scheduled, no poll of it runs."""
+    return scheduler.scheduled(clock) == 0 and node not in elector_module.running()
 
 
 def test_start_twice_runs_one_loop(backend: MemoryBackend, clock: FakeClock) -> None:
@@ -21,12 +26,13 @@ def test_start_twice_runs_one_loop(backend: MemoryBackend, clock: FakeClock) -> 
     node.start()
     try:
         assert wait_for(lambda: node.is_leader)
-        assert len(loop_threads("once")) == 1
-        assert node.running
+        assert node.wait_idle(GUARD)
+        assert scheduler.scheduled(clock) == 1  # one loop, waiting for its next poll
+        assert node.running and elector_module.running() == [node]
     finally:
         node.stop()
     assert not node.running
-    assert loop_threads("once") == []
+    assert loop_ended(node, clock)
 
 
 def test_started_elector_under_fake_clock_acts_only_when_time_is_advanced(clock: FakeClock) -> None:
@@ -35,14 +41,17 @@ def test_started_elector_under_fake_clock_acts_only_when_time_is_advanced(clock:
     node = LeaderElector("fake", flaky, clock=clock, report_status=False, on_leader_loss=lost.set)
     node.start()
     try:
-        assert wait_for(lambda: node.is_leader and clock.waiters == 1)
-        assert flaky.calls["renew"] == 0  # asleep until the clock reaches its next poll
+        assert wait_for(lambda: node.is_leader)
+        assert node.wait_idle(GUARD)
+        assert flaky.calls["renew"] == 0  # waits until the clock reaches its next poll
         clock.advance(2)
-        assert wait_for(lambda: flaky.calls["renew"] == 1 and clock.waiters == 1)
+        assert node.wait_idle(GUARD)
+        assert flaky.calls["renew"] == 1
         flaky.mode = "down"
         for _ in range(4):
             clock.advance(2)
-            assert wait_for(lambda: clock.waiters == 1)
+            assert node.wait_idle(GUARD)
+        assert flaky.calls["renew"] == 5
         assert node.is_leader
         clock.advance(2)  # t = 10: the renew deadline
         assert not node.is_leader
@@ -76,7 +85,8 @@ def test_stop_waits_only_for_the_in_flight_call(clock: FakeClock) -> None:
 
     node = LeaderElector("inflight", flaky, clock=clock, report_status=False)
     node.start()
-    assert wait_for(lambda: node.is_leader and clock.waiters == 1)
+    assert wait_for(lambda: node.is_leader)
+    assert node.wait_idle(GUARD)
     flaky.before_call = block_renew
     clock.advance(2)
     assert entered.wait(timeout=10)
@@ -96,7 +106,8 @@ def test_stop_from_a_callback_ends_the_loop(backend: MemoryBackend, clock: FakeC
     node = LeaderElector("selfstop", backend, clock=clock, on_leader=lambda: holder[0].stop())  # noqa: PLW0108
     holder.append(node)
     node.start()
-    assert wait_for(lambda: not node.running and loop_threads("selfstop") == [])
+    assert wait_for(lambda: not node.running)
+    assert wait_for(lambda: loop_ended(node, clock))
     assert not node.is_leader
 
 

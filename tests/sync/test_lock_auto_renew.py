@@ -344,3 +344,35 @@ class TestThreads:
 
     def test_wait_idle_returns_at_once_without_a_renewer(self, backend: MemoryBackend) -> None:
         assert Lock("job", backend).wait_idle()
+
+
+class TestTheLostEvent:
+    """``lock.lost`` is made on first use; it says the same whenever it is first asked for."""
+
+    def lose(self, clock: FakeClock, backend: MemoryBackend, *, ask_first: bool) -> Lock:
+        holder = Lock("job", backend, ttl=TTL, clock=clock)
+        if ask_first:
+            assert not holder.lost.is_set()
+        assert holder.acquire()
+        assert Lock("job", backend, ttl=TTL, clock=clock).acquire(force=True)
+        assert holder.touch() is None  # finds the holding lost
+        return holder
+
+    @pytest.mark.parametrize("ask_first", [True, False])
+    def test_it_is_set_by_a_loss_made_before_or_after_it(
+        self, clock: FakeClock, backend: MemoryBackend, ask_first: bool
+    ) -> None:
+        holder = self.lose(clock, backend, ask_first=ask_first)
+        assert holder.lost.is_set()
+        assert holder.lost is holder.lost
+
+    @pytest.mark.parametrize("ask_first", [True, False])
+    def test_the_next_acquire_clears_it(
+        self, clock: FakeClock, backend: MemoryBackend, ask_first: bool
+    ) -> None:
+        holder = self.lose(clock, backend, ask_first=ask_first)
+        if ask_first:
+            assert holder.lost.is_set()
+        assert holder.acquire(force=True)
+        assert not holder.lost.is_set()
+        holder.release()

@@ -453,14 +453,13 @@ class TestTheRenewersOwnSchedule:
         lock.acquire()
         renewer = lock._renewer
         assert renewer is not None
-        stale = renewer._ticket  # the wait it is in
         ticket = renewer._join()  # a batch takes it out of that wait
         assert ticket is not None
         assert renewer._group is not None
         renewer._group._run([(renewer, ticket)])  # the batch's call, here: it waits again
         entry = renewer._entry
         assert renewer._phase.value == "parked" and entry is not None
-        renewer._due(stale)  # the old wake-up's action, late
+        renewer._due()  # the old wake-up's action, late
         assert renewer._phase.value == "parked" and renewer._entry is entry
         assert scheduler.scheduled(clock) == 1
         assert store.calls == Counter({"renew": 1})

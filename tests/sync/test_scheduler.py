@@ -407,3 +407,82 @@ class TestItsOwnDeadlineWaitsForNothing:
         listener.blocker.let_go.set()
         assert lock.wait_idle(GUARD)
         assert store.renews["a"] == 1 and on_lost.calls == 1 and listener.blocker.calls == 1
+
+
+class FrozenTime:
+    """Stands in for the ``time`` module inside the scheduler: ``monotonic`` moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.started: list[bool] = []  # workers the watcher started (kept or not)
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class TestWorkersAreAddedOnlyWhenStuck:
+    """The watcher adds workers when queued calls wait with none taken, not when all are busy.
+
+    The watcher is called by hand with the scheduler's time frozen, so no
+    thread timing decides the outcome.
+    """
+
+    @pytest.fixture
+    def frozen(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[FrozenTime]:
+        pool = scheduler._pool
+        assert wait_for(lambda: pool.extra == 0 and not scheduler._work, limit=GUARD)
+        frozen = FrozenTime()
+        monkeypatch.setattr(scheduler, "time", frozen)
+        monkeypatch.setattr(scheduler, "_start_worker", lambda *, keep: frozen.started.append(keep))
+        monkeypatch.setattr(pool, "extra", 0)
+        with scheduler._work_ready:
+            saved = list(scheduler._work)
+            scheduler._work.clear()
+        yield frozen
+        with scheduler._work_ready:
+            scheduler._work.clear()
+            scheduler._work.extend(saved)
+
+    def queue(self, frozen: FrozenTime, calls: int) -> None:
+        with scheduler._work_ready:
+            scheduler._pool.since = frozen.now
+            scheduler._work.extend(lambda: None for _ in range(calls))
+
+    def test_the_pool_doubles_per_stuck_period_never_beyond_the_queue(
+        self, frozen: FrozenTime
+    ) -> None:
+        workers = scheduler._pool.kept
+        self.queue(frozen, 1000)
+        assert scheduler._watch_workers()
+        assert frozen.started == []  # no time has passed: nothing added
+        frozen.now += scheduler.GRACE
+        assert scheduler._watch_workers()
+        assert len(frozen.started) == max(1, workers)  # as many as there are
+        assert scheduler.added_workers(3, 10) == 3
+        assert scheduler.added_workers(1000, 0) == 1
+
+    def take_one_call(self, frozen: FrozenTime, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A worker takes the first queued call: ``_work_loop`` itself, in this thread."""
+        monkeypatch.setattr(scheduler, "LINGER", 0.01)  # then it finds no work and ends
+        with scheduler._work_ready:
+            rest = [scheduler._work.popleft() for _ in range(len(scheduler._work) - 1)]
+        scheduler._work_loop(False)
+        with scheduler._work_ready:
+            scheduler._work.extend(rest)
+
+    def test_workers_that_take_calls_get_no_help(
+        self, frozen: FrozenTime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.queue(frozen, 1000)
+        for _ in range(8):  # a worker takes a call every GRACE / 2: busy, never stuck
+            frozen.now += scheduler.GRACE / 2
+            self.take_one_call(frozen, monkeypatch)
+            assert scheduler._watch_workers()
+        assert frozen.started == []
+
+    def test_mutation_without_noting_progress_busy_workers_get_help(
+        self, frozen: FrozenTime, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(scheduler._Pool, "took", lambda self: None)
+        with pytest.raises(AssertionError):
+            self.test_workers_that_take_calls_get_no_help(frozen, monkeypatch)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,8 @@ class Kind(enum.Enum):
     LOSS = "on_leader_loss"
     NEW_LEADER = "on_new_leader"
     LOOP = "on_loop"
+    #: A monitor report (log line, event listeners) that waits its turn among the callbacks.
+    EVENT = "event listeners"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,7 +54,9 @@ class CallbackQueue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: deque[Pending] = deque()
+        # A list, not a deque: it is short, and a deque's first block costs every elector
+        # and lock over 600 bytes.
+        self._pending: list[Pending] = []
         self._runner: object | None = None
 
     def put(self, calls: Iterable[Pending]) -> None:
@@ -79,7 +82,7 @@ class CallbackQueue:
             if self._runner is not runner:
                 return None
             if self._pending:
-                return self._pending.popleft()
+                return self._pending.pop(0)
             self._runner = None
             return None
 
@@ -88,6 +91,16 @@ class CallbackQueue:
         with self._lock:
             if self._runner is runner:
                 self._runner = None
+
+    def waiting(self) -> bool:
+        """True if callbacks wait to be taken."""
+        with self._lock:
+            return bool(self._pending)
+
+    def busy(self) -> bool:
+        """True while callbacks wait or a runner runs them."""
+        with self._lock:
+            return bool(self._pending) or self._runner is not None
 
     def runs_in(self, runner: object) -> bool:
         """True while ``runner`` is the one running callbacks."""

@@ -10,6 +10,7 @@ turn whether it is still due, and building status reports all happen here, once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -20,6 +21,7 @@ from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
 from mongoelector._identity import new_acquisition_id
+from mongoelector._listeners import ELECTOR, EventListener
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
@@ -41,7 +43,6 @@ from mongoelector.core.events import (
 )
 from mongoelector.core.lease import Holding
 from mongoelector.errors import BackendError
-from mongoelector.monitoring import ELECTOR, EventListener
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["ElectorBase"]
@@ -231,7 +232,14 @@ class ElectorBase(Participant[BackendT]):
         if isinstance(outcome, Failure):
             token = action.token if isinstance(action, (Renew, Release)) else None
             operation = operation_of(action)
-            self._monitor.store_error(operation, outcome.error, token=token, margin=margin)
+            self._tell(
+                None,
+                self._monitor.store_error,
+                operation,
+                outcome.error,
+                token=token,
+                margin=margin,
+            )
             return self._machine.on_failure(action, now, ambiguous=outcome.ambiguous)
         if isinstance(action, TryAcquire):
             assert isinstance(outcome, CasResult)
@@ -241,7 +249,13 @@ class ElectorBase(Participant[BackendT]):
             leading = self._machine.role is Role.LEADER
             step = self._machine.on_renew_result(started_at, now, outcome)
             if leading and margin is not None and self._machine.token(now) == action.token:
-                self._monitor.renewed(action.token, latency=now - started_at, margin=margin)
+                self._tell(
+                    None,
+                    self._monitor.renewed,
+                    action.token,
+                    latency=now - started_at,
+                    margin=margin,
+                )
             return step
         if isinstance(action, Inspect):
             assert outcome is None or isinstance(outcome, LeaseRecord)
@@ -287,8 +301,35 @@ class ElectorBase(Participant[BackendT]):
         return self._unsent.pop(0) if self._unsent else None
 
     def _notify_loop(self) -> None:
-        """Queue ``on_loop`` (a poll just finished)."""
-        self._queue.put([Pending(kind=Kind.LOOP, callback=self._on_loop)])
+        """Queue ``on_loop`` (a poll just finished), if set."""
+        if self._on_loop is not None:
+            self._queue.put([Pending(kind=Kind.LOOP, callback=self._on_loop)])
+
+    def _tell(
+        self,
+        calls: list[Pending] | None,
+        report: Callable[..., None],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Make a monitor ``report`` (its log line, the event listeners): ``report(*args, ...)``.
+
+        At once, unless :meth:`_defers_reports` says it waits its turn among
+        the callbacks: then it is appended to ``calls`` (the callbacks being
+        gathered for a step), or queued now when ``calls`` is ``None``.
+        """
+        if not self._defers_reports():
+            report(*args, **kwargs)
+            return
+        pending = Pending(kind=Kind.EVENT, callback=functools.partial(report, *args, **kwargs))
+        if calls is None:
+            self._queue.put([pending])
+        else:
+            calls.append(pending)
+
+    def _defers_reports(self) -> bool:
+        """Whether monitor reports run with the callbacks, in their order (the driver says)."""
+        return False
 
     def _callbacks(self, step: Step) -> list[Pending]:
         """Report ``step``'s notifications (log, listeners); the callbacks due, in order."""
@@ -299,10 +340,10 @@ class ElectorBase(Participant[BackendT]):
             if isinstance(note, LeadershipGained):
                 holding = self._machine.holding
                 began = holding.started_at if holding is not None else now
-                self._monitor.gained(note.token, latency=now - began, now=now)
+                self._tell(calls, self._monitor.gained, note.token, latency=now - began, now=now)
                 calls.append(Pending(kind=Kind.LEADER, callback=self._on_leader, token=note.token))
             elif isinstance(note, LeadershipLost):
-                self._monitor.lost(note.token, note.reason, now=now)
+                self._tell(calls, self._monitor.lost, note.token, note.reason, now=now)
                 self._loss_reasons[note.token] = note.reason
                 while len(self._loss_reasons) > _REMEMBERED_LOSSES:
                     del self._loss_reasons[next(iter(self._loss_reasons))]
@@ -311,12 +352,15 @@ class ElectorBase(Participant[BackendT]):
                     Pending(kind=Kind.LOSS, callback=self._on_leader_loss, token=note.token)
                 )
             elif isinstance(note, LeaderChanged):
-                self._monitor.leader_changed(note.leader)
-                calls.append(
-                    Pending(kind=Kind.NEW_LEADER, callback=self._on_new_leader, args=(note.leader,))
-                )
+                self._tell(calls, self._monitor.leader_changed, note.leader)
+                if self._on_new_leader is not None:
+                    calls.append(
+                        Pending(
+                            kind=Kind.NEW_LEADER, callback=self._on_new_leader, args=(note.leader,)
+                        )
+                    )
             elif isinstance(note, SlowRoundTrips):
-                self._monitor.slow_round_trips(note)
+                self._tell(calls, self._monitor.slow_round_trips, note)
         if lost:
             self._wake_listeners()
         return calls
@@ -339,7 +383,7 @@ class ElectorBase(Participant[BackendT]):
         for a term whose ``on_leader`` ran (the two always pair up);
         ``on_new_leader`` only while the leader it names is still the one this
         node knows of (never this node once it stopped leading); ``on_loop``
-        always.
+        and monitor reports always.
         """
         if call.kind is Kind.LEADER:
             assert call.token is not None
@@ -379,7 +423,7 @@ class ElectorBase(Participant[BackendT]):
 
     def _status_sent(self, member: MemberRecord, at: float, error: BackendError | None) -> None:
         if error is not None:
-            self._monitor.store_error("status report", error)
+            self._tell(None, self._monitor.store_error, "status report", error)
             return
         self._machine.status_reported(at, leading=member.is_leader)
 
@@ -426,6 +470,19 @@ class ElectorBase(Participant[BackendT]):
         if self._machine.token(self._clock.monotonic()) == token:
             return None
         return LossReason.DEADLINE
+
+    def _refused_by_check(self, token: int, started_at: float) -> Step | None:
+        """The store, read at ``started_at``, no longer has the lease of term ``token``.
+
+        For ``fenced_transaction``, whose failed check was followed by a read
+        of the lease record showing it is not this term's: the step a refused
+        renew of the term gives (the term ends, taken over), for the driver to
+        notify under its poll lock. ``None`` (nothing changes) unless ``token``
+        is the term this node leads now.
+        """
+        if self._machine.token(self._clock.monotonic()) != token:
+            return None
+        return self._settle(Renew(token=token), started_at, None)
 
     def _term_valid_until(self, token: int) -> float:
         """The monotonic time until which the term with ``token`` is trusted (so far)."""

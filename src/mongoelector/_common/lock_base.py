@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -20,8 +19,10 @@ from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
 from mongoelector._common.participant import Participant
 from mongoelector._identity import new_acquisition_id
+from mongoelector._listeners import LOCK, EventListener
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key, check_seconds
+from mongoelector._value import Value
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
@@ -45,10 +46,12 @@ from mongoelector.errors import (
     LockExists,
     LockLost,
 )
-from mongoelector.monitoring import LOCK, EventListener
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["AcquireRun", "LockBase", "ReleasePlan", "describe_holder"]
+
+#: Guards the making of every lock's ``lost`` Event (see ``LockBase.lost``); held briefly.
+_LOST_GUARD = threading.Lock()
 
 BackendT = TypeVar("BackendT")
 
@@ -68,8 +71,7 @@ def describe_holder(key: str, holder: LeaseRecord | None) -> str:
     return f"lock {key!r} is {_held_by(holder)}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReleasePlan:
+class ReleasePlan(Value):
     """The ``release`` store call a lock's ``release(force)`` must make.
 
     Without ``force``, a ``token`` of ``None`` means an acquire of unknown
@@ -78,9 +80,12 @@ class ReleasePlan:
     token could free a later holding if it landed late.
     """
 
-    owner: str | None
-    token: int | None
-    force: bool
+    __slots__ = ("force", "owner", "token")
+
+    def __init__(self, *, owner: str | None, token: int | None, force: bool) -> None:
+        self.owner = owner
+        self.token = token
+        self.force = force
 
 
 class AcquireRun:
@@ -99,6 +104,8 @@ class AcquireRun:
         self._attempt = attempt
         self._timeout = timeout
         self._error: BackendError | None = None
+        #: The monotonic time the last reply was handled at (``None`` before one).
+        self.answered_at: float | None = None
         self.decision: Decision = attempt.first()
 
     @property
@@ -137,7 +144,7 @@ class AcquireRun:
 
     def feed(self, action: Action, started_at: float, outcome: Result | Failure) -> None:
         """Record what ``action`` (sent at ``started_at``) returned or raised."""
-        now = self._lock.clock.monotonic()
+        now = self.answered_at = self._lock.clock.monotonic()
         if isinstance(outcome, Failure):
             self._error = outcome.error
             self._lock._monitor.store_error(operation_of(action), outcome.error)
@@ -234,8 +241,14 @@ class LockBase(Participant[BackendT]):
         self._acquirer: AcquireRun | None = None
         # The latest holding: its renew rules, and how it ended.
         self._renewal: Renewal | None = None
-        self._ending: str | None = None
-        self._lost = threading.Event()
+        # How the latest holding ended, for LockLost: a text, or (for a release, the
+        # common case) its token, put into words only when ensure() raises.
+        self._ending: str | int | None = None
+        # ``lost``, made on first use (an Event costs each lock about 800 bytes, and most
+        # locks are never asked): ``_lost_now`` says whether it is set. Both change under
+        # ``_LOST_GUARD`` only, so an Event made while a loss is recorded misses nothing.
+        self._lost: threading.Event | None = None
+        self._lost_now = False
 
     @property
     def auto_renew(self) -> bool:
@@ -297,7 +310,27 @@ class LockBase(Participant[BackendT]):
         background: it is set when ``touch()``, :meth:`ensure` or ``acquire()``
         finds the holding lost.
         """
-        return self._lost
+        event = self._lost
+        if event is None:
+            with _LOST_GUARD:
+                event = self._lost
+                if event is None:
+                    event = threading.Event()
+                    if self._lost_now:
+                        event.set()
+                    self._lost = event
+        return event
+
+    def _mark_lost(self, lost: bool) -> None:
+        """Set (``lost``) or clear :attr:`lost`, made or not."""
+        with _LOST_GUARD:
+            self._lost_now = lost
+            event = self._lost
+        if event is not None:
+            if lost:
+                event.set()
+            else:
+                event.clear()
 
     def ensure(self) -> int:
         """Return the fencing token if the holding is still trusted; else raise :class:`LockLost`.
@@ -310,7 +343,11 @@ class LockBase(Participant[BackendT]):
         if renewal is not None:
             return renewal.token
         with self._mutex:
-            ending = self._ending or "was never acquired"
+            ending = self._ending
+            if ending is None:
+                ending = "was never acquired"
+            elif isinstance(ending, int):
+                ending = f"token {ending} was released"
         raise LockLost(f"lock {self._key!r} is not held by this {type(self).__name__}: {ending}")
 
     # --- bookkeeping the drivers call around their store calls -------------------
@@ -360,6 +397,10 @@ class LockBase(Participant[BackendT]):
             return True
 
     def _unclaim(self, run: AcquireRun, *, maybe_held: bool) -> None:
+        if self._acquirer is not run:
+            # Read without the mutex: only ``run``'s own thread (this one) makes ``run``
+            # the acquirer, and it is done claiming; once another value, it stays so.
+            return
         with self._mutex:
             if self._acquirer is not run:
                 return
@@ -370,24 +411,27 @@ class LockBase(Participant[BackendT]):
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         """Start keeping ``holding``, just acquired by ``run``, and let the next caller in.
 
-        The acquire's round trip teaches the keeper when to renew, as a renew's does.
+        The acquire's round trip teaches the keeper when to renew, as a renew's does:
+        it ended when ``run`` handled the reply.
         """
-        now = self._clock.monotonic()
+        answered_at = run.answered_at if run is not None else None
+        now = answered_at if answered_at is not None else self._clock.monotonic()
+        token = holding.record.token
         with self._mutex:
             slow = self._keeper.observe_round_trip(now - holding.started_at)
-            self._keeper.hold(holding.record, holding.started_at)
-            self._renewal = Renewal(self._keeper, holding.token)
+            self._keeper.adopt(holding)
+            self._renewal = Renewal(self._keeper, token)
             # Another try of the same acquire may still land: a release() settles it.
             self._maybe_held = run is not None and run.maybe_held
             self._maybe_token = None
             self._ending = None
-            if self._lost.is_set():
-                self._lost.clear()
+            if self._lost_now:
+                self._mark_lost(False)
             if run is not None and self._acquirer is run:
                 self._acquirer = None
         if slow is not None:
             self._monitor.slow_round_trips(slow)
-        self._monitor.gained(holding.token, latency=now - holding.started_at, now=now)
+        self._monitor.gained(token, latency=now - holding.started_at, now=now)
 
     def _mark_maybe_held(self) -> None:
         """A write of ours may be in the store: :meth:`_plan_release` must free it."""
@@ -430,23 +474,23 @@ class LockBase(Participant[BackendT]):
 
     def _plan_release(self, force: bool) -> ReleasePlan | None:
         """Stop trusting the holding; the store call to make, or ``None`` if there is none."""
+        token: int | None
         with self._mutex:
             holding = self._keeper.drop()
             if holding is not None:
                 # Released by its token; a write that may still land stays remembered
                 # for the next release().
-                maybe_held, maybe_token = False, None
-                self._ending = f"token {holding.token} was released"
+                maybe_held = False
+                token = self._ending = holding.record.token  # "token N was released"
             else:
                 maybe_held, self._maybe_held = self._maybe_held, False
-                maybe_token, self._maybe_token = self._maybe_token, None
+                token, self._maybe_token = self._maybe_token, None
         if holding is not None:
-            self._monitor.lost(holding.token, LossReason.RELEASED, now=self._clock.monotonic())
+            self._monitor.released(holding.record.token, self._clock)
         if force:
             return ReleasePlan(owner=None, token=None, force=True)
         if holding is None and not maybe_held:
             return None
-        token = holding.token if holding is not None else maybe_token
         return ReleasePlan(owner=self._uuid, token=token, force=False)
 
     def _token_in(self, record: LeaseRecord | None) -> int | None:
@@ -530,12 +574,35 @@ class LockBase(Participant[BackendT]):
     ) -> datetime | None:
         """Record a renew sent at ``started_at`` for ``renewal``; the new expiry, or ``None``."""
         self._renew_outcome(renewal.token, started_at, record)
+        return self._renew_answered(renewal, started_at, record)
+
+    def _renew_answered(
+        self, renewal: Renewal, started_at: float, record: LeaseRecord | None
+    ) -> datetime | None:
+        """Feed ``renewal`` the store's answer to a renew sent at ``started_at`` (``None``:
+        refused); a loss it shows is reported (:meth:`_holding_lost`). The new expiry, or
+        ``None``."""
         with self._mutex:
             lost = renewal.on_renewed(started_at, self._clock.monotonic(), record)
             renewed = lost is None and record is not None and renewal.kept()
         if lost is not None:
             self._holding_lost(renewal, lost)
         return record.expires_at if renewed and record is not None else None
+
+    def _refused_elsewhere(self, token: int, started_at: float) -> None:
+        """The store, read at ``started_at``, no longer has the holding of ``token``.
+
+        For ``fenced_transaction``, whose failed check was followed by a read
+        of the lock record showing it is not this acquisition's (what a renew
+        would refuse): the holding ends exactly as on a refused renew
+        (:attr:`lost` set, listeners and ``on_lost`` told once, the renewer
+        stopped, ``ensure()`` raising). Nothing if ``token`` is not the holding
+        this object keeps (released, replaced by a newer one, already lost).
+        """
+        with self._mutex:
+            renewal = self._renewal
+        if renewal is not None and renewal.token == token:
+            self._renew_answered(renewal, started_at, None)
 
     def _trusted_renewal(self, now: float | None = None) -> Renewal | None:
         """The latest holding's rules while it is trusted at ``now`` (default: the clock's
@@ -545,8 +612,8 @@ class LockBase(Participant[BackendT]):
         """
         with self._mutex:
             renewal = self._renewal
-            if renewal is None:
-                return None
+            if renewal is None or not renewal.kept():
+                return None  # what current() says then (Ended), without building it
             verdict = renewal.current(self._clock.monotonic() if now is None else now)
         if isinstance(verdict, Lost):
             assert renewal is not None
@@ -579,7 +646,7 @@ class LockBase(Participant[BackendT]):
             if lost.reason is LossReason.DEADLINE:
                 self._maybe_held = True  # the store may still have it: release() frees it
             self._ending = f"token {lost.token} was lost ({lost.reason.value})"
-            self._lost.set()
+            self._mark_lost(True)
         return True
 
     def _status(self, *, owned: bool) -> dict[str, Any]:

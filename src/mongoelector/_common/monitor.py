@@ -18,8 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING
 
-from mongoelector import monitoring
+from mongoelector import _listeners
+from mongoelector._listeners import ELECTOR, EventListener
 from mongoelector.core.events import (
     Action,
     Inspect,
@@ -30,17 +33,10 @@ from mongoelector.core.events import (
     SlowRoundTrips,
 )
 from mongoelector.errors import AmbiguousOutcome, BackendError
-from mongoelector.monitoring import (
-    EventListener,
-    JobSkippedEvent,
-    LeaderChangedEvent,
-    LeadershipGainedEvent,
-    LeadershipLostEvent,
-    MonitoringEvent,
-    RenewedEvent,
-    SlowRoundTripsEvent,
-    StoreErrorEvent,
-)
+
+if TYPE_CHECKING:
+    from mongoelector.clock import Clock
+    from mongoelector.monitoring import MonitoringEvent
 
 __all__ = ["Monitor", "operation_of"]
 
@@ -65,16 +61,24 @@ def _left_before_deadline(margin: float) -> str:
     return f"the renew deadline passed {-margin:.2f} s ago"
 
 
-#: Event type -> the listener method that receives it.
-_METHODS: dict[type[MonitoringEvent], str] = {
-    LeadershipGainedEvent: "leadership_gained",
-    LeadershipLostEvent: "leadership_lost",
-    RenewedEvent: "renewed",
-    StoreErrorEvent: "store_error",
-    LeaderChangedEvent: "leader_changed",
-    SlowRoundTripsEvent: "slow_round_trips",
-    JobSkippedEvent: "job_skipped",
+#: Event type name -> the listener method that receives it.
+_METHODS: dict[str, str] = {
+    "LeadershipGainedEvent": "leadership_gained",
+    "LeadershipLostEvent": "leadership_lost",
+    "RenewedEvent": "renewed",
+    "StoreErrorEvent": "store_error",
+    "LeaderChangedEvent": "leader_changed",
+    "SlowRoundTripsEvent": "slow_round_trips",
+    "JobSkippedEvent": "job_skipped",
 }
+
+
+def _events() -> ModuleType:
+    """:mod:`mongoelector.monitoring`, whose event classes are built when first needed:
+    when an event is sent to a listener."""
+    from mongoelector import monitoring  # noqa: PLC0415 - only once someone listens
+
+    return monitoring
 
 
 def operation_of(action: Action) -> str:
@@ -112,7 +116,7 @@ class Monitor:
         self._key = key
         self._owner = owner
         self._renew_deadline = renew_deadline
-        self._listeners = monitoring.check_listeners(listeners, name="event_listeners")
+        self._listeners = _listeners.check_listeners(listeners, name="event_listeners")
         self._log = logging.getLogger(f"mongoelector.{kind}")
         self._mutex = threading.Lock()
         self._term: tuple[int, float] | None = None  # token, when it was gained
@@ -123,7 +127,7 @@ class Monitor:
 
     def has_listeners(self) -> bool:
         """True if events reach user code (this object's listeners or the process's)."""
-        return bool(self._listeners or monitoring.registered())
+        return bool(self._listeners or _listeners.registered())
 
     def _what(self) -> str:
         return f"{self._kind} {self._key!r} ({self._owner})"
@@ -135,7 +139,7 @@ class Monitor:
         with self._mutex:
             self._term = (token, now)
         if self._log.isEnabledFor(logging.INFO):
-            verb = "leads" if self._kind == monitoring.ELECTOR else "holds the lock"
+            verb = "leads" if self._kind == ELECTOR else "holds the lock"
             self._log.info(
                 "%s %s with token %d (the winning call took %s)",
                 self._what(),
@@ -143,12 +147,21 @@ class Monitor:
                 token,
                 _ms(latency),
             )
-        if self._listening():
+        if self._listeners or _listeners.registered():
             self._emit(
-                LeadershipGainedEvent(
+                _events().LeadershipGainedEvent(
                     key=self._key, owner=self._owner, kind=self._kind, token=token, latency=latency
                 ),
             )
+
+    def released(self, token: int, clock: Clock) -> None:
+        """:meth:`lost` for ``RELEASED`` at the ``clock``'s monotonic time, read only if the
+        log or a listener is told (the term ends either way)."""
+        if self._listeners or _listeners.registered() or self._log.isEnabledFor(logging.INFO):
+            self.lost(token, LossReason.RELEASED, now=clock.monotonic())
+            return
+        with self._mutex:
+            self._term = None
 
     def lost(self, token: int, reason: LossReason, *, now: float) -> None:
         """The holding with ``token`` ended at monotonic ``now`` for ``reason``."""
@@ -163,7 +176,7 @@ class Monitor:
             self._log.info("%s %s token %d%s", self._what(), how, token, held)
         if self._listening():
             self._emit(
-                LeadershipLostEvent(
+                _events().LeadershipLostEvent(
                     key=self._key,
                     owner=self._owner,
                     kind=self._kind,
@@ -217,7 +230,7 @@ class Monitor:
             )
         if self._listening():
             self._emit(
-                RenewedEvent(
+                _events().RenewedEvent(
                     key=self._key,
                     owner=self._owner,
                     kind=self._kind,
@@ -244,8 +257,10 @@ class Monitor:
         self._log.warning(
             "%s: %s%s failed%s: %s%s", self._what(), operation, of, unknown, error, left
         )
+        if not self._listening():
+            return
         self._emit(
-            StoreErrorEvent(
+            _events().StoreErrorEvent(
                 key=self._key,
                 owner=self._owner,
                 kind=self._kind,
@@ -269,7 +284,9 @@ class Monitor:
             )
         if self._listening():
             self._emit(
-                LeaderChangedEvent(key=self._key, owner=self._owner, kind=self._kind, leader=leader)
+                _events().LeaderChangedEvent(
+                    key=self._key, owner=self._owner, kind=self._kind, leader=leader
+                )
             )
 
     def slow_round_trips(self, notice: SlowRoundTrips) -> None:
@@ -292,8 +309,10 @@ class Monitor:
                 notice.renew_deadline,
                 notice.retry_period,
             )
+        if not self._listening():
+            return
         self._emit(
-            SlowRoundTripsEvent(
+            _events().SlowRoundTripsEvent(
                 key=self._key,
                 owner=self._owner,
                 kind=self._kind,
@@ -308,7 +327,7 @@ class Monitor:
         """A ``mongoelector.jobs`` call of ``job`` was skipped (logged by the caller)."""
         if self._listening():
             self._emit(
-                JobSkippedEvent(
+                _events().JobSkippedEvent(
                     key=self._key,
                     owner=self._owner,
                     kind=self._kind,
@@ -322,11 +341,11 @@ class Monitor:
 
     def _listening(self) -> bool:
         """True if anyone receives events: this object's listeners or the process's."""
-        return bool(self._listeners) or bool(monitoring.registered())
+        return bool(self._listeners) or bool(_listeners.registered())
 
     def _emit(self, event: MonitoringEvent) -> None:
-        method = _METHODS[type(event)]
-        for listener in (*self._listeners, *monitoring.registered()):
+        method = _METHODS[type(event).__name__]
+        for listener in (*self._listeners, *_listeners.registered()):
             try:
                 getattr(listener, method)(event)
             except Exception:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from mongoelector._value import frozen_replacer
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest
 from mongoelector.errors import AmbiguousOutcome, BackendError
 
@@ -18,21 +19,16 @@ Result = CasResult | LeaseRecord | bool | None
 def with_acquisition(request: LeaseRequest, acquisition: str) -> LeaseRequest:
     """``request`` with ``acquisition`` as its id (``request`` itself if it has it already).
 
-    What ``dataclasses.replace`` would return, built directly: this runs once
-    per acquire attempt. Every field is carried over (a test checks that this
-    stays true when ``LeaseRequest`` gains one).
+    What ``dataclasses.replace`` would return, built through the slots
+    (:func:`~mongoelector._value.frozen_replacer`): this runs once per acquire
+    attempt. Every field is carried over, whatever fields ``LeaseRequest`` has.
     """
     if request.acquisition == acquisition:
         return request
-    return LeaseRequest(
-        key=request.key,
-        owner=request.owner,
-        ttl=request.ttl,
-        host=request.host,
-        pid=request.pid,
-        metadata=request.metadata,
-        acquisition=acquisition,
-    )
+    return _with_acquisition(request, acquisition)
+
+
+_with_acquisition = frozen_replacer(LeaseRequest, "acquisition")
 
 
 class Failure:

@@ -7,9 +7,9 @@ from typing import Generic, TypeVar
 
 from mongoelector._common.monitor import Monitor
 from mongoelector._identity import local_host, local_pid, new_owner_id
+from mongoelector._listeners import EventListener
 from mongoelector._validation import check_key
 from mongoelector.clock import Clock, SystemClock
-from mongoelector.monitoring import EventListener
 from mongoelector.timing import LeaseTiming
 
 __all__ = ["Participant"]

@@ -1,9 +1,39 @@
-"""``LeaderElector``: leader election over any storage backend (the sync driver)."""
+"""``LeaderElector``: leader election over any storage backend (the sync driver).
+
+A started elector has no thread of its own: its polls run on the process's
+scheduler (:mod:`mongoelector._sync.scheduler`), which also renews every
+auto-renewed lock. The scheduler's timer wakes the elector when its machine
+says the next poll is due (:meth:`~mongoelector.core.elector_machine.ElectorMachine.wake_at`,
+on the elector's clock: under a :class:`~mongoelector.testing.FakeClock`,
+when a test advances it); a worker thread makes the poll's store calls; the
+callbacks and listener events the poll caused run on a callback thread, one
+at a time and in the order their events happened. So a callback that blocks
+delays no poll, of this elector or another, and no lock's renewal. Two polls
+of one elector never overlap (its poll lock), and the next poll is scheduled
+when the previous one has ended.
+
+While a poll waits for a worker, or its store call hangs, the renew deadline
+still holds: the timer records the step-down itself at the deadline (no I/O,
+no user code, :meth:`~mongoelector.core.elector_machine.ElectorMachine.expire`)
+and hands ``on_leader_loss`` to the callback thread; the late reply is not
+trusted.
+
+``start(blocking=True)`` runs the loop in the caller's thread instead, with
+its callbacks, as before. Every scheduled loop still running when the
+interpreter exits is halted by an ``atexit`` hook (no poll after it; the
+lease is not released, it lapses after its ttl as when a process ends: call
+``stop()`` for that); a forked child runs none of its parent's loops.
+"""
 
 from __future__ import annotations
 
+import atexit
+import enum
 import logging
+import math
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from collections.abc import Mapping as _Mapping
 from contextlib import AbstractContextManager
@@ -13,6 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.elector_base import ElectorBase
 from mongoelector._common.stores import sync_store
+from mongoelector._sync import scheduler
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import perform
 from mongoelector._sync.leadership import Leadership
@@ -23,7 +54,6 @@ from mongoelector.backends.protocol import (
     StorageBackend,
 )
 from mongoelector.clock import Clock
-from mongoelector.core.elector_machine import Step
 from mongoelector.core.events import Action, LeaderInfo
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
@@ -36,25 +66,69 @@ if TYPE_CHECKING:
 
     from mongoelector.fencing import FencedCollection
 
-__all__ = ["LeaderElector"]
+__all__ = ["LeaderElector", "running"]
 
 logger = logging.getLogger("mongoelector.elector")
 
 
 DocT = TypeVar("DocT", bound="_Mapping[str, Any]")
 
+_running: weakref.WeakSet[LeaderElector] = weakref.WeakSet()
+_running_guard = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _running_guard  # noqa: PLW0603 - a fresh lock for the child
+    _running_guard = threading.Lock()
+    _running.clear()  # the parent's loops do not run in the child (nor does its scheduler)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _halt_all_at_exit() -> None:
+    for elector in running():
+        elector._halt()
+
+
+def running() -> list[LeaderElector]:
+    """The electors of this process whose scheduled loop has started and not ended yet."""
+    with _running_guard:
+        return list(_running)
+
+
+class _Phase(enum.Enum):
+    PARKED = "parked"  # waiting in the scheduler for the next poll
+    QUEUED = "queued"  # due, waiting for a worker
+    POLLING = "polling"  # on a worker: the poll and its store calls
+
 
 @dataclass(eq=False)
 class _Loop:
-    """One run of the polling loop, from ``start()`` to ``stop()``; changed under ``_state``."""
+    """One run of the polling loop, from ``start()`` to ``stop()``; changed under ``_state``.
 
+    A scheduled loop moves between the phases; a blocking one (``start(blocking=True)``)
+    is its thread's.
+    """
+
+    blocking: bool = False
+    stopped: bool = False
+    #: The loop has ended: no poll of it runs or will run.
+    done: bool = False
+    #: The clock's time the loop waits for, while it waits (``None``: it is busy).
+    parked_until: float | None = None
+    # --- a scheduled loop
+    phase: _Phase = _Phase.PARKED
+    #: The wake-up (parked), or the renew deadline (queued, polling) in the scheduler.
+    entry: scheduler.Entry | None = None
+    #: Which queued poll (and deadline) counts: a later one voids the earlier.
+    ticket: int = 0
+    # --- a blocking loop
     wakeup: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
-    stopped: bool = False
     #: The loop's thread is inside a user callback (``stop()`` does not wait for it then).
     in_callback: bool = False
-    #: The loop's thread has left the loop.
-    done: bool = False
 
 
 class LeaderElector(ElectorBase[StorageBackend]):
@@ -78,17 +152,21 @@ class LeaderElector(ElectorBase[StorageBackend]):
     term, ``on_new_leader(leader)`` with a
     :class:`~mongoelector.core.events.LeaderInfo` whenever a new term is
     observed (including this node's own), ``on_loop()`` after every poll. A
-    callback that raises is logged and the elector goes on. Callbacks run one
-    at a time, in the order their events happened, and never while the elector
-    holds a lock, so any callback may call :meth:`stop`, :meth:`release`,
-    :meth:`start` or :meth:`poll` from any thread. The thread that caused a
-    callback (the loop's, or the caller of :meth:`poll`, :meth:`release` or
-    :meth:`stop`) runs it before that call returns, unless a callback of this
-    elector is running at that moment: then the call returns at once and the
-    thread running that callback runs the new ones next. A callback whose news
-    is stale by its turn is skipped: ``on_leader`` of a term already over (and
-    then that term's ``on_leader_loss``), ``on_new_leader`` naming a leader
-    this node no longer knows as leader, e.g. itself after a release.
+    callback that raises is logged and the elector goes on. Callbacks (and
+    the reports to event listeners) run one at a time, in the order their
+    events happened, and never while the elector holds a lock, so any
+    callback may call :meth:`stop`, :meth:`release`, :meth:`start` or
+    :meth:`poll` from any thread. Those of a started elector's own polls run
+    on the process's callback thread (:mod:`mongoelector._sync.scheduler`),
+    never on the thread making store calls, so a callback that blocks delays
+    no poll. A caller of :meth:`poll`, :meth:`release` or :meth:`stop` (or
+    the thread of ``start(blocking=True)``) runs those its call caused before
+    the call returns, unless a callback of this elector is running at that
+    moment: then the call returns at once and the thread running that
+    callback runs the new ones next. A callback whose news is stale by its
+    turn is skipped: ``on_leader`` of a term already over (and then that
+    term's ``on_leader_loss``), ``on_new_leader`` naming a leader this node no
+    longer knows as leader, e.g. itself after a release.
     """
 
     def __init__(
@@ -125,11 +203,19 @@ class LeaderElector(ElectorBase[StorageBackend]):
             report_status=report_status,
             event_listeners=event_listeners,
         )
-        # Held around the machine and store calls only, never while a user callback runs.
+        # Serializes polls, releases and stops: held around their store calls, never while a
+        # user callback runs.
         self._poll_lock = threading.RLock()
-        # Guards the loop bookkeeping; never held while taking _poll_lock.
+        # The machine and the queueing of what it reports: held only briefly, never during a
+        # store call or a callback, so the scheduler's timer may step down at the renew
+        # deadline while a poll's store call is in flight. Taken inside _poll_lock, never
+        # together with _state.
+        self._machine_lock = threading.Lock()
+        self._reports_wait = False  # under _machine_lock: the timer's reports go to callbacks
+        # Guards the loop bookkeeping; never held while taking _poll_lock or _machine_lock.
         self._state = threading.Condition(threading.Lock())
         self._loop: _Loop | None = None
+        self._latest: _Loop | None = None  # the loop started last, kept after its stop
         self._starts = 0
 
     # --- what this node knows (no backend call) ------------------------------------
@@ -153,26 +239,28 @@ class LeaderElector(ElectorBase[StorageBackend]):
     # --- polling --------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Run one poll cycle now: step down if due, renew or try to acquire, report status.
+        """Run one poll cycle now, in this thread: step down if due, renew or try to acquire,
+        report status.
 
         Returns once the cycle's store calls are done and the callbacks it
         caused have run, unless another callback of this elector was running
-        (see the class docstring).
+        (see the class docstring). It waits for a poll of the started loop in
+        flight; the two never overlap.
         """
-        self._poll(None)
+        self._poll_cycle(None)
+        self._run_callbacks(None)
 
     def release(self) -> None:
         """Step down now if leading and free the lease; fire ``on_leader_loss``.
 
-        Returns once the lease is freed in the store (after the loop's
-        in-flight store call, if any); it never waits for a callback running
+        Returns once the lease is freed in the store (after a poll's store
+        call in flight, if any); it never waits for a callback running
         elsewhere, and from inside a callback it only queues ``on_leader_loss``.
         """
         with self._poll_lock:
-            confirmation = self._confirmation_before_stop()
-            if confirmation is not None:
-                self._notify(self._carry_out(confirmation))
-            self._let_go(self._machine.release(self._clock.monotonic()))
+            self._confirm_before_stop()
+            with self._machine_lock:
+                self._let_go(self._machine.release(self._clock.monotonic()))
         self._wake_listeners()
         self._run_callbacks(None)
         self._send_releases()
@@ -190,7 +278,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
         only then is the transaction committed. Not leading: ``LockLost``
         before anything is sent.
         :class:`~mongoelector.errors.LockLost` and nothing committed if the
-        check fails or a takeover conflicts;
+        check fails or a takeover conflicts; if the lease record, read then,
+        is no longer this term's, the node first steps down as on a refused
+        renewal (``on_leader_loss``);
         :class:`~mongoelector.errors.AmbiguousOutcome` if the commit's
         outcome is unknown; an exception of the block aborts the transaction
         and goes on. Never retried. See ``docs/locks.md``, "Transactions".
@@ -198,6 +288,18 @@ class LeaderElector(ElectorBase[StorageBackend]):
         from mongoelector.fencing.transaction import fenced_transaction  # noqa: PLC0415
 
         return fenced_transaction(self, client)
+
+    def _transaction_refused(self, token: int, started_at: float) -> None:
+        """``fenced_transaction`` proved the store no longer has the lease of term ``token``:
+        step down as on a refused renew (listeners woken, ``on_leader_loss`` run here unless
+        a callback of this elector runs elsewhere, as ``release()`` does)."""
+        with self._poll_lock:
+            step = self._refused_by_check(token, started_at)
+            if step is None:
+                return
+            self._notify(step)
+        self._wake_listeners()
+        self._run_callbacks(None)
 
     def leadership(self, timeout: float | None = None) -> Leadership:
         """A context manager whose block runs only while this node leads.
@@ -218,65 +320,113 @@ class LeaderElector(ElectorBase[StorageBackend]):
     # --- the loop ---------------------------------------------------------------------
 
     def start(self, blocking: bool = False) -> None:
-        """Start polling in a background thread, or in this thread if ``blocking``.
+        """Start polling on the process's scheduler, or in this thread if ``blocking``.
 
-        A second call while running does nothing. Once :meth:`stop` has been
-        called, ``start()`` runs a new loop at once, even from a callback the
-        old loop is still running (from ``on_leader_loss``, it first frees the
-        lease that the stop is about to free). With ``blocking``, returns after
-        :meth:`stop` (from a callback or another thread) and the callbacks
-        this thread was running.
+        Returns at once unless ``blocking``: the polls run on the scheduler's
+        threads (no thread of its own; see the module docstring). A second
+        call while running does nothing. Once :meth:`stop` has been called,
+        ``start()`` runs a new loop at once, even from a callback caused by
+        the old loop (from ``on_leader_loss``, it first frees the lease that
+        the stop is about to free). With ``blocking``, the loop and its
+        callbacks run in this thread, which returns after :meth:`stop` (from a
+        callback or another thread) and the callbacks it was running.
         """
-        with self._poll_lock, self._state:
-            if self._loop is not None:
-                return
-            self._starts += 1
-            self._loop = loop = _Loop()
-            while (release := self._next_unsent()) is not None:
-                self._carry_out(release)
-            self._machine.start()
-            if blocking:
-                loop.thread = threading.current_thread()
-            else:
-                loop.thread = threading.Thread(
-                    target=self._run, args=(loop,), name=f"mongoelector-{self._key}", daemon=True
-                )
+        with self._poll_lock:
+            with self._state:
+                if self._loop is not None:
+                    return
+                self._starts += 1
+                self._loop = self._latest = loop = _Loop(blocking=blocking)
+                if blocking:
+                    loop.thread = threading.current_thread()
+                else:
+                    with _running_guard:
+                        _running.add(self)
+            self._send_releases()
+            with self._machine_lock:
+                self._machine.start()
         if blocking:
             self._run(loop)
         else:
-            assert loop.thread is not None
-            loop.thread.start()
+            self._park(loop)
 
     def stop(self) -> None:
         """Stop polling, step down and release the lease; fire ``on_leader_loss`` if leading.
 
-        Returns once the lease is freed in the store and the loop has ended,
-        never after a whole poll interval. It waits for the loop's in-flight
-        store call (bounded), never for a callback: if the loop's thread is
-        running one, ``stop()`` returns without it, and that thread ends after
-        running the callbacks still due. From a callback it does the same.
+        Returns once the lease is freed in the store and no poll of the
+        stopped loop will run again, never after a whole poll interval. It
+        waits for a poll's store call in flight (bounded by the store's
+        timeouts), never for a callback: ``on_leader_loss`` runs before it
+        returns unless a callback of this elector is running elsewhere, which
+        then runs it next (the renew deadline still holds meanwhile). From a
+        callback it does the same; from the thread of ``start(blocking=True)``
+        (its callbacks) it returns at once and that loop ends after them.
         """
         with self._state:
             loop = self._loop
             self._loop = None
             if loop is not None:
                 loop.stopped = True
-                loop.wakeup.set()
+                if loop.blocking:
+                    loop.wakeup.set()
+                elif loop.phase is not _Phase.POLLING:
+                    self._end_locked(loop)  # parked or queued: it will not poll
             starts = self._starts
         self._wake_listeners()
         self._step_down_for_good(starts)
         if loop is None or loop.thread is threading.current_thread():
             return
         with self._state:
-            self._state.wait_for(lambda: loop.done or loop.in_callback)
+            self._state.wait_for(lambda: self._let_go_of(loop))
+
+    def _let_go_of(self, loop: _Loop) -> bool:
+        """Whether ``stop()`` may return: the stopped ``loop`` ended, or its thread (blocking)
+        is inside a callback, which may be waiting for that very ``stop()``.
+
+        A scheduled loop's poll is over once ``stop()`` had the poll lock: its
+        worker only hands the callbacks on and ends, never waiting for them.
+        """
+        return loop.done or loop.in_callback
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the elector has caught up with its clock; for tests with a ``FakeClock``.
+
+        Caught up: the loop waits for a time the clock has not reached (or
+        is not running), and no callback or listener report of this elector
+        is queued or running. So after ``clock.advance(...)``, it returns
+        once the polls now due, and everything they caused, are done. Returns
+        ``False`` if ``timeout`` (real seconds) passed first. Do not call it
+        from this elector's callbacks: it would wait for itself.
+        """
+        with self._state:
+            return self._state.wait_for(self._is_idle, timeout)
+
+    def _is_idle(self) -> bool:
+        if self._queue.busy():
+            return False
+        loop = self._latest
+        if loop is None or loop.done:
+            return True
+        if loop.stopped:
+            return False  # still ending (a crash, a stop from its own callback)
+        return loop.parked_until is not None and loop.parked_until > self._clock.monotonic()
+
+    # --- a blocking loop: in the caller's thread ---------------------------------------
 
     def _run(self, loop: _Loop) -> None:
         try:
             while not loop.stopped:
-                self._poll(loop)
+                self._poll_cycle(loop)
+                self._run_callbacks(loop)
                 if loop.stopped:
                     break
-                self._clock.wait_until(self._machine.wake_at(), loop.wakeup)
+                wake_at = self._machine.wake_at()
+                with self._state:
+                    loop.parked_until = wake_at
+                    self._state.notify_all()
+                self._clock.wait_until(wake_at, loop.wakeup)
+                with self._state:
+                    loop.parked_until = None
                 loop.wakeup.clear()
         except BaseException:
             logger.exception("elector loop for %r crashed; stepping down", self._key)
@@ -292,54 +442,236 @@ class LeaderElector(ElectorBase[StorageBackend]):
         finally:
             with self._state:
                 loop.done = True
+                loop.parked_until = None
                 self._state.notify_all()
 
-    def _poll(self, loop: _Loop | None) -> None:
-        """One poll cycle; by ``loop``, none once it was stopped."""
+    # --- a scheduled loop: the scheduler's timer, workers and callback thread ------------
+
+    def _park(self, loop: _Loop) -> None:
+        """Wait in the scheduler until the next poll is due; queue it at once if it is."""
+        with self._machine_lock:
+            wake_at = self._machine.wake_at()
+        if wake_at <= self._clock.monotonic():
+            self._queue_poll(loop)
+            return
+        with self._state:
+            if loop.stopped:
+                self._end_locked(loop)
+                return
+            loop.phase = _Phase.PARKED
+            loop.parked_until = wake_at
+            loop.ticket += 1  # voids the deadline entry of the poll just ended
+            self._cancel_entry_locked(loop)
+            if wake_at != math.inf:
+                loop.entry = scheduler.call_at(self._clock, wake_at, lambda: self._due(loop))
+            self._state.notify_all()
+
+    def _due(self, loop: _Loop) -> None:
+        """In the timer thread: the next poll's time came. Step down if the deadline is past
+        (here, so the step-down is on time however busy the workers are), queue the poll."""
+        with self._state:
+            if loop.done or loop.phase is not _Phase.PARKED:
+                return
+            loop.entry = None
+            loop.parked_until = None
+        self._expire()
+        self._queue_poll(loop)
+
+    def _queue_poll(self, loop: _Loop) -> None:
+        """Queue the next poll for a worker; if the renew deadline comes while it waits or
+        runs, the timer steps down then (:meth:`_overdue`)."""
+        with self._machine_lock:
+            holding = self._machine.holding
+        deadline = holding.valid_until if holding is not None else math.inf
+        with self._state:
+            if loop.stopped:
+                self._end_locked(loop)
+                return
+            loop.phase = _Phase.QUEUED
+            loop.parked_until = None
+            loop.ticket += 1
+            ticket = loop.ticket
+            self._cancel_entry_locked(loop)
+            if deadline != math.inf:
+                loop.entry = scheduler.call_at(
+                    self._clock, deadline, lambda: self._overdue(loop, ticket)
+                )
+            self._state.notify_all()
+        scheduler.submit(lambda: self._poll_on_worker(loop, ticket))
+
+    def _overdue(self, loop: _Loop, ticket: int) -> None:
+        """In the timer thread: the renew deadline came while poll ``ticket`` waited for a
+        worker or ran (its store call maybe hung): record the step-down now.
+
+        Also after ``stop()`` was called, which may be waiting for that store
+        call: the deadline holds all the same.
+        """
+        with self._state:
+            if loop.ticket != ticket or loop.phase is _Phase.PARKED or loop.done:
+                return
+            loop.entry = None
+        self._expire()
+
+    def _expire(self) -> None:
+        """Record the step-down if the renew deadline has passed (no I/O, no user code: the
+        reports and ``on_leader_loss`` go to the callback thread)."""
+        with self._machine_lock:
+            step = self._machine.expire(self._clock.monotonic())
+            if step.notifications:
+                self._reports_wait = True
+                try:
+                    self._notify(step)
+                finally:
+                    self._reports_wait = False
+        if step.notifications:
+            self._hand_callbacks()
+
+    def _poll_on_worker(self, loop: _Loop, ticket: int) -> None:
+        """On a worker: the poll (store calls), then its callbacks to the callback thread and
+        the next poll to the timer."""
+        with self._state:
+            if loop.done or loop.phase is not _Phase.QUEUED or loop.ticket != ticket:
+                return  # ended, or stopped while queued
+            loop.phase = _Phase.POLLING  # the deadline entry stays armed
+        try:
+            self._poll_cycle(loop)
+        except Exception:
+            self._crashed(loop)
+            return
+        self._hand_callbacks()
+        self._park(loop)
+
+    def _crashed(self, loop: _Loop) -> None:
+        """On a worker: a poll raised (a bug): stop this loop and step down for good."""
+        logger.exception("elector loop for %r crashed; stepping down", self._key)
+        try:
+            with self._state:
+                crashed = self._loop is loop
+                if crashed:
+                    self._loop = None
+                loop.stopped = True
+                starts = self._starts
+            if crashed:
+                self._step_down_for_good(starts, callbacks_here=False)
+        finally:
+            self._hand_callbacks()
+            with self._state:
+                self._end_locked(loop)
+
+    def _hand_callbacks(self) -> None:
+        """Have the callback thread run this elector's queued callbacks, if any."""
+        if self._queue.waiting():
+            scheduler.submit_callback(self._run_queued_callbacks)
+
+    def _run_queued_callbacks(self) -> None:
+        self._run_callbacks(None)
+
+    def _halt(self) -> None:
+        """At interpreter exit: no poll of the scheduled loop after this returns (it waits for
+        one in flight); the lease is not released."""
+        with self._state:
+            loop = self._loop
+            if loop is None or loop.blocking:
+                return
+            self._loop = None
+            loop.stopped = True
+            if loop.phase is not _Phase.POLLING:
+                self._end_locked(loop)
+            self._state.wait_for(lambda: loop.done)
+
+    def _cancel_entry_locked(self, loop: _Loop) -> None:
+        entry, loop.entry = loop.entry, None
+        if entry is not None:
+            scheduler.cancel(entry)
+
+    def _end_locked(self, loop: _Loop) -> None:
+        """The scheduled ``loop`` has ended (under ``_state``)."""
+        if loop.done:
+            return
+        loop.done = True
+        loop.parked_until = None
+        self._cancel_entry_locked(loop)
+        self._state.notify_all()
+        if self._loop is None:
+            with _running_guard:
+                _running.discard(self)
+
+    # --- one poll, and stepping down --------------------------------------------------
+
+    def _poll_cycle(self, loop: _Loop | None) -> None:
+        """One poll cycle, its callbacks queued; by ``loop``, none once it was stopped."""
         with self._poll_lock:
             if loop is not None and loop.stopped:
                 return
-            step = self._machine.begin_poll(self._clock.monotonic())
-            self._notify(step)
+            with self._machine_lock:
+                step = self._machine.begin_poll(self._clock.monotonic())
+                self._notify(step)
             if step.action is not None:
-                self._notify(self._carry_out(step.action))
-            if self._polled():
+                self._carry_out(step.action)
+            with self._machine_lock:
+                status_due = self._polled()
+            if status_due:
                 self._send_status(running=self.running)
             self._notify_loop()
         self._wake_listeners()
-        self._run_callbacks(loop)
 
-    def _step_down_for_good(self, starts: int) -> None:
-        """Stop taking part and free the lease, unless ``start()`` ran since its call ``starts``."""
+    def _step_down_for_good(self, starts: int, *, callbacks_here: bool = True) -> None:
+        """Stop taking part and free the lease, unless ``start()`` ran since its call ``starts``.
+
+        Runs the callbacks it caused first if ``callbacks_here`` (and none
+        runs elsewhere), else leaves them to the callback thread.
+        """
         with self._poll_lock:
             if self._starts == starts:
-                confirmation = self._confirmation_before_stop()
-                if confirmation is not None:
-                    self._notify(self._carry_out(confirmation))
-                self._let_go(self._machine.stop(self._clock.monotonic()))
+                self._confirm_before_stop()
+                with self._machine_lock:
+                    self._let_go(self._machine.stop(self._clock.monotonic()))
                 if self._report_status:
                     self._send_status(running=False)
         self._wake_listeners()
-        self._run_callbacks(None)
+        if callbacks_here:
+            self._run_callbacks(None)
+        else:
+            self._hand_callbacks()
         self._send_releases()
 
     # --- plumbing -----------------------------------------------------------------------
 
+    def _defers_reports(self) -> bool:
+        """Monitor reports wait their turn among the callbacks when they reach user code
+        (event listeners), and always when the timer makes them."""
+        return self._reports_wait or self._monitor.has_listeners()
+
+    def _confirm_before_stop(self) -> None:
+        """Read the record first if an acquire of unknown outcome may have left it ours."""
+        with self._machine_lock:
+            confirmation = self._confirmation_before_stop()
+        if confirmation is not None:
+            self._carry_out(confirmation)
+
     def _send_releases(self) -> None:
         """Free in the store every lease this node gave up and has not freed yet."""
         with self._poll_lock:
-            while (release := self._next_unsent()) is not None:
+            while True:
+                with self._machine_lock:
+                    release = self._next_unsent()
+                if release is None:
+                    return
                 self._carry_out(release)
 
-    def _carry_out(self, action: Action) -> Step:
+    def _carry_out(self, action: Action) -> None:
+        """Make ``action``'s store call (under the poll lock), then feed the machine its
+        outcome and queue what that reports."""
         started_at = self._clock.monotonic()
-        return self._settle(action, started_at, perform(self._backend, self._request, action))
+        outcome = perform(self._backend, self._request, action)
+        with self._machine_lock:
+            self._notify(self._settle(action, started_at, outcome))
 
     def _run_callbacks(self, loop: _Loop | None) -> None:
         """Run the queued callbacks still due, unless they already run elsewhere.
 
-        ``loop`` is the loop whose thread this is, if any: ``stop()`` stops
-        waiting for that thread while it is inside a callback.
+        ``loop`` is the blocking loop whose thread this is, if any: ``stop()``
+        stops waiting for that thread while it is inside a callback.
         """
         me = threading.current_thread()
         if not self._queue.claim(me):
@@ -353,6 +685,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
                     self._in_callback(loop, False)
         finally:
             self._queue.give_up(me)
+            with self._state:
+                self._state.notify_all()  # wait_idle() may be waiting for the callbacks
 
     def _in_callback(self, loop: _Loop | None, inside: bool) -> None:
         if loop is None:
@@ -367,13 +701,15 @@ class LeaderElector(ElectorBase[StorageBackend]):
             backend, MemberStatusBackend
         ):
             return
-        member, at = self._member_record(running=running)
+        with self._machine_lock:
+            member, at = self._member_record(running=running)
         error: BackendError | None = None
         try:
             backend.report_member(member)
         except BackendError as caught:
             error = caught
-        self._status_sent(member, at, error)
+        with self._machine_lock:
+            self._status_sent(member, at, error)
 
     def fenced(
         self, collection: Collection[DocT], *, field: str = "_fence"

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from mongoelector._common.batches import renews_in_batches
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.stores import sync_store
+from mongoelector._listeners import EventListener
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
-from mongoelector._sync.renewer import Renewer
-from mongoelector.backends.protocol import LeaseRecord, RenewItem, RenewManyBackend, StorageBackend
+from mongoelector.backends.protocol import LeaseRecord, RenewManyBackend, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.events import Renew
@@ -25,7 +25,6 @@ from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.core.renewal import Renewal
 from mongoelector.errors import BackendError
-from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
     from pymongo.synchronous.client_session import ClientSession
 
+    from mongoelector._sync.renewer import Renewer
     from mongoelector.fencing import FencedCollection
 
 __all__ = ["Lock"]
@@ -149,9 +149,10 @@ class Lock(LockBase[StorageBackend]):
         returns). Releasing never sets :attr:`lost`.
         """
         plan = self._plan_release(force)
-        with self._mutex:
-            renewer, self._renewer = self._renewer, None
-        self._retire(renewer)
+        if self._auto_renew:  # without it, no renewer is ever started
+            with self._mutex:
+                renewer, self._renewer = self._renewer, None
+            self._retire(renewer)
         if plan is None:
             return False
         token = plan.token
@@ -242,13 +243,20 @@ class Lock(LockBase[StorageBackend]):
     # --- the holding's life cycle: the renewer ----------------------------------------
 
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
+        if not self._auto_renew:  # no renewer to stop or start
+            super()._took(holding, run)
+            return
         with self._mutex:
             previous, self._renewer = self._renewer, None
         self._retire(previous)
         with self._mutex:
             super()._took(holding, run)
             renewal = self._renewal
-            if self._auto_renew and renewal is not None:
+            if renewal is not None:
+                # Imported here: the renewer and the process's scheduler (threads) are
+                # loaded by the first auto-renewed holding, not by ``import``.
+                from mongoelector._sync.renewer import Renewer  # noqa: PLC0415
+
                 batch_with = self._backend if renews_in_batches(self._backend) else None
                 self._renewer = Renewer(
                     key=self._key,
@@ -261,7 +269,8 @@ class Lock(LockBase[StorageBackend]):
                     report_loss=functools.partial(self._report_loss, renewal),
                     has_listeners=self._monitor.has_listeners,
                     batch_with=cast("RenewManyBackend | None", batch_with),
-                    renew_item=self._renew_item if batch_with is not None else None,
+                    owner=self._uuid,
+                    ttl=self._ttl,
                 )
                 self._renewer.start()
 
@@ -280,10 +289,6 @@ class Lock(LockBase[StorageBackend]):
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
         return outcome
 
-    def _renew_item(self, action: Renew) -> RenewItem:
-        """``action`` as one item of a ``renew_many`` batch (what :meth:`_renew` would send)."""
-        return RenewItem(key=self._key, owner=self._uuid, token=action.token, ttl=self._ttl)
-
     def _after_loss(self, renewal: Renewal) -> None:
         """Stop the lost holding's renewer and fire ``on_lost`` (once per holding).
 
@@ -300,6 +305,10 @@ class Lock(LockBase[StorageBackend]):
             else:
                 renewer.stop()
         run_callback(self._on_lost, "on_lost", log=logger, carrying_on="the lock stays lost")
+
+    def _transaction_refused(self, token: int, started_at: float) -> None:
+        """``fenced_transaction`` proved the store no longer has the holding of ``token``."""
+        self._refused_elsewhere(token, started_at)
 
     def fenced(
         self, collection: Collection[DocT], *, field: str = "_fence"
@@ -326,7 +335,9 @@ class Lock(LockBase[StorageBackend]):
         only then is the transaction committed. Not held (``ensure()``
         fails): ``LockLost`` before anything is sent.
         :class:`~mongoelector.errors.LockLost` and nothing committed if the
-        check fails or a takeover conflicts;
+        check fails or a takeover conflicts; if the lock record, read then,
+        is no longer this acquisition's, the holding is first marked lost as
+        on a refused renewal (:attr:`lost`, ``on_lost``, listeners);
         :class:`~mongoelector.errors.AmbiguousOutcome` if the commit's
         outcome is unknown; an exception of the block aborts the transaction
         and goes on. Never retried. See ``docs/locks.md``, "Transactions".

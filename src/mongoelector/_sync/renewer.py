@@ -43,7 +43,6 @@ __all__ = ["Renewer", "running"]
 logger = logging.getLogger("mongoelector.lock")
 
 RenewCall = Callable[[Renew], LeaseRecord | Failure | None]
-RenewItemCall = Callable[[Renew], RenewItem]
 ReportCall = Callable[[int, float, LeaseRecord | Failure | None, float], None]
 
 _running: weakref.WeakSet[Renewer] = weakref.WeakSet()
@@ -93,8 +92,8 @@ class Renewer:
     lock's latest holding) and ``report_loss`` runs the user callbacks, once,
     on a callback thread.
 
-    With ``batch_with`` (the lock's backend, when it renews in batches) and
-    ``renew_item`` (the :class:`RenewItem` of a ``Renew`` action), the renewer
+    With ``batch_with`` (the lock's backend, when it renews in batches), and
+    ``owner`` and ``ttl`` (what the lock's renewals send), the renewer
     belongs to that backend's :class:`~mongoelector._sync.batches.RenewGroup`
     while it runs: its renewals go out together with those of the other
     holdings of that store that fall due soon (``renew_many``), and each
@@ -114,10 +113,11 @@ class Renewer:
         report_loss: Callable[[Lost], None],
         has_listeners: Callable[[], bool] = lambda: True,
         batch_with: RenewManyBackend | None = None,
-        renew_item: RenewItemCall | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> None:
-        if (batch_with is None) != (renew_item is None):
-            raise TypeError("batch_with and renew_item go together")
+        if batch_with is not None and (owner is None or ttl is None):
+            raise TypeError("batch_with needs the owner and ttl of the renewals")
         self._key = key
         self._clock = clock
         self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
@@ -136,10 +136,9 @@ class Renewer:
         self._loss_pending = False  # a loss the timer recorded is still being reported
         self._loss_reporter: int | None = None  # the thread reporting it (see request_stop)
         self._batch_with = batch_with
-        self._renew_item_of = renew_item
+        self._owner = owner  # with ttl, what a renewal sends besides key and token
+        self._ttl = ttl
         self._group: batches.RenewGroup | None = None  # while running, with batch_with
-        # How soon its own renewal must fall due for it to join a batch (core.batching).
-        self._join_window = renewal.renew_interval * JOIN_FRACTION
 
     @property
     def name(self) -> str:
@@ -284,8 +283,9 @@ class Renewer:
     # --- in a batch (see mongoelector._sync.batches) -------------------------------------
 
     def _renew_item(self, step: Renew) -> RenewItem:
-        assert self._renew_item_of is not None
-        return self._renew_item_of(step)
+        """``step`` as one item of a ``renew_many`` batch (what the lock's ``renew`` sends)."""
+        assert self._owner is not None and self._ttl is not None
+        return RenewItem(key=self._key, owner=self._owner, token=step.token, ttl=self._ttl)
 
     def _may_join(self, now: float) -> bool:
         """Whether the renewer waits for its own time, due soon enough to join a batch at
@@ -293,7 +293,9 @@ class Renewer:
         the holding's own timing decide)."""
         until = self._parked_until
         return (
-            self._phase is _Phase.PARKED and until is not None and until <= now + self._join_window
+            self._phase is _Phase.PARKED
+            and until is not None
+            and until <= now + self._rules.renewal.renew_interval * JOIN_FRACTION
         )
 
     def _join(self) -> int | None:
@@ -420,24 +422,27 @@ class Renewer:
             self._phase = _Phase.PARKED
             self._parked_until = deadline
             self._ticket += 1  # voids the deadline entry of an earlier queued step
-            ticket = self._ticket
             self._cancel_entry_locked()
-            self._entry = scheduler.call_at(self._clock, deadline, lambda: self._due(ticket))
+            self._entry = scheduler.call_at(self._clock, deadline, self._due)
             self._state.notify_all()
 
-    def _due(self, ticket: int) -> None:
-        """In the timer thread: the wake-up time of the wait ``ticket`` came; decide what to do.
+    def _due(self) -> None:
+        """In the timer thread: a wake-up time came; decide what to do, if the renewer's
+        wait is due.
 
-        A wake-up that fired while a batch took the renewer out of that wait
-        (:meth:`_join`) finds a later ticket, even if the renewer waits again
-        by now: it does nothing (the later wait has its own wake-up).
+        A wake-up that fired just as a batch took the renewer out of that wait
+        (:meth:`_join`) may run once the renewer waits again, for a later time:
+        it does nothing then (that wait has its own wake-up, left armed).
         """
         with self._state:
-            if self._phase is not _Phase.PARKED or self._ticket != ticket:
+            until = self._parked_until
+            if self._phase is not _Phase.PARKED or until is None:
                 return
+            if until > self._clock.monotonic():
+                return  # a stale wake-up: the renewer waits for a later time now
             self._phase = _Phase.WORKING
             self._parked_until = None
-            self._entry = None
+            self._cancel_entry_locked()  # this wake-up (a no-op once fired), or a due later one
         self._decide()
 
     def _overdue(self, ticket: int) -> None:

@@ -1,7 +1,8 @@
 """The process's one scheduler for background lease work (the sync driver).
 
-Every auto-renewed lock shares it, whatever their number, and it runs on a
-few daemon threads, each started on first use:
+Every auto-renewed lock and every started ``LeaderElector`` share it,
+whatever their number, and it runs on a few daemon threads, each started on
+first use:
 
 - one **timer** thread per clock (all :class:`~mongoelector.clock.SystemClock`
   objects count as one clock), which sleeps with ``clock.wait_until`` until
@@ -11,14 +12,16 @@ few daemon threads, each started on first use:
   :data:`LINGER` real seconds with nothing scheduled and nothing waiting;
 - :data:`WORKERS` kept **worker** threads, which make the store calls and the
   decisions around them, and never run user code (but logging handlers);
-- one kept **callback** thread for user code (``on_lost``, event listeners).
+- one kept **callback** thread for user code (``on_lost``, an elector's
+  callbacks, event listeners).
   A callback that blocks delays no store call and no decision of any holding.
 
 The timer thread also watches, polling every ``GRACE / 2`` real seconds while
 work or callbacks wait (workers may all be stuck, so they cannot watch): when
-work has waited :data:`GRACE` seconds with every worker busy, one more worker
-starts for every queued call (added ones end after
-:data:`LINGER` idle seconds); when no queued callback was taken for
+no queued call was taken for :data:`GRACE` seconds (every worker is stuck,
+not merely busy), as many workers start as there are, at most one per queued
+call (:func:`added_workers`; added ones end after :data:`LINGER` idle
+seconds); when no queued callback was taken for
 :data:`GRACE` seconds, one more callback thread starts (it ends once the queue
 is empty). Neither has a fixed cap: each added thread serves a holding that
 waits, so there are never more than one per holding, as with the former
@@ -159,6 +162,7 @@ class _Timer:
             raise
 
     def _wait_and_fire(self) -> None:
+        idle_since: float | None = None  # real time since when nothing was scheduled
         while True:
             self.wakeup.clear()
             now = self.clock.monotonic()
@@ -172,6 +176,8 @@ class _Timer:
                         self.live -= 1
                         due.append(entry)
                 next_due = heap[0].due if heap else None
+            if due or next_due is not None:
+                idle_since = None
             if due:
                 for entry in due:
                     _run(entry.action)
@@ -186,7 +192,14 @@ class _Timer:
                 continue
             if next_due is not None:
                 self._wait_until(next_due)
-            elif not self.wakeup.wait(LINGER):
+                continue
+            # Nothing scheduled: end after LINGER real seconds of that, counted from when it
+            # began, so that wake-ups meant for the watchers (sent to every timer) cannot
+            # keep an idle timer alive for ever.
+            if idle_since is None:
+                idle_since = time.monotonic()
+            left = LINGER - (time.monotonic() - idle_since)
+            if left <= 0 or not self.wakeup.wait(left):
                 with _guard:
                     if not self.heap and not self.wakeup.is_set():
                         self.thread = None
@@ -238,6 +251,14 @@ def scheduled(clock: Clock | None = None) -> int:
         return sum(timer.live for timer in _timers.values())
 
 
+# --- driving by hand: the hook of mongoelector._sync.manual ----------------------------------
+
+#: Set by :mod:`~mongoelector._sync.manual` once imported: given an action (a callback when
+#: the flag is true), it queues it for the manually driven clock the calling code acts for
+#: and returns True, or returns False (the threads below run it).
+_divert: Callable[[Action, bool], bool] | None = None
+
+
 # --- the workers: store calls and decisions --------------------------------------------------
 
 _work: deque[Action] = deque()
@@ -251,7 +272,13 @@ class _Pool:
         self.kept = 0  # up to WORKERS, each started on first use and kept for the process
         self.extra = 0  # added by a watcher; each ends after LINGER seconds with nothing to do
         self.idle = 0  # kept workers waiting for work and not yet woken for any
-        self.since = 0.0  # when the queue last went from empty to non-empty (or grew)
+        #: When work last made progress: the queue went from empty to non-empty, a worker
+        #: took a call from it, or workers were added.
+        self.since = 0.0
+
+    def took(self) -> None:
+        """A worker took a queued call: the workers are not stuck (under ``_work_ready``)."""
+        self.since = time.monotonic()
 
 
 _pool = _Pool()
@@ -259,6 +286,8 @@ _pool = _Pool()
 
 def submit(action: Action) -> None:
     """Run ``action`` on a worker thread (it must not run user code)."""
+    if _divert is not None and _divert(action, False):
+        return
     with _work_ready:
         if not _work:
             _pool.since = time.monotonic()
@@ -297,29 +326,41 @@ def _work_loop(keep: bool) -> None:
                 _work_ready.wait()  # submit() took this worker off ``idle`` when it woke it
             action = _work.popleft()
             drained = not _work
+            _pool.took()
         if drained:
             _calm()
         _run(action)
 
 
 def _watch_workers() -> bool:
-    """Add a worker if work has waited ``GRACE`` with every worker busy; True while any waits.
+    """Add workers if no queued call was taken for ``GRACE``; True while any call waits.
 
     Called by a timer thread, never by a worker: the workers may all be stuck.
+    Workers that keep taking calls are busy, not stuck, and get no help: a
+    burst of many due renewals is worked through by the workers there are.
     """
     with _work_ready:
         if not _work:
             return False
         now = time.monotonic()
         if now - _pool.since >= GRACE:
-            # One more worker per queued call: a store that got slow for many holdings at
-            # once is caught up with at once, and never with more threads than one per
-            # holding waiting (what one thread per lock would have used).
             _pool.since = now
-            for _ in range(len(_work)):
+            for _ in range(added_workers(len(_work), _pool.kept + _pool.extra)):
                 _pool.extra += 1
                 _start_worker(keep=False)
         return True
+
+
+def added_workers(queued: int, workers: int) -> int:
+    """How many workers to add when ``queued`` calls waited ``GRACE`` with none taken.
+
+    As many as there are (the pool doubles each stuck period), never more
+    than the calls waiting: a store that hangs for some holdings is worked
+    around within a few periods, with at most one thread per waiting call
+    (what one thread per lock would have used), and a store that hangs for
+    all of them does not get a thread per holding at once.
+    """
+    return min(queued, max(1, workers))
 
 
 # --- the callback threads: user code ---------------------------------------------------------
@@ -395,6 +436,8 @@ _callbacks = _Callbacks()
 
 def submit_callback(action: Action) -> None:
     """Run ``action`` (user code, which may block) on a callback thread."""
+    if _divert is not None and _divert(action, True):
+        return
     _callbacks.submit(action)
 
 

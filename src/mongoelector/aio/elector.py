@@ -199,6 +199,18 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
 
         return async_fenced_transaction(self, client)
 
+    async def _transaction_refused(self, token: int, started_at: float) -> None:
+        """``fenced_transaction`` proved the store no longer has the lease of term ``token``:
+        step down as on a refused renew (listeners woken, ``on_leader_loss`` awaited here
+        unless a callback of this elector runs elsewhere, as ``release()`` does)."""
+        async with self._poll_lock:
+            step = self._refused_by_check(token, started_at)
+            if step is None:
+                return
+            self._notify(step)
+        self._wake_listeners()
+        await self._run_callbacks(None)
+
     def leadership(self, timeout: float | None = None) -> AsyncLeadership:
         """An async context manager whose block runs only while this node leads.
 

@@ -17,11 +17,12 @@ from mongoelector._common.batches import renews_in_batches
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.stores import async_store
+from mongoelector._listeners import EventListener
 from mongoelector.aio._glue import perform, run_callback
 from mongoelector.aio._time import sleep
 from mongoelector.aio.renewer import AsyncRenewer
 from mongoelector.backends.async_protocol import AsyncRenewManyBackend, AsyncStorageBackend
-from mongoelector.backends.protocol import LeaseRecord, RenewItem, StorageBackend
+from mongoelector.backends.protocol import LeaseRecord, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.events import Renew
@@ -29,7 +30,6 @@ from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import WaitThenCall
 from mongoelector.core.renewal import Lost, Renewal
 from mongoelector.errors import BackendError
-from mongoelector.monitoring import EventListener
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
@@ -247,7 +247,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                     record_loss=functools.partial(self._record_loss, renewal),
                     report_loss=functools.partial(self._renewer_lost, renewal),
                     batch_with=cast("AsyncRenewManyBackend | None", batch_with),
-                    renew_item=self._renew_item if batch_with is not None else None,
+                    owner=self._uuid,
+                    ttl=self._ttl,
                 )
         if previous is not None:
             previous.request_stop()  # its holding is replaced: it ends at its next step
@@ -256,10 +257,6 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         outcome = await perform(self._backend, self._request(), action)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
         return outcome
-
-    def _renew_item(self, action: Renew) -> RenewItem:
-        """``action`` as one item of a ``renew_many`` batch (what :meth:`_renew` would send)."""
-        return RenewItem(key=self._key, owner=self._uuid, token=action.token, ttl=self._ttl)
 
     async def _renewer_lost(self, renewal: Renewal, lost: Lost) -> None:
         """The renewer recorded the loss of ``renewal``'s holding: tell the listeners, await
@@ -321,6 +318,10 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     async def status(self) -> dict[str, Any]:
         """The 1.x status dict (a coroutine here: ``lock_owned`` reads the store)."""
         return self._status(owned=await self.owned())
+
+    async def _transaction_refused(self, token: int, started_at: float) -> None:
+        """``fenced_transaction`` proved the store no longer has the holding of ``token``."""
+        self._refused_elsewhere(token, started_at)
 
     def fenced(
         self, collection: AsyncCollection[DocT], *, field: str = "_fence"

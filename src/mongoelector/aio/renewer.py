@@ -35,7 +35,6 @@ __all__ = ["AsyncRenewer"]
 logger = logging.getLogger("mongoelector.lock")
 
 AsyncRenewCall = Callable[[Renew], Awaitable[LeaseRecord | Failure | None]]
-RenewItemCall = Callable[[Renew], RenewItem]
 ReportCall = Callable[[int, float, LeaseRecord | Failure | None, float], None]
 
 
@@ -50,8 +49,8 @@ class AsyncRenewer:
     ``report_loss`` is awaited once, in the task. ``mutex`` guards the keeper
     behind ``renewal`` (the lock's); it is never held across an ``await``.
 
-    With ``batch_with`` (the lock's backend, when it renews in batches) and
-    ``renew_item`` (the :class:`RenewItem` of a ``Renew`` action), the renewer
+    With ``batch_with`` (the lock's backend, when it renews in batches), and
+    ``owner`` and ``ttl`` (what the lock's renewals send), the renewer
     belongs to that backend's :class:`~mongoelector.aio.batches.AsyncRenewGroup`
     on the running loop: its renewals go out together with those of the
     other holdings of that store that fall due soon (``renew_many``), and
@@ -70,10 +69,11 @@ class AsyncRenewer:
         record_loss: Callable[[Lost], bool],
         report_loss: Callable[[Lost], Awaitable[None]],
         batch_with: AsyncRenewManyBackend | None = None,
-        renew_item: RenewItemCall | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> None:
-        if (batch_with is None) != (renew_item is None):
-            raise TypeError("batch_with and renew_item go together")
+        if batch_with is not None and (owner is None or ttl is None):
+            raise TypeError("batch_with needs the owner and ttl of the renewals")
         self._clock = clock
         self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
         self._renew = renew
@@ -83,9 +83,9 @@ class AsyncRenewer:
         self._wakeup = asyncio.Event()
         self._control = StopControl()
         self._in_callbacks = asyncio.Event()
-        self._renew_item_of = renew_item
-        # How soon its own renewal must fall due for it to join a batch (core.batching).
-        self._join_window = renewal.renew_interval * JOIN_FRACTION
+        self._key = key
+        self._owner = owner  # with ttl, what a renewal sends besides key and token
+        self._ttl = ttl
         self._sleeping_until: float | None = None  # while it waits for its own time
         self._summoned: asyncio.Future[batches.Joined] | None = None  # a batch took it
         self._group = batches.enter(self, batch_with, clock) if batch_with is not None else None
@@ -190,7 +190,7 @@ class AsyncRenewer:
             until is not None
             and self._summoned is None
             and self._control.may_go_on()
-            and until <= now + self._join_window
+            and until <= now + self._rules.renewal.renew_interval * JOIN_FRACTION
         )
 
     def _summon(self) -> asyncio.Future[batches.Joined] | None:
@@ -221,8 +221,9 @@ class AsyncRenewer:
             self._group.leave(self)
 
     def _renew_item(self, step: Renew) -> RenewItem:
-        assert self._renew_item_of is not None
-        return self._renew_item_of(step)
+        """``step`` as one item of a ``renew_many`` batch (what the lock's ``renew`` sends)."""
+        assert self._owner is not None and self._ttl is not None
+        return RenewItem(key=self._key, owner=self._owner, token=step.token, ttl=self._ttl)
 
     async def _lost(self, lost: Lost) -> None:
         if not self._record_loss(lost):

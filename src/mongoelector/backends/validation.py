@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mongoelector._validation import check_key as _check_key
-from mongoelector._validation import check_seconds
+from mongoelector._validation import check_seconds, check_unique_key
 from mongoelector.backends.protocol import LeaseRequest, MemberRecord, RenewItem
 
 __all__ = [
@@ -108,7 +108,7 @@ def check_request(request: object) -> LeaseRequest:
         raise TypeError(f"request must be a LeaseRequest, got {type(request).__name__}")
     check_key(request.key)
     check_owner(request.owner)
-    _check_key(request.acquisition, name="request.acquisition")
+    check_unique_key(request.acquisition, name="request.acquisition")
     check_ttl(request.ttl)
     return request
 

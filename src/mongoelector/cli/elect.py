@@ -10,7 +10,7 @@ from mongoelector._sync.elector import LeaderElector
 from mongoelector._validation import check_key
 from mongoelector.cli.child import Child, forwarding_signals, pause
 from mongoelector.cli.options import add_connection_options, checked_option, positive_seconds
-from mongoelector.cli.runner import add_child_arguments, open_store
+from mongoelector.cli.runner import add_child_arguments, add_collection_argument, open_store
 from mongoelector.elector import LOCK_COLLECTION, STATUS_COLLECTION
 
 __all__ = ["DEFAULT_TTL", "DESCRIPTION", "HELP", "NAME", "add_arguments", "run"]
@@ -30,13 +30,15 @@ process steps down and exits with its status (128 + N if signal N ended it),
 so a process manager can restart it while another node takes over. SIGTERM
 and SIGINT are passed to the running COMMAND; once it has ended this process
 steps down, freeing the lease, and exits with its status (128 + N if no
-COMMAND was running). Leases live in elector.locks (MongoDB) or the SQLite file.
+COMMAND was running). Leases live in elector.locks (MongoDB; another with
+--collection; member reports stay in elector.leader_status) or the SQLite file.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("key", metavar="KEY", help="the election to take part in")
     add_connection_options(parser, sqlite=True)
+    add_collection_argument(parser, LOCK_COLLECTION)
     parser.add_argument(
         "--ttl",
         type=positive_seconds,

@@ -14,12 +14,18 @@ from typing import TextIO
 from mongoelector._sync.lock import Lock
 from mongoelector._validation import check_key
 from mongoelector.backends._mongo.names import DEFAULT_COLLECTION
+from mongoelector.backends._mongo.validation import check_collection_name
 from mongoelector.backends.mongo import MongoBackend
 from mongoelector.backends.protocol import StorageBackend
 from mongoelector.cli.child import Child, forwarding_signals, pause
 from mongoelector.cli.connect import open_database
 from mongoelector.cli.errors import CliError, ExitCode
-from mongoelector.cli.options import add_connection_options, checked_option, positive_seconds
+from mongoelector.cli.options import (
+    add_connection_options,
+    checked_option,
+    positive_seconds,
+    refuse_without_uri,
+)
 from mongoelector.cli.sqlite_store import open_sqlite
 from mongoelector.errors import AcquireTimeout, BackendError, LockExists
 
@@ -31,6 +37,7 @@ __all__ = [
     "NAME",
     "add_arguments",
     "add_child_arguments",
+    "add_collection_argument",
     "open_store",
     "run",
 ]
@@ -53,8 +60,18 @@ the child's (128 + N if signal N ended it); 75 if the lock is held elsewhere
 ran (the child got SIGTERM, then SIGKILL after --grace seconds); 126/127 if
 COMMAND cannot be executed / is not found; 2, 3 as for every command.
 SIGTERM and SIGINT are passed to the child; the lock is released when it ends.
-Locks live in the mongolocker collection (MongoDB) or the SQLite file.
+Locks live in the mongolocker collection (MongoDB; another with --collection)
+or the SQLite file.
 """
+
+
+def add_collection_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--collection NAME``: the lease collection (MongoDB only), for ``run`` and ``elect``."""
+    parser.add_argument(
+        "--collection",
+        metavar="NAME",
+        help=f"the lease collection (default: {default}; MongoDB only)",
+    )
 
 
 def add_child_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +92,7 @@ def add_child_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("key", metavar="KEY", help="the lock to hold while COMMAND runs")
     add_connection_options(parser, sqlite=True)
+    add_collection_argument(parser, DEFAULT_COLLECTION)
     parser.add_argument(
         "--ttl",
         type=positive_seconds,
@@ -105,16 +123,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def open_store(
     args: argparse.Namespace, collection: str, call_budget: float, *, status: str | None = None
 ) -> Iterator[StorageBackend]:
-    """The store of ``--sqlite`` (created if missing) or ``--uri/--db`` (lease ``collection``)."""
+    """The store of ``--sqlite`` (created if missing) or ``--uri/--db``, whose leases live in
+    ``--collection`` if given, else ``collection``. Options are checked before connecting."""
     if args.sqlite is not None:
-        if args.db is not None:
-            raise CliError(
-                f"--db needs --uri (a SQLite file has no databases; got --sqlite {args.sqlite})",
-                ExitCode.USAGE,
-            )
+        refuse_without_uri(args, {"--db": args.db, "--collection": args.collection})
         with open_sqlite(args.sqlite, timeout=args.timeout, create=True) as backend:
             yield backend
         return
+    if args.collection is not None:
+        collection = checked_option(check_collection_name, args.collection, "--collection")
     with open_database(args.uri, args.db, timeout=args.timeout) as connection:
         yield MongoBackend(
             connection.database,

@@ -5,7 +5,9 @@ Roles and the outcomes that move between them are the table
 and raises :class:`InvalidTransition`. The driver asks :meth:`ElectorMachine.begin_poll`
 what to do, performs that one backend call, feeds the result back through an
 ``on_*`` method, fires the notifications it gets, and sleeps until
-:meth:`ElectorMachine.wake_at`.
+:meth:`ElectorMachine.wake_at`. A driver that can act while a store call is
+in flight calls :meth:`ElectorMachine.expire` at the renew deadline, so the
+step-down does not wait for the reply.
 
 Leadership is trusted only until the renew deadline measured from the start of
 the last successful acquire or renew, so a leader that cannot reach the store
@@ -193,13 +195,25 @@ class ElectorMachine:
 
     # --- driving ----------------------------------------------------------------
 
+    def expire(self, now: float) -> Step:
+        """Step down if the renew deadline has passed; the step-down's notifications, if any.
+
+        No backend call follows. :meth:`begin_poll` does this first; a driver
+        may also call it at the deadline itself, so that the step-down is on
+        time while a poll waits for its turn or its store call hangs. A reply
+        that then comes back for a renew of the ended term is not trusted
+        (:meth:`on_renew_result`, :meth:`on_failure`).
+        """
+        if self.role is not Role.LEADER or not self._keeper.deadline_passed(now):
+            return Step()
+        notes = self._move(Outcome.DEADLINE, LossReason.DEADLINE)
+        self.leader = None
+        self._next_attempt = now
+        return Step(notifications=tuple(notes))
+
     def begin_poll(self, now: float) -> Step:
         """Step down if the deadline passed, then say which backend call to make now."""
-        notes: list[Notification] = []
-        if self.role is Role.LEADER and self._keeper.deadline_passed(now):
-            notes += self._move(Outcome.DEADLINE, LossReason.DEADLINE)
-            self.leader = None
-            self._next_attempt = now
+        notes: list[Notification] = list(self.expire(now).notifications)
         action: Action | None = None
         if self.role is Role.FOLLOWER and self._stale_token is not None:
             action = Release(token=self._stale_token)
@@ -244,6 +258,8 @@ class ElectorMachine:
     def on_renew_result(self, started_at: float, now: float, record: LeaseRecord | None) -> Step:
         """Feed back the result of a ``Renew`` sent at ``started_at``."""
         slow = self._round_trip(started_at, now)
+        if self._term_ended_meanwhile():
+            return Step(notifications=tuple(slow))
         if self.role is Role.CONFIRMING:
             if record is not None and record.owner == self.owner:
                 return _with(slow, self._take(record, started_at, now))
@@ -277,6 +293,8 @@ class ElectorMachine:
     def on_failure(self, action: Action, now: float, *, ambiguous: bool) -> Step:
         """Feed back that ``action`` raised; ``ambiguous`` if it may have taken effect."""
         if isinstance(action, Release):
+            return Step()
+        if isinstance(action, Renew) and self._term_ended_meanwhile():
             return Step()
         outcome = Outcome.AMBIGUOUS if ambiguous else Outcome.FAILED
         if self.role is Role.LEADER:
@@ -316,6 +334,17 @@ class ElectorMachine:
         self._status_leading = leading
 
     # --- internals --------------------------------------------------------------
+
+    def _term_ended_meanwhile(self) -> bool:
+        """True when the reply to a renew comes after its term ended at the deadline.
+
+        A renew is only sent while leading or confirming; the one change a
+        driver may make while it is in flight is :meth:`expire`. The reply
+        changes nothing then: the term is not trusted again (a record the
+        renew extended is this node's earlier holding, which the next try
+        finds and releases by its token).
+        """
+        return self.role is Role.FOLLOWER or self.role is Role.STOPPED
 
     def _round_trip(self, started_at: float, now: float) -> list[Notification]:
         """Teach the keeper a reply's round trip; a :class:`SlowRoundTrips` if that changed it."""

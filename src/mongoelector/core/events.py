@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mongoelector._value import Value
+
 __all__ = [
     "Action",
     "Inspect",
@@ -24,35 +26,50 @@ __all__ = [
 # --- actions: one backend call the driver must make ---------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TryAcquire:
+# Plain value classes, not dataclasses: one or more are made per store call (see
+# mongoelector._value).
+
+
+class TryAcquire(Value):
     """Call ``compare_and_set`` for this node (``force`` to take it regardless).
 
     ``acquisition`` is the request's :attr:`~mongoelector.backends.LeaseRequest.acquisition`:
     a new id for every try, so a record carrying it is this try's write.
     """
 
-    acquisition: str
-    force: bool = False
+    __slots__ = ("acquisition", "force")
+    __match_args__ = ("acquisition", "force")
+
+    def __init__(self, *, acquisition: str, force: bool = False) -> None:
+        self.acquisition = acquisition
+        self.force = force
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Renew:
+class Renew(Value):
     """Call ``renew`` for this node's holding ``token``."""
 
-    token: int
+    __slots__ = ("token",)
+    __match_args__ = ("token",)
+
+    def __init__(self, *, token: int) -> None:
+        self.token = token
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Inspect:
+class Inspect(Value):
     """Call ``get`` to learn whether an ambiguous acquire took effect."""
 
+    __slots__ = ()
+    __match_args__ = ()
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Release:
+
+class Release(Value):
     """Call ``release`` for this node's holding ``token`` (any of its holdings if ``None``)."""
 
-    token: int | None
+    __slots__ = ("token",)
+    __match_args__ = ("token",)
+
+    def __init__(self, *, token: int | None) -> None:
+        self.token = token
 
 
 Action = TryAcquire | Renew | Inspect | Release
@@ -80,30 +97,38 @@ class LeaderInfo:
     token: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeadershipGained:
+class LeadershipGained(Value):
     """This node became leader with fencing token ``token``."""
 
-    token: int
+    __slots__ = ("token",)
+    __match_args__ = ("token",)
+
+    def __init__(self, *, token: int) -> None:
+        self.token = token
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeadershipLost:
+class LeadershipLost(Value):
     """This node stopped being leader (holding ``token``) for ``reason``."""
 
-    token: int
-    reason: LossReason
+    __slots__ = ("reason", "token")
+    __match_args__ = ("token", "reason")
+
+    def __init__(self, *, token: int, reason: LossReason) -> None:
+        self.token = token
+        self.reason = reason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeaderChanged:
+class LeaderChanged(Value):
     """A different leader (or a new term of the same one) was observed."""
 
-    leader: LeaderInfo
+    __slots__ = ("leader",)
+    __match_args__ = ("leader",)
+
+    def __init__(self, *, leader: LeaderInfo) -> None:
+        self.leader = leader
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SlowRoundTrips:
+class SlowRoundTrips(Value):
     """Observed store round trips leave the lease settings no margin (or, ``cleared``, again do).
 
     ``round_trip`` is the longest recent round trip (seconds) the holder plans
@@ -113,10 +138,21 @@ class SlowRoundTrips:
     a ``retry_period`` to be retried.
     """
 
-    round_trip: float
-    renew_deadline: float
-    retry_period: float
-    cleared: bool = False
+    __slots__ = ("cleared", "renew_deadline", "retry_period", "round_trip")
+    __match_args__ = ("round_trip", "renew_deadline", "retry_period", "cleared")
+
+    def __init__(
+        self,
+        *,
+        round_trip: float,
+        renew_deadline: float,
+        retry_period: float,
+        cleared: bool = False,
+    ) -> None:
+        self.round_trip = round_trip
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self.cleared = cleared
 
 
 Notification = LeadershipGained | LeadershipLost | LeaderChanged | SlowRoundTrips

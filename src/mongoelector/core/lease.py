@@ -14,13 +14,14 @@ renewing sooner than ``renew_interval`` after the last one.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from dataclasses import dataclass, replace
 
+from mongoelector._value import frozen_builder
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.core.events import SlowRoundTrips
 
-__all__ = ["ROUND_TRIP_MARGIN", "ROUND_TRIP_WINDOW", "Holding", "LeaseKeeper"]
+__all__ = ["ROUND_TRIP_MARGIN", "ROUND_TRIP_WINDOW", "Holding", "LeaseKeeper", "new_holding"]
 
 #: How many recent round trips a keeper remembers; it plans for the longest of them.
 ROUND_TRIP_WINDOW = 32
@@ -54,6 +55,23 @@ class Holding:
         return max(0.0, self.valid_until - now)
 
 
+_check_builder = frozen_builder(Holding)  # refuses Holding if it could not be built so
+_new = object.__new__
+_set_record = vars(Holding)["record"].__set__
+_set_started_at = vars(Holding)["started_at"].__set__
+_set_valid_until = vars(Holding)["valid_until"].__set__
+
+
+def new_holding(record: LeaseRecord, started_at: float, valid_until: float) -> Holding:
+    """``Holding(record=..., started_at=..., valid_until=...)``, built through the slots (the
+    values are the machines' own: a record a store returned, two monotonic times)."""
+    holding: Holding = _new(Holding)
+    _set_record(holding, record)
+    _set_started_at(holding, started_at)
+    _set_valid_until(holding, valid_until)
+    return holding
+
+
 class LeaseKeeper:
     """Keeps one holding: schedules renewals, and drops the holding at its deadline.
 
@@ -69,7 +87,10 @@ class LeaseKeeper:
         self.renew_interval = renew_interval
         self.holding: Holding | None = None
         self._next_renew = math.inf
-        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_WINDOW)
+        # The last ROUND_TRIP_WINDOW round trips: appended to until full, then a ring whose
+        # oldest slot is ``_oldest`` (doubles in place: no float object, no deque block each).
+        self._round_trips = array("d")
+        self._oldest = 0
         self._longest_round_trip = 0.0  # max(self._round_trips), kept as they change
         self._slow = False
 
@@ -105,8 +126,21 @@ class LeaseKeeper:
         once when observed round trips start leaving the settings no margin,
         once (``cleared``) when they stop; ``None`` otherwise.
         """
-        self._round_trips.append(seconds if seconds > 0.0 else 0.0)
-        self._longest_round_trip = max(self._round_trips)
+        seconds = seconds if seconds > 0.0 else 0.0
+        trips = self._round_trips
+        evicted: float | None = None
+        if len(trips) < ROUND_TRIP_WINDOW:
+            trips.append(seconds)
+        else:
+            oldest = self._oldest
+            evicted = trips[oldest]
+            trips[oldest] = seconds
+            self._oldest = (oldest + 1) % ROUND_TRIP_WINDOW
+        # max(trips), kept up to date without scanning the window on every reply.
+        if seconds >= self._longest_round_trip:
+            self._longest_round_trip = seconds
+        elif evicted is not None and evicted >= self._longest_round_trip:
+            self._longest_round_trip = max(trips)
         slow = self.renew_lead > self.renew_deadline - self.renew_interval
         if slow == self._slow:
             return None
@@ -127,11 +161,20 @@ class LeaseKeeper:
 
     def hold(self, record: LeaseRecord, started_at: float) -> Holding:
         """Start keeping ``record``, written by a request sent at ``started_at``."""
-        self.holding = Holding(
-            record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
-        )
-        self._next_renew = min(started_at + self.renew_interval, self._last_call())
-        return self.holding
+        return self.adopt(new_holding(record, started_at, started_at + self.renew_deadline))
+
+    def adopt(self, holding: Holding) -> Holding:
+        """Start keeping ``holding`` (as :meth:`hold` of its record and ``started_at``).
+
+        It is kept as it is only if it is trusted exactly ``renew_deadline``
+        from ``started_at``, as :meth:`hold` would make it; otherwise :meth:`hold`
+        makes that holding.
+        """
+        if holding.valid_until != holding.started_at + self.renew_deadline:
+            return self.hold(holding.record, holding.started_at)
+        self.holding = holding
+        self._next_renew = min(holding.started_at + self.renew_interval, self._last_call())
+        return holding
 
     def is_valid(self, now: float) -> bool:
         return self.holding is not None and self.holding.is_valid(now)

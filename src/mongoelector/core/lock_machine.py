@@ -30,7 +30,6 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from mongoelector._validation import (
     MAX_SECONDS,
@@ -38,9 +37,10 @@ from mongoelector._validation import (
     check_non_negative_seconds,
     check_seconds,
 )
+from mongoelector._value import Value
 from mongoelector.backends.protocol import CasResult, LeaseRecord
 from mongoelector.core.events import Action, Inspect, Release, Renew, TryAcquire
-from mongoelector.core.lease import Holding
+from mongoelector.core.lease import Holding, new_holding
 
 __all__ = [
     "NON_BLOCKING_CALL_LIMIT",
@@ -66,41 +66,60 @@ class GiveUpReason(enum.Enum):
     TIMEOUT = "timed out"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Call:
+# Plain value classes, not dataclasses: one or more are made per store call (see
+# mongoelector._value).
+
+
+class Call(Value):
     """Make ``action`` now."""
 
-    action: Action
+    __slots__ = ("action",)
+    __match_args__ = ("action",)
+
+    def __init__(self, *, action: Action) -> None:
+        self.action = action
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WaitThenCall:
+class WaitThenCall(Value):
     """Wait until monotonic ``until``, then make ``action``."""
 
-    until: float
-    action: Action
+    __slots__ = ("action", "until")
+    __match_args__ = ("until", "action")
+
+    def __init__(self, *, until: float, action: Action) -> None:
+        self.until = until
+        self.action = action
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Succeed:
+class Succeed(Value):
     """The lock is held: ``holding``."""
 
-    holding: Holding
+    __slots__ = ("holding",)
+    __match_args__ = ("holding",)
+
+    def __init__(self, *, holding: Holding) -> None:
+        self.holding = holding
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GiveUp:
+class GiveUp(Value):
     """Stop trying for ``reason``; ``holder`` is the record that was in the way, if known."""
 
-    reason: GiveUpReason
-    holder: LeaseRecord | None
+    __slots__ = ("holder", "reason")
+    __match_args__ = ("reason", "holder")
+
+    def __init__(self, *, reason: GiveUpReason, holder: LeaseRecord | None) -> None:
+        self.reason = reason
+        self.holder = holder
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Fail:
+class Fail(Value):
     """Stop and re-raise the backend's error; ``maybe_held`` if a write may have applied."""
 
-    maybe_held: bool
+    __slots__ = ("maybe_held",)
+    __match_args__ = ("maybe_held",)
+
+    def __init__(self, *, maybe_held: bool) -> None:
+        self.maybe_held = maybe_held
 
 
 Decision = Call | WaitThenCall | Succeed | GiveUp | Fail
@@ -140,7 +159,10 @@ class AcquireAttempt:
         self.owner = owner
         self.renew_deadline = renew_deadline
         self.blocking = blocking
-        self.step = check_seconds(step, name="step", least=MIN_PERIOD, most=MAX_SECONDS)
+        if type(step) is float and MIN_PERIOD <= step <= MAX_SECONDS:
+            self.step = step  # what check_seconds returns for it, without the calls
+        else:
+            self.step = check_seconds(step, name="step", least=MIN_PERIOD, most=MAX_SECONDS)
         self.force = force
         self.deadline = math.inf if timeout is None else now + timeout
         self._new_acquisition = new_acquisition
@@ -251,9 +273,7 @@ class AcquireAttempt:
         return self._refused(now, None)
 
     def _succeed(self, record: LeaseRecord, started_at: float, now: float) -> Decision:
-        holding = Holding(
-            record=record, started_at=started_at, valid_until=started_at + self.renew_deadline
-        )
+        holding = new_holding(record, started_at, started_at + self.renew_deadline)
         if not holding.is_valid(now):
             # The reply came after the renew deadline: renew to confirm before trusting it.
             self._maybe_held = True

@@ -16,8 +16,8 @@ rules exist once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
+from mongoelector._value import Value
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.core.batching import RenewTiming
 from mongoelector.core.events import LossReason, Renew
@@ -26,26 +26,35 @@ from mongoelector.core.lease import LeaseKeeper
 __all__ = ["Ended", "Lost", "Renewal", "RenewalStep", "SleepUntil"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SleepUntil:
+class SleepUntil(Value):
     """Nothing to do before monotonic time ``until``."""
 
-    until: float
+    __slots__ = ("until",)
+    __match_args__ = ("until",)
+
+    def __init__(self, *, until: float) -> None:
+        self.until = until
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Lost:
+class Lost(Value):
     """The holding with fencing token ``token`` ended without a release, for ``reason``."""
 
-    token: int
-    reason: LossReason
+    __slots__ = ("reason", "token")
+    __match_args__ = ("token", "reason")
+
+    def __init__(self, *, token: int, reason: LossReason) -> None:
+        self.token = token
+        self.reason = reason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ended:
+class Ended(Value):
     """The holding is no longer kept (released, replaced, or its loss already reported)."""
 
-    token: int
+    __slots__ = ("token",)
+    __match_args__ = ("token",)
+
+    def __init__(self, *, token: int) -> None:
+        self.token = token
 
 
 RenewalStep = Renew | SleepUntil | Lost | Ended

@@ -29,6 +29,9 @@ __all__ = [
 #: The request types ``bulk_write`` accepts.
 Request = InsertOne[Any] | UpdateOne | UpdateMany | ReplaceOne[Any] | DeleteOne | DeleteMany
 
+#: The server's duplicate-key error codes (as pymongo's ``DuplicateKeyError`` reads them).
+_DUPLICATE_KEY_CODES = (11000, 11001, 12582)
+
 #: Pipeline stages that name the fields they write.
 _WRITING_STAGES = ("$set", "$addFields", "$unset")
 
@@ -167,8 +170,36 @@ class Fence:
                 "a second one"
             )
 
-    def stale(self, newer: Mapping[str, Any], token: int) -> StaleToken:
-        return StaleToken(self.key, token, _lookup(newer, self.field), newer.get("_id"))
+    def stale(
+        self, newer: Mapping[str, Any], token: int, details: Mapping[str, Any] | None = None
+    ) -> StaleToken:
+        return StaleToken(self.key, token, _lookup(newer, self.field), newer.get("_id"), details)
+
+    @staticmethod
+    def refused_upserts(details: Mapping[str, Any], requests: Sequence[Request]) -> list[int]:
+        """The indexes of the upserts a ``BulkWriteError`` may have refused as stale.
+
+        Empty unless every write error is a duplicate key on an upsert request
+        (``UpdateOne``, ``UpdateMany`` or ``ReplaceOne`` with ``upsert=True``)
+        and there is no write concern error: anything else is not (only) a
+        stale upsert, and stays pymongo's ``BulkWriteError``. Each index still
+        has to be confirmed by reading a newer document.
+        """
+        errors = details.get("writeErrors") or []
+        if details.get("writeConcernErrors"):
+            return []
+        indexes: list[int] = []
+        for error in errors:
+            index = error.get("index")
+            if error.get("code") not in _DUPLICATE_KEY_CODES or not isinstance(index, int):
+                return []
+            if not 0 <= index < len(requests):
+                return []
+            request = requests[index]
+            if not isinstance(request, UpdateOne | UpdateMany | ReplaceOne) or not request._upsert:
+                return []
+            indexes.append(index)
+        return indexes
 
     def request(self, request: Request, token: int) -> tuple[Request, dict[str, Any] | None]:
         """A fenced copy of a ``bulk_write`` request, and the filter to count skipped ones by.

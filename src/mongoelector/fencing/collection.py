@@ -9,8 +9,9 @@ into every document it writes.
 What the wrappers read besides that one command, and only in these cases:
 
 - a single-document write that changed nothing (and an upsert refused with a
-  duplicate ``_id``) reads the newest matching document once, to tell "no
-  such document" from "a newer token wrote it" (then :class:`StaleToken`);
+  duplicate ``_id``, in a ``bulk_write`` too) reads the newest matching
+  document once, to tell "no such document" from "a newer token wrote it"
+  (then :class:`StaleToken`);
 - ``update_many``, ``delete_many`` and ``bulk_write`` count the documents the
   filters matched but left alone as newer (``skipped``), with one
   ``count_documents`` per filter after the write. The count is exact unless
@@ -25,9 +26,10 @@ from typing import Any, Generic, TypeVar, cast
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.results import DeleteResult, InsertManyResult, InsertOneResult, UpdateResult
 
+from mongoelector.errors import StaleToken
 from mongoelector.fencing._plan import (
     Fence,
     FencedBulkWriteResult,
@@ -46,6 +48,18 @@ Update = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 def _acknowledged_noop(result: UpdateResult) -> bool:
     return result.acknowledged and result.matched_count == 0 and result.upserted_id is None
+
+
+def _after_write_error(session: Any) -> Any:
+    """The session to read in after a write error: none inside a transaction.
+
+    The server aborts a transaction on a write error (a duplicate key too), so
+    a read in it would fail with ``NoSuchTransaction``, an error labelled
+    ``TransientTransactionError`` that would make ``with_transaction`` run the
+    whole callback again. The newer document that refused the write is
+    committed, so a read outside the transaction finds it.
+    """
+    return None if getattr(session, "in_transaction", False) else session
 
 
 def _copy_back_id(document: Any, inserted_id: Any) -> None:
@@ -110,15 +124,55 @@ class FencedCollection(Generic[DocT]):
 
     # --- what the writes read -----------------------------------------------------
 
-    def _raise_if_stale(self, filter: Filter, token: int, session: Any) -> None:
-        newer = self._collection.find_one(
-            self._fence.newer(filter, token),
-            projection={self.field: True},
-            sort=[(self.field, -1)],
-            session=session,
+    def _newest(self, newer: Filter, session: Any) -> DocT | None:
+        """The document ``newer`` matches with the newest token (its ``_id`` and field only)."""
+        return self._collection.find_one(
+            newer, projection={self.field: True}, sort=[(self.field, -1)], session=session
         )
+
+    def _raise_if_stale(self, filter: Filter, token: int, session: Any) -> None:
+        newer = self._newest(self._fence.newer(filter, token), session)
         if newer is not None:
             raise self._fence.stale(newer, token)
+
+    def _raise_if_refused_as_stale(self, filter: Filter, token: int, session: Any) -> None:
+        """After a duplicate key: ``StaleToken`` if a newer document explains it.
+
+        Returns (the caller re-raises the duplicate key) if none does, or if
+        the read fails: the write was refused, and saying so beats a read's
+        error. Inside a transaction the read goes outside it (see
+        :func:`_after_write_error`).
+        """
+        try:
+            newer = self._newest(self._fence.newer(filter, token), _after_write_error(session))
+        except PyMongoError:
+            return
+        if newer is not None:
+            raise self._fence.stale(newer, token)
+
+    def _stale_upsert(
+        self,
+        error: BulkWriteError,
+        planned: Sequence[tuple[Request, dict[str, Any] | None]],
+        requests: Sequence[Request],
+        token: int,
+        session: Any,
+    ) -> StaleToken | None:
+        """``StaleToken`` if ``error`` is only upserts refused as stale, each read and confirmed."""
+        stale: StaleToken | None = None
+        for index in self._fence.refused_upserts(error.details, requests):
+            newer_filter = planned[index][1]
+            if newer_filter is None:
+                return None
+            try:
+                newer = self._newest(newer_filter, _after_write_error(session))
+            except PyMongoError:
+                return None  # not proven; the bulk's own error says what is known
+            if newer is None:
+                return None  # not proven: the duplicate key may have another cause
+            if stale is None:
+                stale = self._fence.stale(newer, token, error.details)
+        return stale
 
     def _skipped(self, filter: Filter, token: int, session: Any) -> int:
         return self._collection.count_documents(self._fence.newer(filter, token), session=session)
@@ -132,7 +186,9 @@ class FencedCollection(Generic[DocT]):
             result = self._collection.insert_one(cast(DocT, stamped), **kwargs)
         except DuplicateKeyError:
             if "_id" in stamped:
-                self._raise_if_stale({"_id": stamped["_id"]}, token, kwargs.get("session"))
+                self._raise_if_refused_as_stale(
+                    {"_id": stamped["_id"]}, token, kwargs.get("session")
+                )
             raise
         _copy_back_id(document, result.inserted_id)
         return result
@@ -160,7 +216,7 @@ class FencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            self._raise_if_stale(filter, token, session)
+            self._raise_if_refused_as_stale(filter, token, session)
             raise
         if _acknowledged_noop(result):
             self._raise_if_stale(filter, token, session)
@@ -180,7 +236,7 @@ class FencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            self._raise_if_stale(filter, token, session)
+            self._raise_if_refused_as_stale(filter, token, session)
             raise
         if _acknowledged_noop(result):
             self._raise_if_stale(filter, token, session)
@@ -200,7 +256,7 @@ class FencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            self._raise_if_stale(filter, token, session)
+            self._raise_if_refused_as_stale(filter, token, session)
             raise
         return FencedUpdateResult(result, self._skipped(filter, token, session))
 
@@ -241,7 +297,7 @@ class FencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            self._raise_if_stale(filter, token, session)
+            self._raise_if_refused_as_stale(filter, token, session)
             raise
         if found is None:
             self._raise_if_stale(filter, token, session)
@@ -271,7 +327,7 @@ class FencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            self._raise_if_stale(filter, token, session)
+            self._raise_if_refused_as_stale(filter, token, session)
             raise
         if found is None:
             self._raise_if_stale(filter, token, session)
@@ -294,18 +350,34 @@ class FencedCollection(Generic[DocT]):
         A bulk is a batch: a request that meets a document carrying a newer
         token is skipped (its fenced filter matches nothing, so it changes
         nothing) and is counted in ``skipped``, one ``count_documents`` per
-        request filter after the write; ``StaleToken`` is never raised midway.
-        ``skipped`` says how many, not which: to learn which, use the
-        single-document methods. An upsert must match ``_id`` by equality
-        (``ValueError`` before anything is sent otherwise); one that meets a
-        newer document gets the server's duplicate-key error, raised by pymongo
-        as ``BulkWriteError`` (with ``ordered=True`` the later requests are not
-        sent).
+        request filter after the write. ``skipped`` says how many, not which:
+        to learn which, use the single-document methods.
+
+        An upsert must match ``_id`` by equality (``ValueError`` before
+        anything is sent otherwise). One that meets a newer document is
+        refused by the server with a duplicate key (it tried to insert next
+        to the document its fenced filter did not match); the wrapper reads
+        that ``_id`` (with the request's filter) and, if it carries a newer
+        token, raises ``StaleToken`` for it, from pymongo's ``BulkWriteError``:
+        the refused upsert changed nothing, but other requests may have been
+        applied (with ``ordered=True`` those before it, the later ones not
+        sent; with ``ordered=False`` all the others), as ``StaleToken.details``
+        (the ``BulkWriteError``'s ``details``) tells; ``skipped`` is not
+        counted then. With several refused upserts, ``StaleToken`` names the
+        first. Any other write error, a write concern error, or a duplicate
+        key that no newer document explains stays pymongo's ``BulkWriteError``.
         """
         token = self._fence.token()
-        planned = [self._fence.request(request, token) for request in requests]
-        result = self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)
+        originals = list(requests)
+        planned = [self._fence.request(request, token) for request in originals]
         session = kwargs.get("session")
+        try:
+            result = self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)
+        except BulkWriteError as error:
+            stale = self._stale_upsert(error, planned, originals, token, session)
+            if stale is not None:
+                raise stale from error
+            raise
         skipped = 0
         for _, newer in planned:
             if newer is not None:
@@ -366,15 +438,57 @@ class AsyncFencedCollection(Generic[DocT]):
 
     # --- what the writes read -----------------------------------------------------
 
-    async def _raise_if_stale(self, filter: Filter, token: int, session: Any) -> None:
-        newer = await self._collection.find_one(
-            self._fence.newer(filter, token),
-            projection={self.field: True},
-            sort=[(self.field, -1)],
-            session=session,
+    async def _newest(self, newer: Filter, session: Any) -> DocT | None:
+        """The document ``newer`` matches with the newest token (its ``_id`` and field only)."""
+        return await self._collection.find_one(
+            newer, projection={self.field: True}, sort=[(self.field, -1)], session=session
         )
+
+    async def _raise_if_stale(self, filter: Filter, token: int, session: Any) -> None:
+        newer = await self._newest(self._fence.newer(filter, token), session)
         if newer is not None:
             raise self._fence.stale(newer, token)
+
+    async def _raise_if_refused_as_stale(self, filter: Filter, token: int, session: Any) -> None:
+        """After a duplicate key: ``StaleToken`` if a newer document explains it.
+
+        Returns (the caller re-raises the duplicate key) if none does, or if
+        the read fails: the write was refused, and saying so beats a read's
+        error. Inside a transaction the read goes outside it (see
+        :func:`_after_write_error`).
+        """
+        try:
+            newer = await self._newest(
+                self._fence.newer(filter, token), _after_write_error(session)
+            )
+        except PyMongoError:
+            return
+        if newer is not None:
+            raise self._fence.stale(newer, token)
+
+    async def _stale_upsert(
+        self,
+        error: BulkWriteError,
+        planned: Sequence[tuple[Request, dict[str, Any] | None]],
+        requests: Sequence[Request],
+        token: int,
+        session: Any,
+    ) -> StaleToken | None:
+        """``StaleToken`` if ``error`` is only upserts refused as stale, each read and confirmed."""
+        stale: StaleToken | None = None
+        for index in self._fence.refused_upserts(error.details, requests):
+            newer_filter = planned[index][1]
+            if newer_filter is None:
+                return None
+            try:
+                newer = await self._newest(newer_filter, _after_write_error(session))
+            except PyMongoError:
+                return None  # not proven; the bulk's own error says what is known
+            if newer is None:
+                return None  # not proven: the duplicate key may have another cause
+            if stale is None:
+                stale = self._fence.stale(newer, token, error.details)
+        return stale
 
     async def _skipped(self, filter: Filter, token: int, session: Any) -> int:
         return await self._collection.count_documents(
@@ -390,7 +504,9 @@ class AsyncFencedCollection(Generic[DocT]):
             result = await self._collection.insert_one(cast(DocT, stamped), **kwargs)
         except DuplicateKeyError:
             if "_id" in stamped:
-                await self._raise_if_stale({"_id": stamped["_id"]}, token, kwargs.get("session"))
+                await self._raise_if_refused_as_stale(
+                    {"_id": stamped["_id"]}, token, kwargs.get("session")
+                )
             raise
         _copy_back_id(document, result.inserted_id)
         return result
@@ -418,7 +534,7 @@ class AsyncFencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            await self._raise_if_stale(filter, token, session)
+            await self._raise_if_refused_as_stale(filter, token, session)
             raise
         if _acknowledged_noop(result):
             await self._raise_if_stale(filter, token, session)
@@ -438,7 +554,7 @@ class AsyncFencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            await self._raise_if_stale(filter, token, session)
+            await self._raise_if_refused_as_stale(filter, token, session)
             raise
         if _acknowledged_noop(result):
             await self._raise_if_stale(filter, token, session)
@@ -458,7 +574,7 @@ class AsyncFencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            await self._raise_if_stale(filter, token, session)
+            await self._raise_if_refused_as_stale(filter, token, session)
             raise
         return FencedUpdateResult(result, await self._skipped(filter, token, session))
 
@@ -499,7 +615,7 @@ class AsyncFencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            await self._raise_if_stale(filter, token, session)
+            await self._raise_if_refused_as_stale(filter, token, session)
             raise
         if found is None:
             await self._raise_if_stale(filter, token, session)
@@ -529,7 +645,7 @@ class AsyncFencedCollection(Generic[DocT]):
                 **kwargs,
             )
         except DuplicateKeyError:
-            await self._raise_if_stale(filter, token, session)
+            await self._raise_if_refused_as_stale(filter, token, session)
             raise
         if found is None:
             await self._raise_if_stale(filter, token, session)
@@ -552,18 +668,34 @@ class AsyncFencedCollection(Generic[DocT]):
         A bulk is a batch: a request that meets a document carrying a newer
         token is skipped (its fenced filter matches nothing, so it changes
         nothing) and is counted in ``skipped``, one ``count_documents`` per
-        request filter after the write; ``StaleToken`` is never raised midway.
-        ``skipped`` says how many, not which: to learn which, use the
-        single-document methods. An upsert must match ``_id`` by equality
-        (``ValueError`` before anything is sent otherwise); one that meets a
-        newer document gets the server's duplicate-key error, raised by pymongo
-        as ``BulkWriteError`` (with ``ordered=True`` the later requests are not
-        sent).
+        request filter after the write. ``skipped`` says how many, not which:
+        to learn which, use the single-document methods.
+
+        An upsert must match ``_id`` by equality (``ValueError`` before
+        anything is sent otherwise). One that meets a newer document is
+        refused by the server with a duplicate key (it tried to insert next
+        to the document its fenced filter did not match); the wrapper reads
+        that ``_id`` (with the request's filter) and, if it carries a newer
+        token, raises ``StaleToken`` for it, from pymongo's ``BulkWriteError``:
+        the refused upsert changed nothing, but other requests may have been
+        applied (with ``ordered=True`` those before it, the later ones not
+        sent; with ``ordered=False`` all the others), as ``StaleToken.details``
+        (the ``BulkWriteError``'s ``details``) tells; ``skipped`` is not
+        counted then. With several refused upserts, ``StaleToken`` names the
+        first. Any other write error, a write concern error, or a duplicate
+        key that no newer document explains stays pymongo's ``BulkWriteError``.
         """
         token = self._fence.token()
-        planned = [self._fence.request(request, token) for request in requests]
-        result = await self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)
+        originals = list(requests)
+        planned = [self._fence.request(request, token) for request in originals]
         session = kwargs.get("session")
+        try:
+            result = await self._collection.bulk_write([fenced for fenced, _ in planned], **kwargs)
+        except BulkWriteError as error:
+            stale = await self._stale_upsert(error, planned, originals, token, session)
+            if stale is not None:
+                raise stale from error
+            raise
         skipped = 0
         for _, newer in planned:
             if newer is not None:

@@ -25,13 +25,27 @@ Outcomes (the transaction is never retried: the block ran once):
 * ``commitTransaction`` failed with a write conflict → ``LockLost``; with
   the ``UnknownTransactionCommitResult`` label (the reply was lost, a write
   concern error) → :class:`~mongoelector.errors.AmbiguousOutcome`: the writes
-  may or may not have committed; any other failure of the check or the
+  may have committed; any other failure of the check or the
   commit → :class:`~mongoelector.errors.BackendUnavailable` (not committed).
 * the block raised → the transaction is aborted and the exception goes on.
 
-A write conflict also happens when this lock's own renewal writes the record
-during the transaction; that too aborts it with ``LockLost``, although the
-lock may still be held (``lock.ensure()`` tells).
+A failed check, or a write conflict, does not by itself prove that the
+holding is lost: the check reads the record as of the transaction's
+snapshot, which may predate the holder's latest renewal (a long block, a
+short ttl: the snapshot's ``ts_expire`` has passed though the lease was
+renewed since), and a write conflict is also what the holder's own renewal
+causes. So after those three (and only those) the lock record is read once
+more, outside the transaction, from the primary with majority read concern:
+if it is no longer this acquisition's (missing, not ``locked``, another
+``uuid`` or ``token``: what a renew would refuse), the holding is lost for
+sure, and the holder records it exactly as on a refused renewal (a ``Lock``
+sets ``lost``, tells its listeners and ``on_lost`` once, stops its renewer;
+an elector steps down, ``on_leader_loss``) before ``LockLost`` is raised. If
+the record is still this acquisition's (even expired by the server's clock:
+a renew would extend it), or the read fails, nothing is recorded: the
+holding stays as trusted as it was, and the renewer's next renew decides.
+An unknown commit outcome or any other failure reads nothing and records
+nothing: the store may be unreachable, and nothing was learnt about the lock.
 """
 
 from __future__ import annotations
@@ -42,6 +56,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.collection import Collection
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.read_preferences import ReadPreference
@@ -122,9 +138,14 @@ def _lease_collection(holder: Any, client: Any, *, asynchronous: bool) -> Any:
     return client.get_database(backend.database.name).get_collection(backend.collection.name)
 
 
-def _lost(holder: Any, token: int, why: str) -> LockLost:
+def _lost(holder: Any, token: int, why: str, proven: bool) -> LockLost:
+    after = (
+        "; the lock record, read after, is no longer this acquisition's: the holding is lost"
+        if proven
+        else ""
+    )
     return LockLost(
-        f"{_describe(holder)}: transaction not committed (aborted): {why} (token {token})"
+        f"{_describe(holder)}: transaction not committed (aborted): {why} (token {token}){after}"
     )
 
 
@@ -132,9 +153,14 @@ def _is_write_conflict(error: PyMongoError) -> bool:
     return isinstance(error, OperationFailure) and error.code == WRITE_CONFLICT
 
 
-def _check_failed(holder: Any, token: int, error: PyMongoError) -> Exception:
+def _conflicted(error: PyMongoError) -> bool:
+    """A commit that failed with a write conflict, and surely did not commit."""
+    return _is_write_conflict(error) and not error.has_error_label(UNKNOWN_COMMIT_RESULT)
+
+
+def _check_failed(holder: Any, token: int, error: PyMongoError, proven: bool) -> Exception:
     if _is_write_conflict(error):
-        return _lost(holder, token, "the lock record was written concurrently")
+        return _lost(holder, token, "the lock record was written concurrently", proven)
     return BackendUnavailable(
         f"{_describe(holder)}: the lock check of the transaction failed; "
         f"transaction not committed (aborted): {error}",
@@ -142,7 +168,7 @@ def _check_failed(holder: Any, token: int, error: PyMongoError) -> Exception:
     )
 
 
-def _commit_failed(holder: Any, token: int, error: PyMongoError) -> Exception:
+def _commit_failed(holder: Any, token: int, error: PyMongoError, proven: bool) -> Exception:
     if error.has_error_label(UNKNOWN_COMMIT_RESULT):
         return AmbiguousOutcome(
             f"{_describe(holder)}: the outcome of commitTransaction is unknown; "
@@ -150,19 +176,35 @@ def _commit_failed(holder: Any, token: int, error: PyMongoError) -> Exception:
             original=error,
         )
     if _is_write_conflict(error):
-        return _lost(holder, token, "commitTransaction met a write conflict")
+        return _lost(holder, token, "commitTransaction met a write conflict", proven)
     return BackendUnavailable(
         f"{_describe(holder)}: commitTransaction failed; not committed: {error}", original=error
     )
 
 
-def _not_matched(holder: Any, token: int) -> LockLost:
+def _not_matched(holder: Any, token: int, proven: bool) -> LockLost:
     return _lost(
         holder,
         token,
         "the lock record no longer belongs to this acquisition or has expired by the "
         "server's clock",
+        proven,
     )
+
+
+def _lease_reader(leases: Any) -> Any:
+    """``leases`` read from the primary, majority-committed: a lagging secondary (or a write
+    a failover may roll back) could show a record older than this acquisition as not ours."""
+    return leases.with_options(
+        read_preference=ReadPreference.PRIMARY, read_concern=ReadConcern("majority")
+    )
+
+
+def _not_ours(document: Mapping[str, Any] | None, holder: Any, token: int) -> bool:
+    """True if a renew of ``token`` would be refused by ``document`` (the record read)."""
+    from mongoelector.backends._mongo.commands import holds  # noqa: PLC0415
+
+    return document is None or not holds(document, holder.uuid, token)
 
 
 def _ended_by_block(holder: Any) -> RuntimeError:
@@ -170,6 +212,33 @@ def _ended_by_block(holder: Any) -> RuntimeError:
         f"{_describe(holder)}: the block ended the fenced transaction itself "
         f"(commit_transaction/abort_transaction); leave that to fenced_transaction"
     )
+
+
+def _confirm_loss(holder: Any, leases: Collection[Any], token: int) -> bool:
+    """After a failed check or a write conflict: ``True`` if the lock record proves the holding
+    is lost, which ``holder`` then records as on a refused renew; see the module docstring."""
+    started_at = holder.clock.monotonic()
+    try:
+        document = _lease_reader(leases).find_one({"_id": holder.key})
+    except PyMongoError:
+        return False  # not proven; the renewer finds out at its next renew
+    if not _not_ours(document, holder, token):
+        return False
+    holder._transaction_refused(token, started_at)
+    return True
+
+
+async def _async_confirm_loss(holder: Any, leases: AsyncCollection[Any], token: int) -> bool:
+    """The asyncio twin of :func:`_confirm_loss`."""
+    started_at = holder.clock.monotonic()
+    try:
+        document = await _lease_reader(leases).find_one({"_id": holder.key})
+    except PyMongoError:
+        return False  # not proven; the renewer finds out at its next renew
+    if not _not_ours(document, holder, token):
+        return False
+    await holder._transaction_refused(token, started_at)
+    return True
 
 
 @contextmanager
@@ -192,14 +261,16 @@ def fenced_transaction(holder: Any, client: MongoClient[Any]) -> Iterator[Client
             result = leases.update_one(filter_, fence_update(), session=session)
         except PyMongoError as error:
             session.abort_transaction()
-            raise _check_failed(holder, token, error) from error
+            proven = _is_write_conflict(error) and _confirm_loss(holder, leases, token)
+            raise _check_failed(holder, token, error, proven) from error
         if result.matched_count == 0:
             session.abort_transaction()
-            raise _not_matched(holder, token)
+            raise _not_matched(holder, token, _confirm_loss(holder, leases, token))
         try:
             session.commit_transaction()
         except PyMongoError as error:
-            raise _commit_failed(holder, token, error) from error
+            proven = _conflicted(error) and _confirm_loss(holder, leases, token)
+            raise _commit_failed(holder, token, error, proven) from error
 
 
 @asynccontextmanager
@@ -224,11 +295,13 @@ async def async_fenced_transaction(
             result = await leases.update_one(filter_, fence_update(), session=session)
         except PyMongoError as error:
             await session.abort_transaction()
-            raise _check_failed(holder, token, error) from error
+            proven = _is_write_conflict(error) and await _async_confirm_loss(holder, leases, token)
+            raise _check_failed(holder, token, error, proven) from error
         if result.matched_count == 0:
             await session.abort_transaction()
-            raise _not_matched(holder, token)
+            raise _not_matched(holder, token, await _async_confirm_loss(holder, leases, token))
         try:
             await session.commit_transaction()
         except PyMongoError as error:
-            raise _commit_failed(holder, token, error) from error
+            proven = _conflicted(error) and await _async_confirm_loss(holder, leases, token)
+            raise _commit_failed(holder, token, error, proven) from error

@@ -8,7 +8,9 @@ fast or hang, ambiguous store errors (applied or not), crashes with restarts,
 graceful stops and resignations, most of them aimed at whoever leads. Callers
 are not gentle: lock users forget failed releases or acquire again at once,
 share one ``Lock`` between two callers and take the lock over by force;
-electors' callbacks call ``release()`` and ``stop()``.
+electors' callbacks call ``release()`` and ``stop()``. Some lock users hold
+several auto-renewed locks each (contending for the keys they share), renewed
+by the process scheduler with the node's clock driven by hand.
 A failure prints its seed, a timeline and the log; replay it with
 ``python -m mongoelector.testing.simulation SEED``.
 """
@@ -42,6 +44,9 @@ def test_thousands_of_seeded_schedules_break_no_invariant() -> None:
     for callback in ("on_leader calls release()", "on_leader calls stop()"):
         assert summary.callers[callback] >= SCHEDULES // 20, callback
     assert summary.callers["on_leader_loss calls release()"] >= SCHEDULES // 20
+    # ...and nodes holding several auto-renewed locks, renewed through the scheduler:
+    assert summary.callers["auto-renewed locks"] >= SCHEDULES // 2
+    assert summary.callers["held past one renew deadline (renewed)"] >= SCHEDULES // 2
 
 
 def test_a_seed_replays_byte_for_byte() -> None:

@@ -71,18 +71,27 @@ class ServerClock:
             self.tells_time = self._estimator.sample is not None
         return reply
 
-    def estimate(self) -> Plan[ServerTimeEstimate]:
-        """The server's time now, within the returned uncertainty; reads again when stale."""
+    def current(self) -> ServerTimeEstimate | None:
+        """The estimate :meth:`estimate` would return when it needs no round trip, else
+        ``None`` (without a plan: this runs for every store call on the classic path)."""
         if not self.tells_time:
             return ServerTimeEstimate(time=self._clock.now(), uncertainty=0.0)
         with self._mutex:
-            stale = self._estimator.is_stale(self._clock.monotonic())
-        if stale:
-            try:
-                yield from self.read()
-            except BackendUnavailable:
-                if self._estimator.sample is None:
-                    raise  # an old reading is better than none; no reading is nothing
+            now = self._clock.monotonic()
+            if self._estimator.is_stale(now):
+                return None
+            return self._estimator.estimate(now)
+
+    def estimate(self) -> Plan[ServerTimeEstimate]:
+        """The server's time now, within the returned uncertainty; reads again when stale."""
+        known = self.current()
+        if known is not None:
+            return known
+        try:
+            yield from self.read()
+        except BackendUnavailable:
+            if self._estimator.sample is None:
+                raise  # an old reading is better than none; no reading is nothing
         with self._mutex:
             estimate = self._estimator.estimate(self._clock.monotonic())
         assert estimate is not None

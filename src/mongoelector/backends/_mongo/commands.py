@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from mongoelector._value import Value
 from mongoelector.backends._mongo.documents import (
     ACQUIRE_ID,
     CREATED,
@@ -75,17 +76,26 @@ __all__ = [
 NOW = "$$NOW"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FindAndModify:
+class FindAndModify(Value):
     """One ``findAndModify``: ``update`` is an update document or a pipeline (a list).
 
     ``return_new`` asks for the document after the update, else before it.
     """
 
-    filter: dict[str, Any]
-    update: dict[str, Any] | list[dict[str, Any]]
-    upsert: bool = False
-    return_new: bool = True
+    __slots__ = ("filter", "return_new", "update", "upsert")
+
+    def __init__(
+        self,
+        *,
+        filter: dict[str, Any],
+        update: dict[str, Any] | list[dict[str, Any]],
+        upsert: bool = False,
+        return_new: bool = True,
+    ) -> None:
+        self.filter = filter
+        self.update = update
+        self.upsert = upsert
+        self.return_new = return_new
 
 
 def literal(value: object) -> dict[str, object]:
@@ -130,6 +140,13 @@ def _holder_fields(request: LeaseRequest, acquire_id: str) -> dict[str, object]:
 
 # --- pipeline path (MongoDB 4.2+) ---------------------------------------------------------
 
+# The constant parts of the acquire pipeline.
+_ID_PATH = "$" + ID
+_LITERAL_TRUE = {"$literal": True}
+_FREE = {"$or": [{"$ne": ["$" + LOCKED, True]}, {"$lte": ["$" + EXPIRES, NOW]}]}
+_NEXT_TOKEN = {"$add": [{"$ifNull": ["$" + TOKEN, 0]}, 1]}
+_TIME_TOKEN = {"$multiply": [{"$toLong": NOW}, 1000]}
+
 
 def acquire_pipeline(
     request: LeaseRequest, *, acquire_id: str, force: bool, least_token: int
@@ -139,23 +156,22 @@ def acquire_pipeline(
     Free means no document, not ``locked: true``, or ``ts_expire <= $$NOW``.
     The reply is the document afterwards; see :func:`read_acquire_reply`.
     """
-    free: object = True
-    if not force:
-        free = {"$or": [{"$ne": ["$" + LOCKED, True]}, {"$lte": ["$" + EXPIRES, NOW]}]}
-    token = {
-        "$max": [
-            {"$add": [{"$ifNull": ["$" + TOKEN, 0]}, 1]},
-            {"$multiply": [{"$toLong": NOW}, 1000]},
-            literal(least_token),
-        ]
-    }
+    # Built from the parts that never change (shared, never mutated: pymongo only encodes
+    # them) and the few that do; field for field what _holder_fields and literal() give.
+    metadata = request.metadata
     taken: dict[str, object] = {
-        ID: "$" + ID,
-        **{name: literal(value) for name, value in _holder_fields(request, acquire_id).items()},
+        ID: _ID_PATH,
+        LOCKED: _LITERAL_TRUE,
+        OWNER: {"$literal": request.owner},
+        HOST: {"$literal": request.host},
+        PID: {"$literal": request.pid},
+        ACQUIRE_ID: {"$literal": acquire_id},
+        METADATA: {"$literal": dict(metadata) if metadata else {}},
         CREATED: NOW,
         EXPIRES: {"$add": [NOW, ttl_millis(request.ttl)]},
-        TOKEN: token,
+        TOKEN: {"$max": [_NEXT_TOKEN, _TIME_TOKEN, {"$literal": least_token}]},
     }
+    free = True if force else _FREE
     stage = {"$replaceWith": {"$cond": {"if": free, "then": taken, "else": "$$ROOT"}}}
     return FindAndModify(filter={ID: request.key}, update=[stage], upsert=True)
 
@@ -318,8 +334,7 @@ def _unchanged_filter(current: Mapping[str, Any]) -> dict[str, Any]:
     return query
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClassicAcquire:
+class ClassicAcquire(Value):
     """One classic acquire call: ``request`` at estimated server time ``now``.
 
     ``now`` may be off by ``uncertainty`` seconds either way: a lease counts
@@ -329,12 +344,24 @@ class ClassicAcquire:
     ``least_token``.
     """
 
-    request: LeaseRequest
-    acquire_id: str
-    force: bool
-    now: datetime
-    uncertainty: float
-    least_token: int
+    __slots__ = ("acquire_id", "force", "least_token", "now", "request", "uncertainty")
+
+    def __init__(
+        self,
+        *,
+        request: LeaseRequest,
+        acquire_id: str,
+        force: bool,
+        now: datetime,
+        uncertainty: float,
+        least_token: int,
+    ) -> None:
+        self.request = request
+        self.acquire_id = acquire_id
+        self.force = force
+        self.now = now
+        self.uncertainty = uncertainty
+        self.least_token = least_token
 
     @property
     def cutoff(self) -> datetime:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from mongoelector._value import frozen_builder
 from mongoelector.backends.protocol import LeaseRecord, MemberRecord
 from mongoelector.core import status as status_docs
 
@@ -53,21 +54,26 @@ TOKEN = "token"
 ACQUIRE_ID = "acquire_id"
 METADATA = "metadata"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
 def as_utc(value: datetime) -> datetime:
     """``value`` as timezone-aware UTC; a naive value (pymongo's default) is taken as UTC."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    zone = value.tzinfo
+    if zone is _UTC:
+        return value
+    if zone is None or value.utcoffset() is None:
+        return value.replace(tzinfo=_UTC)
+    return value.astimezone(_UTC)
 
 
 def bson_time(value: datetime) -> datetime:
     """``value`` as aware UTC cut to whole milliseconds, exactly as BSON stores it."""
     value = as_utc(value)
-    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+    extra = value.microsecond % 1000
+    return value.replace(microsecond=value.microsecond - extra) if extra else value
 
 
 def time_floor(now: datetime) -> int:
@@ -77,6 +83,12 @@ def time_floor(now: datetime) -> int:
 
 def _time_or_none(value: object) -> datetime | None:
     return as_utc(value) if isinstance(value, datetime) else None
+
+
+def _metadata(value: object) -> dict[str, str]:
+    if not value or not isinstance(value, Mapping):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def _int_or_none(value: object) -> int | None:
@@ -94,23 +106,34 @@ def record_from_document(document: Mapping[str, Any]) -> LeaseRecord:
     mistyped field reads as absent; no ``token`` reads as 0; the owner is the
     ``uuid`` only while ``locked`` is ``True``.
     """
-    locked = document.get(LOCKED) is True
-    metadata = document.get(METADATA)
-    return LeaseRecord(
-        key=str(document[ID]),
-        owner=_str_or_none(document.get(OWNER)) if locked else None,
-        token=_int_or_none(document.get(TOKEN)) or 0,
-        acquired_at=_time_or_none(document.get(CREATED)),
-        expires_at=_time_or_none(document.get(EXPIRES)),
-        host=_str_or_none(document.get(HOST)),
-        pid=_int_or_none(document.get(PID)),
-        metadata=(
-            {k: v for k, v in metadata.items() if isinstance(k, str) and isinstance(v, str)}
-            if isinstance(metadata, Mapping)
-            else {}
-        ),
-        acquisition=_str_or_none(document.get(ACQUIRE_ID)),
+    # Written out (the field checks of _str_or_none and friends, with a shortcut for
+    # the expected types): this runs for every reply of every lock operation.
+    get = document.get
+    key = document[ID]
+    owner = get(OWNER) if get(LOCKED) is True else None
+    token = get(TOKEN)
+    created = get(CREATED)
+    expires = get(EXPIRES)
+    host = get(HOST)
+    pid = get(PID)
+    acquisition = get(ACQUIRE_ID)
+    # LeaseRecord(key=..., owner=..., ...), in field order, built through the slots.
+    return _new_record(
+        key if type(key) is str else str(key),
+        owner if owner is None or type(owner) is str else _str_or_none(owner),
+        token if type(token) is int else (_int_or_none(token) or 0),
+        as_utc(created) if type(created) is datetime else _time_or_none(created),
+        as_utc(expires) if type(expires) is datetime else _time_or_none(expires),
+        host if host is None or type(host) is str else _str_or_none(host),
+        pid if pid is None or type(pid) is int else _int_or_none(pid),
+        _metadata(get(METADATA)),
+        acquisition
+        if acquisition is None or type(acquisition) is str
+        else _str_or_none(acquisition),
     )
+
+
+_new_record = frozen_builder(LeaseRecord)
 
 
 def member_set_fields(member: MemberRecord) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from mongoelector.backends._mongo.plans import (
     UpsertOne,
     create_indexes,
     modify,
+    retried_step,
     with_retries,
 )
 from mongoelector.backends._mongo.seen import SeenLeases
@@ -170,10 +171,19 @@ class MongoOperations:
         return (yield from self._server_clock.host_offset())
 
     def _classic_now(self) -> Plan[ServerTimeEstimate | None]:
-        """``None`` on the pipeline path (the server stamps times), else the estimated time."""
+        """``None`` on the pipeline path (the server stamps times), else the estimated time.
+
+        Call after :meth:`ensure_ready`. (The hot paths test :meth:`_ready` and
+        :attr:`use_pipeline` and ask ``ServerClock.current`` first, and come here
+        only when a round trip may be needed.)
+        """
         if self.use_pipeline:
             return None
-        return (yield from self.time_estimate())
+        return (yield from self._server_clock.estimate())
+
+    def _ready(self) -> bool:
+        """True once :meth:`ensure_ready` has nothing left to do."""
+        return self.use_pipeline is not None and self._lease_indexes_done
 
     # --- the storage protocol ---------------------------------------------------------------
 
@@ -181,7 +191,8 @@ class MongoOperations:
         check_request(request)
         check_metadata(request.metadata)
         _check_force(force)
-        yield from self.ensure_ready()
+        if not self._ready():
+            yield from self.ensure_ready()
         if self._acquire_check is not None:
             try:
                 yield Call(self._acquire_check)
@@ -193,7 +204,9 @@ class MongoOperations:
                 ) from error
         acquire_id = request.acquisition
         what = f"acquire of {request.key!r}"
-        estimate = yield from self._classic_now()
+        estimate = None if self.use_pipeline else self._server_clock.current()
+        if estimate is None:
+            estimate = yield from self._classic_now()
         if estimate is None:
             result = yield from self._run(
                 what, lambda: self._acquire_by_pipeline(request, acquire_id, force), write=True
@@ -276,16 +289,19 @@ class MongoOperations:
         check_owner(owner)
         _check_token(token)
         seconds = check_ttl(ttl)
-        yield from self.ensure_ready()
-        estimate = yield from self._classic_now()
+        if not self._ready():
+            yield from self.ensure_ready()
+        estimate = None if self.use_pipeline else self._server_clock.current()
+        if estimate is None:
+            estimate = yield from self._classic_now()
         if estimate is None:
             command = commands.renew_command(key, owner, token, seconds, now=None)
         else:
             command = commands.renew_command(
                 key, owner, token, seconds, now=estimate.time, margin=estimate.uncertainty
             )
-        document = yield from self._run(
-            f"renew of {key!r}", lambda: self._send(command), write=True
+        document = yield from self._run_step(
+            lambda: f"renew of {key!r}", modify(self._leases, command), write=True
         )
         record = record_from_document(document) if document is not None else None
         self._note(record)
@@ -370,26 +386,35 @@ class MongoOperations:
             check_owner(owner)
         if token is not None:
             _check_token(token)
-        yield from self.ensure_ready()
-        estimate = yield from self._classic_now()
+        if not self._ready():
+            yield from self.ensure_ready()
+        estimate = None if self.use_pipeline else self._server_clock.current()
+        if estimate is None:
+            estimate = yield from self._classic_now()
         now = None if estimate is None else estimate.time
         command = commands.release_command(key, owner, token, force=force, now=now)
-        before = yield from self._run(
-            f"release of {key!r}", lambda: self._send(command), write=True
+        before = yield from self._run_step(
+            lambda: f"release of {key!r}", modify(self._leases, command), write=True
         )
         if before is None:
             return False
         record = record_from_document(before)
-        self._note(record)
         with self._mutex:
+            self._seen.note(record)
             self._seen.note_released(key)
-        return record.owner is not None and record.is_held((yield from self.time_estimate()).time)
+        if record.owner is None:
+            return False
+        after = self._server_clock.current()
+        if after is None:
+            after = yield from self.time_estimate()
+        return record.is_held(after.time)
 
     def get(self, key: str) -> Plan[LeaseRecord | None]:
         check_key(key)
-        yield from self.ensure_ready()
-        document = yield from self._run(
-            f"read of {key!r}", lambda: self._find_one(key), write=False
+        if not self._ready():
+            yield from self.ensure_ready()
+        document = yield from self._run_step(
+            lambda: f"read of {key!r}", FindOne(self._leases, {ID: key}), write=False
         )
         record = record_from_document(document) if document is not None else None
         self._note(record)
@@ -510,6 +535,12 @@ class MongoOperations:
             return True
         self._index_retry_at = self._clock.monotonic() + INDEX_RETRY_SECONDS
         return False
+
+    def _run_step(self, what: Callable[[], str], step: Any, *, write: bool) -> Plan[Any]:
+        """:meth:`_run` of an attempt that is one step (most calls): no plan per attempt."""
+        return retried_step(
+            self._clock, self._policy, step, what, write=write, driver_retries=self._driver_retries
+        )
 
     def _run(self, what: str, attempt: Callable[[], Plan[T]], *, write: bool) -> Plan[T]:
         return (

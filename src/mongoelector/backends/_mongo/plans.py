@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import OperationFailure, PyMongoError
 
+from mongoelector._value import Value
 from mongoelector.backends._mongo.commands import FindAndModify
 from mongoelector.backends._mongo.failures import RetryPolicy, classify, is_transient
 from mongoelector.backends._mongo.indexes import IndexSpec, describe_refusal
@@ -56,6 +56,7 @@ __all__ = [
     "create_indexes",
     "hello",
     "modify",
+    "retried_step",
     "start",
     "with_retries",
 ]
@@ -68,74 +69,103 @@ T = TypeVar("T")
 # --- the steps (each field is what the pymongo call takes) ---------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Hello:
+class Hello(Value):
     """Read the server's ``hello`` reply (``None`` if it has none): the shell's ``_hello()``."""
 
+    __slots__ = ()
+    __match_args__ = ()
 
-@dataclass(frozen=True, slots=True)
-class Command:
+
+class Command(Value):
     """``database.command(name)``."""
 
-    database: Any
-    name: str
+    __slots__ = ("database", "name")
+    __match_args__ = ("database", "name")
+
+    def __init__(self, database: Any, name: str) -> None:
+        self.database = database
+        self.name = name
 
 
-@dataclass(frozen=True, slots=True)
-class FindOne:
+class FindOne(Value):
     """``collection.find_one(filter)``."""
 
-    collection: Any
-    filter: dict[str, Any]
+    __slots__ = ("collection", "filter")
+    __match_args__ = ("collection", "filter")
+
+    def __init__(self, collection: Any, filter: dict[str, Any]) -> None:
+        self.collection = collection
+        self.filter = filter
 
 
-@dataclass(frozen=True, slots=True)
-class FindMany:
+class FindMany(Value):
     """Every document ``collection.find(filter)`` yields, as a list."""
 
-    collection: Any
-    filter: dict[str, Any]
+    __slots__ = ("collection", "filter")
+    __match_args__ = ("collection", "filter")
+
+    def __init__(self, collection: Any, filter: dict[str, Any]) -> None:
+        self.collection = collection
+        self.filter = filter
 
 
-@dataclass(frozen=True, slots=True)
-class Modify:
+class Modify(Value):
     """``collection.find_one_and_update(filter, update, upsert=, return_document=)``."""
 
-    collection: Any
-    filter: dict[str, Any]
-    update: dict[str, Any] | list[dict[str, Any]]
-    upsert: bool
-    return_document: bool
+    __slots__ = ("collection", "filter", "return_document", "update", "upsert")
+    __match_args__ = ("collection", "filter", "update", "upsert", "return_document")
+
+    def __init__(
+        self,
+        collection: Any,
+        filter: dict[str, Any],
+        update: dict[str, Any] | list[dict[str, Any]],
+        upsert: bool,
+        return_document: bool,
+    ) -> None:
+        self.collection = collection
+        self.filter = filter
+        self.update = update
+        self.upsert = upsert
+        self.return_document = return_document
 
 
-@dataclass(frozen=True, slots=True)
-class InsertOne:
+class InsertOne(Value):
     """``collection.insert_one(document)``."""
 
-    collection: Any
-    document: dict[str, Any]
+    __slots__ = ("collection", "document")
+    __match_args__ = ("collection", "document")
+
+    def __init__(self, collection: Any, document: dict[str, Any]) -> None:
+        self.collection = collection
+        self.document = document
 
 
-@dataclass(frozen=True, slots=True)
-class UpsertOne:
+class UpsertOne(Value):
     """``collection.update_one(filter, update, upsert=True)``."""
 
-    collection: Any
-    filter: dict[str, Any]
-    update: Any
+    __slots__ = ("collection", "filter", "update")
+    __match_args__ = ("collection", "filter", "update")
+
+    def __init__(self, collection: Any, filter: dict[str, Any], update: Any) -> None:
+        self.collection = collection
+        self.filter = filter
+        self.update = update
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateMatching:
+class UpdateMatching(Value):
     """``collection.update_one(filter, update)`` (no upsert); the reply has ``matched_count``."""
 
-    collection: Any
-    filter: dict[str, Any]
-    update: Any
+    __slots__ = ("collection", "filter", "update")
+    __match_args__ = ("collection", "filter", "update")
+
+    def __init__(self, collection: Any, filter: dict[str, Any], update: Any) -> None:
+        self.collection = collection
+        self.filter = filter
+        self.update = update
 
 
-@dataclass(frozen=True, slots=True)
-class BulkUpdate:
+class BulkUpdate(Value):
     """``collection.bulk_write([UpdateOne(filter, update), ...], ordered=False)``.
 
     pymongo sends it as one ``update`` command (up to the server's batch
@@ -143,38 +173,54 @@ class BulkUpdate:
     the total over all statements.
     """
 
-    collection: Any
-    updates: tuple[tuple[dict[str, Any], Any], ...]
+    __slots__ = ("collection", "updates")
+    __match_args__ = ("collection", "updates")
+
+    def __init__(self, collection: Any, updates: tuple[tuple[dict[str, Any], Any], ...]) -> None:
+        self.collection = collection
+        self.updates = updates
 
 
-@dataclass(frozen=True, slots=True)
-class CreateIndex:
+class CreateIndex(Value):
     """``collection.create_index(spec.keys, **spec.options)``."""
 
-    collection: Any
-    spec: IndexSpec
+    __slots__ = ("collection", "spec")
+    __match_args__ = ("collection", "spec")
+
+    def __init__(self, collection: Any, spec: IndexSpec) -> None:
+        self.collection = collection
+        self.spec = spec
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(Value):
     """Call ``function()`` (awaiting its result, in an async shell, if it is awaitable)."""
 
-    function: Callable[[], object]
+    __slots__ = ("function",)
+    __match_args__ = ("function",)
+
+    def __init__(self, function: Callable[[], object]) -> None:
+        self.function = function
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(Value):
     """Let ``seconds`` of the backend's clock pass."""
 
-    seconds: float
+    __slots__ = ("seconds",)
+    __match_args__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Bounded:
+class Bounded(Value):
     """Perform ``step`` within ``seconds`` (under ``pymongo.timeout``)."""
 
-    step: Step
-    seconds: float
+    __slots__ = ("seconds", "step")
+    __match_args__ = ("step", "seconds")
+
+    def __init__(self, step: Step, seconds: float) -> None:
+        self.step = step
+        self.seconds = seconds
 
 
 Step: TypeAlias = (
@@ -210,11 +256,14 @@ def modify(collection: Any, command: FindAndModify) -> Modify:
 # --- plans every operation builds on ------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Raised:
+class Raised(Value):
     """A step's outcome when it raised ``error`` (see :meth:`PlanRun.feed`)."""
 
-    error: Exception
+    __slots__ = ("error",)
+    __match_args__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class PlanRun(Generic[T]):
@@ -321,6 +370,42 @@ def start(step: Step) -> object:
     raise TypeError(f"a shell must perform {step!r} itself")
 
 
+class _Retries:
+    """What :func:`with_retries` and :func:`retried_step` keep once a first attempt failed."""
+
+    __slots__ = ("attempts", "clock", "driver_retries", "maybe_applied", "policy", "started")
+
+    def __init__(
+        self, clock: Clock, policy: RetryPolicy, started: float, driver_retries: bool
+    ) -> None:
+        self.clock = clock
+        self.policy = policy
+        self.started = started
+        self.driver_retries = driver_retries
+        self.attempts = 0
+        self.maybe_applied: AmbiguousOutcome | None = None
+
+    def delay_after(self, error: PyMongoError, what: str, *, write: bool) -> float:
+        """Seconds to wait before the next attempt after ``error``; raises when giving up."""
+        self.attempts += 1
+        failure = classify(error, write=write, what=what, driver_retries=self.driver_retries)
+        if isinstance(failure, AmbiguousOutcome) and self.maybe_applied is None:
+            self.maybe_applied = failure
+        elapsed = self.clock.monotonic() - self.started
+        delay = (
+            self.policy.delay_before_retry(self.attempts, elapsed) if is_transient(error) else None
+        )
+        if delay is None:
+            if self.maybe_applied is not None and not isinstance(failure, AmbiguousOutcome):
+                raise AmbiguousOutcome(
+                    f"{what}: an earlier attempt may have applied; then {failure}",
+                    original=error,
+                ) from error
+            raise failure from error
+        logger.debug("%s failed (%s); retrying in %.3f s", what, error, delay)
+        return delay
+
+
 def with_retries(
     clock: Clock,
     policy: RetryPolicy,
@@ -337,32 +422,64 @@ def with_retries(
     our error types; once any attempt of a write may have applied, the final
     error is :class:`~mongoelector.errors.AmbiguousOutcome`. ``driver_retries``:
     the driver retries writes itself (see :func:`.failures.classify`).
+
+    (:func:`bounded` around each attempt, written out in this one generator:
+    it runs for every store call.)
     """
     started = clock.monotonic()
-    attempts = 0
-    maybe_applied: AmbiguousOutcome | None = None
+    retries: _Retries | None = None
+    while True:
+        plan = attempt()
+        try:
+            try:
+                step = next(plan)
+                while True:
+                    if not isinstance(step, (Sleep, Bounded)):
+                        step = Bounded(
+                            step, max(policy.remaining(clock.monotonic() - started), 0.001)
+                        )
+                    try:
+                        outcome = yield step
+                    except Exception as error:
+                        step = plan.throw(error)
+                    else:
+                        step = plan.send(outcome)
+            except StopIteration as finished:
+                value: T = finished.value
+                return value
+            finally:
+                plan.close()
+        except PyMongoError as error:
+            if retries is None:
+                retries = _Retries(clock, policy, started, driver_retries)
+            delay = retries.delay_after(error, what, write=write)
+        yield Sleep(delay)
 
-    def left() -> float:
-        return max(policy.remaining(clock.monotonic() - started), 0.001)
 
+def retried_step(
+    clock: Clock,
+    policy: RetryPolicy,
+    step: Step,
+    what: Callable[[], str],
+    *,
+    write: bool,
+    driver_retries: bool = False,
+) -> Plan[Any]:
+    """:func:`with_retries` of an attempt that is the single I/O ``step``; ``what()`` names
+    the operation (built only if it fails).
+
+    The same bound on the step, the same retries and the same errors, without
+    a plan per attempt: most store calls are one step.
+    """
+    started = clock.monotonic()
+    retries: _Retries | None = None
     while True:
         try:
-            return (yield from bounded(attempt(), left))
+            return (yield Bounded(step, max(policy.remaining(clock.monotonic() - started), 0.001)))
         except PyMongoError as error:
-            attempts += 1
-            failure = classify(error, write=write, what=what, driver_retries=driver_retries)
-            if isinstance(failure, AmbiguousOutcome) and maybe_applied is None:
-                maybe_applied = failure
-            elapsed = clock.monotonic() - started
-            delay = policy.delay_before_retry(attempts, elapsed) if is_transient(error) else None
-            if delay is None:
-                if maybe_applied is not None and not isinstance(failure, AmbiguousOutcome):
-                    raise AmbiguousOutcome(
-                        f"{what}: an earlier attempt may have applied; then {failure}",
-                        original=error,
-                    ) from error
-                raise failure from error
-            logger.debug("%s failed (%s); retrying in %.3f s", what, error, delay)
+            if retries is None:
+                retries = _Retries(clock, policy, started, driver_retries)
+            delay = retries.delay_after(error, what(), write=write)
         yield Sleep(delay)
 
 

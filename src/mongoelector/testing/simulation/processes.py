@@ -109,6 +109,10 @@ class BeliefTracker:
     def holder(self) -> str:
         return self._holder
 
+    @property
+    def key(self) -> str:
+        return self._key
+
     def sample(self, now: int, token: int | None, deadline: int, acquisition: int = 0) -> None:
         """At ``now`` the node holds ``token`` (``None``: nothing) until ``deadline``, as
         its ``acquisition``-th holding."""
@@ -211,6 +215,11 @@ class Process:
         """The owner id this process writes into lease records."""
         raise NotImplementedError
 
+    @property
+    def owners(self) -> list[str]:
+        """Every owner id this process writes (one per lock object it uses)."""
+        return [self.owner]
+
     def wake_at(self) -> float:
         """When (this node's monotonic time) :meth:`act` is due; ``inf`` never, ``-inf`` now."""
         raise NotImplementedError
@@ -248,6 +257,17 @@ class Process:
     def close_beliefs(self, at: int) -> None:
         """Stop every belief of this process at ``at`` at the latest."""
         self.tracker.close(at)
+
+    def timers_due_at(self) -> float:
+        """When (this node's monotonic time) a timer of the process must fire even while it
+        waits for a call (``inf``: it has none)."""
+        return math.inf
+
+    def fire_timers(self) -> None:
+        """Fire the timers due now, while the process waits for one of its calls."""
+
+    def halt(self) -> None:
+        """The run is over: leave nothing of this process scheduled in the real process."""
 
     def observe(
         self,

@@ -14,7 +14,7 @@ from mongoelector.testing.simulation.history import History
 from mongoelector.testing.simulation.scenario import NodeKind, Scenario
 from mongoelector.testing.simulation.schedules import SimulationConfig, draw_scenario
 from mongoelector.testing.simulation.timeline import render_log, render_timeline
-from mongoelector.testing.simulation.world import World
+from mongoelector.testing.simulation.world import World, micros
 
 __all__ = [
     "SimulationFailure",
@@ -165,6 +165,8 @@ class Summary:
                 self.callers[f"release: {node.lock.after_failed_release.value}"] += 1
                 if node.lock.threads > 1:
                     self.callers["shared lock object"] += 1
+                if node.lock.auto_renew:
+                    self.callers["auto-renewed locks"] += node.lock.holdings
             if node.callback is not None:
                 self.callers[node.callback.value] += 1
         for event in history.events:
@@ -174,6 +176,15 @@ class Summary:
                 self.longest_pause = max(self.longest_pause, length)
             if "(applied, reply lost)" in event.detail:
                 self.ambiguous_applied += 1
+        auto_renewed = {
+            node.name for node in scenario.nodes if node.lock is not None and node.lock.auto_renew
+        }
+        renewed_for = micros(scenario.timing.renew_deadline * fastest)
+        for belief in history.beliefs:
+            if belief.process.split("#")[0] in auto_renewed and belief.end - belief.start > (
+                renewed_for
+            ):
+                self.callers["held past one renew deadline (renewed)"] += 1
         holders = [b.holder for b in sorted(history.beliefs, key=lambda b: b.start)]
         self.handovers += sum(1 for a, b in itertools.pairwise(holders) if a != b)
 

@@ -20,6 +20,7 @@ __all__ = [
     "ELECTION_KEY",
     "LEADER",
     "LOCK_KEY",
+    "MAX_HOLDINGS",
     "Callback",
     "Crash",
     "Fault",
@@ -42,6 +43,8 @@ LEADER = "@leader"
 ELECTION_KEY = "election"
 #: The key every lock user of a simulation contends for.
 LOCK_KEY = "job-lock"
+#: The most keys one user of auto-renewed locks holds (:attr:`LockBehaviour.holdings`).
+MAX_HOLDINGS = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,6 +218,12 @@ class LockBehaviour:
     follows ``after_failed_release``. With ``threads=2`` two callers (threads)
     share the one ``Lock`` object, each following this plan; either may run
     while the other waits for the store.
+
+    With ``auto_renew`` the user holds ``holdings`` keys (:meth:`lock_keys`), each
+    with its own ``Lock(auto_renew=True, on_lost=...)``, all renewed by the
+    process's scheduler on the node's clock; it never touches. When a holding
+    is lost it acquires again after ``retry_every`` or, with
+    ``reacquire_on_loss``, at once from inside ``on_lost``.
     """
 
     hold: float
@@ -222,6 +231,9 @@ class LockBehaviour:
     retry_every: float
     after_failed_release: ReleaseHabit = ReleaseHabit.RESEND
     threads: int = 1
+    auto_renew: bool = False
+    holdings: int = 1
+    reacquire_on_loss: bool = False
 
     def __post_init__(self) -> None:
         check_seconds(self.hold, name="hold")
@@ -233,6 +245,19 @@ class LockBehaviour:
             )
         if self.threads not in (1, 2) or isinstance(self.threads, bool):
             raise ValueError(f"threads must be 1 or 2, got {self.threads!r}")
+        for name in ("auto_renew", "reacquire_on_loss"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if isinstance(self.holdings, bool) or self.holdings not in range(1, MAX_HOLDINGS + 1):
+            raise ValueError(f"holdings must be 1..{MAX_HOLDINGS}, got {self.holdings!r}")
+        if not self.auto_renew and (self.holdings > 1 or self.reacquire_on_loss):
+            raise ValueError("several holdings and reacquire_on_loss need auto_renew=True")
+        if self.auto_renew and self.threads != 1:
+            raise ValueError("auto-renewed locks have one caller per key (threads=1)")
+
+    def lock_keys(self) -> tuple[str, ...]:
+        """The keys this user holds: :data:`LOCK_KEY`, then ``job-lock-2``, ``job-lock-3``..."""
+        return (LOCK_KEY, *(f"{LOCK_KEY}-{index}" for index in range(2, self.holdings + 1)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -322,6 +347,14 @@ class Scenario:
                         f"node {node.name!r} has rate={node.rate!r}, outside the drift bound "
                         f"max_drift={self.timing.max_drift!r} ([{slowest!r}, {fastest!r}])"
                     )
+
+    def all_keys(self) -> tuple[str, ...]:
+        """Every key some node of the scenario contends for."""
+        keys = [ELECTION_KEY] if any(n.kind is NodeKind.ELECTOR for n in self.nodes) else []
+        for node in self.nodes:
+            if node.lock is not None:
+                keys += [key for key in node.lock.lock_keys() if key not in keys]
+        return tuple(keys)
 
     def last_fault_end(self) -> float:
         """When the last scheduled fault stops (0 when there are none)."""

@@ -65,6 +65,12 @@ class SimulationConfig:
     ``on_leader_loss`` calls ``release()`` or, with ``stop_on_loss_callbacks``
     (on by default), ``stop()``). These are drawn from a stream of their own,
     so turning them off leaves the rest of each schedule as it was.
+
+    ``auto_renewed`` is the chance that a schedule's lock users hold auto-renewed
+    locks instead: each holds two or three keys (``job-lock``, ``job-lock-2``...,
+    so they contend for the keys they share), renewed by the process's
+    scheduler, and after a loss acquires again later or at once from
+    ``on_lost`` (drawn from a stream of their own, as above).
     """
 
     min_nodes: int = 2
@@ -83,6 +89,7 @@ class SimulationConfig:
     max_takeovers: int = 2
     reentrant_callbacks: bool = True
     stop_on_loss_callbacks: bool = True
+    auto_renewed: float = 0.35
 
     def __post_init__(self) -> None:
         for name in ("min_nodes", "max_nodes", "max_faults", "max_takeovers"):
@@ -98,7 +105,13 @@ class SimulationConfig:
         check_non_negative_seconds(self.latency, name="latency")
         check_seconds(self.fault_window, name="fault_window")
         check_seconds(self.max_pause, name="max_pause")
-        for name in ("lock_users", "error_probability", "leader_bias", "late_writes"):
+        for name in (
+            "lock_users",
+            "error_probability",
+            "leader_bias",
+            "late_writes",
+            "auto_renewed",
+        ):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"{name} must be within [0, 1], got {value!r}")
@@ -229,6 +242,31 @@ def _rough(
     return rough, takeovers
 
 
+#: How many keys a user of auto-renewed locks holds at most.
+MOST_HOLDINGS = 3
+
+
+def _auto_renewed(seed: int, config: SimulationConfig, nodes: list[NodeSpec]) -> list[NodeSpec]:
+    """Make the lock users hold several auto-renewed locks; draws from a stream of its own."""
+    rng = random.Random(f"mongoelector-simulation-holdings/{seed}")
+    if not any(node.lock is not None for node in nodes) or rng.random() >= config.auto_renewed:
+        return nodes
+    drawn: list[NodeSpec] = []
+    for node in nodes:
+        if node.lock is None:
+            drawn.append(node)
+            continue
+        lock = dataclasses.replace(
+            node.lock,
+            threads=1,
+            auto_renew=True,
+            holdings=rng.randint(2, MOST_HOLDINGS),
+            reacquire_on_loss=rng.random() < 0.5,
+        )
+        drawn.append(dataclasses.replace(node, lock=lock))
+    return drawn
+
+
 def draw_scenario(seed: int, config: SimulationConfig | None = None) -> Scenario:
     """The scenario for ``seed`` within ``config`` (the defaults when ``None``)."""
     if config is None:
@@ -241,6 +279,7 @@ def draw_scenario(seed: int, config: SimulationConfig | None = None) -> Scenario
     names = [node.name for node in nodes]
     faults = [_fault(rng, config, names, timing) for _ in range(rng.randint(0, config.max_faults))]
     nodes, takeovers = _rough(seed, config, timing, nodes)
+    nodes = _auto_renewed(seed, config, nodes)
     faults += takeovers
     faults.sort(key=lambda fault: fault.at)
     return Scenario(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import NoReturn, TypeVar
 
+from mongoelector._sync import manual
 from mongoelector.backends.memory import MemoryBackend
 from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
 from mongoelector.testing.fake_clock import FakeClock
@@ -40,6 +41,7 @@ from mongoelector.testing.simulation.history import (
     StoreState,
     format_time,
 )
+from mongoelector.testing.simulation.holdings import HoldingsProcess
 from mongoelector.testing.simulation.processes import (
     BeliefTracker,
     ElectorProcess,
@@ -99,6 +101,8 @@ class _Machine:
     errors_late: float = 0.0
     pause_in_call: float | None = None
     acts_at: tuple[int, int] = (-1, 0)  # (instant, acts at that instant)
+    timers_generation: int = 0
+    timers_paused_until: int = 0  # paused inside a call: its timer with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +129,15 @@ class _LateWrite:
     apply: Callable[[], object]
 
 
-_Item = _Wake | _Inject | _Restart | _LateWrite
+@dataclass(frozen=True, slots=True)
+class _Timers:
+    """A node's scheduler timers, due while the node waits for one of its calls."""
+
+    machine: str
+    generation: int
+
+
+_Item = _Wake | _Inject | _Restart | _LateWrite | _Timers
 
 
 class World:
@@ -150,6 +162,8 @@ class World:
         self._store_seen: dict[str, tuple[str | None, int, int | None]] = {}
         self._bound = micros(liveness_bound(scenario))
         self._settle = micros(scenario.timing.ttl)
+        extra = [key for key in scenario.all_keys() if key not in (ELECTION_KEY, LOCK_KEY)]
+        self._keys = (ELECTION_KEY, LOCK_KEY, *extra)
         self._machines: dict[str, _Machine] = {}
         for spec in scenario.nodes:
             clock = NodeClock(
@@ -183,6 +197,16 @@ class World:
         # Faults first: one scheduled at 0 is in effect before anyone acts.
         for fault in self.scenario.faults:
             self._push(micros(fault.at), _Inject(fault))
+        try:
+            self._run()
+        finally:
+            for machine in self._machines.values():
+                if machine.process is not None:
+                    machine.process.halt()
+                manual.forget(machine.clock)  # whatever a node still had scheduled
+        return self.history
+
+    def _run(self) -> None:
         for name in self._machines:
             self._start_process(name)
         while self._queue and self._queue[0][0] <= self._end():
@@ -196,7 +220,6 @@ class World:
             if machine.process is not None:
                 machine.process.close_beliefs(end)
         self.history.end = end
-        return self.history
 
     def _end(self) -> int:
         planned = micros(self.scenario.duration)
@@ -250,6 +273,8 @@ class World:
         machine = self._machines[node]
         if machine.process is not None:
             machine.process.before_call()
+            machine.timers_generation += 1
+            self._push_timers(node)
         now = self._now
         name = self._name(machine)
         if machine.partition_until > now:
@@ -295,6 +320,7 @@ class World:
         if machine.pause_in_call is not None:
             duration, machine.pause_in_call = machine.pause_in_call, None
             until = self._now + micros(duration)
+            machine.timers_paused_until = until  # its scheduler timer too
             self._event(name, "paused", f"inside {operation}, after it applied", until=until)
             self._pass(duration)
             self._quiet_after(self._now)
@@ -330,7 +356,7 @@ class World:
 
     def _record_store(self, operation: str = "") -> None:
         forced = operation.startswith("forced")
-        for key in (ELECTION_KEY, LOCK_KEY):
+        for key in self._keys:
             record = self.store.get(key)
             if record is None:
                 continue
@@ -367,6 +393,9 @@ class World:
                 return True
             self._act(item.machine, machine.process.act)
             return True
+        if isinstance(item, _Timers):
+            self._fire_timers(item)
+            return True
         if isinstance(item, _Restart):
             if self._machines[item.machine].process is None:
                 self._start_process(item.machine)
@@ -377,6 +406,32 @@ class World:
             self._event(item.node, "late write", f"{item.operation} applied")
             return True
         return self._inject(item)
+
+    def _push_timers(self, name: str, *, after: int = -1) -> None:
+        """Fire ``name``'s scheduler timers when due (later than ``after``), while it waits
+        for a call."""
+        machine = self._machines[name]
+        if machine.process is None:
+            return
+        local = machine.process.timers_due_at()
+        if local == math.inf:
+            return
+        time = max(first_tick_reaching(machine.clock, local), self._now)
+        self._push(max(time, after + 1), _Timers(name, machine.timers_generation))
+
+    def _fire_timers(self, item: _Timers) -> None:
+        machine = self._machines[item.machine]
+        process = machine.process
+        if process is None or item.generation != machine.timers_generation:
+            return
+        if item.machine not in self._busy:
+            return  # not waiting for a call: its wake runs everything due
+        paused_until = max(machine.paused_until, machine.timers_paused_until)
+        if paused_until > self._now:  # a paused process's timer is paused too
+            self._push(paused_until, item)
+            return
+        process.fire_timers()
+        self._push_timers(item.machine, after=self._now)
 
     def _act(self, name: str, action: Callable[[], None]) -> None:
         machine = self._machines[name]
@@ -429,7 +484,8 @@ class World:
         callback = spec.callback if machine.incarnation == 1 else None
         make: Callable[..., Process] = functools.partial(ElectorProcess, callback=callback)
         if spec.lock is not None:
-            make = functools.partial(LockProcess, behaviour=spec.lock, sink=self.history.add)
+            kind = HoldingsProcess if spec.lock.auto_renew else LockProcess
+            make = functools.partial(kind, behaviour=spec.lock, sink=self.history.add)
         process = make(
             name=incarnation,
             clock=machine.clock,
@@ -438,7 +494,8 @@ class World:
             backend=backend,
             timing=self.scenario.timing,
         )
-        self._owners[process.owner] = incarnation
+        for owner in process.owners:
+            self._owners[owner] = incarnation
         machine.process = process
         if machine.incarnation > 1:
             self._event(incarnation, "started")

@@ -13,6 +13,8 @@ verdict; an ambiguous failure of the call is an ambiguous failure of each item).
 from __future__ import annotations
 
 import logging
+import sys
+import weakref
 
 from mongoelector._common.outcomes import Failure, failure_of
 from mongoelector.backends.protocol import Capability, LeaseRecord
@@ -66,12 +68,29 @@ def overrides_renew_alone(backend: object) -> bool:
     own = getattr(backend, "__dict__", {})
     if "renew" in own or "renew_many" in own:
         return "renew_many" not in own
-    mro = type(backend).__mro__
-    renew_owner = next((cls for cls in mro if "renew" in vars(cls)), None)
-    many_owner = next((cls for cls in mro if "renew_many" in vars(cls)), None)
-    if renew_owner is None or many_owner is None or renew_owner is many_owner:
-        return False
-    return issubclass(renew_owner, many_owner)
+    return _class_overrides_renew_alone(type(backend))
+
+
+#: :func:`_class_overrides_renew_alone` per class, once asked (every acquire asks).
+_by_class: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _class_overrides_renew_alone(cls: type) -> bool:
+    """:func:`overrides_renew_alone` for the class (worked out once per class)."""
+    known = _by_class.get(cls)
+    if known is not None:
+        return known
+    mro = cls.__mro__
+    renew_owner = next((each for each in mro if "renew" in vars(each)), None)
+    many_owner = next((each for each in mro if "renew_many" in vars(each)), None)
+    found = (
+        renew_owner is not None
+        and many_owner is not None
+        and renew_owner is not many_owner
+        and issubclass(renew_owner, many_owner)
+    )
+    _by_class[cls] = found
+    return found
 
 
 def store_of(backend: object) -> object:
@@ -81,9 +100,12 @@ def store_of(backend: object) -> object:
     :class:`~mongoelector.backends.async_protocol.InlineBackend` an ``AsyncLock``
     makes of a sync backend (each lock makes its own): the backend it wraps.
     """
-    from mongoelector.backends.async_protocol import InlineBackend  # noqa: PLC0415 - on use
-
-    return backend.wrapped if isinstance(backend, InlineBackend) else backend
+    # Only loaded modules are looked at: an InlineBackend exists only once its module is
+    # (which loads pymongo: a sync lock must not).
+    module = sys.modules.get("mongoelector.backends.async_protocol")
+    if module is not None and isinstance(backend, module.InlineBackend):
+        return backend.wrapped
+    return backend
 
 
 def failed_batch(backend: object, count: int, error: Exception) -> list[Outcome]:

@@ -56,6 +56,8 @@ _METHOD_KINDS = {
             "find_one_and_replace",
             "find_one_and_delete",
             "bulk_write",
+            # mongomock's bulk operation (pymongo 3's API): one ``update`` command.
+            "initialize_unordered_bulk_op",
         ],
         WRITE,
     ),

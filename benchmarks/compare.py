@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from _report import render
+from many_locks import MEMORY_SIZES, MONGOMOCK_SIZES
+from many_locks import table as many_locks_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -86,6 +88,37 @@ def run_side(python: Path, runner: str, arguments: list[str]) -> dict[str, Any]:
         raise SystemExit(f"{runner} failed ({done.returncode}): {' '.join(command)}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def many_locks(quick: bool) -> list[str]:
+    """The section on N auto-renewed locks in one process (2.x only; ``many_locks.py``)."""
+    memory = [10, 100, 1_000] if quick else MEMORY_SIZES
+    mongomock = [10, 100] if quick else MONGOMOCK_SIZES
+    command = [
+        sys.executable,
+        str(HERE / "many_locks.py"),
+        "--json",
+        "--memory",
+        *map(str, memory),
+        "--mongomock",
+        *map(str, mongomock),
+    ]
+    print("many locks: 2.x", file=sys.stderr)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"many_locks.py failed ({done.returncode}): {' '.join(command)}")
+    rows = json.loads(done.stdout.strip().splitlines()[-1])["rows"]
+    return [
+        "### Many auto-renewed locks in one process (2.x; `benchmarks/many_locks.py`)",
+        "",
+        "ttl 15 s (renewals every 2 s); locks acquired in four groups 0.4 s apart; store "
+        "calls counted while the holders sit idle, after one renew interval to line up. "
+        "*Key by key* is what one `renew` per holding per interval costs (2.x before "
+        "batched renewals, and any backend without `RENEW_MANY`).",
+        "",
+        *many_locks_table(rows),
+    ]
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -175,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {run + 1}/{args.repeats}: {side}", file=sys.stderr)
             runs[side].append(run_side(python, runner, arguments)["results"])
     figures = {side: aggregate(found) for side, found in runs.items()}
+    scaling = many_locks(args.quick)
     text = render(figures, header=header(args, time.perf_counter() - began))
+    text = "\n".join([text.rstrip("\n"), "", *scaling])
     print(text)
     if args.update_docs:
         update_docs(text)

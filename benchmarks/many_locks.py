@@ -1,92 +1,219 @@
-"""Threads, memory, acquire time and renewals of N auto-renewed locks in one process.
+"""Threads, memory, acquire time and idle store calls of N auto-renewed locks in one process.
 
-    python benchmarks/many_locks.py                 # N = 10, 100, 1,000, 10,000
-    python benchmarks/many_locks.py 1000 5000
+    python benchmarks/many_locks.py                          # both stores, default sizes
+    python benchmarks/many_locks.py --memory 1000 5000 --mongomock 100
+    python benchmarks/many_locks.py --json                   # rows as JSON (for compare.py)
 
-On the in-memory store and a FakeClock, for each N: the threads the process
-gained, its RSS growth, the time to acquire the N locks against N plain
-acquire+release pairs, and the renew calls in one virtual minute (all of
-them: the store calls an idle holder makes). Every lock shares the scheduler
-of ``mongoelector._sync.scheduler``.
+For each store and N, on a FakeClock (ttl 15 s: renewals every 2 s, the
+renew interval): the threads the process gained while the N locks were held,
+its RSS growth, the time to acquire the N locks against N plain
+acquire+release pairs on the same store, and, while the N holders sit idle,
+the store calls (MemoryBackend: ``renew`` and ``renew_many`` calls) or the
+commands (mongomock, through ``MongoBackend``: every collection method and
+database command, a bulk operation counting as one ``update``) they make per
+renew interval and per minute, counted over :data:`IDLE_INTERVALS` intervals
+after the one in which the holdings line up. Every lock shares the scheduler
+of ``mongoelector._sync.scheduler``, and the renewals of one store go out
+together (``renew_many``).
+
+The locks are acquired in four groups, 0.4 s apart, so their renewals start
+spread over the interval, as acquisitions at different times would. mongomock
+scans its collection for every ``_id`` it looks up, so its times grow as N²;
+its default sizes stop at 1,000 (10,000 takes tens of minutes).
 """
 
 from __future__ import annotations
 
+import argparse
+import gc
+import json
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _counting import CountingDatabase, Tally
+
 from mongoelector import Lock
-from mongoelector.backends import MemoryBackend
+from mongoelector.backends import LeaseRecord, MemoryBackend, MongoBackend, RenewItem
 from mongoelector.testing import FakeClock
 
 TTL = 15.0  # renewals every 2 s
+INTERVAL = TTL * 2 / 15
+#: Renew intervals counted while the holders sit idle (after one to line up).
+IDLE_INTERVALS = 5
+MEMORY_SIZES = [10, 100, 1_000, 10_000]
+MONGOMOCK_SIZES = [10, 100, 1_000]
 
 
 def rss_mib() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return float("nan")
 
 
-def measure(n: int) -> dict[str, Any]:
+class CountingMemory(MemoryBackend):
+    """A MemoryBackend that counts its renew calls (one store call each)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.calls = 0
+        self._count = threading.Lock()
+
+    def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
+        with self._count:
+            self.calls += 1
+        return super().renew(key, owner, token, ttl)
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        with self._count:
+            self.calls += 1
+        return super().renew_many(items)
+
+
+def advance(clock: FakeClock, seconds: float, locks: list[Lock]) -> None:
+    """Move the clock a second at a time; after each, wait until every renewer caught up."""
+    for _ in range(round(seconds)):
+        clock.advance(1.0)
+        for lock in locks:
+            assert lock.wait_idle(600), f"{lock!r} did not catch up"
+
+
+def measure(n: int, store: str) -> dict[str, Any]:
+    """One row: ``store`` is ``"memory"`` or ``"mongomock"``."""
     clock = FakeClock()
-    store = MemoryBackend(clock)
+    count: Callable[[], int]
+    drop: Callable[[], None] = lambda: None  # noqa: E731
+    if store == "memory":
+        memory = CountingMemory(clock)
+        backend: Any = memory
+
+        def count() -> int:
+            return memory.calls
+    else:
+        import mongomock
+
+        tally = Tally()
+        database = mongomock.MongoClient()["bench"]
+        backend = MongoBackend(CountingDatabase(database, tally), clock=clock)
+        backend.get("warm-up")  # the first call's set-up (indexes) is not idle work
+        counted = [0]
+
+        def count() -> int:
+            taken = tally.take()
+            counted[0] += taken["reads"] + taken["writes"] + taken["other"]
+            return counted[0]
+
+        def drop() -> None:  # mongomock scans for every _id: release on an empty collection
+            database.drop_collection("mongolocker")
+
+    threads = threading.active_count()  # before the scheduler's threads start
+    for i in range(20):  # warm up: the first calls of a process pay for imports and caches
+        warm = Lock(f"warm-{i}", backend, ttl=TTL, clock=clock, auto_renew=i % 2 == 0)
+        warm.acquire()  # (the first auto-renewed one loads the renewer, starts the scheduler)
+        warm.release()
+    gc.collect()
     started = time.perf_counter()
     for i in range(n):
-        plain = Lock(f"plain-{i}", store, ttl=TTL, clock=clock)
+        plain = Lock(f"plain-{i}", backend, ttl=TTL, clock=clock)
         plain.acquire()
         plain.release()
     pairs = time.perf_counter() - started
-    threads, rss = threading.active_count(), rss_mib()
-    locks = [Lock(f"job-{i}", store, ttl=TTL, clock=clock, auto_renew=True) for i in range(n)]
+    rss = rss_mib()
+    locks = [Lock(f"job-{i}", backend, ttl=TTL, clock=clock, auto_renew=True) for i in range(n)]
     started = time.perf_counter()
-    for lock in locks:
+    for index, lock in enumerate(locks):
         lock.acquire()
+        if index % max(1, n // 4) == 0:
+            clock.advance(0.4)  # four groups, 0.4 s apart
     acquire = time.perf_counter() - started
-    renews = 0
-    renew = store.renew
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        nonlocal renews
-        renews += 1
-        return renew(*args, **kwargs)
-
-    store.renew = counting  # type: ignore[method-assign]
     most = threading.active_count()
-    for _ in range(30):  # one virtual minute
-        clock.advance(2.0)
-        for lock in locks:
-            assert lock.wait_idle(60)
+    advance(clock, INTERVAL, locks)  # the holdings line up
+    per_interval = []
+    for _ in range(IDLE_INTERVALS):
+        before = count()
+        advance(clock, INTERVAL, locks)
+        per_interval.append(count() - before)
         most = max(most, threading.active_count())
     assert all(lock.token is not None for lock in locks)
     grown = rss_mib() - rss
+    drop()
     for lock in locks:
         lock.release()
+    per_minute = sum(per_interval) / (IDLE_INTERVALS * INTERVAL) * 60
     return {
+        "store": store,
         "n": n,
         "threads": most - threads,
         "rss_mib": round(grown, 1),
         "acquire_s": round(acquire, 3),
         "pairs_s": round(pairs, 3),
-        "ratio": round(acquire / pairs, 2),
-        "renews_per_minute": renews,
+        "ratio": round(acquire / pairs, 2) if pairs else None,
+        "calls_per_interval": max(per_interval),
+        "calls_per_minute": round(per_minute),
+        "key_by_key_per_minute": round(n / INTERVAL * 60),
     }
 
 
-def main(argv: list[str]) -> int:
-    sizes = [int(arg) for arg in argv] or [10, 100, 1_000, 10_000]
-    print("| N | extra threads | RSS growth | acquire N | N plain pairs | ratio | renews/min |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for n in sizes:
-        row = measure(n)
-        print(
-            f"| {row['n']:,} | {row['threads']} | {row['rss_mib']} MiB | {row['acquire_s']} s "
-            f"| {row['pairs_s']} s | {row['ratio']}x | {row['renews_per_minute']:,} |"
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    """The rows as a markdown table (the lines)."""
+    lines = [
+        "| store | N | extra threads | RSS growth | acquire N | N plain pairs | ratio "
+        "| store calls per renew interval, idle | per minute | key by key (before) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        store = "MemoryBackend" if row["store"] == "memory" else "mongomock (commands)"
+        ratio = f"{row['ratio']}x" if row["ratio"] is not None else "n/a"
+        lines.append(
+            f"| {store} | {row['n']:,} | {row['threads']} | {row['rss_mib']} MiB "
+            f"| {row['acquire_s']} s | {row['pairs_s']} s | {ratio} "
+            f"| {row['calls_per_interval']:,} | {row['calls_per_minute']:,} "
+            f"| {row['key_by_key_per_minute']:,} |"
         )
+    return lines
+
+
+def run(memory: list[int], mongomock: list[int]) -> list[dict[str, Any]]:
+    """Every row, each measured in a fresh interpreter (its threads and memory its own)."""
+    rows = []
+    for store, sizes in (("memory", memory), ("mongomock", mongomock)):
+        for n in sizes:
+            done = subprocess.run(
+                [sys.executable, __file__, "--row", store, str(n)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--memory", type=int, nargs="*", default=MEMORY_SIZES, metavar="N")
+    parser.add_argument("--mongomock", type=int, nargs="*", default=MONGOMOCK_SIZES, metavar="N")
+    parser.add_argument("--json", action="store_true", help="print the rows as one JSON line")
+    parser.add_argument("--row", nargs=2, metavar=("STORE", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.row:  # one row, in this interpreter (what run() starts)
+        print(json.dumps(measure(int(args.row[1]), args.row[0])))
+        return 0
+    rows = run(args.memory, args.mongomock)
+    if args.json:
+        print(json.dumps({"rows": rows}))
+    else:
+        print("\n".join(table(rows)))
     return 0
 
 

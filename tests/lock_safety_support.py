@@ -15,7 +15,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from mongoelector.backends import CasResult, LeaseRecord, LeaseRequest, StorageBackend
+from mongoelector.backends import Capability, CasResult, LeaseRecord, LeaseRequest, StorageBackend
 from mongoelector.backends.async_protocol import AsyncStorageBackend
 from mongoelector.errors import AmbiguousOutcome
 
@@ -56,7 +56,8 @@ class Wrapped:
 
     @property
     def capabilities(self) -> Any:
-        return self.inner.capabilities
+        # No batch calls here (the switches act on the per-key calls): locks renew key by key.
+        return self.inner.capabilities - {Capability.RENEW_MANY, Capability.GET_MANY}
 
     def let_go(self) -> None:
         self._go.set()
@@ -157,7 +158,8 @@ class AsyncWrapped:
 
     @property
     def capabilities(self) -> Any:
-        return self.inner.capabilities
+        # No batch calls here (the switches act on the per-key calls): locks renew key by key.
+        return self.inner.capabilities - {Capability.RENEW_MANY, Capability.GET_MANY}
 
     def let_go(self) -> None:
         self._go.set()

@@ -75,3 +75,23 @@ def test_a_quick_run_says_n_a_for_what_it_did_not_measure(counts: dict[str, Any]
         assert cells[1:4] == ["n/a", "n/a", "n/a"] and cells[-1] == "n/a", row
     assert "simulated schedules: not measured in this run (`--quick`)" in text
     assert "**0**" not in text.split("### Simulation", 1)[1]
+
+
+def test_many_idle_locks_make_one_store_call_per_renew_interval_on_both_stores() -> None:
+    """``many_locks.py`` (which ``make bench`` runs): the counts its table states, for N = 10."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCHMARKS))
+        import many_locks
+
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert many_locks.main(["--json", "--memory", "10", "--mongomock", "10"]) == 0
+    rows = json.loads(printed.getvalue().strip().splitlines()[-1])["rows"]
+    assert [(row["store"], row["n"]) for row in rows] == [("memory", 10), ("mongomock", 10)]
+    for row in rows:
+        assert row["calls_per_interval"] == 1, row  # one renew_many for the ten holdings
+        assert row["calls_per_minute"] == 30, row
+        assert row["key_by_key_per_minute"] == 300, row
+    lines = many_locks.table(rows)
+    assert lines[0].startswith("| store | N | extra threads |")
+    assert len(lines) == 2 + len(rows)

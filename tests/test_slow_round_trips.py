@@ -278,8 +278,16 @@ def lock_steps(clock: FakeClock, lock: Lock, count: int) -> None:
     """Advance to each deadline the renewer sleeps until, ``count`` times."""
     assert lock.wait_idle(GUARD)
     for _ in range(count):
-        # The renewer reports itself idle just before it registers its wake-up with the clock.
-        assert wait_for(lambda: clock.next_deadline is not None, limit=GUARD)
+        # The renewer reports itself idle as it schedules its wake-up; the timer thread then
+        # registers it with the clock, and until then may still wait there for an earlier
+        # deadline of a step since cancelled: wait for the wake-up itself.
+        def registered() -> bool:
+            renewer = lock._renewer
+            until = renewer._parked_until if renewer is not None else None
+            due = clock.next_deadline
+            return until is not None and due is not None and abs(due - until) < 1e-6
+
+        assert wait_for(registered, limit=GUARD)
         due = clock.next_deadline
         assert due is not None
         clock.advance(max(0.0, due - clock.monotonic()))

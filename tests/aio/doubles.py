@@ -41,7 +41,8 @@ class GatedBackend:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        return self.inner.capabilities
+        # No batch calls here (only the per-key calls can be held): a lock renews key by key.
+        return self.inner.capabilities - {Capability.RENEW_MANY, Capability.GET_MANY}
 
     async def _call(self, name: str, effect: Callable[[], object]) -> object:
         self.calls[name] += 1

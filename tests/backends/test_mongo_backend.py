@@ -13,6 +13,7 @@ import pytest
 from mongoelector.backends import (
     BackendUnavailable,
     Capability,
+    LeaseRecord,
     LeaseRequest,
     MongoBackend,
     RenewItem,
@@ -269,10 +270,10 @@ def test_classic_tokens_grow_across_a_deletion_after_expiry_whichever_way_estima
     assert second.token > first.token
 
 
-def test_on_a_collection_that_is_not_pymongos_a_batch_is_one_update_per_item(
+def _renew_three_and_record_the_calls(
     database: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """mongomock's bulk_write cannot take pymongo 4.9+'s UpdateOne: each item is sent alone."""
+) -> tuple[list[str], MongoBackend, list[RenewItem], list[LeaseRecord | None]]:
+    """Renew three holdings this backend has seen; the mongomock calls sent, in order."""
     backend = MongoBackend(database, clock=FakeClock())
     held = [backend.compare_and_set(LeaseRequest(key=f"k{n}", owner="me", ttl=5)) for n in range(3)]
     items = [
@@ -281,18 +282,57 @@ def test_on_a_collection_that_is_not_pymongos_a_batch_is_one_update_per_item(
         if r.record
     ]
     sent: list[str] = []
-    for name in ("update_one", "bulk_write", "find"):
-        original = getattr(mongomock.collection.Collection, name)
+    spied = {
+        mongomock.collection.Collection: ("update_one", "bulk_write", "find"),
+        mongomock.collection.BulkOperationBuilder: ("execute",),
+    }
+    for owner, names in spied.items():
+        for name in names:
+            original = getattr(owner, name)
 
-        def counted(
-            self: Any, *args: Any, _name: str = name, _original: Any = original, **kw: Any
-        ) -> Any:
-            sent.append(_name)
-            return _original(self, *args, **kw)
+            def counted(
+                self: Any, *args: Any, _name: str = name, _original: Any = original, **kw: Any
+            ) -> Any:
+                sent.append(_name)
+                return _original(self, *args, **kw)
 
-        monkeypatch.setattr(mongomock.collection.Collection, name, counted)
+            monkeypatch.setattr(owner, name, counted)
+    return sent, backend, items, backend.renew_many(items)
 
-    renewed = backend.renew_many(items)
+
+def test_on_mongomock_a_batch_is_one_bulk_operation_of_pymongo_3s_api(
+    database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mongomock's bulk_write cannot take pymongo 4.9+'s UpdateOne; its unordered bulk
+    operation (pymongo 3's API) sends the batch in one call."""
+    sent, backend, items, renewed = _renew_three_and_record_the_calls(database, monkeypatch)
+
+    assert sent == ["execute"]  # the holdings were seen: no read on the classic path
+    assert renewed == [backend.get(item.key) for item in items]
+
+
+def test_on_a_lookalike_without_bulk_operations_a_batch_is_one_update_per_item(
+    database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(mongomock.collection.Collection, "initialize_unordered_bulk_op")
+    sent, backend, items, renewed = _renew_three_and_record_the_calls(database, monkeypatch)
 
     assert sent == ["update_one"] * 3  # the holdings were seen: no read on the classic path
     assert renewed == [backend.get(item.key) for item in items]
+
+
+def test_a_refused_item_in_a_mongomock_bulk_operation_is_read_once(
+    database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = MongoBackend(database, clock=FakeClock())
+    records = [
+        backend.compare_and_set(LeaseRequest(key=f"k{n}", owner="me", ttl=5)).record
+        for n in range(3)
+    ]
+    assert all(records)
+    items = [RenewItem(key=r.key, owner="me", token=r.token, ttl=9) for r in records if r]
+    backend.release("k1", "me", token=items[1].token)
+
+    renewed = backend.renew_many(items)
+
+    assert [record.key if record else None for record in renewed] == ["k0", None, "k2"]

@@ -15,6 +15,7 @@ import pytest
 #: Every module of the pure core.
 CORE = [
     "mongoelector.core",
+    "mongoelector.core.batching",
     "mongoelector.core.elector_machine",
     "mongoelector.core.events",
     "mongoelector.core.lease",

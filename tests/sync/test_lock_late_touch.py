@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mongoelector import Lock
 from mongoelector.backends.memory import MemoryBackend
-from mongoelector.backends.protocol import LeaseRecord
+from mongoelector.backends.protocol import LeaseRecord, RenewItem
 from mongoelector.testing import FakeClock
 
 
@@ -20,6 +22,11 @@ class SlowRenews(MemoryBackend):
         record = super().renew(key, owner, token, ttl)
         self.fake_clock.advance(self.delay)
         return record
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        records = super().renew_many(items)  # as slow as one renew, for the whole batch
+        self.fake_clock.advance(self.delay)
+        return records
 
 
 def test_touch_with_a_reply_before_the_deadline_returns_the_new_expiry() -> None:

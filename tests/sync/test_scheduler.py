@@ -19,7 +19,7 @@ import pytest
 from mongoelector import Lock
 from mongoelector._sync import scheduler
 from mongoelector._sync.renewer import running
-from mongoelector.backends import LeaseRecord, MemoryBackend
+from mongoelector.backends import Capability, LeaseRecord, MemoryBackend
 from mongoelector.monitoring import EventListener, RenewedEvent
 from mongoelector.testing import FakeClock
 from tests.fakes import wait_for
@@ -32,7 +32,14 @@ EXTRA_THREADS = 4
 
 
 class CountingBackend(MemoryBackend):
-    """A MemoryBackend that counts renew calls per key and can hold one key's renewals."""
+    """A MemoryBackend that counts renew calls per key and can hold one key's renewals.
+
+    It declares no ``RENEW_MANY``: these tests are about each holding's own renew
+    calls (one key's call hangs, the others go on), so every lock renews key by key
+    (batched renewals: ``test_renew_batches.py``).
+    """
+
+    capabilities = MemoryBackend.capabilities - {Capability.RENEW_MANY}
 
     def __init__(self, clock: FakeClock) -> None:
         super().__init__(clock)
@@ -230,7 +237,12 @@ class TestABlockedHoldingDelaysNoOther:
 
 
 class HangingBackend(MemoryBackend):
-    """A MemoryBackend whose renewals of the keys in ``hang`` wait until ``let_go``."""
+    """A MemoryBackend whose renewals of the keys in ``hang`` wait until ``let_go``.
+
+    Renewed key by key (no ``RENEW_MANY``): only the calls of the keys in ``hang`` hang.
+    """
+
+    capabilities = MemoryBackend.capabilities - {Capability.RENEW_MANY}
 
     def __init__(self, clock: FakeClock, hang: set[str]) -> None:
         super().__init__(clock)

@@ -528,19 +528,27 @@ class LockBase(Participant[BackendT]):
                 self._maybe_held, self._maybe_token = True, token
 
     def _renew_outcome(
-        self, token: int, started_at: float, outcome: LeaseRecord | Failure | None
+        self,
+        token: int,
+        started_at: float,
+        outcome: LeaseRecord | Failure | None,
+        answered_at: float | None = None,
     ) -> None:
-        """Report a renew of ``token`` sent at ``started_at`` (before the renewal rules see it).
+        """Report a renew of ``token`` sent at ``started_at`` and answered at ``answered_at``
+        (default: now), before the renewal rules see it.
 
-        A reply (not a failure) also teaches the keeper the store's round trip,
-        so the renewal rules schedule the next renewal with it.
+        A reply (not a failure) also teaches the keeper the store's round trip
+        (``answered_at - started_at``: for a batch, the call's own), so the
+        renewal rules schedule the next renewal with it. The margin left is
+        reckoned at now.
         """
         now = self._clock.monotonic()
+        answered = now if answered_at is None else min(answered_at, now)
         slow = None
         with self._mutex:
             holding = self._keeper.holding
             if not isinstance(outcome, Failure):
-                slow = self._keeper.observe_round_trip(now - started_at)
+                slow = self._keeper.observe_round_trip(answered - started_at)
         if slow is not None:
             self._monitor.slow_round_trips(slow)
         margin = holding.valid_until - now if holding is not None else None
@@ -552,7 +560,7 @@ class LockBase(Participant[BackendT]):
             and margin > 0
             and (outcome.owner, outcome.token) == (self._uuid, token)
         ):
-            self._monitor.renewed(token, latency=now - started_at, margin=margin)
+            self._monitor.renewed(token, latency=answered - started_at, margin=margin)
 
     def _touch_failed(self, renewal: Renewal, error: BackendError | None = None) -> None:
         """A ``touch()`` of ``renewal`` raised ``error``: retry after the usual interval."""

@@ -16,6 +16,7 @@ import threading
 from mongoelector._common.outcomes import Failure
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.clock import Clock
+from mongoelector.core.batching import RenewTiming
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Ended, Lost, Renewal, RenewalStep
 
@@ -39,6 +40,18 @@ class RenewalRules:
         """What to do now: renew, sleep until a time, or stop (lost or ended)."""
         with self._mutex:
             return self.renewal.next_step(self._clock.monotonic())
+
+    def renew_now(self) -> Renew | Lost | Ended:
+        """Renew now, ahead of time if need be (a batch), unless lost or ended: then that."""
+        with self._mutex:
+            return self.renewal.renew_now(self._clock.monotonic())
+
+    def timing(self, now: float | None = None) -> RenewTiming | None:
+        """When the holding must next be renewed (for a batch); ``None`` unless trusted."""
+        with self._mutex:
+            return self.renewal.timing(
+                self._clock.monotonic() if now is None else now, key=self.key
+            )
 
     def current(self) -> Lost | Ended | None:
         """Whether the holding is still kept and trusted now: ``None`` if so; :class:`Lost`

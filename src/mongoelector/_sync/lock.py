@@ -9,14 +9,15 @@ from collections.abc import Mapping as _Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from mongoelector._common.batches import renews_in_batches
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.stores import sync_store
 from mongoelector._listeners import EventListener
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
-from mongoelector.backends.protocol import LeaseRecord, StorageBackend
+from mongoelector.backends.protocol import LeaseRecord, RenewManyBackend, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.events import Renew
@@ -61,7 +62,11 @@ class Lock(LockBase[StorageBackend]):
     once, with no arguments, on the scheduler's callback thread (as are the
     event listeners told about renewals); a callback that raises is logged.
     It may call this lock's methods, :meth:`release` never waits for it, and
-    while it runs no other holding's renewal waits for it.
+    while it runs no other holding's renewal waits for it. On a backend that
+    declares ``Capability.RENEW_MANY`` the renewals of the process's locks on
+    that backend object go out together, one ``renew_many`` call for all
+    those falling due within half a ``retry_period`` (see docs/backends.md,
+    "Batched renewals"); each lock still renews, and is lost, on its own.
 
     ``backend`` is a :class:`~mongoelector.backends.StorageBackend`, or a
     pymongo ``Database`` (a mongomock one too), which is wrapped in
@@ -252,6 +257,7 @@ class Lock(LockBase[StorageBackend]):
                 # loaded by the first auto-renewed holding, not by ``import``.
                 from mongoelector._sync.renewer import Renewer  # noqa: PLC0415
 
+                batch_with = self._backend if renews_in_batches(self._backend) else None
                 self._renewer = Renewer(
                     key=self._key,
                     clock=self._clock,
@@ -262,6 +268,9 @@ class Lock(LockBase[StorageBackend]):
                     record_loss=functools.partial(self._record_loss, renewal),
                     report_loss=functools.partial(self._report_loss, renewal),
                     has_listeners=self._monitor.has_listeners,
+                    batch_with=cast("RenewManyBackend | None", batch_with),
+                    owner=self._uuid,
+                    ttl=self._ttl,
                 )
                 self._renewer.start()
 

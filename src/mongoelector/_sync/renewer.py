@@ -30,10 +30,11 @@ import weakref
 from collections.abc import Callable
 
 from mongoelector._common.renewing import RenewalRules, StopControl
-from mongoelector._sync import scheduler
+from mongoelector._sync import batches, scheduler
 from mongoelector._sync.calls import Failure
-from mongoelector.backends.protocol import LeaseRecord
+from mongoelector.backends.protocol import LeaseRecord, RenewItem, RenewManyBackend
 from mongoelector.clock import Clock
+from mongoelector.core.batching import JOIN_FRACTION
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Ended, Lost, Renewal, RenewalStep, SleepUntil
 
@@ -42,7 +43,7 @@ __all__ = ["Renewer", "running"]
 logger = logging.getLogger("mongoelector.lock")
 
 RenewCall = Callable[[Renew], LeaseRecord | Failure | None]
-ReportCall = Callable[[int, float, LeaseRecord | Failure | None], None]
+ReportCall = Callable[[int, float, LeaseRecord | Failure | None, float], None]
 
 _running: weakref.WeakSet[Renewer] = weakref.WeakSet()
 _running_guard = threading.Lock()
@@ -84,12 +85,19 @@ class Renewer:
     ``mutex`` guards the keeper behind ``renewal`` (it is shared with the lock);
     it is never held during a backend call or a callback. ``renew`` performs a
     ``Renew`` action (the store call alone); ``report(token, started_at,
-    outcome)`` then tells the lock's listeners about it, unless the renewer was
+    outcome, answered_at)`` then tells the lock's listeners about it, unless the renewer was
     stopped meanwhile; it runs on a callback thread when ``has_listeners()``
     says user code will see it, else on the worker. If the holding is lost,
     ``record_loss`` records it (no user code; ``False`` if it was no longer the
     lock's latest holding) and ``report_loss`` runs the user callbacks, once,
     on a callback thread.
+
+    With ``batch_with`` (the lock's backend, when it renews in batches), and
+    ``owner`` and ``ttl`` (what the lock's renewals send), the renewer
+    belongs to that backend's :class:`~mongoelector._sync.batches.RenewGroup`
+    while it runs: its renewals go out together with those of the other
+    holdings of that store that fall due soon (``renew_many``), and each
+    outcome comes back to it as its own ``renew``'s would.
     """
 
     def __init__(
@@ -104,7 +112,12 @@ class Renewer:
         record_loss: Callable[[Lost], bool],
         report_loss: Callable[[Lost], None],
         has_listeners: Callable[[], bool] = lambda: True,
+        batch_with: RenewManyBackend | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> None:
+        if batch_with is not None and (owner is None or ttl is None):
+            raise TypeError("batch_with needs the owner and ttl of the renewals")
         self._key = key
         self._clock = clock
         self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
@@ -122,6 +135,10 @@ class Renewer:
         self._ticket = 0  # which queued step (and deadline) counts: a later one voids the earlier
         self._loss_pending = False  # a loss the timer recorded is still being reported
         self._loss_reporter: int | None = None  # the thread reporting it (see request_stop)
+        self._batch_with = batch_with
+        self._owner = owner  # with ttl, what a renewal sends besides key and token
+        self._ttl = ttl
+        self._group: batches.RenewGroup | None = None  # while running, with batch_with
 
     @property
     def name(self) -> str:
@@ -131,6 +148,8 @@ class Renewer:
         """Begin renewing: the first wait is decided at once, anything else goes to a worker."""
         with _running_guard:
             _running.add(self)
+        if self._batch_with is not None:
+            self._group = batches.enter(self, self._batch_with, self._clock)
         step = self._rules.next_step()
         if isinstance(step, SleepUntil):
             self._park(step.until)
@@ -231,28 +250,109 @@ class Renewer:
             if isinstance(step, SleepUntil):
                 self._park(step.until)
                 return
+            if self._group is not None:
+                self._group.due(self)  # with the holdings of this store that join it
+                return
             if not self._may_go_on():
                 return
             started_at = self._clock.monotonic()
             outcome = self._renew(step)
-            if not self._may_go_on():
-                return  # stopped meanwhile: the reply is ignored
-            if self._has_listeners():
-                self._to_callbacks(self._reported, step, started_at, outcome)
-                return
-            self._report(step.token, started_at, outcome)  # logging only: no user code
-            lost = self._rules.renewed(step, started_at, outcome)
-            if lost is not None:
-                self._lost(lost)
+            if not self._after_renew(step, started_at, outcome, self._clock.monotonic()):
                 return
 
+    def _after_renew(
+        self,
+        step: Renew,
+        started_at: float,
+        outcome: LeaseRecord | Failure | None,
+        answered_at: float,
+    ) -> bool:
+        """On a worker: feed back what ``step`` came back with; whether to decide on here."""
+        if not self._may_go_on():
+            return False  # stopped meanwhile: the reply is ignored
+        if self._has_listeners():
+            self._to_callbacks(self._reported, step, started_at, outcome, answered_at)
+            return False
+        self._report(step.token, started_at, outcome, answered_at)  # logging only: no user code
+        lost = self._rules.renewed(step, started_at, outcome)
+        if lost is not None:
+            self._lost(lost)
+            return False
+        return True
+
+    # --- in a batch (see mongoelector._sync.batches) -------------------------------------
+
+    def _renew_item(self, step: Renew) -> RenewItem:
+        """``step`` as one item of a ``renew_many`` batch (what the lock's ``renew`` sends)."""
+        assert self._owner is not None and self._ttl is not None
+        return RenewItem(key=self._key, owner=self._owner, token=step.token, ttl=self._ttl)
+
+    def _may_join(self, now: float) -> bool:
+        """Whether the renewer waits for its own time, due soon enough to join a batch at
+        ``now`` (a quick, racy read, never excluding one that may join: :meth:`_join` and
+        the holding's own timing decide)."""
+        until = self._parked_until
+        return (
+            self._phase is _Phase.PARKED
+            and until is not None
+            and until <= now + self._rules.renewal.renew_interval * JOIN_FRACTION
+        )
+
+    def _join(self) -> int | None:
+        """Leave the wait to renew in another holding's batch; the ticket, or ``None`` if the
+        renewer no longer waits (it woke, was stopped or ended meanwhile)."""
+        return self._enqueue(parked_only=True)
+
+    def _batch_step(self, ticket: int) -> Renew | None:
+        """On a worker: take the step queued as ``ticket``; the renewal to send, or ``None``
+        (taken by the timer at the deadline, stopped, lost or ended: already handled)."""
+        with self._state:
+            if self._phase is not _Phase.QUEUED or self._ticket != ticket:
+                return None
+            self._phase = _Phase.WORKING  # the deadline stays armed (see _overdue)
+        try:
+            if not self._may_go_on():
+                return None
+            step = self._rules.renew_now()  # ahead of its own time, if it joined
+            if isinstance(step, Ended):
+                self._finish()
+                return None
+            if isinstance(step, Lost):
+                self._lost(step)
+                return None
+            return step
+        except BaseException:
+            logger.exception("renewer of lock %r crashed; the holding will lapse", self._key)
+            self._finish()
+            return None
+
+    def _batch_renewed(
+        self,
+        step: Renew,
+        started_at: float,
+        outcome: LeaseRecord | Failure | None,
+        answered_at: float,
+    ) -> None:
+        """On a worker: the batch's call (sent at ``started_at``, answered at
+        ``answered_at``) returned ``outcome`` for this holding; go on."""
+        try:
+            if self._after_renew(step, started_at, outcome, answered_at):
+                self._steps(None)
+        except BaseException:
+            logger.exception("renewer of lock %r crashed; the holding will lapse", self._key)
+            self._finish()
+
     def _reported(
-        self, step: Renew, started_at: float, outcome: LeaseRecord | Failure | None
+        self,
+        step: Renew,
+        started_at: float,
+        outcome: LeaseRecord | Failure | None,
+        answered_at: float,
     ) -> None:
         """On a callback thread: tell the listeners about a renew, then go on."""
         if not self._may_go_on():
             return  # stopped before the listeners were told: the reply is ignored
-        if not self._in_callbacks(self._report, step.token, started_at, outcome):
+        if not self._in_callbacks(self._report, step.token, started_at, outcome, answered_at):
             return
         lost = self._rules.renewed(step, started_at, outcome)
         if lost is not None:
@@ -327,13 +427,22 @@ class Renewer:
             self._state.notify_all()
 
     def _due(self) -> None:
-        """In the timer thread: the wake-up time came; decide what to do."""
+        """In the timer thread: a wake-up time came; decide what to do, if the renewer's
+        wait is due.
+
+        A wake-up that fired just as a batch took the renewer out of that wait
+        (:meth:`_join`) may run once the renewer waits again, for a later time:
+        it does nothing then (that wait has its own wake-up, left armed).
+        """
         with self._state:
-            if self._phase is not _Phase.PARKED:
+            until = self._parked_until
+            if self._phase is not _Phase.PARKED or until is None:
                 return
+            if until > self._clock.monotonic():
+                return  # a stale wake-up: the renewer waits for a later time now
             self._phase = _Phase.WORKING
             self._parked_until = None
-            self._entry = None
+            self._cancel_entry_locked()  # this wake-up (a no-op once fired), or a due later one
         self._decide()
 
     def _overdue(self, ticket: int) -> None:
@@ -401,6 +510,8 @@ class Renewer:
                 self._lost(step)
             elif isinstance(step, SleepUntil):
                 self._park(step.until)
+            elif self._group is not None:
+                self._group.due(self)  # with the holdings of this store that join it
             else:
                 self._queue()  # the worker decides afresh when it gets there
         except BaseException:
@@ -414,12 +525,25 @@ class Renewer:
         ``first`` is a step already decided (a ``Lost`` or ``Ended`` must be
         carried out by the worker: the rules report each only once).
         """
+        ticket = self._enqueue()
+        if ticket is not None:
+            scheduler.submit(lambda: self._run_queued(ticket, first))
+
+    def _enqueue(self, *, parked_only: bool = False) -> int | None:
+        """Mark the renewer queued, its renew deadline armed (:meth:`_overdue`); its ticket.
+
+        ``None`` if it was stopped (it has ended), or, with ``parked_only``, if it
+        was not waiting for its time (it is left as it was).
+        """
         deadline = self._rules.deadline()  # the lock's mutex: never taken under ``_state``
         with self._state:
+            if parked_only and self._phase is not _Phase.PARKED:
+                return None
             if not self._control.may_go_on():
                 self._finish_locked()
-                return
+                return None
             self._phase = _Phase.QUEUED
+            self._parked_until = None
             self._ticket += 1
             ticket = self._ticket
             self._cancel_entry_locked()
@@ -428,7 +552,7 @@ class Renewer:
                     self._clock, deadline, lambda: self._overdue(ticket)
                 )
             self._state.notify_all()
-        scheduler.submit(lambda: self._run_queued(ticket, first))
+        return ticket
 
     def _run_queued(self, ticket: int, first: RenewalStep | None = None) -> None:
         with self._state:
@@ -456,6 +580,8 @@ class Renewer:
         self._state.notify_all()
         with _running_guard:
             _running.discard(self)
+        if self._group is not None:
+            self._group.leave(self)
 
     def __repr__(self) -> str:
         return (

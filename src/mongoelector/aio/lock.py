@@ -11,8 +11,9 @@ from collections.abc import Mapping as _Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from mongoelector._common.batches import renews_in_batches
 from mongoelector._common.lock_base import AcquireRun, LockBase
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.stores import async_store
@@ -20,7 +21,7 @@ from mongoelector._listeners import EventListener
 from mongoelector.aio._glue import perform, run_callback
 from mongoelector.aio._time import sleep
 from mongoelector.aio.renewer import AsyncRenewer
-from mongoelector.backends.async_protocol import AsyncStorageBackend
+from mongoelector.backends.async_protocol import AsyncRenewManyBackend, AsyncStorageBackend
 from mongoelector.backends.protocol import LeaseRecord, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
@@ -70,7 +71,11 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     arguments; one that raises is logged. It may call this lock's methods,
     and :meth:`release` never awaits it. The task ends on release, on loss,
     and when it is cancelled (say, by ``asyncio.run`` at shutdown); a
-    cancelled renewer leaves the holding to lapse at its deadline.
+    cancelled renewer leaves the holding to lapse at its deadline. On a
+    backend that declares ``Capability.RENEW_MANY`` the renewals of the
+    loop's locks on that backend object go out together, one ``renew_many``
+    call for all those falling due within half a ``retry_period``, as for
+    ``Lock``.
 
     Cancellation: if the task running :meth:`acquire` is cancelled while a
     store call is in flight (so the lock may have been taken), the lock
@@ -231,6 +236,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
             super()._took(holding, run)
             renewal = self._renewal
             if self._auto_renew and renewal is not None:
+                batch_with = self._backend if renews_in_batches(self._backend) else None
                 self._renewer = AsyncRenewer(
                     key=self._key,
                     clock=self._clock,
@@ -240,6 +246,9 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                     report=self._renew_outcome,
                     record_loss=functools.partial(self._record_loss, renewal),
                     report_loss=functools.partial(self._renewer_lost, renewal),
+                    batch_with=cast("AsyncRenewManyBackend | None", batch_with),
+                    owner=self._uuid,
+                    ttl=self._ttl,
                 )
         if previous is not None:
             previous.request_stop()  # its holding is replaced: it ends at its next step

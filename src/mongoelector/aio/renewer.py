@@ -21,9 +21,12 @@ from collections.abc import Awaitable, Callable
 
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.renewing import RenewalRules, StopControl
+from mongoelector.aio import batches
 from mongoelector.aio._time import wait_until
-from mongoelector.backends.protocol import LeaseRecord
+from mongoelector.backends.async_protocol import AsyncRenewManyBackend
+from mongoelector.backends.protocol import LeaseRecord, RenewItem
 from mongoelector.clock import Clock
+from mongoelector.core.batching import JOIN_FRACTION
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Ended, Lost, Renewal, SleepUntil
 
@@ -32,7 +35,7 @@ __all__ = ["AsyncRenewer"]
 logger = logging.getLogger("mongoelector.lock")
 
 AsyncRenewCall = Callable[[Renew], Awaitable[LeaseRecord | Failure | None]]
-ReportCall = Callable[[int, float, LeaseRecord | Failure | None], None]
+ReportCall = Callable[[int, float, LeaseRecord | Failure | None, float], None]
 
 
 class AsyncRenewer:
@@ -40,11 +43,18 @@ class AsyncRenewer:
 
     The task is named ``mongoelector-renew-<key>``. ``renew`` performs a
     ``Renew`` action (the store call alone); ``report(token, started_at,
-    outcome)`` then tells the lock's listeners, unless the renewer was stopped
+    outcome, answered_at)`` then tells the lock's listeners, unless the renewer was stopped
     meanwhile. If the holding is lost, ``record_loss`` records it (no user
     code; ``False`` if it was no longer the lock's latest holding) and
     ``report_loss`` is awaited once, in the task. ``mutex`` guards the keeper
     behind ``renewal`` (the lock's); it is never held across an ``await``.
+
+    With ``batch_with`` (the lock's backend, when it renews in batches), and
+    ``owner`` and ``ttl`` (what the lock's renewals send), the renewer
+    belongs to that backend's :class:`~mongoelector.aio.batches.AsyncRenewGroup`
+    on the running loop: its renewals go out together with those of the
+    other holdings of that store that fall due soon (``renew_many``), and
+    each outcome comes back to it as its own ``renew``'s would.
     """
 
     def __init__(
@@ -58,7 +68,12 @@ class AsyncRenewer:
         report: ReportCall,
         record_loss: Callable[[Lost], bool],
         report_loss: Callable[[Lost], Awaitable[None]],
+        batch_with: AsyncRenewManyBackend | None = None,
+        owner: str | None = None,
+        ttl: float | None = None,
     ) -> None:
+        if batch_with is not None and (owner is None or ttl is None):
+            raise TypeError("batch_with needs the owner and ttl of the renewals")
         self._clock = clock
         self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
         self._renew = renew
@@ -68,9 +83,17 @@ class AsyncRenewer:
         self._wakeup = asyncio.Event()
         self._control = StopControl()
         self._in_callbacks = asyncio.Event()
+        self._key = key
+        self._owner = owner  # with ttl, what a renewal sends besides key and token
+        self._ttl = ttl
+        self._sleeping_until: float | None = None  # while it waits for its own time
+        self._summoned: asyncio.Future[batches.Joined] | None = None  # a batch took it
+        self._group = batches.enter(self, batch_with, clock) if batch_with is not None else None
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"mongoelector-renew-{key}"
         )
+        if self._group is not None:  # also when cancelled before it ever ran
+            self._task.add_done_callback(lambda _: self._left())
 
     @property
     def task(self) -> asyncio.Task[None]:
@@ -121,18 +144,86 @@ class AsyncRenewer:
                 await self._lost(step)
                 return
             if isinstance(step, SleepUntil):
-                await wait_until(self._clock, step.until, self._wakeup)
+                self._sleeping_until = step.until
+                try:
+                    await wait_until(self._clock, step.until, self._wakeup)
+                finally:
+                    self._sleeping_until = None
                 self._wakeup.clear()
+                summoned, self._summoned = self._summoned, None
+                if summoned is not None and not await self._joined(summoned):
+                    return
                 continue
-            started_at = self._clock.monotonic()
-            outcome = await self._renew(step)
-            if not self._control.may_go_on():
-                return  # stopped meanwhile: the reply is ignored
-            self._report(step.token, started_at, outcome)  # plain calls: no stop interleaves
-            lost = self._rules.renewed(step, started_at, outcome)
-            if lost is not None:
-                await self._lost(lost)
+            if self._group is not None:
+                started_at, answered_at, outcome = await self._group.renew(self, step)
+            else:
+                started_at = self._clock.monotonic()
+                outcome = await self._renew(step)
+                answered_at = self._clock.monotonic()
+            if not await self._renewed(step, started_at, outcome, answered_at):
                 return
+
+    async def _renewed(
+        self,
+        step: Renew,
+        started_at: float,
+        outcome: LeaseRecord | Failure | None,
+        answered_at: float,
+    ) -> bool:
+        """Feed back what ``step``, sent at ``started_at`` and answered at ``answered_at``,
+        came back with; whether to go on."""
+        if not self._control.may_go_on():
+            return False  # stopped meanwhile: the reply is ignored
+        self._report(step.token, started_at, outcome, answered_at)  # plain calls
+        lost = self._rules.renewed(step, started_at, outcome)
+        if lost is not None:
+            await self._lost(lost)
+            return False
+        return True
+
+    # --- in a batch (see mongoelector.aio.batches) ---------------------------------------
+
+    def _may_join(self, now: float) -> bool:
+        """Whether the renewer waits for its own time, due soon enough to join a batch."""
+        until = self._sleeping_until
+        return (
+            until is not None
+            and self._summoned is None
+            and self._control.may_go_on()
+            and until <= now + self._rules.renewal.renew_interval * JOIN_FRACTION
+        )
+
+    def _summon(self) -> asyncio.Future[batches.Joined] | None:
+        """Take the renewer out of its wait into a batch; the future its outcome goes to
+        (``None`` if it no longer waits)."""
+        if self._sleeping_until is None or self._summoned is not None:
+            return None
+        if not self._control.may_go_on():
+            return None
+        self._summoned = asyncio.get_running_loop().create_future()
+        self._wakeup.set()
+        return self._summoned
+
+    async def _joined(self, summoned: asyncio.Future[batches.Joined]) -> bool:
+        """Await the batch this renewer joined, and carry on with its outcome; whether to
+        go on. Awaited even once stopped: its renewal may be in flight."""
+        joined = await summoned
+        if isinstance(joined, Ended):
+            return False
+        if isinstance(joined, Lost):
+            await self._lost(joined)
+            return False
+        step, started_at, answered_at, outcome = joined
+        return await self._renewed(step, started_at, outcome, answered_at)
+
+    def _left(self) -> None:
+        if self._group is not None:
+            self._group.leave(self)
+
+    def _renew_item(self, step: Renew) -> RenewItem:
+        """``step`` as one item of a ``renew_many`` batch (what the lock's ``renew`` sends)."""
+        assert self._owner is not None and self._ttl is not None
+        return RenewItem(key=self._key, owner=self._owner, token=step.token, ttl=self._ttl)
 
     async def _lost(self, lost: Lost) -> None:
         if not self._record_loss(lost):

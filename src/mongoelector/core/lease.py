@@ -186,6 +186,11 @@ class LeaseKeeper:
     def renew_due(self, now: float) -> bool:
         return self.holding is not None and now >= self._next_renew
 
+    @property
+    def next_renew(self) -> float:
+        """When the next renewal (or retry) falls due (``inf`` while no holding is kept)."""
+        return self._next_renew
+
     def on_renewed(self, started_at: float, record: LeaseRecord | None) -> bool:
         """Record a renew sent at ``started_at``; ``False`` (and dropped) if refused.
 

@@ -19,6 +19,7 @@ import math
 
 from mongoelector._value import Value
 from mongoelector.backends.protocol import LeaseRecord
+from mongoelector.core.batching import RenewTiming
 from mongoelector.core.events import LossReason, Renew
 from mongoelector.core.lease import LeaseKeeper
 
@@ -72,6 +73,11 @@ class Renewal:
         self._keeper = keeper
         self.token = token
 
+    @property
+    def renew_interval(self) -> float:
+        """The pause between this holding's renewals (the keeper's ``renew_interval``)."""
+        return self._keeper.renew_interval
+
     def kept(self) -> bool:
         """True while the keeper still keeps this holding (trusted or not)."""
         holding = self._keeper.holding
@@ -106,6 +112,26 @@ class Renewal:
         if self._keeper.renew_due(now):
             return Renew(token=self.token)
         return SleepUntil(until=self._keeper.wake_at())
+
+    def timing(self, now: float, *, key: str) -> RenewTiming | None:
+        """When this holding (of lock ``key``) must next be renewed, for choosing a batch
+        (:func:`~mongoelector.core.batching.renew_together`); ``None`` unless it is kept
+        and still trusted at ``now`` (nothing is reported or dropped here)."""
+        holding = self._keeper.holding
+        if holding is None or holding.token != self.token or not holding.is_valid(now):
+            return None
+        return RenewTiming(
+            key=key,
+            renew_at=self._keeper.next_renew,
+            valid_until=holding.valid_until,
+            interval=self._keeper.renew_interval,
+        )
+
+    def renew_now(self, now: float) -> Renew | Lost | Ended:
+        """Renew at ``now``, ahead of time if need be (the holding joins a batch), unless
+        the holding is lost or ended: then that verdict, as :meth:`current` gives it."""
+        verdict = self.current(now)
+        return verdict if verdict is not None else Renew(token=self.token)
 
     def on_renewed(self, started_at: float, now: float, record: LeaseRecord | None) -> Lost | None:
         """Feed back a renew sent at ``started_at`` that answered ``record`` at ``now``.

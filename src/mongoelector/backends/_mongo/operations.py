@@ -9,6 +9,7 @@ replies mean. The backends' shells only perform the steps.
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -124,9 +125,14 @@ class MongoOperations:
     ) -> None:
         self._leases = leases
         # pymongo's own collections send a batch as one bulk write; a lookalike
-        # (mongomock, whose bulk_write cannot take pymongo 4.9+'s UpdateOne) gets
-        # one update_one per item, with the same per-item meaning.
+        # (mongomock, whose bulk_write cannot take pymongo 4.9+'s UpdateOne) sends
+        # it as one bulk operation of pymongo 3's API if it has it (mongomock
+        # does), else one update_one per item, with the same per-item meaning.
         self._bulk_writes = isinstance(leases, (Collection, AsyncCollection))
+        # (A lookalike may answer any attribute with a sub-collection: only a routine counts.)
+        self._legacy_bulk = not self._bulk_writes and inspect.isroutine(
+            getattr(leases, "initialize_unordered_bulk_op", None)
+        )
         self._driver_retries = driver_retries_writes(leases)
         self._status = status
         self._clock = clock
@@ -494,6 +500,10 @@ class MongoOperations:
         if self._bulk_writes:
             reply = yield BulkUpdate(self._leases, updates)
             return int(reply.matched_count)
+        if self._legacy_bulk:
+            leases = self._leases
+            counted = yield Call(lambda: _legacy_bulk_update(leases, updates))
+            return int(counted)
         matched = 0
         for query, update in updates:
             reply = yield UpdateMatching(self._leases, query, update)
@@ -543,3 +553,13 @@ class MongoOperations:
                 driver_retries=self._driver_retries,
             )
         )
+
+
+def _legacy_bulk_update(collection: Any, updates: tuple[tuple[dict[str, Any], Any], ...]) -> int:
+    """``updates`` as one unordered bulk operation of pymongo 3's API (which mongomock
+    keeps); the number of documents matched. A failed statement raises ``BulkWriteError``."""
+    bulk = collection.initialize_unordered_bulk_op()
+    for query, update in updates:
+        bulk.find(query).update_one(update)
+    reply = bulk.execute()
+    return int(reply["nMatched"])

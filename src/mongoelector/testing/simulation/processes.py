@@ -149,7 +149,11 @@ class BeliefTracker:
 
 
 class CountingBackend:
-    """``backend``, telling ``count`` about every call before making it."""
+    """``backend``, telling ``count`` about every call before making it.
+
+    It has only the protocol's per-key calls, so it declares neither batch
+    capability (``RENEW_MANY``, ``GET_MANY``), whatever ``backend`` declares.
+    """
 
     def __init__(self, backend: StorageBackend, count: Callable[[], None]) -> None:
         self._backend = backend
@@ -157,7 +161,8 @@ class CountingBackend:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        return frozenset(self._backend.capabilities)
+        # Only the calls counted here: no batch calls, whatever the wrapped backend has.
+        return frozenset(self._backend.capabilities) - {Capability.RENEW_MANY, Capability.GET_MANY}
 
     def server_time(self) -> datetime:
         self._count()

@@ -1,0 +1,142 @@
+"""What both drivers share about renewing many holdings in one ``renew_many`` call.
+
+Which holdings go together is the pure
+:func:`~mongoelector.core.batching.renew_together`; this module says which
+stores take batches at all (:func:`renews_in_batches`), and turns the reply
+of one ``renew_many`` call into one outcome per holding, each exactly what a
+single ``renew`` of that holding would have come back with
+(:func:`outcomes_of`, :func:`failed_batch`): a record, ``None`` (refused: that
+holding is lost), or a :class:`~mongoelector._common.outcomes.Failure` (no
+verdict; an ambiguous failure of the call is an ambiguous failure of each item).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import weakref
+
+from mongoelector._common.outcomes import Failure, failure_of
+from mongoelector.backends.protocol import Capability, LeaseRecord
+from mongoelector.errors import AmbiguousOutcome
+
+__all__ = [
+    "Outcome",
+    "failed_batch",
+    "outcomes_of",
+    "overrides_renew_alone",
+    "renews_in_batches",
+    "store_of",
+]
+
+logger = logging.getLogger("mongoelector.backend")
+
+#: What one holding's renewal came back with, alone or in a batch.
+Outcome = LeaseRecord | Failure | None
+
+
+def renews_in_batches(backend: object) -> bool:
+    """True if ``backend`` declares :attr:`Capability.RENEW_MANY` and has ``renew_many``
+    that goes with its ``renew``.
+
+    The capability is read from the backend object itself (its ``capabilities``),
+    so a wrapper or a subclass that does not declare it is renewed key by key. So
+    is a backend whose ``capabilities`` cannot be read, and one whose ``renew`` was
+    replaced without its ``renew_many`` (:func:`overrides_renew_alone`): a test
+    double that injects faults into ``renew`` must see every renewal.
+    """
+    try:
+        declared = Capability.RENEW_MANY in backend.capabilities  # type: ignore[attr-defined]
+    except Exception:  # a broken property: the per-key calls still work
+        return False
+    return (
+        declared
+        and callable(getattr(backend, "renew_many", None))
+        and not overrides_renew_alone(backend)
+        and not overrides_renew_alone(store_of(backend))
+    )
+
+
+def overrides_renew_alone(backend: object) -> bool:
+    """True if ``backend``'s ``renew`` was replaced below the ``renew_many`` it inherits.
+
+    That is: set on the instance without ``renew_many``, or defined by a subclass
+    of the class that defines ``renew_many`` (say a ``MemoryBackend`` subclass
+    that overrides ``renew`` alone, to count or fail renewals). Its inherited
+    ``renew_many`` would bypass the override.
+    """
+    own = getattr(backend, "__dict__", {})
+    if "renew" in own or "renew_many" in own:
+        return "renew_many" not in own
+    return _class_overrides_renew_alone(type(backend))
+
+
+#: :func:`_class_overrides_renew_alone` per class, once asked (every acquire asks).
+_by_class: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _class_overrides_renew_alone(cls: type) -> bool:
+    """:func:`overrides_renew_alone` for the class (worked out once per class)."""
+    known = _by_class.get(cls)
+    if known is not None:
+        return known
+    mro = cls.__mro__
+    renew_owner = next((each for each in mro if "renew" in vars(each)), None)
+    many_owner = next((each for each in mro if "renew_many" in vars(each)), None)
+    found = (
+        renew_owner is not None
+        and many_owner is not None
+        and renew_owner is not many_owner
+        and issubclass(renew_owner, many_owner)
+    )
+    _by_class[cls] = found
+    return found
+
+
+def store_of(backend: object) -> object:
+    """The store ``backend`` stands for: holdings of one store renew together.
+
+    That is ``backend`` itself, except for the
+    :class:`~mongoelector.backends.async_protocol.InlineBackend` an ``AsyncLock``
+    makes of a sync backend (each lock makes its own): the backend it wraps.
+    """
+    # Only loaded modules are looked at: an InlineBackend exists only once its module is
+    # (which loads pymongo: a sync lock must not).
+    module = sys.modules.get("mongoelector.backends.async_protocol")
+    if module is not None and isinstance(backend, module.InlineBackend):
+        return backend.wrapped
+    return backend
+
+
+def failed_batch(backend: object, count: int, error: Exception) -> list[Outcome]:
+    """The outcome of each of ``count`` items of a ``renew_many`` call that raised ``error``.
+
+    Each item failed as its own ``renew`` would have: ``BackendUnavailable`` (nothing
+    renewed) or ``AmbiguousOutcome`` (each item may have been renewed), kept as it was;
+    anything else is a backend bug, logged once and taken as ambiguous.
+    """
+    failure = failure_of(backend, error)
+    return [failure] * count
+
+
+def outcomes_of(backend: object, count: int, records: object) -> list[Outcome]:
+    """The outcome of each of ``count`` items from what ``renew_many`` returned.
+
+    A reply that is not one ``LeaseRecord | None`` per item breaks the protocol:
+    it is logged and every item is taken as an ambiguous failure (the only
+    assumption that cannot make two holders).
+    """
+    if (
+        isinstance(records, list)
+        and len(records) == count
+        and all(record is None or isinstance(record, LeaseRecord) for record in records)
+    ):
+        return list(records)
+    logger.error(
+        "backend %r answered renew_many of %d items with %r; treating it as ambiguous",
+        backend,
+        count,
+        records if not isinstance(records, list) else f"a list of {len(records)}",
+    )
+    failure = Failure(AmbiguousOutcome(f"renew_many of {count} items answered {type(records)}"))
+    return [failure] * count

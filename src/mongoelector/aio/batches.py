@@ -1,0 +1,194 @@
+"""Renewing the auto-renewed ``AsyncLock`` holdings of one store together (the asyncio driver).
+
+The asyncio twin of :mod:`mongoelector._sync.batches`: every
+:class:`~mongoelector.aio.renewer.AsyncRenewer` whose backend renews in
+batches belongs, while it runs, to the :class:`AsyncRenewGroup` of its event
+loop, backend object and clock. When one renewer's renewal falls due, the
+group asks the pure :func:`~mongoelector.core.batching.renew_together` which
+of the others (waiting for their own time) join it, takes each joiner's step
+from its own rules, and makes one ``renew_many`` call (one plain ``renew``
+when nobody joined) in a task of its own, so that cancelling one renewer
+never cancels the call the others wait for. Each renewer then gets its own
+outcome, exactly as from its own ``renew``, and carries on in its own task:
+its listeners, its loss, its ``stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import TYPE_CHECKING
+
+from mongoelector._common.batches import Outcome, failed_batch, outcomes_of, store_of
+from mongoelector.backends.async_protocol import AsyncRenewManyBackend
+from mongoelector.backends.protocol import RenewItem
+from mongoelector.clock import Clock, SystemClock
+from mongoelector.core import batching
+from mongoelector.core.events import Renew
+from mongoelector.core.renewal import Ended, Lost
+
+if TYPE_CHECKING:
+    from mongoelector.aio.renewer import AsyncRenewer
+
+__all__ = ["AsyncRenewGroup", "Joined", "enter", "groups"]
+
+logger = logging.getLogger("mongoelector.lock")
+
+#: What a renewer that joined a batch is handed: its step, when the call was sent and
+#: answered, and its outcome; or the verdict its rules gave instead of a step (lost, ended).
+Joined = tuple[Renew, float, float, Outcome] | Lost | Ended
+
+#: One holding of a batch: its renewer, its step, and the future its outcome goes to.
+Entry = tuple["AsyncRenewer", Renew, "asyncio.Future[Joined]"]
+
+_groups: dict[tuple[int, int, object], AsyncRenewGroup] = {}
+
+
+def _clock_key(clock: Clock) -> object:
+    return SystemClock if type(clock) is SystemClock else id(clock)
+
+
+class AsyncRenewGroup:
+    """The renewers of one backend object and clock on one event loop, which renew together."""
+
+    def __init__(
+        self,
+        key: tuple[int, int, object],
+        backend: AsyncRenewManyBackend,
+        clock: Clock,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._key = key
+        self.loop = weakref.ref(loop)
+        self.backend = backend
+        self.clock = clock
+        self._members: dict[AsyncRenewer, None] = {}  # insertion-ordered
+        self._calls: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def leave(self, renewer: AsyncRenewer) -> None:
+        """``renewer`` ended: it is no longer a candidate of any batch."""
+        self._members.pop(renewer, None)
+        if not self._members and _groups.get(self._key) is self:
+            del _groups[self._key]
+
+    async def renew(self, trigger: AsyncRenewer, step: Renew) -> tuple[float, float, Outcome]:
+        """Renew ``trigger`` (whose ``step`` is due) with the members that join it.
+
+        Returns when the call was sent and answered, and ``trigger``'s outcome. The
+        joiners are handed theirs (:data:`Joined`) through the future each awaits.
+        """
+        now = self.clock.monotonic()
+        timing = trigger._rules.timing(now)
+        calls = (
+            batching.renew_together(now, timing, self._candidates(trigger, now))
+            if timing is not None
+            else [[]]
+        )
+        mine: asyncio.Future[Joined] = asyncio.get_running_loop().create_future()
+        for number, call in enumerate(calls):
+            batch: list[Entry] = [(trigger, step, mine)] if number == 0 else []
+            for member in call:
+                joined = member._summon()
+                if joined is None:
+                    continue
+                verdict = member._rules.renew_now()  # its own rules, ahead of its own time
+                if isinstance(verdict, Renew):
+                    batch.append((member, verdict, joined))
+                else:
+                    joined.set_result(verdict)  # it reports that itself
+            if batch:
+                self._start(batch)
+        joined_result = await asyncio.shield(mine)
+        assert isinstance(joined_result, tuple)
+        _, started_at, answered_at, outcome = joined_result
+        return started_at, answered_at, outcome
+
+    def _candidates(
+        self, trigger: AsyncRenewer, now: float
+    ) -> list[tuple[AsyncRenewer, batching.RenewTiming]]:
+        found = []
+        for member in self._members:
+            if member is trigger or not member._may_join(now):
+                continue
+            timing = member._rules.timing(now)
+            if timing is not None:
+                found.append((member, timing))
+        return found
+
+    def _start(self, batch: list[Entry]) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._call(batch), name=f"mongoelector-batch-of-{len(batch)}-renewals"
+        )
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _call(self, batch: list[Entry]) -> None:
+        """One store call for ``batch``; each future gets its holding's outcome."""
+        try:
+            started_at = self.clock.monotonic()
+            if len(batch) == 1:  # nobody joined: the store's own one-key call
+                renewer, step, _ = batch[0]
+                outcomes = [await renewer._renew(step)]
+            else:
+                outcomes = await self._renew_many(batch)
+            answered_at = self.clock.monotonic()  # each holding learns the call's round trip
+            for (_, step, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result((step, started_at, answered_at, outcome))
+        except BaseException as error:
+            if not isinstance(error, asyncio.CancelledError):
+                logger.exception("a batch of %d renewals crashed", len(batch))
+            for _, _, future in batch:
+                if not future.done():
+                    future.cancel()  # its renewer ends: the holding lapses at its deadline
+            if isinstance(error, asyncio.CancelledError):
+                raise
+
+    async def _renew_many(self, batch: list[Entry]) -> list[Outcome]:
+        items: list[RenewItem] = [renewer._renew_item(step) for renewer, step, _ in batch]
+        try:
+            records = await self.backend.renew_many(items)
+        except Exception as error:
+            return failed_batch(self.backend, len(items), error)
+        return outcomes_of(self.backend, len(items), records)
+
+    def __repr__(self) -> str:
+        return f"AsyncRenewGroup({self.backend!r}, members={len(self)})"
+
+
+def enter(renewer: AsyncRenewer, backend: AsyncRenewManyBackend, clock: Clock) -> AsyncRenewGroup:
+    """Add ``renewer`` to the group of the running loop, ``backend``'s store and ``clock``.
+
+    The store is the backend object, or the backend an ``InlineBackend`` wraps
+    (:func:`~mongoelector._common.batches.store_of`); the group calls the first
+    member's backend object, which stands for the same store as every other's.
+    The renewer leaves when its task is done (:meth:`AsyncRenewGroup.leave`).
+    """
+    loop = asyncio.get_running_loop()
+    _forget_closed_loops()
+    store = store_of(backend)  # each AsyncLock wraps a sync MemoryBackend anew
+    key = (id(loop), id(store), _clock_key(clock))
+    group = _groups.get(key)
+    if group is None or group.loop() is not loop or store_of(group.backend) is not store:
+        group = _groups[key] = AsyncRenewGroup(key, backend, clock, loop)
+    group._members[renewer] = None
+    return group
+
+
+def _forget_closed_loops() -> None:
+    """Drop the groups of loops that closed without ending their renewers' tasks."""
+    for key, group in list(_groups.items()):
+        loop = group.loop()
+        if loop is None or loop.is_closed():
+            _groups.pop(key, None)
+
+
+def groups(loop: asyncio.AbstractEventLoop | None = None) -> list[AsyncRenewGroup]:
+    """The groups with members now, of ``loop`` (every live loop's when ``None``); for tests
+    and benchmarks."""
+    _forget_closed_loops()
+    return [group for group in _groups.values() if loop is None or group.loop() is loop]

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from _report import render
-from many_locks import MEMORY_SIZES, MONGOMOCK_SIZES
+from many_locks import MEMORY_SIZES, MIXED, MONGOMOCK_SIZES
 from many_locks import table as many_locks_table
 
 HERE = Path(__file__).resolve().parent
@@ -94,6 +94,7 @@ def many_locks(quick: bool) -> list[str]:
     """The section on N auto-renewed locks in one process (2.x only; ``many_locks.py``)."""
     memory = [10, 100, 1_000] if quick else MEMORY_SIZES
     mongomock = [10, 100] if quick else MONGOMOCK_SIZES
+    mixed = (1_000, 100) if quick else MIXED
     command = [
         sys.executable,
         str(HERE / "many_locks.py"),
@@ -102,6 +103,8 @@ def many_locks(quick: bool) -> list[str]:
         *map(str, memory),
         "--mongomock",
         *map(str, mongomock),
+        "--mixed",
+        *map(str, mixed),
     ]
     print("many locks: 2.x", file=sys.stderr)
     done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False)
@@ -115,7 +118,9 @@ def many_locks(quick: bool) -> list[str]:
         "ttl 15 s (renewals every 2 s); locks acquired in four groups 0.4 s apart; store "
         "calls counted while the holders sit idle, after one renew interval to line up. "
         "*Key by key* is what one `renew` per holding per interval costs (2.x before "
-        "batched renewals, and any backend without `RENEW_MANY`).",
+        "batched renewals, and any backend without `RENEW_MANY`). The last row adds started "
+        "electors beside the locks, all leading; each renews its own lease (electors' "
+        "renewals are not batched yet), one store call per elector per interval.",
         "",
         *many_locks_table(rows),
     ]

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _counting import CountingDatabase, Tally
 
-from mongoelector import Lock
+from mongoelector import LeaderElector, Lock
 from mongoelector.backends import LeaseRecord, MemoryBackend, MongoBackend, RenewItem
 from mongoelector.testing import FakeClock
 
@@ -49,6 +49,8 @@ INTERVAL = TTL * 2 / 15
 IDLE_INTERVALS = 5
 MEMORY_SIZES = [10, 100, 1_000, 10_000]
 MONGOMOCK_SIZES = [10, 100, 1_000]
+#: The issue's mix: 10,000 auto-renewed locks and 1,000 started electors in one process.
+MIXED = (10_000, 1_000)
 
 
 def rss_mib() -> float:
@@ -81,16 +83,42 @@ class CountingMemory(MemoryBackend):
         return super().renew_many(items)
 
 
-def advance(clock: FakeClock, seconds: float, locks: list[Lock]) -> None:
-    """Move the clock a second at a time; after each, wait until every renewer caught up."""
+def advance(clock: FakeClock, seconds: float, holders: list[Lock | LeaderElector]) -> None:
+    """Move the clock a second at a time; after each, wait until every holder caught up."""
     for _ in range(round(seconds)):
         clock.advance(1.0)
-        for lock in locks:
-            assert lock.wait_idle(600), f"{lock!r} did not catch up"
+        for holder in holders:
+            assert holder.wait_idle(600), f"{holder!r} did not catch up"
 
 
-def measure(n: int, store: str) -> dict[str, Any]:
-    """One row: ``store`` is ``"memory"`` or ``"mongomock"``."""
+def start_electors(count: int, backend: Any, clock: FakeClock) -> list[LeaderElector]:
+    """``count`` started electors, one per key (each leads its own)."""
+    electors = [
+        LeaderElector(f"tenant-{i}", backend, ttl=TTL, clock=clock, report_status=False)
+        for i in range(count)
+    ]
+    for elector in electors:
+        elector.start()
+    return electors
+
+
+def idle_calls(
+    clock: FakeClock, holders: list[Lock | LeaderElector], count: Callable[[], int]
+) -> tuple[list[int], int]:
+    """The store calls of each idle renew interval, and the most threads seen meanwhile."""
+    most = threading.active_count()
+    advance(clock, INTERVAL, holders)  # the holdings line up
+    per_interval = []
+    for _ in range(IDLE_INTERVALS):
+        before = count()
+        advance(clock, INTERVAL, holders)
+        per_interval.append(count() - before)
+        most = max(most, threading.active_count())
+    return per_interval, most
+
+
+def measure(n: int, store: str, electors: int = 0) -> dict[str, Any]:
+    """One row: ``store`` is ``"memory"`` or ``"mongomock"``; ``electors`` started beside."""
     clock = FakeClock()
     count: Callable[[], int]
     drop: Callable[[], None] = lambda: None  # noqa: E731
@@ -137,16 +165,14 @@ def measure(n: int, store: str) -> dict[str, Any]:
         if index % max(1, n // 4) == 0:
             clock.advance(0.4)  # four groups, 0.4 s apart
     acquire = time.perf_counter() - started
-    most = threading.active_count()
-    advance(clock, INTERVAL, locks)  # the holdings line up
-    per_interval = []
-    for _ in range(IDLE_INTERVALS):
-        before = count()
-        advance(clock, INTERVAL, locks)
-        per_interval.append(count() - before)
-        most = max(most, threading.active_count())
+    started_electors = start_electors(electors, backend, clock)
+    holders: list[Lock | LeaderElector] = [*locks, *started_electors]
+    per_interval, most = idle_calls(clock, holders, count)
     assert all(lock.token is not None for lock in locks)
+    assert all(elector.is_leader for elector in started_electors)
     grown = rss_mib() - rss
+    for elector in started_electors:
+        elector.stop()
     drop()
     for lock in locks:
         lock.release()
@@ -154,6 +180,7 @@ def measure(n: int, store: str) -> dict[str, Any]:
     return {
         "store": store,
         "n": n,
+        "electors": electors,
         "threads": most - threads,
         "rss_mib": round(grown, 1),
         "acquire_s": round(acquire, 3),
@@ -174,6 +201,8 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for row in rows:
         store = "MemoryBackend" if row["store"] == "memory" else "mongomock (commands)"
+        if row.get("electors"):
+            store += f" + {row['electors']:,} electors"
         ratio = f"{row['ratio']}x" if row["ratio"] is not None else "n/a"
         lines.append(
             f"| {store} | {row['n']:,} | {row['threads']} | {row['rss_mib']} MiB "
@@ -184,18 +213,22 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def run(memory: list[int], mongomock: list[int]) -> list[dict[str, Any]]:
+def run(
+    memory: list[int], mongomock: list[int], mixed: tuple[int, int] | None = MIXED
+) -> list[dict[str, Any]]:
     """Every row, each measured in a fresh interpreter (its threads and memory its own)."""
     rows = []
-    for store, sizes in (("memory", memory), ("mongomock", mongomock)):
-        for n in sizes:
-            done = subprocess.run(
-                [sys.executable, __file__, "--row", store, str(n)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    wanted = [("memory", n, 0) for n in memory] + [("mongomock", n, 0) for n in mongomock]
+    if mixed is not None:
+        wanted.append(("memory", *mixed))
+    for store, n, electors in wanted:
+        done = subprocess.run(
+            [sys.executable, __file__, "--row", store, str(n), str(electors)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return rows
 
 
@@ -204,12 +237,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--memory", type=int, nargs="*", default=MEMORY_SIZES, metavar="N")
     parser.add_argument("--mongomock", type=int, nargs="*", default=MONGOMOCK_SIZES, metavar="N")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON line")
-    parser.add_argument("--row", nargs=2, metavar=("STORE", "N"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--mixed",
+        type=int,
+        nargs=2,
+        default=MIXED,
+        metavar=("LOCKS", "ELECTORS"),
+        help="also LOCKS auto-renewed locks with ELECTORS started electors (MemoryBackend)",
+    )
+    parser.add_argument("--no-mixed", action="store_true", help="leave the mixed row out")
+    parser.add_argument("--row", nargs=3, metavar=("STORE", "N", "E"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.row:  # one row, in this interpreter (what run() starts)
-        print(json.dumps(measure(int(args.row[1]), args.row[0])))
+        print(json.dumps(measure(int(args.row[1]), args.row[0], int(args.row[2]))))
         return 0
-    rows = run(args.memory, args.mongomock)
+    rows = run(args.memory, args.mongomock, None if args.no_mixed else tuple(args.mixed))
     if args.json:
         print(json.dumps({"rows": rows}))
     else:

@@ -85,13 +85,25 @@ def test_many_idle_locks_make_one_store_call_per_renew_interval_on_both_stores()
 
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            assert many_locks.main(["--json", "--memory", "10", "--mongomock", "10"]) == 0
+            assert (
+                many_locks.main(
+                    ["--json", "--memory", "10", "--mongomock", "10", "--mixed", "10", "5"]
+                )
+                == 0
+            )
     rows = json.loads(printed.getvalue().strip().splitlines()[-1])["rows"]
-    assert [(row["store"], row["n"]) for row in rows] == [("memory", 10), ("mongomock", 10)]
-    for row in rows:
+    assert [(row["store"], row["n"], row["electors"]) for row in rows] == [
+        ("memory", 10, 0),
+        ("mongomock", 10, 0),
+        ("memory", 10, 5),  # the mixed row: five started electors beside the ten locks
+    ]
+    assert all(row["threads"] <= 4 for row in rows), rows
+    for row in rows[:2]:
         assert row["calls_per_interval"] == 1, row  # one renew_many for the ten holdings
         assert row["calls_per_minute"] == 30, row
         assert row["key_by_key_per_minute"] == 300, row
+    mixed = rows[2]  # one renew_many for the locks, and each leader renews on its own
+    assert mixed["calls_per_interval"] == 1 + 5, mixed
     lines = many_locks.table(rows)
     assert lines[0].startswith("| store | N | extra threads |")
     assert len(lines) == 2 + len(rows)

@@ -9,6 +9,8 @@ construction with a ``TypeError`` that says what is wrong.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import mongomock
@@ -118,3 +120,72 @@ def test_pymongo_databases_are_recognised_without_connecting() -> None:
             Lock("k", client)
     finally:
         client.close()
+
+
+class TestOneBackendPerDatabase:
+    """Locks and electors given one database share one backend, so they renew together."""
+
+    def test_locks_and_electors_on_one_database_and_clock_share_its_backend(
+        self, db: Any, clock: FakeClock
+    ) -> None:
+        locks = [Lock(f"job-{i}", db, clock=clock) for i in range(3)]
+        elector = LeaderElector("scheduler", db, clock=clock)
+        assert {id(holder.backend) for holder in (*locks, elector)} == {id(locks[0].backend)}
+
+    def test_another_clock_or_database_gets_its_own(self, db: Any, clock: FakeClock) -> None:
+        other_db = mongomock.MongoClient(tz_aware=True)["other"]
+        first = Lock("job", db, clock=clock)
+        assert Lock("job", db, clock=FakeClock()).backend is not first.backend
+        assert Lock("job", other_db, clock=clock).backend is not first.backend
+        assert Lock("job", db).backend is not first.backend  # the system clock
+
+    def test_auto_renewed_locks_on_one_database_renew_in_one_call(
+        self, db: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        calls: list[int] = []
+        renew_many = MongoBackend.renew_many
+
+        def counted(backend: MongoBackend, items: Any) -> Any:
+            calls.append(len(items))
+            return renew_many(backend, items)
+
+        monkeypatch.setattr(MongoBackend, "renew_many", counted)
+        locks = [Lock(f"job-{i}", db, clock=clock, auto_renew=True, ttl=15) for i in range(5)]
+        for lock in locks:
+            assert lock.acquire(blocking=False)
+        for _ in range(4):  # two renew intervals, a second at a time
+            clock.advance(1.0)
+            for lock in locks:
+                assert lock.wait_idle(30)
+        assert calls and set(calls) == {5}, calls  # the five holdings, together
+        for lock in locks:
+            assert lock.release()
+
+    def test_a_backend_no_lock_uses_is_not_kept(self, db: Any, clock: FakeClock) -> None:
+        backend = Lock("job", db, clock=clock).backend
+        ref = weakref.ref(backend)
+        del backend
+        gc.collect()
+        assert ref() is None
+
+    async def test_async_locks_on_one_async_database_share_its_backend(
+        self, clock: FakeClock
+    ) -> None:
+        adb = AsyncMockDatabase(mongomock.MongoClient(tz_aware=True)["app"])
+        first, second = AsyncLock("a", adb, clock=clock), AsyncLock("b", adb, clock=clock)
+        assert isinstance(first.backend, AsyncMongoBackend)
+        assert first.backend is second.backend
+
+
+def test_mutation_a_backend_per_lock_renews_key_by_key(
+    db: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mongoelector._common import stores
+
+    monkeypatch.setattr(
+        stores, "_shared", lambda database, clock, make: make(database, clock=clock)
+    )
+    with pytest.raises(AssertionError):
+        TestOneBackendPerDatabase().test_auto_renewed_locks_on_one_database_renew_in_one_call(
+            db, clock, monkeypatch
+        )

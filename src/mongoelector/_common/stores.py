@@ -7,12 +7,19 @@ a pymongo ``Database`` (or a lookalike such as mongomock's) is wrapped in a
 :class:`~mongoelector.backends.AsyncMongoBackend`. The protocol modules at the
 bottom stay free of MongoDB: a database is recognised by its methods here, and
 the MongoDB backends are imported only when one is wrapped.
+
+Every lock and elector given the same database (and the same clock) shares
+one wrapping backend while any of them lives, so their renewals go out
+together (batching is per backend object) and the server-time estimate and
+indexes are made once.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Literal
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Literal
 
 from mongoelector.backends.protocol import (
     StorageBackend,
@@ -32,6 +39,23 @@ __all__ = ["async_store", "database_kind", "sync_store"]
 _DATABASE_METHODS = ("get_collection", "command", "create_collection")
 #: Methods only clients have.
 _CLIENT_METHODS = ("list_database_names", "get_database")
+
+
+#: The backends wrapping a database, by (database, clock) identity, while any is in use.
+#: A backend keeps its database and clock alive, so their ids are not reused meanwhile.
+_wrapped: weakref.WeakValueDictionary[tuple[int, int], Any] = weakref.WeakValueDictionary()
+_wrapped_guard = threading.Lock()
+
+
+def _shared(database: object, clock: Clock | None, make: Any) -> Any:
+    """The backend wrapping ``database`` with ``clock``: ``make(database, clock=clock)`` once."""
+    key = (id(database), id(clock))
+    with _wrapped_guard:
+        backend = _wrapped.get(key)
+        if backend is None:
+            backend = make(database, clock=clock)
+            _wrapped[key] = backend
+        return backend
 
 
 def _type_has(obj: object, name: str) -> bool:
@@ -56,7 +80,8 @@ def _client_hint(obj: object) -> str:
 
 def sync_store(backend: object, *, clock: Clock | None = None) -> StorageBackend:
     """``backend`` if it implements :class:`StorageBackend`; a sync database wrapped in
-    ``MongoBackend(backend, clock=clock)``; else ``TypeError`` naming the missing methods.
+    ``MongoBackend(backend, clock=clock)`` (shared, see the module docstring); else
+    ``TypeError`` naming the missing methods.
 
     An async database is refused with a ``TypeError`` naming ``AsyncLock`` and
     ``AsyncLeaderElector``, which take it.
@@ -66,7 +91,8 @@ def sync_store(backend: object, *, clock: Clock | None = None) -> StorageBackend
         if kind == "sync":
             from mongoelector.backends.mongo import MongoBackend  # noqa: PLC0415 - on first use
 
-            return MongoBackend(backend, clock=clock)
+            shared: StorageBackend = _shared(backend, clock, MongoBackend)
+            return shared
         if kind == "async":
             raise TypeError(
                 f"backend {backend!r} is an async (AsyncMongoClient) database; use it with "
@@ -96,7 +122,8 @@ def async_store(backend: object, *, clock: Clock | None = None) -> AsyncStorageB
                 AsyncMongoBackend,
             )
 
-            return AsyncMongoBackend(backend, clock=clock)
+            shared_async: AsyncStorageBackend = _shared(backend, clock, AsyncMongoBackend)
+            return shared_async
         if kind == "sync":
             raise TypeError(
                 f"backend {backend!r} is a sync pymongo Database: each call would block the "

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from mongoelector.backends import LeaseRequest, MemoryBackend, require_backend
+from mongoelector.backends import (
+    Capability,
+    LeaseRequest,
+    MemoryBackend,
+    RenewItem,
+    require_backend,
+)
 from mongoelector.errors import BackendUnavailable
 from mongoelector.testing import FakeClock
 from mongoelector.testing.simulation import FaultInjectingBackend
@@ -55,9 +61,30 @@ def test_a_failing_router_leaves_the_store_untouched() -> None:
     assert store.get("k") is None
 
 
-def test_it_is_a_storage_backend_without_optional_capabilities() -> None:
+def test_it_is_a_storage_backend_that_renews_in_batches_and_nothing_more() -> None:
     backend = FaultInjectingBackend(MemoryBackend(), node="n1", router=Recorder())
 
     assert require_backend(backend) is backend
-    assert backend.capabilities == frozenset()
+    assert backend.capabilities == frozenset({Capability.RENEW_MANY})
     assert backend.node == "n1"
+
+
+def test_a_batch_of_renewals_is_one_call_whose_fault_is_the_whole_batchs() -> None:
+    store = MemoryBackend(clock=FakeClock())
+    router = Recorder()
+    backend = FaultInjectingBackend(store, node="n1", router=router)
+    tokens = [
+        store.compare_and_set(LeaseRequest(key=k, owner="me", ttl=10)).record.token
+        for k in ("a", "b")
+    ]
+    items = [
+        RenewItem(key=k, owner="me", token=t, ttl=10) for k, t in zip("ab", tokens, strict=True)
+    ]
+
+    renewed = backend.renew_many(items)
+    router.fail = True
+    with pytest.raises(BackendUnavailable, match="renew_many cut off"):
+        backend.renew_many(items)
+
+    assert [record is not None for record in renewed] == [True, True]
+    assert router.calls == [("n1", "renew_many", True), ("n1", "renew_many", True)]

@@ -11,6 +11,7 @@ purpose and show that the simulation then finds a violation.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from mongoelector._sync.renewer import Renewer, running
 from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Lost
-from mongoelector.testing.simulation import SimulationOutcome, run_scenario
+from mongoelector.testing.simulation import FaultInjectingBackend, SimulationOutcome, run_scenario
 from mongoelector.testing.simulation.holdings import HoldingsProcess
 from mongoelector.testing.simulation.scenario import (
     Crash,
@@ -238,3 +239,39 @@ def test_mutation_trust_measured_from_the_reply_is_caught() -> None:
     outcome = run_scenario(slow_reply(1))
 
     assert "lease" in kinds(outcome), outcome.report()
+
+
+def test_a_nodes_holdings_renew_together_through_the_world(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batches: list[int] = []
+    renew_many = FaultInjectingBackend.renew_many
+
+    def counted(self: FaultInjectingBackend, items: Any) -> Any:
+        batches.append(len(items))
+        return renew_many(self, items)
+
+    monkeypatch.setattr(FaultInjectingBackend, "renew_many", counted)
+    outcome = run_scenario(cut_off(1))
+
+    assert outcome.ok, outcome.report()
+    assert batches.count(3) >= 5  # n3's three keys, renewed in one call each interval
+
+
+def test_a_store_answering_a_batch_out_of_order_makes_no_two_holders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A broken third-party store: each item of a batch gets the next item's answer.
+    renew_many = FaultInjectingBackend.renew_many
+    rotated: list[int] = []
+
+    def out_of_order(self: FaultInjectingBackend, items: Any) -> Any:
+        records = renew_many(self, items)
+        rotated.append(len(records))
+        return records[1:] + records[:1]
+
+    monkeypatch.setattr(FaultInjectingBackend, "renew_many", out_of_order)
+    for scenario in (cut_off(1), slow_reply(1), hung_renew(1), *map(rough, range(4))):
+        outcome = run_scenario(scenario)
+        assert outcome.ok, outcome.report()
+    assert rotated  # the broken answers were given, and taken for what they are

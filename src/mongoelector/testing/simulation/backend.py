@@ -9,7 +9,7 @@ whether it reaches it at all, and what the node gets back (the result, or a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -18,6 +18,8 @@ from mongoelector.backends.protocol import (
     CasResult,
     LeaseRecord,
     LeaseRequest,
+    RenewItem,
+    RenewManyBackend,
     StorageBackend,
 )
 
@@ -41,11 +43,13 @@ class CallRouter(Protocol):
 class FaultInjectingBackend:
     """``store`` as seen by ``node``: a :class:`StorageBackend` whose calls ``router`` carries.
 
-    Declares no optional capabilities (status reports are not part of what a
-    simulation checks).
+    Declares ``RENEW_MANY`` (the store's ``renew_many``, carried as one call:
+    its faults are the whole batch's), so a node's auto-renewed locks renew
+    together as in production; no other optional capability (status reports
+    are not part of what a simulation checks).
     """
 
-    capabilities: frozenset[Capability] = frozenset()
+    capabilities: frozenset[Capability] = frozenset({Capability.RENEW_MANY})
 
     def __init__(self, store: StorageBackend, *, node: str, router: CallRouter) -> None:
         self._store = store
@@ -84,6 +88,11 @@ class FaultInjectingBackend:
             True,
             lambda: store.release(key, owner, token=token, force=force),
         )
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        store = self._store
+        assert isinstance(store, RenewManyBackend)
+        return self._router.call(self._node, "renew_many", True, lambda: store.renew_many(items))
 
     def get(self, key: str) -> LeaseRecord | None:
         store = self._store

@@ -232,6 +232,7 @@ class Lock(LockBase[StorageBackend]):
 
     def owned(self) -> bool:
         """True if the store says this object holds the lock now (by server time)."""
+        self._check_fork()
         record = self._backend.get(self._key)
         return record is not None and record.is_held_by(self._uuid, self._backend.server_time())
 
@@ -241,6 +242,11 @@ class Lock(LockBase[StorageBackend]):
         return self._status(owned=self.owned())
 
     # --- the holding's life cycle: the renewer ----------------------------------------
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._renewer = None  # the parent's: it runs only there
+        self._retired = []
 
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         if not self._auto_renew:  # no renewer to stop or start

@@ -167,6 +167,11 @@ class LeaderElector(ElectorBase[StorageBackend]):
     turn is skipped: ``on_leader`` of a term already over (and then that
     term's ``on_leader_loss``), ``on_new_leader`` naming a leader this node no
     longer knows as leader, e.g. itself after a release.
+
+    In a forked child the copied elector is neither leader nor running, and
+    its :meth:`stop` frees nothing of its parent's; it takes a new
+    :attr:`uuid` there, so a later :meth:`start` or :meth:`poll` competes
+    with the parent.
     """
 
     def __init__(

@@ -51,7 +51,10 @@ class Lock(LockBase[StorageBackend]):
     :meth:`touch`; after that :attr:`token` is ``None`` even if the store has
     not expired the lease yet. Every acquisition gets a fencing token greater
     than any earlier one for this key. A lock object is not tied to a thread:
-    any thread may release what another acquired.
+    any thread may release what another acquired. In a forked child the
+    copied object holds nothing of its parent's: ``ensure()`` raises,
+    :meth:`release` sends nothing for the parent's holding, and it takes a
+    new :attr:`uuid`, so its :meth:`acquire` competes with the parent.
 
     With ``auto_renew=True`` the process's scheduler renews the holding every
     ``retry_period`` (``ttl * 2/15`` by default) from acquire until release,

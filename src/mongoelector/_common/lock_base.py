@@ -341,6 +341,7 @@ class LockBase(Participant[BackendT]):
         background: it is set when ``touch()``, :meth:`ensure` or ``acquire()``
         finds the holding lost.
         """
+        self._check_fork()
         event = self._lost
         if event is None:
             with _LOST_GUARD:

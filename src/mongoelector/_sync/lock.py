@@ -215,6 +215,7 @@ class Lock(LockBase[StorageBackend]):
         renewer runs, and ``False`` only if ``timeout`` (real seconds, for
         each renewer waited for) passed first.
         """
+        self._check_fork()
         with self._mutex:
             renewers = [*self._retired, *([self._renewer] if self._renewer else [])]
         if not all(renewer.wait_idle(timeout) for renewer in renewers):

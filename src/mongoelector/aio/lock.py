@@ -117,6 +117,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     @property
     def renewer(self) -> asyncio.Task[None] | None:
         """The task renewing the current holding (``auto_renew``), while there is one."""
+        self._check_fork()
         with self._mutex:
             renewer = self._renewer
         return renewer.task if renewer is not None and not renewer.task.done() else None

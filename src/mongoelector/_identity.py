@@ -6,7 +6,20 @@ import os
 import socket
 import uuid
 
-__all__ = ["local_host", "local_pid", "new_acquisition_id", "new_owner_id"]
+__all__ = ["forks", "local_host", "local_pid", "new_acquisition_id", "new_owner_id"]
+
+#: How many times this process's ancestry forked since this module was imported: bumped in
+#: a forked child, so a lock or elector made before the fork can tell that it was copied
+#: into a child (its own count differs) and give up what it held in the parent.
+forks = 0
+
+
+def _after_fork_in_child() -> None:
+    global forks  # noqa: PLW0603 - the process-wide fork count
+    forks += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def new_owner_id() -> str:

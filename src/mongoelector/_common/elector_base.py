@@ -122,6 +122,20 @@ class ElectorBase(Participant[BackendT]):
         # run at once, by whichever release()/stop() comes first (see _let_go).
         self._unsent: list[Release] = []
 
+    def _after_fork(self) -> None:
+        self._machine = ElectorMachine(
+            owner=self._uuid, timing=self._timing, new_acquisition=new_acquisition_id
+        )
+        self._request = LeaseRequest(
+            key=self._key, owner=self._uuid, ttl=self._timing.ttl, host=self._host, pid=self._pid
+        )
+        self._loss_reasons = {}
+        self._listeners = []  # the parent's waiters: their threads are not in the child
+        self._listeners_lock = threading.Lock()
+        self._queue = CallbackQueue()
+        self._announced = set()
+        self._unsent = []
+
     # --- settings ------------------------------------------------------------------
 
     @property
@@ -157,11 +171,13 @@ class ElectorBase(Participant[BackendT]):
     @property
     def is_leader(self) -> bool:
         """True while this node leads and its renew deadline has not passed."""
+        self._check_fork()
         return self._machine.is_leader(self._clock.monotonic())
 
     @property
     def token(self) -> int | None:
         """The fencing token of this node's current term, ``None`` unless leading."""
+        self._check_fork()
         return self._machine.token(self._clock.monotonic())
 
     @property
@@ -171,6 +187,7 @@ class ElectorBase(Participant[BackendT]):
         Like ``Lock.holding``: ``holding.valid_until`` is the monotonic time
         (this elector's clock) at which leadership ends unless renewed.
         """
+        self._check_fork()
         holding = self._machine.holding
         if holding is None or not holding.is_valid(self._clock.monotonic()):
             return None
@@ -179,6 +196,7 @@ class ElectorBase(Participant[BackendT]):
     @property
     def leader(self) -> LeaderInfo | None:
         """Who leads, as far as this node knows from its latest poll."""
+        self._check_fork()
         leader = self._machine.leader
         if leader is not None and leader.uuid == self._uuid and not self.is_leader:
             return None
@@ -201,6 +219,7 @@ class ElectorBase(Participant[BackendT]):
     @property
     def node_status(self) -> dict[str, Any]:
         """This node's 1.x ``node_status`` dict, from local knowledge."""
+        self._check_fork()
         now = self._clock.monotonic()
         holding = self._machine.holding
         leading = self._machine.is_leader(now)

@@ -10,6 +10,7 @@ the pure :class:`~mongoelector.core.renewal.Renewal` rules.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -52,6 +53,14 @@ __all__ = ["AcquireRun", "LockBase", "ReleasePlan", "describe_holder"]
 
 #: Guards the making of every lock's ``lost`` Event (see ``LockBase.lost``); held briefly.
 _LOST_GUARD = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _LOST_GUARD  # noqa: PLW0603 - a fresh lock for the child
+    _LOST_GUARD = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 BackendT = TypeVar("BackendT")
 
@@ -206,6 +215,10 @@ class LockBase(Participant[BackendT]):
     The holding is trusted for ``renew_deadline`` seconds from the start of
     the last successful acquire or renew; after that :attr:`token` is ``None``
     even if the store has not expired the lease yet.
+
+    In a child forked from the process that made it, the object holds
+    nothing: the parent's holding stays the parent's (see
+    :class:`~mongoelector._common.participant.Participant`).
     """
 
     def __init__(
@@ -250,6 +263,22 @@ class LockBase(Participant[BackendT]):
         self._lost: threading.Event | None = None
         self._lost_now = False
 
+    def _after_fork(self) -> None:
+        had = self._keeper.holding is not None or self._maybe_held
+        self._mutex = threading.RLock()
+        self._lease_request = None
+        self._keeper = LeaseKeeper(
+            renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
+        )
+        self._maybe_held = False
+        self._maybe_token = None
+        self._acquirer = None
+        self._renewal = None
+        if had:
+            self._ending = "the holding stayed with the parent process of this forked child"
+        self._lost = None
+        self._lost_now = False
+
     @property
     def auto_renew(self) -> bool:
         """True if a background renewer keeps each holding alive until release."""
@@ -265,6 +294,7 @@ class LockBase(Participant[BackendT]):
     @property
     def holding(self) -> Holding | None:
         """The current holding while it is trusted, else ``None``."""
+        self._check_fork()
         with self._mutex:
             holding = self._keeper.holding
             return (
@@ -297,6 +327,7 @@ class LockBase(Participant[BackendT]):
 
     def remaining(self) -> float:
         """Seconds until :attr:`valid_until`; ``0.0`` when not held."""
+        self._check_fork()
         with self._mutex:
             holding = self._keeper.holding
             return holding.remaining(self._clock.monotonic()) if holding is not None else 0.0
@@ -310,6 +341,7 @@ class LockBase(Participant[BackendT]):
         background: it is set when ``touch()``, :meth:`ensure` or ``acquire()``
         finds the holding lost.
         """
+        self._check_fork()
         event = self._lost
         if event is None:
             with _LOST_GUARD:
@@ -365,6 +397,7 @@ class LockBase(Participant[BackendT]):
         self, blocking: bool, timeout: float | None, step: float, force: bool
     ) -> AcquireRun:
         """Check the arguments and plan one acquire (the driver then claims the object)."""
+        self._check_fork()
         now = self._clock.monotonic()
         self._trusted_renewal(now)
         attempt = AcquireAttempt(
@@ -475,6 +508,7 @@ class LockBase(Participant[BackendT]):
     def _plan_release(self, force: bool) -> ReleasePlan | None:
         """Stop trusting the holding; the store call to make, or ``None`` if there is none."""
         token: int | None
+        self._check_fork()
         with self._mutex:
             holding = self._keeper.drop()
             if holding is not None:
@@ -610,6 +644,7 @@ class LockBase(Participant[BackendT]):
 
         A loss found on the way (the deadline passed unnoticed) is reported.
         """
+        self._check_fork()
         with self._mutex:
             renewal = self._renewal
             if renewal is None or not renewal.kept():

@@ -125,6 +125,16 @@ class Monitor:
     def listeners(self) -> tuple[EventListener, ...]:
         return self._listeners
 
+    def for_owner(self, owner: str) -> Monitor:
+        """A new monitor like this one for ``owner`` (no term): for a forked child's copy."""
+        return Monitor(
+            kind=self._kind,
+            key=self._key,
+            owner=owner,
+            renew_deadline=self._renew_deadline,
+            listeners=self._listeners,
+        )
+
     def has_listeners(self) -> bool:
         """True if events reach user code (this object's listeners or the process's)."""
         return bool(self._listeners or _listeners.registered())

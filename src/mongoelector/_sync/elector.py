@@ -167,6 +167,11 @@ class LeaderElector(ElectorBase[StorageBackend]):
     turn is skipped: ``on_leader`` of a term already over (and then that
     term's ``on_leader_loss``), ``on_new_leader`` naming a leader this node no
     longer knows as leader, e.g. itself after a release.
+
+    In a forked child the copied elector is neither leader nor running, and
+    its :meth:`stop` frees nothing of its parent's; it takes a new
+    :attr:`uuid` there, so a later :meth:`start` or :meth:`poll` competes
+    with the parent.
     """
 
     def __init__(
@@ -218,11 +223,22 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._latest: _Loop | None = None  # the loop started last, kept after its stop
         self._starts = 0
 
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._poll_lock = threading.RLock()
+        self._machine_lock = threading.Lock()
+        self._reports_wait = False
+        self._state = threading.Condition(threading.Lock())
+        self._loop = None  # the parent's loop runs only in the parent
+        self._latest = None
+
     # --- what this node knows (no backend call) ------------------------------------
 
     @property
     def running(self) -> bool:
-        """True from :meth:`start` until :meth:`stop` (or the loop's crash)."""
+        """True from :meth:`start` until :meth:`stop` (or the loop's crash); never in a
+        forked child for a loop its parent started."""
+        self._check_fork()
         return self._loop is not None
 
     @property
@@ -249,6 +265,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         due sooner (it won, say, while the loop waited ``follower_poll``), the
         loop polls then.
         """
+        self._check_fork()
         self._poll_cycle(None)
         self._wake_sooner(self._loop)
         self._run_callbacks(None)
@@ -260,6 +277,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         call in flight, if any); it never waits for a callback running
         elsewhere, and from inside a callback it only queues ``on_leader_loss``.
         """
+        self._check_fork()
         with self._poll_lock:
             self._confirm_before_stop()
             with self._machine_lock:
@@ -334,6 +352,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         callbacks run in this thread, which returns after :meth:`stop` (from a
         callback or another thread) and the callbacks it was running.
         """
+        self._check_fork()
         with self._poll_lock:
             with self._state:
                 if self._loop is not None:
@@ -365,6 +384,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         callback it does the same; from the thread of ``start(blocking=True)``
         (its callbacks) it returns at once and that loop ends after them.
         """
+        self._check_fork()
         with self._state:
             loop = self._loop
             self._loop = None
@@ -401,6 +421,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         ``False`` if ``timeout`` (real seconds) passed first. Do not call it
         from this elector's callbacks: it would wait for itself.
         """
+        self._check_fork()
         with self._state:
             return self._state.wait_for(self._is_idle, timeout)
 

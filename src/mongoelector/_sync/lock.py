@@ -51,7 +51,10 @@ class Lock(LockBase[StorageBackend]):
     :meth:`touch`; after that :attr:`token` is ``None`` even if the store has
     not expired the lease yet. Every acquisition gets a fencing token greater
     than any earlier one for this key. A lock object is not tied to a thread:
-    any thread may release what another acquired.
+    any thread may release what another acquired. In a forked child the
+    copied object holds nothing of its parent's: ``ensure()`` raises,
+    :meth:`release` sends nothing for the parent's holding, and it takes a
+    new :attr:`uuid`, so its :meth:`acquire` competes with the parent.
 
     With ``auto_renew=True`` the process's scheduler renews the holding every
     ``retry_period`` (``ttl * 2/15`` by default) from acquire until release,
@@ -212,6 +215,7 @@ class Lock(LockBase[StorageBackend]):
         renewer runs, and ``False`` only if ``timeout`` (real seconds, for
         each renewer waited for) passed first.
         """
+        self._check_fork()
         with self._mutex:
             renewers = [*self._retired, *([self._renewer] if self._renewer else [])]
         if not all(renewer.wait_idle(timeout) for renewer in renewers):
@@ -232,6 +236,7 @@ class Lock(LockBase[StorageBackend]):
 
     def owned(self) -> bool:
         """True if the store says this object holds the lock now (by server time)."""
+        self._check_fork()
         record = self._backend.get(self._key)
         return record is not None and record.is_held_by(self._uuid, self._backend.server_time())
 
@@ -241,6 +246,11 @@ class Lock(LockBase[StorageBackend]):
         return self._status(owned=self.owned())
 
     # --- the holding's life cycle: the renewer ----------------------------------------
+
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._renewer = None  # the parent's: it runs only there
+        self._retired = []
 
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         if not self._auto_renew:  # no renewer to stop or start

@@ -135,11 +135,19 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         self._starts = 0
         self._task: asyncio.Task[Any] | None = None
 
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._poll_lock = TaskLock()
+        self._loop = None  # the parent's loop runs only in the parent
+        self._task = None
+
     # --- what this node knows --------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        """True from :meth:`start` until :meth:`stop` (or the end of the loop's task)."""
+        """True from :meth:`start` until :meth:`stop` (or the end of the loop's task); never
+        in a forked child for a loop its parent started."""
+        self._check_fork()
         return self._loop is not None
 
     @property
@@ -167,6 +175,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         caused have run, unless another callback of this elector was running
         (see the class docstring).
         """
+        self._check_fork()
         await self._poll(None)
 
     async def release(self) -> None:
@@ -176,6 +185,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         in-flight store call, if any); it never waits for a callback running
         elsewhere, and from inside a callback it only queues ``on_leader_loss``.
         """
+        self._check_fork()
         async with self._poll_lock:
             confirmation = self._confirmation_before_stop()
             if confirmation is not None:
@@ -239,6 +249,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         instead, returning after :meth:`stop` (or raising the task's
         cancellation, after stepping down).
         """
+        self._check_fork()
         if self._loop is not None:
             return
         async with self._poll_lock:
@@ -268,6 +279,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         ``stop()`` returns without it, and that task ends after running the
         callbacks still due. From a callback it does the same.
         """
+        self._check_fork()
         loop, self._loop = self._loop, None
         if loop is not None:
             loop.stopped = True

@@ -109,9 +109,15 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
         self._renewer: AsyncRenewer | None = None
         self._callbacks: set[asyncio.Task[None]] = set()
 
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._renewer = None  # the parent's: it runs only there
+        self._callbacks = set()
+
     @property
     def renewer(self) -> asyncio.Task[None] | None:
         """The task renewing the current holding (``auto_renew``), while there is one."""
+        self._check_fork()
         with self._mutex:
             renewer = self._renewer
         return renewer.task if renewer is not None and not renewer.task.done() else None
@@ -310,6 +316,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
 
     async def owned(self) -> bool:
         """True if the store says this object holds the lock now (by server time)."""
+        self._check_fork()
         record = await self._backend.get(self._key)
         return record is not None and record.is_held_by(
             self._uuid, await self._backend.server_time()

@@ -1,0 +1,199 @@
+"""A forked child never acts on its parent's holdings.
+
+A ``Lock`` or ``LeaderElector`` copied into a child by ``os.fork()`` holds
+nothing and trusts nothing there: ``ensure()`` raises, ``touch()`` returns
+``None``, ``release()`` and ``stop()`` send nothing for the parent's holding,
+and the object has a new owner id, so a later ``acquire()`` or poll in the
+child competes with the parent like any other process. The parent goes on
+holding and renewing. The child runs real checks and reports through a pipe;
+a SQLite file is a store both processes share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mongoelector import LeaderElector, Lock, LockExists, LockLost
+from mongoelector._common.participant import Participant
+from mongoelector.backends import MemoryBackend
+from mongoelector.backends.sqlite import SQLiteBackend
+from mongoelector.testing import FakeClock
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork()"
+)
+
+
+def in_child(check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``check`` in a forked child; what it returned, or the error it raised."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a threaded process
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read_end)
+        code = 0
+        try:
+            result: dict[str, Any] = check()
+        except BaseException as error:
+            result, code = {"error": repr(error)}, 1
+        with os.fdopen(write_end, "w") as out:
+            out.write(json.dumps(result))
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as report:
+        text = report.read()
+    _, status = os.waitpid(pid, 0)
+    result = json.loads(text)
+    assert os.waitstatus_to_exitcode(status) == 0, result
+    return result
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path, clock: FakeClock) -> SQLiteBackend:
+    return SQLiteBackend(tmp_path / "leases.sqlite", clock=clock)
+
+
+def test_a_child_s_copy_of_a_lock_holds_nothing_and_leaves_the_parent_s_holding(
+    sqlite: SQLiteBackend,
+) -> None:
+    lock = Lock("job", sqlite, ttl=30)
+    lock.acquire()
+    token = lock.token
+
+    def check() -> dict[str, Any]:
+        report = {"uuid": lock.uuid, "token": lock.token, "touch": lock.touch() is not None}
+        try:
+            lock.ensure()
+            report["ensure"] = "returned"
+        except LockLost as error:
+            report["ensure"] = str(error)
+        report["release"] = lock.release()
+        try:
+            report["acquire"] = lock.acquire(blocking=False)
+        except LockExists:
+            report["acquire"] = "LockExists"
+        return report
+
+    report = in_child(check)
+
+    record = sqlite.get("job")
+    assert record is not None and (record.owner, record.token) == (lock.uuid, token)
+    assert report["release"] is False
+    assert report["acquire"] == "LockExists"
+    assert report["uuid"] != lock.uuid
+    assert report["token"] is None
+    assert report["touch"] is False
+    assert "parent process" in report["ensure"]
+    assert lock.touch() is not None  # the parent's renew is accepted
+    assert lock.ensure() == token
+    lock.release()
+
+
+def test_leaving_a_with_block_in_the_child_releases_nothing_of_the_parent(
+    clock: FakeClock, backend: MemoryBackend
+) -> None:
+    lock = Lock("job", backend, ttl=30, clock=clock)
+    lock.acquire()
+
+    def check() -> dict[str, Any]:
+        sent: list[tuple[str, object]] = []
+        release = backend.release
+
+        def spy(key: str, owner: str | None, **kwargs: Any) -> bool:
+            sent.append((key, owner))
+            return release(key, owner, **kwargs)
+
+        backend.release = spy  # type: ignore[method-assign]
+        parent_uuid = lock._uuid
+        lock.__exit__(None, None, None)
+        lock.release()
+        return {"sent_for_parent": [owner == parent_uuid for _, owner in sent], "n": len(sent)}
+
+    assert in_child(check) == {"sent_for_parent": [], "n": 0}
+    assert lock.ensure() is not None
+    lock.release()
+
+
+def test_the_parent_goes_on_renewing_its_auto_renewed_lock(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    lock = Lock("job", sqlite, ttl=30, clock=clock, auto_renew=True)
+    lock.acquire()
+    token = lock.token
+    before = sqlite.get("job")
+
+    report = in_child(lambda: {"token": lock.token, "release": lock.release()})
+
+    assert report == {"token": None, "release": False}
+    clock.advance(lock.retry_period)
+    assert lock.wait_idle(10)
+    after = sqlite.get("job")
+    assert before is not None and after is not None
+    assert (after.owner, after.token) == (lock.uuid, token)
+    assert after.expires_at is not None and before.expires_at is not None
+    assert after.expires_at > before.expires_at  # renewed after the fork
+    assert lock.ensure() == token
+    lock.release()
+
+
+def test_a_child_s_copy_of_a_leader_is_not_leader_and_its_stop_frees_nothing(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    node.start()
+    assert node.wait_idle(10) and node.is_leader
+    token = node.token
+
+    def check() -> dict[str, Any]:
+        report = {
+            "uuid": node.uuid,
+            "running": node.running,
+            "is_leader": node.is_leader,
+            "token": node.token,
+        }
+        node.stop()
+        node.poll()  # a new contender: the parent's lease is live
+        report["leader_after_poll"] = node.is_leader
+        return report
+
+    try:
+        report = in_child(check)
+
+        record = sqlite.get("k")
+        assert record is not None and (record.owner, record.token) == (node.uuid, token)
+        assert report["uuid"] != node.uuid
+        assert report["running"] is False and report["is_leader"] is False
+        assert report["token"] is None and report["leader_after_poll"] is False
+        clock.advance(node.retry_period)
+        assert node.wait_idle(10) and node.is_leader and node.token == token
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        test_a_child_s_copy_of_a_lock_holds_nothing_and_leaves_the_parent_s_holding,
+        test_a_child_s_copy_of_a_leader_is_not_leader_and_its_stop_frees_nothing,
+    ],
+)
+def test_the_checks_see_a_child_that_acts_on_the_parent_s_holding(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    clock: FakeClock,
+    check: Callable[..., None],
+) -> None:
+    monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
+    store = SQLiteBackend(tmp_path / "leases.sqlite", clock=clock)
+    args = (store,) if check.__code__.co_argcount == 1 else (clock, store)
+    with pytest.raises(AssertionError, match="LeaseRecord"):  # the parent's record: freed or taken
+        check(*args)

@@ -253,6 +253,36 @@ class TestEachOutcomeIsItsLocksOwn:
         assert all(lock.lost.is_set() and lock.token is None for lock in locks)
         await release_all(locks)
 
+    @pytest.mark.parametrize("released", [0, 1])
+    async def test_a_lock_released_before_its_batchs_call_starts_is_not_in_the_call(
+        self, clock: FakeClock, released: int
+    ) -> None:
+        """A release that begins after the batch was chosen but before its call went out (a
+        task woken at the same time as the renewers): the released holding, trigger or
+        joiner, is not renewed; the other is, and the release returns."""
+        store = BatchStore(clock)
+        locks = [AsyncLock(f"job-{i}", store, ttl=TTL, clock=clock, auto_renew=True) for i in "ab"]
+        for lock in locks:
+            await lock.acquire()
+        await idle(locks)
+        woken = asyncio.Event()
+
+        async def release_when_due() -> bool:
+            await clock.async_wait_until(INTERVAL, woken)  # woken after the renewers
+            return await locks[released].release()
+
+        releasing = asyncio.create_task(release_when_due())
+        for _ in range(3):
+            await asyncio.sleep(0)  # it waits on the clock, behind the renewers
+        clock.advance(INTERVAL)
+        assert await asyncio.wait_for(releasing, GUARD)
+        kept = locks[1 - released]
+        await idle([kept])
+        assert store.calls == Counter({"renew": 1})  # the kept lock's, alone
+        assert locks[released].key not in [key for batch in store.batches for key in batch]
+        assert kept.token is not None and not kept.lost.is_set()
+        await release_all(locks)
+
     @pytest.mark.parametrize("cancelled", [0, 1, 2])
     async def test_cancelling_one_renewer_of_a_batch_in_flight_cancels_no_other(
         self, clock: FakeClock, cancelled: int

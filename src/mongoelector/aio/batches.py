@@ -75,11 +75,15 @@ class AsyncRenewGroup:
         if not self._members and _groups.get(self._key) is self:
             del _groups[self._key]
 
-    async def renew(self, trigger: AsyncRenewer, step: Renew) -> tuple[float, float, Outcome]:
+    async def renew(
+        self, trigger: AsyncRenewer, step: Renew
+    ) -> tuple[float, float, Outcome] | None:
         """Renew ``trigger`` (whose ``step`` is due) with the members that join it.
 
-        Returns when the call was sent and answered, and ``trigger``'s outcome. The
-        joiners are handed theirs (:data:`Joined`) through the future each awaits.
+        Returns when the call was sent and answered, and ``trigger``'s outcome;
+        ``None`` if ``trigger`` was stopped before the call went out (nothing was
+        sent for it). The joiners are handed theirs (:data:`Joined`) through the
+        future each awaits.
         """
         now = self.clock.monotonic()
         timing = trigger._rules.timing(now)
@@ -103,6 +107,8 @@ class AsyncRenewGroup:
             if batch:
                 self._start(batch)
         joined_result = await asyncio.shield(mine)
+        if isinstance(joined_result, Ended):
+            return None  # stopped before the call went out
         assert isinstance(joined_result, tuple)
         _, started_at, answered_at, outcome = joined_result
         return started_at, answered_at, outcome
@@ -127,7 +133,18 @@ class AsyncRenewGroup:
         task.add_done_callback(self._calls.discard)
 
     async def _call(self, batch: list[Entry]) -> None:
-        """One store call for ``batch``; each future gets its holding's outcome."""
+        """One store call for ``batch``; each future gets its holding's outcome.
+
+        A renewer stopped since it joined (its lock released, its holding replaced) or
+        whose task was cancelled is left out, as the sync group leaves it out: its
+        future gets :class:`Ended` (or stays cancelled) and nothing is sent for it.
+        """
+        for renewer, step, future in batch:
+            if not future.done() and not renewer._control.may_go_on():
+                future.set_result(Ended(token=step.token))
+        batch = [entry for entry in batch if not entry[2].done()]
+        if not batch:
+            return
         try:
             started_at = self.clock.monotonic()
             if len(batch) == 1:  # nobody joined: the store's own one-key call

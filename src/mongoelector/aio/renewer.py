@@ -155,7 +155,10 @@ class AsyncRenewer:
                     return
                 continue
             if self._group is not None:
-                started_at, answered_at, outcome = await self._group.renew(self, step)
+                renewed = await self._group.renew(self, step)
+                if renewed is None:
+                    return  # stopped before the batch's call went out: nothing was sent
+                started_at, answered_at, outcome = renewed
             else:
                 started_at = self._clock.monotonic()
                 outcome = await self._renew(step)

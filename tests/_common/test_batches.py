@@ -110,6 +110,12 @@ class TestWhoRenewsInBatches:
         assert store_of(as_async_backend(store)) is store
         assert store_of(store) is store
 
+        class Own(InlineBackend):
+            """A user's adapter (say one that injects faults): a store of its own."""
+
+        own = Own(store)
+        assert store_of(own) is own
+
 
 class TestOutcomes:
     def test_a_reply_of_one_record_or_none_per_item_is_each_items(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 from mongoelector.aio import AsyncLock
 from mongoelector.aio import batches as aio_batches
 from mongoelector.backends import Capability, LeaseRecord, MemoryBackend, RenewItem
+from mongoelector.backends.async_protocol import InlineBackend
 from mongoelector.core import batching
 from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 from mongoelector.monitoring import EventListener, RenewedEvent, StoreErrorEvent
@@ -167,6 +168,44 @@ class TestOneCallPerInterval:
         await advance(clock, INTERVAL, locks)
         assert store.calls == Counter({"renew_many": 1})
         await release_all(locks)
+
+    @pytest.mark.parametrize("first", ["plain", "own"])
+    async def test_an_adapter_of_the_users_own_class_is_not_merged_with_the_plain_ones(
+        self, clock: FakeClock, first: str
+    ) -> None:
+        """Only the plain InlineBackends that AsyncLock makes of one sync store share its
+        batches: an InlineBackend subclass passed in (here one whose renewals fail) is a
+        store of its own, whichever lock's renewer joined first."""
+
+        class Unreachable(InlineBackend):
+            async def renew(self, key: str, owner: str, token: int, ttl: float) -> Any:
+                raise BackendUnavailable("renew: unreachable")
+
+            async def renew_many(self, items: Sequence[RenewItem]) -> Any:
+                raise BackendUnavailable("renew_many: unreachable")
+
+        store = BatchStore(clock)
+        heard = {"plain": Events(), "own": Events()}
+        backends = {"plain": store, "own": Unreachable(store)}
+        order = [first, "own" if first == "plain" else "plain"]
+        locks = {
+            name: AsyncLock(
+                name,
+                backends[name],
+                ttl=TTL,
+                clock=clock,
+                auto_renew=True,
+                event_listeners=[heard[name]],
+            )
+            for name in order
+        }
+        for name in order:
+            await locks[name].acquire()
+        await idle(list(locks.values()))
+        await advance(clock, INTERVAL, list(locks.values()))
+        assert [len(heard["plain"].renewals), len(heard["plain"].errors)] == [1, 0]
+        assert [len(heard["own"].renewals), len(heard["own"].errors)] == [0, 1]
+        await release_all(list(locks.values()))
 
     async def test_a_store_without_renew_many_is_renewed_key_by_key(self, clock: FakeClock) -> None:
         class Undeclared(BatchStore):

@@ -121,15 +121,17 @@ def _class_overrides_renew_alone(cls: type) -> bool:
 def store_of(backend: object) -> object:
     """The store ``backend`` stands for: holdings of one store renew together.
 
-    That is ``backend`` itself, except for the
+    That is ``backend`` itself, except for the plain
     :class:`~mongoelector.backends.async_protocol.InlineBackend` an ``AsyncLock``
-    makes of a sync backend (each lock makes its own): the backend it wraps.
+    makes of a sync backend (each lock makes its own): the backend it wraps. An
+    instance of a subclass (passed in by the user, say to inject faults) is a
+    store of its own: its calls must not go through another lock's adapter.
     """
     # Only loaded modules are looked at: an InlineBackend exists only once its module is
     # (which loads pymongo: a sync lock must not).
     module = sys.modules.get("mongoelector.backends.async_protocol")
-    if module is not None and isinstance(backend, module.InlineBackend):
-        return backend.wrapped
+    if module is not None and type(backend) is module.InlineBackend:
+        return backend.wrapped  # type: ignore[attr-defined]
     return backend
 
 

@@ -322,6 +322,45 @@ class TestEachOutcomeIsItsLocksOwn:
         assert kept.token is not None and not kept.lost.is_set()
         await release_all(locks)
 
+    async def test_no_holding_is_renewed_once_its_deadline_passed_before_the_call_starts(
+        self, clock: FakeClock
+    ) -> None:
+        """The clock jumps past every renew deadline after the batch was chosen but before
+        its call went out (a task woken with the renewers): nothing is sent, and each lock
+        is lost at its deadline, once, as a lone renewer would be."""
+        store = BatchStore(clock)
+        lost = Counter[str]()
+        locks = [
+            AsyncLock(
+                f"job-{i}",
+                store,
+                ttl=TTL,
+                clock=clock,
+                auto_renew=True,
+                on_lost=lambda i=i: lost.update([f"job-{i}"]),
+            )
+            for i in "ab"
+        ]
+        for lock in locks:
+            await lock.acquire()
+        await idle(locks)
+        woken = asyncio.Event()
+
+        async def jump_when_due() -> None:
+            await clock.async_wait_until(INTERVAL, woken)  # woken after the renewers
+            clock.advance(TTL)  # past every renew deadline (10 s)
+
+        jumping = asyncio.create_task(jump_when_due())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        clock.advance(INTERVAL)
+        await asyncio.wait_for(jumping, GUARD)
+        await idle(locks)
+        assert store.calls == Counter()  # no renewal sent after its deadline
+        assert lost == Counter({"job-a": 1, "job-b": 1})
+        assert all(lock.lost.is_set() and lock.token is None for lock in locks)
+        await release_all(locks)
+
     @pytest.mark.parametrize("cancelled", [0, 1, 2])
     async def test_cancelling_one_renewer_of_a_batch_in_flight_cancels_no_other(
         self, clock: FakeClock, cancelled: int

@@ -156,8 +156,11 @@ class AsyncRenewer:
                 continue
             if self._group is not None:
                 renewed = await self._group.renew(self, step)
-                if renewed is None:
+                if isinstance(renewed, Ended):
                     return  # stopped before the batch's call went out: nothing was sent
+                if isinstance(renewed, Lost):
+                    await self._lost(renewed)  # its deadline passed before the call went out
+                    return
                 started_at, answered_at, outcome = renewed
             else:
                 started_at = self._clock.monotonic()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from mongoelector._common import batches
 from mongoelector._common.batches import (
     failed_batch,
     outcomes_of,
@@ -17,9 +18,10 @@ from mongoelector._common.batches import (
 )
 from mongoelector._common.outcomes import Failure
 from mongoelector.backends import Capability, LeaseRecord, MemoryBackend, RenewItem
-from mongoelector.backends.async_protocol import as_async_backend
+from mongoelector.backends.async_protocol import InlineBackend, as_async_backend
 from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 from mongoelector.testing import FakeClock
+from mongoelector.testing.aio import BlockingBackend, EventLoopThread
 from tests.fakes import FlakyBackend
 
 RECORD = LeaseRecord(key="k", owner="me", token=1, acquired_at=None, expires_at=None)
@@ -77,6 +79,29 @@ class TestWhoRenewsInBatches:
         store.renew_many = lambda items: []  # type: ignore[method-assign]
         assert renews_in_batches(store)
 
+    def test_a_blocking_view_is_looked_through_to_the_stores_it_wraps(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """BlockingBackend's renew_many calls its async store's, which calls the sync store's
+        (InlineBackend): a renew replaced at any layer is renewed key by key."""
+        with EventLoopThread() as loop:
+            below_inline = BlockingBackend(as_async_backend(CountsRenewals(FakeClock())), loop)
+            assert Capability.RENEW_MANY in below_inline.capabilities
+            assert not renews_in_batches(below_inline)
+
+            class CountsInline(InlineBackend):
+                async def renew(self, key: str, owner: str, token: int, ttl: float) -> Any:
+                    return await super().renew(key, owner, token, ttl)
+
+            async_layer = BlockingBackend(CountsInline(MemoryBackend(FakeClock())), loop)
+            assert not renews_in_batches(async_layer)
+            assert renews_in_batches(
+                BlockingBackend(as_async_backend(CountsBoth(FakeClock())), loop)
+            )
+            # mutation: look at the view alone (and an InlineBackend's store), as before
+            monkeypatch.setattr(batches, "_layers", lambda backend: [backend, store_of(backend)])
+            assert renews_in_batches(below_inline) and renews_in_batches(async_layer)
+
     def test_the_flaky_test_double_does_not_declare_it(self) -> None:
         assert not renews_in_batches(FlakyBackend(MemoryBackend(FakeClock())))
 
@@ -84,6 +109,12 @@ class TestWhoRenewsInBatches:
         store = MemoryBackend(FakeClock())
         assert store_of(as_async_backend(store)) is store
         assert store_of(store) is store
+
+        class Own(InlineBackend):
+            """A user's adapter (say one that injects faults): a store of its own."""
+
+        own = Own(store)
+        assert store_of(own) is own
 
 
 class TestOutcomes:

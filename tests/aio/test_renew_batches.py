@@ -18,6 +18,7 @@ import pytest
 from mongoelector.aio import AsyncLock
 from mongoelector.aio import batches as aio_batches
 from mongoelector.backends import Capability, LeaseRecord, MemoryBackend, RenewItem
+from mongoelector.backends.async_protocol import InlineBackend
 from mongoelector.core import batching
 from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 from mongoelector.monitoring import EventListener, RenewedEvent, StoreErrorEvent
@@ -168,6 +169,44 @@ class TestOneCallPerInterval:
         assert store.calls == Counter({"renew_many": 1})
         await release_all(locks)
 
+    @pytest.mark.parametrize("first", ["plain", "own"])
+    async def test_an_adapter_of_the_users_own_class_is_not_merged_with_the_plain_ones(
+        self, clock: FakeClock, first: str
+    ) -> None:
+        """Only the plain InlineBackends that AsyncLock makes of one sync store share its
+        batches: an InlineBackend subclass passed in (here one whose renewals fail) is a
+        store of its own, whichever lock's renewer joined first."""
+
+        class Unreachable(InlineBackend):
+            async def renew(self, key: str, owner: str, token: int, ttl: float) -> Any:
+                raise BackendUnavailable("renew: unreachable")
+
+            async def renew_many(self, items: Sequence[RenewItem]) -> Any:
+                raise BackendUnavailable("renew_many: unreachable")
+
+        store = BatchStore(clock)
+        heard = {"plain": Events(), "own": Events()}
+        backends = {"plain": store, "own": Unreachable(store)}
+        order = [first, "own" if first == "plain" else "plain"]
+        locks = {
+            name: AsyncLock(
+                name,
+                backends[name],
+                ttl=TTL,
+                clock=clock,
+                auto_renew=True,
+                event_listeners=[heard[name]],
+            )
+            for name in order
+        }
+        for name in order:
+            await locks[name].acquire()
+        await idle(list(locks.values()))
+        await advance(clock, INTERVAL, list(locks.values()))
+        assert [len(heard["plain"].renewals), len(heard["plain"].errors)] == [1, 0]
+        assert [len(heard["own"].renewals), len(heard["own"].errors)] == [0, 1]
+        await release_all(list(locks.values()))
+
     async def test_a_store_without_renew_many_is_renewed_key_by_key(self, clock: FakeClock) -> None:
         class Undeclared(BatchStore):
             capabilities = MemoryBackend.capabilities - {Capability.RENEW_MANY}
@@ -250,6 +289,75 @@ class TestEachOutcomeIsItsLocksOwn:
         await advance(clock, 9, locks)
         assert not any(lock.lost.is_set() for lock in locks)
         await advance(clock, 1, locks)  # t=10: the renew deadline
+        assert all(lock.lost.is_set() and lock.token is None for lock in locks)
+        await release_all(locks)
+
+    @pytest.mark.parametrize("released", [0, 1])
+    async def test_a_lock_released_before_its_batchs_call_starts_is_not_in_the_call(
+        self, clock: FakeClock, released: int
+    ) -> None:
+        """A release that begins after the batch was chosen but before its call went out (a
+        task woken at the same time as the renewers): the released holding, trigger or
+        joiner, is not renewed; the other is, and the release returns."""
+        store = BatchStore(clock)
+        locks = [AsyncLock(f"job-{i}", store, ttl=TTL, clock=clock, auto_renew=True) for i in "ab"]
+        for lock in locks:
+            await lock.acquire()
+        await idle(locks)
+        woken = asyncio.Event()
+
+        async def release_when_due() -> bool:
+            await clock.async_wait_until(INTERVAL, woken)  # woken after the renewers
+            return await locks[released].release()
+
+        releasing = asyncio.create_task(release_when_due())
+        for _ in range(3):
+            await asyncio.sleep(0)  # it waits on the clock, behind the renewers
+        clock.advance(INTERVAL)
+        assert await asyncio.wait_for(releasing, GUARD)
+        kept = locks[1 - released]
+        await idle([kept])
+        assert store.calls == Counter({"renew": 1})  # the kept lock's, alone
+        assert locks[released].key not in [key for batch in store.batches for key in batch]
+        assert kept.token is not None and not kept.lost.is_set()
+        await release_all(locks)
+
+    async def test_no_holding_is_renewed_once_its_deadline_passed_before_the_call_starts(
+        self, clock: FakeClock
+    ) -> None:
+        """The clock jumps past every renew deadline after the batch was chosen but before
+        its call went out (a task woken with the renewers): nothing is sent, and each lock
+        is lost at its deadline, once, as a lone renewer would be."""
+        store = BatchStore(clock)
+        lost = Counter[str]()
+        locks = [
+            AsyncLock(
+                f"job-{i}",
+                store,
+                ttl=TTL,
+                clock=clock,
+                auto_renew=True,
+                on_lost=lambda i=i: lost.update([f"job-{i}"]),
+            )
+            for i in "ab"
+        ]
+        for lock in locks:
+            await lock.acquire()
+        await idle(locks)
+        woken = asyncio.Event()
+
+        async def jump_when_due() -> None:
+            await clock.async_wait_until(INTERVAL, woken)  # woken after the renewers
+            clock.advance(TTL)  # past every renew deadline (10 s)
+
+        jumping = asyncio.create_task(jump_when_due())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        clock.advance(INTERVAL)
+        await asyncio.wait_for(jumping, GUARD)
+        await idle(locks)
+        assert store.calls == Counter()  # no renewal sent after its deadline
+        assert lost == Counter({"job-a": 1, "job-b": 1})
         assert all(lock.lost.is_set() and lock.token is None for lock in locks)
         await release_all(locks)
 

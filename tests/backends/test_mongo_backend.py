@@ -18,7 +18,7 @@ from mongoelector.backends import (
     MongoBackend,
     RenewItem,
 )
-from mongoelector.errors import TimeOffsetError
+from mongoelector.errors import AmbiguousOutcome, TimeOffsetError
 from mongoelector.testing import FakeClock
 from tests.backends.mongo_support import MONGO_KINDS, SkewedServer, Store, make_store
 
@@ -319,6 +319,42 @@ def test_on_a_lookalike_without_bulk_operations_a_batch_is_one_update_per_item(
 
     assert sent == ["update_one"] * 3  # the holdings were seen: no read on the classic path
     assert renewed == [backend.get(item.key) for item in items]
+
+
+def test_on_a_lookalike_without_bulk_operations_a_failure_after_a_renewal_is_ambiguous(
+    database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One update per item: a statement refused after an earlier one renewed its holding is
+    not 'nothing renewed' (BackendUnavailable) but AmbiguousOutcome (the batch's promise)."""
+    monkeypatch.delattr(mongomock.collection.Collection, "initialize_unordered_bulk_op")
+    backend = MongoBackend(database, clock=FakeClock())
+    held = [backend.compare_and_set(LeaseRequest(key=f"k{n}", owner="me", ttl=5)) for n in range(3)]
+    items = [
+        RenewItem(key=r.record.key, owner="me", token=r.record.token, ttl=9)
+        for r in held
+        if r.record
+    ]
+    before = [backend.get(item.key) for item in items]
+    original = mongomock.collection.Collection.update_one
+    sent: list[str] = []
+
+    def k1_refused(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        sent.append(query["_id"])
+        if query["_id"] == "k1":  # a rejected command (not transient): nothing applied
+            raise pymongo.errors.OperationFailure("Document failed validation", code=121)
+        return original(self, query, *args, **kw)
+
+    monkeypatch.setattr(mongomock.collection.Collection, "update_one", k1_refused)
+
+    with pytest.raises(AmbiguousOutcome):
+        backend.renew_many(items)
+    assert sent == ["k0", "k1"]  # k0 was renewed before k1 was refused
+    after = backend.get("k0")
+    assert before[0] is not None and after is not None and after.expires_at > before[0].expires_at
+    # a refusal of the first statement renewed nothing: still BackendUnavailable
+    sent.clear()
+    with pytest.raises(BackendUnavailable):
+        backend.renew_many(items[1:])
 
 
 def test_a_refused_item_in_a_mongomock_bulk_operation_is_read_once(

@@ -19,6 +19,7 @@ from mongoelector import Lock
 from mongoelector._sync import batches, scheduler
 from mongoelector._sync.renewer import running
 from mongoelector.backends import Capability, LeaseRecord, MemoryBackend, RenewItem
+from mongoelector.backends.async_protocol import InlineBackend
 from mongoelector.core import batching
 from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 from mongoelector.monitoring import (
@@ -27,6 +28,7 @@ from mongoelector.monitoring import (
     StoreErrorEvent,
 )
 from mongoelector.testing import FakeClock
+from mongoelector.testing.aio import BlockingBackend, EventLoopThread
 from tests.fakes import FlakyBackend, wait_for
 
 GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
@@ -439,6 +441,37 @@ class TestWhichStoresBatch:
             lock.acquire()
         advance(clock, INTERVAL, locks)
         assert link.calls["renew"] == 5
+
+    def test_a_blocking_view_of_a_store_that_replaces_renew_alone_renews_key_by_key(
+        self, clock: FakeClock
+    ) -> None:
+        """The safety net looks through ``BlockingBackend`` (as through ``InlineBackend``): an
+        async store whose class replaces ``renew`` without ``renew_many`` sees every renewal."""
+
+        class Counting(InlineBackend):
+            """Counts renewals (a fault-injecting double would fail some) in ``renew`` alone."""
+
+            def __init__(self, inner: MemoryBackend) -> None:
+                super().__init__(inner)
+                self.renewed: Counter[str] = Counter()
+
+            async def renew(self, key: str, owner: str, token: int, ttl: float) -> Any:
+                self.renewed[key] += 1
+                return await super().renew(key, owner, token, ttl)
+
+        counting = Counting(MemoryBackend(clock))
+        with EventLoopThread() as loop:
+            view = BlockingBackend(counting, loop)
+            assert Capability.RENEW_MANY in view.capabilities  # declared: what it wraps has it
+            locks = [auto_lock(f"job-{i}", view, clock) for i in range(5)]
+            try:
+                for lock in locks:
+                    lock.acquire()
+                advance(clock, INTERVAL, locks)
+                assert counting.renewed == Counter({f"job-{i}": 1 for i in range(5)})
+            finally:  # while the loop runs: the view's calls need it
+                for lock in locks:
+                    lock.release()
 
 
 class TestTheRenewersOwnSchedule:

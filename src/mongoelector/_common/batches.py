@@ -42,8 +42,10 @@ def renews_in_batches(backend: object) -> bool:
     The capability is read from the backend object itself (its ``capabilities``),
     so a wrapper or a subclass that does not declare it is renewed key by key. So
     is a backend whose ``capabilities`` cannot be read, and one whose ``renew`` was
-    replaced without its ``renew_many`` (:func:`overrides_renew_alone`): a test
-    double that injects faults into ``renew`` must see every renewal.
+    replaced without its ``renew_many`` (:func:`overrides_renew_alone`), itself or
+    any store it wraps through ``InlineBackend`` or ``BlockingBackend`` (whose
+    ``renew_many`` calls that store's): a test double that injects faults into
+    ``renew`` must see every renewal.
     """
     try:
         declared = Capability.RENEW_MANY in backend.capabilities  # type: ignore[attr-defined]
@@ -52,9 +54,32 @@ def renews_in_batches(backend: object) -> bool:
     return (
         declared
         and callable(getattr(backend, "renew_many", None))
-        and not overrides_renew_alone(backend)
-        and not overrides_renew_alone(store_of(backend))
+        and not any(overrides_renew_alone(layer) for layer in _layers(backend))
     )
+
+
+#: The adapters whose ``renew_many`` calls the ``renew_many`` of what they wrap (``wrapped``):
+#: the sync store an ``InlineBackend`` runs inline, the async store a ``BlockingBackend`` view
+#: blocks on. Looked up by module, and only once loaded (see :func:`store_of`).
+_ADAPTERS = (
+    ("mongoelector.backends.async_protocol", "InlineBackend"),
+    ("mongoelector.testing.blocking", "BlockingBackend"),
+)
+
+
+def _layers(backend: object) -> list[object]:
+    """``backend`` and, through the adapters of :data:`_ADAPTERS`, each backend it wraps."""
+    layers = [backend]
+    while len(layers) < 16:  # a bound against a wrapper that wraps itself
+        adapters = tuple(
+            getattr(sys.modules[module], name)
+            for module, name in _ADAPTERS
+            if module in sys.modules
+        )
+        if not adapters or not isinstance(layers[-1], adapters):
+            break
+        layers.append(layers[-1].wrapped)
+    return layers
 
 
 def overrides_renew_alone(backend: object) -> bool:
@@ -96,15 +121,17 @@ def _class_overrides_renew_alone(cls: type) -> bool:
 def store_of(backend: object) -> object:
     """The store ``backend`` stands for: holdings of one store renew together.
 
-    That is ``backend`` itself, except for the
+    That is ``backend`` itself, except for the plain
     :class:`~mongoelector.backends.async_protocol.InlineBackend` an ``AsyncLock``
-    makes of a sync backend (each lock makes its own): the backend it wraps.
+    makes of a sync backend (each lock makes its own): the backend it wraps. An
+    instance of a subclass (passed in by the user, say to inject faults) is a
+    store of its own: its calls must not go through another lock's adapter.
     """
     # Only loaded modules are looked at: an InlineBackend exists only once its module is
     # (which loads pymongo: a sync lock must not).
     module = sys.modules.get("mongoelector.backends.async_protocol")
-    if module is not None and isinstance(backend, module.InlineBackend):
-        return backend.wrapped
+    if module is not None and type(backend) is module.InlineBackend:
+        return backend.wrapped  # type: ignore[attr-defined]
     return backend
 
 

@@ -75,11 +75,16 @@ class AsyncRenewGroup:
         if not self._members and _groups.get(self._key) is self:
             del _groups[self._key]
 
-    async def renew(self, trigger: AsyncRenewer, step: Renew) -> tuple[float, float, Outcome]:
+    async def renew(
+        self, trigger: AsyncRenewer, step: Renew
+    ) -> tuple[float, float, Outcome] | Lost | Ended:
         """Renew ``trigger`` (whose ``step`` is due) with the members that join it.
 
-        Returns when the call was sent and answered, and ``trigger``'s outcome. The
-        joiners are handed theirs (:data:`Joined`) through the future each awaits.
+        Returns when the call was sent and answered, and ``trigger``'s outcome; or,
+        when nothing was sent for ``trigger``, why: :class:`Ended` (stopped before the
+        call went out) or :class:`Lost` (its renew deadline passed meanwhile, reported
+        by nobody else). The joiners are handed theirs (:data:`Joined`) through the
+        future each awaits.
         """
         now = self.clock.monotonic()
         timing = trigger._rules.timing(now)
@@ -103,7 +108,8 @@ class AsyncRenewGroup:
             if batch:
                 self._start(batch)
         joined_result = await asyncio.shield(mine)
-        assert isinstance(joined_result, tuple)
+        if isinstance(joined_result, (Lost, Ended)):
+            return joined_result  # nothing was sent for it
         _, started_at, answered_at, outcome = joined_result
         return started_at, answered_at, outcome
 
@@ -127,8 +133,27 @@ class AsyncRenewGroup:
         task.add_done_callback(self._calls.discard)
 
     async def _call(self, batch: list[Entry]) -> None:
-        """One store call for ``batch``; each future gets its holding's outcome."""
+        """One store call for ``batch``; each future gets its holding's outcome.
+
+        As the call goes out, each holding is asked again, as the sync group asks
+        each on its worker: one whose renewer was stopped since it joined (its lock
+        released, its holding replaced) gets :class:`Ended`, one whose renew deadline
+        passed meanwhile gets its :class:`Lost`, one whose task was cancelled stays
+        cancelled; nothing is sent for them.
+        """
         try:
+            for renewer, step, future in batch:
+                if future.done():
+                    continue
+                if not renewer._control.may_go_on():
+                    future.set_result(Ended(token=step.token))
+                    continue
+                verdict = renewer._rules.renew_now()  # its deadline, as the call goes out
+                if not isinstance(verdict, Renew):
+                    future.set_result(verdict)
+            batch = [entry for entry in batch if not entry[2].done()]
+            if not batch:
+                return
             started_at = self.clock.monotonic()
             if len(batch) == 1:  # nobody joined: the store's own one-key call
                 renewer, step, _ = batch[0]

@@ -155,7 +155,13 @@ class AsyncRenewer:
                     return
                 continue
             if self._group is not None:
-                started_at, answered_at, outcome = await self._group.renew(self, step)
+                renewed = await self._group.renew(self, step)
+                if isinstance(renewed, Ended):
+                    return  # stopped before the batch's call went out: nothing was sent
+                if isinstance(renewed, Lost):
+                    await self._lost(renewed)  # its deadline passed before the call went out
+                    return
+                started_at, answered_at, outcome = renewed
             else:
                 started_at = self._clock.monotonic()
                 outcome = await self._renew(step)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.collection import Collection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from mongoelector.backends._mongo import commands
 from mongoelector.backends._mongo.clock_reader import ServerClock
@@ -505,8 +505,19 @@ class MongoOperations:
             counted = yield Call(lambda: _legacy_bulk_update(leases, updates))
             return int(counted)
         matched = 0
-        for query, update in updates:
-            reply = yield UpdateMatching(self._leases, query, update)
+        for index, (query, update) in enumerate(updates):
+            try:
+                reply = yield UpdateMatching(self._leases, query, update)
+            except PyMongoError as error:
+                if not matched:
+                    raise  # nothing renewed yet: classified (and retried) as one write
+                # Earlier statements renewed their holdings: not "nothing renewed", and
+                # (like a bulk write's statement error) not retried.
+                raise AmbiguousOutcome(
+                    f"renewal of {len(updates)} keys: statement {index} failed after "
+                    f"{matched} renewed: {type(error).__name__}: {error}",
+                    original=error,
+                ) from error
             matched += int(reply.matched_count)
         return matched
 

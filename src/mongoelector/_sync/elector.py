@@ -501,10 +501,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
             if loop.phase is not _Phase.PARKED:
                 return
             loop.parked_until = wake_at
-            loop.ticket += 1  # voids the wake-up entry replaced here, should it fire meanwhile
-            ticket = loop.ticket
-            self._cancel_entry_locked(loop)
-            loop.entry = scheduler.call_at(self._clock, wake_at, lambda: self._due(loop, ticket))
+            # voids the wake-up entry replaced here, should it fire meanwhile
+            self._rearm_locked(loop, wake_at, self._due)
             self._state.notify_all()
 
     # --- a scheduled loop: the scheduler's timer, workers and callback thread ------------
@@ -522,13 +520,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 return
             loop.phase = _Phase.PARKED
             loop.parked_until = wake_at
-            loop.ticket += 1  # voids the deadline entry of the poll just ended
-            ticket = loop.ticket
-            self._cancel_entry_locked(loop)
-            if wake_at != math.inf:
-                loop.entry = scheduler.call_at(
-                    self._clock, wake_at, lambda: self._due(loop, ticket)
-                )
+            self._rearm_locked(loop, wake_at, self._due)  # voids the ended poll's deadline entry
             self._state.notify_all()
         # A poll made by a caller meanwhile may have made the next one due sooner.
         self._wake_sooner(loop)
@@ -556,13 +548,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 return
             loop.phase = _Phase.QUEUED
             loop.parked_until = None
-            loop.ticket += 1
-            ticket = loop.ticket
-            self._cancel_entry_locked(loop)
-            if deadline != math.inf:
-                loop.entry = scheduler.call_at(
-                    self._clock, deadline, lambda: self._overdue(loop, ticket)
-                )
+            ticket = self._rearm_locked(loop, deadline, self._overdue)
             self._state.notify_all()
         scheduler.submit(lambda: self._poll_on_worker(loop, ticket))
 
@@ -662,6 +648,16 @@ class LeaderElector(ElectorBase[StorageBackend]):
             if loop.phase is not _Phase.POLLING:
                 self._end_locked(loop)
             self._state.wait_for(lambda: loop.done)
+
+    def _rearm_locked(self, loop: _Loop, at: float, fire: Callable[[_Loop, int], None]) -> int:
+        """Void ``loop``'s entry and ticket; run ``fire(loop, ticket)`` at ``at`` (never if
+        infinite). The new ticket, under ``_state``."""
+        loop.ticket += 1
+        ticket = loop.ticket
+        self._cancel_entry_locked(loop)
+        if at != math.inf:
+            loop.entry = scheduler.call_at(self._clock, at, lambda: fire(loop, ticket))
+        return ticket
 
     def _cancel_entry_locked(self, loop: _Loop) -> None:
         entry, loop.entry = loop.entry, None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from mongoelector import LeaderElector, Lock, LockExists, LockLost
 from mongoelector._common.participant import Participant
 from mongoelector.backends import MemoryBackend
 from mongoelector.backends.sqlite import SQLiteBackend
+from mongoelector.fencing._tokens import term_token
 from mongoelector.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(
@@ -197,3 +199,62 @@ def test_the_checks_see_a_child_that_acts_on_the_parent_s_holding(
     args = (store,) if check.__code__.co_argcount == 1 else (clock, store)
     with pytest.raises(AssertionError, match="LeaseRecord"):  # the parent's record: freed or taken
         check(*args)
+
+
+def test_a_term_entered_before_the_fork_is_over_in_the_child(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    """``leadership()`` and ``fenced()`` in the child: the parent's term is not the child's.
+
+    The child's copy of a ``term`` (and the token source of ``fenced()``) read
+    the elector's term without touching its public entry points: they must see
+    the reset too, or the child writes under the parent's fencing token.
+    """
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    node.poll()
+    assert node.is_leader
+    fenced_token = term_token(node)
+    with node.leadership() as term:
+
+        def check() -> dict[str, Any]:
+            report: dict[str, Any] = {"lost": term.lost.is_set(), "reason": str(term.reason)}
+            try:
+                report["fenced"] = fenced_token()
+            except LockLost:
+                report["fenced"] = "LockLost"
+            return report
+
+        report = in_child(check)
+
+        assert report["lost"] is True
+        assert report["reason"] != "None"
+        assert report["fenced"] == "LockLost"
+        assert not term.lost.is_set() and fenced_token() == term.token  # the parent's lasts
+    node.release()
+
+
+def test_waiting_on_a_term_in_the_child_does_not_wait_for_a_lock_held_at_the_fork(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    """Another thread of the parent may hold the elector's listener lock when it forks."""
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    node.poll()
+    with node.leadership() as term:
+
+        def check() -> dict[str, Any]:
+            signal.alarm(30)  # a hang guard only: a stuck child exits by SIGALRM
+            return {"wait": term.lost.wait(0)}
+
+        with node._listeners_lock:  # as if another thread held it at the fork
+            report = in_child(check)
+
+        assert report == {"wait": True}
+    node.release()
+
+
+def test_the_term_check_sees_a_child_that_trusts_the_parent_s_term(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
+    with pytest.raises(AssertionError):
+        test_a_term_entered_before_the_fork_is_over_in_the_child(clock, sqlite)

@@ -455,6 +455,7 @@ class ElectorBase(Participant[BackendT]):
     # --- listeners and leadership terms -----------------------------------------------
 
     def _add_listener(self, listener: Callable[[], object]) -> None:
+        self._check_fork()  # the parent's listener lock may be held for good in a child
         with self._listeners_lock:
             self._listeners.append(listener)
 
@@ -481,8 +482,11 @@ class ElectorBase(Participant[BackendT]):
     def _term_loss(self, token: int) -> LossReason | None:
         """Why the term with fencing ``token`` is over, or ``None`` while this node still leads it.
 
-        A term whose end no poll has reported yet ended at its renew deadline.
+        A term whose end no poll has reported yet ended at its renew deadline. In a
+        forked child no term of the parent's lasts (``leadership()`` terms and
+        ``fenced()`` entered before the fork read it here).
         """
+        self._check_fork()
         reason = self._loss_reasons.get(token)
         if reason is not None:
             return reason
@@ -505,6 +509,7 @@ class ElectorBase(Participant[BackendT]):
 
     def _term_valid_until(self, token: int) -> float:
         """The monotonic time until which the term with ``token`` is trusted (so far)."""
+        self._check_fork()
         holding = self._machine.holding
         if holding is None or holding.token != token:
             return self._clock.monotonic()

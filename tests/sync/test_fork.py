@@ -26,6 +26,7 @@ from mongoelector import LeaderElector, Lock, LockExists, LockLost
 from mongoelector._common.participant import Participant
 from mongoelector.backends import MemoryBackend
 from mongoelector.backends.sqlite import SQLiteBackend
+from mongoelector.core.elector_machine import Role
 from mongoelector.fencing._tokens import term_token
 from mongoelector.testing import FakeClock
 
@@ -258,3 +259,37 @@ def test_the_term_check_sees_a_child_that_trusts_the_parent_s_term(
     monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
     with pytest.raises(AssertionError):
         test_a_term_entered_before_the_fork_is_over_in_the_child(clock, sqlite)
+
+
+def test_a_child_s_copy_of_a_leader_reports_no_role_of_the_parent_s(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    """Read first in the child, ``role`` and the loop's cadence are the child's own."""
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False, follower_poll=10)
+    node.poll()
+    assert node.role is Role.LEADER and node.leader_exists
+    leading_wait = node.poll_wait
+
+    report = in_child(
+        lambda: {
+            "role": node.role.value,
+            "next_poll_at": str(node.next_poll_at),
+            "leader_exists": node.leader_exists,
+            "poll_wait": node.poll_wait,
+        }
+    )
+
+    assert report["role"] != Role.LEADER.value
+    fresh = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    assert report["next_poll_at"] == str(fresh.next_poll_at)  # the parent's loop is not its
+    assert report["poll_wait"] != leading_wait
+    assert report["leader_exists"] is False  # it has not polled
+    node.release()
+
+
+def test_the_role_check_sees_a_child_that_reports_the_parent_s_role(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
+    with pytest.raises(AssertionError):
+        test_a_child_s_copy_of_a_leader_reports_no_role_of_the_parent_s(clock, sqlite)

@@ -157,6 +157,7 @@ class ElectorBase(Participant[BackendT]):
         ``retry_period`` while leading, ``follower_poll`` (default ``retry_period``)
         while following, like 1.x's leader/follower cadence.
         """
+        self._check_fork()
         if self._machine.is_leader(self._clock.monotonic()):
             return self._timing.retry_period
         return self._timing.follower_period
@@ -205,15 +206,18 @@ class ElectorBase(Participant[BackendT]):
     @property
     def leader_exists(self) -> bool:
         """True if this node leads, or its latest polls saw a live leader."""
+        self._check_fork()
         return self._machine.leader_exists(self._clock.monotonic())
 
     @property
     def next_poll_at(self) -> float:
         """The clock's monotonic time at which the loop polls next (``inf``: stopped)."""
+        self._check_fork()
         return self._machine.wake_at()
 
     @property
     def role(self) -> Role:
+        self._check_fork()
         return self._machine.role
 
     @property

@@ -293,3 +293,37 @@ def test_the_role_check_sees_a_child_that_reports_the_parent_s_role(
     monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
     with pytest.raises(AssertionError):
         test_a_child_s_copy_of_a_leader_reports_no_role_of_the_parent_s(clock, sqlite)
+
+
+@pytest.mark.parametrize(
+    ("guard", "first_use"),
+    [
+        ("mongoelector._common.stores._wrapped_guard", "lock_on_a_database"),
+        ("mongoelector._listeners._registry_lock", "register_a_listener"),
+    ],
+)
+def test_a_process_wide_lock_held_at_the_fork_does_not_hang_the_child(
+    guard: str, first_use: str
+) -> None:
+    """Another thread of the parent may be inside one of them when it forks."""
+    import importlib
+
+    import mongomock
+
+    from mongoelector import monitoring
+
+    module, name = guard.rsplit(".", 1)
+    held = getattr(importlib.import_module(module), name)
+    database = mongomock.MongoClient()["app"]
+
+    def check() -> dict[str, Any]:
+        signal.alarm(30)  # a hang guard only: a stuck child exits by SIGALRM
+        if first_use == "lock_on_a_database":
+            return {"uuid": Lock("k", database).uuid != ""}
+        monitoring.register(monitoring.EventListener())
+        return {"registered": len(monitoring.registered()) > 0}
+
+    with held:  # as if another thread held it at the fork
+        report = in_child(check)
+
+    assert list(report.values()) == [True]

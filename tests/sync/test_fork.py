@@ -327,3 +327,20 @@ def test_a_process_wide_lock_held_at_the_fork_does_not_hang_the_child(
         report = in_child(check)
 
     assert list(report.values()) == [True]
+
+
+def test_a_child_s_copies_describe_themselves_as_the_child_s(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    """``repr()`` read first in the child: no owner id or role of the parent's."""
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    node.poll()
+    lock = Lock("job", sqlite, ttl=30, clock=clock)
+    lock.acquire()
+
+    report = in_child(lambda: {"node": repr(node), "lock": repr(lock)})
+
+    assert node.uuid not in report["node"] and "role=leader" not in report["node"]
+    assert lock.uuid not in report["lock"] and "token=None" in report["lock"]
+    lock.release()
+    node.release()

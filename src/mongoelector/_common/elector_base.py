@@ -520,6 +520,7 @@ class ElectorBase(Participant[BackendT]):
         return holding.valid_until
 
     def __repr__(self) -> str:
+        self._check_fork()  # read first in a forked child: the child's own
         return (
             f"{type(self).__name__}(key={self._key!r}, uuid={self._uuid!r}, "
             f"role={self._machine.role.value}, token={self.token!r})"

@@ -344,3 +344,59 @@ def test_a_child_s_copies_describe_themselves_as_the_child_s(
     assert lock.uuid not in report["lock"] and "token=None" in report["lock"]
     lock.release()
     node.release()
+
+
+def test_a_blocking_loop_forked_by_its_callback_polls_nothing_as_the_parent_in_the_child(
+    clock: FakeClock, backend: MemoryBackend
+) -> None:
+    """``on_leader`` forks; the child returns into the copied ``start(blocking=True)`` loop.
+
+    The child's first store call (if any) ends it and reports who sent it; with
+    none, the loop ends and ``start()`` returns in the child, which reports that.
+    """
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    reports: list[dict[str, Any]] = []
+
+    def on_leader() -> None:
+        owner = node._uuid
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child, back into the loop on return
+            os.close(read_end)
+            for name in ("renew", "compare_and_set", "release"):
+
+                def spy(*args: Any, _name: str = name, **kwargs: Any) -> Any:
+                    as_parent = owner in (*args, *kwargs.values())
+                    os.write(
+                        write_end, json.dumps({"sent": _name, "as_parent": as_parent}).encode()
+                    )
+                    os._exit(0)
+
+                setattr(backend, name, spy)
+            clock.advance(node.retry_period)  # the copied loop's next poll is due
+            return
+        os.close(write_end)
+        with os.fdopen(read_end) as text:
+            reports.append(json.loads(text.read()))
+        os.waitpid(pid, 0)
+        node.stop()
+
+    node = LeaderElector("k", backend, clock=clock, report_status=False, on_leader=on_leader)
+    node.start(blocking=True)
+    if os.getpid() != parent:  # pragma: no cover - the child: its loop ended
+        os.write(write_end, json.dumps({"sent": None}).encode())
+        os._exit(0)
+
+    assert reports == [{"sent": None}]
+
+
+def test_the_loop_check_sees_a_copied_loop_that_renews_as_the_parent(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, backend: MemoryBackend
+) -> None:
+    monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
+    with pytest.raises(AssertionError, match="as_parent"):
+        test_a_blocking_loop_forked_by_its_callback_polls_nothing_as_the_parent_in_the_child(
+            clock, backend
+        )

@@ -9,6 +9,7 @@ and say that they live there.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -80,6 +81,14 @@ def check_listeners(listeners: Iterable[EventListener], *, name: str) -> tuple[E
 
 
 _registry_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock  # noqa: PLW0603 - a fresh lock for the child
+    _registry_lock = threading.Lock()  # another thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 _registry: tuple[EventListener, ...] = ()
 
 

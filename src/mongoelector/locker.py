@@ -189,6 +189,7 @@ class MongoLocker(Lock):
         return self
 
     def __repr__(self) -> str:
+        self._check_fork()  # read first in a forked child: the child's own
         return (
             f"MongoLocker(key={self._key!r}, uuid={self._uuid!r}, host={self._host!r}, "
             f"token={self.token!r})"

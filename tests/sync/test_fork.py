@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from mongoelector import LeaderElector, Lock, LockExists, LockLost
 from mongoelector._common.participant import Participant
 from mongoelector.backends import MemoryBackend
 from mongoelector.backends.sqlite import SQLiteBackend
+from mongoelector.core.elector_machine import Role
+from mongoelector.fencing._tokens import term_token
 from mongoelector.testing import FakeClock
 
 pytestmark = pytest.mark.skipif(
@@ -197,3 +200,203 @@ def test_the_checks_see_a_child_that_acts_on_the_parent_s_holding(
     args = (store,) if check.__code__.co_argcount == 1 else (clock, store)
     with pytest.raises(AssertionError, match="LeaseRecord"):  # the parent's record: freed or taken
         check(*args)
+
+
+def test_a_term_entered_before_the_fork_is_over_in_the_child(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    """``leadership()`` and ``fenced()`` in the child: the parent's term is not the child's.
+
+    The child's copy of a ``term`` (and the token source of ``fenced()``) read
+    the elector's term without touching its public entry points: they must see
+    the reset too, or the child writes under the parent's fencing token.
+    """
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    node.poll()
+    assert node.is_leader
+    fenced_token = term_token(node)
+    with node.leadership() as term:
+
+        def check() -> dict[str, Any]:
+            report: dict[str, Any] = {"lost": term.lost.is_set(), "reason": str(term.reason)}
+            try:
+                report["fenced"] = fenced_token()
+            except LockLost:
+                report["fenced"] = "LockLost"
+            return report
+
+        report = in_child(check)
+
+        assert report["lost"] is True
+        assert report["reason"] != "None"
+        assert report["fenced"] == "LockLost"
+        assert not term.lost.is_set() and fenced_token() == term.token  # the parent's lasts
+    node.release()
+
+
+def test_waiting_on_a_term_in_the_child_does_not_wait_for_a_lock_held_at_the_fork(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    """Another thread of the parent may hold the elector's listener lock when it forks."""
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    node.poll()
+    with node.leadership() as term:
+
+        def check() -> dict[str, Any]:
+            signal.alarm(30)  # a hang guard only: a stuck child exits by SIGALRM
+            return {"wait": term.lost.wait(0)}
+
+        with node._listeners_lock:  # as if another thread held it at the fork
+            report = in_child(check)
+
+        assert report == {"wait": True}
+    node.release()
+
+
+def test_the_term_check_sees_a_child_that_trusts_the_parent_s_term(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
+    with pytest.raises(AssertionError):
+        test_a_term_entered_before_the_fork_is_over_in_the_child(clock, sqlite)
+
+
+def test_a_child_s_copy_of_a_leader_reports_no_role_of_the_parent_s(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    """Read first in the child, ``role`` and the loop's cadence are the child's own."""
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False, follower_poll=10)
+    node.poll()
+    assert node.role is Role.LEADER and node.leader_exists
+    leading_wait = node.poll_wait
+
+    report = in_child(
+        lambda: {
+            "role": node.role.value,
+            "next_poll_at": str(node.next_poll_at),
+            "leader_exists": node.leader_exists,
+            "poll_wait": node.poll_wait,
+        }
+    )
+
+    assert report["role"] != Role.LEADER.value
+    fresh = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    assert report["next_poll_at"] == str(fresh.next_poll_at)  # the parent's loop is not its
+    assert report["poll_wait"] != leading_wait
+    assert report["leader_exists"] is False  # it has not polled
+    node.release()
+
+
+def test_the_role_check_sees_a_child_that_reports_the_parent_s_role(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
+    with pytest.raises(AssertionError):
+        test_a_child_s_copy_of_a_leader_reports_no_role_of_the_parent_s(clock, sqlite)
+
+
+@pytest.mark.parametrize(
+    ("guard", "first_use"),
+    [
+        ("mongoelector._common.stores._wrapped_guard", "lock_on_a_database"),
+        ("mongoelector._listeners._registry_lock", "register_a_listener"),
+    ],
+)
+def test_a_process_wide_lock_held_at_the_fork_does_not_hang_the_child(
+    guard: str, first_use: str
+) -> None:
+    """Another thread of the parent may be inside one of them when it forks."""
+    import importlib
+
+    import mongomock
+
+    from mongoelector import monitoring
+
+    module, name = guard.rsplit(".", 1)
+    held = getattr(importlib.import_module(module), name)
+    database = mongomock.MongoClient()["app"]
+
+    def check() -> dict[str, Any]:
+        signal.alarm(30)  # a hang guard only: a stuck child exits by SIGALRM
+        if first_use == "lock_on_a_database":
+            return {"uuid": Lock("k", database).uuid != ""}
+        monitoring.register(monitoring.EventListener())
+        return {"registered": len(monitoring.registered()) > 0}
+
+    with held:  # as if another thread held it at the fork
+        report = in_child(check)
+
+    assert list(report.values()) == [True]
+
+
+def test_a_child_s_copies_describe_themselves_as_the_child_s(
+    clock: FakeClock, sqlite: SQLiteBackend
+) -> None:
+    """``repr()`` read first in the child: no owner id or role of the parent's."""
+    node = LeaderElector("k", sqlite, clock=clock, report_status=False)
+    node.poll()
+    lock = Lock("job", sqlite, ttl=30, clock=clock)
+    lock.acquire()
+
+    report = in_child(lambda: {"node": repr(node), "lock": repr(lock)})
+
+    assert node.uuid not in report["node"] and "role=leader" not in report["node"]
+    assert lock.uuid not in report["lock"] and "token=None" in report["lock"]
+    lock.release()
+    node.release()
+
+
+def test_a_blocking_loop_forked_by_its_callback_polls_nothing_as_the_parent_in_the_child(
+    clock: FakeClock, backend: MemoryBackend
+) -> None:
+    """``on_leader`` forks; the child returns into the copied ``start(blocking=True)`` loop.
+
+    The child's first store call (if any) ends it and reports who sent it; with
+    none, the loop ends and ``start()`` returns in the child, which reports that.
+    """
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    reports: list[dict[str, Any]] = []
+
+    def on_leader() -> None:
+        owner = node._uuid
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child, back into the loop on return
+            os.close(read_end)
+            for name in ("renew", "compare_and_set", "release"):
+
+                def spy(*args: Any, _name: str = name, **kwargs: Any) -> Any:
+                    as_parent = owner in (*args, *kwargs.values())
+                    os.write(
+                        write_end, json.dumps({"sent": _name, "as_parent": as_parent}).encode()
+                    )
+                    os._exit(0)
+
+                setattr(backend, name, spy)
+            clock.advance(node.retry_period)  # the copied loop's next poll is due
+            return
+        os.close(write_end)
+        with os.fdopen(read_end) as text:
+            reports.append(json.loads(text.read()))
+        os.waitpid(pid, 0)
+        node.stop()
+
+    node = LeaderElector("k", backend, clock=clock, report_status=False, on_leader=on_leader)
+    node.start(blocking=True)
+    if os.getpid() != parent:  # pragma: no cover - the child: its loop ended
+        os.write(write_end, json.dumps({"sent": None}).encode())
+        os._exit(0)
+
+    assert reports == [{"sent": None}]
+
+
+def test_the_loop_check_sees_a_copied_loop_that_renews_as_the_parent(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, backend: MemoryBackend
+) -> None:
+    monkeypatch.setattr(Participant, "_check_fork", lambda self: None)
+    with pytest.raises(AssertionError, match="as_parent"):
+        test_a_blocking_loop_forked_by_its_callback_polls_nothing_as_the_parent_in_the_child(
+            clock, backend
+        )

@@ -157,6 +157,7 @@ class ElectorBase(Participant[BackendT]):
         ``retry_period`` while leading, ``follower_poll`` (default ``retry_period``)
         while following, like 1.x's leader/follower cadence.
         """
+        self._check_fork()
         if self._machine.is_leader(self._clock.monotonic()):
             return self._timing.retry_period
         return self._timing.follower_period
@@ -205,15 +206,18 @@ class ElectorBase(Participant[BackendT]):
     @property
     def leader_exists(self) -> bool:
         """True if this node leads, or its latest polls saw a live leader."""
+        self._check_fork()
         return self._machine.leader_exists(self._clock.monotonic())
 
     @property
     def next_poll_at(self) -> float:
         """The clock's monotonic time at which the loop polls next (``inf``: stopped)."""
+        self._check_fork()
         return self._machine.wake_at()
 
     @property
     def role(self) -> Role:
+        self._check_fork()
         return self._machine.role
 
     @property
@@ -455,6 +459,7 @@ class ElectorBase(Participant[BackendT]):
     # --- listeners and leadership terms -----------------------------------------------
 
     def _add_listener(self, listener: Callable[[], object]) -> None:
+        self._check_fork()  # the parent's listener lock may be held for good in a child
         with self._listeners_lock:
             self._listeners.append(listener)
 
@@ -481,8 +486,11 @@ class ElectorBase(Participant[BackendT]):
     def _term_loss(self, token: int) -> LossReason | None:
         """Why the term with fencing ``token`` is over, or ``None`` while this node still leads it.
 
-        A term whose end no poll has reported yet ended at its renew deadline.
+        A term whose end no poll has reported yet ended at its renew deadline. In a
+        forked child no term of the parent's lasts (``leadership()`` terms and
+        ``fenced()`` entered before the fork read it here).
         """
+        self._check_fork()
         reason = self._loss_reasons.get(token)
         if reason is not None:
             return reason
@@ -505,12 +513,14 @@ class ElectorBase(Participant[BackendT]):
 
     def _term_valid_until(self, token: int) -> float:
         """The monotonic time until which the term with ``token`` is trusted (so far)."""
+        self._check_fork()
         holding = self._machine.holding
         if holding is None or holding.token != token:
             return self._clock.monotonic()
         return holding.valid_until
 
     def __repr__(self) -> str:
+        self._check_fork()  # read first in a forked child: the child's own
         return (
             f"{type(self).__name__}(key={self._key!r}, uuid={self._uuid!r}, "
             f"role={self._machine.role.value}, token={self.token!r})"

@@ -698,6 +698,7 @@ class LockBase(Participant[BackendT]):
         )
 
     def __repr__(self) -> str:
+        self._check_fork()  # read first in a forked child: the child's own
         return (
             f"{type(self).__name__}(key={self._key!r}, uuid={self._uuid!r}, token={self.token!r})"
         )

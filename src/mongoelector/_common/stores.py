@@ -17,6 +17,7 @@ indexes are made once.
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Literal
@@ -45,6 +46,14 @@ _CLIENT_METHODS = ("list_database_names", "get_database")
 #: A backend keeps its database and clock alive, so their ids are not reused meanwhile.
 _wrapped: weakref.WeakValueDictionary[tuple[int, int], Any] = weakref.WeakValueDictionary()
 _wrapped_guard = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _wrapped_guard  # noqa: PLW0603 - a fresh lock for the child
+    _wrapped_guard = threading.Lock()  # another thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _shared(database: object, clock: Clock | None, make: Any) -> Any:

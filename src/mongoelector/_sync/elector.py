@@ -229,6 +229,10 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._machine_lock = threading.Lock()
         self._reports_wait = False
         self._state = threading.Condition(threading.Lock())
+        if self._loop is not None:
+            # The child's copy: a blocking loop whose callback forked goes on in the child
+            # (its thread is the forking one) and ends at its next poll, sending nothing.
+            self._loop.stopped = True
         self._loop = None  # the parent's loop runs only in the parent
         self._latest = None
 
@@ -680,6 +684,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
     def _poll_cycle(self, loop: _Loop | None) -> None:
         """One poll cycle, its callbacks queued; by ``loop``, none once it was stopped."""
+        self._check_fork()  # a loop copied into a forked child polls nothing there
         with self._poll_lock:
             if loop is not None and loop.stopped:
                 return

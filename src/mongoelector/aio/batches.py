@@ -145,7 +145,7 @@ class AsyncRenewGroup:
             for renewer, step, future in batch:
                 if future.done():
                     continue
-                if not renewer._control.may_go_on():
+                if not renewer._may_go_on():
                     future.set_result(Ended(token=step.token))
                     continue
                 verdict = renewer._rules.renew_now()  # its deadline, as the call goes out

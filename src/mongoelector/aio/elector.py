@@ -152,7 +152,9 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
 
     @property
     def task(self) -> asyncio.Task[Any] | None:
-        """The task the polling loop runs in (the caller's for a blocking start), if started."""
+        """The task the polling loop runs in (the caller's for a blocking start), if started;
+        never, in a forked child, the parent's."""
+        self._check_fork()
         return self._task
 
     async def cluster_detail(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 
+from mongoelector import _identity
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.renewing import RenewalRules, StopControl
 from mongoelector.aio import batches
@@ -82,6 +83,7 @@ class AsyncRenewer:
         self._report_loss = report_loss
         self._wakeup = asyncio.Event()
         self._control = StopControl()
+        self._forks = _identity.forks  # a copy in a forked child renews nothing
         self._in_callbacks = asyncio.Event()
         self._key = key
         self._owner = owner  # with ttl, what a renewal sends besides key and token
@@ -135,8 +137,13 @@ class AsyncRenewer:
         finally:
             self._control.finish()
 
+    def _may_go_on(self) -> bool:
+        """Whether to renew on: not stopped, and not a copy in a forked child (whose loop
+        may go on running this task: the holding is the parent's)."""
+        return self._control.may_go_on() and self._forks == _identity.forks
+
     async def _loop(self) -> None:
-        while self._control.may_go_on():
+        while self._may_go_on():
             step = self._rules.next_step()
             if isinstance(step, Ended):
                 return
@@ -195,7 +202,7 @@ class AsyncRenewer:
         return (
             until is not None
             and self._summoned is None
-            and self._control.may_go_on()
+            and self._may_go_on()
             and until <= now + self._rules.renewal.renew_interval * JOIN_FRACTION
         )
 
@@ -204,7 +211,7 @@ class AsyncRenewer:
         (``None`` if it no longer waits)."""
         if self._sleeping_until is None or self._summoned is not None:
             return None
-        if not self._control.may_go_on():
+        if not self._may_go_on():
             return None
         self._summoned = asyncio.get_running_loop().create_future()
         self._wakeup.set()

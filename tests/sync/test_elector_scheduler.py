@@ -504,3 +504,17 @@ def test_a_poll_that_raises_stops_the_loop_and_steps_down_for_good(
     record = store.get("buggy")
     assert record is not None and record.owner is None  # the lease was freed
     assert node not in elector_module.running() and scheduler.scheduled(clock) == 0
+
+
+def test_a_started_elector_keeps_no_event_of_its_own(
+    store: CountingBackend, clock: FakeClock
+) -> None:
+    # Only a blocking loop waits on an Event; each scheduled one would cost ~800 bytes.
+    first, second = elector("svc-a", store, clock), elector("svc-b", store, clock)
+    first.start()
+    second.start()
+    loops = [first._loop, second._loop]
+    assert loops[0] is not None and loops[1] is not None
+    assert loops[0].wakeup is loops[1].wakeup is elector_module._NO_WAKEUP
+    first.stop()
+    second.stop()

@@ -104,6 +104,10 @@ class _Phase(enum.Enum):
     POLLING = "polling"  # on a worker: the poll and its store calls
 
 
+#: The ``wakeup`` of every scheduled loop, which never waits on it (only blocking loops do).
+_NO_WAKEUP = threading.Event()
+
+
 @dataclass(eq=False)
 class _Loop:
     """One run of the polling loop, from ``start()`` to ``stop()``; changed under ``_state``.
@@ -124,8 +128,8 @@ class _Loop:
     entry: scheduler.Entry | None = None
     #: Which queued poll (and deadline) counts: a later one voids the earlier.
     ticket: int = 0
-    # --- a blocking loop
-    wakeup: threading.Event = field(default_factory=threading.Event)
+    # --- a blocking loop (a scheduled one has no Event: about 800 bytes an elector)
+    wakeup: threading.Event = field(default_factory=lambda: _NO_WAKEUP)
     thread: threading.Thread | None = None
     #: The loop's thread is inside a user callback (``stop()`` does not wait for it then).
     in_callback: bool = False
@@ -362,7 +366,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 if self._loop is not None:
                     return
                 self._starts += 1
-                self._loop = self._latest = loop = _Loop(blocking=blocking)
+                self._loop = self._latest = loop = (
+                    _Loop(blocking=True, wakeup=threading.Event()) if blocking else _Loop()
+                )
                 if blocking:
                     loop.thread = threading.current_thread()
                 else:

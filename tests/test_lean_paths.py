@@ -74,7 +74,9 @@ def test_with_info_off_and_no_listener_a_lock_builds_no_event_and_no_log_text(
     with caplog.at_level(logging.WARNING, logger="mongoelector"):
         pairs(Lock("lean", MemoryBackend(FakeClock())), 3)
     assert (built.events, built.texts) == (0, 0)
-    assert caplog.records == []
+    # Only the package's records: an earlier test's leftovers (asyncio's "Task was
+    # destroyed" when a task is collected now) are not this lock's.
+    assert [r for r in caplog.records if r.name.startswith("mongoelector")] == []
 
 
 def test_a_listener_still_gets_every_event_and_info_still_logs(

@@ -8,6 +8,7 @@ only to keep a broken build from hanging; nothing here asserts on timing.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -47,6 +48,14 @@ def until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "hang guard"
         time.sleep(0.05)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def script(path: Path, body: str) -> list[str]:
@@ -168,10 +177,11 @@ def test_sigterm_to_the_runner_reaches_the_child_and_the_lock_is_released(tmp_pa
 
 def test_at_least_keeps_the_lock_after_the_child_ends(tmp_path: Path) -> None:
     db = str(tmp_path / "l.db")
-    first = runner("run", "job", "--sqlite", db, "--at-least", "60", "--", sys.executable, "-c", "")
-    with SQLiteBackend(db) as backend:
-        until(lambda: (r := backend.get("job")) is not None and r.owner is not None)
-    time.sleep(0.5)  # the child (an empty script) has long ended; the lock is still held
+    pid_file = tmp_path / "pid"
+    child = script(tmp_path / "c.py", f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n")
+    first = runner("run", "job", "--sqlite", db, "--at-least", "60", "--", *child)
+    until(lambda: pid_file.exists() and pid_file.read_text() != "")
+    until(lambda: not _exists(int(pid_file.read_text())))  # ended and reaped by the runner
     code, err = finish(runner("run", "job", "--sqlite", db, "--", "true"))
     assert code == 75, err
     first.send_signal(signal.SIGTERM)

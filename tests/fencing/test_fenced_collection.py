@@ -320,3 +320,12 @@ def test_an_elector_fences_with_its_current_term(backend: MemoryBackend, clock: 
         fenced.update_one({"_id": 1}, {"$set": {"a": 1}})
     elector.fenced(docs).update_one({"_id": 1}, {"$set": {"a": 1}})
     assert docs.find_one({"_id": 1}) == {"_id": 1, "a": 1, "_fence": 2}
+
+
+def test_insert_many_over_a_newer_document_stays_pymongos_bulk_write_error(
+    fenced: Any, docs: Any
+) -> None:
+    """As docs/locks.md says: only ``insert_one`` tells a newer ``_id`` apart."""
+    with pytest.raises(pymongo.errors.BulkWriteError):
+        fenced.insert_many([{"_id": "new"}])
+    assert docs.find_one({"_id": "new"})["_fence"] == 9

@@ -163,10 +163,9 @@ class _Runner:
         self._signalled: int | None = None
 
     def on_signal(self, number: int) -> None:
-        if self._child is None:
-            self._signalled = number
-            raise SystemExit(128 + number)  # still waiting for the lock: give up
         self._signalled = number
+        if self._child is None:
+            raise SystemExit(128 + number)  # still waiting for the lock: give up
         self._child.send(number)
 
     def supervise(self) -> int:

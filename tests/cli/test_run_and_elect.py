@@ -216,6 +216,12 @@ def test_elect_runs_one_child_and_hands_over_with_a_greater_token(tmp_path: Path
 
     follower.send_signal(signal.SIGTERM)
     assert finish(follower)[0] == 0
+    # Whenever it came, a child the follower started during the first term would show here
+    # (the sleep above only gives it a chance to show early).
+    assert [line.split()[1] for line in tokens.read_text().splitlines()] == [
+        str(leader.pid),
+        str(follower.pid),
+    ]
 
 
 def test_elect_stops_the_child_when_leadership_is_lost_and_restarts_it(tmp_path: Path) -> None:

@@ -211,3 +211,46 @@ def test_the_renewal_check_sees_a_child_that_renews_the_parent_s_holding(
     monkeypatch.setattr(AsyncRenewer, "_may_go_on", lambda self: self._control.may_go_on())
     with pytest.raises(AssertionError, match="sent_as_parent"):
         test_a_child_that_goes_on_running_the_loop_renews_nothing_of_the_parent_s(KeyByKey, 1)
+
+
+def test_a_child_that_goes_on_running_the_loop_ends_the_copied_elector_loop() -> None:
+    """``os.fork()`` inside a coroutine: the elector's loop task copied into the child ends
+    at its next poll, sending nothing and raising nothing (no store call as the parent)."""
+    clock = FakeClock()
+    backend = MemoryBackend(clock=clock)
+
+    async def main() -> dict[str, Any]:
+        elector = AsyncLeaderElector("el", backend, ttl=30, clock=clock)
+        await elector.start()
+        await run_for(clock, 0)
+        assert elector.is_leader
+        owner, task = elector._uuid, elector.task
+        assert task is not None
+
+        async def child() -> dict[str, Any]:
+            spy = SentAs(backend, owner)
+            await in_the_child_s_loop(clock, elector.retry_period)
+            error = task.exception() if task.done() and not task.cancelled() else None
+            return {"sent_as_parent": spy.calls, "ended": task.done(), "error": repr(error)}
+
+        report = await fork_in_loop(child)
+        await elector.stop()
+        return report
+
+    assert asyncio.run(main()) == {"sent_as_parent": 0, "ended": True, "error": "None"}
+
+
+def test_the_elector_loop_check_sees_a_child_whose_copied_loop_crashes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reset = AsyncLeaderElector._after_fork
+
+    def reset_leaving_the_loop_running(self: AsyncLeaderElector) -> None:
+        loop = self._loop
+        reset(self)
+        if loop is not None:
+            loop.stopped = False
+
+    monkeypatch.setattr(AsyncLeaderElector, "_after_fork", reset_leaving_the_loop_running)
+    with pytest.raises(AssertionError, match="error"):
+        test_a_child_that_goes_on_running_the_loop_ends_the_copied_elector_loop()

@@ -18,10 +18,12 @@ import weakref
 
 from mongoelector._common.outcomes import Failure, failure_of
 from mongoelector.backends.protocol import Capability, LeaseRecord
+from mongoelector.clock import Clock, SystemClock
 from mongoelector.errors import AmbiguousOutcome
 
 __all__ = [
     "Outcome",
+    "clock_key",
     "failed_batch",
     "outcomes_of",
     "overrides_renew_alone",
@@ -33,6 +35,12 @@ logger = logging.getLogger("mongoelector.backend")
 
 #: What one holding's renewal came back with, alone or in a batch.
 Outcome = LeaseRecord | Failure | None
+
+
+def clock_key(clock: Clock) -> object:
+    """What tells ``clock`` apart: every :class:`~mongoelector.clock.SystemClock` is one
+    clock (one scheduler timer, one renew group), any other clock object its own."""
+    return SystemClock if type(clock) is SystemClock else id(clock)
 
 
 def renews_in_batches(backend: object) -> bool:

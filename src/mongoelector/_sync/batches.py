@@ -25,10 +25,10 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from mongoelector._common.batches import Outcome, failed_batch, outcomes_of
+from mongoelector._common.batches import Outcome, clock_key, failed_batch, outcomes_of
 from mongoelector._sync import scheduler
 from mongoelector.backends.protocol import RenewItem, RenewManyBackend
-from mongoelector.clock import Clock, SystemClock
+from mongoelector.clock import Clock
 from mongoelector.core import batching
 from mongoelector.core.events import Renew
 
@@ -50,10 +50,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _clock_key(clock: Clock) -> object:
-    return SystemClock if type(clock) is SystemClock else id(clock)
 
 
 class RenewGroup:
@@ -173,7 +169,7 @@ class RenewGroup:
 
 def enter(renewer: Renewer, backend: RenewManyBackend, clock: Clock) -> RenewGroup:
     """Add ``renewer`` to the group of ``backend`` (the object) and ``clock``; that group."""
-    key = (id(backend), _clock_key(clock))
+    key = (id(backend), clock_key(clock))
     with _registry_guard:
         group = _groups.get(key)
         if group is None or group.backend is not backend:

@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from mongoelector._common.batches import clock_key
 from mongoelector._sync import scheduler
 from mongoelector.clock import Clock, SystemClock
 
@@ -92,7 +93,7 @@ def drive(clock: Clock) -> None:
     """
     if type(clock) is SystemClock:
         raise ValueError("the system clock cannot be driven by hand")
-    key = scheduler._clock_key(clock)
+    key = clock_key(clock)
     with scheduler._guard:
         timer = scheduler._timers.get(key)
         if isinstance(timer, _ManualTimer):
@@ -105,12 +106,12 @@ def drive(clock: Clock) -> None:
 def driven(clock: Clock) -> bool:
     """True while ``clock`` is driven by hand."""
     with scheduler._guard:
-        return isinstance(scheduler._timers.get(scheduler._clock_key(clock)), _ManualTimer)
+        return isinstance(scheduler._timers.get(clock_key(clock)), _ManualTimer)
 
 
 def forget(clock: Clock) -> None:
     """Stop driving ``clock`` by hand, dropping its entries, queued work and callbacks."""
-    key = scheduler._clock_key(clock)
+    key = clock_key(clock)
     with scheduler._guard:
         timer = scheduler._timers.get(key)
         if isinstance(timer, _ManualTimer):
@@ -125,7 +126,7 @@ def forget(clock: Clock) -> None:
 
 def _timer(clock: Clock) -> _ManualTimer:
     with scheduler._guard:
-        timer = scheduler._timers.get(scheduler._clock_key(clock))
+        timer = scheduler._timers.get(clock_key(clock))
     if not isinstance(timer, _ManualTimer):
         raise ValueError(f"{clock!r} is not driven by hand (see drive())")
     return timer

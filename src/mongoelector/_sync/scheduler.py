@@ -47,6 +47,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from mongoelector._common.batches import clock_key
 from mongoelector.clock import Clock, SystemClock
 
 __all__ = [
@@ -113,10 +114,6 @@ class Entry:
 _guard = threading.Lock()  # the timers, their heaps and the registry below
 _timers: dict[object, _Timer] = {}
 _seq = itertools.count()
-
-
-def _clock_key(clock: Clock) -> object:
-    return SystemClock if type(clock) is SystemClock else id(clock)
 
 
 class _Timer:
@@ -225,7 +222,7 @@ class _Timer:
 
 def call_at(clock: Clock, due: float, action: Action) -> Entry:
     """Run ``action`` (briefly, in the timer thread) once ``clock.monotonic() >= due``."""
-    key = _clock_key(clock)
+    key = clock_key(clock)
     with _guard:
         timer = _timers.get(key)
         if timer is None:
@@ -251,7 +248,7 @@ def scheduled(clock: Clock | None = None) -> int:
     """
     with _guard:
         if clock is not None:
-            timer = _timers.get(_clock_key(clock))
+            timer = _timers.get(clock_key(clock))
             return timer.live if timer is not None else 0
         return sum(timer.live for timer in _timers.values())
 

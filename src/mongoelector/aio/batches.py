@@ -20,10 +20,10 @@ import logging
 import weakref
 from typing import TYPE_CHECKING
 
-from mongoelector._common.batches import Outcome, failed_batch, outcomes_of, store_of
+from mongoelector._common.batches import Outcome, clock_key, failed_batch, outcomes_of, store_of
 from mongoelector.backends.async_protocol import AsyncRenewManyBackend
 from mongoelector.backends.protocol import RenewItem
-from mongoelector.clock import Clock, SystemClock
+from mongoelector.clock import Clock
 from mongoelector.core import batching
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Ended, Lost
@@ -43,10 +43,6 @@ Joined = tuple[Renew, float, float, Outcome] | Lost | Ended
 Entry = tuple["AsyncRenewer", Renew, "asyncio.Future[Joined]"]
 
 _groups: dict[tuple[int, int, object], AsyncRenewGroup] = {}
-
-
-def _clock_key(clock: Clock) -> object:
-    return SystemClock if type(clock) is SystemClock else id(clock)
 
 
 class AsyncRenewGroup:
@@ -196,7 +192,7 @@ def enter(renewer: AsyncRenewer, backend: AsyncRenewManyBackend, clock: Clock) -
     loop = asyncio.get_running_loop()
     _forget_closed_loops()
     store = store_of(backend)  # each AsyncLock wraps a sync MemoryBackend anew
-    key = (id(loop), id(store), _clock_key(clock))
+    key = (id(loop), id(store), clock_key(clock))
     group = _groups.get(key)
     if group is None or group.loop() is not loop or store_of(group.backend) is not store:
         group = _groups[key] = AsyncRenewGroup(key, backend, clock, loop)

@@ -138,6 +138,10 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     def _after_fork(self) -> None:
         super()._after_fork()
         self._poll_lock = TaskLock()
+        if self._loop is not None:
+            # The child's copy: a loop task that a fork inside a coroutine left running in
+            # the child ends at its next poll, sending nothing.
+            self._loop.stopped = True
         self._loop = None  # the parent's loop runs only in the parent
         self._task = None
 
@@ -321,6 +325,9 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
 
     async def _poll(self, loop: _Loop | None) -> None:
         """One poll cycle; by ``loop``, none once it was stopped."""
+        self._check_fork()  # a loop copied into a forked child polls nothing there
+        if loop is not None and loop.stopped:
+            return  # before the lock: there is no running event loop in a forked child
         async with self._poll_lock:
             if loop is not None and loop.stopped:
                 return

@@ -65,7 +65,8 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     With ``auto_renew=True`` an asyncio task (named
     ``mongoelector-renew-<key>``) renews the holding every ``retry_period``
     from acquire until release, retrying failed renewals until the renew
-    deadline, with the same rules as ``Lock``'s renewer (on the process scheduler). If the holding
+    deadline, with the same rules as ``Lock``'s renewer (a task of the running loop, not
+    the sync Lock's process scheduler). If the holding
     ends without :meth:`release`, :attr:`lost` is set and ``on_lost()`` (a
     plain function or a coroutine function) is called once, with no
     arguments; one that raises is logged. It may call this lock's methods,

@@ -1,7 +1,8 @@
 """The asyncio task that keeps one lock holding alive (``AsyncLock(auto_renew=True)``).
 
 The task runs the pure :class:`~mongoelector.core.renewal.Renewal` rules (as
-the sync renewer (on the process scheduler) does, through
+the sync renewer does on the process scheduler; this one is a task of the running
+event loop, no thread), through
 :class:`~mongoelector._common.renewing.RenewalRules`): it renews when they say
 so, waits on the lock's clock in between (under a
 :class:`~mongoelector.testing.FakeClock` it sleeps until a test advances the

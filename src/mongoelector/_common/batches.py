@@ -15,10 +15,14 @@ from __future__ import annotations
 import logging
 import sys
 import weakref
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
 
 from mongoelector._common.outcomes import Failure, failure_of
+from mongoelector._common.renewing import RenewalRules
 from mongoelector.backends.protocol import Capability, LeaseRecord
 from mongoelector.clock import Clock, SystemClock
+from mongoelector.core import batching
 from mongoelector.errors import AmbiguousOutcome
 
 __all__ = [
@@ -27,6 +31,7 @@ __all__ = [
     "failed_batch",
     "outcomes_of",
     "overrides_renew_alone",
+    "plan_calls",
     "renews_in_batches",
     "store_of",
 ]
@@ -35,6 +40,35 @@ logger = logging.getLogger("mongoelector.backend")
 
 #: What one holding's renewal came back with, alone or in a batch.
 Outcome = LeaseRecord | Failure | None
+
+
+class Member(Protocol):
+    """A renewer of either driver, as a group plans its calls."""
+
+    _rules: RenewalRules
+
+    def _may_join(self, now: float) -> bool: ...
+
+
+M = TypeVar("M", bound=Member)
+
+
+def plan_calls(trigger: M, members: Iterable[M], now: float) -> list[list[M]]:
+    """The calls to make at ``now`` for ``trigger``'s renewal: the members of its group that
+    join it (waiting for their own time, soon enough), as
+    :func:`~mongoelector.core.batching.renew_together` splits them; ``[[]]`` (``trigger``
+    alone) if ``trigger`` has no holding to renew. The first call is ``trigger``'s."""
+    timing = trigger._rules.timing(now)
+    if timing is None:
+        return [[]]
+    candidates = []
+    for member in members:
+        if member is trigger or not member._may_join(now):
+            continue
+        joining = member._rules.timing(now)
+        if joining is not None:
+            candidates.append((member, joining))
+    return batching.renew_together(now, timing, candidates)
 
 
 def clock_key(clock: Clock) -> object:

@@ -25,11 +25,10 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from mongoelector._common.batches import Outcome, clock_key, failed_batch, outcomes_of
+from mongoelector._common.batches import Outcome, clock_key, failed_batch, outcomes_of, plan_calls
 from mongoelector._sync import scheduler
 from mongoelector.backends.protocol import RenewItem, RenewManyBackend
 from mongoelector.clock import Clock
-from mongoelector.core import batching
 from mongoelector.core.events import Renew
 
 if TYPE_CHECKING:
@@ -87,13 +86,9 @@ class RenewGroup:
         ticket = trigger._enqueue()
         if ticket is None:
             return  # stopped meanwhile: it has ended
-        now = self.clock.monotonic()
-        timing = trigger._rules.timing(now)
-        calls = (
-            batching.renew_together(now, timing, self._candidates(trigger, now))
-            if timing is not None
-            else [[]]
-        )
+        with _registry_guard:
+            members = list(self._members)
+        calls = plan_calls(trigger, members, self.clock.monotonic())
         batches: list[list[tuple[Renewer, int]]] = []
         for number, call in enumerate(calls):
             batch = [(trigger, ticket)] if number == 0 else []
@@ -111,21 +106,6 @@ class RenewGroup:
     def _run_all(self, batches: list[list[tuple[Renewer, int]]]) -> None:
         for batch in batches:
             self._run(batch)
-
-    def _candidates(
-        self, trigger: Renewer, now: float
-    ) -> list[tuple[Renewer, batching.RenewTiming]]:
-        """The members waiting for their own renewal time soon enough to join, with their timing."""
-        with _registry_guard:
-            members = list(self._members)
-        found = []
-        for member in members:
-            if member is trigger or not member._may_join(now):
-                continue
-            timing = member._rules.timing(now)
-            if timing is not None:
-                found.append((member, timing))
-        return found
 
     def _run(self, batch: list[tuple[Renewer, int]]) -> None:
         """On a worker: one store call for the holdings of ``batch`` still to renew."""

@@ -20,11 +20,17 @@ import logging
 import weakref
 from typing import TYPE_CHECKING
 
-from mongoelector._common.batches import Outcome, clock_key, failed_batch, outcomes_of, store_of
+from mongoelector._common.batches import (
+    Outcome,
+    clock_key,
+    failed_batch,
+    outcomes_of,
+    plan_calls,
+    store_of,
+)
 from mongoelector.backends.async_protocol import AsyncRenewManyBackend
 from mongoelector.backends.protocol import RenewItem
 from mongoelector.clock import Clock
-from mongoelector.core import batching
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Ended, Lost
 
@@ -82,13 +88,7 @@ class AsyncRenewGroup:
         by nobody else). The joiners are handed theirs (:data:`Joined`) through the
         future each awaits.
         """
-        now = self.clock.monotonic()
-        timing = trigger._rules.timing(now)
-        calls = (
-            batching.renew_together(now, timing, self._candidates(trigger, now))
-            if timing is not None
-            else [[]]
-        )
+        calls = plan_calls(trigger, list(self._members), self.clock.monotonic())
         mine: asyncio.Future[Joined] = asyncio.get_running_loop().create_future()
         for number, call in enumerate(calls):
             batch: list[Entry] = [(trigger, step, mine)] if number == 0 else []
@@ -108,18 +108,6 @@ class AsyncRenewGroup:
             return joined_result  # nothing was sent for it
         _, started_at, answered_at, outcome = joined_result
         return started_at, answered_at, outcome
-
-    def _candidates(
-        self, trigger: AsyncRenewer, now: float
-    ) -> list[tuple[AsyncRenewer, batching.RenewTiming]]:
-        found = []
-        for member in self._members:
-            if member is trigger or not member._may_join(now):
-                continue
-            timing = member._rules.timing(now)
-            if timing is not None:
-                found.append((member, timing))
-        return found
 
     def _start(self, batch: list[Entry]) -> None:
         task = asyncio.get_running_loop().create_task(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from mongoelector.backends import (
     LeaseRequest,
     MemberRecord,
     MemoryBackend,
+    RenewItem,
     StorageBackend,
     require_backend,
 )
@@ -144,3 +145,20 @@ def test_member_reports_lapse_after_their_ttl(backend: MemoryBackend, clock: Fak
 def test_require_backend_names_missing_methods() -> None:
     with pytest.raises(TypeError, match="renew"):
         require_backend(object())
+
+
+def test_renew_many_stamps_every_item_at_one_instant_of_its_clock() -> None:
+    """renew_many() reads the clock once: items of one ttl get one expiry while the clock runs."""
+
+    class TickingClock(FakeClock):
+        def now(self) -> datetime:
+            self.advance(1)
+            return super().now()
+
+    clock = TickingClock()
+    backend = MemoryBackend(clock=clock)
+    held = [backend.compare_and_set(req("a", key=key)).record for key in ("k1", "k2", "k3")]
+    items = [RenewItem(key=r.key, owner="a", token=r.token, ttl=10) for r in held if r]
+    renewed = backend.renew_many(items)
+    assert len(items) == 3
+    assert len({record.expires_at for record in renewed if record}) == 1

@@ -239,6 +239,26 @@ class GetsManyFromAString(MemoryBackend):
         return {key: self.get(key) for key in keys}
 
 
+class GetsManyOfAnyKey(MemoryBackend):
+    """Refuses only a batch that is not a list; reads any key in it."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        if not isinstance(keys, list):
+            raise TypeError("keys must be a list")
+        with self._mutex:
+            return {key: self._records.get(key) for key in keys if isinstance(key, str)}
+
+
+class RenewsGoodItemsBeforeChecking(MemoryBackend):
+    """Renews every good item of the batch, then refuses the batch for its bad ones."""
+
+    def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
+        for item in items if isinstance(items, list) else []:
+            with suppress(Exception):
+                self.renew(item.key, item.owner, item.token, item.ttl)
+        return super().renew_many(items)
+
+
 class ClaimsRenewManyWithoutIt(ClaimsMemberStatusWithoutIt):
     capabilities = frozenset({Capability.RENEW_MANY})
 
@@ -291,6 +311,12 @@ BROKEN_BATCHES = [
         id="unchecked-batch",
     ),
     pytest.param(
+        RenewsGoodItemsBeforeChecking,
+        "renew_many_rejects_bad_batches",
+        "a rejected renew_many() renewed a good item",
+        id="renews-before-checking",
+    ),
+    pytest.param(
         ClaimsRenewManyWithoutIt,
         "backend_implements_the_protocol",
         "declares Capability.RENEW_MANY but lacks renew_many()",
@@ -307,6 +333,12 @@ BROKEN_BATCHES = [
         "get_many_rejects_bad_keys",
         "get_many() with a bare str for the keys must raise",
         id="get-many-str",
+    ),
+    pytest.param(
+        GetsManyOfAnyKey,
+        "get_many_rejects_bad_keys",
+        "get_many() with key=None must raise TypeError or ValueError",
+        id="get-many-bad-key",
     ),
 ]
 

@@ -83,22 +83,25 @@ class MemoryBackend:
         check_owner(owner)
         seconds = check_seconds(ttl, name="ttl")
         with self._mutex:
-            return self._renew_locked(key, owner, token, seconds)
+            return self._renew_locked(key, owner, token, seconds, self._clock.now())
 
     def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:
         """Every renewal under one hold of the lock (one instant of server time for all)."""
         checked = check_renew_items(items)
         with self._mutex:
+            now = self._clock.now()
             return [
-                self._renew_locked(item.key, item.owner, item.token, float(item.ttl))
+                self._renew_locked(item.key, item.owner, item.token, float(item.ttl), now)
                 for item in checked
             ]
 
-    def _renew_locked(self, key: str, owner: str, token: int, seconds: float) -> LeaseRecord | None:
+    def _renew_locked(
+        self, key: str, owner: str, token: int, seconds: float, now: datetime
+    ) -> LeaseRecord | None:
         current = self._records.get(key)
         if current is None or current.owner != owner or current.token != token:
             return None
-        renewed = replace(current, expires_at=self._clock.now() + timedelta(seconds=seconds))
+        renewed = replace(current, expires_at=now + timedelta(seconds=seconds))
         self._records[key] = renewed
         return renewed
 

@@ -82,6 +82,12 @@ def _next_token(conn: sqlite3.Connection, key: str, current: LeaseRow | None) ->
     return last + 1
 
 
+def _read_record(conn: sqlite3.Connection, now: HostInstant, key: str) -> LeaseRecord | None:
+    """The record of ``key`` as ``get`` returns it; ``None`` if there is none."""
+    current = _select_lease(conn, key)
+    return None if current is None else current.record(now)
+
+
 def _renew_row(
     conn: sqlite3.Connection, now: HostInstant, key: str, owner: str, token: int, ttl_us: int
 ) -> LeaseRecord | None:
@@ -279,11 +285,7 @@ class SQLiteBackend:
     def get(self, key: str) -> LeaseRecord | None:
         check_key(key)
 
-        def work(conn: sqlite3.Connection, now: HostInstant) -> LeaseRecord | None:
-            current = _select_lease(conn, key)
-            return None if current is None else current.record(now)
-
-        return self._file.read(work)
+        return self._file.read(lambda conn, now: _read_record(conn, now, key))
 
     def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
         """Every key's record from one read transaction (one snapshot of the file)."""
@@ -292,11 +294,7 @@ class SQLiteBackend:
             return {}
 
         def work(conn: sqlite3.Connection, now: HostInstant) -> dict[str, LeaseRecord | None]:
-            found: dict[str, LeaseRecord | None] = {}
-            for key in distinct:
-                current = _select_lease(conn, key)
-                found[key] = None if current is None else current.record(now)
-            return found
+            return {key: _read_record(conn, now, key) for key in distinct}
 
         return self._file.read(work)
 

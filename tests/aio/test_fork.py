@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from mongoelector.backends.protocol import Capability, RenewItem
 from mongoelector.backends.sqlite import SQLiteBackend
 from mongoelector.testing import FakeClock
 from mongoelector.testing.aio import run_for
-from tests.sync.test_fork import in_child, pytestmark  # noqa: F401 - skipped without fork
+from tests.sync.test_fork import CHILD_LIMIT, in_child, pytestmark  # noqa: F401 - skipped without fork
 
 
 def a_child_s_async_lock_leaves_the_parent_s_holding(
@@ -120,6 +121,7 @@ async def fork_in_loop(child: Callable[[], Awaitable[dict[str, Any]]]) -> dict[s
         pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         os.close(read_end)
+        signal.alarm(CHILD_LIMIT)  # a stuck child ends, reportless: a hang bound
         try:
             result = await child()
         except BaseException as error:
@@ -129,8 +131,10 @@ async def fork_in_loop(child: Callable[[], Awaitable[dict[str, Any]]]) -> dict[s
         os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end) as text:
-        report: dict[str, Any] = json.loads(text.read())
-    os.waitpid(pid, 0)
+        written = text.read()
+    _, status = os.waitpid(pid, 0)
+    assert written, f"the child ended without a report (exit {os.waitstatus_to_exitcode(status)})"
+    report: dict[str, Any] = json.loads(written)
     return report
 
 

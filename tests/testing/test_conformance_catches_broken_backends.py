@@ -239,6 +239,16 @@ class GetsManyFromAString(MemoryBackend):
         return {key: self.get(key) for key in keys}
 
 
+class GetsManyWithoutNamingTheKey(MemoryBackend):
+    """Rejects a bad key among the keys, with an error that does not say which input."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        try:
+            return super().get_many(keys)
+        except (TypeError, ValueError):
+            raise ValueError("bad input") from None
+
+
 class GetsManyOfAnyKey(MemoryBackend):
     """Refuses only a batch that is not a list; reads any key in it."""
 
@@ -339,6 +349,12 @@ BROKEN_BATCHES = [
         "get_many_rejects_bad_keys",
         "get_many() with key=None must raise TypeError or ValueError",
         id="get-many-bad-key",
+    ),
+    pytest.param(
+        GetsManyWithoutNamingTheKey,
+        "get_many_rejects_bad_keys",
+        "get_many() with key=None must raise an error naming 'key', got ValueError('bad input')",
+        id="get-many-unnamed",
     ),
 ]
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest
+from mongoelector.testing.conformance.checks.inputs import expect_rejected
 from mongoelector.testing.conformance.harness import BackendHarness
-from mongoelector.testing.conformance.registry import ConformanceFailure, check, expect, present
+from mongoelector.testing.conformance.registry import check, expect, present
 from mongoelector.testing.conformance.support import (
     LONG_TTL,
     SHORT_TTL,
@@ -150,7 +151,14 @@ def bad_acquisitions_are_rejected(harness: BackendHarness) -> None:
         for key in ("k", "free"):
             request = _with_acquisition(lease_request(key, "mallory"), bad)
             for force in (False, True):
-                _expect_rejected_naming_acquisition(backend, request, force=force)
+                expect_rejected(
+                    f"{'forced ' if force else ''}compare_and_set with acquisition={bad!r} "
+                    f"on {key!r}",
+                    backend.compare_and_set,
+                    request,
+                    force=force,
+                    naming="acquisition",
+                )
     expect_same_record(backend.get("k"), holder, "after compare_and_set with bad acquisitions")
     expect(
         stored(harness, "k").acquisition == "acq-ok",
@@ -165,21 +173,3 @@ def _with_acquisition(request: LeaseRequest, acquisition: Any) -> LeaseRequest:
     fields = {name: getattr(request, name) for name in request.__dataclass_fields__}
     fields["acquisition"] = acquisition
     return LeaseRequest(**fields)
-
-
-def _expect_rejected_naming_acquisition(
-    backend: Any, request: LeaseRequest, *, force: bool
-) -> None:
-    what = (
-        f"{'forced ' if force else ''}compare_and_set with "
-        f"acquisition={request.acquisition!r} on {request.key!r}"
-    )
-    try:
-        outcome = backend.compare_and_set(request, force=force)
-    except (TypeError, ValueError) as error:
-        expect(
-            "acquisition" in str(error),
-            f"{what} must raise an error naming 'acquisition', got {error!r}",
-        )
-        return
-    raise ConformanceFailure(f"{what} must raise TypeError or ValueError, returned {outcome!r}")

@@ -280,11 +280,12 @@ def get_many_reads_each_key_as_get_would(harness: BackendHarness) -> None:
 
 @check(Capability.GET_MANY)
 def get_many_rejects_bad_keys(harness: BackendHarness) -> None:
-    """get_many() rejects a bad key among good ones, and a bare str for the list of keys."""
+    """get_many() rejects a bad key among good ones (naming the key), and a bare str for the
+    list of keys."""
     backend = _get_many_backend(harness)
     acquire(harness, "k", "alice")
     for key in BAD_KEYS:
-        expect_rejected(f"get_many() with key={key!r}", backend.get_many, ["k", key])
+        expect_rejected(f"get_many() with key={key!r}", backend.get_many, ["k", key], naming="key")
     not_lists: tuple[tuple[str, Any], ...] = (("a bare str", "k"), ("None", None))
     for what, keys in not_lists:
         expect_rejected(f"get_many() with {what} for the keys", backend.get_many, keys)

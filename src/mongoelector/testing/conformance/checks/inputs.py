@@ -24,11 +24,23 @@ BAD_OWNERS: tuple[Any, ...] = (None, 42, "", {"$ne": ""})
 BAD_TTLS: tuple[Any, ...] = (0, -1, float("nan"), float("inf"), "5", None, True)
 
 
-def expect_rejected(what: str, call: Callable[..., object], *args: Any, **kwargs: Any) -> None:
-    """Fail unless ``call(*args, **kwargs)`` raises TypeError or ValueError."""
+def expect_rejected(
+    what: str,
+    call: Callable[..., object],
+    *args: Any,
+    naming: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Fail unless ``call(*args, **kwargs)`` raises TypeError or ValueError (whose message
+    contains ``naming``, when given: the error says which input was bad)."""
     try:
         outcome = call(*args, **kwargs)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as error:
+        if naming is not None and naming not in str(error):
+            raise ConformanceFailure(
+                f"{what} must raise an error naming {naming!r}, "
+                f"got {type(error).__name__}({str(error)!r})"
+            ) from error
         return
     raise ConformanceFailure(f"{what} must raise TypeError or ValueError, returned {outcome!r}")
 

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -429,3 +430,71 @@ def test_a_child_s_copy_of_a_polled_leader_is_not_leader_and_frees_nothing(
     clock: FakeClock, sqlite: SQLiteBackend
 ) -> None:
     child_s_copy_of_a_polled_leader(clock, sqlite)
+
+
+def queued_at_a_fork_from_the_scheduler(on: str) -> list[int]:
+    """A callback (``on="callbacks"``) or a worker's call (``on="workers"``) forks while
+    another waits behind it; the processes that ran the other.
+
+    The child returns from the forking function into its copy of the thread. It
+    must not run the parent's queued function (user code: an ``on_leader`` there
+    would make the child act as leader; a store call would act as the parent); a
+    child that does reports its pid and ends at once, one that does not ends when
+    the copied thread does.
+    """
+    from mongoelector._sync import scheduler
+
+    submit = scheduler.submit_callback if on == "callbacks" else scheduler.submit
+    queue = scheduler._callbacks._queue if on == "callbacks" else scheduler._work
+
+    parent = os.getpid()
+    read_end, write_end = os.pipe()
+    queued = threading.Event()
+    children: list[int] = []
+
+    def forks() -> None:
+        queued.wait()
+        assert queued_behind in queue, "the other function is not queued"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child, back into the copied thread on return
+            signal.alarm(CHILD_LIMIT)
+            return
+        children.append(pid)
+
+    def queued_behind() -> None:
+        os.write(write_end, f"{os.getpid()}\n".encode())
+        if os.getpid() != parent:  # pragma: no cover - the child ran the parent's callback
+            os._exit(3)
+
+    ran = threading.Event()
+    submit(forks)
+    submit(queued_behind)
+    submit(ran.set)
+    queued.set()
+    assert ran.wait(CHILD_LIMIT)
+    [child] = children
+    os.waitpid(child, 0)
+    os.close(write_end)
+    with os.fdopen(read_end) as text:
+        return [int(line) for line in text.read().split()]
+
+
+@pytest.mark.parametrize("on", ["callbacks", "workers"])
+def test_a_call_queued_in_the_parent_never_runs_in_a_child_forked_by_a_scheduler_thread(
+    on: str,
+) -> None:
+    assert queued_at_a_fork_from_the_scheduler(on) == [os.getpid()]
+
+
+def test_the_scheduler_fork_check_sees_a_child_that_runs_the_parent_s_callbacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(The workers' queue is emptied in the child, so a copied worker without the check
+    finds nothing of the parent's to run; it waits for ever instead of ending.)"""
+    from mongoelector._sync import scheduler
+
+    monkeypatch.setattr(scheduler, "_copied", lambda born: False)
+    ran_in = queued_at_a_fork_from_the_scheduler("callbacks")
+    assert len(ran_in) == 2 and os.getpid() in ran_in, ran_in

@@ -47,6 +47,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from mongoelector import _identity
 from mongoelector._common.batches import clock_key
 from mongoelector.clock import Clock, SystemClock
 
@@ -90,6 +91,13 @@ def _run(action: Action) -> None:
         action()
     except BaseException:  # a driver bug; the thread must survive it to serve the others
         logger.exception("scheduled work %r raised", action)
+
+
+def _copied(born: int) -> bool:
+    """Whether this thread is a forked child's copy of one started ``born`` forks ago: a
+    worker or callback that forked returns into its loop in the child, where the queue
+    holds the parent's calls and callbacks, not the child's (it has a fresh scheduler)."""
+    return _identity.forks != born
 
 
 # --- timers: one thread per clock ------------------------------------------------------------
@@ -319,6 +327,7 @@ def _start_worker(*, keep: bool) -> None:
 
 
 def _work_loop(keep: bool) -> None:
+    born = _identity.forks
     while True:
         with _work_ready:
             while not _work:
@@ -336,6 +345,8 @@ def _work_loop(keep: bool) -> None:
         if drained:
             _calm()
         _run(action)
+        if _copied(born):
+            return
 
 
 def _watch_workers() -> bool:
@@ -428,6 +439,7 @@ class _Callbacks:
         thread.start()
 
     def _loop(self, keep: bool) -> None:
+        born = _identity.forks
         while True:
             with self._ready:
                 while not self._queue:
@@ -442,6 +454,8 @@ class _Callbacks:
             if drained:
                 _calm()
             _run(action)
+            if _copied(born):
+                return
 
 
 _callbacks = _Callbacks()

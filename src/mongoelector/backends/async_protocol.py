@@ -19,12 +19,13 @@ use; see ``docs/asyncio.md``).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol, cast, runtime_checkable
 
 from mongoelector.backends.mongo import MongoBackend
 from mongoelector.backends.protocol import (
+    CAPABILITY_PROTOCOLS,
     Capability,
     CasResult,
     GetManyBackend,
@@ -35,10 +36,12 @@ from mongoelector.backends.protocol import (
     RenewItem,
     RenewManyBackend,
     StorageBackend,
+    implemented_capabilities,
     missing_protocol_methods,
 )
 
 __all__ = [
+    "ASYNC_CAPABILITY_PROTOCOLS",
     "AsyncGetManyBackend",
     "AsyncMemberStatusBackend",
     "AsyncRenewManyBackend",
@@ -113,6 +116,14 @@ class AsyncGetManyBackend(Protocol):
         ...
 
 
+#: The protocol class behind each optional capability, as async code calls it.
+ASYNC_CAPABILITY_PROTOCOLS: Mapping[Capability, type] = {
+    Capability.MEMBER_STATUS: AsyncMemberStatusBackend,
+    Capability.RENEW_MANY: AsyncRenewManyBackend,
+    Capability.GET_MANY: AsyncGetManyBackend,
+}
+
+
 class InlineBackend:
     """A sync backend seen as an :class:`AsyncStorageBackend`, called inline on the event loop.
 
@@ -140,14 +151,7 @@ class InlineBackend:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        capabilities = frozenset(self._backend.capabilities)
-        if not isinstance(self._backend, MemberStatusBackend):
-            capabilities -= {Capability.MEMBER_STATUS}
-        if not isinstance(self._backend, RenewManyBackend):
-            capabilities -= {Capability.RENEW_MANY}
-        if not isinstance(self._backend, GetManyBackend):
-            capabilities -= {Capability.GET_MANY}
-        return capabilities
+        return implemented_capabilities(self._backend, CAPABILITY_PROTOCOLS)
 
     async def server_time(self) -> datetime:
         return self._backend.server_time()

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Protocol, cast, runtime_checkable
 
 __all__ = [
+    "CAPABILITY_PROTOCOLS",
     "Capability",
     "CasResult",
     "GetManyBackend",
@@ -28,6 +29,7 @@ __all__ = [
     "RenewItem",
     "RenewManyBackend",
     "StorageBackend",
+    "implemented_capabilities",
     "missing_protocol_methods",
     "require_backend",
 ]
@@ -242,6 +244,13 @@ class GetManyBackend(Protocol):
         ...
 
 
+#: The protocol class behind each optional capability, as sync code calls it.
+CAPABILITY_PROTOCOLS: Mapping[Capability, type] = {
+    Capability.MEMBER_STATUS: MemberStatusBackend,
+    Capability.RENEW_MANY: RenewManyBackend,
+    Capability.GET_MANY: GetManyBackend,
+}
+
 _REQUIRED = ("server_time", "compare_and_set", "renew", "release", "get")
 
 
@@ -251,6 +260,20 @@ def missing_protocol_methods(backend: object) -> list[str]:
     if not hasattr(backend, "capabilities"):
         missing.append("capabilities")
     return missing
+
+
+def implemented_capabilities(
+    backend: object, protocols: Mapping[Capability, type]
+) -> frozenset[Capability]:
+    """What ``backend`` declares it can do, less each capability in ``protocols`` whose
+    protocol class (sync or async, as the caller will call it) ``backend`` does not
+    implement: what an adapter over ``backend`` may declare in turn."""
+    declared = frozenset(getattr(backend, "capabilities", ()))
+    return frozenset(
+        capability
+        for capability in declared
+        if capability not in protocols or isinstance(backend, protocols[capability])
+    )
 
 
 def require_backend(backend: object, *, name: str = "backend") -> StorageBackend:

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from mongoelector.backends.async_protocol import (
+    ASYNC_CAPABILITY_PROTOCOLS,
     AsyncGetManyBackend,
     AsyncMemberStatusBackend,
     AsyncRenewManyBackend,
@@ -36,6 +37,7 @@ from mongoelector.backends.protocol import (
     LeaseRequest,
     MemberRecord,
     RenewItem,
+    implemented_capabilities,
 )
 
 __all__ = ["BlockingBackend", "EventLoopThread"]
@@ -135,14 +137,7 @@ class BlockingBackend:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        capabilities = frozenset(self._backend.capabilities)
-        if not isinstance(self._backend, AsyncMemberStatusBackend):
-            capabilities -= {Capability.MEMBER_STATUS}
-        if not isinstance(self._backend, AsyncRenewManyBackend):
-            capabilities -= {Capability.RENEW_MANY}
-        if not isinstance(self._backend, AsyncGetManyBackend):
-            capabilities -= {Capability.GET_MANY}
-        return capabilities
+        return implemented_capabilities(self._backend, ASYNC_CAPABILITY_PROTOCOLS)
 
     def server_time(self) -> datetime:
         return self._loop.run(self._backend.server_time())

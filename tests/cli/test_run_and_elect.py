@@ -201,7 +201,9 @@ def test_elect_runs_one_child_and_hands_over_with_a_greater_token(tmp_path: Path
     first = runner("elect", "svc", "--sqlite", db, "--ttl", "1.5", "--", *child)
     until(tokens.exists)
     second = runner("elect", "svc", "--sqlite", db, "--ttl", "1.5", "--", *child)
-    time.sleep(1.0)  # a second child would have had time to start; none does
+    with SQLiteBackend(db) as backend:
+        # Both have polled and reported: the one that found the lease held started nothing.
+        until(lambda: {m.pid for m in backend.members("svc")} == {first.pid, second.pid})
     lines = tokens.read_text().splitlines()
     assert len(lines) == 1
     token, parent = (int(word) for word in lines[0].split())

@@ -366,7 +366,9 @@ class ClassicAcquire(Value):
     @property
     def cutoff(self) -> datetime:
         """The earliest server time ``now`` may stand for: leases ending by then are over."""
-        return as_utc(self.now) - timedelta(seconds=self.uncertainty)
+        now = as_utc(self.now)
+        uncertainty = self.uncertainty
+        return now - timedelta(seconds=uncertainty) if uncertainty else now
 
     @property
     def time_floor(self) -> int:
@@ -377,7 +379,9 @@ class ClassicAcquire(Value):
         :func:`release_command`) a record deleted after its expiry is followed
         by a greater token, whichever client's estimate erred which way.
         """
-        return time_floor(as_utc(self.now) + timedelta(seconds=self.uncertainty))
+        now = as_utc(self.now)
+        uncertainty = self.uncertainty
+        return time_floor(now + timedelta(seconds=uncertainty) if uncertainty else now)
 
     def fields(self, token: int) -> dict[str, Any]:
         """The fields this acquisition writes, with fencing token ``token``."""

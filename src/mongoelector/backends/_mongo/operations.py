@@ -162,6 +162,7 @@ class MongoOperations:
         self._status = status
         self._clock = clock
         self._policy = policy
+        self._first_bound = max(policy.remaining(0.0), 0.001)  # the policy is frozen
         self._pipeline_setting = pipeline
         self._acquire_check = acquire_check
         self._server_clock = ServerClock(clock, policy, max_drift)
@@ -240,15 +241,20 @@ class MongoOperations:
             )
             return QuickAcquire(request, force, command, None, None)
         estimate = self._server_clock.current()
-        if estimate is None or self._expects_held(key, estimate.time):
+        if estimate is None:
             return None
+        with self._mutex:  # _expects_held and _least, in one section
+            seen = self._seen
+            if seen.expects_held(key, estimate.time):
+                return None
+            least_token = seen.least_token(key)
         call = commands.ClassicAcquire(
             request=request,
             acquire_id=request.acquisition,
             force=force,
             now=estimate.time,
             uncertainty=estimate.uncertainty,
-            least_token=self._least(key),
+            least_token=least_token,
         )
         return QuickAcquire(
             request, force, commands.optimistic_classic_acquire(call), call, estimate
@@ -257,7 +263,7 @@ class MongoOperations:
     def first_bound(self) -> float:
         """Seconds the first step of a call may take (what :func:`.plans.with_retries` gives
         it: the whole budget)."""
-        return max(self._policy.remaining(0.0), 0.001)
+        return self._first_bound
 
     def quick_acquired(self, quick: QuickAcquire, document: Mapping[str, Any] | None) -> CasResult:
         """What the plan makes of the reply ``document`` to ``quick.command``."""

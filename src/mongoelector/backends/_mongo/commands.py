@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from mongoelector._value import Value
+from mongoelector._value import Value, frozen_builder
 from mongoelector.backends._mongo.documents import (
     ACQUIRE_ID,
     CREATED,
@@ -188,7 +188,10 @@ def read_acquire_reply(
         return CasResult(acquired=False, record=None)
     record = record_from_document(document)
     mine = document.get(ACQUIRE_ID) == acquire_id and record.owner == request.owner
-    return CasResult(acquired=mine, record=record)
+    return _new_result(mine, record)  # CasResult(acquired=mine, record=record)
+
+
+_new_result = frozen_builder(CasResult)
 
 
 # --- shared by both paths: now=None means "use the server's $$NOW" -------------------------

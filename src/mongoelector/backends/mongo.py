@@ -3,7 +3,10 @@
 Every operation is a plan of :mod:`mongoelector.backends._mongo` (shared with
 :class:`~mongoelector.backends.AsyncMongoBackend`: the same commands, write
 paths, retries, failure judgement and server-time estimate); this class only
-runs the plans with the sync shell of :mod:`._mongo_sync`.
+runs the plans with the sync shell of :mod:`._mongo_sync`. The common case of
+an acquire and of a release, one ``findAndModify``, is sent here without the
+plan machinery: the operations say when that applies, what to send and what
+the reply means, and any ``PyMongoError`` goes back to the plan at that step.
 """
 
 from __future__ import annotations

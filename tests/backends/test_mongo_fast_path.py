@@ -248,3 +248,46 @@ def test_a_mongolocker_pair_runs_no_plan(sent: Sent) -> None:
     lock.acquire(blocking=False)
     lock.release()
     assert (sent.plans, len(sent.writes)) == (0, 2)
+
+
+class CountingClock(FakeClock):
+    """A FakeClock that counts its readings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readings = 0
+
+    def monotonic(self) -> float:
+        self.readings += 1
+        return super().monotonic()
+
+    def now(self) -> Any:
+        self.readings += 1
+        return super().now()
+
+
+def clock_readings_per_pair() -> int:
+    """Clock readings of one uncontended ``Lock`` acquire+release on mongomock (classic)."""
+    from mongoelector import Lock
+
+    clock = CountingClock()
+    backend = MongoBackend(mongomock.MongoClient()["fast"], clock=clock)
+    lock = Lock("counted", backend, clock=clock)
+    lock.acquire(blocking=False)
+    lock.release()
+    clock.readings = 0
+    lock.acquire(blocking=False)
+    lock.release()
+    return clock.readings
+
+
+def test_a_lock_pair_on_mongodb_reads_the_clock_eight_times() -> None:
+    # The lock: before, at the send and at the reply of its acquire (3). The backend:
+    # the estimated server time for each write and after the release, and the start of
+    # each write's budget (5).
+    assert clock_readings_per_pair() == 8
+
+
+def test_the_clock_count_sees_the_plan_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MongoOperations, "quick_acquire", lambda self, request, force: None)
+    assert clock_readings_per_pair() > 8

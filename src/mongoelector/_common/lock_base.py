@@ -153,7 +153,7 @@ class AcquireRun:
 
     def feed(self, action: Action, started_at: float, outcome: Result | Failure) -> None:
         """Record what ``action`` (sent at ``started_at``) returned or raised."""
-        now = self.answered_at = self._lock.clock.monotonic()
+        now = self.answered_at = self._lock._clock.monotonic()
         if isinstance(outcome, Failure):
             self._error = outcome.error
             self._lock._monitor.store_error(operation_of(action), outcome.error)
@@ -206,7 +206,11 @@ class AcquireRun:
 
     def close(self) -> None:
         """Let the next caller in; a write of this run that may have landed is remembered."""
-        self._lock._unclaim(self, maybe_held=self._attempt.maybe_held)
+        lock = self._lock
+        # Read without the mutex, as _unclaim does first: once the run is no longer the
+        # acquirer (its holding taken), nothing is left to do.
+        if lock._acquirer is self:
+            lock._unclaim(self, maybe_held=self._attempt.maybe_held)
 
 
 class LockBase(Participant[BackendT]):

@@ -22,7 +22,7 @@ from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.events import Renew
 from mongoelector.core.lease import Holding
-from mongoelector.core.lock_machine import WaitThenCall
+from mongoelector.core.lock_machine import Call, WaitThenCall
 from mongoelector.core.renewal import Renewal
 from mongoelector.errors import BackendError
 
@@ -123,7 +123,8 @@ class Lock(LockBase[StorageBackend]):
         """
         run = self._begin_acquire(blocking, timeout, step, force)
         try:
-            while (call := run.pending) is not None:
+            # ``run.pending``, written out: the decision while it is a call or a wait.
+            while isinstance(call := run.decision, (Call, WaitThenCall)):
                 if isinstance(call, WaitThenCall):
                     self._clock.sleep(call.until - self._clock.monotonic())
                 if not run.claim():

@@ -3,7 +3,10 @@
 Every operation is a plan of :mod:`mongoelector.backends._mongo` (shared with
 :class:`~mongoelector.backends.AsyncMongoBackend`: the same commands, write
 paths, retries, failure judgement and server-time estimate); this class only
-runs the plans with the sync shell of :mod:`._mongo_sync`.
+runs the plans with the sync shell of :mod:`._mongo_sync`. The common case of
+an acquire and of a release, one ``findAndModify``, is sent here without the
+plan machinery: the operations say when that applies, what to send and what
+the reply means, and any ``PyMongoError`` goes back to the plan at that step.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
+
+import pymongo
+from pymongo.errors import PyMongoError
 
 from mongoelector.backends._mongo import plans
 from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
@@ -101,7 +107,26 @@ class MongoBackend(MongoBackendBase):
     # --- the storage protocol ---------------------------------------------------------------
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
-        return self._run(self._ops.compare_and_set(request, force))
+        # The common case, one findAndModify whose reply settles it, without the plan
+        # machinery: the operations decide when that is so, what to send and what the
+        # reply means; any PyMongoError goes back to the plan at that very step.
+        ops = self._ops
+        quick = ops.quick_acquire(request, force)
+        if quick is None:
+            return self._run(ops.compare_and_set(request, force))
+        command = quick.command
+        started = self._clock.monotonic()
+        try:
+            with pymongo.timeout(ops.first_bound()):
+                document = self._leases.find_one_and_update(
+                    command.filter,
+                    command.update,
+                    upsert=command.upsert,
+                    return_document=command.return_new,
+                )
+        except PyMongoError as error:
+            return self._run(ops.acquire_after(quick, started, error))
+        return ops.quick_acquired(quick, document)
 
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         return self._run(self._ops.renew(key, owner, token, ttl))
@@ -112,7 +137,26 @@ class MongoBackend(MongoBackendBase):
     def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
     ) -> bool:
-        return self._run(self._ops.release(key, owner, token, force))
+        ops = self._ops
+        command = ops.quick_release(key, owner, token, force)
+        if command is None:
+            return self._run(ops.release(key, owner, token, force))
+        started = self._clock.monotonic()
+        try:
+            with pymongo.timeout(ops.first_bound()):
+                before = self._leases.find_one_and_update(
+                    command.filter,
+                    command.update,
+                    upsert=command.upsert,
+                    return_document=command.return_new,
+                )
+        except PyMongoError as error:
+            return self._run(ops.release_after(key, command, started, error))
+        released = ops.quick_released(key, before)
+        if released is None:
+            assert before is not None
+            return self._run(ops.released_at(key, before))
+        return released
 
     def get(self, key: str) -> LeaseRecord | None:
         return self._run(self._ops.get(key))

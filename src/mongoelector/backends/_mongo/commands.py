@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from mongoelector._value import Value
+from mongoelector._value import Value, frozen_builder
 from mongoelector.backends._mongo.documents import (
     ACQUIRE_ID,
     CREATED,
@@ -188,7 +188,10 @@ def read_acquire_reply(
         return CasResult(acquired=False, record=None)
     record = record_from_document(document)
     mine = document.get(ACQUIRE_ID) == acquire_id and record.owner == request.owner
-    return CasResult(acquired=mine, record=record)
+    return _new_result(mine, record)  # CasResult(acquired=mine, record=record)
+
+
+_new_result = frozen_builder(CasResult)
 
 
 # --- shared by both paths: now=None means "use the server's $$NOW" -------------------------
@@ -366,7 +369,9 @@ class ClassicAcquire(Value):
     @property
     def cutoff(self) -> datetime:
         """The earliest server time ``now`` may stand for: leases ending by then are over."""
-        return as_utc(self.now) - timedelta(seconds=self.uncertainty)
+        now = as_utc(self.now)
+        uncertainty = self.uncertainty
+        return now - timedelta(seconds=uncertainty) if uncertainty else now
 
     @property
     def time_floor(self) -> int:
@@ -377,7 +382,9 @@ class ClassicAcquire(Value):
         :func:`release_command`) a record deleted after its expiry is followed
         by a greater token, whichever client's estimate erred which way.
         """
-        return time_floor(as_utc(self.now) + timedelta(seconds=self.uncertainty))
+        now = as_utc(self.now)
+        uncertainty = self.uncertainty
+        return time_floor(now + timedelta(seconds=uncertainty) if uncertainty else now)
 
     def fields(self, token: int) -> dict[str, Any]:
         """The fields this acquisition writes, with fencing token ``token``."""

@@ -21,6 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from mongoelector._value import Value
 from mongoelector.backends._mongo import commands
 from mongoelector.backends._mongo.clock_reader import ServerClock
 from mongoelector.backends._mongo.documents import (
@@ -71,7 +72,7 @@ from mongoelector.errors import (
     MongoElectorError,
 )
 
-__all__ = ["MongoOperations"]
+__all__ = ["MongoOperations", "QuickAcquire"]
 
 T = TypeVar("T")
 
@@ -93,6 +94,30 @@ def _check_force(force: object) -> bool:
     if not isinstance(force, bool):
         raise TypeError(f"force must be a bool, got {force!r}")
     return force
+
+
+class QuickAcquire(Value):
+    """An acquire that is one write: ``command``, for ``request`` (``force``).
+
+    ``call`` and ``estimate`` are the classic path's (``None`` on the pipeline
+    path). See :meth:`MongoOperations.quick_acquire`.
+    """
+
+    __slots__ = ("call", "command", "estimate", "force", "request")
+
+    def __init__(
+        self,
+        request: LeaseRequest,
+        force: bool,
+        command: commands.FindAndModify,
+        call: commands.ClassicAcquire | None,
+        estimate: ServerTimeEstimate | None,
+    ) -> None:
+        self.request = request
+        self.force = force
+        self.command = command
+        self.call = call
+        self.estimate = estimate
 
 
 class MongoOperations:
@@ -137,6 +162,7 @@ class MongoOperations:
         self._status = status
         self._clock = clock
         self._policy = policy
+        self._first_bound = max(policy.remaining(0.0), 0.001)  # the policy is frozen
         self._pipeline_setting = pipeline
         self._acquire_check = acquire_check
         self._server_clock = ServerClock(clock, policy, max_drift)
@@ -187,6 +213,159 @@ class MongoOperations:
 
     # --- the storage protocol ---------------------------------------------------------------
 
+    # --- the one-write fast paths (a shell sends the command itself; see MongoBackend) ----
+
+    def quick_acquire(self, request: LeaseRequest, force: bool) -> QuickAcquire | None:
+        """The acquire :meth:`compare_and_set` would send first, when that is one write
+        whose reply settles the call; ``None`` when the call needs the plan.
+
+        The arguments are checked here (as :meth:`compare_and_set` checks them).
+        The fast path applies once the backend is ready, without an
+        ``acquire_check``, with a current server-time estimate (classic), and
+        when no live holder of the key was seen (not ``force``): then the
+        plan's first step is exactly this command. The shell sends it within
+        :meth:`first_bound`; its reply goes to :meth:`quick_acquired`, and a
+        ``PyMongoError`` to :meth:`acquire_after`.
+        """
+        check_request(request)
+        check_metadata(request.metadata)
+        _check_force(force)
+        if self._acquire_check is not None or not self._ready():
+            return None
+        key = request.key
+        if self.use_pipeline:
+            if not force and self._held_until(key) is not None:
+                return None
+            command = commands.acquire_pipeline(
+                request, acquire_id=request.acquisition, force=force, least_token=self._least(key)
+            )
+            return QuickAcquire(request, force, command, None, None)
+        estimate = self._server_clock.current()
+        if estimate is None:
+            return None
+        with self._mutex:  # _expects_held and _least, in one section
+            seen = self._seen
+            if seen.expects_held(key, estimate.time):
+                return None
+            least_token = seen.least_token(key)
+        call = commands.ClassicAcquire(
+            request=request,
+            acquire_id=request.acquisition,
+            force=force,
+            now=estimate.time,
+            uncertainty=estimate.uncertainty,
+            least_token=least_token,
+        )
+        return QuickAcquire(
+            request, force, commands.optimistic_classic_acquire(call), call, estimate
+        )
+
+    def first_bound(self) -> float:
+        """Seconds the first step of a call may take (what :func:`.plans.with_retries` gives
+        it: the whole budget)."""
+        return self._first_bound
+
+    def quick_acquired(self, quick: QuickAcquire, document: Mapping[str, Any] | None) -> CasResult:
+        """What the plan makes of the reply ``document`` to ``quick.command``."""
+        request = quick.request
+        result = commands.read_acquire_reply(document, request, request.acquisition)
+        self._note(result.record)
+        return result
+
+    def acquire_after(
+        self, quick: QuickAcquire, started: float, error: PyMongoError
+    ) -> Plan[CasResult]:
+        """Go on with the acquire whose ``quick.command``, sent at monotonic time ``started``,
+        raised ``error``: the plan of :meth:`compare_and_set` from that step on (a
+        duplicate key reads and decides, anything else is judged and retried)."""
+        request = quick.request
+        acquire_id = request.acquisition
+        force = quick.force
+        call = quick.call
+        estimate = quick.estimate
+        first: list[Plan[CasResult]]
+        if call is None or estimate is None:
+            first = [self._acquire_by_pipeline(request, acquire_id, force, sent=quick.command)]
+
+            def again() -> Plan[CasResult]:
+                return self._acquire_by_pipeline(request, acquire_id, force)
+        else:
+            first = [self._acquire_classic(request, acquire_id, force, estimate, sent=call)]
+
+            def again() -> Plan[CasResult]:
+                return self._acquire_classic(request, acquire_id, force, estimate)
+
+        result = yield from with_retries(
+            self._clock,
+            self._policy,
+            f"acquire of {request.key!r}",
+            lambda: first.pop() if first else again(),
+            write=True,
+            driver_retries=self._driver_retries,
+            started=started,
+            thrown=error,
+        )
+        self._note(result.record)
+        return result
+
+    def quick_release(
+        self, key: str, owner: str | None, token: int | None, force: bool
+    ) -> commands.FindAndModify | None:
+        """The one write :meth:`release` sends, when it needs no round trip first; ``None``
+        when the call needs the plan. The arguments are checked here.
+
+        Its reply goes to :meth:`quick_released`, a ``PyMongoError`` to
+        :meth:`release_after`.
+        """
+        check_key(key)
+        if not _check_force(force):
+            check_owner(owner)
+        if token is not None:
+            _check_token(token)
+        if not self._ready():
+            return None
+        if self.use_pipeline:
+            now = None
+        else:
+            estimate = self._server_clock.current()
+            if estimate is None:
+                return None
+            now = estimate.time
+        return commands.release_command(key, owner, token, force=force, now=now)
+
+    def quick_released(self, key: str, before: Mapping[str, Any] | None) -> bool | None:
+        """What :meth:`release` makes of the reply ``before``; ``None`` when that needs the
+        server's time and the estimate is stale (then :meth:`released_at` it)."""
+        record = self._noted_release(key, before)
+        if record is None:
+            return False
+        after = self._server_clock.current()
+        return None if after is None else record.is_held(after.time)
+
+    def released_at(self, key: str, before: Mapping[str, Any]) -> Plan[bool]:
+        """The end of :meth:`quick_released` when it needs a round trip for the time."""
+        record = record_from_document(before)
+        after = yield from self.time_estimate()
+        return record.owner is not None and record.is_held(after.time)
+
+    def release_after(
+        self,
+        key: str,
+        command: commands.FindAndModify,
+        started: float,
+        error: PyMongoError,
+    ) -> Plan[bool]:
+        """Go on with the release whose ``command``, sent at monotonic time ``started``,
+        raised ``error``: the plan of :meth:`release` from that step on."""
+        before = yield from self._run_step(
+            lambda: f"release of {key!r}",
+            modify(self._leases, command),
+            write=True,
+            started=started,
+            thrown=error,
+        )
+        return (yield from self._released(key, before))
+
     def compare_and_set(self, request: LeaseRequest, force: bool) -> Plan[CasResult]:
         check_request(request)
         check_metadata(request.metadata)
@@ -221,9 +400,15 @@ class MongoOperations:
         return result
 
     def _acquire_by_pipeline(
-        self, request: LeaseRequest, acquire_id: str, force: bool
+        self,
+        request: LeaseRequest,
+        acquire_id: str,
+        force: bool,
+        sent: commands.FindAndModify | None = None,
     ) -> Plan[CasResult]:
-        if not force and self._held_until(request.key) is not None:
+        """One attempt; ``sent``: the upsert to send first, with no check before it (the
+        fast path's, already sent once)."""
+        if sent is None and not force and self._held_until(request.key) is not None:
             estimate = yield from self.time_estimate()
             if self._expects_held(request.key, estimate.time):
                 # A holder was seen: a read that finds it surely live refuses, as the
@@ -232,8 +417,12 @@ class MongoOperations:
                 latest = estimate.time + timedelta(seconds=estimate.uncertainty)
                 if current is not None and commands.is_held(current, latest):
                     return CasResult(acquired=False, record=record_from_document(current))
-        command = commands.acquire_pipeline(
-            request, acquire_id=acquire_id, force=force, least_token=self._least(request.key)
+        command = (
+            sent
+            if sent is not None
+            else commands.acquire_pipeline(
+                request, acquire_id=acquire_id, force=force, least_token=self._least(request.key)
+            )
         )
         try:
             document = yield modify(self._leases, command)
@@ -243,17 +432,28 @@ class MongoOperations:
         return commands.read_acquire_reply(document, request, acquire_id)
 
     def _acquire_classic(
-        self, request: LeaseRequest, acquire_id: str, force: bool, estimate: ServerTimeEstimate
+        self,
+        request: LeaseRequest,
+        acquire_id: str,
+        force: bool,
+        estimate: ServerTimeEstimate,
+        sent: commands.ClassicAcquire | None = None,
     ) -> Plan[CasResult]:
-        call = commands.ClassicAcquire(
-            request=request,
-            acquire_id=acquire_id,
-            force=force,
-            now=estimate.time,
-            uncertainty=estimate.uncertainty,
-            least_token=self._least(request.key),
+        """One attempt; ``sent``: the call whose optimistic upsert to send first, with no
+        check before it (the fast path's, already sent once)."""
+        call = (
+            sent
+            if sent is not None
+            else commands.ClassicAcquire(
+                request=request,
+                acquire_id=acquire_id,
+                force=force,
+                now=estimate.time,
+                uncertainty=estimate.uncertainty,
+                least_token=self._least(request.key),
+            )
         )
-        if not self._expects_held(request.key, estimate.time):
+        if sent is not None or not self._expects_held(request.key, estimate.time):
             try:
                 document = yield modify(self._leases, commands.optimistic_classic_acquire(call))
             except DuplicateKeyError:
@@ -396,18 +596,27 @@ class MongoOperations:
         before = yield from self._run_step(
             lambda: f"release of {key!r}", modify(self._leases, command), write=True
         )
-        if before is None:
-            return False
-        record = record_from_document(before)
-        with self._mutex:
-            self._seen.note(record)
-            self._seen.note_released(key)
-        if record.owner is None:
+        return (yield from self._released(key, before))
+
+    def _released(self, key: str, before: Mapping[str, Any] | None) -> Plan[bool]:
+        """Whether the release whose reply is ``before`` ended a live holding."""
+        record = self._noted_release(key, before)
+        if record is None:
             return False
         after = self._server_clock.current()
         if after is None:
             after = yield from self.time_estimate()
         return record.is_held(after.time)
+
+    def _noted_release(self, key: str, before: Mapping[str, Any] | None) -> LeaseRecord | None:
+        """Note the release reply ``before``; the holding it ended (``None``: none)."""
+        if before is None:
+            return None
+        record = record_from_document(before)
+        with self._mutex:
+            self._seen.note(record)
+            self._seen.note_released(key)
+        return record if record.owner is not None else None
 
     def get(self, key: str) -> Plan[LeaseRecord | None]:
         check_key(key)
@@ -547,10 +756,25 @@ class MongoOperations:
         self._index_retry_at = self._clock.monotonic() + INDEX_RETRY_SECONDS
         return False
 
-    def _run_step(self, what: Callable[[], str], step: Any, *, write: bool) -> Plan[Any]:
+    def _run_step(
+        self,
+        what: Callable[[], str],
+        step: Any,
+        *,
+        write: bool,
+        started: float | None = None,
+        thrown: PyMongoError | None = None,
+    ) -> Plan[Any]:
         """:meth:`_run` of an attempt that is one step (most calls): no plan per attempt."""
         return retried_step(
-            self._clock, self._policy, step, what, write=write, driver_retries=self._driver_retries
+            self._clock,
+            self._policy,
+            step,
+            what,
+            write=write,
+            driver_retries=self._driver_retries,
+            started=started,
+            thrown=thrown,
         )
 
     def _run(self, what: str, attempt: Callable[[], Plan[T]], *, write: bool) -> Plan[T]:

@@ -414,6 +414,8 @@ def with_retries(
     *,
     write: bool,
     driver_retries: bool = False,
+    started: float | None = None,
+    thrown: PyMongoError | None = None,
 ) -> Plan[T]:
     """Run ``attempt()`` until it succeeds, fails for good, or ``policy``'s budget is spent.
 
@@ -423,16 +425,27 @@ def with_retries(
     error is :class:`~mongoelector.errors.AmbiguousOutcome`. ``driver_retries``:
     the driver retries writes itself (see :func:`.failures.classify`).
 
+    ``started`` and ``thrown`` continue an operation whose caller performed the
+    first step of the first attempt itself (a shell's one-write fast path),
+    starting at monotonic time ``started``, and saw it raise ``thrown``: that
+    error is raised inside the first attempt at its first ``yield``, whose step
+    is not sent again; from there on all is as above, the budget counted from
+    ``started``.
+
     (:func:`bounded` around each attempt, written out in this one generator:
     it runs for every store call.)
     """
-    started = clock.monotonic()
+    if started is None:
+        started = clock.monotonic()
     retries: _Retries | None = None
     while True:
         plan = attempt()
         try:
             try:
                 step = next(plan)
+                if thrown is not None:
+                    error, thrown = thrown, None
+                    step = plan.throw(error)
                 while True:
                     if not isinstance(step, (Sleep, Bounded)):
                         step = Bounded(
@@ -464,15 +477,24 @@ def retried_step(
     *,
     write: bool,
     driver_retries: bool = False,
+    started: float | None = None,
+    thrown: PyMongoError | None = None,
 ) -> Plan[Any]:
     """:func:`with_retries` of an attempt that is the single I/O ``step``; ``what()`` names
     the operation (built only if it fails).
 
     The same bound on the step, the same retries and the same errors, without
-    a plan per attempt: most store calls are one step.
+    a plan per attempt: most store calls are one step. ``started`` and
+    ``thrown``: the caller sent ``step`` once itself, at monotonic time
+    ``started``, and it raised ``thrown``; the plan goes on from that failure
+    (as :func:`with_retries` does).
     """
-    started = clock.monotonic()
+    if started is None:
+        started = clock.monotonic()
     retries: _Retries | None = None
+    if thrown is not None:
+        retries = _Retries(clock, policy, started, driver_retries)
+        yield Sleep(retries.delay_after(thrown, what(), write=write))
     while True:
         try:
             return (yield Bounded(step, max(policy.remaining(clock.monotonic() - started), 0.001)))

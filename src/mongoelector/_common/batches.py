@@ -19,14 +19,15 @@ from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 from mongoelector._common.outcomes import Failure, failure_of
-from mongoelector._common.renewing import RenewalRules
 from mongoelector.backends.protocol import Capability, LeaseRecord
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.core import batching
 from mongoelector.errors import AmbiguousOutcome
 
 __all__ = [
+    "Member",
     "Outcome",
+    "Timings",
     "clock_key",
     "failed_batch",
     "outcomes_of",
@@ -42,10 +43,19 @@ logger = logging.getLogger("mongoelector.backend")
 Outcome = LeaseRecord | Failure | None
 
 
-class Member(Protocol):
-    """A renewer of either driver, as a group plans its calls."""
+class Timings(Protocol):
+    """What tells when a member's holding must next be renewed (a lock's renewal rules, an
+    elector's leadership term)."""
 
-    _rules: RenewalRules
+    def timing(self, now: float | None = None) -> batching.RenewTiming | None: ...
+
+
+class Member(Protocol):
+    """A member of a renew group of either driver, as the group plans its calls: a lock's
+    renewer, or a started elector's loop while it leads (its next poll is a renewal)."""
+
+    @property
+    def _rules(self) -> Timings: ...
 
     def _may_join(self, now: float) -> bool: ...
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mongoelector.backends.protocol import CasResult, LeaseRecord
+from mongoelector.core.batching import RenewTiming
 from mongoelector.core.events import (
     Action,
     Inspect,
@@ -188,6 +189,22 @@ class ElectorMachine:
         if self.is_leader(now):
             return True
         return self.role is not Role.LEADER and now < self._holder_seen_at + self.timing.ttl
+
+    def renew_timing(self, now: float, *, key: str) -> RenewTiming | None:
+        """When this leader's term must next be renewed, for choosing a batch of renewals
+        (:func:`~mongoelector.core.batching.renew_together`); ``None`` unless leading and
+        trusted at ``now``. The next poll of a leader is exactly that renewal, so a driver
+        may send it in another holding's batch, ahead of its time (:meth:`begin_poll` then
+        answers ``Renew``)."""
+        holding = self.holding
+        if holding is None or not holding.is_valid(now):
+            return None
+        return RenewTiming(
+            key=key,
+            renew_at=self._keeper.next_renew,
+            valid_until=holding.valid_until,
+            interval=self._keeper.renew_interval,
+        )
 
     def wake_at(self) -> float:
         """The monotonic time at which the driver should poll next (``inf``: never)."""

@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mongoelector._common.batches import Outcome, renews_in_batches
+from mongoelector._common.batches import Observed, Outcome, reads_in_batches, renews_in_batches
 from mongoelector._common.elector_base import ElectorBase
 from mongoelector._common.stores import sync_store
-from mongoelector._sync import batches, scheduler
+from mongoelector._sync import batches, reads, scheduler
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
 from mongoelector._sync.leadership import Leadership
@@ -59,7 +59,7 @@ from mongoelector.backends.protocol import (
 )
 from mongoelector.clock import Clock
 from mongoelector.core.batching import JOIN_FRACTION, RenewTiming
-from mongoelector.core.events import Action, LeaderInfo, Renew
+from mongoelector.core.events import Action, LeaderInfo, Observe, Renew
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
@@ -383,8 +383,12 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 else:
                     with _running_guard:
                         _running.add(self)
-                    if renews_in_batches(self._backend):
-                        loop.batched = _Batched(self, loop)
+                    renew_many = renews_in_batches(self._backend)
+                    get_many = reads_in_batches(self._backend)
+                    if renew_many or get_many:
+                        loop.batched = _Batched(
+                            self, loop, renew_many=renew_many, get_many=get_many
+                        )
             self._send_releases()
             with self._machine_lock:
                 self._machine.start()
@@ -565,9 +569,13 @@ class LeaderElector(ElectorBase[StorageBackend]):
         with the renewals of that store due soon (:mod:`mongoelector._sync.batches`).
         """
         batched = loop.batched
-        if batched is not None and batched.timing() is not None:
-            batched.group.due(batched)
-            return
+        if batched is not None:
+            if batched.group is not None and batched.timing() is not None:
+                batched.group.due(batched)
+                return
+            if batched.read_group is not None and batched.read_timing() is not None:
+                batched.read_group.due(batched)
+                return
         ticket = self._enqueue_poll(loop)
         if ticket is not None:
             scheduler.submit(lambda: self._poll_on_worker(loop, ticket))
@@ -714,7 +722,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._cancel_entry_locked(loop)
         self._state.notify_all()
         if loop.batched is not None:
-            loop.batched.group.leave(loop.batched)
+            loop.batched.leave()
         if self._loop is None:
             with _running_guard:
                 _running.discard(self)
@@ -735,10 +743,10 @@ class LeaderElector(ElectorBase[StorageBackend]):
             self._end_poll()
         self._wake_listeners()
 
-    def _begin_poll(self) -> Action | None:
+    def _begin_poll(self, *, read_first: bool = False) -> Action | None:
         """Under the poll lock: the machine's decision for this poll (its reports queued)."""
         with self._machine_lock:
-            step = self._machine.begin_poll(self._clock.monotonic())
+            step = self._machine.begin_poll(self._clock.monotonic(), read_first=read_first)
             self._notify(step)
         return step.action
 
@@ -753,13 +761,17 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
     # --- a leader's poll in its store's renew batch (see mongoelector._sync.batches) -----
 
-    def _begin_batched_poll(self, loop: _Loop, ticket: int) -> Renew | None:
+    def _begin_batched_poll(
+        self, loop: _Loop, ticket: int, *, read_first: bool = False
+    ) -> Renew | Observe | None:
         """On a batch's worker: begin the poll queued as ``ticket``; the renewal to send in
-        the batch, the poll lock then held until :meth:`_end_batched_poll`.
+        a renew batch (the read, with ``read_first``, in a read batch), the poll lock then
+        held until :meth:`_end_batched_poll` (:meth:`_end_batched_read`).
 
         ``None`` when there is nothing to send in the batch: the poll was voided (stopped,
         replaced) or, the machine deciding something else by now (it stepped down at its
-        deadline), it was made here in full as an ordinary poll.
+        deadline, it has a holding of its own to release), it was made here in full as an
+        ordinary poll.
         """
         with self._state:
             if loop.done or loop.phase is not _Phase.QUEUED or loop.ticket != ticket:
@@ -770,8 +782,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
             self._poll_lock.acquire()
             try:
                 if not loop.stopped:
-                    action = self._begin_poll()
-                    if isinstance(action, Renew):
+                    action = self._begin_poll(read_first=read_first)
+                    if isinstance(action, Observe if read_first else Renew):
+                        assert isinstance(action, (Renew, Observe))
                         loop.in_batch = True
                         return action
                     if action is not None:
@@ -799,6 +812,30 @@ class LeaderElector(ElectorBase[StorageBackend]):
             try:
                 with self._machine_lock:
                     self._notify(self._settle(step, started_at, outcome))
+                self._arm_deadline(loop)
+                self._end_poll()
+            finally:
+                self._leave_batch(loop)
+            self._wake_listeners()
+        except Exception:
+            self._crashed(loop)
+            return
+        self._hand_callbacks()
+        self._park(loop)
+
+    def _end_batched_read(
+        self, loop: _Loop, started_at: float, outcome: Observed | Failure
+    ) -> None:
+        """On the read batch's worker: the follower's record (and the store's time), or the
+        read's failure; try at once if the machine says so, then end the poll as
+        :meth:`_poll_cycle` ends it."""
+        try:
+            try:
+                with self._machine_lock:
+                    step = self._settle_observed(started_at, outcome)
+                    self._notify(step)
+                if step.action is not None:
+                    self._carry_out(step.action)  # the try, by compare_and_set
                 self._arm_deadline(loop)
                 self._end_poll()
             finally:
@@ -941,23 +978,39 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
 
 class _Batched:
-    """A started elector's scheduled loop as a member of its store's renew group.
+    """A started elector's scheduled loop as a member of its store's renew and read groups.
 
-    While the elector leads, its next poll is a renewal of its lease: the group
-    sends it together with the renewals of the other holdings of that store (locks,
-    electors) that fall due soon, in one ``renew_many`` call, and the outcome comes
-    back to the elector's machine exactly as its own ``renew``'s would (a refusal
-    steps it down, a failure is retried, the renew deadline is kept by the timer
-    meanwhile). A follower's polls are not batched here.
+    While the elector leads, its next poll is a renewal of its lease: the renew
+    group (``renew_many``) sends it together with the renewals of the other holdings of
+    that store (locks, electors) that fall due soon, in one ``renew_many`` call, and
+    the outcome comes back to the elector's machine exactly as its own ``renew``'s
+    would (a refusal steps it down, a failure is retried, the renew deadline is kept
+    by the timer meanwhile). While it follows, the read group (``get_many``) reads its
+    record with those of the other followers due soon, in one ``get_many``
+    (:mod:`mongoelector._sync.reads`).
     """
 
-    __slots__ = ("_elector", "_loop", "group")
+    __slots__ = ("_elector", "_loop", "group", "read_group")
 
-    def __init__(self, elector: LeaderElector, loop: _Loop) -> None:
+    def __init__(
+        self, elector: LeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
+    ) -> None:
         self._elector = elector
         self._loop = loop
         backend: RenewManyBackend = elector._backend  # type: ignore[assignment]
-        self.group = batches.enter(self, backend, elector._clock)
+        self.group = batches.enter(self, backend, elector._clock) if renew_many else None
+        self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
+
+    def leave(self) -> None:
+        """The loop ended: it leaves its groups."""
+        if self.group is not None:
+            self.group.leave(self)
+        if self.read_group is not None:
+            self.read_group.leave(self)
+
+    @property
+    def key(self) -> str:
+        return self._elector._key
 
     @property
     def _rules(self) -> _Batched:
@@ -969,6 +1022,36 @@ class _Batched:
         with elector._machine_lock:
             when = elector._clock.monotonic() if now is None else now
             return elector._machine.renew_timing(when, key=elector._key)
+
+    def read_timing(self, now: float | None = None) -> RenewTiming | None:
+        """When the follower's next poll falls due; ``None`` unless it would read first."""
+        elector = self._elector
+        with elector._machine_lock:
+            when = elector._clock.monotonic() if now is None else now
+            return elector._machine.read_timing(when, key=elector._key)
+
+    def _may_join_read(self, now: float) -> bool:
+        """Whether the loop waits for its next poll, due soon enough to join a read batch at
+        ``now`` (a quick, racy read: :meth:`read_timing` and :meth:`_join` decide)."""
+        until = self._loop.parked_until
+        return (
+            self._loop.phase is _Phase.PARKED
+            and until is not None
+            and until <= now + self._elector._timing.follower_period * JOIN_FRACTION
+        )
+
+    def _poll_alone(self, ticket: int) -> None:
+        """Nobody joined the read: the poll queued as ``ticket`` is an ordinary one."""
+        elector, loop = self._elector, self._loop
+        scheduler.submit(lambda: elector._poll_on_worker(loop, ticket))
+
+    def _read_step(self, ticket: int) -> Observe | None:
+        action = self._elector._begin_batched_poll(self._loop, ticket, read_first=True)
+        assert action is None or isinstance(action, Observe)
+        return action
+
+    def _observed(self, started_at: float, outcome: Observed | Failure) -> None:
+        self._elector._end_batched_read(self._loop, started_at, outcome)
 
     def _may_join(self, now: float) -> bool:
         """Whether the loop waits for its next poll, due soon enough to join a batch at
@@ -987,7 +1070,9 @@ class _Batched:
         return self._elector._enqueue_poll(self._loop, parked_only=True)
 
     def _batch_step(self, ticket: int) -> Renew | None:
-        return self._elector._begin_batched_poll(self._loop, ticket)
+        action = self._elector._begin_batched_poll(self._loop, ticket)
+        assert action is None or isinstance(action, Renew)
+        return action
 
     def _may_go_on(self) -> bool:
         return True  # the poll lock is held: a stop waits for the renewal in flight

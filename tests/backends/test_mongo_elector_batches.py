@@ -123,7 +123,9 @@ def hold(n: int, backend: MongoBackend, clock: FakeClock, *, locks: bool) -> lis
     return holders
 
 
-def per_interval(clock: FakeClock, holders: list[Any], total: Any) -> list[int]:
+def per_interval(
+    clock: FakeClock, holders: list[Any], total: Any, *, all_hold: bool = True
+) -> list[int]:
     """The commands of each of :data:`INTERVALS` renew intervals after the holdings lined up."""
     advance(clock, INTERVAL, holders)
     counts = []
@@ -131,7 +133,7 @@ def per_interval(clock: FakeClock, holders: list[Any], total: Any) -> list[int]:
         before = total()
         advance(clock, INTERVAL, holders)
         counts.append(total() - before)
-    assert all(
+    assert not all_hold or all(
         holder.is_leader if isinstance(holder, LeaderElector) else holder.token is not None
         for holder in holders
     )
@@ -224,3 +226,78 @@ class TestOnTheWire:
         holders = hold(10, wire_backend(primary, clock), clock, locks=False)
         counts = per_interval(clock, holders, lambda: store.total)
         assert counts == [10] * INTERVALS
+
+
+def leaders_and_followers(n: int, backend: MongoBackend, clock: FakeClock) -> list[Any]:
+    """``n`` leading electors, then ``n`` following ones of the same keys; all of them."""
+    leaders = hold(n, backend, clock, locks=False)
+    followers = []
+    for index in range(n):
+        made = LeaderElector(f"tenant-{index}", backend, ttl=TTL, clock=clock, report_status=False)
+        _made.append(made)
+        made.start()
+        followers.append(made)
+        if n > 1 and index % max(1, n // 4) == 0:
+            clock.advance(0.4)
+    settle(followers)
+    assert not any(each.is_leader for each in followers)
+    return [*leaders, *followers]
+
+
+def check_followers(holders: list[Any]) -> None:
+    n = len(holders) // 2
+    for leader, follower in zip(holders[:n], holders[n:], strict=True):
+        assert leader.is_leader and not follower.is_leader
+        assert follower.leader is not None and follower.leader.uuid == leader.uuid
+
+
+class TestFollowersOnMongomock:
+    @pytest.fixture
+    def commands(self, monkeypatch: pytest.MonkeyPatch) -> Commands:
+        return Commands(monkeypatch)
+
+    @pytest.mark.parametrize("n", [10, 1000])
+    def test_n_leaders_and_n_followers_cost_two_commands_per_poll_window(
+        self, n: int, clock: FakeClock, commands: Commands
+    ) -> None:
+        """One bulk write renews the leaders, one ``find`` reads the followers' records."""
+        holders = leaders_and_followers(n, mongomock_backend(clock), clock)
+        before = Counter(commands.counted)
+        counts = per_interval(clock, holders, lambda: commands.total, all_hold=False)
+        assert counts == [2] * INTERVALS
+        assert Counter(commands.counted) - before == Counter(
+            {"execute": INTERVALS + 1, "find": INTERVALS + 1}
+        )
+        check_followers(holders)
+
+    def test_with_read_batching_turned_off_the_count_fails(
+        self, clock: FakeClock, commands: Commands, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(elector_module, "reads_in_batches", lambda backend: False)
+        holders = leaders_and_followers(10, mongomock_backend(clock), clock)
+        counts = per_interval(clock, holders, lambda: commands.total, all_hold=False)
+        assert counts == [11] * INTERVALS  # one try per follower
+
+
+class TestFollowersOnTheWire:
+    @pytest.fixture
+    def store(self, primary: Primary) -> WireStore:
+        return WireStore(primary)
+
+    @pytest.fixture(autouse=True)
+    def clean_up_first(self, primary: Primary, clock: FakeClock) -> Iterator[None]:
+        yield
+        clean_up(clock)  # before the primary and its clients stop: the releases need them
+
+    @pytest.mark.parametrize("n", [10, 1000])
+    def test_n_leaders_and_n_followers_cost_at_most_three_commands_per_poll_window(
+        self, n: int, primary: Primary, clock: FakeClock, store: WireStore
+    ) -> None:
+        """The leaders' batch is one ``update`` and one ``find`` (the pipeline path reads the
+        ``$$NOW`` expiries); the followers' records are one more ``find``."""
+        holders = leaders_and_followers(n, wire_backend(primary, clock), clock)
+        before = store.counted()
+        counts = per_interval(clock, holders, lambda: store.total, all_hold=False)
+        assert counts == [3] * INTERVALS
+        assert set(store.counted() - before) == {"update", "find"}  # no try, no findAndModify
+        check_followers(holders)

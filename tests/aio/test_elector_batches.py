@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +18,13 @@ import pytest
 from mongoelector.aio import AsyncLeaderElector, AsyncLock
 from mongoelector.aio import batches as aio_batches
 from mongoelector.aio import elector as elector_module
-from mongoelector.backends import Capability, LeaseRequest, MemoryBackend
+from mongoelector.backends import (
+    Capability,
+    CasResult,
+    LeaseRecord,
+    LeaseRequest,
+    MemoryBackend,
+)
 from mongoelector.core.elector_machine import ElectorMachine
 from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 from mongoelector.monitoring import EventListener, StoreErrorEvent
@@ -43,7 +51,9 @@ def waiting(electors: list[AsyncLeaderElector]) -> bool:
         if loop is None or loop.done:
             continue
         until = loop.sleeping_until
-        if until is None or until <= each._clock.monotonic() or loop.summoned is not None:
+        if until is None or until <= each._clock.monotonic():
+            return False
+        if loop.summoned is not None or loop.read_summoned is not None:
             return False
     return True
 
@@ -246,3 +256,168 @@ class TestWhichElectorsBatch:
         await advance(clock, 2 * INTERVAL, electors)
         assert store.calls - before == Counter({"renew": 10})
         await stop_all(electors)
+
+
+class ReadStore(BatchStore):
+    """A BatchStore that also counts reads and tries, and can fail ``get_many``."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.reads_down = False
+
+    def get(self, key: str) -> LeaseRecord | None:
+        self.calls["get"] += 1
+        return super().get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        self.calls["get_many"] += 1
+        if self.reads_down:
+            raise BackendUnavailable("get_many: store unreachable")
+        return super().get_many(keys)
+
+    def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
+        self.calls["compare_and_set"] += 1
+        return super().compare_and_set(request, force=force)
+
+
+async def leaders_and_followers(
+    n: int, store: ReadStore, clock: FakeClock
+) -> tuple[list[AsyncLeaderElector], list[AsyncLeaderElector]]:
+    leaders = electors_of(n, store, clock)
+    await start_spread(clock, leaders)
+    followers = electors_of(n, store, clock)
+    for index, each in enumerate(followers):
+        await each.start()
+        if n > 1 and index % max(1, n // 4) == 0:
+            await idle(followers[: index + 1])
+            clock.advance(0.4)
+    await idle([*leaders, *followers])
+    return leaders, followers
+
+
+async def calls_by_name(
+    electors: list[AsyncLeaderElector], store: ReadStore, clock: FakeClock
+) -> list[Counter[str]]:
+    await advance(clock, INTERVAL, electors)
+    counted = []
+    for _ in range(3):
+        before = Counter(store.calls)
+        await advance(clock, INTERVAL, electors)
+        counted.append(Counter(store.calls) - before)
+    return counted
+
+
+class TestFollowersReadTogether:
+    @pytest.mark.parametrize("n", [1, 10, 1000])
+    async def test_n_followers_cost_one_get_many_per_poll_window_and_no_try(
+        self, n: int, clock: FakeClock
+    ) -> None:
+        store = ReadStore(clock)
+        leaders, followers = await leaders_and_followers(n, store, clock)
+        counted = await calls_by_name([*leaders, *followers], store, clock)
+        if n == 1:  # nobody to read with: its own try, as before
+            assert counted == [Counter({"compare_and_set": 1, "renew": 1})] * 3
+        else:
+            assert counted == [Counter({"get_many": 1, "renew_many": 1})] * 3
+        assert all(each.is_leader for each in leaders)
+        for follower, leader in zip(followers, leaders, strict=True):
+            assert not follower.is_leader
+            assert follower.leader is not None and follower.leader.uuid == leader.uuid
+        await stop_all([*leaders, *followers])
+
+    async def test_with_read_batching_turned_off_the_count_fails(
+        self, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(elector_module, "reads_in_batches", lambda backend: False)
+        store = ReadStore(clock)
+        leaders, followers = await leaders_and_followers(10, store, clock)
+        counted = await calls_by_name([*leaders, *followers], store, clock)
+        assert counted == [Counter({"compare_and_set": 10, "renew_many": 1})] * 3
+        await stop_all([*leaders, *followers])
+
+    async def test_followers_take_over_released_leases_in_the_poll_that_reads_them(
+        self, clock: FakeClock
+    ) -> None:
+        store = ReadStore(clock)
+        leaders, followers = await leaders_and_followers(10, store, clock)
+        await advance(clock, INTERVAL, [*leaders, *followers])
+        for each in leaders:
+            await each.stop()
+        before = Counter(store.calls)
+        await advance(clock, INTERVAL, followers)
+        assert all(each.is_leader for each in followers)
+        taken = Counter(store.calls) - before
+        assert taken["get_many"] == 1 and taken["compare_and_set"] == 10
+        await stop_all(followers)
+
+    async def test_followers_take_over_expired_leases(self, clock: FakeClock) -> None:
+        followers = await check_expired_leases_are_taken_over(clock, ReadStore(clock))
+        await stop_all(followers)
+
+    async def test_a_follower_mutated_to_skip_the_try_of_an_expired_lease_is_caught(
+        self, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        judge = ElectorMachine.on_observe_result
+
+        def skips_expired(
+            self: ElectorMachine, now: float, record: LeaseRecord | None, server_now: datetime
+        ) -> Any:
+            if record is not None and record.expires_at is not None:
+                server_now = min(server_now, record.expires_at - timedelta(seconds=1))
+            return judge(self, now, record, server_now)
+
+        monkeypatch.setattr(ElectorMachine, "on_observe_result", skips_expired)
+        made: list[AsyncLeaderElector] = []
+        with pytest.raises(AssertionError, match="not taken over"):
+            await check_expired_leases_are_taken_over(clock, ReadStore(clock), made)
+        await stop_all(made)
+
+    async def test_a_failed_read_is_a_failed_poll_of_each_follower(self, clock: FakeClock) -> None:
+        store = ReadStore(clock)
+        leaders = electors_of(5, store, clock)
+        await start_spread(clock, leaders)
+        listeners = [Errors() for _ in range(5)]
+        followers = [
+            AsyncLeaderElector(
+                f"tenant-{i}",
+                store,
+                ttl=TTL,
+                clock=clock,
+                report_status=False,
+                event_listeners=[listener],
+            )
+            for i, listener in enumerate(listeners)
+        ]
+        for each in followers:
+            await each.start()
+        everyone = [*leaders, *followers]
+        await advance(clock, INTERVAL, everyone)
+        store.reads_down = True
+        await advance(clock, INTERVAL, everyone)
+        for listener in listeners:
+            assert [(e.operation, e.ambiguous) for e in listener.errors] == [("read", False)]
+        assert not any(each.is_leader for each in followers)
+        store.reads_down = False
+        await advance(clock, INTERVAL, everyone)
+        assert all(len(listener.errors) == 1 for listener in listeners)
+        await stop_all(everyone)
+
+
+async def check_expired_leases_are_taken_over(
+    clock: FakeClock, store: ReadStore, made: list[AsyncLeaderElector] | None = None
+) -> list[AsyncLeaderElector]:
+    """Leases of a crashed node are taken over by followers within a poll after they
+    expire, by the store's time; the followers."""
+    for i in range(5):
+        store.compare_and_set(LeaseRequest(key=f"tenant-{i}", owner="crashed", ttl=TTL))
+    followers = electors_of(5, store, clock)
+    if made is not None:
+        made.extend(followers)
+    for each in followers:
+        await each.start()
+    await advance(clock, TTL - 1, followers)
+    assert not any(each.is_leader for each in followers)
+    assert store.calls["get_many"] >= 5
+    await advance(clock, 1 + INTERVAL, followers)
+    assert all(each.is_leader for each in followers), "expired leases not taken over"
+    return followers

@@ -236,21 +236,28 @@ def reads_in_batches(backend: object) -> bool:
 
     As for renewals (:func:`renews_in_batches`), the capability is read from the backend
     object, and a backend whose ``get`` was replaced without its ``get_many`` (a test
-    double counting or failing reads) reads key by key.
+    double counting or failing reads), itself or a store it wraps, reads key by key.
     """
     try:
         declared = Capability.GET_MANY in backend.capabilities  # type: ignore[attr-defined]
     except Exception:  # a broken property: the per-key calls still work
         return False
-    if not declared or not callable(getattr(backend, "get_many", None)):
-        return False
+    return (
+        declared
+        and callable(getattr(backend, "get_many", None))
+        and not any(_overrides_get_alone(layer) for layer in _layers(backend))
+    )
+
+
+def _overrides_get_alone(backend: object) -> bool:
+    """True if ``backend``'s ``get`` was replaced below the ``get_many`` it inherits."""
     own = getattr(backend, "__dict__", {})
     if "get" in own or "get_many" in own:
-        return "get_many" in own
+        return "get_many" not in own
     mro = type(backend).__mro__
     get_owner = next((each for each in mro if "get" in vars(each)), None)
     many_owner = next((each for each in mro if "get_many" in vars(each)), None)
-    return not (
+    return (
         get_owner is not None
         and many_owner is not None
         and get_owner is not many_owner

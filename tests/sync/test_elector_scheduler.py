@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -38,13 +38,19 @@ EXTRA_THREADS = 4
 
 
 class CountingBackend(MemoryBackend):
-    """A MemoryBackend that counts acquire tries and renewals per key."""
+    """A MemoryBackend that counts acquire tries, renewals and batched reads per key."""
 
     def __init__(self, clock: FakeClock) -> None:
         super().__init__(clock)
         self.tries: Counter[str] = Counter()
         self.renews: Counter[str] = Counter()
+        self.reads: Counter[str] = Counter()
         self._count = threading.Lock()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        with self._count:
+            self.reads.update(keys)
+        return super().get_many(keys)
 
     def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
         with self._count:
@@ -124,9 +130,10 @@ def test_started_electors_poll_on_at_most_4_more_threads(
     leaders = [node for node in _made if node.is_leader]
     assert len(leaders) == pairs
     assert store.renews == Counter({f"svc-{i}": 5 for i in range(pairs)})  # one per period
-    # Each key: the leader's win, then the follower's tries, one per period from its first.
+    # Each key: the leader's win, then the follower's polls, one per period from its first:
+    # each a try, or a read of the record with the other followers' (get_many).
     followers = n - pairs
-    assert sum(store.tries.values()) == pairs + followers * 6
+    assert sum(store.tries.values()) + sum(store.reads.values()) == pairs + followers * 6
     for node in _made:
         node.stop()
     assert [node for node in elector_module.running() if node.clock is clock] == []

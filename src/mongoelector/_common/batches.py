@@ -16,22 +16,27 @@ import logging
 import sys
 import weakref
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from mongoelector._common.outcomes import Failure, failure_of
-from mongoelector._common.renewing import RenewalRules
 from mongoelector.backends.protocol import Capability, LeaseRecord
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.core import batching
-from mongoelector.errors import AmbiguousOutcome
+from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 
 __all__ = [
+    "Member",
+    "Observed",
     "Outcome",
+    "Timings",
     "clock_key",
     "failed_batch",
+    "observed_of",
     "outcomes_of",
     "overrides_renew_alone",
     "plan_calls",
+    "reads_in_batches",
     "renews_in_batches",
     "store_of",
 ]
@@ -42,10 +47,19 @@ logger = logging.getLogger("mongoelector.backend")
 Outcome = LeaseRecord | Failure | None
 
 
-class Member(Protocol):
-    """A renewer of either driver, as a group plans its calls."""
+class Timings(Protocol):
+    """What tells when a member's holding must next be renewed (a lock's renewal rules, an
+    elector's leadership term)."""
 
-    _rules: RenewalRules
+    def timing(self, now: float | None = None) -> batching.RenewTiming | None: ...
+
+
+class Member(Protocol):
+    """A member of a renew group of either driver, as the group plans its calls: a lock's
+    renewer, or a started elector's loop while it leads (its next poll is a renewal)."""
+
+    @property
+    def _rules(self) -> Timings: ...
 
     def _may_join(self, now: float) -> bool: ...
 
@@ -209,3 +223,71 @@ def outcomes_of(backend: object, count: int, records: object) -> list[Outcome]:
     )
     failure = Failure(AmbiguousOutcome(f"renew_many of {count} items answered {type(records)}"))
     return [failure] * count
+
+
+#: What one follower's read came back with, alone or in a batch: the record (``None``: no
+#: record), with the store's time read after it; or a failure (no verdict).
+Observed = tuple[LeaseRecord | None, datetime]
+
+
+def reads_in_batches(backend: object) -> bool:
+    """True if ``backend`` declares :attr:`Capability.GET_MANY` and has ``get_many`` that goes
+    with its ``get``: then the following electors of a process read their records together.
+
+    As for renewals (:func:`renews_in_batches`), the capability is read from the backend
+    object, and a backend whose ``get`` was replaced without its ``get_many`` (a test
+    double counting or failing reads), itself or a store it wraps, reads key by key.
+    """
+    try:
+        declared = Capability.GET_MANY in backend.capabilities  # type: ignore[attr-defined]
+    except Exception:  # a broken property: the per-key calls still work
+        return False
+    return (
+        declared
+        and callable(getattr(backend, "get_many", None))
+        and not any(_overrides_get_alone(layer) for layer in _layers(backend))
+    )
+
+
+def _overrides_get_alone(backend: object) -> bool:
+    """True if ``backend``'s ``get`` was replaced below the ``get_many`` it inherits."""
+    own = getattr(backend, "__dict__", {})
+    if "get" in own or "get_many" in own:
+        return "get_many" not in own
+    mro = type(backend).__mro__
+    get_owner = next((each for each in mro if "get" in vars(each)), None)
+    many_owner = next((each for each in mro if "get_many" in vars(each)), None)
+    return (
+        get_owner is not None
+        and many_owner is not None
+        and get_owner is not many_owner
+        and issubclass(get_owner, many_owner)
+    )
+
+
+def observed_of(
+    backend: object, keys: list[str], records: object, server_now: object
+) -> list[Observed | Failure]:
+    """What each of ``keys`` read, from what ``get_many`` returned and the store's time.
+
+    A reply that is not one ``LeaseRecord | None`` per key (or a time that is not an
+    aware ``datetime``) breaks the protocol: it is logged and each read taken as failed
+    (a follower then tries again later; a read decides nothing on its own).
+    """
+    if (
+        isinstance(records, dict)
+        and all(key in records for key in keys)
+        and all(records[key] is None or isinstance(records[key], LeaseRecord) for key in keys)
+        and isinstance(server_now, datetime)
+        and server_now.tzinfo is not None
+    ):
+        return [(records[key], server_now) for key in keys]
+    logger.error(
+        "backend %r answered get_many of %d keys with %r (server time %r); treating it as failed",
+        backend,
+        len(keys),
+        type(records),
+        server_now,
+    )
+    failure = Failure(BackendUnavailable(f"get_many of {len(keys)} keys answered {type(records)}"))
+    return [failure] * len(keys)

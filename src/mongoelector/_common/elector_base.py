@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from mongoelector._common.batches import Observed
 from mongoelector._common.callback_queue import CallbackQueue, Kind, Pending
 from mongoelector._common.monitor import operation_of
 from mongoelector._common.outcomes import Failure, Result
@@ -36,6 +37,7 @@ from mongoelector.core.events import (
     LeadershipGained,
     LeadershipLost,
     LossReason,
+    Observe,
     Release,
     Renew,
     SlowRoundTrips,
@@ -285,6 +287,15 @@ class ElectorBase(Participant[BackendT]):
             return self._machine.on_inspect_result(now, outcome)
         assert isinstance(action, Release)
         return Step()
+
+    def _settle_observed(self, started_at: float, outcome: Observed | Failure) -> Step:
+        """Feed the machine what a follower's read (an ``Observe``, sent at ``started_at``,
+        alone or in a batch) came back with: the record and the store's time after it, or
+        a failure (reported as a failed read). The step may hold the try to make now."""
+        if isinstance(outcome, Failure):
+            return self._settle(Observe(), started_at, outcome)
+        record, server_now = outcome
+        return self._machine.on_observe_result(self._clock.monotonic(), record, server_now)
 
     def _confirmation_before_stop(self) -> Inspect | None:
         """The read to make before stopping or releasing, so that it can release by token.

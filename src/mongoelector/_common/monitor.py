@@ -28,6 +28,7 @@ from mongoelector.core.events import (
     Inspect,
     LeaderInfo,
     LossReason,
+    Observe,
     Release,
     Renew,
     SlowRoundTrips,
@@ -87,7 +88,7 @@ def operation_of(action: Action) -> str:
         return "renew"
     if isinstance(action, Release):
         return "release"
-    if isinstance(action, Inspect):
+    if isinstance(action, (Inspect, Observe)):
         return "read"
     return "acquire"
 

@@ -2,7 +2,9 @@
 
 Every :class:`~mongoelector._sync.renewer.Renewer` whose backend renews in
 batches (:func:`~mongoelector._common.batches.renews_in_batches`) belongs to
-the :class:`RenewGroup` of its backend object and clock. When one of them is
+the :class:`RenewGroup` of its backend object and clock, and so does every
+started :class:`~mongoelector.LeaderElector` of such a backend: while it
+leads, its next poll is a renewal of its lease, made in the same batches. When one of them is
 due to renew, the group asks the pure
 :func:`~mongoelector.core.batching.renew_together` which of the others
 (waiting for their own time) join it, moves them out of their wait, and
@@ -23,18 +25,59 @@ import functools
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from mongoelector._common.batches import Outcome, clock_key, failed_batch, outcomes_of, plan_calls
+from mongoelector._common.batches import (
+    Outcome,
+    Timings,
+    clock_key,
+    failed_batch,
+    outcomes_of,
+    plan_calls,
+)
 from mongoelector._sync import scheduler
 from mongoelector.backends.protocol import RenewItem, RenewManyBackend
 from mongoelector.clock import Clock
 from mongoelector.core.events import Renew
 
-if TYPE_CHECKING:
-    from mongoelector._sync.renewer import Renewer
+__all__ = ["RenewGroup", "Renewer", "enter", "groups"]
 
-__all__ = ["RenewGroup", "enter", "groups"]
+
+class Renewer(Protocol):
+    """A member of a :class:`RenewGroup`: what the group asks and tells it, in this order.
+
+    A lock's :class:`~mongoelector._sync.renewer.Renewer`, or a started elector's
+    loop while it leads (:mod:`mongoelector._sync.elector`). The trigger is queued
+    by :meth:`_enqueue`, joiners (:meth:`_may_join` said they might) by
+    :meth:`_join`, each arming its own renew deadline; on the worker
+    :meth:`_batch_step` gives the renewal to send (``None``: it handled itself),
+    :meth:`_may_go_on` is asked once more, then the call's outcome goes to
+    :meth:`_batch_renewed` (or :meth:`_finish` if the batch crashed first).
+    """
+
+    @property
+    def _rules(self) -> Timings: ...
+
+    def _may_join(self, now: float) -> bool: ...
+
+    def _enqueue(self) -> int | None: ...
+
+    def _join(self) -> int | None: ...
+
+    def _batch_step(self, ticket: int) -> Renew | None: ...
+
+    def _may_go_on(self) -> bool: ...
+
+    def _renew(self, step: Renew) -> Outcome: ...
+
+    def _renew_item(self, step: Renew) -> RenewItem: ...
+
+    def _batch_renewed(
+        self, step: Renew, started_at: float, outcome: Outcome, answered_at: float
+    ) -> None: ...
+
+    def _finish(self) -> None: ...
+
 
 logger = logging.getLogger("mongoelector.lock")
 

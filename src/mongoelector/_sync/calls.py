@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mongoelector._common.outcomes import Failure, Result, failure_of, with_acquisition
 from mongoelector.backends.protocol import LeaseRequest, StorageBackend
-from mongoelector.core.events import Action, Inspect, Release, Renew, TryAcquire
+from mongoelector.core.events import Action, Inspect, Observe, Release, Renew, TryAcquire
 
 __all__ = ["Failure", "Result", "perform"]
 
@@ -22,7 +22,7 @@ def perform(backend: StorageBackend, request: LeaseRequest, action: Action) -> R
             )
         if isinstance(action, Renew):
             return backend.renew(request.key, request.owner, action.token, request.ttl)
-        if isinstance(action, Inspect):
+        if isinstance(action, (Inspect, Observe)):
             return backend.get(request.key)
         assert isinstance(action, Release)
         return backend.release(request.key, request.owner, token=action.token)

@@ -41,20 +41,25 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mongoelector._common.batches import Observed, Outcome, reads_in_batches, renews_in_batches
 from mongoelector._common.elector_base import ElectorBase
 from mongoelector._common.stores import sync_store
-from mongoelector._sync import scheduler
+from mongoelector._sync import batches, reads, scheduler
 from mongoelector._sync.callbacks import run_callback
-from mongoelector._sync.calls import perform
+from mongoelector._sync.calls import Failure, perform
 from mongoelector._sync.leadership import Leadership
 from mongoelector.backends.protocol import (
     Capability,
+    LeaseRecord,
     MemberRecord,
     MemberStatusBackend,
+    RenewItem,
+    RenewManyBackend,
     StorageBackend,
 )
 from mongoelector.clock import Clock
-from mongoelector.core.events import Action, LeaderInfo
+from mongoelector.core.batching import JOIN_FRACTION, RenewTiming
+from mongoelector.core.events import Action, LeaderInfo, Observe, Renew
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
@@ -128,6 +133,10 @@ class _Loop:
     entry: scheduler.Entry | None = None
     #: Which queued poll (and deadline) counts: a later one voids the earlier.
     ticket: int = 0
+    #: The loop in its store's renew group (a backend that renews in batches), while it runs.
+    batched: _Batched | None = None
+    #: A batch's worker holds the poll lock for the loop's renewal in that batch.
+    in_batch: bool = False
     # --- a blocking loop (a scheduled one has no Event: about 800 bytes an elector)
     wakeup: threading.Event = field(default_factory=lambda: _NO_WAKEUP)
     thread: threading.Thread | None = None
@@ -374,6 +383,12 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 else:
                     with _running_guard:
                         _running.add(self)
+                    renew_many = renews_in_batches(self._backend)
+                    get_many = reads_in_batches(self._backend)
+                    if renew_many or get_many:
+                        loop.batched = _Batched(
+                            self, loop, renew_many=renew_many, get_many=get_many
+                        )
             self._send_releases()
             with self._machine_lock:
                 self._machine.start()
@@ -548,19 +563,43 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
     def _queue_poll(self, loop: _Loop) -> None:
         """Queue the next poll for a worker; if the renew deadline comes while it waits or
-        runs, the timer steps down then (:meth:`_overdue`)."""
+        runs, the timer steps down then (:meth:`_overdue`).
+
+        A leader's poll is a renewal: in a store's renew group, it goes out in a batch
+        with the renewals of that store due soon (:mod:`mongoelector._sync.batches`).
+        """
+        batched = loop.batched
+        if batched is not None:
+            if batched.group is not None and batched.timing() is not None:
+                batched.group.due(batched)
+                return
+            if batched.read_group is not None and batched.read_timing() is not None:
+                batched.read_group.due(batched)
+                return
+        ticket = self._enqueue_poll(loop)
+        if ticket is not None:
+            scheduler.submit(lambda: self._poll_on_worker(loop, ticket))
+
+    def _enqueue_poll(self, loop: _Loop, *, parked_only: bool = False) -> int | None:
+        """Mark ``loop``'s next poll queued, the renew deadline armed; its ticket.
+
+        ``None`` if the loop was stopped (it has ended), or, with ``parked_only``, if it
+        was not waiting for its next poll (it is left as it was).
+        """
         with self._machine_lock:
             holding = self._machine.holding
         deadline = holding.valid_until if holding is not None else math.inf
         with self._state:
+            if loop.done or (parked_only and loop.phase is not _Phase.PARKED):
+                return None
             if loop.stopped:
                 self._end_locked(loop)
-                return
+                return None
             loop.phase = _Phase.QUEUED
             loop.parked_until = None
             ticket = self._rearm_locked(loop, deadline, self._overdue)
             self._state.notify_all()
-        scheduler.submit(lambda: self._poll_on_worker(loop, ticket))
+        return ticket
 
     def _overdue(self, loop: _Loop, ticket: int) -> None:
         """In the timer thread: the renew deadline came while poll ``ticket`` waited for a
@@ -682,6 +721,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
         loop.parked_until = None
         self._cancel_entry_locked(loop)
         self._state.notify_all()
+        if loop.batched is not None:
+            loop.batched.leave()
         if self._loop is None:
             with _running_guard:
                 _running.discard(self)
@@ -694,19 +735,123 @@ class LeaderElector(ElectorBase[StorageBackend]):
         with self._poll_lock:
             if loop is not None and loop.stopped:
                 return
-            with self._machine_lock:
-                step = self._machine.begin_poll(self._clock.monotonic())
-                self._notify(step)
-            if step.action is not None:
-                self._carry_out(step.action)
+            action = self._begin_poll()
+            if action is not None:
+                self._carry_out(action)
                 if loop is not None and not loop.blocking:
                     self._arm_deadline(loop)
-            with self._machine_lock:
-                status_due = self._polled()
-            if status_due:
-                self._send_status(running=self.running)
-            self._notify_loop()
+            self._end_poll()
         self._wake_listeners()
+
+    def _begin_poll(self, *, read_first: bool = False) -> Action | None:
+        """Under the poll lock: the machine's decision for this poll (its reports queued)."""
+        with self._machine_lock:
+            step = self._machine.begin_poll(self._clock.monotonic(), read_first=read_first)
+            self._notify(step)
+        return step.action
+
+    def _end_poll(self) -> None:
+        """Under the poll lock, after the poll's store call: the status report if due, and
+        ``on_loop``."""
+        with self._machine_lock:
+            status_due = self._polled()
+        if status_due:
+            self._send_status(running=self.running)
+        self._notify_loop()
+
+    # --- a leader's poll in its store's renew batch (see mongoelector._sync.batches) -----
+
+    def _begin_batched_poll(
+        self, loop: _Loop, ticket: int, *, read_first: bool = False
+    ) -> Renew | Observe | None:
+        """On a batch's worker: begin the poll queued as ``ticket``; the renewal to send in
+        a renew batch (the read, with ``read_first``, in a read batch), the poll lock then
+        held until :meth:`_end_batched_poll` (:meth:`_end_batched_read`).
+
+        ``None`` when there is nothing to send in the batch: the poll was voided (stopped,
+        replaced) or, the machine deciding something else by now (it stepped down at its
+        deadline, it has a holding of its own to release), it was made here in full as an
+        ordinary poll.
+        """
+        with self._state:
+            if loop.done or loop.phase is not _Phase.QUEUED or loop.ticket != ticket:
+                return None
+            loop.phase = _Phase.POLLING  # the deadline entry stays armed
+        try:
+            self._check_fork()
+            self._poll_lock.acquire()
+            try:
+                if not loop.stopped:
+                    action = self._begin_poll(read_first=read_first)
+                    if isinstance(action, Observe if read_first else Renew):
+                        assert isinstance(action, (Renew, Observe))
+                        loop.in_batch = True
+                        return action
+                    if action is not None:
+                        self._carry_out(action)
+                        self._arm_deadline(loop)
+                    self._end_poll()
+            finally:
+                if not loop.in_batch:
+                    self._poll_lock.release()
+            self._wake_listeners()
+        except Exception:
+            self._crashed(loop)
+            return None
+        self._hand_callbacks()
+        self._park(loop)
+        return None
+
+    def _end_batched_poll(
+        self, loop: _Loop, step: Renew, started_at: float, outcome: Outcome
+    ) -> None:
+        """On the batch's worker: the renewal ``step`` (sent at ``started_at``) came back
+        with ``outcome``, exactly what its own ``renew`` would have; end the poll as
+        :meth:`_poll_cycle` ends it."""
+        try:
+            try:
+                with self._machine_lock:
+                    self._notify(self._settle(step, started_at, outcome))
+                self._arm_deadline(loop)
+                self._end_poll()
+            finally:
+                self._leave_batch(loop)
+            self._wake_listeners()
+        except Exception:
+            self._crashed(loop)
+            return
+        self._hand_callbacks()
+        self._park(loop)
+
+    def _end_batched_read(
+        self, loop: _Loop, started_at: float, outcome: Observed | Failure
+    ) -> None:
+        """On the read batch's worker: the follower's record (and the store's time), or the
+        read's failure; try at once if the machine says so, then end the poll as
+        :meth:`_poll_cycle` ends it."""
+        try:
+            try:
+                with self._machine_lock:
+                    step = self._settle_observed(started_at, outcome)
+                    self._notify(step)
+                if step.action is not None:
+                    self._carry_out(step.action)  # the try, by compare_and_set
+                self._arm_deadline(loop)
+                self._end_poll()
+            finally:
+                self._leave_batch(loop)
+            self._wake_listeners()
+        except Exception:
+            self._crashed(loop)
+            return
+        self._hand_callbacks()
+        self._park(loop)
+
+    def _leave_batch(self, loop: _Loop) -> None:
+        """Let go of the poll lock held for ``loop``'s renewal in a batch, if held."""
+        if loop.in_batch:
+            loop.in_batch = False
+            self._poll_lock.release()
 
     def _step_down_for_good(self, starts: int, *, callbacks_here: bool = True) -> None:
         """Stop taking part and free the lease, unless ``start()`` ran since its call ``starts``.
@@ -830,3 +975,128 @@ class LeaderElector(ElectorBase[StorageBackend]):
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class _Batched:
+    """A started elector's scheduled loop as a member of its store's renew and read groups.
+
+    While the elector leads, its next poll is a renewal of its lease: the renew
+    group (``renew_many``) sends it together with the renewals of the other holdings of
+    that store (locks, electors) that fall due soon, in one ``renew_many`` call, and
+    the outcome comes back to the elector's machine exactly as its own ``renew``'s
+    would (a refusal steps it down, a failure is retried, the renew deadline is kept
+    by the timer meanwhile). While it follows, the read group (``get_many``) reads its
+    record with those of the other followers due soon, in one ``get_many``
+    (:mod:`mongoelector._sync.reads`).
+    """
+
+    __slots__ = ("_elector", "_loop", "group", "read_group")
+
+    def __init__(
+        self, elector: LeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
+    ) -> None:
+        self._elector = elector
+        self._loop = loop
+        backend: RenewManyBackend = elector._backend  # type: ignore[assignment]
+        self.group = batches.enter(self, backend, elector._clock) if renew_many else None
+        self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
+
+    def leave(self) -> None:
+        """The loop ended: it leaves its groups."""
+        if self.group is not None:
+            self.group.leave(self)
+        if self.read_group is not None:
+            self.read_group.leave(self)
+
+    @property
+    def key(self) -> str:
+        return self._elector._key
+
+    @property
+    def _rules(self) -> _Batched:
+        return self
+
+    def timing(self, now: float | None = None) -> RenewTiming | None:
+        """When the term must next be renewed; ``None`` unless the elector leads (trusted)."""
+        elector = self._elector
+        with elector._machine_lock:
+            when = elector._clock.monotonic() if now is None else now
+            return elector._machine.renew_timing(when, key=elector._key)
+
+    def read_timing(self, now: float | None = None) -> RenewTiming | None:
+        """When the follower's next poll falls due; ``None`` unless it would read first."""
+        elector = self._elector
+        with elector._machine_lock:
+            when = elector._clock.monotonic() if now is None else now
+            return elector._machine.read_timing(when, key=elector._key)
+
+    def _may_join_read(self, now: float) -> bool:
+        """Whether the loop waits for its next poll, due soon enough to join a read batch at
+        ``now`` (a quick, racy read: :meth:`read_timing` and :meth:`_join` decide)."""
+        until = self._loop.parked_until
+        return (
+            self._loop.phase is _Phase.PARKED
+            and until is not None
+            and until <= now + self._elector._timing.follower_period * JOIN_FRACTION
+        )
+
+    def _poll_alone(self, ticket: int) -> None:
+        """Nobody joined the read: the poll queued as ``ticket`` is an ordinary one."""
+        elector, loop = self._elector, self._loop
+        scheduler.submit(lambda: elector._poll_on_worker(loop, ticket))
+
+    def _read_step(self, ticket: int) -> Observe | None:
+        action = self._elector._begin_batched_poll(self._loop, ticket, read_first=True)
+        assert action is None or isinstance(action, Observe)
+        return action
+
+    def _observed(self, started_at: float, outcome: Observed | Failure) -> None:
+        self._elector._end_batched_read(self._loop, started_at, outcome)
+
+    def _may_join(self, now: float) -> bool:
+        """Whether the loop waits for its next poll, due soon enough to join a batch at
+        ``now`` (a quick, racy read: :meth:`timing` and :meth:`_join` decide)."""
+        until = self._loop.parked_until
+        return (
+            self._loop.phase is _Phase.PARKED
+            and until is not None
+            and until <= now + self._elector._timing.retry_period * JOIN_FRACTION
+        )
+
+    def _enqueue(self) -> int | None:
+        return self._elector._enqueue_poll(self._loop)
+
+    def _join(self) -> int | None:
+        return self._elector._enqueue_poll(self._loop, parked_only=True)
+
+    def _batch_step(self, ticket: int) -> Renew | None:
+        action = self._elector._begin_batched_poll(self._loop, ticket)
+        assert action is None or isinstance(action, Renew)
+        return action
+
+    def _may_go_on(self) -> bool:
+        return True  # the poll lock is held: a stop waits for the renewal in flight
+
+    def _renew(self, step: Renew) -> Outcome:
+        """Nobody joined: the store's own ``renew``."""
+        outcome = perform(self._elector._backend, self._elector._request, step)
+        assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
+        return outcome
+
+    def _renew_item(self, step: Renew) -> RenewItem:
+        request = self._elector._request
+        return RenewItem(key=request.key, owner=request.owner, token=step.token, ttl=request.ttl)
+
+    def _batch_renewed(
+        self, step: Renew, started_at: float, outcome: Outcome, answered_at: float
+    ) -> None:
+        self._elector._end_batched_poll(self._loop, step, started_at, outcome)
+
+    def _finish(self) -> None:
+        """The batch crashed before this renewal's outcome was fed back: the loop crashes
+        (it steps down for good, as a poll that raised)."""
+        self._elector._leave_batch(self._loop)
+        self._elector._crashed(self._loop)
+
+    def __repr__(self) -> str:
+        return f"_Batched({self._elector!r})"

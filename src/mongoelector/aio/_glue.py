@@ -13,7 +13,7 @@ from typing import Any
 from mongoelector._common.outcomes import Failure, Result, failure_of, with_acquisition
 from mongoelector.backends.async_protocol import AsyncStorageBackend
 from mongoelector.backends.protocol import LeaseRequest
-from mongoelector.core.events import Action, Inspect, Release, Renew, TryAcquire
+from mongoelector.core.events import Action, Inspect, Observe, Release, Renew, TryAcquire
 
 __all__ = ["TaskLock", "perform", "run_callback"]
 
@@ -35,7 +35,7 @@ async def perform(
             )
         if isinstance(action, Renew):
             return await backend.renew(request.key, request.owner, action.token, request.ttl)
-        if isinstance(action, Inspect):
+        if isinstance(action, (Inspect, Observe)):
             return await backend.get(request.key)
         assert isinstance(action, Release)
         return await backend.release(request.key, request.owner, token=action.token)

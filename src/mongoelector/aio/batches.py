@@ -3,14 +3,17 @@
 The asyncio twin of :mod:`mongoelector._sync.batches`: every
 :class:`~mongoelector.aio.renewer.AsyncRenewer` whose backend renews in
 batches belongs, while it runs, to the :class:`AsyncRenewGroup` of its event
-loop, backend object and clock. When one renewer's renewal falls due, the
-group asks the pure :func:`~mongoelector.core.batching.renew_together` which
-of the others (waiting for their own time) join it, takes each joiner's step
-from its own rules, and makes one ``renew_many`` call (one plain ``renew``
-when nobody joined) in a task of its own, so that cancelling one renewer
-never cancels the call the others wait for. Each renewer then gets its own
-outcome, exactly as from its own ``renew``, and carries on in its own task:
-its listeners, its loss, its ``stop()``.
+loop, backend object and clock, and so does every started
+:class:`~mongoelector.aio.AsyncLeaderElector` of such a backend (while it
+leads, its next poll is a renewal of its lease, made in the same batches).
+When one renewer's renewal falls due, the group asks the pure
+:func:`~mongoelector.core.batching.renew_together` which of the others
+(waiting for their own time) join it, takes each joiner's step from its own
+rules, and makes one ``renew_many`` call (one plain ``renew`` when nobody
+joined) in a task of its own, so that cancelling one renewer never cancels the
+call the others wait for. Each renewer then gets its own outcome, exactly as
+from its own ``renew``, and carries on in its own task: its listeners, its
+loss, its ``stop()``.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import Protocol
 
 from mongoelector._common.batches import (
     Outcome,
+    Timings,
     clock_key,
     failed_batch,
     outcomes_of,
@@ -34,10 +39,7 @@ from mongoelector.clock import Clock
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Ended, Lost
 
-if TYPE_CHECKING:
-    from mongoelector.aio.renewer import AsyncRenewer
-
-__all__ = ["AsyncRenewGroup", "Joined", "enter", "groups"]
+__all__ = ["AsyncRenewGroup", "AsyncRenewer", "Joined", "enter", "groups"]
 
 logger = logging.getLogger("mongoelector.lock")
 
@@ -45,8 +47,39 @@ logger = logging.getLogger("mongoelector.lock")
 #: answered, and its outcome; or the verdict its rules gave instead of a step (lost, ended).
 Joined = tuple[Renew, float, float, Outcome] | Lost | Ended
 
+
+class Rules(Timings, Protocol):
+    """What a group asks a member's holding: when it is due, and whether to renew it now."""
+
+    def renew_now(self) -> Renew | Lost | Ended: ...
+
+
+class AsyncRenewer(Protocol):
+    """A member of an :class:`AsyncRenewGroup`: a lock's
+    :class:`~mongoelector.aio.renewer.AsyncRenewer`, or a started elector's loop while it
+    leads (:mod:`mongoelector.aio.elector`).
+
+    A joiner (:meth:`_may_join` said it might) is taken out of its wait by
+    :meth:`_summon`, and awaits the future it returns; the group asks
+    :meth:`_may_go_on` and its rules' ``renew_now`` again as the call goes out.
+    """
+
+    @property
+    def _rules(self) -> Rules: ...
+
+    def _may_join(self, now: float) -> bool: ...
+
+    def _summon(self) -> asyncio.Future[Joined] | None: ...
+
+    def _may_go_on(self) -> bool: ...
+
+    def _renew(self, step: Renew) -> Awaitable[Outcome]: ...
+
+    def _renew_item(self, step: Renew) -> RenewItem: ...
+
+
 #: One holding of a batch: its renewer, its step, and the future its outcome goes to.
-Entry = tuple["AsyncRenewer", Renew, "asyncio.Future[Joined]"]
+Entry = tuple[AsyncRenewer, Renew, "asyncio.Future[Joined]"]
 
 _groups: dict[tuple[int, int, object], AsyncRenewGroup] = {}
 

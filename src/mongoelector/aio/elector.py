@@ -11,19 +11,31 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from mongoelector._common.batches import Outcome, reads_in_batches, renews_in_batches
 from mongoelector._common.elector_base import ElectorBase
+from mongoelector._common.outcomes import Failure
 from mongoelector._common.stores import async_store
+from mongoelector.aio import batches, reads
 from mongoelector.aio._glue import TaskLock, perform, run_callback
 from mongoelector.aio._time import wait_until
 from mongoelector.aio.leadership import AsyncLeadership
 from mongoelector.backends.async_protocol import (
     AsyncMemberStatusBackend,
+    AsyncRenewManyBackend,
     AsyncStorageBackend,
 )
-from mongoelector.backends.protocol import Capability, MemberRecord, StorageBackend
+from mongoelector.backends.protocol import (
+    Capability,
+    LeaseRecord,
+    MemberRecord,
+    RenewItem,
+    StorageBackend,
+)
 from mongoelector.clock import Clock
+from mongoelector.core.batching import JOIN_FRACTION, RenewTiming
 from mongoelector.core.elector_machine import Step
-from mongoelector.core.events import Action, LeaderInfo
+from mongoelector.core.events import Action, LeaderInfo, Observe, Renew
+from mongoelector.core.renewal import Ended, Lost
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
 
@@ -57,6 +69,14 @@ class _Loop:
     in_callback: bool = False
     #: The loop's task has left the loop.
     done: bool = False
+    #: The loop in its store's renew group (a backend that renews in batches).
+    batched: _Batched | None = None
+    #: The clock's time the loop's task waits for, while it waits for its next poll.
+    sleeping_until: float | None = None
+    #: A batch took the waiting loop in: its renewal's outcome comes through this future.
+    summoned: asyncio.Future[batches.Joined] | None = None
+    #: A read batch took the waiting loop in: its record comes through this future.
+    read_summoned: asyncio.Future[reads.Read] | None = None
 
     def set(self, *, in_callback: bool | None = None, done: bool | None = None) -> None:
         if in_callback is not None:
@@ -263,6 +283,10 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
                 return
             self._starts += 1
             self._loop = loop = _Loop()
+            renew_many = renews_in_batches(self._backend)
+            get_many = reads_in_batches(self._backend)
+            if renew_many or get_many:
+                loop.batched = _Batched(self, loop, renew_many=renew_many, get_many=get_many)
             while (release := self._next_unsent()) is not None:
                 await self._carry_out(release)
             self._machine.start()
@@ -300,13 +324,21 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
 
     async def _run(self, loop: _Loop) -> None:
         try:
-            while not loop.stopped:
-                await self._poll(loop)
+            summoned: asyncio.Future[batches.Joined] | None = None
+            read: asyncio.Future[reads.Read] | None = None
+            while not loop.stopped or summoned is not None:
+                await self._poll(loop, summoned, read)
                 loop.first_poll.set()
                 if loop.stopped:
                     break
-                await wait_until(self._clock, self._machine.wake_at(), loop.wakeup)
+                loop.sleeping_until = self._machine.wake_at()
+                try:
+                    await wait_until(self._clock, loop.sleeping_until, loop.wakeup)
+                finally:
+                    loop.sleeping_until = None
                 loop.wakeup.clear()
+                summoned, loop.summoned = loop.summoned, None
+                read, loop.read_summoned = loop.read_summoned, None
         except asyncio.CancelledError:
             logger.info("elector loop for %r cancelled; stepping down", self._key)
             raise
@@ -320,20 +352,51 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
                     loop.stopped = True
                     await self._step_down_for_good(self._starts)
             finally:
+                if loop.batched is not None:
+                    loop.batched.leave()
                 loop.first_poll.set()
                 loop.set(done=True)
 
-    async def _poll(self, loop: _Loop | None) -> None:
-        """One poll cycle; by ``loop``, none once it was stopped."""
+    async def _poll(
+        self,
+        loop: _Loop | None,
+        summoned: asyncio.Future[batches.Joined] | None = None,
+        read: asyncio.Future[reads.Read] | None = None,
+    ) -> None:
+        """One poll cycle; by ``loop``, none once it was stopped.
+
+        A leader's poll is a renewal: in its store's renew group, it goes out in a batch
+        with the renewals of that store due soon; ``summoned`` when another holding's
+        batch took this loop in (its renewal may be in flight: awaited even if stopped).
+        A follower's poll, in its store's read group, reads its record with the other
+        followers' due soon first (``read``: another's read batch took it in).
+        """
         self._check_fork()  # a loop copied into a forked child polls nothing there
-        if loop is not None and loop.stopped:
+        if loop is not None and loop.stopped and summoned is None:
             return  # before the lock: there is no running event loop in a forked child
         async with self._poll_lock:
             if loop is not None and loop.stopped:
+                if summoned is not None:
+                    await summoned  # its renewal may be in flight; the reply is ignored
                 return
-            step = self._machine.begin_poll(self._clock.monotonic())
+            batched = loop.batched if loop is not None else None
+            if batched is not None and summoned is None and read is None:
+                read = batched.gather_read()  # None: not a follower, or nobody to read with
+            now = self._clock.monotonic()
+            step = self._machine.begin_poll(now, read_first=read is not None)
             self._notify(step)
-            if step.action is not None:
+            if isinstance(step.action, Observe):
+                assert read is not None
+                started_at, outcome = await read  # a read: cancelled, it changed nothing
+                followed = self._settle_observed(started_at, outcome)
+                self._notify(followed)
+                if followed.action is not None:  # the try, by compare_and_set
+                    self._notify(await self._carry_out(followed.action))
+            elif loop is not None and (
+                summoned is not None or (batched is not None and batched.group is not None)
+            ):
+                await self._renew_in_batch(loop, step.action, summoned)
+            elif step.action is not None:
                 self._notify(await self._carry_out(step.action))
             if self._polled():
                 await self._send_status(running=self.running)
@@ -362,6 +425,46 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         async with self._poll_lock:
             while (release := self._next_unsent()) is not None:
                 await self._carry_out(release)
+
+    async def _renew_in_batch(
+        self,
+        loop: _Loop,
+        action: Action | None,
+        summoned: asyncio.Future[batches.Joined] | None,
+    ) -> None:
+        """Under the poll lock: carry out ``action``, a renewal in a batch of its store.
+
+        Joined (``summoned``): the batch sent the renewal of this term, or nothing
+        (the elector no longer led when it went out). Its outcome is fed to the
+        machine only if ``action`` is that very renewal (the machine may have moved on
+        meanwhile, by a caller's poll); otherwise ``action`` goes out on its own.
+        The trigger of a batch sends its renewal through the group's call; if the
+        elector no longer leads as the call goes out (or was stopped), nothing is sent
+        and the next poll decides. A batch that crashed cancels the futures of its
+        members: the loop ends as a cancelled one (it steps down for good).
+        """
+        sent: Renew | None = None
+        started_at = 0.0
+        outcome: Outcome = None
+        try:
+            if summoned is not None:
+                joined = await summoned
+                if isinstance(joined, tuple):
+                    sent, started_at, _, outcome = joined
+            elif isinstance(action, Renew) and loop.batched and loop.batched.group is not None:
+                renewed = await loop.batched.group.renew(loop.batched, action)
+                if isinstance(renewed, (Lost, Ended)):
+                    return  # nothing was sent
+                sent = action
+                started_at, _, outcome = renewed
+        except asyncio.CancelledError:
+            if isinstance(action, Renew):
+                self._interrupted(action)  # the renewal may be in flight
+            raise
+        if sent is not None and sent == action:
+            self._notify(self._settle(action, started_at, outcome))
+        elif action is not None:
+            self._notify(await self._carry_out(action))
 
     async def _carry_out(self, action: Action) -> Step:
         started_at = self._clock.monotonic()
@@ -433,3 +536,130 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class _Batched:
+    """A started elector's loop as a member of its store's renew group (the asyncio twin of
+    the sync ``_Batched`` in :mod:`mongoelector._sync.elector`).
+
+    While the elector leads, its next poll is a renewal of its lease, which the
+    group sends with the renewals of the other holdings of the store that fall due
+    soon, in one ``renew_many``; the elector feeds its outcome to its machine
+    exactly as its own ``renew``'s.
+    """
+
+    __slots__ = ("_elector", "_loop", "group", "read_group")
+
+    def __init__(
+        self, elector: AsyncLeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
+    ) -> None:
+        self._elector = elector
+        self._loop = loop
+        backend: AsyncRenewManyBackend = elector._backend  # type: ignore[assignment]
+        self.group = batches.enter(self, backend, elector._clock) if renew_many else None
+        self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
+
+    def leave(self) -> None:
+        """The loop ended: it leaves its groups."""
+        if self.group is not None:
+            self.group.leave(self)
+        if self.read_group is not None:
+            self.read_group.leave(self)
+
+    @property
+    def key(self) -> str:
+        return self._elector._key
+
+    def read_timing(self, now: float | None = None) -> RenewTiming | None:
+        """When the follower's next poll falls due; ``None`` unless it would read first."""
+        elector = self._elector
+        when = elector._clock.monotonic() if now is None else now
+        return elector._machine.read_timing(when, key=elector._key)
+
+    def gather_read(self) -> asyncio.Future[reads.Read] | None:
+        """As the loop polls: start reading its record with the followers that join it (the
+        future of its read), if it follows in a read group; ``None``: it polls alone."""
+        if self.read_group is None:
+            return None
+        return self.read_group.gather(self)
+
+    def _may_join_read(self, now: float) -> bool:
+        loop = self._loop
+        until = loop.sleeping_until
+        return (
+            until is not None
+            and loop.summoned is None
+            and loop.read_summoned is None
+            and not loop.stopped
+            and until <= now + self._elector._timing.follower_period * JOIN_FRACTION
+        )
+
+    def _summon_read(self) -> asyncio.Future[reads.Read] | None:
+        loop = self._loop
+        if (
+            loop.sleeping_until is None
+            or loop.summoned is not None
+            or loop.read_summoned is not None
+            or loop.stopped
+        ):
+            return None
+        loop.read_summoned = asyncio.get_running_loop().create_future()
+        loop.wakeup.set()
+        return loop.read_summoned
+
+    @property
+    def _rules(self) -> _Batched:
+        return self
+
+    def timing(self, now: float | None = None) -> RenewTiming | None:
+        """When the term must next be renewed; ``None`` unless the elector leads (trusted)."""
+        elector = self._elector
+        when = elector._clock.monotonic() if now is None else now
+        return elector._machine.renew_timing(when, key=elector._key)
+
+    def renew_now(self) -> Renew | Lost | Ended:
+        """The renewal of the term to send now; :class:`Ended` (nothing to send: the loop
+        polls on its own) unless the elector leads and is trusted."""
+        elector = self._elector
+        token = elector._machine.token(elector._clock.monotonic())
+        return Ended(token=-1) if token is None else Renew(token=token)
+
+    def _may_join(self, now: float) -> bool:
+        loop = self._loop
+        until = loop.sleeping_until
+        return (
+            until is not None
+            and loop.summoned is None
+            and loop.read_summoned is None
+            and not loop.stopped
+            and until <= now + self._elector._timing.retry_period * JOIN_FRACTION
+        )
+
+    def _summon(self) -> asyncio.Future[batches.Joined] | None:
+        loop = self._loop
+        if (
+            loop.sleeping_until is None
+            or loop.summoned is not None
+            or loop.read_summoned is not None
+            or loop.stopped
+        ):
+            return None
+        loop.summoned = asyncio.get_running_loop().create_future()
+        loop.wakeup.set()
+        return loop.summoned
+
+    def _may_go_on(self) -> bool:
+        return not self._loop.stopped
+
+    async def _renew(self, step: Renew) -> Outcome:
+        """Nobody joined: the store's own ``renew``."""
+        outcome = await perform(self._elector._backend, self._elector._request, step)
+        assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
+        return outcome
+
+    def _renew_item(self, step: Renew) -> RenewItem:
+        request = self._elector._request
+        return RenewItem(key=request.key, owner=request.owner, token=step.token, ttl=request.ttl)
+
+    def __repr__(self) -> str:
+        return f"_Batched({self._elector!r})"

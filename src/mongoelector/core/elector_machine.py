@@ -20,8 +20,10 @@ import enum
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from mongoelector.backends.protocol import CasResult, LeaseRecord
+from mongoelector.core.batching import RenewTiming
 from mongoelector.core.events import (
     Action,
     Inspect,
@@ -31,6 +33,7 @@ from mongoelector.core.events import (
     LeadershipLost,
     LossReason,
     Notification,
+    Observe,
     Release,
     Renew,
     TryAcquire,
@@ -189,6 +192,38 @@ class ElectorMachine:
             return True
         return self.role is not Role.LEADER and now < self._holder_seen_at + self.timing.ttl
 
+    def renew_timing(self, now: float, *, key: str) -> RenewTiming | None:
+        """When this leader's term must next be renewed, for choosing a batch of renewals
+        (:func:`~mongoelector.core.batching.renew_together`); ``None`` unless leading and
+        trusted at ``now``. The next poll of a leader is exactly that renewal, so a driver
+        may send it in another holding's batch, ahead of its time (:meth:`begin_poll` then
+        answers ``Renew``)."""
+        holding = self.holding
+        if holding is None or not holding.is_valid(now):
+            return None
+        return RenewTiming(
+            key=key,
+            renew_at=self._keeper.next_renew,
+            valid_until=holding.valid_until,
+            interval=self._keeper.renew_interval,
+        )
+
+    def read_timing(self, now: float, *, key: str) -> RenewTiming | None:
+        """When this follower's next poll falls due, for choosing a batch of reads
+        (:func:`~mongoelector.core.batching.renew_together`, with ``follower_period`` as
+        the interval); ``None`` unless that poll would read first (:meth:`begin_poll`
+        with ``read_first``: a follower with nothing of its own to release, allowed to
+        try), so a driver may read its record with other keys' in one call, ahead of
+        its time."""
+        if self.role is not Role.FOLLOWER or self._stale_token is not None:
+            return None
+        return RenewTiming(
+            key=key,
+            renew_at=max(self.wake_at(), now),
+            valid_until=math.inf,
+            interval=self.timing.follower_period,
+        )
+
     def wake_at(self) -> float:
         """The monotonic time at which the driver should poll next (``inf``: never)."""
         if self.role is Role.STOPPED:
@@ -216,8 +251,14 @@ class ElectorMachine:
         self._next_attempt = now
         return Step(notifications=tuple(notes))
 
-    def begin_poll(self, now: float) -> Step:
-        """Step down if the deadline passed, then say which backend call to make now."""
+    def begin_poll(self, now: float, *, read_first: bool = False) -> Step:
+        """Step down if the deadline passed, then say which backend call to make now.
+
+        With ``read_first`` (a driver that reads the records of many followers in one
+        call), a follower that would try to acquire reads the record first
+        (:class:`~mongoelector.core.events.Observe`); :meth:`on_observe_result` then
+        says whether to try.
+        """
         notes: list[Notification] = list(self.expire(now).notifications)
         action: Action | None = None
         if self.role is Role.FOLLOWER and self._stale_token is not None:
@@ -226,15 +267,44 @@ class ElectorMachine:
             self._stale_token = None
             self._next_attempt = now
         elif self.role is Role.FOLLOWER and now >= self._acquire_not_before:
-            acquisition = self._new_acquisition()
-            self._sent.add(acquisition)
-            action = TryAcquire(acquisition=acquisition)
+            action = Observe() if read_first else self._try()
         elif self.role is Role.LEADER:
             assert self._term_token is not None
             action = Renew(token=self._term_token)
         elif self.role is Role.CONFIRMING:
             action = Inspect() if self._confirm_token is None else Renew(token=self._confirm_token)
         return Step(notifications=tuple(notes), action=action)
+
+    def _try(self) -> TryAcquire:
+        """A new try to acquire (its id remembered: a record carrying it is ours)."""
+        acquisition = self._new_acquisition()
+        self._sent.add(acquisition)
+        return TryAcquire(acquisition=acquisition)
+
+    def on_observe_result(
+        self, now: float, record: LeaseRecord | None, server_now: datetime
+    ) -> Step:
+        """Feed back the record an ``Observe`` read, and the store's time of the read.
+
+        The follower tries to acquire at once (the step's ``TryAcquire``, to perform
+        in the same poll) when the record is absent, released or expired by
+        ``server_now``, or its own (to adopt or to release, as a try's reply says);
+        the store's ``compare_and_set`` decides, as ever. Otherwise a live holder
+        leads: the follower takes note of it exactly as of a refused try (leader
+        info, a ``LeaderChanged`` for a new term) and polls again after
+        ``follower_period``. A read older than it looks can only put a try off
+        by one poll; it never makes this node leader.
+        """
+        if self.role is not Role.FOLLOWER:
+            return Step()  # nothing to try: stopped or released meanwhile
+        if record is None or not record.is_held(server_now) or record.owner == self.owner:
+            return Step(action=self._try())
+        self._next_attempt = now + self.timing.follower_period
+        self._saw(record)
+        notes = self._move(Outcome.REFUSED)
+        self._holder_seen_at = now
+        notes += self._observe(_leader_info(record))
+        return Step(notifications=tuple(notes))
 
     def on_acquire_result(self, started_at: float, now: float, result: CasResult) -> Step:
         """Feed back the result of a ``TryAcquire`` sent at ``started_at``."""
@@ -303,6 +373,10 @@ class ElectorMachine:
             return Step()
         if isinstance(action, Renew) and self._term_ended_meanwhile():
             return Step()
+        if isinstance(action, Observe):
+            ambiguous = False  # a read changed nothing, whatever the error says
+            if self.role is not Role.FOLLOWER:
+                return Step()
         outcome = Outcome.AMBIGUOUS if ambiguous else Outcome.FAILED
         if self.role is Role.LEADER:
             self._keeper.on_renew_failed(now)

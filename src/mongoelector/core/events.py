@@ -16,6 +16,7 @@ __all__ = [
     "LeadershipLost",
     "LossReason",
     "Notification",
+    "Observe",
     "Release",
     "Renew",
     "SlowRoundTrips",
@@ -62,6 +63,19 @@ class Inspect(Value):
     __match_args__ = ()
 
 
+class Observe(Value):
+    """Call ``get`` (or ``get_many`` with other keys of the store) to read the record before
+    trying to acquire it: a follower's poll on a store that reads many keys in one call.
+
+    The reply goes back with the store's time of the read
+    (:meth:`~mongoelector.core.elector_machine.ElectorMachine.on_observe_result`),
+    which decides whether to try (``compare_and_set``) at once.
+    """
+
+    __slots__ = ()
+    __match_args__ = ()
+
+
 class Release(Value):
     """Call ``release`` for this node's holding ``token`` (any of its holdings if ``None``)."""
 
@@ -72,7 +86,7 @@ class Release(Value):
         self.token = token
 
 
-Action = TryAcquire | Renew | Inspect | Release
+Action = TryAcquire | Renew | Inspect | Observe | Release
 
 
 # --- notifications: what the driver reports to user callbacks ----------------------

@@ -225,6 +225,7 @@ class AcquireAttempt:
         if isinstance(action, Inspect):
             return self._found(now, result)
         # A Renew that confirms a holding an ambiguous or late try created.
+        assert isinstance(action, Renew)  # (a lock never reads first: no Observe)
         if result is not None and result.owner == self.owner and result.token == action.token:
             return self._succeed(result, started_at, now)
         self._maybe_held = False

@@ -11,6 +11,7 @@ a SQLite file is a store both processes share.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ from mongoelector.backends.sqlite import SQLiteBackend
 from mongoelector.core.elector_machine import Role
 from mongoelector.fencing._tokens import term_token
 from mongoelector.testing import FakeClock
+from tests.fakes import wait_for
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork()"
@@ -462,6 +464,7 @@ def queued_at_a_fork_from_the_scheduler(on: str) -> list[int]:
             signal.alarm(CHILD_LIMIT)
             return
         children.append(pid)
+        released.set()
 
     def queued_behind() -> None:
         os.write(write_end, f"{os.getpid()}\n".encode())
@@ -469,6 +472,10 @@ def queued_at_a_fork_from_the_scheduler(on: str) -> list[int]:
             os._exit(3)
 
     ran = threading.Event()
+    released = threading.Event()
+    if on == "workers":  # the other kept worker stays busy, so the second call waits
+        assert wait_for(lambda: scheduler._pool.extra == 0, limit=CHILD_LIMIT)
+        submit(functools.partial(released.wait, CHILD_LIMIT))
     submit(forks)
     submit(queued_behind)
     submit(ran.set)
@@ -498,3 +505,25 @@ def test_the_scheduler_fork_check_sees_a_child_that_runs_the_parent_s_callbacks(
     monkeypatch.setattr(scheduler, "_copied", lambda born: False)
     ran_in = queued_at_a_fork_from_the_scheduler("callbacks")
     assert len(ran_in) == 2 and os.getpid() in ran_in, ran_in
+
+
+def test_only_a_real_fork_ends_a_scheduler_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copied thread ends in a child, never in the process that started it: the fork
+    count objects compare (bumped here as the faked-fork tests do) is not what tells."""
+    from mongoelector import _identity
+    from mongoelector._sync import scheduler
+
+    def kept_alive() -> int:
+        names = [t.name for t in scheduler.threads()]
+        return sum(name.startswith("mongoelector-worker-") for name in names)
+
+    for submit in (scheduler.submit, scheduler.submit, scheduler.submit_callback):
+        done = threading.Event()
+        submit(done.set)
+        assert done.wait(CHILD_LIMIT)
+    monkeypatch.setattr(_identity, "forks", _identity.forks + 1)
+    for submit in (scheduler.submit,) * 4 + (scheduler.submit_callback,) * 2:
+        done = threading.Event()
+        submit(done.set)
+        assert done.wait(CHILD_LIMIT), "no thread left to run it"
+    assert kept_alive() >= scheduler._pool.kept

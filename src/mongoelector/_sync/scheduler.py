@@ -47,7 +47,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from mongoelector import _identity
 from mongoelector._common.batches import clock_key
 from mongoelector.clock import Clock, SystemClock
 
@@ -94,10 +93,10 @@ def _run(action: Action) -> None:
 
 
 def _copied(born: int) -> bool:
-    """Whether this thread is a forked child's copy of one started ``born`` forks ago: a
+    """Whether this thread is a forked child's copy of one started in process ``born``: a
     worker or callback that forked returns into its loop in the child, where the queue
     holds the parent's calls and callbacks, not the child's (it has a fresh scheduler)."""
-    return _identity.forks != born
+    return os.getpid() != born
 
 
 # --- timers: one thread per clock ------------------------------------------------------------
@@ -327,7 +326,7 @@ def _start_worker(*, keep: bool) -> None:
 
 
 def _work_loop(keep: bool) -> None:
-    born = _identity.forks
+    born = os.getpid()
     while True:
         with _work_ready:
             while not _work:
@@ -439,7 +438,7 @@ class _Callbacks:
         thread.start()
 
     def _loop(self, keep: bool) -> None:
-        born = _identity.forks
+        born = os.getpid()
         while True:
             with self._ready:
                 while not self._queue:

@@ -103,6 +103,17 @@ class Monitor:
     Safe to call from any thread.
     """
 
+    __slots__ = (  # one per lock and elector
+        "_key",
+        "_kind",
+        "_listeners",
+        "_log",
+        "_mutex",
+        "_owner",
+        "_renew_deadline",
+        "_term",
+    )
+
     def __init__(
         self,
         *,

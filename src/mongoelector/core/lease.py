@@ -82,6 +82,17 @@ class LeaseKeeper:
     Round trips observed are kept across holdings: they describe the store.
     """
 
+    __slots__ = (  # one per lock and elector
+        "_longest_round_trip",
+        "_next_renew",
+        "_oldest",
+        "_round_trips",
+        "_slow",
+        "holding",
+        "renew_deadline",
+        "renew_interval",
+    )
+
     def __init__(self, *, renew_deadline: float, renew_interval: float) -> None:
         self.renew_deadline = renew_deadline
         self.renew_interval = renew_interval

@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -46,7 +45,10 @@ __all__ = ["Holder", "Renewer", "running"]
 
 logger = logging.getLogger("mongoelector.lock")
 
-_running: weakref.WeakSet[Renewer] = weakref.WeakSet()
+# Strong references: a renewer in it is running, so the scheduler (an entry, a queued
+# call, a thread) refers to it anyway; it leaves the set as it ends. (A WeakSet would cost
+# each holding a weak reference, about 150 bytes with its place.)
+_running: set[Renewer] = set()
 _running_guard = threading.Lock()
 
 
@@ -127,13 +129,12 @@ class Renewer:
     holdings of that store that fall due soon (``renew_many``), and each
     outcome comes back to it as its own ``renew``'s would.
 
-    A process may keep many thousands of renewers, so each is lean: slots, one
-    plain lock for its state, and a condition variable only while someone
-    waits for it (:meth:`stop` for a renew in flight, :meth:`wait_idle`).
+    A process may keep many thousands of renewers, so each is lean: slots, its
+    state guarded by the lock's ``mutex``, and a condition variable only while
+    someone waits for it (:meth:`stop` for a renew in flight, :meth:`wait_idle`).
     """
 
     __slots__ = (
-        "__weakref__",
         "_batch_with",
         "_clock",
         "_control",
@@ -172,9 +173,10 @@ class Renewer:
         self._clock = clock
         self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
         self._holder = holder
-        # Guards the state below; never held during a store call or user code, and the
-        # lock's mutex is never taken under it.
-        self._guard = threading.Lock()
+        # Guards the state below: the lock's own mutex (no lock object of its own), never
+        # held during a store call or user code. Nobody waits for the renewer (stop,
+        # wait_idle) while holding it: a wait releases it, however deeply it is held.
+        self._guard = mutex
         # Made over ``_guard`` by the first of the threads waiting for a change of state
         # (see _wait_locked), dropped when the last of them is done.
         self._waiters: threading.Condition | None = None
@@ -626,8 +628,8 @@ class Renewer:
         ``None`` if it was stopped (it has ended), or, with ``parked_only``, if it
         was not waiting for its time (it is left as it was).
         """
-        deadline = self._rules.deadline()  # the lock's mutex: never taken under ``_guard``
         with self._guard:
+            deadline = self._rules.deadline()
             if parked_only and self._phase is not _Phase.PARKED:
                 return None
             if not self._control.may_go_on():

@@ -239,13 +239,17 @@ class Renewer:
         """Begin renewing: the first wait is decided at once, anything else goes to a worker."""
         with _running_guard:
             _running.add(self)
-        if self._batch_with is not None:
-            self._group = batches.enter(self, self._batch_with, self._clock)
-        step = self._rules.next_step()
-        if isinstance(step, SleepUntil):
-            self._park(step.until)
-            return
-        self._queue(step)
+        try:
+            if self._batch_with is not None:
+                self._group = batches.enter(self, self._batch_with, self._clock)
+            step = self._rules.next_step()
+            if isinstance(step, SleepUntil):
+                self._park(step.until)
+                return
+            self._queue(step)
+        except BaseException:
+            self._finish()  # leaves the running set and the group: nothing keeps it
+            raise
 
     @property
     def ended(self) -> bool:

@@ -19,8 +19,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mongoelector import Lock
-from mongoelector._sync.renewer import Renewer
+from mongoelector._common.renewing import RenewalRules
+from mongoelector._sync import renewer as renewer_module
+from mongoelector._sync.renewer import Renewer, running
 from mongoelector.backends import MemoryBackend
+from mongoelector.core.renewal import RenewalStep
 from mongoelector.testing import FakeClock
 from tests.fakes import FlakyBackend, wait_for
 
@@ -220,3 +223,45 @@ class TestWaitingForARenewalInFlight:
         waiter.join(GUARD)
         assert not waiter.is_alive()
         held.lock.release()
+
+
+# --- the running renewers: strong references, so none may stay behind ---------------------
+
+
+def fail_to_start(
+    clock: FakeClock, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> Lock:
+    """A lock whose renewer crashes as it starts (its first decision raises)."""
+
+    def broken(rules: RenewalRules) -> RenewalStep:
+        raise RuntimeError("broken rules")
+
+    monkeypatch.setattr(RenewalRules, "next_step", broken)
+    lock = Lock("job", backend, ttl=TTL, clock=clock, auto_renew=True)
+    with pytest.raises(RuntimeError, match="broken rules"):
+        lock.acquire()
+    return lock
+
+
+def kept(lock: Lock) -> list[Renewer]:
+    return [renewer for renewer in running() if renewer is lock._renewer]
+
+
+class TestTheRunningSet:
+    def test_a_renewer_that_fails_to_start_is_not_kept_running(
+        self, clock: FakeClock, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        lock = fail_to_start(clock, backend, monkeypatch)
+        assert lock._renewer is not None and lock._renewer.ended
+        assert kept(lock) == []
+
+    def test_the_check_catches_a_renewer_left_in_it(
+        self, clock: FakeClock, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The mutation: a renewer that fails to start is not finished.
+        monkeypatch.setattr(Renewer, "_finish", lambda renewer: None)
+        lock = fail_to_start(clock, backend, monkeypatch)
+        left = kept(lock)
+        assert left != []
+        with renewer_module._running_guard:  # clean up after the mutation
+            renewer_module._running.difference_update(left)

@@ -146,10 +146,19 @@ class LeaseKeeper:
         seconds = seconds if seconds > 0.0 else 0.0
         trips = self._round_trips
         number = self._observed = (self._observed + 1) % _NUMBERS
-        while trips and trips[-1] <= seconds:
-            del trips[-2:]  # never again the longest: this one stays in the window longer
-        trips.append(number)
-        trips.append(seconds)
+        # Those kept that are no longer than this one are never again the longest (this
+        # one stays in the window longer): it takes the place of the first of them, in
+        # place (no reallocation for steady round trips).
+        end = len(trips)
+        while end and trips[end - 1] <= seconds:
+            end -= 2
+        if end < len(trips):
+            trips[end] = number
+            trips[end + 1] = seconds
+            del trips[end + 2 :]
+        else:
+            trips.append(number)
+            trips.append(seconds)
         if (number - trips[0]) % _NUMBERS >= ROUND_TRIP_WINDOW:
             del trips[:2]  # the first kept one left the window (the next kept is in it)
         self._longest_round_trip = trips[1]

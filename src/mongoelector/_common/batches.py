@@ -45,7 +45,8 @@ Outcome = LeaseRecord | Failure | None
 class Member(Protocol):
     """A renewer of either driver, as a group plans its calls."""
 
-    _rules: RenewalRules
+    @property
+    def _rules(self) -> RenewalRules: ...
 
     def _may_join(self, now: float) -> bool: ...
 

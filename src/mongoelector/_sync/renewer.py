@@ -109,7 +109,7 @@ class Holder(Protocol):
     def _report_loss(self, renewal: Renewal, lost: Lost) -> None: ...
 
 
-class Renewer:
+class Renewer(RenewalRules):
     """Renews one holding of lock ``key`` on the process's scheduler until it is lost or ended.
 
     ``mutex`` guards the keeper behind ``renewal`` (it is shared with the lock);
@@ -133,23 +133,22 @@ class Renewer:
     A process may keep many thousands of renewers, so each is lean: slots, its
     state guarded by the lock's ``mutex``, and a condition variable only while
     someone waits for it (:meth:`stop` for a renew in flight, :meth:`wait_idle`).
+    It is its holding's :class:`~mongoelector._common.renewing.RenewalRules`
+    (``_rules`` is itself) and the action of its wake-up entry (calling it is
+    :meth:`_due`): no object of its own for either.
     """
 
     __slots__ = (
         "_batch_with",
-        "_clock",
         "_control",
         "_entry",
         "_group",
-        "_guard",
         "_holder",
-        "_key",
         "_loss_pending",
         "_loss_reporter",
         "_owner",
         "_parked_until",
         "_phase",
-        "_rules",
         "_ticket",
         "_ttl",
         "_waiters",
@@ -170,14 +169,8 @@ class Renewer:
     ) -> None:
         if batch_with is not None and (owner is None or ttl is None):
             raise TypeError("batch_with needs the owner and ttl of the renewals")
-        self._key = key
-        self._clock = clock
-        self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
+        super().__init__(key=key, clock=clock, mutex=mutex, renewal=renewal)
         self._holder = holder
-        # Guards the state below: the lock's own mutex (no lock object of its own), never
-        # held during a store call or user code. Nobody waits for the renewer (stop,
-        # wait_idle) while holding it: a wait releases it, however deeply it is held.
-        self._guard = mutex
         # Made over ``_guard`` by the first of the threads waiting for a change of state
         # (see _wait_locked), dropped when the last of them is done.
         self._waiters: threading.Condition | None = None
@@ -194,6 +187,27 @@ class Renewer:
         self._owner = owner  # with ttl, what a renewal sends besides key and token
         self._ttl = ttl
         self._group: batches.RenewGroup | None = None  # while running, with batch_with
+
+    @property
+    def _rules(self) -> RenewalRules:
+        """The holding's renew rules: the renewer itself."""
+        return self
+
+    @property
+    def _key(self) -> str:
+        return self.key
+
+    @property
+    def _guard(self) -> threading.RLock:
+        """Guards the renewer's state: the lock's own mutex (no lock object of its own),
+        never held during a store call or user code. Nobody waits for the renewer
+        (``stop``, ``wait_idle``) while holding it: a wait releases it, however deeply
+        it is held."""
+        return self._mutex
+
+    def __call__(self) -> None:
+        """The action of its wake-up entry: :meth:`_due`."""
+        self._due()
 
     # --- the lock's side: what the holding's calls and losses go to ---------------------
 
@@ -521,7 +535,7 @@ class Renewer:
             self._parked_until = deadline
             self._ticket += 1  # voids the deadline entry of an earlier queued step
             self._cancel_entry_locked()
-            self._entry = scheduler.call_at(self._clock, deadline, self._due)
+            self._entry = scheduler.call_at(self._clock, deadline, self)  # calls _due
             self._notify_locked()
 
     def _due(self) -> None:

@@ -19,12 +19,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from mongoelector import Lock
+from mongoelector._common import lock_base
 from mongoelector._common.renewing import RenewalRules
 from mongoelector._sync import renewer as renewer_module
 from mongoelector._sync.renewer import Renewer, running
 from mongoelector.backends import MemoryBackend
 from mongoelector.core.renewal import RenewalStep
 from mongoelector.testing import FakeClock
+from mongoelector.timing import LeaseTiming
 from tests.fakes import FlakyBackend, wait_for
 
 GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
@@ -265,3 +267,38 @@ class TestTheRunningSet:
         assert left != []
         with renewer_module._running_guard:  # clean up after the mutation
             renewer_module._running.difference_update(left)
+
+
+# --- what locks of the same settings share ------------------------------------------------
+
+
+def timings(backend: MemoryBackend) -> list[LeaseTiming]:
+    locks = [
+        Lock("a", backend, ttl=TTL),
+        Lock("b", backend, ttl=TTL),
+        Lock("c", backend, ttl=TTL, renew_deadline=5.0),
+        Lock("d", backend, ttl=30),
+    ]
+    return [lock._timing for lock in locks]
+
+
+class TestSharedSettings:
+    def test_locks_of_the_same_settings_share_one_lease_timing(
+        self, backend: MemoryBackend
+    ) -> None:
+        same, again, shorter, longer = timings(backend)
+        assert same is again
+        assert shorter is not same and shorter.renew_deadline == 5.0
+        assert longer.ttl == 30 and longer.renew_deadline == 20
+        assert same == LeaseTiming.for_ttl(TTL)  # what each lock would have made
+
+    def test_the_check_catches_a_timing_made_for_each_lock(
+        self, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(
+            lock_base,
+            "_timing_for",
+            lambda ttl, renew_deadline: LeaseTiming.for_ttl(ttl, renew_deadline=renew_deadline),
+        )
+        same, again, _, _ = timings(backend)
+        assert same is not again

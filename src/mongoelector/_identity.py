@@ -13,10 +13,16 @@ __all__ = ["forks", "local_host", "local_pid", "new_acquisition_id", "new_owner_
 #: into a child (its own count differs) and give up what it held in the parent.
 forks = 0
 
+# The host name and process id, read once (and the id again in a forked child): each
+# lock and elector keeps them, and one shared object costs nothing per lock.
+_host: str | None = None
+_pid: int | None = None
+
 
 def _after_fork_in_child() -> None:
-    global forks  # noqa: PLW0603 - the process-wide fork count
+    global forks, _pid  # noqa: PLW0603 - the process-wide fork count, the child's own id
     forks += 1
+    _pid = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -38,10 +44,18 @@ def new_acquisition_id() -> str:
 
 
 def local_host() -> str:
-    """This machine's host name."""
-    return socket.gethostname()
+    """This machine's host name (as read at first use)."""
+    global _host  # noqa: PLW0603 - read once
+    host = _host
+    if host is None:
+        host = _host = socket.gethostname()
+    return host
 
 
 def local_pid() -> int:
     """This process's id."""
-    return os.getpid()
+    global _pid  # noqa: PLW0603 - read once per process
+    pid = _pid
+    if pid is None:
+        pid = _pid = os.getpid()
+    return pid

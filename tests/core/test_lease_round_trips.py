@@ -176,3 +176,52 @@ def test_the_expected_round_trip_is_the_longest_of_the_last_window_whatever_the_
         seen.append(seconds)
         k.observe_round_trip(seconds)
         assert k.expected_round_trip == max(seen[-ROUND_TRIP_WINDOW:])
+
+
+def test_the_longest_is_right_through_long_falling_and_rising_runs() -> None:
+    """More than a window of ever shorter round trips (each kept, in case it becomes the
+    longest), then ever longer ones, then a long steady run, then a random mix."""
+    window = ROUND_TRIP_WINDOW
+    rng = random.Random(41)
+    falling = [3.0 - i / 100 for i in range(3 * window)]
+    rising = [i / 100 for i in range(3 * window)]
+    mixed = [rng.choice([0.25, rng.random(), 2.0 - rng.random()]) for _ in range(20 * window)]
+    k = LeaseKeeper(renew_deadline=10.0, renew_interval=2.0)
+    seen: list[float] = []
+    for seconds in [*falling, *rising, *[1.5] * 3 * window, *mixed, *falling]:
+        seen.append(seconds)
+        k.observe_round_trip(seconds)
+        assert k.expected_round_trip == max(seen[-window:])
+        assert len(k._round_trips) <= 2 * window
+
+
+# --- memory: a process may keep thousands of keepers -------------------------------------
+
+
+def whole_window(keeper: LeaseKeeper, seconds: float) -> None:
+    """The former ring, kept here as a mutation: every round trip of the window kept."""
+    trips = keeper._round_trips
+    if len(trips) < ROUND_TRIP_WINDOW:
+        trips.append(seconds)
+    else:
+        trips[keeper._observed] = seconds
+        keeper._observed = (keeper._observed + 1) % ROUND_TRIP_WINDOW
+    keeper._longest_round_trip = max(trips)
+
+
+def kept_after_steady_round_trips() -> int:
+    """How many doubles a keeper keeps after many round trips of one length."""
+    k = keeper(*[0.5] * 4 * ROUND_TRIP_WINDOW)
+    assert k.expected_round_trip == 0.5
+    return len(k._round_trips)
+
+
+def test_steady_round_trips_keep_one_number_and_length() -> None:
+    assert kept_after_steady_round_trips() == 2
+
+
+def test_the_check_catches_a_keeper_that_keeps_the_whole_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(LeaseKeeper, "observe_round_trip", whole_window)
+    assert kept_after_steady_round_trips() == ROUND_TRIP_WINDOW

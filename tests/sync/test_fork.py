@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from mongoelector import LeaderElector, Lock, LockExists, LockLost
+from mongoelector import LeaderElector, Lock, LockExists, LockLost, _identity
 from mongoelector._common.participant import Participant
 from mongoelector.backends import MemoryBackend
 from mongoelector.backends.sqlite import SQLiteBackend
@@ -326,6 +326,7 @@ def test_the_role_check_sees_a_child_that_reports_the_parent_s_role(
     [
         ("mongoelector._common.stores._wrapped_guard", "lock_on_a_database"),
         ("mongoelector._listeners._registry_lock", "register_a_listener"),
+        ("mongoelector._common.monitor._TERMS", "acquire_a_lock"),
     ],
 )
 def test_a_process_wide_lock_held_at_the_fork_does_not_hang_the_child(
@@ -346,6 +347,8 @@ def test_a_process_wide_lock_held_at_the_fork_does_not_hang_the_child(
         signal.alarm(30)  # a hang guard only: a stuck child exits by SIGALRM
         if first_use == "lock_on_a_database":
             return {"uuid": Lock("k", database).uuid != ""}
+        if first_use == "acquire_a_lock":  # its monitor notes the term under _TERMS
+            return {"acquired": Lock("k", MemoryBackend()).acquire()}
         monitoring.register(monitoring.EventListener())
         return {"registered": len(monitoring.registered()) > 0}
 
@@ -353,6 +356,32 @@ def test_a_process_wide_lock_held_at_the_fork_does_not_hang_the_child(
         report = in_child(check)
 
     assert list(report.values()) == [True]
+
+
+def child_pids(lock: Lock, *, stale_cache: bool = False) -> dict[str, Any]:
+    """In a child: the process id a copied lock and a new one report, and the child's."""
+
+    def check() -> dict[str, Any]:
+        if stale_cache:  # the mutation: the id read in the parent survives the fork
+            _identity._pid = parent
+        return {"copy": lock.pid, "new": Lock("k", MemoryBackend()).pid, "own": os.getpid()}
+
+    parent = os.getpid()
+    return in_child(check)
+
+
+def test_a_child_s_locks_report_the_child_s_process_id(sqlite: SQLiteBackend) -> None:
+    """The process id is read once per process (every lock keeps it), and again in a child."""
+    lock = Lock("job", sqlite, ttl=30)
+    assert lock.pid == os.getpid()
+    report = child_pids(lock)
+    assert report["copy"] == report["new"] == report["own"] != os.getpid()
+
+
+def test_the_process_id_check_sees_an_id_kept_across_the_fork(sqlite: SQLiteBackend) -> None:
+    lock = Lock("job", sqlite, ttl=30)
+    report = child_pids(lock, stale_cache=True)
+    assert report["copy"] == report["new"] == os.getpid() != report["own"]
 
 
 def test_a_child_s_copies_describe_themselves_as_the_child_s(

@@ -183,8 +183,8 @@ class TestReleaseFromAnotherThread:
         def stop_and_wait_for_the_end(renewer: Renewer) -> None:
             stop(renewer)
             if not threading.current_thread().name.startswith("mongoelector-callbacks-"):
-                with renewer._state:
-                    renewer._state.wait_for(lambda: renewer.ended, GUARD)
+                with renewer._guard:
+                    renewer._wait_locked(lambda: renewer._control.done, GUARD)
 
         monkeypatch.setattr(Renewer, "stop", stop_and_wait_for_the_end)
         report = release_while_a_callback_waits_for_it(clock, backend, "on_lost", patience=0.5)

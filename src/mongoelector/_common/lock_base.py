@@ -10,6 +10,7 @@ the pure :class:`~mongoelector.core.renewal.Renewal` rules.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -63,6 +64,20 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 BackendT = TypeVar("BackendT")
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _shared_timing(ttl: float, renew_deadline: float | None) -> LeaseTiming:
+    return LeaseTiming.for_ttl(ttl, renew_deadline=renew_deadline)
+
+
+def _timing_for(ttl: float, renew_deadline: float | None) -> LeaseTiming:
+    """The lease timing of a lock with these settings: one (immutable) object shared by
+    the locks of the same ``ttl`` and ``renew_deadline``, as a process keeping thousands
+    of locks mostly has them."""
+    if type(ttl) in (int, float) and type(renew_deadline) in (int, float, type(None)):
+        return _shared_timing(ttl, renew_deadline)
+    return LeaseTiming.for_ttl(ttl, renew_deadline=renew_deadline)
 
 
 def _held_by(holder: LeaseRecord) -> str:
@@ -243,7 +258,7 @@ class LockBase(Participant[BackendT]):
         self._auto_renew = auto_renew
         self._on_lost = check_callback(on_lost, name="on_lost")
         self._ttl = check_seconds(ttl, name="ttl")
-        timing = LeaseTiming.for_ttl(self._ttl, renew_deadline=renew_deadline)
+        timing = _timing_for(self._ttl, renew_deadline)
         super().__init__(
             key, backend, timing=timing, clock=clock, kind=LOCK, event_listeners=event_listeners
         )

@@ -16,6 +16,7 @@ logged at INFO for a routine poll or renewal.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable
 from types import ModuleType
@@ -62,6 +63,19 @@ def _left_before_deadline(margin: float) -> str:
     return f"the renew deadline passed {-margin:.2f} s ago"
 
 
+#: Guards the term of every monitor (held for an assignment or two): one lock for the
+#: process, not one for each of its thousands of locks and electors.
+_TERMS = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _TERMS  # noqa: PLW0603 - a fresh lock for the child
+    _TERMS = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 #: Event type name -> the listener method that receives it.
 _METHODS: dict[str, str] = {
     "LeadershipGainedEvent": "leadership_gained",
@@ -104,6 +118,17 @@ class Monitor:
     Safe to call from any thread.
     """
 
+    __slots__ = (  # one per lock and elector
+        "_key",
+        "_kind",
+        "_listeners",
+        "_log",
+        "_owner",
+        "_renew_deadline",
+        "_since",
+        "_term",
+    )
+
     def __init__(
         self,
         *,
@@ -119,8 +144,10 @@ class Monitor:
         self._renew_deadline = renew_deadline
         self._listeners = _listeners.check_listeners(listeners, name="event_listeners")
         self._log = logging.getLogger(f"mongoelector.{kind}")
-        self._mutex = threading.Lock()
-        self._term: tuple[int, float] | None = None  # token, when it was gained
+        # The token of the term (holding) in progress, and the monotonic time it began;
+        # both under _TERMS.
+        self._term: int | None = None
+        self._since = 0.0
 
     @property
     def listeners(self) -> tuple[EventListener, ...]:
@@ -147,8 +174,8 @@ class Monitor:
 
     def gained(self, token: int, *, latency: float, now: float) -> None:
         """Leadership (or the lock) was gained with ``token`` at monotonic ``now``."""
-        with self._mutex:
-            self._term = (token, now)
+        with _TERMS:
+            self._term, self._since = token, now
         if self._log.isEnabledFor(logging.INFO):
             verb = "leads" if self._kind == ELECTOR else "holds the lock"
             self._log.info(
@@ -171,14 +198,14 @@ class Monitor:
         if self._listeners or _listeners.registered() or self._log.isEnabledFor(logging.INFO):
             self.lost(token, LossReason.RELEASED, now=clock.monotonic())
             return
-        with self._mutex:
+        with _TERMS:
             self._term = None
 
     def lost(self, token: int, reason: LossReason, *, now: float) -> None:
         """The holding with ``token`` ended at monotonic ``now`` for ``reason``."""
-        with self._mutex:
-            term, self._term = self._term, None
-        held_for = now - term[1] if term is not None and term[0] == token else None
+        with _TERMS:
+            term, since, self._term = self._term, self._since, None
+        held_for = now - since if term is not None and term == token else None
         if reason is LossReason.DEADLINE or reason is LossReason.TAKEN_OVER:
             self._log_loss(token, reason, held_for)
         elif self._log.isEnabledFor(logging.INFO):

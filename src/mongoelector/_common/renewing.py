@@ -30,6 +30,8 @@ class RenewalRules:
     held only while the rules decide, never during a store call.
     """
 
+    __slots__ = ("_clock", "_mutex", "key", "renewal")  # one per auto-renewed holding
+
     def __init__(self, *, key: str, clock: Clock, mutex: threading.RLock, renewal: Renewal) -> None:
         self.key = key
         self.renewal = renewal

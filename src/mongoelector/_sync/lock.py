@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable
 from collections.abc import Mapping as _Mapping
@@ -101,7 +100,8 @@ class Lock(LockBase[StorageBackend]):
             event_listeners=event_listeners,
         )
         self._renewer: Renewer | None = None
-        self._retired: list[Renewer] = []  # stopped inside a user callback, not ended yet
+        # stopped inside a user callback, not ended yet (a tuple: most locks have none)
+        self._retired: tuple[Renewer, ...] = ()
 
     # --- operations ---------------------------------------------------------------
 
@@ -222,7 +222,7 @@ class Lock(LockBase[StorageBackend]):
         if not all(renewer.wait_idle(timeout) for renewer in renewers):
             return False
         with self._mutex:
-            self._retired = [renewer for renewer in self._retired if not renewer.ended]
+            self._retired = tuple(renewer for renewer in self._retired if not renewer.ended)
         return True
 
     def get_current(self) -> dict[str, Any] | None:
@@ -251,7 +251,7 @@ class Lock(LockBase[StorageBackend]):
     def _after_fork(self) -> None:
         super()._after_fork()
         self._renewer = None  # the parent's: it runs only there
-        self._retired = []
+        self._retired = ()
 
     def _took(self, holding: Holding, run: AcquireRun | None = None) -> None:
         if not self._auto_renew:  # no renewer to stop or start
@@ -274,11 +274,7 @@ class Lock(LockBase[StorageBackend]):
                     clock=self._clock,
                     mutex=self._mutex,
                     renewal=renewal,
-                    renew=self._renew,
-                    report=self._renew_outcome,
-                    record_loss=functools.partial(self._record_loss, renewal),
-                    report_loss=functools.partial(self._report_loss, renewal),
-                    has_listeners=self._monitor.has_listeners,
+                    holder=self,
                     batch_with=cast("RenewManyBackend | None", batch_with),
                     owner=self._uuid,
                     ttl=self._ttl,
@@ -293,7 +289,7 @@ class Lock(LockBase[StorageBackend]):
         renewer.stop()
         if not renewer.ended:
             with self._mutex:
-                self._retired = [r for r in self._retired if not r.ended] + [renewer]
+                self._retired = (*(r for r in self._retired if not r.ended), renewer)
 
     def _renew(self, action: Renew) -> LeaseRecord | Failure | None:
         outcome = perform(self._backend, self._request(), action)

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import atexit
 import enum
+import functools
 import logging
 import math
 import os
 import threading
-import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from mongoelector._common.renewing import RenewalRules, StopControl
 from mongoelector._sync import batches, scheduler
@@ -38,14 +39,17 @@ from mongoelector.core.batching import JOIN_FRACTION
 from mongoelector.core.events import Renew
 from mongoelector.core.renewal import Ended, Lost, Renewal, RenewalStep, SleepUntil
 
-__all__ = ["Renewer", "running"]
+if TYPE_CHECKING:
+    from mongoelector._common.monitor import Monitor
+
+__all__ = ["Holder", "Renewer", "running"]
 
 logger = logging.getLogger("mongoelector.lock")
 
-RenewCall = Callable[[Renew], LeaseRecord | Failure | None]
-ReportCall = Callable[[int, float, LeaseRecord | Failure | None, float], None]
-
-_running: weakref.WeakSet[Renewer] = weakref.WeakSet()
+# Strong references: a renewer in it is running, so the scheduler (an entry, a queued
+# call, a thread) refers to it anyway; it leaves the set as it ends. (A WeakSet would cost
+# each holding a weak reference, about 150 bytes with its place.)
+_running: set[Renewer] = set()
 _running_guard = threading.Lock()
 
 
@@ -79,18 +83,45 @@ class _Phase(enum.Enum):
     DONE = "done"
 
 
-class Renewer:
+class Holder(Protocol):
+    """What a renewer asks of the lock whose holding it keeps: the lock's own methods.
+
+    The renewer keeps a reference to the lock rather than a bound method (or a
+    ``functools.partial``) per call it makes: a process may keep thousands of
+    holdings, and each such object costs every one of them 64 to 130 bytes.
+    """
+
+    @property
+    def _monitor(self) -> Monitor: ...
+
+    def _renew(self, action: Renew) -> LeaseRecord | Failure | None: ...
+
+    def _renew_outcome(
+        self,
+        token: int,
+        started_at: float,
+        outcome: LeaseRecord | Failure | None,
+        answered_at: float | None = None,
+    ) -> None: ...
+
+    def _record_loss(self, renewal: Renewal, lost: Lost) -> bool: ...
+
+    def _report_loss(self, renewal: Renewal, lost: Lost) -> None: ...
+
+
+class Renewer(RenewalRules):
     """Renews one holding of lock ``key`` on the process's scheduler until it is lost or ended.
 
     ``mutex`` guards the keeper behind ``renewal`` (it is shared with the lock);
-    it is never held during a backend call or a callback. ``renew`` performs a
-    ``Renew`` action (the store call alone); ``report(token, started_at,
-    outcome, answered_at)`` then tells the lock's listeners about it, unless the renewer was
-    stopped meanwhile; it runs on a callback thread when ``has_listeners()``
-    says user code will see it, else on the worker. If the holding is lost,
-    ``record_loss`` records it (no user code; ``False`` if it was no longer the
-    lock's latest holding) and ``report_loss`` runs the user callbacks, once,
-    on a callback thread.
+    it is never held during a backend call or a callback. ``holder`` is the
+    lock: its ``_renew`` performs a ``Renew`` action (the store call alone);
+    its ``_renew_outcome(token, started_at, outcome, answered_at)`` then tells
+    the lock's listeners about it, unless the renewer was stopped meanwhile;
+    it runs on a callback thread when the lock's monitor ``has_listeners()``
+    (user code will see it), else on the worker. If the holding is lost, its
+    ``_record_loss(renewal, lost)`` records it (no user code; ``False`` if it
+    was no longer the lock's latest holding) and ``_report_loss(renewal,
+    lost)`` runs the user callbacks, once, on a callback thread.
 
     With ``batch_with`` (the lock's backend, when it renews in batches), and
     ``owner`` and ``ttl`` (what the lock's renewals send), the renewer
@@ -98,7 +129,31 @@ class Renewer:
     while it runs: its renewals go out together with those of the other
     holdings of that store that fall due soon (``renew_many``), and each
     outcome comes back to it as its own ``renew``'s would.
+
+    A process may keep many thousands of renewers, so each is lean: slots, its
+    state guarded by the lock's ``mutex``, and a condition variable only while
+    someone waits for it (:meth:`stop` for a renew in flight, :meth:`wait_idle`).
+    It is its holding's :class:`~mongoelector._common.renewing.RenewalRules`
+    (``_rules`` is itself) and the action of its wake-up entry (calling it is
+    :meth:`_due`): no object of its own for either.
     """
+
+    __slots__ = (
+        "_batch_with",
+        "_control",
+        "_entry",
+        "_group",
+        "_holder",
+        "_loss_pending",
+        "_loss_reporter",
+        "_owner",
+        "_parked_until",
+        "_phase",
+        "_ticket",
+        "_ttl",
+        "_waiters",
+        "_waiting",
+    )
 
     def __init__(
         self,
@@ -107,26 +162,19 @@ class Renewer:
         clock: Clock,
         mutex: threading.RLock,
         renewal: Renewal,
-        renew: RenewCall,
-        report: ReportCall,
-        record_loss: Callable[[Lost], bool],
-        report_loss: Callable[[Lost], None],
-        has_listeners: Callable[[], bool] = lambda: True,
+        holder: Holder,
         batch_with: RenewManyBackend | None = None,
         owner: str | None = None,
         ttl: float | None = None,
     ) -> None:
         if batch_with is not None and (owner is None or ttl is None):
             raise TypeError("batch_with needs the owner and ttl of the renewals")
-        self._key = key
-        self._clock = clock
-        self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
-        self._renew = renew
-        self._report = report
-        self._record_loss = record_loss
-        self._report_loss = report_loss
-        self._has_listeners = has_listeners
-        self._state = threading.Condition()
+        super().__init__(key=key, clock=clock, mutex=mutex, renewal=renewal)
+        self._holder = holder
+        # Made over ``_guard`` by the first of the threads waiting for a change of state
+        # (see _wait_locked), dropped when the last of them is done.
+        self._waiters: threading.Condition | None = None
+        self._waiting = 0
         self._control = StopControl()
         self._phase = _Phase.NEW
         self._parked_until: float | None = None
@@ -141,6 +189,64 @@ class Renewer:
         self._group: batches.RenewGroup | None = None  # while running, with batch_with
 
     @property
+    def _rules(self) -> RenewalRules:
+        """The holding's renew rules: the renewer itself."""
+        return self
+
+    @property
+    def _key(self) -> str:
+        return self.key
+
+    @property
+    def _guard(self) -> threading.RLock:
+        """Guards the renewer's state: the lock's own mutex (no lock object of its own),
+        never held during a store call or user code. Nobody waits for the renewer
+        (``stop``, ``wait_idle``) while holding it: a wait releases it, however deeply
+        it is held."""
+        return self._mutex
+
+    def __call__(self) -> None:
+        """The action of its wake-up entry: :meth:`_due`."""
+        self._due()
+
+    # --- the lock's side: what the holding's calls and losses go to ---------------------
+
+    def _renew(self, step: Renew) -> LeaseRecord | Failure | None:
+        """The store call of ``step`` alone (the lock's ``_renew``)."""
+        return self._holder._renew(step)
+
+    def _record_loss(self, lost: Lost) -> bool:
+        """Record the loss (no user code); ``False`` if no longer the lock's latest holding."""
+        return self._holder._record_loss(self._rules.renewal, lost)
+
+    def _report_loss(self, lost: Lost) -> None:
+        """Run the user callbacks of a recorded loss."""
+        self._holder._report_loss(self._rules.renewal, lost)
+
+    def _wait_locked(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Under ``_guard``: wait until ``predicate()`` (checked under it) holds; ``False``
+        if ``timeout`` real seconds passed first. Every change of state that a waiter may
+        be waiting for is followed, under ``_guard``, by :meth:`_notify_locked`."""
+        if predicate():
+            return True
+        waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = threading.Condition(self._guard)
+        self._waiting += 1
+        try:
+            return waiters.wait_for(predicate, timeout)
+        finally:  # ``_guard`` is held again here, even if the wait raised
+            self._waiting -= 1
+            if self._waiting == 0:
+                self._waiters = None
+
+    def _notify_locked(self) -> None:
+        """Under ``_guard``: wake the threads waiting for a change of state, if any."""
+        waiters = self._waiters
+        if waiters is not None:
+            waiters.notify_all()
+
+    @property
     def name(self) -> str:
         return f"mongoelector-renew-{self._key}"
 
@@ -148,18 +254,22 @@ class Renewer:
         """Begin renewing: the first wait is decided at once, anything else goes to a worker."""
         with _running_guard:
             _running.add(self)
-        if self._batch_with is not None:
-            self._group = batches.enter(self, self._batch_with, self._clock)
-        step = self._rules.next_step()
-        if isinstance(step, SleepUntil):
-            self._park(step.until)
-            return
-        self._queue(step)
+        try:
+            if self._batch_with is not None:
+                self._group = batches.enter(self, self._batch_with, self._clock)
+            step = self._rules.next_step()
+            if isinstance(step, SleepUntil):
+                self._park(step.until)
+                return
+            self._queue(step)
+        except BaseException:
+            self._finish()  # leaves the running set and the group: nothing keeps it
+            raise
 
     @property
     def ended(self) -> bool:
         """True once the renewer has finished its last step."""
-        with self._state:
+        with self._guard:
             return self._control.done
 
     def stop(self) -> None:
@@ -171,10 +281,10 @@ class Renewer:
         ends. Otherwise the renewer has ended when this returns. Called from
         the renewer's own callback, it only asks.
         """
-        with self._state:
+        with self._guard:
             if self._stop_locked():
                 return
-            self._state.wait_for(self._control.settled)
+            self._wait_locked(self._control.settled)
 
     def request_stop(self) -> None:
         """Ask the renewer to stop, without waiting for a renew in flight.
@@ -184,14 +294,14 @@ class Renewer:
         when it returns. For ``on_lost`` of a loss found at the renew deadline
         while the renewer's own renew was in flight (:attr:`reporting_loss_here`).
         """
-        with self._state:
+        with self._guard:
             self._stop_locked()
 
     @property
     def reporting_loss_here(self) -> bool:
         """True in the callback reporting a loss found at the deadline while a renew was in
         flight or a listener ran: the renewer's own work may be stuck, so do not wait for it."""
-        with self._state:
+        with self._guard:
             return self._loss_reporter == threading.get_ident()
 
     def _stop_locked(self) -> bool:
@@ -208,8 +318,8 @@ class Renewer:
         Caught up means waiting for a time the clock has not reached yet.
         Returns ``False`` if ``timeout`` (real seconds) passed first.
         """
-        with self._state:
-            return self._state.wait_for(self._is_idle, timeout)
+        with self._guard:
+            return self._wait_locked(self._is_idle, timeout)
 
     def _is_idle(self) -> bool:
         if self._loss_pending:
@@ -270,10 +380,10 @@ class Renewer:
         """On a worker: feed back what ``step`` came back with; whether to decide on here."""
         if not self._may_go_on():
             return False  # stopped meanwhile: the reply is ignored
-        if self._has_listeners():
+        if self._holder._monitor.has_listeners():
             self._to_callbacks(self._reported, step, started_at, outcome, answered_at)
             return False
-        self._report(step.token, started_at, outcome, answered_at)  # logging only: no user code
+        self._holder._renew_outcome(step.token, started_at, outcome, answered_at)  # logging only
         lost = self._rules.renewed(step, started_at, outcome)
         if lost is not None:
             self._lost(lost)
@@ -306,7 +416,7 @@ class Renewer:
     def _batch_step(self, ticket: int) -> Renew | None:
         """On a worker: take the step queued as ``ticket``; the renewal to send, or ``None``
         (taken by the timer at the deadline, stopped, lost or ended: already handled)."""
-        with self._state:
+        with self._guard:
             if self._phase is not _Phase.QUEUED or self._ticket != ticket:
                 return None
             self._phase = _Phase.WORKING  # the deadline stays armed (see _overdue)
@@ -352,7 +462,9 @@ class Renewer:
         """On a callback thread: tell the listeners about a renew, then go on."""
         if not self._may_go_on():
             return  # stopped before the listeners were told: the reply is ignored
-        if not self._in_callbacks(self._report, step.token, started_at, outcome, answered_at):
+        if not self._in_callbacks(
+            self._holder._renew_outcome, step.token, started_at, outcome, answered_at
+        ):
             return
         lost = self._rules.renewed(step, started_at, outcome)
         if lost is not None:
@@ -364,7 +476,7 @@ class Renewer:
 
     def _may_go_on(self) -> bool:
         """On a worker: ``False`` (and the renewer ended) once stopped."""
-        with self._state:
+        with self._guard:
             if self._control.may_go_on():
                 return True
             self._finish_locked()
@@ -382,10 +494,10 @@ class Renewer:
 
     def _to_callbacks(self, then: Callable[..., None], *args: object) -> None:
         """Hand the renewer to a callback thread: from now on a stop need not wait for it."""
-        with self._state:
+        with self._guard:
             self._control.enter_callbacks()
             self._phase = _Phase.CALLBACKS
-            self._state.notify_all()
+            self._notify_locked()
         scheduler.submit_callback(lambda: self._on_callback_thread(then, *args))
 
     def _on_callback_thread(self, then: Callable[..., None], *args: object) -> None:
@@ -397,25 +509,25 @@ class Renewer:
 
     def _in_callbacks(self, callbacks: Callable[..., None], *args: object) -> bool:
         """Run user code (a stop does not wait for it); whether to go on afterwards."""
-        with self._state:
+        with self._guard:
             self._control.enter_callbacks()
             self._phase = _Phase.CALLBACKS
-            self._state.notify_all()
+            self._notify_locked()
         try:
             callbacks(*args)
         finally:
-            with self._state:
+            with self._guard:
                 go_on = self._control.leave_callbacks()
                 if go_on:
                     self._phase = _Phase.WORKING
                 else:
                     self._finish_locked()
-                self._state.notify_all()
+                self._notify_locked()
         return go_on
 
     def _park(self, deadline: float) -> None:
         """Wait in the scheduler until the clock reaches ``deadline``."""
-        with self._state:
+        with self._guard:
             if not self._control.may_go_on():
                 self._finish_locked()
                 return
@@ -423,8 +535,8 @@ class Renewer:
             self._parked_until = deadline
             self._ticket += 1  # voids the deadline entry of an earlier queued step
             self._cancel_entry_locked()
-            self._entry = scheduler.call_at(self._clock, deadline, self._due)
-            self._state.notify_all()
+            self._entry = scheduler.call_at(self._clock, deadline, self)  # calls _due
+            self._notify_locked()
 
     def _due(self) -> None:
         """In the timer thread: a wake-up time came; decide what to do, if the renewer's
@@ -434,7 +546,7 @@ class Renewer:
         (:meth:`_join`) may run once the renewer waits again, for a later time:
         it does nothing then (that wait has its own wake-up, left armed).
         """
-        with self._state:
+        with self._guard:
             until = self._parked_until
             if self._phase is not _Phase.PARKED or until is None:
                 return
@@ -454,7 +566,7 @@ class Renewer:
         for neither, and leaves the phase alone: the worker's late reply meets
         a holding no longer kept (it is not trusted) and the renewer ends.
         """
-        with self._state:
+        with self._guard:
             if self._ticket != ticket or not self._control.may_go_on():
                 return  # a later wait or step replaced this deadline, or stopped
             if self._phase not in (_Phase.QUEUED, _Phase.WORKING, _Phase.CALLBACKS):
@@ -479,7 +591,7 @@ class Renewer:
 
     def _report_overdue_loss(self, lost: Lost) -> None:
         """On a callback thread: run the user callbacks of a loss the timer recorded."""
-        with self._state:
+        with self._guard:
             self._loss_reporter = threading.get_ident()
         try:
             self._report_loss(lost)
@@ -489,10 +601,10 @@ class Renewer:
             self._loss_reported()
 
     def _loss_reported(self) -> None:
-        with self._state:
+        with self._guard:
             self._loss_pending = False
             self._loss_reporter = None
-            self._state.notify_all()
+            self._notify_locked()
 
     def _decide(self) -> None:
         """In the timer thread: the decision alone (no I/O, no user code).
@@ -527,7 +639,7 @@ class Renewer:
         """
         ticket = self._enqueue()
         if ticket is not None:
-            scheduler.submit(lambda: self._run_queued(ticket, first))
+            scheduler.submit(functools.partial(Renewer._run_queued, self, ticket, first))
 
     def _enqueue(self, *, parked_only: bool = False) -> int | None:
         """Mark the renewer queued, its renew deadline armed (:meth:`_overdue`); its ticket.
@@ -535,8 +647,8 @@ class Renewer:
         ``None`` if it was stopped (it has ended), or, with ``parked_only``, if it
         was not waiting for its time (it is left as it was).
         """
-        deadline = self._rules.deadline()  # the lock's mutex: never taken under ``_state``
-        with self._state:
+        with self._guard:
+            deadline = self._rules.deadline()
             if parked_only and self._phase is not _Phase.PARKED:
                 return None
             if not self._control.may_go_on():
@@ -548,14 +660,16 @@ class Renewer:
             ticket = self._ticket
             self._cancel_entry_locked()
             if deadline != math.inf:
+                # A partial of the plain function: half the bytes of a closure, and a batch
+                # arms one for each of up to thousands of holdings at once.
                 self._entry = scheduler.call_at(
-                    self._clock, deadline, lambda: self._overdue(ticket)
+                    self._clock, deadline, functools.partial(Renewer._overdue, self, ticket)
                 )
-            self._state.notify_all()
+            self._notify_locked()
         return ticket
 
     def _run_queued(self, ticket: int, first: RenewalStep | None = None) -> None:
-        with self._state:
+        with self._guard:
             if self._phase is not _Phase.QUEUED or self._ticket != ticket:
                 return  # stopped, or taken by the timer at the deadline, while queued
             self._phase = _Phase.WORKING  # the deadline stays armed (see _overdue)
@@ -567,7 +681,7 @@ class Renewer:
             scheduler.cancel(entry)
 
     def _finish(self) -> None:
-        with self._state:
+        with self._guard:
             self._finish_locked()
 
     def _finish_locked(self) -> None:
@@ -577,7 +691,7 @@ class Renewer:
         self._parked_until = None
         self._cancel_entry_locked()
         self._control.finish()
-        self._state.notify_all()
+        self._notify_locked()
         with _running_guard:
             _running.discard(self)
         if self._group is not None:

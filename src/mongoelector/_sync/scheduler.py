@@ -344,6 +344,7 @@ def _work_loop(keep: bool) -> None:
         if drained:
             _calm()
         _run(action)
+        del action  # what it refers to (a batch of holdings, say) is not kept while idle
         if _copied(born):
             return
 

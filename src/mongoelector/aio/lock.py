@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -249,10 +248,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                     clock=self._clock,
                     mutex=self._mutex,
                     renewal=renewal,
-                    renew=self._renew,
-                    report=self._renew_outcome,
-                    record_loss=functools.partial(self._record_loss, renewal),
-                    report_loss=functools.partial(self._renewer_lost, renewal),
+                    holder=self,
                     batch_with=cast("AsyncRenewManyBackend | None", batch_with),
                     owner=self._uuid,
                     ttl=self._ttl,

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Protocol
 
 from mongoelector import _identity
 from mongoelector._common.outcomes import Failure
@@ -36,20 +37,38 @@ __all__ = ["AsyncRenewer"]
 
 logger = logging.getLogger("mongoelector.lock")
 
-AsyncRenewCall = Callable[[Renew], Awaitable[LeaseRecord | Failure | None]]
-ReportCall = Callable[[int, float, LeaseRecord | Failure | None, float], None]
+
+class AsyncHolder(Protocol):
+    """What a renewer asks of the lock whose holding it keeps: the lock's own methods
+    (one reference, not a bound method or ``functools.partial`` per call)."""
+
+    def _renew(self, action: Renew) -> Awaitable[LeaseRecord | Failure | None]: ...
+
+    def _renew_outcome(
+        self,
+        token: int,
+        started_at: float,
+        outcome: LeaseRecord | Failure | None,
+        answered_at: float | None = None,
+    ) -> None: ...
+
+    def _record_loss(self, renewal: Renewal, lost: Lost) -> bool: ...
+
+    def _renewer_lost(self, renewal: Renewal, lost: Lost) -> Awaitable[None]: ...
 
 
 class AsyncRenewer:
     """Renews one holding of lock ``key`` in an asyncio task until it is lost or ended.
 
-    The task is named ``mongoelector-renew-<key>``. ``renew`` performs a
-    ``Renew`` action (the store call alone); ``report(token, started_at,
-    outcome, answered_at)`` then tells the lock's listeners, unless the renewer was stopped
-    meanwhile. If the holding is lost, ``record_loss`` records it (no user
-    code; ``False`` if it was no longer the lock's latest holding) and
-    ``report_loss`` is awaited once, in the task. ``mutex`` guards the keeper
-    behind ``renewal`` (the lock's); it is never held across an ``await``.
+    The task is named ``mongoelector-renew-<key>``. ``holder`` is the lock:
+    its ``_renew`` performs a ``Renew`` action (the store call alone); its
+    ``_renew_outcome(token, started_at, outcome, answered_at)`` then tells the
+    lock's listeners, unless the renewer was stopped meanwhile. If the holding
+    is lost, its ``_record_loss(renewal, lost)`` records it (no user code;
+    ``False`` if it was no longer the lock's latest holding) and
+    ``_renewer_lost(renewal, lost)`` is awaited once, in the task. ``mutex``
+    guards the keeper behind ``renewal`` (the lock's); it is never held across
+    an ``await``.
 
     With ``batch_with`` (the lock's backend, when it renews in batches), and
     ``owner`` and ``ttl`` (what the lock's renewals send), the renewer
@@ -66,10 +85,7 @@ class AsyncRenewer:
         clock: Clock,
         mutex: threading.RLock,
         renewal: Renewal,
-        renew: AsyncRenewCall,
-        report: ReportCall,
-        record_loss: Callable[[Lost], bool],
-        report_loss: Callable[[Lost], Awaitable[None]],
+        holder: AsyncHolder,
         batch_with: AsyncRenewManyBackend | None = None,
         owner: str | None = None,
         ttl: float | None = None,
@@ -78,10 +94,7 @@ class AsyncRenewer:
             raise TypeError("batch_with needs the owner and ttl of the renewals")
         self._clock = clock
         self._rules = RenewalRules(key=key, clock=clock, mutex=mutex, renewal=renewal)
-        self._renew = renew
-        self._report = report
-        self._record_loss = record_loss
-        self._report_loss = report_loss
+        self._holder = holder
         self._wakeup = asyncio.Event()
         self._control = StopControl()
         self._forks = _identity.forks  # a copy in a forked child renews nothing
@@ -188,7 +201,7 @@ class AsyncRenewer:
         came back with; whether to go on."""
         if not self._control.may_go_on():
             return False  # stopped meanwhile: the reply is ignored
-        self._report(step.token, started_at, outcome, answered_at)  # plain calls
+        self._holder._renew_outcome(step.token, started_at, outcome, answered_at)  # plain calls
         lost = self._rules.renewed(step, started_at, outcome)
         if lost is not None:
             await self._lost(lost)
@@ -238,6 +251,20 @@ class AsyncRenewer:
         """``step`` as one item of a ``renew_many`` batch (what the lock's ``renew`` sends)."""
         assert self._owner is not None and self._ttl is not None
         return RenewItem(key=self._key, owner=self._owner, token=step.token, ttl=self._ttl)
+
+    # --- the lock's side: what the holding's calls and losses go to ---------------------
+
+    async def _renew(self, step: Renew) -> LeaseRecord | Failure | None:
+        """The store call of ``step`` alone (the lock's ``_renew``)."""
+        return await self._holder._renew(step)
+
+    def _record_loss(self, lost: Lost) -> bool:
+        """Record the loss (no user code); ``False`` if no longer the lock's latest holding."""
+        return self._holder._record_loss(self._rules.renewal, lost)
+
+    async def _report_loss(self, lost: Lost) -> None:
+        """Tell the listeners about a recorded loss and await ``on_lost``."""
+        await self._holder._renewer_lost(self._rules.renewal, lost)
 
     async def _lost(self, lost: Lost) -> None:
         if not self._record_loss(lost):

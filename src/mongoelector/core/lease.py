@@ -27,6 +27,9 @@ __all__ = ["ROUND_TRIP_MARGIN", "ROUND_TRIP_WINDOW", "Holding", "LeaseKeeper", "
 ROUND_TRIP_WINDOW = 32
 #: Time kept in hand before the renew deadline, as a fraction of that longest round trip.
 ROUND_TRIP_MARGIN = 0.5
+#: A keeper numbers its round trips modulo this (more than the window; a small int object
+#: shared by the process, not one of its own per keeper).
+_NUMBERS = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,16 +85,30 @@ class LeaseKeeper:
     Round trips observed are kept across holdings: they describe the store.
     """
 
+    __slots__ = (  # one per lock and elector
+        "_longest_round_trip",
+        "_next_renew",
+        "_observed",
+        "_round_trips",
+        "_slow",
+        "holding",
+        "renew_deadline",
+        "renew_interval",
+    )
+
     def __init__(self, *, renew_deadline: float, renew_interval: float) -> None:
         self.renew_deadline = renew_deadline
         self.renew_interval = renew_interval
         self.holding: Holding | None = None
         self._next_renew = math.inf
-        # The last ROUND_TRIP_WINDOW round trips: appended to until full, then a ring whose
-        # oldest slot is ``_oldest`` (doubles in place: no float object, no deque block each).
+        # Those of the last ROUND_TRIP_WINDOW round trips that may yet be the longest of the
+        # window, oldest first, each longer than every later one (a later one as long
+        # outlives it in the window): pairs (its number, its seconds), doubles in place.
+        # Steady round trips keep one pair, not the whole window: a process may keep
+        # thousands of keepers.
         self._round_trips = array("d")
-        self._oldest = 0
-        self._longest_round_trip = 0.0  # max(self._round_trips), kept as they change
+        self._observed = 0  # the number of the latest round trip (modulo _NUMBERS)
+        self._longest_round_trip = 0.0  # the first kept, the longest of the window
         self._slow = False
 
     # --- round trips ----------------------------------------------------------------
@@ -128,19 +145,23 @@ class LeaseKeeper:
         """
         seconds = seconds if seconds > 0.0 else 0.0
         trips = self._round_trips
-        evicted: float | None = None
-        if len(trips) < ROUND_TRIP_WINDOW:
-            trips.append(seconds)
+        number = self._observed = (self._observed + 1) % _NUMBERS
+        # Those kept that are no longer than this one are never again the longest (this
+        # one stays in the window longer): it takes the place of the first of them, in
+        # place (no reallocation for steady round trips).
+        end = len(trips)
+        while end and trips[end - 1] <= seconds:
+            end -= 2
+        if end < len(trips):
+            trips[end] = number
+            trips[end + 1] = seconds
+            del trips[end + 2 :]
         else:
-            oldest = self._oldest
-            evicted = trips[oldest]
-            trips[oldest] = seconds
-            self._oldest = (oldest + 1) % ROUND_TRIP_WINDOW
-        # max(trips), kept up to date without scanning the window on every reply.
-        if seconds >= self._longest_round_trip:
-            self._longest_round_trip = seconds
-        elif evicted is not None and evicted >= self._longest_round_trip:
-            self._longest_round_trip = max(trips)
+            trips.append(number)
+            trips.append(seconds)
+        if (number - trips[0]) % _NUMBERS >= ROUND_TRIP_WINDOW:
+            del trips[:2]  # the first kept one left the window (the next kept is in it)
+        self._longest_round_trip = trips[1]
         slow = self.renew_lead > self.renew_deadline - self.renew_interval
         if slow == self._slow:
             return None

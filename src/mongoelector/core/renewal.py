@@ -69,6 +69,8 @@ class Renewal:
     ``release``) as long as calls are serialized by the caller.
     """
 
+    __slots__ = ("_keeper", "token")  # one per holding
+
     def __init__(self, keeper: LeaseKeeper, token: int) -> None:
         self._keeper = keeper
         self.token = token

@@ -6,15 +6,27 @@ cannot tell its time) the store's time too.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import mongomock
 import pytest
 
-from mongoelector import LeaderInfo, LockExists, MongoLeaderElector, MongoLocker, TimeOffsetError
+from mongoelector import (
+    LeaderElector,
+    LeaderInfo,
+    LockExists,
+    MongoLeaderElector,
+    MongoLocker,
+    TimeOffsetError,
+)
 from mongoelector.backends import MongoBackend
 from mongoelector.testing import FakeClock
+from tests.fakes import wait_for
+
+#: Real seconds a test waits for a thread before it fails: a hang guard, not a timing check.
+GUARD = 30.0
 
 
 @pytest.fixture
@@ -208,3 +220,93 @@ def test_timeparanoid_can_be_turned_off_for_the_elector(db: Any, clock: FakeCloc
     serve_hello(elector.backend, clock, skew=3.0)  # type: ignore[arg-type]
     elector.poll()
     assert elector.is_leader
+
+
+# --- MongoLeaderElector.stop(): the 1.x promise that its callbacks have run ------------------
+
+
+def _started_with_held_on_leader(
+    db: Any, monkeypatch: pytest.MonkeyPatch, changes: list[str], let_go: threading.Event
+) -> MongoLeaderElector:
+    """A started facade whose ``on_leader`` has begun on the callback thread and waits for
+    ``let_go``; ``changes`` gets ``"leader"`` and ``"loss"`` as the callbacks run."""
+    monkeypatch.setattr(MongoLocker, "_verifytime", lambda self: True)
+    began = threading.Event()
+
+    def on_leader() -> None:
+        began.set()
+        let_go.wait(GUARD)
+        changes.append("leader")
+
+    elector = MongoLeaderElector(
+        "svc", db, ttl=5, on_leader=on_leader, on_leader_loss=lambda: changes.append("loss")
+    )
+    elector.start()
+    assert began.wait(GUARD)
+    return elector
+
+
+def test_stop_returns_after_the_callbacks_that_were_due(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``on_leader`` is still running elsewhere when the 2.x ``stop()`` is done; the
+    facade's ``stop()`` returns only after it and then ``on_leader_loss`` have run."""
+    changes: list[str] = []
+    let_go = threading.Event()
+    elector = _started_with_held_on_leader(db, monkeypatch, changes, let_go)
+    plain_stop = LeaderElector.stop
+
+    def stop_then_let_go(self: LeaderElector) -> None:
+        plain_stop(self)
+        let_go.set()  # on_leader goes on only now, after the 2.x stop() returned
+
+    monkeypatch.setattr(LeaderElector, "stop", stop_then_let_go)
+    elector.stop()
+    changes.append("stop returned")
+
+    assert changes == ["leader", "loss", "stop returned"]
+
+
+def test_the_check_sees_a_stop_that_does_not_wait_for_the_callbacks(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MongoLeaderElector, "wait_idle", lambda self, timeout=None: True)
+    with pytest.raises(AssertionError):
+        test_stop_returns_after_the_callbacks_that_were_due(db, monkeypatch)
+
+
+def test_stop_waits_for_a_blocked_callback_at_most_one_poll_interval(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes: list[str] = []
+    let_go = threading.Event()
+    elector = _started_with_held_on_leader(db, monkeypatch, changes, let_go)
+
+    elector.stop()  # on_leader blocks until let_go: stop() gives up on it after poll_wait
+
+    assert changes == [] and not elector.running
+    let_go.set()
+    assert elector.wait_idle(GUARD)
+    assert changes == ["leader", "loss"]
+
+
+def test_stop_from_its_own_callback_waits_for_none(
+    db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MongoLocker, "_verifytime", lambda self: True)
+    changes: list[str] = []
+    waited: list[float | None] = []
+    monkeypatch.setattr(
+        MongoLeaderElector, "wait_idle", lambda self, timeout=None: waited.append(timeout)
+    )
+
+    def on_leader() -> None:
+        elector.stop()  # on_leader_loss runs after this callback, on the same thread
+        changes.append("leader")
+
+    elector = MongoLeaderElector(
+        "svc", db, ttl=5, on_leader=on_leader, on_leader_loss=lambda: changes.append("loss")
+    )
+    elector.start()
+    assert wait_for(lambda: changes == ["leader", "loss"], limit=GUARD)
+    assert waited == []

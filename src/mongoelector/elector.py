@@ -9,6 +9,7 @@ fencing tokens, and ``on_new_leader``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -122,6 +123,17 @@ class MongoLeaderElector(LeaderElector):
     def db(self) -> Any:
         """The database given as ``db``."""
         return self._db
+
+    def stop(self) -> None:
+        """As :meth:`LeaderElector.stop`, then, like 1.x's ``stop()`` (which joined the
+        elector's thread, so its callbacks had run), wait until this elector's callbacks
+        that were due (``on_leader``, then ``on_leader_loss``) have run, for at most one
+        poll interval (``poll_wait``): a callback that blocks longer delays ``stop()`` by
+        that, never for ever. From one of this elector's own callbacks it waits for none.
+        """
+        super().stop()
+        if not self._queue.runs_in(threading.current_thread()):
+            self.wait_idle(self.poll_wait)
 
     def __enter__(self) -> MongoLeaderElector:
         super().__enter__()

@@ -19,7 +19,7 @@ from mongoelector._sync.calls import Failure, perform
 from mongoelector.backends.protocol import LeaseRecord, RenewManyBackend, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
-from mongoelector.core.events import Renew
+from mongoelector.core.events import Renew, TryAcquire
 from mongoelector.core.lease import Holding
 from mongoelector.core.lock_machine import Call, WaitThenCall
 from mongoelector.core.renewal import Renewal
@@ -119,7 +119,7 @@ class Lock(LockBase[StorageBackend]):
         ``timeout`` seconds (never when ``None``). ``force`` takes the lock even
         from a live holder. Store failures raise a
         :class:`~mongoelector.errors.BackendError`; if a write may have applied,
-        :meth:`release` still frees it.
+        :meth:`release` still frees it (also after a ``KeyboardInterrupt`` mid-call).
         """
         run = self._begin_acquire(blocking, timeout, step, force)
         try:
@@ -130,7 +130,14 @@ class Lock(LockBase[StorageBackend]):
                 if not run.claim():
                     continue
                 started_at = self._clock.monotonic()
-                outcome = perform(self._backend, self._request(), call.action)
+                try:
+                    outcome = perform(self._backend, self._request(), call.action)
+                except BaseException:
+                    # Not a store error (perform returns those): KeyboardInterrupt or
+                    # SystemExit mid-call. A write may have landed: release() frees it.
+                    if isinstance(call.action, TryAcquire):
+                        self._mark_maybe_held()
+                    raise
                 run.feed(call.action, started_at, outcome)
             return run.finish()
         finally:
@@ -168,6 +175,10 @@ class Lock(LockBase[StorageBackend]):
             return self._backend.release(self._key, plan.owner, token=token, force=plan.force)
         except BackendError as error:
             self._release_failed(plan, token, error)
+            raise
+        except BaseException as error:
+            if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit mid-call
+                self._release_failed(plan, token, error)
             raise
 
     def touch(self) -> datetime | None:

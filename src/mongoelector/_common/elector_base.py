@@ -64,6 +64,24 @@ class ElectorBase(Participant[BackendT]):
     as soon as a loss is known, before ``on_leader_loss`` runs.
     """
 
+    __slots__ = (
+        "_announced",
+        "_app_version",
+        "_last_poll",
+        "_listeners",
+        "_listeners_lock",
+        "_loss_reasons",
+        "_machine",
+        "_on_leader",
+        "_on_leader_loss",
+        "_on_loop",
+        "_on_new_leader",
+        "_queue",
+        "_report_status",
+        "_request",
+        "_unsent",
+    )
+
     def __init__(
         self,
         key: str,

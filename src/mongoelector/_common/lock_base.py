@@ -240,6 +240,22 @@ class LockBase(Participant[BackendT]):
     :class:`~mongoelector._common.participant.Participant`).
     """
 
+    __slots__ = (
+        "_acquirer",
+        "_auto_renew",
+        "_ending",
+        "_keeper",
+        "_lease_request",
+        "_lost",
+        "_lost_now",
+        "_maybe_held",
+        "_maybe_token",
+        "_mutex",
+        "_on_lost",
+        "_renewal",
+        "_ttl",
+    )
+
     def __init__(
         self,
         key: str,

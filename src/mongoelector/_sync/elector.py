@@ -47,6 +47,7 @@ from mongoelector._common.stores import sync_store
 from mongoelector._sync import batches, reads, scheduler
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
+from mongoelector._sync.guard import Guard
 from mongoelector._sync.leadership import Leadership
 from mongoelector.backends.protocol import (
     Capability,
@@ -187,6 +188,16 @@ class LeaderElector(ElectorBase[StorageBackend]):
     with the parent.
     """
 
+    __slots__ = (
+        "_latest",
+        "_loop",
+        "_machine_lock",
+        "_poll_lock",
+        "_reports_wait",
+        "_starts",
+        "_state",
+    )
+
     def __init__(
         self,
         key: str,
@@ -231,7 +242,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._machine_lock = threading.Lock()
         self._reports_wait = False  # under _machine_lock: the timer's reports go to callbacks
         # Guards the loop bookkeeping; never held while taking _poll_lock or _machine_lock.
-        self._state = threading.Condition(threading.Lock())
+        self._state = Guard()
         self._loop: _Loop | None = None
         self._latest: _Loop | None = None  # the loop started last, kept after its stop
         self._starts = 0
@@ -241,7 +252,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._poll_lock = threading.RLock()
         self._machine_lock = threading.Lock()
         self._reports_wait = False
-        self._state = threading.Condition(threading.Lock())
+        self._state = Guard()
         if self._loop is not None:
             # The child's copy: a blocking loop whose callback forked goes on in the child
             # (its thread is the forking one) and ends at its next poll, sending nothing.

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from mongoelector._common.monitor import operation_of
-from mongoelector._common.outcomes import Failure, Result
+from mongoelector._common.outcomes import Failure, Result, request_for
 from mongoelector._common.participant import Participant
 from mongoelector._identity import new_acquisition_id
 from mongoelector._listeners import LOCK, EventListener
@@ -423,8 +423,8 @@ class LockBase(Participant[BackendT]):
         """Who asks, built once: each try gets its own acquisition id when it is sent."""
         request = self._lease_request
         if request is None or request.owner is not self._uuid:
-            request = self._lease_request = LeaseRequest(
-                key=self._key, owner=self._uuid, ttl=self._ttl, host=self._host, pid=self._pid
+            request = self._lease_request = request_for(
+                self._key, self._uuid, self._ttl, self._host, self._pid
             )
         return request
 

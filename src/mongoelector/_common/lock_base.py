@@ -245,7 +245,6 @@ class LockBase(Participant[BackendT]):
         "_auto_renew",
         "_ending",
         "_keeper",
-        "_lease_request",
         "_lost",
         "_lost_now",
         "_maybe_held",
@@ -279,7 +278,6 @@ class LockBase(Participant[BackendT]):
             key, backend, timing=timing, clock=clock, kind=LOCK, event_listeners=event_listeners
         )
         self._mutex = threading.RLock()
-        self._lease_request: LeaseRequest | None = None
         self._keeper = LeaseKeeper(
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
@@ -301,7 +299,6 @@ class LockBase(Participant[BackendT]):
     def _after_fork(self) -> None:
         had = self._keeper.holding is not None or self._maybe_held
         self._mutex = threading.RLock()
-        self._lease_request = None
         self._keeper = LeaseKeeper(
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
@@ -420,13 +417,10 @@ class LockBase(Participant[BackendT]):
     # --- bookkeeping the drivers call around their store calls -------------------
 
     def _request(self) -> LeaseRequest:
-        """Who asks, built once: each try gets its own acquisition id when it is sent."""
-        request = self._lease_request
-        if request is None or request.owner is not self._uuid:
-            request = self._lease_request = request_for(
-                self._key, self._uuid, self._ttl, self._host, self._pid
-            )
-        return request
+        """Who asks, built for each store call and not kept (a process may hold thousands
+        of locks; batched renewals need none): each try gets its own acquisition id when
+        it is sent."""
+        return request_for(self._key, self._uuid, self._ttl, self._host, self._pid)
 
     def _begin_acquire(
         self, blocking: bool, timeout: float | None, step: float, force: bool

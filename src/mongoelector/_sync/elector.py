@@ -114,7 +114,7 @@ class _Phase(enum.Enum):
 _NO_WAKEUP = threading.Event()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Loop:
     """One run of the polling loop, from ``start()`` to ``stop()``; changed under ``_state``.
 
@@ -143,6 +143,21 @@ class _Loop:
     thread: threading.Thread | None = None
     #: The loop's thread is inside a user callback (``stop()`` does not wait for it then).
     in_callback: bool = False
+
+
+class _Fire:
+    """A scheduler entry's action: ``fire(loop, ticket)`` (a slotted object, not a closure
+    and its cells: a process may keep a thousand started electors)."""
+
+    __slots__ = ("fire", "loop", "ticket")
+
+    def __init__(self, fire: Callable[[_Loop, int], None], loop: _Loop, ticket: int) -> None:
+        self.fire = fire
+        self.loop = loop
+        self.ticket = ticket
+
+    def __call__(self) -> None:
+        self.fire(self.loop, self.ticket)
 
 
 class LeaderElector(ElectorBase[StorageBackend]):
@@ -716,7 +731,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         ticket = loop.ticket
         self._cancel_entry_locked(loop)
         if at != math.inf:
-            loop.entry = scheduler.call_at(self._clock, at, lambda: fire(loop, ticket))
+            loop.entry = scheduler.call_at(self._clock, at, _Fire(fire, loop, ticket))
         return ticket
 
     def _cancel_entry_locked(self, loop: _Loop) -> None:

@@ -15,6 +15,7 @@ from mongoelector.backends import (
     StorageBackend,
     require_backend,
 )
+from mongoelector.backends import memory as memory_module
 from mongoelector.testing import FakeClock
 
 
@@ -162,3 +163,56 @@ def test_renew_many_stamps_every_item_at_one_instant_of_its_clock() -> None:
     renewed = backend.renew_many(items)
     assert len(items) == 3
     assert len({record.expires_at for record in renewed if record}) == 1
+
+
+# --- what a record keeps: issue 14 holds thousands of them in one process ----------------
+
+
+class TestRecordsKeepLittle:
+    def test_records_without_metadata_share_one_read_only_mapping(
+        self, backend: MemoryBackend
+    ) -> None:
+        for key in ("a", "b"):
+            assert backend.compare_and_set(req("alice", key=key)).acquired
+        first, second = backend.get("a"), backend.get("b")
+        assert first is not None and second is not None
+        assert first.metadata is second.metadata and dict(first.metadata) == {}
+        with pytest.raises(TypeError):
+            first.metadata["x"] = "y"  # type: ignore[index]
+
+    def test_the_check_catches_a_shared_mapping_that_can_be_changed(
+        self, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The mutation: the shared empty metadata is a plain dict (one change shows in all).
+        monkeypatch.setattr(memory_module, "EMPTY_METADATA", {})
+        assert backend.compare_and_set(req("alice")).acquired
+        record = backend.get("k")
+        assert record is not None
+        record.metadata["x"] = "y"  # type: ignore[index]
+        assert backend.compare_and_set(req("bob", key="other")).acquired
+        other = backend.get("other")
+        assert other is not None and dict(other.metadata) == {"x": "y"}
+
+    def test_a_request_s_metadata_is_copied(self, backend: MemoryBackend) -> None:
+        metadata = {"job": "nightly"}
+        request = LeaseRequest(key="k", owner="alice", ttl=10, metadata=metadata)
+        assert backend.compare_and_set(request).acquired
+        metadata["job"] = "changed"
+        record = backend.get("k")
+        assert record is not None and dict(record.metadata) == {"job": "nightly"}
+
+    def test_tokens_grow_across_release_delete_and_forced_takeover(
+        self, backend: MemoryBackend
+    ) -> None:
+        tokens = []
+        for owner, force in (("alice", False), ("bob", True)):
+            result = backend.compare_and_set(req(owner), force=force)
+            assert result.acquired and result.record is not None
+            tokens.append(result.record.token)
+        assert backend.release("k", "bob", token=tokens[-1])
+        tokens.append(backend.compare_and_set(req("carol")).record.token)  # type: ignore[union-attr]
+        assert backend.delete("k") and not backend.delete("k")
+        tokens.append(backend.compare_and_set(req("dave")).record.token)  # type: ignore[union-attr]
+        assert backend.delete("k")
+        tokens.append(backend.compare_and_set(req("erin")).record.token)  # type: ignore[union-attr]
+        assert tokens == [1, 2, 3, 4, 5]

@@ -25,7 +25,7 @@ from mongoelector.backends import (
     MemberRecord,
     MemoryBackend,
 )
-from mongoelector.core.elector_machine import Role
+from mongoelector.core.elector_machine import ElectorMachine, Role
 from mongoelector.core.events import LossReason
 from mongoelector.monitoring import EventListener, LeadershipLostEvent
 from mongoelector.testing import FakeClock
@@ -395,7 +395,7 @@ def test_mutation_a_loop_left_waiting_after_a_callers_poll_is_caught(
 
 
 def test_a_refused_fenced_transaction_steps_down_under_the_machine_lock(
-    store: CountingBackend, clock: FakeClock
+    store: CountingBackend, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``fenced_transaction`` proved the term lost: the step-down it records changes the
     machine under the lock the timer takes to step down at the deadline, so the two never
@@ -404,15 +404,14 @@ def test_a_refused_fenced_transaction_steps_down_under_the_machine_lock(
     node = elector("fenced", store, clock)
     node.poll()
     assert node.is_leader and node.token == 1
-    machine = node._machine
     held: list[bool] = []
-    on_renew_result = machine.on_renew_result
+    on_renew_result = ElectorMachine.on_renew_result
 
-    def checked(*args: object) -> object:
+    def checked(machine: ElectorMachine, *args: object) -> object:
         held.append(node._machine_lock.locked())
-        return on_renew_result(*args)  # type: ignore[arg-type]
+        return on_renew_result(machine, *args)  # type: ignore[arg-type]
 
-    machine.on_renew_result = checked  # type: ignore[method-assign]
+    monkeypatch.setattr(ElectorMachine, "on_renew_result", checked)
     node._transaction_refused(1, clock.monotonic())
     assert held == [True]
     assert node.role is Role.FOLLOWER and not node.is_leader

@@ -40,8 +40,9 @@ def harness_for(backend_type: Callable[[FakeClock], MemoryBackend]) -> Callable[
 
 class ForgetsTokensOnDelete(MemoryBackend):
     def delete(self, key: str) -> bool:
-        self._last_token.pop(key, None)
-        return super().delete(key)
+        deleted = super().delete(key)
+        self._deleted_tokens.pop(key, None)
+        return deleted
 
 
 class JudgesExpiryByHostClock(MemoryBackend):

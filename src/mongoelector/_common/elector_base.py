@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 from mongoelector._common.batches import Observed
 from mongoelector._common.callback_queue import CallbackQueue, Kind, Pending
 from mongoelector._common.monitor import operation_of
-from mongoelector._common.outcomes import Failure, Result
+from mongoelector._common.outcomes import Failure, Result, request_for
 from mongoelector._common.participant import Participant
 from mongoelector._identity import new_acquisition_id
 from mongoelector._listeners import ELECTOR, EventListener
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key
-from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest, MemberRecord
+from mongoelector.backends.protocol import CasResult, LeaseRecord, MemberRecord
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
 from mongoelector.core.elector_machine import ElectorMachine, Role, Step
@@ -63,6 +63,24 @@ class ElectorBase(Participant[BackendT]):
     the elector) whenever leadership may have changed: after every poll, and
     as soon as a loss is known, before ``on_leader_loss`` runs.
     """
+
+    __slots__ = (
+        "_announced",
+        "_app_version",
+        "_last_poll",
+        "_listeners",
+        "_listeners_lock",
+        "_loss_reasons",
+        "_machine",
+        "_on_leader",
+        "_on_leader_loss",
+        "_on_loop",
+        "_on_new_leader",
+        "_queue",
+        "_report_status",
+        "_request",
+        "_unsent",
+    )
 
     def __init__(
         self,
@@ -110,9 +128,7 @@ class ElectorBase(Participant[BackendT]):
         self._machine = ElectorMachine(
             owner=self._uuid, timing=self._timing, new_acquisition=new_acquisition_id
         )
-        self._request = LeaseRequest(
-            key=self._key, owner=self._uuid, ttl=self._timing.ttl, host=self._host, pid=self._pid
-        )
+        self._request = request_for(self._key, self._uuid, self._timing.ttl, self._host, self._pid)
         self._last_poll: datetime | None = None
         self._loss_reasons: dict[int, LossReason] = {}
         self._listeners: list[Callable[[], object]] = []
@@ -128,9 +144,7 @@ class ElectorBase(Participant[BackendT]):
         self._machine = ElectorMachine(
             owner=self._uuid, timing=self._timing, new_acquisition=new_acquisition_id
         )
-        self._request = LeaseRequest(
-            key=self._key, owner=self._uuid, ttl=self._timing.ttl, host=self._host, pid=self._pid
-        )
+        self._request = request_for(self._key, self._uuid, self._timing.ttl, self._host, self._pid)
         self._loss_reasons = {}
         self._listeners = []  # the parent's waiters: their threads are not in the child
         self._listeners_lock = threading.Lock()

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from mongoelector._common.monitor import operation_of
-from mongoelector._common.outcomes import Failure, Result
+from mongoelector._common.outcomes import Failure, Result, request_for
 from mongoelector._common.participant import Participant
 from mongoelector._identity import new_acquisition_id
 from mongoelector._listeners import LOCK, EventListener
@@ -240,6 +240,21 @@ class LockBase(Participant[BackendT]):
     :class:`~mongoelector._common.participant.Participant`).
     """
 
+    __slots__ = (
+        "_acquirer",
+        "_auto_renew",
+        "_ending",
+        "_keeper",
+        "_lost",
+        "_lost_now",
+        "_maybe_held",
+        "_maybe_token",
+        "_mutex",
+        "_on_lost",
+        "_renewal",
+        "_ttl",
+    )
+
     def __init__(
         self,
         key: str,
@@ -263,7 +278,6 @@ class LockBase(Participant[BackendT]):
             key, backend, timing=timing, clock=clock, kind=LOCK, event_listeners=event_listeners
         )
         self._mutex = threading.RLock()
-        self._lease_request: LeaseRequest | None = None
         self._keeper = LeaseKeeper(
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
@@ -285,7 +299,6 @@ class LockBase(Participant[BackendT]):
     def _after_fork(self) -> None:
         had = self._keeper.holding is not None or self._maybe_held
         self._mutex = threading.RLock()
-        self._lease_request = None
         self._keeper = LeaseKeeper(
             renew_deadline=self._timing.renew_deadline, renew_interval=self._timing.retry_period
         )
@@ -404,13 +417,10 @@ class LockBase(Participant[BackendT]):
     # --- bookkeeping the drivers call around their store calls -------------------
 
     def _request(self) -> LeaseRequest:
-        """Who asks, built once: each try gets its own acquisition id when it is sent."""
-        request = self._lease_request
-        if request is None or request.owner is not self._uuid:
-            request = self._lease_request = LeaseRequest(
-                key=self._key, owner=self._uuid, ttl=self._ttl, host=self._host, pid=self._pid
-            )
-        return request
+        """Who asks, built for each store call and not kept (a process may hold thousands
+        of locks; batched renewals need none): each try gets its own acquisition id when
+        it is sent."""
+        return request_for(self._key, self._uuid, self._ttl, self._host, self._pid)
 
     def _begin_acquire(
         self, blocking: bool, timeout: float | None, step: float, force: bool

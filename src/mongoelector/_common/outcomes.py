@@ -5,15 +5,35 @@ from __future__ import annotations
 import logging
 
 from mongoelector._value import frozen_replacer
-from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest
+from mongoelector.backends.protocol import EMPTY_METADATA, CasResult, LeaseRecord, LeaseRequest
 from mongoelector.errors import AmbiguousOutcome, BackendError
 
-__all__ = ["Failure", "Result", "failure_of", "with_acquisition"]
+__all__ = ["UNSENT", "Failure", "Result", "failure_of", "request_for", "with_acquisition"]
 
 logger = logging.getLogger("mongoelector.backend")
 
 #: What a store call returns: ``compare_and_set``, ``renew``/``get``, ``release``.
 Result = CasResult | LeaseRecord | bool | None
+
+
+#: The acquisition id of a lock's or elector's kept request: never sent, as every
+#: ``compare_and_set`` goes out :func:`with_acquisition` its own try's id.
+UNSENT = "unsent"
+
+
+def request_for(key: str, owner: str, ttl: float, host: str, pid: int) -> LeaseRequest:
+    """The request a lock or elector keeps for its store calls: no metadata (the shared
+    empty mapping) and no acquisition id of its own (:data:`UNSENT`), so that keeping
+    one costs only the request object."""
+    return LeaseRequest(
+        key=key,
+        owner=owner,
+        ttl=ttl,
+        host=host,
+        pid=pid,
+        metadata=EMPTY_METADATA,
+        acquisition=UNSENT,
+    )
 
 
 def with_acquisition(request: LeaseRequest, acquisition: str) -> LeaseRequest:

@@ -45,6 +45,19 @@ class Participant(Generic[BackendT]):
     which can neither adopt nor release the parent's record.
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_backend",
+        "_clock",
+        "_forks",
+        "_host",
+        "_key",
+        "_monitor",
+        "_pid",
+        "_timing",
+        "_uuid",
+    )
+
     def __init__(
         self,
         key: str,

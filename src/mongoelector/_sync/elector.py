@@ -47,6 +47,7 @@ from mongoelector._common.stores import sync_store
 from mongoelector._sync import batches, reads, scheduler
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
+from mongoelector._sync.guard import Guard
 from mongoelector._sync.leadership import Leadership
 from mongoelector.backends.protocol import (
     Capability,
@@ -113,7 +114,7 @@ class _Phase(enum.Enum):
 _NO_WAKEUP = threading.Event()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Loop:
     """One run of the polling loop, from ``start()`` to ``stop()``; changed under ``_state``.
 
@@ -142,6 +143,21 @@ class _Loop:
     thread: threading.Thread | None = None
     #: The loop's thread is inside a user callback (``stop()`` does not wait for it then).
     in_callback: bool = False
+
+
+class _Fire:
+    """A scheduler entry's action: ``fire(loop, ticket)`` (a slotted object, not a closure
+    and its cells: a process may keep a thousand started electors)."""
+
+    __slots__ = ("fire", "loop", "ticket")
+
+    def __init__(self, fire: Callable[[_Loop, int], None], loop: _Loop, ticket: int) -> None:
+        self.fire = fire
+        self.loop = loop
+        self.ticket = ticket
+
+    def __call__(self) -> None:
+        self.fire(self.loop, self.ticket)
 
 
 class LeaderElector(ElectorBase[StorageBackend]):
@@ -187,6 +203,16 @@ class LeaderElector(ElectorBase[StorageBackend]):
     with the parent.
     """
 
+    __slots__ = (
+        "_latest",
+        "_loop",
+        "_machine_lock",
+        "_poll_lock",
+        "_reports_wait",
+        "_starts",
+        "_state",
+    )
+
     def __init__(
         self,
         key: str,
@@ -231,7 +257,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._machine_lock = threading.Lock()
         self._reports_wait = False  # under _machine_lock: the timer's reports go to callbacks
         # Guards the loop bookkeeping; never held while taking _poll_lock or _machine_lock.
-        self._state = threading.Condition(threading.Lock())
+        self._state = Guard()
         self._loop: _Loop | None = None
         self._latest: _Loop | None = None  # the loop started last, kept after its stop
         self._starts = 0
@@ -241,7 +267,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._poll_lock = threading.RLock()
         self._machine_lock = threading.Lock()
         self._reports_wait = False
-        self._state = threading.Condition(threading.Lock())
+        self._state = Guard()
         if self._loop is not None:
             # The child's copy: a blocking loop whose callback forked goes on in the child
             # (its thread is the forking one) and ends at its next poll, sending nothing.
@@ -705,7 +731,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         ticket = loop.ticket
         self._cancel_entry_locked(loop)
         if at != math.inf:
-            loop.entry = scheduler.call_at(self._clock, at, lambda: fire(loop, ticket))
+            loop.entry = scheduler.call_at(self._clock, at, _Fire(fire, loop, ticket))
         return ticket
 
     def _cancel_entry_locked(self, loop: _Loop) -> None:

@@ -77,6 +77,11 @@ class Lock(LockBase[StorageBackend]):
     the methods it lacks; an ``AsyncDatabase`` is refused, naming ``AsyncLock``.
     """
 
+    __slots__ = (
+        "_renewer",
+        "_retired",
+    )
+
     def __init__(
         self,
         key: str,

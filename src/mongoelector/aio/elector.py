@@ -115,6 +115,13 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     flight.
     """
 
+    __slots__ = (
+        "_loop",
+        "_poll_lock",
+        "_starts",
+        "_task",
+    )
+
     def __init__(
         self,
         key: str,

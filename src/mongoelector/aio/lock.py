@@ -84,6 +84,11 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
     :meth:`release` frees it. Cancelled between tries, nothing is held.
     """
 
+    __slots__ = (
+        "_callbacks",
+        "_renewer",
+    )
+
     def __init__(
         self,
         key: str,

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from mongoelector._validation import check_key, check_owner, check_seconds
 from mongoelector.backends.protocol import (
+    EMPTY_METADATA,
     Capability,
     CasResult,
     LeaseRecord,
@@ -44,7 +45,9 @@ class MemoryBackend:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._mutex = threading.Lock()
         self._records: dict[str, LeaseRecord] = {}
-        self._last_token: dict[str, int] = {}
+        # The last token of each key whose record was deleted; a key with a record has its
+        # last token there (every grant writes one, and renew and release keep it).
+        self._deleted_tokens: dict[str, int] = {}
         self._members: dict[tuple[str, str], MemberRecord] = {}
 
     @property
@@ -62,8 +65,10 @@ class MemoryBackend:
             current = self._records.get(request.key)
             if current is not None and current.is_held(now) and not force:
                 return CasResult(acquired=False, record=current)
-            token = self._last_token.get(request.key, 0) + 1
-            self._last_token[request.key] = token
+            token = 1 + max(
+                current.token if current is not None else 0,
+                self._deleted_tokens.get(request.key, 0),
+            )
             record = LeaseRecord(
                 key=request.key,
                 owner=request.owner,
@@ -72,7 +77,7 @@ class MemoryBackend:
                 expires_at=now + timedelta(seconds=request.ttl),
                 host=request.host,
                 pid=request.pid,
-                metadata=dict(request.metadata),
+                metadata=dict(request.metadata) if request.metadata else EMPTY_METADATA,
                 acquisition=request.acquisition,
             )
             self._records[request.key] = record
@@ -141,7 +146,11 @@ class MemoryBackend:
         """
         check_key(key)
         with self._mutex:
-            return self._records.pop(key, None) is not None
+            record = self._records.pop(key, None)
+            if record is None:
+                return False
+            self._deleted_tokens[key] = max(record.token, self._deleted_tokens.get(key, 0))
+            return True
 
     def report_member(self, member: MemberRecord) -> None:
         check_member(member)

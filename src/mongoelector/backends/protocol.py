@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Protocol, cast, runtime_checkable
 
 __all__ = [
@@ -33,6 +34,10 @@ __all__ = [
     "missing_protocol_methods",
     "require_backend",
 ]
+
+#: An empty, read-only metadata mapping that records and requests without metadata may
+#: share (one object, not an empty ``dict`` each: a process holds thousands of them).
+EMPTY_METADATA: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -124,6 +125,11 @@ def _leader_info(record: LeaseRecord) -> LeaderInfo | None:
     return LeaderInfo(uuid=record.owner, host=record.host, pid=record.pid, token=record.token)
 
 
+#: The empty sets every machine shares until it has something to keep in them.
+_NO_IDS: frozenset[str] = frozenset()
+_NO_TOKENS: frozenset[int] = frozenset()
+
+
 class ElectorMachine:
     """One node's election state for one key. Times are the node's monotonic seconds.
 
@@ -132,6 +138,27 @@ class ElectorMachine:
     ``retry_period``. After a voluntary release the node waits twice the longer
     of the two before trying to acquire again, so that another node takes over.
     """
+
+    __slots__ = (
+        "_acquire_not_before",
+        "_confirm_token",
+        "_holder_seen_at",
+        "_keeper",
+        "_lapsed_token",
+        "_new_acquisition",
+        "_next_attempt",
+        "_relinquished",
+        "_sent",
+        "_stale_token",
+        "_status_at",
+        "_status_leading",
+        "_term_token",
+        "leader",
+        "owner",
+        "role",
+        "status_interval",
+        "timing",
+    )
 
     def __init__(
         self,
@@ -154,10 +181,11 @@ class ElectorMachine:
         self._confirm_token: int | None = None
         # Ids of the tries sent since the last term began (or was given up): a record
         # carrying one is a write of this node that nobody has trusted yet.
-        self._sent: set[str] = set()
+        # (Both empty most of the time: the shared empty frozenset until something is added.)
+        self._sent: AbstractSet[str] = _NO_IDS
         # Tokens this node gave up or released: a release of one may land late, so it
         # never leads with one of them again.
-        self._relinquished: set[int] = set()
+        self._relinquished: AbstractSet[int] = _NO_TOKENS
         # An earlier holding of this node, found live and not trusted: release it first.
         self._stale_token: int | None = None
         # The token of the term that ended at its renew deadline, while the store may still
@@ -263,7 +291,7 @@ class ElectorMachine:
         action: Action | None = None
         if self.role is Role.FOLLOWER and self._stale_token is not None:
             action = Release(token=self._stale_token)
-            self._relinquished.add(self._stale_token)
+            self._relinquish(self._stale_token)
             self._stale_token = None
             self._next_attempt = now
         elif self.role is Role.FOLLOWER and now >= self._acquire_not_before:
@@ -278,8 +306,18 @@ class ElectorMachine:
     def _try(self) -> TryAcquire:
         """A new try to acquire (its id remembered: a record carrying it is ours)."""
         acquisition = self._new_acquisition()
-        self._sent.add(acquisition)
+        sent = self._sent
+        if not isinstance(sent, set):
+            sent = self._sent = set()
+        sent.add(acquisition)
         return TryAcquire(acquisition=acquisition)
+
+    def _relinquish(self, token: int) -> None:
+        """Never lead with ``token`` again (its release may land late)."""
+        tokens = self._relinquished
+        if not isinstance(tokens, set):
+            tokens = self._relinquished = set()
+        tokens.add(token)
 
     def on_observe_result(
         self, now: float, record: LeaseRecord | None, server_now: datetime
@@ -454,7 +492,7 @@ class ElectorMachine:
         self._confirm_token = None
         self._stale_token = None
         self._lapsed_token = None
-        self._sent.clear()
+        self._sent = _NO_IDS
         self.leader = None
         if outcome is Outcome.RELEASE:
             self._acquire_not_before = now + 2 * max(
@@ -464,10 +502,10 @@ class ElectorMachine:
             # Without a token a release could free a later holding of ours if it landed
             # late; an unconfirmed record is left to lapse instead.
             if leftover is not None and leftover not in self._relinquished:
-                self._relinquished.add(leftover)
+                self._relinquish(leftover)
                 return Step(notifications=tuple(notes), action=Release(token=leftover))
             return Step(notifications=tuple(notes))
-        self._relinquished.add(token)
+        self._relinquish(token)
         return Step(notifications=tuple(notes), action=Release(token=token))
 
     def _is_ours_to_adopt(self, record: LeaseRecord | None) -> bool:
@@ -502,8 +540,10 @@ class ElectorMachine:
             return Step(notifications=tuple(self._move(Outcome.FOUND_OURS)))
         self._confirm_token = None
         self._lapsed_token = None
-        self._sent.clear()
-        self._relinquished = {token for token in self._relinquished if token > record.token}
+        self._sent = _NO_IDS
+        if self._relinquished:
+            kept = {token for token in self._relinquished if token > record.token}
+            self._relinquished = kept if kept else _NO_TOKENS
         self._keeper.hold(record, started_at)
         return Step(notifications=tuple(self._enter_leadership(record)))
 

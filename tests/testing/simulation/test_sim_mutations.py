@@ -109,7 +109,6 @@ class KeepsTokenOnForce(MemoryBackend):
         assert current is not None and result.record is not None
         record = replace(result.record, token=current.token)
         self._records[request.key] = record
-        self._last_token[request.key] = current.token
         return CasResult(acquired=True, record=record)
 
 

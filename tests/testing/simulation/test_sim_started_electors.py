@@ -34,7 +34,9 @@ from mongoelector.testing.simulation import (
     draw_scenario,
     run_scenario,
 )
+from mongoelector.testing.simulation.holdings import HoldingsProcess
 from mongoelector.testing.simulation.scenario import (
+    LEADER,
     Crash,
     LockBehaviour,
     NodeKind,
@@ -195,6 +197,41 @@ def test_mutation_a_read_that_skips_the_world_is_caught(monkeypatch: pytest.Monk
     monkeypatch.setattr(FaultInjectingBackend, "get_many", direct)
 
     assert not partitioned_reads(run_scenario(cut_off(1)))
+
+
+def paused_leader() -> Scenario:
+    """A pause aimed at ``@leader`` while only started electors lead."""
+    return Scenario(
+        seed=1,
+        timing=TIMING,
+        nodes=NODES,
+        faults=(Pause(node=LEADER, at=20, duration=30),),
+        duration=120,
+        latency=0.05,
+    )
+
+
+def test_a_fault_aimed_at_the_leader_finds_a_node_whose_started_elector_leads() -> None:
+    outcome = run_scenario(paused_leader())
+
+    assert outcome.ok, outcome.report()
+    [paused] = [event for event in outcome.history.events if event.kind == "paused"]
+    assert any(
+        b.key.startswith("election") and b.holder == paused.node and b.start < paused.time < b.end
+        for b in outcome.history.beliefs
+    )
+
+
+def test_mutation_a_leader_resolution_blind_to_started_electors_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check above fails if the world did not see started electors lead."""
+    monkeypatch.setattr(HoldingsProcess, "leads", lambda self: False)
+
+    outcome = run_scenario(paused_leader())
+
+    assert not [event for event in outcome.history.events if event.kind == "paused"]
+    assert [event for event in outcome.history.events if event.kind == "fault skipped"]
 
 
 def test_a_run_leaves_no_elector_running_in_the_real_process() -> None:

@@ -273,6 +273,10 @@ class HoldingsProcess(Process):
             candidate.elector.uuid for candidate in self.candidates
         ]
 
+    def leads(self) -> bool:
+        """True while one of its started electors leads (a target for ``@leader`` faults)."""
+        return any(candidate.elector.is_leader for candidate in self.candidates)
+
     def wake_at(self) -> float:
         return min(manual.next_due(self.clock), *(job.wake_at() for job in self.jobs))
 
@@ -306,16 +310,17 @@ class HoldingsProcess(Process):
         self._observe_all()
 
     def resign(self) -> None:
-        """Release the first lock it works with, else step down the first elector leading."""
+        """Step down the first of its started electors leading (``release()``), else release
+        the first lock it works with."""
         working = [job for job in self.jobs if job.work_until is not None]
         leading = [c for c in self.candidates if c.elector.holding is not None]
         if working or leading:
             with manual.acting_for(self.clock):
-                if working:
-                    working[0].release()
-                else:
+                if leading:
                     leading[0].tracker.close(self.host.now())
                     leading[0].elector.release()
+                else:
+                    working[0].release()
             manual.run_due(self.clock)
         self._observe_all()
 

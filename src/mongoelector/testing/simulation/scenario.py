@@ -38,7 +38,8 @@ __all__ = [
     "Takeover",
 ]
 
-#: A fault target meaning "whichever elector believes it leads when the fault starts".
+#: A fault target meaning "whichever elector believes it leads when the fault starts"
+#: (the node of a started elector leading too, one of them picked at random).
 LEADER = "@leader"
 #: The key every elector of a simulation runs for.
 ELECTION_KEY = "election"

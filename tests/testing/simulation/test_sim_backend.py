@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mongoelector._common.batches import reads_in_batches, renews_in_batches
 from mongoelector.backends import (
     Capability,
     LeaseRequest,
@@ -61,11 +62,12 @@ def test_a_failing_router_leaves_the_store_untouched() -> None:
     assert store.get("k") is None
 
 
-def test_it_is_a_storage_backend_that_renews_in_batches_and_nothing_more() -> None:
+def test_it_is_a_storage_backend_that_renews_and_reads_in_batches_and_nothing_more() -> None:
     backend = FaultInjectingBackend(MemoryBackend(), node="n1", router=Recorder())
 
     assert require_backend(backend) is backend
-    assert backend.capabilities == frozenset({Capability.RENEW_MANY})
+    assert backend.capabilities == frozenset({Capability.RENEW_MANY, Capability.GET_MANY})
+    assert renews_in_batches(backend) and reads_in_batches(backend)
     assert backend.node == "n1"
 
 
@@ -88,3 +90,19 @@ def test_a_batch_of_renewals_is_one_call_whose_fault_is_the_whole_batchs() -> No
 
     assert [record is not None for record in renewed] == [True, True]
     assert router.calls == [("n1", "renew_many", True), ("n1", "renew_many", True)]
+
+
+def test_a_read_of_many_keys_is_one_call_whose_fault_is_the_whole_reads() -> None:
+    store = MemoryBackend(clock=FakeClock())
+    router = Recorder()
+    backend = FaultInjectingBackend(store, node="n1", router=router)
+    token = store.compare_and_set(LeaseRequest(key="a", owner="me", ttl=10)).record.token
+
+    read = backend.get_many(["a", "b"])
+    router.fail = True
+    with pytest.raises(BackendUnavailable, match="get_many cut off"):
+        backend.get_many(["a", "b"])
+
+    assert read["b"] is None
+    assert read["a"] is not None and read["a"].token == token
+    assert router.calls == [("n1", "get_many", False), ("n1", "get_many", False)]

@@ -10,8 +10,9 @@ are not gentle: lock users forget failed releases or acquire again at once,
 share one ``Lock`` between two callers and take the lock over by force;
 electors' callbacks call ``release()`` and ``stop()``. Some lock users hold
 several auto-renewed locks each (contending for the keys they share), renewed
-by the process scheduler with the node's clock driven by hand.
-A failure prints its seed, a timeline and the log; replay it with
+by the process scheduler with the node's clock driven by hand, and some of
+those also run started electors (leaders renewing in the node's batches,
+followers reading together). A failure prints its seed, a timeline and the log; replay it with
 ``python -m mongoelector.testing.simulation SEED``.
 """
 
@@ -47,6 +48,9 @@ def test_thousands_of_seeded_schedules_break_no_invariant() -> None:
     # ...and nodes holding several auto-renewed locks, renewed through the scheduler:
     assert summary.callers["auto-renewed locks"] >= SCHEDULES // 2
     assert summary.callers["held past one renew deadline (renewed)"] >= SCHEDULES // 2
+    # ...and started electors beside them, leading through batched renewals:
+    assert summary.callers["started electors"] >= SCHEDULES // 4
+    assert summary.callers["led past one renew deadline (started elector)"] >= SCHEDULES // 10
 
 
 def test_a_seed_replays_byte_for_byte() -> None:

@@ -16,6 +16,7 @@ from typing import Protocol, TypeVar
 from mongoelector.backends.protocol import (
     Capability,
     CasResult,
+    GetManyBackend,
     LeaseRecord,
     LeaseRequest,
     RenewItem,
@@ -44,12 +45,14 @@ class FaultInjectingBackend:
     """``store`` as seen by ``node``: a :class:`StorageBackend` whose calls ``router`` carries.
 
     Declares ``RENEW_MANY`` (the store's ``renew_many``, carried as one call:
-    its faults are the whole batch's), so a node's auto-renewed locks renew
-    together as in production; no other optional capability (status reports
-    are not part of what a simulation checks).
+    its faults are the whole batch's), so a node's auto-renewed locks and
+    leading started electors renew together as in production, and
+    ``GET_MANY`` (``get_many``, one read call, faults likewise), so its
+    following started electors read their records together; no other optional
+    capability (status reports are not part of what a simulation checks).
     """
 
-    capabilities: frozenset[Capability] = frozenset({Capability.RENEW_MANY})
+    capabilities: frozenset[Capability] = frozenset({Capability.RENEW_MANY, Capability.GET_MANY})
 
     def __init__(self, store: StorageBackend, *, node: str, router: CallRouter) -> None:
         self._store = store
@@ -93,6 +96,11 @@ class FaultInjectingBackend:
         store = self._store
         assert isinstance(store, RenewManyBackend)
         return self._router.call(self._node, "renew_many", True, lambda: store.renew_many(items))
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, LeaseRecord | None]:
+        store = self._store
+        assert isinstance(store, GetManyBackend)
+        return self._router.call(self._node, "get_many", False, lambda: store.get_many(keys))
 
     def get(self, key: str) -> LeaseRecord | None:
         store = self._store

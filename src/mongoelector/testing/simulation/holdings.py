@@ -24,6 +24,16 @@ deadlines fire when due (a deadline that comes while the renew hangs records
 the loss at once), but the renewals and callbacks they queue wait until the
 call returns, as if every worker were busy with it (the node is one unit, as
 other nodes are). A paused node's timer is paused too.
+
+With ``behaviour.electors`` the node also runs *started* electors
+(``LeaderElector(...).start()``, one per key of
+:meth:`~mongoelector.testing.simulation.scenario.LockBehaviour.election_keys`)
+on the same scheduler and store link: a leading one's renewals go out in the
+node's renew batches with its locks' (``renew_many``), following ones read
+their records together (``get_many``) and try by ``compare_and_set``. Each
+believes it leads while its ``holding`` is trusted (sampled as for the locks,
+and inside ``on_leader``/``on_leader_loss``); a crash ends its loop without a
+word to the store, a stop calls ``stop()``.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import math
 from collections.abc import Callable
 
 from mongoelector._sync import manual
+from mongoelector._sync.elector import LeaderElector
 from mongoelector._sync.lock import Lock
 from mongoelector._sync.renewer import running
 from mongoelector.backends.protocol import StorageBackend
@@ -161,6 +172,60 @@ class _Job:
             self.acquire()
 
 
+class _Candidate:
+    """One started elector of the node, and the beliefs it gives."""
+
+    def __init__(
+        self,
+        process: HoldingsProcess,
+        key: str,
+        backend: StorageBackend,
+        timing: LeaseTiming,
+        tracker: BeliefTracker,
+    ) -> None:
+        self.process = process
+        self.tracker = tracker
+        self.elector = LeaderElector(
+            key,
+            backend,
+            ttl=timing.ttl,
+            renew_deadline=timing.renew_deadline,
+            retry_period=timing.retry_period,
+            clock=process.clock,
+            on_leader=self._on_leader,
+            on_leader_loss=self.observe,
+            report_status=False,
+        )
+        quiet(self.elector)
+        # Each term (acquisition id and token of its record) is a holding of its own.
+        self._terms: dict[tuple[str | None, int], int] = {}
+
+    def observe(self) -> None:
+        holding = self.elector.holding
+        term = 0
+        if holding is not None:
+            record = holding.record
+            term = self._terms.setdefault((record.acquisition, record.token), len(self._terms) + 1)
+        self.process.observe(holding, self.tracker, term)
+
+    def _on_leader(self) -> None:
+        """``on_leader``, on the scheduler's callback "thread" (the node's run of what is due)."""
+        self.process.terms += 1
+        self.observe()
+        if not self.elector.is_leader:
+            self.process.host.notice(self.process.name, "on_leader fired while is_leader is False")
+
+    def halt(self) -> None:
+        """End the started loop at once, saying nothing to the store (a crash, the run's end)."""
+        elector = self.elector
+        with elector._state:
+            loop = elector._loop
+            if loop is not None:
+                elector._loop = None
+                loop.stopped = True
+                elector._end_locked(loop)
+
+
 class HoldingsProcess(Process):
     """A user of several auto-renewed locks on one node (see the module)."""
 
@@ -181,6 +246,7 @@ class HoldingsProcess(Process):
         manual.drive(clock)
         self.behaviour = behaviour
         self.losses = 0  # on_lost calls, for the summary
+        self.terms = 0  # on_leader calls, for the summary
         self.jobs: list[_Job] = []
         for key in behaviour.lock_keys():
             job = _Job(self, key, backend, timing)
@@ -188,6 +254,13 @@ class HoldingsProcess(Process):
                 tracker if key == tracker.key else BeliefTracker(key=key, holder=name, sink=sink)
             )
             self.jobs.append(job)
+        self.candidates = [
+            _Candidate(self, key, backend, timing, BeliefTracker(key=key, holder=name, sink=sink))
+            for key in behaviour.election_keys()
+        ]
+        with manual.acting_for(clock):  # their first polls queue for the node's first act
+            for candidate in self.candidates:
+                candidate.elector.start()
 
     @property
     def owner(self) -> str:
@@ -195,8 +268,14 @@ class HoldingsProcess(Process):
 
     @property
     def owners(self) -> list[str]:
-        """The owner id of every lock of the process (one per key)."""
-        return [job.lock.uuid for job in self.jobs]
+        """The owner id of every lock and elector of the process (one per key)."""
+        return [job.lock.uuid for job in self.jobs] + [
+            candidate.elector.uuid for candidate in self.candidates
+        ]
+
+    def leads(self) -> bool:
+        """True while one of its started electors leads (a target for ``@leader`` faults)."""
+        return any(candidate.elector.is_leader for candidate in self.candidates)
 
     def wake_at(self) -> float:
         return min(manual.next_due(self.clock), *(job.wake_at() for job in self.jobs))
@@ -231,10 +310,17 @@ class HoldingsProcess(Process):
         self._observe_all()
 
     def resign(self) -> None:
+        """Step down the first of its started electors leading (``release()``), else release
+        the first lock it works with."""
         working = [job for job in self.jobs if job.work_until is not None]
-        if working:
+        leading = [c for c in self.candidates if c.elector.holding is not None]
+        if working or leading:
             with manual.acting_for(self.clock):
-                working[0].release()
+                if leading:
+                    leading[0].tracker.close(self.host.now())
+                    leading[0].elector.release()
+                else:
+                    working[0].release()
             manual.run_due(self.clock)
         self._observe_all()
 
@@ -245,10 +331,14 @@ class HoldingsProcess(Process):
             job.work_until = None
             job.release_tries = 0
             job.next_try = math.inf
+        for candidate in self.candidates:
+            candidate.tracker.close(self.host.now())
         with manual.acting_for(self.clock):
             for job in self.jobs:
                 with contextlib.suppress(BackendError):
                     job.lock.release()
+            for candidate in self.candidates:
+                candidate.elector.stop()  # steps down first; its release's error is logged
         self.halt()
 
     def crash(self) -> None:
@@ -259,13 +349,19 @@ class HoldingsProcess(Process):
         for renewer in running():
             if renewer._clock is self.clock:
                 renewer.stop()  # parked or queued (never in a call here): ends at once
+        for candidate in self.candidates:
+            candidate.halt()
         manual.forget(self.clock)
 
     def close_beliefs(self, at: int) -> None:
         for job in self.jobs:
             assert job.tracker is not None
             job.tracker.close(at)
+        for candidate in self.candidates:
+            candidate.tracker.close(at)
 
     def _observe_all(self) -> None:
         for job in self.jobs:
             job.observe()
+        for candidate in self.candidates:
+            candidate.observe()

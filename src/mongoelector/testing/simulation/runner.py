@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from mongoelector.testing.simulation.checkers import Violation, check_all
 from mongoelector.testing.simulation.clocks import rate_bounds
 from mongoelector.testing.simulation.history import History
-from mongoelector.testing.simulation.scenario import NodeKind, Scenario
+from mongoelector.testing.simulation.scenario import ELECTION_KEY, NodeKind, Scenario
 from mongoelector.testing.simulation.schedules import SimulationConfig, draw_scenario
 from mongoelector.testing.simulation.timeline import render_log, render_timeline
 from mongoelector.testing.simulation.world import World, micros
@@ -167,6 +167,8 @@ class Summary:
                     self.callers["shared lock object"] += 1
                 if node.lock.auto_renew:
                     self.callers["auto-renewed locks"] += node.lock.holdings
+                if node.lock.electors:
+                    self.callers["started electors"] += node.lock.electors
             if node.callback is not None:
                 self.callers[node.callback.value] += 1
         for event in history.events:
@@ -180,11 +182,17 @@ class Summary:
             node.name for node in scenario.nodes if node.lock is not None and node.lock.auto_renew
         }
         renewed_for = micros(scenario.timing.renew_deadline * fastest)
+        started = {
+            node.name for node in scenario.nodes if node.lock is not None and node.lock.electors
+        }
         for belief in history.beliefs:
-            if belief.process.split("#")[0] in auto_renewed and belief.end - belief.start > (
-                renewed_for
-            ):
+            machine = belief.process.split("#")[0]
+            long = belief.end - belief.start > renewed_for
+            elected = belief.key.startswith(ELECTION_KEY)
+            if machine in auto_renewed and long and not elected:
                 self.callers["held past one renew deadline (renewed)"] += 1
+            if machine in started and elected and long:
+                self.callers["led past one renew deadline (started elector)"] += 1
         holders = [b.holder for b in sorted(history.beliefs, key=lambda b: b.start)]
         self.handovers += sum(1 for a, b in itertools.pairwise(holders) if a != b)
 

@@ -20,6 +20,7 @@ __all__ = [
     "ELECTION_KEY",
     "LEADER",
     "LOCK_KEY",
+    "MAX_ELECTORS",
     "MAX_HOLDINGS",
     "Callback",
     "Crash",
@@ -37,7 +38,8 @@ __all__ = [
     "Takeover",
 ]
 
-#: A fault target meaning "whichever elector believes it leads when the fault starts".
+#: A fault target meaning "whichever elector believes it leads when the fault starts"
+#: (the node of a started elector leading too, one of them picked at random).
 LEADER = "@leader"
 #: The key every elector of a simulation runs for.
 ELECTION_KEY = "election"
@@ -45,6 +47,8 @@ ELECTION_KEY = "election"
 LOCK_KEY = "job-lock"
 #: The most keys one user of auto-renewed locks holds (:attr:`LockBehaviour.holdings`).
 MAX_HOLDINGS = 8
+#: The most started electors one user of auto-renewed locks runs (:attr:`LockBehaviour.electors`).
+MAX_ELECTORS = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,6 +228,12 @@ class LockBehaviour:
     process's scheduler on the node's clock; it never touches. When a holding
     is lost it acquires again after ``retry_every`` or, with
     ``reacquire_on_loss``, at once from inside ``on_lost``.
+
+    With ``electors`` (auto-renewed users only) the node also runs that many
+    *started* ``LeaderElector`` objects (:meth:`election_keys`: :data:`ELECTION_KEY`,
+    then ``election-2``...), on the same scheduler and store link: a leading
+    one renews in the batches of the node's locks (``renew_many``), following
+    ones read their records together (``get_many``) before they try.
     """
 
     hold: float
@@ -234,6 +244,7 @@ class LockBehaviour:
     auto_renew: bool = False
     holdings: int = 1
     reacquire_on_loss: bool = False
+    electors: int = 0
 
     def __post_init__(self) -> None:
         check_seconds(self.hold, name="hold")
@@ -254,10 +265,23 @@ class LockBehaviour:
             raise ValueError("several holdings and reacquire_on_loss need auto_renew=True")
         if self.auto_renew and self.threads != 1:
             raise ValueError("auto-renewed locks have one caller per key (threads=1)")
+        if isinstance(self.electors, bool) or self.electors not in range(MAX_ELECTORS + 1):
+            raise ValueError(f"electors must be 0..{MAX_ELECTORS}, got {self.electors!r}")
+        if self.electors and not self.auto_renew:
+            raise ValueError("started electors run beside auto-renewed locks (auto_renew=True)")
 
     def lock_keys(self) -> tuple[str, ...]:
         """The keys this user holds: :data:`LOCK_KEY`, then ``job-lock-2``, ``job-lock-3``..."""
         return (LOCK_KEY, *(f"{LOCK_KEY}-{index}" for index in range(2, self.holdings + 1)))
+
+    def election_keys(self) -> tuple[str, ...]:
+        """The keys its started electors run for: :data:`ELECTION_KEY`, ``election-2``..."""
+        if not self.electors:
+            return ()
+        return (
+            ELECTION_KEY,
+            *(f"{ELECTION_KEY}-{index}" for index in range(2, self.electors + 1)),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -353,7 +377,8 @@ class Scenario:
         keys = [ELECTION_KEY] if any(n.kind is NodeKind.ELECTOR for n in self.nodes) else []
         for node in self.nodes:
             if node.lock is not None:
-                keys += [key for key in node.lock.lock_keys() if key not in keys]
+                mine = (*node.lock.election_keys(), *node.lock.lock_keys())
+                keys += [key for key in mine if key not in keys]
         return tuple(keys)
 
     def last_fault_end(self) -> float:

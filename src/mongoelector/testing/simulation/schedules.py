@@ -71,6 +71,11 @@ class SimulationConfig:
     so they contend for the keys they share), renewed by the process's
     scheduler, and after a loss acquires again later or at once from
     ``on_lost`` (drawn from a stream of their own, as above).
+    ``started_electors`` is the chance that such users also run one to three
+    *started* electors each (``election``, ``election-2``..., shared across
+    nodes and with the electors of the schedule), on the same scheduler: their
+    leaders renew in the nodes' ``renew_many`` batches, their followers read
+    together with ``get_many`` (a stream of its own again).
     """
 
     min_nodes: int = 2
@@ -90,6 +95,7 @@ class SimulationConfig:
     reentrant_callbacks: bool = True
     stop_on_loss_callbacks: bool = True
     auto_renewed: float = 0.35
+    started_electors: float = 0.6
 
     def __post_init__(self) -> None:
         for name in ("min_nodes", "max_nodes", "max_faults", "max_takeovers"):
@@ -111,6 +117,7 @@ class SimulationConfig:
             "leader_bias",
             "late_writes",
             "auto_renewed",
+            "started_electors",
         ):
             value = getattr(self, name)
             if not 0 <= value <= 1:
@@ -264,6 +271,25 @@ def _auto_renewed(seed: int, config: SimulationConfig, nodes: list[NodeSpec]) ->
             reacquire_on_loss=rng.random() < 0.5,
         )
         drawn.append(dataclasses.replace(node, lock=lock))
+    return _started_electors(seed, config, drawn)
+
+
+#: How many started electors a user of auto-renewed locks runs at most.
+MOST_ELECTORS = 3
+
+
+def _started_electors(seed: int, config: SimulationConfig, nodes: list[NodeSpec]) -> list[NodeSpec]:
+    """Give the users of auto-renewed locks started electors; draws from a stream of its own."""
+    rng = random.Random(f"mongoelector-simulation-started-electors/{seed}")
+    if rng.random() >= config.started_electors:
+        return nodes
+    drawn: list[NodeSpec] = []
+    for node in nodes:
+        if node.lock is not None and node.lock.auto_renew:
+            lock = dataclasses.replace(node.lock, electors=rng.randint(1, MOST_ELECTORS))
+            drawn.append(dataclasses.replace(node, lock=lock))
+        else:
+            drawn.append(node)
     return drawn
 
 

@@ -514,11 +514,20 @@ class World:
             for name, machine in self._machines.items()
             if isinstance(machine.process, ElectorProcess)
         ]
+        # Nodes whose started electors lead (only in schedules that have them) are as
+        # good a target as a hand-polled leader.
+        started = [
+            name
+            for name, machine in self._machines.items()
+            if isinstance(machine.process, HoldingsProcess) and machine.process.leads()
+        ]
         for name in electors:
             process = self._machines[name].process
             assert isinstance(process, ElectorProcess)
             if process.elector.is_leader:
-                return name
+                return self._rng.choice([name, *started]) if started else name
+        if started:
+            return self._rng.choice(started)
         return self._rng.choice(electors) if electors else None
 
     def _inject(self, item: _Inject) -> bool:

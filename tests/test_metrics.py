@@ -124,8 +124,10 @@ def test_every_loss_reason_is_counted_and_resets_the_gauge(
     flaky.inner.release("jobs", None, force=True)
     clock.advance(2)
     assert wait_for(lambda: node.is_leader)
+    assert node.wait_idle(10)  # the gauge moves in the event report, on the callback thread
     assert sample("is_leader") == 1
     node.stop()
+    assert node.wait_idle(10)
     assert (sample("is_leader"), sample("leadership_lost_total", reason="stopped")) == (0, 1)
 
     assert sample("leadership_gained_total") == 3

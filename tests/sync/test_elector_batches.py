@@ -27,6 +27,7 @@ from mongoelector.backends import (
     CasResult,
     LeaseRecord,
     LeaseRequest,
+    MemberRecord,
     MemoryBackend,
 )
 from mongoelector.core.elector_machine import ElectorMachine
@@ -325,6 +326,46 @@ class TestEachOutcomeIsItsElectorsOwn:
         assert wait_for(lambda: all(each.wait_idle(0.1) for each in electors), limit=GUARD)
         assert lost == Counter({f"t-{i}": 1 for i in range(5)})
 
+    def test_a_status_report_that_hangs_keeps_no_other_renewal_of_its_batch_from_its_elector(
+        self, clock: FakeClock
+    ) -> None:
+        """Each elector of a batch has its renewal's outcome before any elector of that batch
+        sends its status report: a report that hangs (the store slow for that one write)
+        must not leave another elector of the batch without its renewal until its old
+        renew deadline passes (it would step down although the store renewed it)."""
+        store = ReportStore(clock)
+        lost = Counter[str]()
+        electors = [
+            LeaderElector(
+                f"t-{i}",
+                store,
+                ttl=TTL,
+                clock=clock,
+                on_leader_loss=lambda i=i: lost.update([f"t-{i}"]),
+            )
+            for i in range(2)
+        ]
+        _made.extend(electors)
+        for each in electors:
+            each.start()  # both at t=0, reported then: renewals together at t=2, 4, 6...
+        settle(electors)
+        advance(clock, 2 * INTERVAL, electors)  # t=4: renewed together, deadlines t=14
+        assert store.batches[-1] == ["t-0", "t-1"] or store.batches[-1] == ["t-1", "t-0"]
+        store.hold_reports = True
+        try:
+            clock.advance(INTERVAL)  # t=6: both renewed in one batch; the reports are due
+            assert store.report_entered.wait(GUARD)
+            assert sorted(store.batches[-1]) == ["t-0", "t-1"]
+            (hung,) = store.reporting
+            other = electors[1] if hung == "t-0" else electors[0]
+            clock.advance(8.0)  # t=14: the renewal at t=4's deadline; the one at t=6 holds
+            assert other.is_leader
+        finally:
+            store.reports_go.set()
+        settle(electors)
+        assert all(each.is_leader for each in electors)
+        assert not lost
+
     def test_stop_waits_for_the_batch_in_flight_and_releases_after_it(
         self, clock: FakeClock, store: BatchStore
     ) -> None:
@@ -384,6 +425,24 @@ class TestWhichElectorsBatch:
         assert follower.leader is not None and follower.leader.uuid == leader.uuid
         assert store.calls["renew_many"] == 0  # the leader's renewal alone: its own renew
         assert store.calls["renew"] == 3
+
+
+class ReportStore(BatchStore):
+    """A BatchStore whose status reports wait for ``reports_go`` while ``hold_reports``."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.hold_reports = False
+        self.reporting: list[str] = []  # the keys whose report waits
+        self.report_entered = threading.Event()
+        self.reports_go = threading.Event()
+
+    def report_member(self, member: MemberRecord) -> None:
+        if self.hold_reports and not self.reports_go.is_set():
+            self.reporting.append(member.key)
+            self.report_entered.set()
+            self.reports_go.wait(4 * GUARD)
+        super().report_member(member)
 
 
 class ReadStore(BatchStore):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import enum
+import functools
 import logging
 import math
 import os
@@ -804,15 +805,26 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
     def _end_batched_poll(
         self, loop: _Loop, step: Renew, started_at: float, outcome: Outcome
-    ) -> None:
+    ) -> Callable[[], None] | None:
         """On the batch's worker: the renewal ``step`` (sent at ``started_at``) came back
-        with ``outcome``, exactly what its own ``renew`` would have; end the poll as
+        with ``outcome``, exactly what its own ``renew`` would have: the machine learns it
+        now; the rest of the poll (:meth:`_rest_of_batched_poll`, whose status report is a
+        store call) is returned, for the batch to run once every holding has its outcome."""
+        try:
+            with self._machine_lock:
+                self._notify(self._settle(step, started_at, outcome))
+            self._arm_deadline(loop)
+        except Exception:
+            self._leave_batch(loop)
+            self._crashed(loop)
+            return None
+        return functools.partial(self._rest_of_batched_poll, loop)
+
+    def _rest_of_batched_poll(self, loop: _Loop) -> None:
+        """On the batch's worker: end the poll whose renewal was fed back, as
         :meth:`_poll_cycle` ends it."""
         try:
             try:
-                with self._machine_lock:
-                    self._notify(self._settle(step, started_at, outcome))
-                self._arm_deadline(loop)
                 self._end_poll()
             finally:
                 self._leave_batch(loop)
@@ -1089,8 +1101,8 @@ class _Batched:
 
     def _batch_renewed(
         self, step: Renew, started_at: float, outcome: Outcome, answered_at: float
-    ) -> None:
-        self._elector._end_batched_poll(self._loop, step, started_at, outcome)
+    ) -> Callable[[], None] | None:
+        return self._elector._end_batched_poll(self._loop, step, started_at, outcome)
 
     def _finish(self) -> None:
         """The batch crashed before this renewal's outcome was fed back: the loop crashes

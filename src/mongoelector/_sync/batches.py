@@ -25,7 +25,6 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
 from typing import Protocol
 
 from mongoelector._common.batches import (
@@ -53,10 +52,7 @@ class Renewer(Protocol):
     :meth:`_join`, each arming its own renew deadline; on the worker
     :meth:`_batch_step` gives the renewal to send (``None``: it handled itself),
     :meth:`_may_go_on` is asked once more, then the call's outcome goes to
-    :meth:`_batch_renewed` (or :meth:`_finish` if the batch crashed first). What that
-    returns, if anything, is the rest of the member's work (an elector's status report,
-    a store call of its own): it runs once every holding of the call has its outcome, so
-    that no holding waits for another's store call to learn it was renewed.
+    :meth:`_batch_renewed` (or :meth:`_finish` if the batch crashed first).
     """
 
     @property
@@ -78,7 +74,7 @@ class Renewer(Protocol):
 
     def _batch_renewed(
         self, step: Renew, started_at: float, outcome: Outcome, answered_at: float
-    ) -> Callable[[], None] | None: ...
+    ) -> None: ...
 
     def _finish(self) -> None: ...
 
@@ -162,7 +158,6 @@ class RenewGroup:
             if step is not None:
                 steps.append((renewer, step))
         fed = 0
-        rest: list[Callable[[], None]] = []  # each holding's further work, once all are fed
         try:
             steps = [(renewer, step) for renewer, step in steps if renewer._may_go_on()]
             if not steps:
@@ -172,21 +167,13 @@ class RenewGroup:
             answered_at = self.clock.monotonic()  # each holding learns the call's round trip
             for (renewer, step), outcome in zip(steps, outcomes, strict=True):
                 fed += 1
-                then = renewer._batch_renewed(step, started_at, outcome, answered_at)
-                if then is not None:
-                    rest.append(then)
+                renewer._batch_renewed(step, started_at, outcome, answered_at)
         except BaseException:
             logger.exception(
                 "a batch of %d renewals crashed; those holdings will lapse", len(steps)
             )
             for renewer, _ in steps[fed:]:
                 renewer._finish()
-        finally:
-            for then in rest:
-                try:
-                    then()
-                except BaseException:
-                    logger.exception("the work after a batched renewal crashed")
 
     def _renew(self, steps: list[tuple[Renewer, Renew]]) -> list[Outcome]:
         if len(steps) == 1:  # nobody joined: the store's own one-key call

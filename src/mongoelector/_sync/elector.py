@@ -805,29 +805,43 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
     def _end_batched_poll(
         self, loop: _Loop, step: Renew, started_at: float, outcome: Outcome
-    ) -> Callable[[], None] | None:
+    ) -> None:
         """On the batch's worker: the renewal ``step`` (sent at ``started_at``) came back
-        with ``outcome``, exactly what its own ``renew`` would have: the machine learns it
-        now; the rest of the poll (:meth:`_rest_of_batched_poll`, whose status report is a
-        store call) is returned, for the batch to run once every holding has its outcome."""
-        try:
-            with self._machine_lock:
-                self._notify(self._settle(step, started_at, outcome))
-            self._arm_deadline(loop)
-        except Exception:
-            self._leave_batch(loop)
-            self._crashed(loop)
-            return None
-        return functools.partial(self._rest_of_batched_poll, loop)
+        with ``outcome``, exactly what its own ``renew`` would have; end the poll as
+        :meth:`_poll_cycle` ends it.
 
-    def _rest_of_batched_poll(self, loop: _Loop) -> None:
-        """On the batch's worker: end the poll whose renewal was fed back, as
-        :meth:`_poll_cycle` ends it."""
+        Without a store call of its own: a status report due now goes out on a worker of
+        its own (:meth:`_report_after_batch`), never on the batch's, where the holdings
+        after this one wait for their outcomes and their next renewals.
+        """
+        status_due = False
         try:
             try:
-                self._end_poll()
+                with self._machine_lock:
+                    self._notify(self._settle(step, started_at, outcome))
+                    status_due = self._polled()
+                self._arm_deadline(loop)
+                if not status_due:
+                    self._notify_loop()
             finally:
                 self._leave_batch(loop)
+            self._wake_listeners()
+        except Exception:
+            self._crashed(loop)
+            return
+        if status_due:
+            scheduler.submit(functools.partial(self._report_after_batch, loop))
+            return
+        self._hand_callbacks()
+        self._park(loop)
+
+    def _report_after_batch(self, loop: _Loop) -> None:
+        """On a worker: the rest of a poll whose renewal went out in a batch, with a status
+        report due (``stop()`` may have come meanwhile: it reports for itself)."""
+        try:
+            with self._poll_lock:
+                if not loop.stopped:
+                    self._end_poll()
             self._wake_listeners()
         except Exception:
             self._crashed(loop)
@@ -1101,8 +1115,8 @@ class _Batched:
 
     def _batch_renewed(
         self, step: Renew, started_at: float, outcome: Outcome, answered_at: float
-    ) -> Callable[[], None] | None:
-        return self._elector._end_batched_poll(self._loop, step, started_at, outcome)
+    ) -> None:
+        self._elector._end_batched_poll(self._loop, step, started_at, outcome)
 
     def _finish(self) -> None:
         """The batch crashed before this renewal's outcome was fed back: the loop crashes

@@ -433,24 +433,6 @@ class TestWhichElectorsBatch:
         assert store.calls["renew"] == 3
 
 
-class ReportStore(BatchStore):
-    """A BatchStore whose first status report once ``hold_reports`` waits for ``reports_go``."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        super().__init__(clock)
-        self.hold_reports = False
-        self.reporting: list[str] = []  # the key whose report waits
-        self.report_entered = threading.Event()
-        self.reports_go = threading.Event()
-
-    def report_member(self, member: MemberRecord) -> None:
-        if self.hold_reports and not self.reporting:
-            self.reporting.append(member.key)
-            self.report_entered.set()
-            self.reports_go.wait(4 * GUARD)
-        super().report_member(member)
-
-
 class ReadStore(BatchStore):
     """A BatchStore that also counts reads and tries, and can fail ``get_many``."""
 
@@ -474,6 +456,24 @@ class ReadStore(BatchStore):
         with self._count:
             self.calls["compare_and_set"] += 1
         return super().compare_and_set(request, force=force)
+
+
+class ReportStore(ReadStore):
+    """A BatchStore whose first status report once ``hold_reports`` waits for ``reports_go``."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.hold_reports = False
+        self.reporting: list[str] = []  # the key whose report waits
+        self.report_entered = threading.Event()
+        self.reports_go = threading.Event()
+
+    def report_member(self, member: MemberRecord) -> None:
+        if self.hold_reports and not self.reporting:
+            self.reporting.append(member.key)
+            self.report_entered.set()
+            self.reports_go.wait(4 * GUARD)
+        super().report_member(member)
 
 
 @pytest.fixture
@@ -558,6 +558,41 @@ class TestFollowersReadTogether:
         assert all(each.is_leader for each in followers)
         taken = Counter(reads.calls) - before
         assert taken["get_many"] == 1 and taken["compare_and_set"] == 10
+
+    def test_a_status_report_that_hangs_keeps_no_other_follower_of_its_read_from_its_takeover(
+        self, clock: FakeClock
+    ) -> None:
+        """A follower's status report due after a batched read is its own store call: one
+        that hangs holds up that follower's poll alone. Another follower of the same read
+        still takes over its lease when that is released."""
+        store = ReportStore(clock)
+        leaders = [elector(f"a-{i}", store, clock) for i in range(2)]
+        for each in leaders:
+            each.start()
+        settle(leaders)
+        followers = [LeaderElector(f"a-{i}", store, ttl=TTL, clock=clock) for i in range(2)]
+        _made.extend(followers)
+        for each in followers:
+            each.start()  # both at t=0, reported then: they read together every 2 s
+        holders = [*leaders, *followers]
+        settle(holders)
+        before = store.calls["get_many"]
+        advance(clock, 2 * INTERVAL, holders)  # t=4
+        assert store.calls["get_many"] > before
+        store.hold_reports = True
+        try:
+            advance(clock, INTERVAL, leaders)  # t=6: read together; the reports are due
+            assert store.report_entered.wait(GUARD)
+            (hung,) = store.reporting
+            index = 1 if hung == "a-0" else 0
+            other = followers[index]
+            leaders[index].stop()  # its lease is free: the other follower's to take
+            advance(clock, 2 * INTERVAL, [other])
+            assert other.is_leader
+        finally:
+            store.reports_go.set()
+        settle(holders)
+        assert other.is_leader
 
     def test_followers_take_over_expired_leases(self, clock: FakeClock, reads: ReadStore) -> None:
         followers = check_expired_leases_are_taken_over(clock, reads)

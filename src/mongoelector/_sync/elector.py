@@ -854,7 +854,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
     ) -> None:
         """On the read batch's worker: the follower's record (and the store's time), or the
         read's failure; try at once if the machine says so, then end the poll as
-        :meth:`_poll_cycle` ends it."""
+        :meth:`_poll_cycle` ends it (a status report due goes out on a worker of its own,
+        as after a batched renewal: :meth:`_report_after_batch`)."""
+        status_due = False
         try:
             try:
                 with self._machine_lock:
@@ -863,12 +865,18 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 if step.action is not None:
                     self._carry_out(step.action)  # the try, by compare_and_set
                 self._arm_deadline(loop)
-                self._end_poll()
+                with self._machine_lock:
+                    status_due = self._polled()
+                if not status_due:
+                    self._notify_loop()
             finally:
                 self._leave_batch(loop)
             self._wake_listeners()
         except Exception:
             self._crashed(loop)
+            return
+        if status_due:
+            scheduler.submit(functools.partial(self._report_after_batch, loop))
             return
         self._hand_callbacks()
         self._park(loop)

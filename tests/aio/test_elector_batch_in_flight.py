@@ -8,6 +8,7 @@ bound a broken build.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 
@@ -110,4 +111,40 @@ class TestCancelledWhileTheBatchIsInFlight:
             record = store.inner.get(f"t-{index}")
             assert record is not None and record.owner is None  # and freed their leases
         await electors[2].stop()
+        assert aio_batches.groups(asyncio.get_running_loop()) == []
+
+
+class TestStartCancelledWhileFreeingTheOldLease:
+    async def test_it_leaves_no_loop_and_no_group_member_behind(self, clock: FakeClock) -> None:
+        """``start()`` from ``on_leader_loss`` first frees the lease the stop is about to
+        free; cancelled there (the stop's task cancelled), it leaves no loop behind: not
+        running, no member in its store's renew group, and a later stop() returns."""
+        store = GatedBatches(MemoryBackend(clock))
+        restart: list[AsyncLeaderElector] = []
+
+        async def on_leader_loss() -> None:
+            if restart:
+                await restart.pop().start()
+
+        elector = AsyncLeaderElector(
+            "t", store, ttl=TTL, clock=clock, report_status=False, on_leader_loss=on_leader_loss
+        )
+        await elector.start()
+        await idle([elector])
+        assert elector.is_leader
+        restart.append(elector)
+        store.held = {"release"}
+        stopping = asyncio.create_task(elector.stop())
+        await asyncio.wait_for(store.entered.wait(), 30)  # start() sends the release
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+        assert not elector.running
+        assert aio_batches.groups(asyncio.get_running_loop()) == []
+        store.gate.set()
+        await asyncio.wait_for(elector.stop(), 30)
+        await elector.start()  # and it starts anew
+        await idle([elector])
+        assert elector.running and elector.is_leader
+        await elector.stop()
         assert aio_batches.groups(asyncio.get_running_loop()) == []

@@ -372,6 +372,36 @@ class TestEachOutcomeIsItsElectorsOwn:
         assert other.is_leader
         assert lost == Counter({hung: 1})  # only the term whose own poll hung, at its deadline
 
+    def test_a_callers_poll_that_hangs_keeps_no_other_elector_of_the_batch_from_renewing(
+        self, clock: FakeClock, store: BatchStore
+    ) -> None:
+        """An elector whose caller's ``poll()`` hangs in the store (its own ``renew``) may be
+        due with others: the batch does not wait for that poll to end (its renewal goes
+        after it, on a worker of its own), and the others are renewed as ever."""
+        store.held_renewals = {"a"}
+        lost = Counter[str]()
+        a, b = (
+            elector(key, store, clock, on_leader_loss=lambda key=key: lost.update([key]))
+            for key in ("a", "b")
+        )
+        for each in (a, b):
+            each.start()  # both at t=0: renewals due together at t=2, deadlines t=10
+        settle([a, b])
+        clock.advance(1.0)
+        settle([a, b])
+        polling = threading.Thread(target=a.poll)
+        try:
+            polling.start()
+            assert store.renew_entered.wait(GUARD)  # a's own renew hangs in the store
+            advance(clock, 12, [b])  # t=13: b renewed all along
+            assert b.is_leader
+        finally:
+            store.let_go.set()
+            polling.join(GUARD)
+        settle([a, b])
+        assert b.is_leader
+        assert lost == Counter({"a": 1})  # only a, whose own renewal hung past its deadline
+
     def test_stop_waits_for_the_batch_in_flight_and_releases_after_it(
         self, clock: FakeClock, store: BatchStore
     ) -> None:

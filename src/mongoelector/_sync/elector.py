@@ -770,9 +770,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
         held until :meth:`_end_batched_poll` (:meth:`_end_batched_read`).
 
         ``None`` when there is nothing to send in the batch: the poll was voided (stopped,
-        replaced) or, the machine deciding something else by now (it stepped down at its
+        replaced); or, the machine deciding something else by now (it stepped down at its
         deadline, it has a holding of its own to release), it was made here in full as an
-        ordinary poll.
+        ordinary poll; or a caller holds the poll lock, and it goes on a worker of its own.
         """
         with self._state:
             if loop.done or loop.phase is not _Phase.QUEUED or loop.ticket != ticket:
@@ -780,7 +780,14 @@ class LeaderElector(ElectorBase[StorageBackend]):
             loop.phase = _Phase.POLLING  # the deadline entry stays armed
         try:
             self._check_fork()
-            self._poll_lock.acquire()
+            if not self._poll_lock.acquire(blocking=False):
+                # A caller's poll, release or stop is under way (its store call may hang):
+                # the batch does not wait for it; this poll goes after it on a worker.
+                with self._state:
+                    if loop.ticket == ticket and loop.phase is _Phase.POLLING:
+                        loop.phase = _Phase.QUEUED
+                scheduler.submit(lambda: self._poll_on_worker(loop, ticket))
+                return None
             try:
                 if not loop.stopped:
                     action = self._begin_poll(read_first=read_first)

@@ -27,6 +27,7 @@ from mongoelector.backends import (
     CasResult,
     LeaseRecord,
     LeaseRequest,
+    MemberRecord,
     MemoryBackend,
 )
 from mongoelector.core.elector_machine import ElectorMachine
@@ -325,6 +326,82 @@ class TestEachOutcomeIsItsElectorsOwn:
         assert wait_for(lambda: all(each.wait_idle(0.1) for each in electors), limit=GUARD)
         assert lost == Counter({f"t-{i}": 1 for i in range(5)})
 
+    def test_a_status_report_that_hangs_keeps_no_other_renewal_of_its_batch_from_its_elector(
+        self, clock: FakeClock
+    ) -> None:
+        """An elector's status report due after a batched renewal is its own store call: one
+        that hangs (the store slow for that one write) holds up that elector's poll alone,
+        as without batches. Neither the outcome of another elector's renewal in that batch
+        (it would step down at its old deadline although the store renewed it) nor that
+        elector's next renewals wait for it."""
+        store = ReportStore(clock)
+        lost = Counter[str]()
+        electors = [
+            LeaderElector(
+                f"t-{i}",
+                store,
+                ttl=TTL,
+                clock=clock,
+                on_leader_loss=lambda i=i: lost.update([f"t-{i}"]),
+            )
+            for i in range(2)
+        ]
+        _made.extend(electors)
+        for each in electors:
+            each.start()  # both at t=0, reported then: renewals together at t=2, 4, 6...
+        settle(electors)
+        advance(clock, 2 * INTERVAL, electors)  # t=4: renewed together, deadlines t=14
+        assert store.batches[-1] == ["t-0", "t-1"] or store.batches[-1] == ["t-1", "t-0"]
+        store.hold_reports = True
+        renewals_before = store.calls["renew"]
+        try:
+            clock.advance(INTERVAL)  # t=6: both renewed in one batch; the reports are due
+            assert store.report_entered.wait(GUARD)
+            assert sorted(store.batches[-1]) == ["t-0", "t-1"]
+            (hung,) = store.reporting
+            other = electors[1] if hung == "t-0" else electors[0]
+            clock.advance(8.0)  # t=14: the renewal at t=4's deadline; the one at t=6 holds
+            assert other.is_leader
+            # and its next renewals go on meanwhile, on a worker of their own
+            advance(clock, 6, [other])  # t=20: past the deadline of the renewal at t=6
+            assert other.is_leader
+            assert store.calls["renew"] > renewals_before
+        finally:
+            store.reports_go.set()
+        settle(electors)
+        assert other.is_leader
+        assert lost == Counter({hung: 1})  # only the term whose own poll hung, at its deadline
+
+    def test_a_callers_poll_that_hangs_keeps_no_other_elector_of_the_batch_from_renewing(
+        self, clock: FakeClock, store: BatchStore
+    ) -> None:
+        """An elector whose caller's ``poll()`` hangs in the store (its own ``renew``) may be
+        due with others: the batch does not wait for that poll to end (its renewal goes
+        after it, on a worker of its own), and the others are renewed as ever."""
+        store.held_renewals = {"a"}
+        lost = Counter[str]()
+        a, b = (
+            elector(key, store, clock, on_leader_loss=lambda key=key: lost.update([key]))
+            for key in ("a", "b")
+        )
+        for each in (a, b):
+            each.start()  # both at t=0: renewals due together at t=2, deadlines t=10
+        settle([a, b])
+        clock.advance(1.0)
+        settle([a, b])
+        polling = threading.Thread(target=a.poll)
+        try:
+            polling.start()
+            assert store.renew_entered.wait(GUARD)  # a's own renew hangs in the store
+            advance(clock, 12, [b])  # t=13: b renewed all along
+            assert b.is_leader
+        finally:
+            store.let_go.set()
+            polling.join(GUARD)
+        settle([a, b])
+        assert b.is_leader
+        assert lost == Counter({"a": 1})  # only a, whose own renewal hung past its deadline
+
     def test_stop_waits_for_the_batch_in_flight_and_releases_after_it(
         self, clock: FakeClock, store: BatchStore
     ) -> None:
@@ -411,6 +488,24 @@ class ReadStore(BatchStore):
         return super().compare_and_set(request, force=force)
 
 
+class ReportStore(ReadStore):
+    """A BatchStore whose first status report once ``hold_reports`` waits for ``reports_go``."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.hold_reports = False
+        self.reporting: list[str] = []  # the key whose report waits
+        self.report_entered = threading.Event()
+        self.reports_go = threading.Event()
+
+    def report_member(self, member: MemberRecord) -> None:
+        if self.hold_reports and not self.reporting:
+            self.reporting.append(member.key)
+            self.report_entered.set()
+            self.reports_go.wait(4 * GUARD)
+        super().report_member(member)
+
+
 @pytest.fixture
 def reads(clock: FakeClock) -> ReadStore:
     return ReadStore(clock)
@@ -493,6 +588,41 @@ class TestFollowersReadTogether:
         assert all(each.is_leader for each in followers)
         taken = Counter(reads.calls) - before
         assert taken["get_many"] == 1 and taken["compare_and_set"] == 10
+
+    def test_a_status_report_that_hangs_keeps_no_other_follower_of_its_read_from_its_takeover(
+        self, clock: FakeClock
+    ) -> None:
+        """A follower's status report due after a batched read is its own store call: one
+        that hangs holds up that follower's poll alone. Another follower of the same read
+        still takes over its lease when that is released."""
+        store = ReportStore(clock)
+        leaders = [elector(f"a-{i}", store, clock) for i in range(2)]
+        for each in leaders:
+            each.start()
+        settle(leaders)
+        followers = [LeaderElector(f"a-{i}", store, ttl=TTL, clock=clock) for i in range(2)]
+        _made.extend(followers)
+        for each in followers:
+            each.start()  # both at t=0, reported then: they read together every 2 s
+        holders = [*leaders, *followers]
+        settle(holders)
+        before = store.calls["get_many"]
+        advance(clock, 2 * INTERVAL, holders)  # t=4
+        assert store.calls["get_many"] > before
+        store.hold_reports = True
+        try:
+            advance(clock, INTERVAL, leaders)  # t=6: read together; the reports are due
+            assert store.report_entered.wait(GUARD)
+            (hung,) = store.reporting
+            index = 1 if hung == "a-0" else 0
+            other = followers[index]
+            leaders[index].stop()  # its lease is free: the other follower's to take
+            advance(clock, 2 * INTERVAL, [other])
+            assert other.is_leader
+        finally:
+            store.reports_go.set()
+        settle(holders)
+        assert other.is_leader
 
     def test_followers_take_over_expired_leases(self, clock: FakeClock, reads: ReadStore) -> None:
         followers = check_expired_leases_are_taken_over(clock, reads)

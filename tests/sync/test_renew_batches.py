@@ -41,7 +41,8 @@ class BatchStore(MemoryBackend):
 
     ``down``: ``renew_many`` raises ``BackendUnavailable`` (nothing renewed).
     ``lost_reply``: it renews, then raises ``AmbiguousOutcome``. ``hold``: it
-    waits for ``let_go`` before renewing (``entered`` is set meanwhile).
+    waits for ``let_go`` before renewing (``entered`` is set meanwhile); so does a
+    plain ``renew`` of a key in ``held_renewals`` (``renew_entered``).
     """
 
     def __init__(self, clock: FakeClock) -> None:
@@ -54,11 +55,16 @@ class BatchStore(MemoryBackend):
         self.delay = 0.0  # fake seconds each renew_many takes (the clock moves meanwhile)
         self.entered = threading.Event()
         self.let_go = threading.Event()
+        self.held_renewals: set[str] = set()  # keys whose own renew waits for let_go
+        self.renew_entered = threading.Event()
         self._count = threading.Lock()
 
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         with self._count:
             self.calls["renew"] += 1
+        if key in self.held_renewals:
+            self.renew_entered.set()
+            self.let_go.wait(4 * GUARD)
         return super().renew(key, owner, token, ttl)
 
     def renew_many(self, items: Sequence[RenewItem]) -> list[LeaseRecord | None]:

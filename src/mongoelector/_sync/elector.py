@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import enum
+import functools
 import logging
 import math
 import os
@@ -795,9 +796,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
         held until :meth:`_end_batched_poll` (:meth:`_end_batched_read`).
 
         ``None`` when there is nothing to send in the batch: the poll was voided (stopped,
-        replaced) or, the machine deciding something else by now (it stepped down at its
+        replaced); or, the machine deciding something else by now (it stepped down at its
         deadline, it has a holding of its own to release), it was made here in full as an
-        ordinary poll.
+        ordinary poll; or a caller holds the poll lock, and it goes on a worker of its own.
         """
         with self._state:
             if loop.done or loop.phase is not _Phase.QUEUED or loop.ticket != ticket:
@@ -805,7 +806,14 @@ class LeaderElector(ElectorBase[StorageBackend]):
             loop.phase = _Phase.POLLING  # the deadline entry stays armed
         try:
             self._check_fork()
-            self._poll_lock.acquire()
+            if not self._poll_lock.acquire(blocking=False):
+                # A caller's poll, release or stop is under way (its store call may hang):
+                # the batch does not wait for it; this poll goes after it on a worker.
+                with self._state:
+                    if loop.ticket == ticket and loop.phase is _Phase.POLLING:
+                        loop.phase = _Phase.QUEUED
+                scheduler.submit(lambda: self._poll_on_worker(loop, ticket))
+                return None
             try:
                 if not loop.stopped:
                     action = self._begin_poll(read_first=read_first)
@@ -833,15 +841,40 @@ class LeaderElector(ElectorBase[StorageBackend]):
     ) -> None:
         """On the batch's worker: the renewal ``step`` (sent at ``started_at``) came back
         with ``outcome``, exactly what its own ``renew`` would have; end the poll as
-        :meth:`_poll_cycle` ends it."""
+        :meth:`_poll_cycle` ends it.
+
+        Without a store call of its own: a status report due now goes out on a worker of
+        its own (:meth:`_report_after_batch`), never on the batch's, where the holdings
+        after this one wait for their outcomes and their next renewals.
+        """
+        status_due = False
         try:
             try:
                 with self._machine_lock:
                     self._notify(self._settle(step, started_at, outcome))
+                    status_due = self._polled()
                 self._arm_deadline(loop)
-                self._end_poll()
+                if not status_due:
+                    self._notify_loop()
             finally:
                 self._leave_batch(loop)
+            self._wake_listeners()
+        except Exception:
+            self._crashed(loop)
+            return
+        if status_due:
+            scheduler.submit(functools.partial(self._report_after_batch, loop))
+            return
+        self._hand_callbacks()
+        self._park(loop)
+
+    def _report_after_batch(self, loop: _Loop) -> None:
+        """On a worker: the rest of a poll whose renewal went out in a batch, with a status
+        report due (``stop()`` may have come meanwhile: it reports for itself)."""
+        try:
+            with self._poll_lock:
+                if not loop.stopped:
+                    self._end_poll()
             self._wake_listeners()
         except Exception:
             self._crashed(loop)
@@ -854,7 +887,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
     ) -> None:
         """On the read batch's worker: the follower's record (and the store's time), or the
         read's failure; try at once if the machine says so, then end the poll as
-        :meth:`_poll_cycle` ends it."""
+        :meth:`_poll_cycle` ends it (a status report due goes out on a worker of its own,
+        as after a batched renewal: :meth:`_report_after_batch`)."""
+        status_due = False
         try:
             try:
                 with self._machine_lock:
@@ -863,12 +898,18 @@ class LeaderElector(ElectorBase[StorageBackend]):
                 if step.action is not None:
                     self._carry_out(step.action)  # the try, by compare_and_set
                 self._arm_deadline(loop)
-                self._end_poll()
+                with self._machine_lock:
+                    status_due = self._polled()
+                if not status_due:
+                    self._notify_loop()
             finally:
                 self._leave_batch(loop)
             self._wake_listeners()
         except Exception:
             self._crashed(loop)
+            return
+        if status_due:
+            scheduler.submit(functools.partial(self._report_after_batch, loop))
             return
         self._hand_callbacks()
         self._park(loop)

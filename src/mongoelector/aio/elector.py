@@ -290,12 +290,17 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
                 return
             self._starts += 1
             self._loop = loop = _Loop()
+            try:
+                while (release := self._next_unsent()) is not None:
+                    await self._carry_out(release)
+            except BaseException:  # cancelled (or a bug): no loop started, none to stop
+                self._loop = None
+                loop.set(done=True)
+                raise
             renew_many = renews_in_batches(self._backend)
             get_many = reads_in_batches(self._backend)
             if renew_many or get_many:
                 loop.batched = _Batched(self, loop, renew_many=renew_many, get_many=get_many)
-            while (release := self._next_unsent()) is not None:
-                await self._carry_out(release)
             self._machine.start()
         if blocking:
             self._task = loop.task = asyncio.current_task()

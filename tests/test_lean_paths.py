@@ -731,3 +731,48 @@ def test_the_pipeline_check_sees_a_changed_field(monkeypatch: pytest.MonkeyPatch
     made = commands.acquire_pipeline(request, acquire_id="a1", force=False, least_token=9)
     expected = _reference_acquire_pipeline(request, acquire_id="a1", force=False, least_token=9)
     assert made != expected
+
+
+def requests_built_per_pair(monkeypatch: pytest.MonkeyPatch) -> int:
+    """``LeaseRequest``s a ``Lock`` acquire+release pair builds (none is kept per lock)."""
+    from mongoelector._common import outcomes
+
+    built = [0]
+    build, replace = outcomes._build_request, outcomes._with_acquisition
+
+    def counted_build(*values: Any) -> LeaseRequest:
+        built[0] += 1
+        return build(*values)
+
+    def counted_replace(request: LeaseRequest, acquisition: str) -> LeaseRequest:
+        built[0] += 1
+        return replace(request, acquisition)
+
+    monkeypatch.setattr(outcomes, "_build_request", counted_build)
+    monkeypatch.setattr(outcomes, "_with_acquisition", counted_replace)
+    lock = Lock("k", MemoryBackend(clock=FakeClock()))
+    lock.acquire(blocking=False)
+    lock.release()
+    return built[0]
+
+
+def test_a_lock_pair_builds_one_request_carrying_the_try_s_acquisition_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert requests_built_per_pair(monkeypatch) == 1
+
+
+def test_the_count_sees_a_request_built_then_copied_for_the_try(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mongoelector._common.lock_base import LockBase
+    from mongoelector._common.outcomes import request_for
+
+    monkeypatch.setattr(
+        LockBase,
+        "_request",
+        lambda self, action=None: request_for(
+            self._key, self._uuid, self._ttl, self._host, self._pid
+        ),
+    )
+    assert requests_built_per_pair(monkeypatch) == 2

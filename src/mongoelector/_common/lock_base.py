@@ -28,7 +28,7 @@ from mongoelector._value import Value
 from mongoelector.backends.protocol import LeaseRecord, LeaseRequest
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
-from mongoelector.core.events import Action, LossReason, Release
+from mongoelector.core.events import Action, LossReason, Release, TryAcquire
 from mongoelector.core.lease import Holding, LeaseKeeper
 from mongoelector.core.lock_machine import (
     AcquireAttempt,
@@ -416,10 +416,14 @@ class LockBase(Participant[BackendT]):
 
     # --- bookkeeping the drivers call around their store calls -------------------
 
-    def _request(self) -> LeaseRequest:
-        """Who asks, built for each store call and not kept (a process may hold thousands
-        of locks; batched renewals need none): each try gets its own acquisition id when
-        it is sent."""
+    def _request(self, action: Action | None = None) -> LeaseRequest:
+        """Who asks, for ``action``'s store call: built for each call and not kept (a
+        process may hold thousands of locks; batched renewals need none); a try's request
+        carries the try's own acquisition id."""
+        if isinstance(action, TryAcquire):
+            return request_for(
+                self._key, self._uuid, self._ttl, self._host, self._pid, action.acquisition
+            )
         return request_for(self._key, self._uuid, self._ttl, self._host, self._pid)
 
     def _begin_acquire(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from mongoelector._value import frozen_replacer
+from mongoelector._value import frozen_builder, frozen_replacer
 from mongoelector.backends.protocol import EMPTY_METADATA, CasResult, LeaseRecord, LeaseRequest
 from mongoelector.errors import AmbiguousOutcome, BackendError
 
@@ -21,19 +21,15 @@ Result = CasResult | LeaseRecord | bool | None
 UNSENT = "unsent"
 
 
-def request_for(key: str, owner: str, ttl: float, host: str, pid: int) -> LeaseRequest:
-    """The request a lock or elector keeps for its store calls: no metadata (the shared
-    empty mapping) and no acquisition id of its own (:data:`UNSENT`), so that keeping
-    one costs only the request object."""
-    return LeaseRequest(
-        key=key,
-        owner=owner,
-        ttl=ttl,
-        host=host,
-        pid=pid,
-        metadata=EMPTY_METADATA,
-        acquisition=UNSENT,
-    )
+def request_for(
+    key: str, owner: str, ttl: float, host: str, pid: int, acquisition: str = UNSENT
+) -> LeaseRequest:
+    """The request a lock or elector makes for its store calls: no metadata (the shared
+    empty mapping), and ``acquisition`` (a try's id; :data:`UNSENT` when the call is no
+    try). Built for each call through the slots
+    (:func:`~mongoelector._value.frozen_builder`): a kept one would cost memory for
+    each of the thousands of locks a process may hold."""
+    return _build_request(key, owner, ttl, host, pid, EMPTY_METADATA, acquisition)
 
 
 def with_acquisition(request: LeaseRequest, acquisition: str) -> LeaseRequest:
@@ -49,6 +45,7 @@ def with_acquisition(request: LeaseRequest, acquisition: str) -> LeaseRequest:
 
 
 _with_acquisition = frozen_replacer(LeaseRequest, "acquisition")
+_build_request = frozen_builder(LeaseRequest)
 
 
 class Failure:

@@ -136,7 +136,7 @@ class Lock(LockBase[StorageBackend]):
                     continue
                 started_at = self._clock.monotonic()
                 try:
-                    outcome = perform(self._backend, self._request(), call.action)
+                    outcome = perform(self._backend, self._request(call.action), call.action)
                 except BaseException:
                     # Not a store error (perform returns those): KeyboardInterrupt or
                     # SystemExit mid-call. A write may have landed: release() frees it.

@@ -151,7 +151,7 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                     continue
                 started_at = self._clock.monotonic()
                 try:
-                    outcome = await perform(self._backend, self._request(), call.action)
+                    outcome = await perform(self._backend, self._request(call.action), call.action)
                 except asyncio.CancelledError:
                     run.close()
                     await self._abandon()

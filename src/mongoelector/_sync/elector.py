@@ -60,7 +60,7 @@ from mongoelector.backends.protocol import (
     StorageBackend,
 )
 from mongoelector.clock import Clock
-from mongoelector.core.batching import JOIN_FRACTION, RenewTiming
+from mongoelector.core.batching import RenewTiming
 from mongoelector.core.events import Action, LeaderInfo, Observe, Renew
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
@@ -1085,26 +1085,20 @@ class _Batched:
 
     def timing(self, now: float | None = None) -> RenewTiming | None:
         """When the term must next be renewed; ``None`` unless the elector leads (trusted)."""
-        elector = self._elector
-        with elector._machine_lock:
-            when = elector._clock.monotonic() if now is None else now
-            return elector._machine.renew_timing(when, key=elector._key)
+        with self._elector._machine_lock:
+            return self._elector._renew_timing(now)
 
     def read_timing(self, now: float | None = None) -> RenewTiming | None:
         """When the follower's next poll falls due; ``None`` unless it would read first."""
-        elector = self._elector
-        with elector._machine_lock:
-            when = elector._clock.monotonic() if now is None else now
-            return elector._machine.read_timing(when, key=elector._key)
+        with self._elector._machine_lock:
+            return self._elector._read_timing(now)
 
     def _may_join_read(self, now: float) -> bool:
         """Whether the loop waits for its next poll, due soon enough to join a read batch at
         ``now`` (a quick, racy read: :meth:`read_timing` and :meth:`_join` decide)."""
-        until = self._loop.parked_until
-        return (
-            self._loop.phase is _Phase.PARKED
-            and until is not None
-            and until <= now + self._elector._timing.follower_period * JOIN_FRACTION
+        loop = self._loop
+        return loop.phase is _Phase.PARKED and self._elector._due_to_join(
+            loop.parked_until, now, read=True
         )
 
     def _poll_alone(self, ticket: int) -> None:
@@ -1123,11 +1117,9 @@ class _Batched:
     def _may_join(self, now: float) -> bool:
         """Whether the loop waits for its next poll, due soon enough to join a batch at
         ``now`` (a quick, racy read: :meth:`timing` and :meth:`_join` decide)."""
-        until = self._loop.parked_until
-        return (
-            self._loop.phase is _Phase.PARKED
-            and until is not None
-            and until <= now + self._elector._timing.retry_period * JOIN_FRACTION
+        loop = self._loop
+        return loop.phase is _Phase.PARKED and self._elector._due_to_join(
+            loop.parked_until, now, read=False
         )
 
     def _enqueue(self) -> int | None:
@@ -1151,8 +1143,7 @@ class _Batched:
         return outcome
 
     def _renew_item(self, step: Renew) -> RenewItem:
-        request = self._elector._request
-        return RenewItem(key=request.key, owner=request.owner, token=step.token, ttl=request.ttl)
+        return self._elector._renew_item(step)
 
     def _batch_renewed(
         self, step: Renew, started_at: float, outcome: Outcome, answered_at: float

@@ -847,13 +847,24 @@ class LeaderElector(ElectorBase[StorageBackend]):
         its own (:meth:`_report_after_batch`), never on the batch's, where the holdings
         after this one wait for their outcomes and their next renewals.
         """
+
+        def settle() -> bool:
+            with self._machine_lock:
+                self._notify(self._settle(step, started_at, outcome))
+                status_due = self._polled()
+            self._arm_deadline(loop)
+            return status_due
+
+        self._end_batched(loop, settle)
+
+    def _end_batched(self, loop: _Loop, settle: Callable[[], bool]) -> None:
+        """On a batch's worker: ``settle`` feeds ``loop``'s outcome to the machine and says
+        whether a status report is due; end the poll as :meth:`_poll_cycle` ends it, the
+        report on a worker of its own (:meth:`_report_after_batch`)."""
         status_due = False
         try:
             try:
-                with self._machine_lock:
-                    self._notify(self._settle(step, started_at, outcome))
-                    status_due = self._polled()
-                self._arm_deadline(loop)
+                status_due = settle()
                 if not status_due:
                     self._notify_loop()
             finally:
@@ -889,30 +900,18 @@ class LeaderElector(ElectorBase[StorageBackend]):
         read's failure; try at once if the machine says so, then end the poll as
         :meth:`_poll_cycle` ends it (a status report due goes out on a worker of its own,
         as after a batched renewal: :meth:`_report_after_batch`)."""
-        status_due = False
-        try:
-            try:
-                with self._machine_lock:
-                    step = self._settle_observed(started_at, outcome)
-                    self._notify(step)
-                if step.action is not None:
-                    self._carry_out(step.action)  # the try, by compare_and_set
-                self._arm_deadline(loop)
-                with self._machine_lock:
-                    status_due = self._polled()
-                if not status_due:
-                    self._notify_loop()
-            finally:
-                self._leave_batch(loop)
-            self._wake_listeners()
-        except Exception:
-            self._crashed(loop)
-            return
-        if status_due:
-            scheduler.submit(functools.partial(self._report_after_batch, loop))
-            return
-        self._hand_callbacks()
-        self._park(loop)
+
+        def settle() -> bool:
+            with self._machine_lock:
+                step = self._settle_observed(started_at, outcome)
+                self._notify(step)
+            if step.action is not None:
+                self._carry_out(step.action)  # the try, by compare_and_set
+            self._arm_deadline(loop)
+            with self._machine_lock:
+                return self._polled()
+
+        self._end_batched(loop, settle)
 
     def _leave_batch(self, loop: _Loop) -> None:
         """Let go of the poll lock held for ``loop``'s renewal in a batch, if held."""

@@ -14,7 +14,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from mongoelector._common.batches import Observed
 from mongoelector._common.callback_queue import CallbackQueue, Kind, Pending
@@ -48,7 +48,7 @@ from mongoelector.core.lease import Holding
 from mongoelector.errors import BackendError
 from mongoelector.timing import LeaseTiming
 
-__all__ = ["ElectorBase"]
+__all__ = ["BatchedLoop", "ElectorBase"]
 
 BackendT = TypeVar("BackendT")
 
@@ -576,3 +576,43 @@ class ElectorBase(Participant[BackendT]):
             f"{type(self).__name__}(key={self._key!r}, uuid={self._uuid!r}, "
             f"role={self._machine.role.value}, token={self.token!r})"
         )
+
+
+class _Group(Protocol):
+    def leave(self, member: Any, /) -> None: ...
+
+
+ElectorT = TypeVar("ElectorT", bound=ElectorBase[Any])
+LoopT = TypeVar("LoopT")
+
+
+class BatchedLoop(Generic[ElectorT, LoopT]):
+    """A started elector's loop as a member of its store's renew group (``group``, while it
+    leads) and read group (``read_group``, while it follows), in either driver: what the
+    groups ask of it that is the elector's, not the driver's."""
+
+    __slots__ = ("_elector", "_loop", "group", "read_group")
+
+    group: _Group | None
+    read_group: _Group | None
+
+    def __init__(self, elector: ElectorT, loop: LoopT) -> None:
+        self._elector = elector
+        self._loop = loop
+
+    def leave(self) -> None:
+        """The loop ended: it leaves its groups."""
+        if self.group is not None:
+            self.group.leave(self)
+        if self.read_group is not None:
+            self.read_group.leave(self)
+
+    @property
+    def key(self) -> str:
+        return self._elector._key
+
+    def _renew_item(self, step: Renew) -> RenewItem:
+        return self._elector._renew_item(step)
+
+    def __repr__(self) -> str:
+        return f"_Batched({self._elector!r})"

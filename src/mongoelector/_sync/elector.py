@@ -43,7 +43,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.batches import Observed, Outcome, reads_in_batches, renews_in_batches
-from mongoelector._common.elector_base import ElectorBase
+from mongoelector._common.elector_base import BatchedLoop, ElectorBase
 from mongoelector._common.stores import sync_store
 from mongoelector._sync import batches, reads, scheduler
 from mongoelector._sync.callbacks import run_callback
@@ -55,7 +55,6 @@ from mongoelector.backends.protocol import (
     LeaseRecord,
     MemberRecord,
     MemberStatusBackend,
-    RenewItem,
     RenewManyBackend,
     StorageBackend,
 )
@@ -1043,7 +1042,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self.stop()
 
 
-class _Batched:
+class _Batched(BatchedLoop["LeaderElector", _Loop]):
     """A started elector's scheduled loop as a member of its store's renew and read groups.
 
     While the elector leads, its next poll is a renewal of its lease: the renew
@@ -1056,27 +1055,18 @@ class _Batched:
     (:mod:`mongoelector._sync.reads`).
     """
 
-    __slots__ = ("_elector", "_loop", "group", "read_group")
+    __slots__ = ()
+
+    group: batches.RenewGroup | None
+    read_group: reads.ReadGroup | None
 
     def __init__(
         self, elector: LeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
     ) -> None:
-        self._elector = elector
-        self._loop = loop
+        super().__init__(elector, loop)
         backend: RenewManyBackend = elector._backend  # type: ignore[assignment]
         self.group = batches.enter(self, backend, elector._clock) if renew_many else None
         self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
-
-    def leave(self) -> None:
-        """The loop ended: it leaves its groups."""
-        if self.group is not None:
-            self.group.leave(self)
-        if self.read_group is not None:
-            self.read_group.leave(self)
-
-    @property
-    def key(self) -> str:
-        return self._elector._key
 
     @property
     def _rules(self) -> _Batched:
@@ -1141,9 +1131,6 @@ class _Batched:
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
         return outcome
 
-    def _renew_item(self, step: Renew) -> RenewItem:
-        return self._elector._renew_item(step)
-
     def _batch_renewed(
         self, step: Renew, started_at: float, outcome: Outcome, answered_at: float
     ) -> None:
@@ -1154,6 +1141,3 @@ class _Batched:
         (it steps down for good, as a poll that raised)."""
         self._elector._leave_batch(self._loop)
         self._elector._crashed(self._loop)
-
-    def __repr__(self) -> str:
-        return f"_Batched({self._elector!r})"

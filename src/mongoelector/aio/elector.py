@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.batches import Outcome, reads_in_batches, renews_in_batches
-from mongoelector._common.elector_base import ElectorBase
+from mongoelector._common.elector_base import BatchedLoop, ElectorBase
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.stores import async_store
 from mongoelector.aio import batches, reads
@@ -28,7 +28,6 @@ from mongoelector.backends.protocol import (
     Capability,
     LeaseRecord,
     MemberRecord,
-    RenewItem,
     StorageBackend,
 )
 from mongoelector.clock import Clock
@@ -550,7 +549,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         await self.stop()
 
 
-class _Batched:
+class _Batched(BatchedLoop["AsyncLeaderElector", _Loop]):
     """A started elector's loop as a member of its store's renew group (the asyncio twin of
     the sync ``_Batched`` in :mod:`mongoelector._sync.elector`).
 
@@ -560,27 +559,18 @@ class _Batched:
     exactly as its own ``renew``'s.
     """
 
-    __slots__ = ("_elector", "_loop", "group", "read_group")
+    __slots__ = ()
+
+    group: batches.AsyncRenewGroup | None
+    read_group: reads.AsyncReadGroup | None
 
     def __init__(
         self, elector: AsyncLeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
     ) -> None:
-        self._elector = elector
-        self._loop = loop
+        super().__init__(elector, loop)
         backend: AsyncRenewManyBackend = elector._backend  # type: ignore[assignment]
         self.group = batches.enter(self, backend, elector._clock) if renew_many else None
         self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
-
-    def leave(self) -> None:
-        """The loop ended: it leaves its groups."""
-        if self.group is not None:
-            self.group.leave(self)
-        if self.read_group is not None:
-            self.read_group.leave(self)
-
-    @property
-    def key(self) -> str:
-        return self._elector._key
 
     def read_timing(self, now: float | None = None) -> RenewTiming | None:
         """When the follower's next poll falls due; ``None`` unless it would read first."""
@@ -653,9 +643,3 @@ class _Batched:
         outcome = await perform(self._elector._backend, self._elector._request, step)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
         return outcome
-
-    def _renew_item(self, step: Renew) -> RenewItem:
-        return self._elector._renew_item(step)
-
-    def __repr__(self) -> str:
-        return f"_Batched({self._elector!r})"

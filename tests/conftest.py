@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Coroutine
+import tracemalloc
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import pytest
@@ -57,3 +58,11 @@ async def _guarded(test: Coroutine[Any, Any, None], name: str) -> None:
 def flaky(backend: MemoryBackend) -> FlakyBackend:
     """``backend`` behind a wrapper that fails on demand (``flaky.mode = "down"``)."""
     return FlakyBackend(backend)
+
+
+@pytest.fixture
+def not_traced() -> Iterator[None]:
+    """For a test that counts bytes with tracemalloc: skipped if someone traces already."""
+    if tracemalloc.is_tracing():  # pragma: no cover - someone traces the whole run
+        pytest.skip("tracemalloc is already tracing this process")
+    yield

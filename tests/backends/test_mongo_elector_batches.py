@@ -27,6 +27,7 @@ from tests.backends.mongo_wire_store import WireStore
 from tests.backends.mongo_wire_support import NOW, Primary
 from tests.backends.test_mongo_renew_batches import Commands
 from tests.fakes import wait_for
+from tests.holders import advance, settle
 
 GUARD = 60.0  # real seconds; a hang guard, not a timing assertion
 TTL = 15.0  # renew deadline 10 s, renewals every 2 s
@@ -71,29 +72,6 @@ def mongomock_backend(clock: FakeClock) -> MongoBackend:
 
 def wire_backend(primary: Primary, clock: FakeClock) -> MongoBackend:
     return MongoBackend(primary.client(retryWrites=False)["app"], clock=clock, timeout=3)
-
-
-def advance(clock: FakeClock, seconds: float, holders: list[Any]) -> None:
-    """Move the clock one second at a time; after each, wait until every holder caught up."""
-    for _ in range(int(seconds)):
-        clock.advance(1.0)
-        settle(holders)
-
-
-def settle(holders: list[Any]) -> None:
-    """Wait until every holder caught up, in two passes in a row that find none busy.
-
-    One pass is not enough: a holder found idle may be joined into another's batch
-    right after, and that batch gives it its outcome after the trigger's (the trigger
-    found idle next); the second pass finds it still in the batch, and waits.
-    """
-    clean = 0
-    while clean < 2:
-        clean += 1
-        for holder in holders:
-            if not holder.wait_idle(0):
-                clean = 0
-                assert holder.wait_idle(GUARD), holder
 
 
 def hold(n: int, backend: MongoBackend, clock: FakeClock, *, locks: bool) -> list[Any]:

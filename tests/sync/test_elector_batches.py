@@ -35,6 +35,7 @@ from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 from mongoelector.monitoring import EventListener, LeadershipLostEvent, StoreErrorEvent
 from mongoelector.testing import FakeClock
 from tests.fakes import FlakyBackend, wait_for
+from tests.holders import advance, settle
 from tests.sync.test_renew_batches import BatchStore
 
 GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
@@ -91,29 +92,6 @@ def auto_lock(key: str, backend: Any, clock: FakeClock) -> Lock:
     lock = Lock(key, backend, ttl=TTL, clock=clock, auto_renew=True)
     _made.append(lock)
     return lock
-
-
-def advance(clock: FakeClock, seconds: float, holders: list[Any]) -> None:
-    """Move the clock one second at a time; after each, wait until every holder caught up."""
-    for _ in range(int(seconds)):
-        clock.advance(1.0)
-        settle(holders)
-
-
-def settle(holders: list[Any]) -> None:
-    """Wait until every holder caught up, in two passes in a row that find none busy.
-
-    One pass is not enough: a holder found idle may be joined into another's batch
-    right after, and that batch gives it its outcome after the trigger's (the trigger
-    found idle next); the second pass finds it still in the batch, and waits.
-    """
-    clean = 0
-    while clean < 2:
-        clean += 1
-        for holder in holders:
-            if not holder.wait_idle(0):
-                clean = 0
-                assert holder.wait_idle(GUARD), holder
 
 
 def start_spread(clock: FakeClock, electors: list[LeaderElector]) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gc
 import threading
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -69,13 +68,6 @@ def bytes_per_elector(clock: FakeClock, backend: MemoryBackend) -> float:
     for elector in [*warm, *electors]:
         elector.stop()
     return held / ELECTORS
-
-
-@pytest.fixture
-def not_traced() -> Iterator[None]:
-    if tracemalloc.is_tracing():  # pragma: no cover - someone traces the whole run
-        pytest.skip("tracemalloc is already tracing this process")
-    yield
 
 
 class TestBytesPerStartedElector:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import threading
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -69,13 +69,6 @@ def renewer_bytes(clock: FakeClock, backend: MemoryBackend) -> float:
     """What auto-renewal adds to each held lock, in bytes."""
     plain = bytes_per_lock(clock, backend, auto_renew=False)
     return bytes_per_lock(clock, backend, auto_renew=True) - plain
-
-
-@pytest.fixture
-def not_traced() -> Iterator[None]:
-    if tracemalloc.is_tracing():  # pragma: no cover - someone traces the whole run
-        pytest.skip("tracemalloc is already tracing this process")
-    yield
 
 
 class TestBytesPerHolding:

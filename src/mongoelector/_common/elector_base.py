@@ -14,7 +14,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from mongoelector._common.batches import Observed
 from mongoelector._common.callback_queue import CallbackQueue, Kind, Pending
@@ -25,9 +25,10 @@ from mongoelector._identity import new_acquisition_id
 from mongoelector._listeners import ELECTOR, EventListener
 from mongoelector._sync.callbacks import check_callback
 from mongoelector._validation import check_key
-from mongoelector.backends.protocol import CasResult, LeaseRecord, MemberRecord
+from mongoelector.backends.protocol import CasResult, LeaseRecord, MemberRecord, RenewItem
 from mongoelector.clock import Clock
 from mongoelector.core import status as status_docs
+from mongoelector.core.batching import JOIN_FRACTION, RenewTiming
 from mongoelector.core.elector_machine import ElectorMachine, Role, Step
 from mongoelector.core.events import (
     Action,
@@ -47,7 +48,7 @@ from mongoelector.core.lease import Holding
 from mongoelector.errors import BackendError
 from mongoelector.timing import LeaseTiming
 
-__all__ = ["ElectorBase"]
+__all__ = ["BatchedLoop", "ElectorBase"]
 
 BackendT = TypeVar("BackendT")
 
@@ -151,6 +152,31 @@ class ElectorBase(Participant[BackendT]):
         self._queue = CallbackQueue()
         self._announced = set()
         self._unsent = []
+
+    # --- batches (a started loop in its store's renew and read groups) ---------------
+
+    def _renew_timing(self, now: float | None) -> RenewTiming | None:
+        """When the term must next be renewed; ``None`` unless the elector leads (trusted)."""
+        when = self._clock.monotonic() if now is None else now
+        return self._machine.renew_timing(when, key=self._key)
+
+    def _read_timing(self, now: float | None) -> RenewTiming | None:
+        """When the follower's next poll falls due; ``None`` unless it would read first."""
+        when = self._clock.monotonic() if now is None else now
+        return self._machine.read_timing(when, key=self._key)
+
+    def _due_to_join(self, until: float | None, now: float, *, read: bool) -> bool:
+        """Whether a loop that waits until ``until`` (``None``: it does not wait) is due soon
+        enough at ``now`` to join a batch: within :data:`JOIN_FRACTION` of its
+        ``follower_period`` for a batch of follower reads (``read``), of its
+        ``retry_period`` for a batch of renewals."""
+        period = self._timing.follower_period if read else self._timing.retry_period
+        return until is not None and until <= now + period * JOIN_FRACTION
+
+    def _renew_item(self, step: Renew) -> RenewItem:
+        """The term's renewal ``step`` as one item of a ``renew_many`` call."""
+        request = self._request
+        return RenewItem(key=request.key, owner=request.owner, token=step.token, ttl=request.ttl)
 
     # --- settings ------------------------------------------------------------------
 
@@ -550,3 +576,43 @@ class ElectorBase(Participant[BackendT]):
             f"{type(self).__name__}(key={self._key!r}, uuid={self._uuid!r}, "
             f"role={self._machine.role.value}, token={self.token!r})"
         )
+
+
+class _Group(Protocol):
+    def leave(self, member: Any, /) -> None: ...
+
+
+ElectorT = TypeVar("ElectorT", bound=ElectorBase[Any])
+LoopT = TypeVar("LoopT")
+
+
+class BatchedLoop(Generic[ElectorT, LoopT]):
+    """A started elector's loop as a member of its store's renew group (``group``, while it
+    leads) and read group (``read_group``, while it follows), in either driver: what the
+    groups ask of it that is the elector's, not the driver's."""
+
+    __slots__ = ("_elector", "_loop", "group", "read_group")
+
+    group: _Group | None
+    read_group: _Group | None
+
+    def __init__(self, elector: ElectorT, loop: LoopT) -> None:
+        self._elector = elector
+        self._loop = loop
+
+    def leave(self) -> None:
+        """The loop ended: it leaves its groups."""
+        if self.group is not None:
+            self.group.leave(self)
+        if self.read_group is not None:
+            self.read_group.leave(self)
+
+    @property
+    def key(self) -> str:
+        return self._elector._key
+
+    def _renew_item(self, step: Renew) -> RenewItem:
+        return self._elector._renew_item(step)
+
+    def __repr__(self) -> str:
+        return f"_Batched({self._elector!r})"

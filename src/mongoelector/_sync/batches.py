@@ -21,21 +21,17 @@ Backends without the capability are not grouped: their renewers call
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import threading
 from typing import Protocol
 
 from mongoelector._common.batches import (
     Outcome,
     Timings,
-    clock_key,
     failed_batch,
     outcomes_of,
     plan_calls,
 )
-from mongoelector._sync import scheduler
+from mongoelector._sync.groups import MemberGroup, Registry
 from mongoelector.backends.protocol import RenewItem, RenewManyBackend
 from mongoelector.clock import Clock
 from mongoelector.core.events import Renew
@@ -81,42 +77,13 @@ class Renewer(Protocol):
 
 logger = logging.getLogger("mongoelector.lock")
 
-_registry_guard = threading.Lock()  # the registry and every group's members
-_groups: dict[tuple[int, object], RenewGroup] = {}
 
-
-def _after_fork_in_child() -> None:
-    global _registry_guard  # noqa: PLW0603 - a fresh lock for the child
-    _registry_guard = threading.Lock()
-    _groups.clear()  # the parent's renewers do not run in the child
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class RenewGroup:
+class RenewGroup(MemberGroup[Renewer, RenewManyBackend]):
     """The renewers of one backend object on one clock, which renew together.
 
     Members come and go with :func:`enter` and :meth:`leave`; the group leaves
     the registry with its last member.
     """
-
-    def __init__(self, key: tuple[int, object], backend: RenewManyBackend, clock: Clock) -> None:
-        self._key = key
-        self.backend = backend
-        self.clock = clock
-        self._members: dict[Renewer, None] = {}  # insertion-ordered: ties go to the older
-
-    def __len__(self) -> int:
-        with _registry_guard:
-            return len(self._members)
-
-    def leave(self, renewer: Renewer) -> None:
-        """``renewer`` ended: it is no longer a candidate of any batch."""
-        with _registry_guard:
-            self._members.pop(renewer, None)
-            if not self._members and _groups.get(self._key) is self:
-                del _groups[self._key]
 
     def due(self, trigger: Renewer) -> None:
         """``trigger`` must renew now: queue it with the members that join it (no I/O).
@@ -129,26 +96,8 @@ class RenewGroup:
         ticket = trigger._enqueue()
         if ticket is None:
             return  # stopped meanwhile: it has ended
-        with _registry_guard:
-            members = list(self._members)
-        calls = plan_calls(trigger, members, self.clock.monotonic())
-        batches: list[list[tuple[Renewer, int]]] = []
-        for number, call in enumerate(calls):
-            batch = [(trigger, ticket)] if number == 0 else []
-            for member in call:
-                joined = member._join()
-                if joined is not None:
-                    batch.append((member, joined))
-            if batch:
-                batches.append(batch)
-        # One worker makes the calls one after the other: they go to the same store, and
-        # the process keeps its few threads (calls queued side by side would make the
-        # scheduler add a worker for each while they wait).
-        scheduler.submit(functools.partial(self._run_all, batches))
-
-    def _run_all(self, batches: list[list[tuple[Renewer, int]]]) -> None:
-        for batch in batches:
-            self._run(batch)
+        calls = plan_calls(trigger, self._members_now(), self.clock.monotonic())
+        self._submit(self._batches(trigger, ticket, calls))  # one worker, one call after another
 
     def _run(self, batch: list[tuple[Renewer, int]]) -> None:
         """On a worker: one store call for the holdings of ``batch`` still to renew."""
@@ -192,16 +141,14 @@ class RenewGroup:
 
 def enter(renewer: Renewer, backend: RenewManyBackend, clock: Clock) -> RenewGroup:
     """Add ``renewer`` to the group of ``backend`` (the object) and ``clock``; that group."""
-    key = (id(backend), clock_key(clock))
-    with _registry_guard:
-        group = _groups.get(key)
-        if group is None or group.backend is not backend:
-            group = _groups[key] = RenewGroup(key, backend, clock)
-        group._members[renewer] = None
-        return group
+    return _registry.enter(
+        renewer, backend, clock, lambda key: RenewGroup(_registry, key, backend, clock)
+    )
+
+
+_registry: Registry[RenewGroup] = Registry()
 
 
 def groups() -> list[RenewGroup]:
     """The groups with members now (for tests and benchmarks)."""
-    with _registry_guard:
-        return list(_groups.values())
+    return _registry.snapshot()

@@ -43,7 +43,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.batches import Observed, Outcome, reads_in_batches, renews_in_batches
-from mongoelector._common.elector_base import ElectorBase
+from mongoelector._common.elector_base import BatchedLoop, ElectorBase
 from mongoelector._common.stores import sync_store
 from mongoelector._sync import batches, reads, scheduler
 from mongoelector._sync.callbacks import run_callback
@@ -55,12 +55,11 @@ from mongoelector.backends.protocol import (
     LeaseRecord,
     MemberRecord,
     MemberStatusBackend,
-    RenewItem,
     RenewManyBackend,
     StorageBackend,
 )
 from mongoelector.clock import Clock
-from mongoelector.core.batching import JOIN_FRACTION, RenewTiming
+from mongoelector.core.batching import RenewTiming
 from mongoelector.core.events import Action, LeaderInfo, Observe, Renew
 from mongoelector.errors import BackendError
 from mongoelector.monitoring import EventListener
@@ -847,13 +846,24 @@ class LeaderElector(ElectorBase[StorageBackend]):
         its own (:meth:`_report_after_batch`), never on the batch's, where the holdings
         after this one wait for their outcomes and their next renewals.
         """
+
+        def settle() -> bool:
+            with self._machine_lock:
+                self._notify(self._settle(step, started_at, outcome))
+                status_due = self._polled()
+            self._arm_deadline(loop)
+            return status_due
+
+        self._end_batched(loop, settle)
+
+    def _end_batched(self, loop: _Loop, settle: Callable[[], bool]) -> None:
+        """On a batch's worker: ``settle`` feeds ``loop``'s outcome to the machine and says
+        whether a status report is due; end the poll as :meth:`_poll_cycle` ends it, the
+        report on a worker of its own (:meth:`_report_after_batch`)."""
         status_due = False
         try:
             try:
-                with self._machine_lock:
-                    self._notify(self._settle(step, started_at, outcome))
-                    status_due = self._polled()
-                self._arm_deadline(loop)
+                status_due = settle()
                 if not status_due:
                     self._notify_loop()
             finally:
@@ -889,30 +899,18 @@ class LeaderElector(ElectorBase[StorageBackend]):
         read's failure; try at once if the machine says so, then end the poll as
         :meth:`_poll_cycle` ends it (a status report due goes out on a worker of its own,
         as after a batched renewal: :meth:`_report_after_batch`)."""
-        status_due = False
-        try:
-            try:
-                with self._machine_lock:
-                    step = self._settle_observed(started_at, outcome)
-                    self._notify(step)
-                if step.action is not None:
-                    self._carry_out(step.action)  # the try, by compare_and_set
-                self._arm_deadline(loop)
-                with self._machine_lock:
-                    status_due = self._polled()
-                if not status_due:
-                    self._notify_loop()
-            finally:
-                self._leave_batch(loop)
-            self._wake_listeners()
-        except Exception:
-            self._crashed(loop)
-            return
-        if status_due:
-            scheduler.submit(functools.partial(self._report_after_batch, loop))
-            return
-        self._hand_callbacks()
-        self._park(loop)
+
+        def settle() -> bool:
+            with self._machine_lock:
+                step = self._settle_observed(started_at, outcome)
+                self._notify(step)
+            if step.action is not None:
+                self._carry_out(step.action)  # the try, by compare_and_set
+            self._arm_deadline(loop)
+            with self._machine_lock:
+                return self._polled()
+
+        self._end_batched(loop, settle)
 
     def _leave_batch(self, loop: _Loop) -> None:
         """Let go of the poll lock held for ``loop``'s renewal in a batch, if held."""
@@ -1044,7 +1042,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self.stop()
 
 
-class _Batched:
+class _Batched(BatchedLoop["LeaderElector", _Loop]):
     """A started elector's scheduled loop as a member of its store's renew and read groups.
 
     While the elector leads, its next poll is a renewal of its lease: the renew
@@ -1057,27 +1055,18 @@ class _Batched:
     (:mod:`mongoelector._sync.reads`).
     """
 
-    __slots__ = ("_elector", "_loop", "group", "read_group")
+    __slots__ = ()
+
+    group: batches.RenewGroup | None
+    read_group: reads.ReadGroup | None
 
     def __init__(
         self, elector: LeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
     ) -> None:
-        self._elector = elector
-        self._loop = loop
+        super().__init__(elector, loop)
         backend: RenewManyBackend = elector._backend  # type: ignore[assignment]
         self.group = batches.enter(self, backend, elector._clock) if renew_many else None
         self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
-
-    def leave(self) -> None:
-        """The loop ended: it leaves its groups."""
-        if self.group is not None:
-            self.group.leave(self)
-        if self.read_group is not None:
-            self.read_group.leave(self)
-
-    @property
-    def key(self) -> str:
-        return self._elector._key
 
     @property
     def _rules(self) -> _Batched:
@@ -1085,26 +1074,20 @@ class _Batched:
 
     def timing(self, now: float | None = None) -> RenewTiming | None:
         """When the term must next be renewed; ``None`` unless the elector leads (trusted)."""
-        elector = self._elector
-        with elector._machine_lock:
-            when = elector._clock.monotonic() if now is None else now
-            return elector._machine.renew_timing(when, key=elector._key)
+        with self._elector._machine_lock:
+            return self._elector._renew_timing(now)
 
     def read_timing(self, now: float | None = None) -> RenewTiming | None:
         """When the follower's next poll falls due; ``None`` unless it would read first."""
-        elector = self._elector
-        with elector._machine_lock:
-            when = elector._clock.monotonic() if now is None else now
-            return elector._machine.read_timing(when, key=elector._key)
+        with self._elector._machine_lock:
+            return self._elector._read_timing(now)
 
     def _may_join_read(self, now: float) -> bool:
         """Whether the loop waits for its next poll, due soon enough to join a read batch at
         ``now`` (a quick, racy read: :meth:`read_timing` and :meth:`_join` decide)."""
-        until = self._loop.parked_until
-        return (
-            self._loop.phase is _Phase.PARKED
-            and until is not None
-            and until <= now + self._elector._timing.follower_period * JOIN_FRACTION
+        loop = self._loop
+        return loop.phase is _Phase.PARKED and self._elector._due_to_join(
+            loop.parked_until, now, read=True
         )
 
     def _poll_alone(self, ticket: int) -> None:
@@ -1123,11 +1106,9 @@ class _Batched:
     def _may_join(self, now: float) -> bool:
         """Whether the loop waits for its next poll, due soon enough to join a batch at
         ``now`` (a quick, racy read: :meth:`timing` and :meth:`_join` decide)."""
-        until = self._loop.parked_until
-        return (
-            self._loop.phase is _Phase.PARKED
-            and until is not None
-            and until <= now + self._elector._timing.retry_period * JOIN_FRACTION
+        loop = self._loop
+        return loop.phase is _Phase.PARKED and self._elector._due_to_join(
+            loop.parked_until, now, read=False
         )
 
     def _enqueue(self) -> int | None:
@@ -1150,10 +1131,6 @@ class _Batched:
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
         return outcome
 
-    def _renew_item(self, step: Renew) -> RenewItem:
-        request = self._elector._request
-        return RenewItem(key=request.key, owner=request.owner, token=step.token, ttl=request.ttl)
-
     def _batch_renewed(
         self, step: Renew, started_at: float, outcome: Outcome, answered_at: float
     ) -> None:
@@ -1164,6 +1141,3 @@ class _Batched:
         (it steps down for good, as a poll that raised)."""
         self._elector._leave_batch(self._loop)
         self._elector._crashed(self._loop)
-
-    def __repr__(self) -> str:
-        return f"_Batched({self._elector!r})"

@@ -22,15 +22,12 @@ Backends without the capability are not grouped.
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
-import threading
 from typing import Protocol
 
-from mongoelector._common.batches import Observed, clock_key, observed_of
+from mongoelector._common.batches import Observed, observed_of
 from mongoelector._common.outcomes import Failure, failure_of
-from mongoelector._sync import scheduler
+from mongoelector._sync.groups import MemberGroup, Registry
 from mongoelector.backends.protocol import GetManyBackend, StorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import batching
@@ -40,18 +37,6 @@ from mongoelector.core.events import Observe
 __all__ = ["ReadGroup", "Reader", "enter", "groups"]
 
 logger = logging.getLogger("mongoelector.elector")
-
-_registry_guard = threading.Lock()  # the registry and every group's members
-_groups: dict[tuple[int, object], ReadGroup] = {}
-
-
-def _after_fork_in_child() -> None:
-    global _registry_guard  # noqa: PLW0603 - a fresh lock for the child
-    _registry_guard = threading.Lock()
-    _groups.clear()  # the parent's electors do not run in the child
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Store(StorageBackend, GetManyBackend, Protocol):
@@ -88,26 +73,9 @@ class Reader(Protocol):
     def _finish(self) -> None: ...
 
 
-class ReadGroup:
+class ReadGroup(MemberGroup[Reader, _Store]):
     """The started electors of one backend object on one clock, whose follower polls read
     their records together. Members come and go with :func:`enter` and :meth:`leave`."""
-
-    def __init__(self, key: tuple[int, object], backend: _Store, clock: Clock) -> None:
-        self._key = key
-        self.backend = backend
-        self.clock = clock
-        self._members: dict[Reader, None] = {}  # insertion-ordered: ties go to the older
-
-    def __len__(self) -> int:
-        with _registry_guard:
-            return len(self._members)
-
-    def leave(self, reader: Reader) -> None:
-        """``reader``'s loop ended: it is no longer a candidate of any batch."""
-        with _registry_guard:
-            self._members.pop(reader, None)
-            if not self._members and _groups.get(self._key) is self:
-                del _groups[self._key]
 
     def due(self, trigger: Reader) -> None:
         """``trigger`` must poll now as a follower: queue it with the followers that join it
@@ -115,8 +83,7 @@ class ReadGroup:
         ticket = trigger._enqueue()
         if ticket is None:
             return  # stopped meanwhile: it has ended
-        with _registry_guard:
-            members = list(self._members)
+        members = self._members_now()
         now = self.clock.monotonic()
         timing = trigger.read_timing(now)
         calls: list[list[Reader]] = [[]]
@@ -129,23 +96,11 @@ class ReadGroup:
                 if joining is not None:
                     candidates.append((member, joining))
             calls = batching.renew_together(now, timing, candidates)
-        batches: list[list[tuple[Reader, int]]] = []
-        for number, call in enumerate(calls):
-            batch = [(trigger, ticket)] if number == 0 else []
-            for member in call:
-                joined = member._join()
-                if joined is not None:
-                    batch.append((member, joined))
-            if batch:
-                batches.append(batch)
+        batches = self._batches(trigger, ticket, calls)
         if len(batches) == 1 and len(batches[0]) == 1:
             trigger._poll_alone(ticket)  # nobody joined: its own try, as ever
             return
-        scheduler.submit(functools.partial(self._run_all, batches))
-
-    def _run_all(self, batches: list[list[tuple[Reader, int]]]) -> None:
-        for batch in batches:
-            self._run(batch)
+        self._submit(batches)
 
     def _run(self, batch: list[tuple[Reader, int]]) -> None:
         """On a worker: one read of the records of ``batch``'s followers still to read."""
@@ -182,16 +137,17 @@ class ReadGroup:
 
 def enter(reader: Reader, backend: StorageBackend, clock: Clock) -> ReadGroup:
     """Add ``reader`` to the group of ``backend`` (the object) and ``clock``; that group."""
-    key = (id(backend), clock_key(clock))
-    with _registry_guard:
-        group = _groups.get(key)
-        if group is None or group.backend is not backend:
-            group = _groups[key] = ReadGroup(key, backend, clock)  # type: ignore[arg-type]
-        group._members[reader] = None
-        return group
+    return _registry.enter(
+        reader,
+        backend,
+        clock,
+        lambda key: ReadGroup(_registry, key, backend, clock),  # type: ignore[arg-type]
+    )
+
+
+_registry: Registry[ReadGroup] = Registry()
 
 
 def groups() -> list[ReadGroup]:
     """The groups with members now (for tests and benchmarks)."""
-    with _registry_guard:
-        return list(_groups.values())
+    return _registry.snapshot()

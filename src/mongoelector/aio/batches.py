@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import Awaitable
 from typing import Protocol
 
 from mongoelector._common.batches import (
     Outcome,
     Timings,
-    clock_key,
     failed_batch,
     outcomes_of,
     plan_calls,
-    store_of,
 )
+from mongoelector.aio.groups import MemberGroup, Registry
 from mongoelector.backends.async_protocol import AsyncRenewManyBackend
 from mongoelector.backends.protocol import RenewItem
 from mongoelector.clock import Clock
@@ -81,34 +79,9 @@ class AsyncRenewer(Protocol):
 #: One holding of a batch: its renewer, its step, and the future its outcome goes to.
 Entry = tuple[AsyncRenewer, Renew, "asyncio.Future[Joined]"]
 
-_groups: dict[tuple[int, int, object], AsyncRenewGroup] = {}
 
-
-class AsyncRenewGroup:
+class AsyncRenewGroup(MemberGroup[AsyncRenewer, AsyncRenewManyBackend]):
     """The renewers of one backend object and clock on one event loop, which renew together."""
-
-    def __init__(
-        self,
-        key: tuple[int, int, object],
-        backend: AsyncRenewManyBackend,
-        clock: Clock,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self._key = key
-        self.loop = weakref.ref(loop)
-        self.backend = backend
-        self.clock = clock
-        self._members: dict[AsyncRenewer, None] = {}  # insertion-ordered
-        self._calls: set[asyncio.Task[None]] = set()
-
-    def __len__(self) -> int:
-        return len(self._members)
-
-    def leave(self, renewer: AsyncRenewer) -> None:
-        """``renewer`` ended: it is no longer a candidate of any batch."""
-        self._members.pop(renewer, None)
-        if not self._members and _groups.get(self._key) is self:
-            del _groups[self._key]
 
     async def renew(
         self, trigger: AsyncRenewer, step: Renew
@@ -135,19 +108,12 @@ class AsyncRenewGroup:
                 else:
                     joined.set_result(verdict)  # it reports that itself
             if batch:
-                self._start(batch)
+                self._start(self._call(batch), f"mongoelector-batch-of-{len(batch)}-renewals")
         joined_result = await asyncio.shield(mine)
         if isinstance(joined_result, (Lost, Ended)):
             return joined_result  # nothing was sent for it
         _, started_at, answered_at, outcome = joined_result
         return started_at, answered_at, outcome
-
-    def _start(self, batch: list[Entry]) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._call(batch), name=f"mongoelector-batch-of-{len(batch)}-renewals"
-        )
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
 
     async def _call(self, batch: list[Entry]) -> None:
         """One store call for ``batch``; each future gets its holding's outcome.
@@ -206,31 +172,21 @@ def enter(renewer: AsyncRenewer, backend: AsyncRenewManyBackend, clock: Clock) -
     """Add ``renewer`` to the group of the running loop, ``backend``'s store and ``clock``.
 
     The store is the backend object, or the backend an ``InlineBackend`` wraps
-    (:func:`~mongoelector._common.batches.store_of`); the group calls the first
-    member's backend object, which stands for the same store as every other's.
-    The renewer leaves when its task is done (:meth:`AsyncRenewGroup.leave`).
+    (:meth:`~mongoelector.aio.groups.Registry.enter`). The renewer leaves when its task
+    is done (:meth:`AsyncRenewGroup.leave`).
     """
-    loop = asyncio.get_running_loop()
-    _forget_closed_loops()
-    store = store_of(backend)  # each AsyncLock wraps a sync MemoryBackend anew
-    key = (id(loop), id(store), clock_key(clock))
-    group = _groups.get(key)
-    if group is None or group.loop() is not loop or store_of(group.backend) is not store:
-        group = _groups[key] = AsyncRenewGroup(key, backend, clock, loop)
-    group._members[renewer] = None
-    return group
+    return _registry.enter(
+        renewer,
+        backend,
+        clock,
+        lambda key, loop: AsyncRenewGroup(_registry, key, backend, clock, loop),
+    )
 
 
-def _forget_closed_loops() -> None:
-    """Drop the groups of loops that closed without ending their renewers' tasks."""
-    for key, group in list(_groups.items()):
-        loop = group.loop()
-        if loop is None or loop.is_closed():
-            _groups.pop(key, None)
+_registry: Registry[AsyncRenewGroup] = Registry()
 
 
 def groups(loop: asyncio.AbstractEventLoop | None = None) -> list[AsyncRenewGroup]:
     """The groups with members now, of ``loop`` (every live loop's when ``None``); for tests
     and benchmarks."""
-    _forget_closed_loops()
-    return [group for group in _groups.values() if loop is None or group.loop() is loop]
+    return _registry.snapshot(loop)

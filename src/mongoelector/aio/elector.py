@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from mongoelector._common.batches import Outcome, reads_in_batches, renews_in_batches
-from mongoelector._common.elector_base import ElectorBase
+from mongoelector._common.elector_base import BatchedLoop, ElectorBase
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.stores import async_store
 from mongoelector.aio import batches, reads
@@ -28,11 +28,10 @@ from mongoelector.backends.protocol import (
     Capability,
     LeaseRecord,
     MemberRecord,
-    RenewItem,
     StorageBackend,
 )
 from mongoelector.clock import Clock
-from mongoelector.core.batching import JOIN_FRACTION, RenewTiming
+from mongoelector.core.batching import RenewTiming
 from mongoelector.core.elector_machine import Step
 from mongoelector.core.events import Action, LeaderInfo, Observe, Renew
 from mongoelector.core.renewal import Ended, Lost
@@ -550,7 +549,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         await self.stop()
 
 
-class _Batched:
+class _Batched(BatchedLoop["AsyncLeaderElector", _Loop]):
     """A started elector's loop as a member of its store's renew group (the asyncio twin of
     the sync ``_Batched`` in :mod:`mongoelector._sync.elector`).
 
@@ -560,33 +559,22 @@ class _Batched:
     exactly as its own ``renew``'s.
     """
 
-    __slots__ = ("_elector", "_loop", "group", "read_group")
+    __slots__ = ()
+
+    group: batches.AsyncRenewGroup | None
+    read_group: reads.AsyncReadGroup | None
 
     def __init__(
         self, elector: AsyncLeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
     ) -> None:
-        self._elector = elector
-        self._loop = loop
+        super().__init__(elector, loop)
         backend: AsyncRenewManyBackend = elector._backend  # type: ignore[assignment]
         self.group = batches.enter(self, backend, elector._clock) if renew_many else None
         self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
 
-    def leave(self) -> None:
-        """The loop ended: it leaves its groups."""
-        if self.group is not None:
-            self.group.leave(self)
-        if self.read_group is not None:
-            self.read_group.leave(self)
-
-    @property
-    def key(self) -> str:
-        return self._elector._key
-
     def read_timing(self, now: float | None = None) -> RenewTiming | None:
         """When the follower's next poll falls due; ``None`` unless it would read first."""
-        elector = self._elector
-        when = elector._clock.monotonic() if now is None else now
-        return elector._machine.read_timing(when, key=elector._key)
+        return self._elector._read_timing(now)
 
     def gather_read(self) -> asyncio.Future[reads.Read] | None:
         """As the loop polls: start reading its record with the followers that join it (the
@@ -595,25 +583,25 @@ class _Batched:
             return None
         return self.read_group.gather(self)
 
-    def _may_join_read(self, now: float) -> bool:
+    def _summonable(self) -> bool:
+        """Whether the loop sleeps until its next poll, not yet summoned to a batch, and
+        not stopped."""
         loop = self._loop
-        until = loop.sleeping_until
         return (
-            until is not None
+            loop.sleeping_until is not None
             and loop.summoned is None
             and loop.read_summoned is None
             and not loop.stopped
-            and until <= now + self._elector._timing.follower_period * JOIN_FRACTION
+        )
+
+    def _may_join_read(self, now: float) -> bool:
+        return self._summonable() and self._elector._due_to_join(
+            self._loop.sleeping_until, now, read=True
         )
 
     def _summon_read(self) -> asyncio.Future[reads.Read] | None:
         loop = self._loop
-        if (
-            loop.sleeping_until is None
-            or loop.summoned is not None
-            or loop.read_summoned is not None
-            or loop.stopped
-        ):
+        if not self._summonable():
             return None
         loop.read_summoned = asyncio.get_running_loop().create_future()
         loop.wakeup.set()
@@ -625,9 +613,7 @@ class _Batched:
 
     def timing(self, now: float | None = None) -> RenewTiming | None:
         """When the term must next be renewed; ``None`` unless the elector leads (trusted)."""
-        elector = self._elector
-        when = elector._clock.monotonic() if now is None else now
-        return elector._machine.renew_timing(when, key=elector._key)
+        return self._elector._renew_timing(now)
 
     def renew_now(self) -> Renew | Lost | Ended:
         """The renewal of the term to send now; :class:`Ended` (nothing to send: the loop
@@ -637,24 +623,13 @@ class _Batched:
         return Ended(token=-1) if token is None else Renew(token=token)
 
     def _may_join(self, now: float) -> bool:
-        loop = self._loop
-        until = loop.sleeping_until
-        return (
-            until is not None
-            and loop.summoned is None
-            and loop.read_summoned is None
-            and not loop.stopped
-            and until <= now + self._elector._timing.retry_period * JOIN_FRACTION
+        return self._summonable() and self._elector._due_to_join(
+            self._loop.sleeping_until, now, read=False
         )
 
     def _summon(self) -> asyncio.Future[batches.Joined] | None:
         loop = self._loop
-        if (
-            loop.sleeping_until is None
-            or loop.summoned is not None
-            or loop.read_summoned is not None
-            or loop.stopped
-        ):
+        if not self._summonable():
             return None
         loop.summoned = asyncio.get_running_loop().create_future()
         loop.wakeup.set()
@@ -668,10 +643,3 @@ class _Batched:
         outcome = await perform(self._elector._backend, self._elector._request, step)
         assert outcome is None or isinstance(outcome, (LeaseRecord, Failure))
         return outcome
-
-    def _renew_item(self, step: Renew) -> RenewItem:
-        request = self._elector._request
-        return RenewItem(key=request.key, owner=request.owner, token=step.token, ttl=request.ttl)
-
-    def __repr__(self) -> str:
-        return f"_Batched({self._elector!r})"

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from typing import Protocol
 
-from mongoelector._common.batches import Observed, clock_key, observed_of, store_of
+from mongoelector._common.batches import Observed, observed_of
 from mongoelector._common.outcomes import Failure, failure_of
+from mongoelector.aio.groups import MemberGroup, Registry
 from mongoelector.backends.async_protocol import AsyncGetManyBackend, AsyncStorageBackend
 from mongoelector.clock import Clock
 from mongoelector.core import batching
@@ -60,35 +60,10 @@ class AsyncReader(Protocol):
 
 Entry = tuple[AsyncReader, "asyncio.Future[Read]"]
 
-_groups: dict[tuple[int, int, object], AsyncReadGroup] = {}
 
-
-class AsyncReadGroup:
+class AsyncReadGroup(MemberGroup[AsyncReader, _Store]):
     """The electors of one store and clock on one event loop, whose follower polls read
     their records together."""
-
-    def __init__(
-        self,
-        key: tuple[int, int, object],
-        backend: _Store,
-        clock: Clock,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self._key = key
-        self.loop = weakref.ref(loop)
-        self.backend = backend
-        self.clock = clock
-        self._members: dict[AsyncReader, None] = {}  # insertion-ordered
-        self._calls: set[asyncio.Task[None]] = set()
-
-    def __len__(self) -> int:
-        return len(self._members)
-
-    def leave(self, reader: AsyncReader) -> None:
-        """``reader``'s loop ended: it is no longer a candidate of any batch."""
-        self._members.pop(reader, None)
-        if not self._members and _groups.get(self._key) is self:
-            del _groups[self._key]
 
     def gather(self, trigger: AsyncReader) -> asyncio.Future[Read] | None:
         """Start reading ``trigger``'s record with those of the followers that join it; the
@@ -116,11 +91,7 @@ class AsyncReadGroup:
                 if summoned is not None:
                     batch.append((member, summoned))
             if batch:
-                task = asyncio.get_running_loop().create_task(
-                    self._call(batch), name=f"mongoelector-batch-of-{len(batch)}-reads"
-                )
-                self._calls.add(task)
-                task.add_done_callback(self._calls.discard)
+                self._start(self._call(batch), f"mongoelector-batch-of-{len(batch)}-reads")
         return mine
 
     async def _call(self, batch: list[Entry]) -> None:
@@ -162,25 +133,17 @@ class AsyncReadGroup:
 
 def enter(reader: AsyncReader, backend: AsyncStorageBackend, clock: Clock) -> AsyncReadGroup:
     """Add ``reader`` to the group of the running loop, ``backend``'s store and ``clock``."""
-    loop = asyncio.get_running_loop()
-    _forget_closed_loops()
-    store = store_of(backend)  # each elector wraps a sync MemoryBackend anew
-    key = (id(loop), id(store), clock_key(clock))
-    group = _groups.get(key)
-    if group is None or group.loop() is not loop or store_of(group.backend) is not store:
-        group = _groups[key] = AsyncReadGroup(key, backend, clock, loop)  # type: ignore[arg-type]
-    group._members[reader] = None
-    return group
+    return _registry.enter(
+        reader,
+        backend,
+        clock,
+        lambda key, loop: AsyncReadGroup(_registry, key, backend, clock, loop),  # type: ignore[arg-type]
+    )
 
 
-def _forget_closed_loops() -> None:
-    for key, group in list(_groups.items()):
-        loop = group.loop()
-        if loop is None or loop.is_closed():
-            _groups.pop(key, None)
+_registry: Registry[AsyncReadGroup] = Registry()
 
 
 def groups(loop: asyncio.AbstractEventLoop | None = None) -> list[AsyncReadGroup]:
     """The groups with members now, of ``loop`` (every live loop's when ``None``)."""
-    _forget_closed_loops()
-    return [group for group in _groups.values() if loop is None or group.loop() is loop]
+    return _registry.snapshot(loop)

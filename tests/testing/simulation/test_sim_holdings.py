@@ -26,38 +26,15 @@ from mongoelector.testing.simulation import FaultInjectingBackend, SimulationOut
 from mongoelector.testing.simulation.holdings import HoldingsProcess
 from mongoelector.testing.simulation.scenario import (
     Crash,
-    LockBehaviour,
-    NodeKind,
-    NodeSpec,
     Partition,
     Pause,
-    ReleaseHabit,
     Scenario,
     StoreErrors,
     Takeover,
 )
-from mongoelector.timing import LeaseTiming
+from tests.testing.simulation.lock_nodes import TIMING, holder, kinds
 
-TIMING = LeaseTiming(ttl=15, renew_deadline=10, retry_period=3)
 KEYS = ("job-lock", "job-lock-2", "job-lock-3")
-
-
-def holder(name: str, *, reacquire_on_loss: bool = False, rate: float = 1.0) -> NodeSpec:
-    return NodeSpec(
-        name=name,
-        kind=NodeKind.LOCK,
-        rate=rate,
-        origin=1000.0 * int(name[1:]),
-        lock=LockBehaviour(
-            hold=60,
-            touch_every=5,
-            retry_every=4,
-            auto_renew=True,
-            holdings=3,
-            reacquire_on_loss=reacquire_on_loss,
-            after_failed_release=ReleaseHabit.FORGET,
-        ),
-    )
 
 
 def cut_off(seed: int = 1) -> Scenario:
@@ -117,10 +94,6 @@ def hung_renew(seed: int = 1) -> Scenario:
         duration=120,
         latency=0.05,
     )
-
-
-def kinds(outcome: SimulationOutcome) -> set[str]:
-    return {violation.kind for violation in outcome.violations}
 
 
 def held_keys(outcome: SimulationOutcome) -> set[str]:

@@ -26,12 +26,9 @@ from mongoelector.backends.protocol import CasResult, LeaseRecord, LeaseRequest
 from mongoelector.core import lock_machine
 from mongoelector.core.lock_machine import AcquireAttempt
 from mongoelector.testing import BackendHarness, FakeClock, Outcome, check_backend
-from mongoelector.testing.simulation import SimulationOutcome, run_scenario, world
+from mongoelector.testing.simulation import run_scenario, world
 from tests.testing.simulation import rough_callers
-
-
-def kinds(outcome: SimulationOutcome) -> set[str]:
-    return {violation.kind for violation in outcome.violations}
+from tests.testing.simulation.lock_nodes import kinds
 
 
 @pytest.fixture

@@ -38,40 +38,22 @@ from mongoelector.testing.simulation.holdings import HoldingsProcess
 from mongoelector.testing.simulation.scenario import (
     LEADER,
     Crash,
-    LockBehaviour,
-    NodeKind,
     NodeSpec,
     Partition,
     Pause,
-    ReleaseHabit,
     Resign,
     Scenario,
     Stop,
     StoreErrors,
     Takeover,
 )
-from mongoelector.timing import LeaseTiming
-
-TIMING = LeaseTiming(ttl=15, renew_deadline=10, retry_period=3)
+from tests.testing.simulation.lock_nodes import TIMING, kinds
+from tests.testing.simulation.lock_nodes import holder as lock_node
 
 
 def holder(name: str, *, rate: float = 1.0, reacquire_on_loss: bool = False) -> NodeSpec:
-    return NodeSpec(
-        name=name,
-        kind=NodeKind.LOCK,
-        rate=rate,
-        origin=1000.0 * int(name[1:]),
-        lock=LockBehaviour(
-            hold=60,
-            touch_every=5,
-            retry_every=4,
-            auto_renew=True,
-            holdings=3,
-            reacquire_on_loss=reacquire_on_loss,
-            after_failed_release=ReleaseHabit.FORGET,
-            electors=2,
-        ),
-    )
+    """A node holding three auto-renewed locks and running two started electors."""
+    return lock_node(name, rate=rate, reacquire_on_loss=reacquire_on_loss, electors=2)
 
 
 NODES = (holder("n1"), holder("n2", reacquire_on_loss=True), holder("n3"))
@@ -114,10 +96,6 @@ def rough(seed: int) -> Scenario:
         duration=150,
         latency=0.05,
     )
-
-
-def kinds(outcome: SimulationOutcome) -> set[str]:
-    return {violation.kind for violation in outcome.violations}
 
 
 def leaders(outcome: SimulationOutcome, key: str) -> set[str]:

@@ -663,28 +663,8 @@ class AsyncFencedCollection(Generic[DocT]):
         return found
 
     async def bulk_write(self, requests: Sequence[Request], **kwargs: Any) -> FencedBulkWriteResult:
-        """Fences each request, sends them as pymongo's one ``bulk_write``, then counts skips.
-
-        A bulk is a batch: a request that meets a document carrying a newer
-        token is skipped (its fenced filter matches nothing, so it changes
-        nothing) and is counted in ``skipped``, one ``count_documents`` per
-        request filter after the write. ``skipped`` says how many, not which:
-        to learn which, use the single-document methods.
-
-        An upsert must match ``_id`` by equality (``ValueError`` before
-        anything is sent otherwise). One that meets a newer document is
-        refused by the server with a duplicate key (it tried to insert next
-        to the document its fenced filter did not match); the wrapper reads
-        that ``_id`` (with the request's filter) and, if it carries a newer
-        token, raises ``StaleToken`` for it, from pymongo's ``BulkWriteError``:
-        the refused upsert changed nothing, but other requests may have been
-        applied (with ``ordered=True`` those before it, the later ones not
-        sent; with ``ordered=False`` all the others), as ``StaleToken.details``
-        (the ``BulkWriteError``'s ``details``) tells; ``skipped`` is not
-        counted then. With several refused upserts, ``StaleToken`` names the
-        first. Any other write error, a write concern error, or a duplicate
-        key that no newer document explains stays pymongo's ``BulkWriteError``.
-        """
+        """As :meth:`FencedCollection.bulk_write`: skips counted, a stale upsert raises
+        ``StaleToken`` (its ``details`` what the bulk applied), other errors pymongo's."""
         token = self._fence.token()
         originals = list(requests)
         planned = [self._fence.request(request, token) for request in originals]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ast
 import inspect
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from mongoelector import jobs
+from mongoelector.backends import AsyncMongoBackend, MongoBackend
 from mongoelector.fencing import collection, transaction
 
 #: What differs by nature between the two sides, async name -> sync name.
@@ -45,6 +47,11 @@ PAIRS = [
     ),
     pytest.param(transaction._async_confirm_loss, transaction._confirm_loss, id="transaction-loss"),
     pytest.param(jobs._async_job, jobs._sync_job, id="jobs"),
+    # The Mongo backends' one-write fast paths (the shells around the shared quick_* decisions).
+    pytest.param(
+        AsyncMongoBackend.compare_and_set, MongoBackend.compare_and_set, id="mongo-acquire"
+    ),
+    pytest.param(AsyncMongoBackend.release, MongoBackend.release, id="mongo-release"),
 ]
 
 
@@ -71,7 +78,7 @@ def shape(source: str) -> str:
 
 
 def source(obj: Callable[..., Any] | type) -> str:
-    return inspect.getsource(inspect.unwrap(obj))
+    return textwrap.dedent(inspect.getsource(inspect.unwrap(obj)))  # a method is indented
 
 
 @pytest.mark.parametrize(("asynchronous", "sync"), PAIRS)

@@ -13,14 +13,17 @@ import concurrent.futures
 from typing import Any
 
 import pytest
+from mockupdb import going
 
 from mongoelector.aio import AsyncLock
-from mongoelector.backends import AsyncMongoBackend
+from mongoelector.backends import AsyncMongoBackend, LeaseRequest
+from mongoelector.backends._mongo.operations import MongoOperations
 from mongoelector.testing.aio import BlockingBackend, EventLoopThread, settle
 from tests.backends.mongo_wire_support import (
     REQUEST,
     Primary,
     acquire_id_of,
+    answer_acquire,
     lease_document,
     make_async_backend,
     warm_up,
@@ -108,3 +111,52 @@ def test_a_cancelled_acquire_whose_write_lands_after_the_read_is_still_released(
     release.ok(value=landed)
     assert releasing.result(GUARD) is True
     assert primary.idle()
+
+
+# --- the one-write fast path on pymongo's AsyncCollection ------------------------------------
+
+
+def pair_on_the_wire(
+    primary: Primary, backend: AsyncMongoBackend, loop: EventLoopThread, monkeypatch: Any
+) -> tuple[int, list[dict[str, Any]]]:
+    """(plans run, the commands sent) by an uncontended acquire and its release."""
+    plans = [0]
+    run = AsyncMongoBackend._run
+
+    async def counted(self: AsyncMongoBackend, plan: Any) -> Any:
+        plans[0] += 1
+        return await run(self, plan)
+
+    blocking = BlockingBackend(backend, loop)
+    warm_up(primary, blocking)
+    monkeypatch.setattr(AsyncMongoBackend, "_run", counted)
+    request = LeaseRequest(key="job", owner="me", ttl=10, host="h", pid=7, acquisition="same")
+    sent = []
+    with going(blocking.compare_and_set, request) as acquired:
+        write = primary.receives("findAndModify")
+        sent.append(write.doc)
+        answer_acquire(write)
+    assert acquired().acquired
+    with going(blocking.release, "job", "me", token=5) as released:
+        write = primary.receives("findAndModify")
+        sent.append(write.doc)
+        write.ok(value=lease_document(acquire_id="same"))
+    released()
+    assert primary.idle()
+    kept = ("findAndModify", "query", "update", "upsert", "new", "writeConcern")
+    return plans[0], [
+        {**{k: doc[k] for k in kept if k in doc}, "bounded": "maxTimeMS" in doc} for doc in sent
+    ]
+
+
+def test_the_fast_path_runs_no_plan_and_sends_what_the_plan_sends(
+    primary: Primary, loop: EventLoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plans, fast = pair_on_the_wire(primary, make_async_backend(primary), loop, monkeypatch)
+    assert plans == 0
+    assert all(command["bounded"] for command in fast)  # under pymongo.timeout
+    monkeypatch.setattr(MongoOperations, "quick_acquire", lambda self, request, force: None)
+    monkeypatch.setattr(MongoOperations, "quick_release", lambda self, *args: None)
+    plans, planned = pair_on_the_wire(primary, make_async_backend(primary), loop, monkeypatch)
+    assert plans == 2  # the count sees the plan path
+    assert planned == fast

@@ -3,7 +3,10 @@
 The asyncio twin of :class:`~mongoelector.backends.MongoBackend`: the same
 plans (:mod:`mongoelector.backends._mongo`), so the same commands, documents,
 write paths, retries, failure judgement and server-time estimate; only the
-shell that performs each I/O step (:mod:`._mongo_async`) differs.
+shell that performs each I/O step (:mod:`._mongo_async`) differs. The one-write
+fast path of an uncontended acquire and of a release is ``MongoBackend``'s,
+awaited: the same operations decide it, and any ``PyMongoError`` goes back to
+the plan at that step; a cancellation propagates as on the plan path.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
+
+import pymongo
+from pymongo.errors import PyMongoError
 
 from mongoelector.backends._mongo import plans
 from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
@@ -80,7 +86,24 @@ class AsyncMongoBackend(MongoBackendBase):
     # --- the storage protocol ---------------------------------------------------------------
 
     async def compare_and_set(self, request: LeaseRequest, *, force: bool = False) -> CasResult:
-        return await self._run(self._ops.compare_and_set(request, force))
+        # MongoBackend.compare_and_set with await (tests/test_one_source.py keeps them so).
+        ops = self._ops
+        quick = ops.quick_acquire(request, force)
+        if quick is None:
+            return await self._run(ops.compare_and_set(request, force))
+        command = quick.command
+        started = self._clock.monotonic()
+        try:
+            with pymongo.timeout(ops.first_bound()):
+                document = await self._leases.find_one_and_update(
+                    command.filter,
+                    command.update,
+                    upsert=command.upsert,
+                    return_document=command.return_new,
+                )
+        except PyMongoError as error:
+            return await self._run(ops.acquire_after(quick, started, error))
+        return ops.quick_acquired(quick, document)
 
     async def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         return await self._run(self._ops.renew(key, owner, token, ttl))
@@ -91,7 +114,27 @@ class AsyncMongoBackend(MongoBackendBase):
     async def release(
         self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
     ) -> bool:
-        return await self._run(self._ops.release(key, owner, token, force))
+        # MongoBackend.release with await (tests/test_one_source.py keeps them so).
+        ops = self._ops
+        command = ops.quick_release(key, owner, token, force)
+        if command is None:
+            return await self._run(ops.release(key, owner, token, force))
+        started = self._clock.monotonic()
+        try:
+            with pymongo.timeout(ops.first_bound()):
+                before = await self._leases.find_one_and_update(
+                    command.filter,
+                    command.update,
+                    upsert=command.upsert,
+                    return_document=command.return_new,
+                )
+        except PyMongoError as error:
+            return await self._run(ops.release_after(key, command, started, error))
+        released = ops.quick_released(key, before)
+        if released is None:
+            assert before is not None
+            return await self._run(ops.released_at(key, before))
+        return released
 
     async def get(self, key: str) -> LeaseRecord | None:
         return await self._run(self._ops.get(key))

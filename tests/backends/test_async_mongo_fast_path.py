@@ -562,3 +562,66 @@ async def test_the_lock_cancellation_test_sees_a_cancellation_swallowed(
         await test_a_cancelled_fast_acquire_leaves_the_lock_as_the_plan_path_does(
             clock, parking, monkeypatch, lands
         )
+
+
+# --- an ambiguous fast write, under a lock -----------------------------------------------------
+
+
+async def ambiguous_acquire(clock: FakeClock, sent: Sent) -> tuple[list[Any], Any, Any, bool]:
+    """An ``AsyncLock`` whose first acquire write applies but whose reply is lost, and whose
+    sends after it fail until the budget is spent: the store call is ``AmbiguousOutcome``.
+
+    Returns (the writes sent, without ids and tokens; what the acquire returned or raised;
+    the stored lease's ``locked`` after it; what the lock's ``release()`` then returned).
+    """
+    backend = await ready(sent, make(clock))
+    lock = AsyncLock("job", backend, ttl=TTL, clock=clock)
+    failing = True
+
+    def lost(index: int) -> None:
+        if failing and index == 0:
+            raise AutoReconnect("connection closed after the write")
+
+    def unreachable(index: int) -> None:
+        if failing and index > 0:
+            raise AutoReconnect("connection refused")
+
+    sent.before, sent.after = unreachable, lost
+    try:
+        outcome: Any = await lock.acquire(blocking=False)
+    except Exception as error:
+        outcome = type(error)
+    locked = backend.collection.inner.find_one({"_id": "job"})["locked"]
+    failing = False
+    released = await lock.release()
+    left_out = ("token", "$min", "uuid", "acquire_id")
+    writes = [(_without_tokens(f, left_out), _without_tokens(u, left_out)) for f, u in sent.writes]
+    return writes, outcome, locked, released
+
+
+async def test_an_ambiguous_fast_acquire_is_maybe_held_as_on_the_plan_path(
+    clock: FakeClock, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = await ambiguous_acquire(clock, sent)
+    writes, outcome, locked, released = fast
+    assert len(writes) > 2  # retried within the budget, then the release
+    assert outcome is AmbiguousOutcome
+    assert locked is True and released is True  # it had applied: the lock freed it
+    plan_path_only(monkeypatch)
+    assert await ambiguous_acquire(FakeClock(), sent) == fast
+
+
+async def test_the_ambiguity_test_sees_a_lost_reply_taken_as_refused(
+    clock: FakeClock, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation: the shell answers a failed fast acquire as refused, holder unknown."""
+    mutate(
+        monkeypatch,
+        AsyncMongoBackend.compare_and_set,
+        "return await self._run(ops.acquire_after(quick, started, error))",
+        "return CasResult(acquired=False, record=None)",
+    )
+    with pytest.raises(AssertionError):
+        await test_an_ambiguous_fast_acquire_is_maybe_held_as_on_the_plan_path(
+            clock, sent, monkeypatch
+        )

@@ -18,6 +18,7 @@ import contextlib
 import inspect
 import textwrap
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import mongomock
@@ -625,3 +626,50 @@ async def test_the_ambiguity_test_sees_a_lost_reply_taken_as_refused(
         await test_an_ambiguous_fast_acquire_is_maybe_held_as_on_the_plan_path(
             clock, sent, monkeypatch
         )
+
+
+# --- a release whose estimate went stale during its write ----------------------------------------
+
+
+async def release_that_outlasts_the_estimate(clock: FakeClock, sent: Sent) -> tuple[bool, int, int]:
+    """(released, hellos, plans) of a release whose write takes longer than the estimate's
+    maximum age, of a lease still live at the server's time after it (classic path)."""
+    backend = make(clock)
+    hellos = [0]
+
+    async def hello() -> dict[str, Any]:
+        hellos[0] += 1
+        local = clock.now() + timedelta(seconds=1000)
+        return {"localTime": local.replace(tzinfo=None), "maxWireVersion": 7}
+
+    backend._hello = hello  # type: ignore[method-assign]
+    await ready(sent, backend)
+    record = (await backend.compare_and_set(LeaseRequest(key="job", owner="a", ttl=120.0))).record
+    assert record is not None
+    sent.plans = 0
+
+    def slow(index: int) -> None:
+        clock.advance(61.0)  # past the estimate's maximum age
+
+    sent.before = slow
+    released = await backend.release("job", "a", token=record.token)
+    return released, hellos[0], sent.plans
+
+
+async def test_a_release_whose_estimate_went_stale_reads_the_time_to_answer(
+    clock: FakeClock, sent: Sent
+) -> None:
+    """The end of the fast release that needs a round trip (``released_at``)."""
+    assert await release_that_outlasts_the_estimate(clock, sent) == (True, 2, 1)
+
+
+async def test_the_stale_release_test_sees_a_guess_without_reading(
+    clock: FakeClock, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mutate(
+        monkeypatch,
+        AsyncMongoBackend.release,
+        "return await self._run(ops.released_at(key, before))",
+        "return False",
+    )
+    assert await release_that_outlasts_the_estimate(clock, sent) != (True, 2, 1)

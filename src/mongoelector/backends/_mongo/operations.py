@@ -666,7 +666,8 @@ class MongoOperations:
             raise AmbiguousOutcome(
                 f"{what}: a later send matched nothing after an earlier one may have "
                 f"applied, and the record cannot tell whether that one ended a live "
-                f"holding (it is gone, or another holding replaced it)"
+                f"holding (it is gone, another holding replaced it, or the release leaves "
+                f"no mark of its own: classic, forced or without a token)"
             )
         if outcome:
             with self._mutex:

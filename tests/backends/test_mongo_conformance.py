@@ -15,7 +15,8 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from mongoelector.backends import AsyncMongoBackend, MongoBackend
-from mongoelector.testing import BackendConformance, BackendHarness
+from mongoelector.backends._mongo.operations import MongoOperations
+from mongoelector.testing import BackendConformance, BackendHarness, check_backend
 from mongoelector.testing.aio import BlockingBackend, EventLoopThread
 from tests.backends.mongo_support import MONGO_KINDS, make_store
 
@@ -48,6 +49,65 @@ class TestMongoBackendConformance(BackendConformance):
             delete_record=store.delete,
             outage=lambda: outage(monkeypatch),
         )
+
+
+@contextmanager
+def replies_lost(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every ``findAndModify`` that finds a document applies, and its reply is lost (a
+    dropped connection after the server applied it); everything else works."""
+    applied = mongomock.collection.Collection.find_one_and_update
+
+    def lossy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if applied(self, *args, **kwargs) is not None:
+            raise AutoReconnect("connection closed after the write (simulated)")
+        return None
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mongomock.collection.Collection, "find_one_and_update", lossy)
+        yield
+
+
+#: The checks that run calls during the harness's outage.
+OUTAGE_CHECKS = ("store_failures_raise_typed_errors", "failed_writes_took_effect_as_reported")
+
+
+def outage_checks_with_lost_replies(kind: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The outage checks on ``kind``, with an outage that loses replies of applied writes."""
+
+    def factory() -> BackendHarness:
+        store = make_store(kind, monkeypatch)
+        return BackendHarness(
+            backend=store.backend,
+            advance=store.clock.advance,
+            delete_record=store.delete,
+            outage=lambda: replies_lost(monkeypatch),
+        )
+
+    return check_backend(factory, only=OUTAGE_CHECKS)
+
+
+@pytest.mark.parametrize("kind", MONGO_KINDS)
+def test_writes_whose_replies_are_lost_take_effect_as_reported(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a release whose first send applied, its reply lost, returned ``False``
+    (nothing ended) while the record showed the holding released."""
+    report = outage_checks_with_lost_replies(kind, monkeypatch)
+    assert report.ok, str(report)
+    assert len(report.passed) == len(OUTAGE_CHECKS)
+
+
+def test_the_lost_reply_conformance_run_sees_the_retry_taken_at_its_word(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def as_before(self: Any, key: str, command: Any, started: float) -> Any:
+        return False
+        yield  # a plan that reads nothing
+
+    monkeypatch.setattr(MongoOperations, "_settle_lost_release", as_before)
+    report = outage_checks_with_lost_replies("mongomock-pipeline", monkeypatch)
+    assert [result.name for result in report.failed] == ["failed_writes_took_effect_as_reported"]
+    assert "release returned False" in str(report)
 
 
 URI = os.environ.get("MONGOELECTOR_TEST_URI")

@@ -370,18 +370,14 @@ def test_the_refusal_tests_see_the_fast_error_forgotten(
     backend: MongoBackend, sent: Sent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the fast write's error dropped, the plan would send the write again."""
-    real_step, real_retries = operations.retried_step, operations.with_retries
-
-    def step_forgetting(*args: Any, thrown: Any = None, **kwargs: Any) -> Any:
-        return real_step(*args, **kwargs)
+    real_retries = operations.with_retries
 
     def retries_forgetting(*args: Any, thrown: Any = None, **kwargs: Any) -> Any:
         return real_retries(*args, **kwargs)
 
-    monkeypatch.setattr(operations, "retried_step", step_forgetting)
+    monkeypatch.setattr(operations, "with_retries", retries_forgetting)
     with pytest.raises(AssertionError):
         test_a_refused_fast_release_is_not_sent_again(backend, sent)
-    monkeypatch.setattr(operations, "with_retries", retries_forgetting)
     sent.before = lambda index: None
     backend.release("job", "a", force=True)
     with pytest.raises(AssertionError):
@@ -414,12 +410,12 @@ def test_the_budget_of_a_failed_fast_release_counts_from_its_start(
 def test_the_release_budget_check_sees_the_start_forgotten(
     clock: FakeClock, sent: Sent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = operations.retried_step
+    real = operations.with_retries
 
     def from_now(*args: Any, started: float | None = None, **kwargs: Any) -> Any:
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(operations, "retried_step", from_now)
+    monkeypatch.setattr(operations, "with_retries", from_now)
     assert writes_of_a_late_failed_release(clock, sent) > 1
 
 

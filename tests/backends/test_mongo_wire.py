@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import socket
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pymongo
@@ -188,6 +189,83 @@ def test_a_dropped_connection_after_the_write_is_sent_again(
         primary.receives("findAndModify").hangup()
         primary.receives("findAndModify").ok(value=lease_document())
     assert renewed() is not None
+
+
+def _server_now(seconds: float = 0.0) -> datetime:
+    """The scripted server's time (its ``hello`` tells the real clock), as BSON holds it."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).replace(tzinfo=None)
+
+
+def _released_by_the_first_send() -> dict[str, Any]:
+    """Holding 5 of "me", released by a pipeline release just now (ts_expire = $$NOW)."""
+    return {**lease_document(), "locked": False, "ts_expire": _server_now()}
+
+
+def _lapsed_a_minute_before() -> dict[str, Any]:
+    return {**lease_document(), "locked": False, "ts_expire": _server_now(-60)}
+
+
+def _taken_by_another_since() -> dict[str, Any]:
+    return {**lease_document(owner="other", token=6), "ts_created": _server_now()}
+
+
+@pytest.mark.parametrize(
+    ("stored", "answer"),
+    [
+        (_released_by_the_first_send, True),
+        (_lapsed_a_minute_before, False),
+        (_taken_by_another_since, AmbiguousOutcome),
+    ],
+    ids=["released-by-it", "lapsed-before", "taken-since"],
+)
+def test_a_release_whose_reply_was_lost_reads_the_record_to_answer(
+    primary: Primary,
+    backend: WireBackend,
+    stored: Callable[[], dict[str, Any]],
+    answer: bool | type[Exception],
+) -> None:
+    """Issue 14: the retry matches nothing when the first send released the holding."""
+    warm_up(primary, backend)
+
+    def release() -> object:
+        with going(backend.release, "job", "me", token=5) as released:
+            first = primary.receives("findAndModify")
+            first.hangup()  # after the server applied it, say
+            retry = primary.receives("findAndModify")
+            assert (
+                retry["query"]
+                == first["query"]
+                == {
+                    "_id": "job",
+                    "locked": True,
+                    "uuid": "me",
+                    "token": 5,
+                }
+            )
+            retry.ok(value=None)
+            read = primary.receives("find")
+            assert read["filter"] == {"_id": "job"}
+            read.ok(cursor={"id": 0, "firstBatch": [stored()], "ns": "app.mongolocker"})
+        return released()
+
+    if isinstance(answer, bool):
+        assert release() is answer
+    else:
+        with pytest.raises(answer, match="cannot tell"):
+            release()
+    assert primary.idle()
+
+
+def test_a_release_whose_first_send_was_refused_does_not_read(
+    primary: Primary, backend: WireBackend
+) -> None:
+    """Not primary (retryWrites off): nothing applied, so the retry's empty reply stands."""
+    warm_up(primary, backend)
+    with going(backend.release, "job", "me", token=5) as released:
+        primary.receives("findAndModify").command_err(code=10107, errmsg="not primary")
+        primary.receives("findAndModify").ok(value=None)
+    assert released() is False
+    assert primary.idle()
 
 
 def test_a_write_concern_error_may_have_applied(primary: Primary, backend: WireBackend) -> None:

@@ -94,6 +94,12 @@ def auto_lock(key: str, backend: Any, clock: FakeClock) -> Lock:
     return lock
 
 
+def groups_on(clock: FakeClock) -> list[batches.RenewGroup]:
+    """The renew groups on ``clock``: this test's (the groups are process-wide; any another
+    test has left are on a clock of its own)."""
+    return [group for group in batches.groups() if group.clock is clock]
+
+
 def start_spread(clock: FakeClock, electors: list[LeaderElector]) -> None:
     """Start ``electors`` in four groups 0.4 s apart; each wins its own key."""
     for index, each in enumerate(electors):
@@ -425,7 +431,22 @@ class TestWhichElectorsBatch:
         before = flaky.calls["renew"]
         advance(clock, 2 * INTERVAL, electors)
         assert flaky.calls["renew"] - before == 6
-        assert batches.groups() == []
+        assert groups_on(clock) == []
+
+    def test_the_flaky_test_sees_a_group_on_its_clock(self, clock: FakeClock) -> None:
+        grouped = auto_lock("grouped", MemoryBackend(clock), clock)
+        assert grouped.acquire()
+        with pytest.raises(AssertionError):
+            self.test_the_flaky_test_double_renews_key_by_key(clock)
+
+    def test_the_flaky_test_ignores_a_group_on_another_clock(self, clock: FakeClock) -> None:
+        """A group another test left behind (on its own clock) is none of its business:
+        it passed alone and failed after one did (an order-dependent test)."""
+        other = FakeClock()
+        left = auto_lock("left", MemoryBackend(other), other)
+        assert left.acquire()
+        assert groups_on(other) != []
+        self.test_the_flaky_test_double_renews_key_by_key(clock)
 
     def test_a_follower_is_in_the_group_but_its_polls_are_its_own(
         self, clock: FakeClock, store: BatchStore

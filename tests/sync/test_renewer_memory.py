@@ -14,13 +14,14 @@ from __future__ import annotations
 import gc
 import threading
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from mongoelector import Lock
 from mongoelector._common import lock_base
 from mongoelector._common.renewing import RenewalRules
+from mongoelector._sync import batches
 from mongoelector._sync import renewer as renewer_module
 from mongoelector._sync.renewer import Renewer, running
 from mongoelector.backends import MemoryBackend
@@ -238,6 +239,19 @@ def fail_to_start(
     return lock
 
 
+def left_behind(clock: FakeClock) -> list[object]:
+    """What renewers on ``clock`` left in the process-wide state: running renewers and
+    renew groups (the autouse fixture below requires none after each test)."""
+    running_here: list[object] = [r for r in running() if r._clock is clock]
+    return running_here + [group for group in batches.groups() if group.clock is clock]
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(clock: FakeClock) -> Iterator[None]:
+    yield
+    assert wait_for(lambda: left_behind(clock) == [], limit=GUARD), left_behind(clock)
+
+
 def kept(lock: Lock) -> list[Renewer]:
     return [renewer for renewer in running() if renewer is lock._renewer]
 
@@ -254,12 +268,33 @@ class TestTheRunningSet:
         self, clock: FakeClock, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # The mutation: a renewer that fails to start is not finished.
+        finish = Renewer._finish
         monkeypatch.setattr(Renewer, "_finish", lambda renewer: None)
         lock = fail_to_start(clock, backend, monkeypatch)
         left = kept(lock)
-        assert left != []
-        with renewer_module._running_guard:  # clean up after the mutation
+        try:
+            assert left != []
+            assert left_behind(clock) != []  # in the running set, and in its store's group
+        finally:
+            for renewer in left:  # clean up after the mutation: all that finishing undoes
+                finish(renewer)
+        assert left_behind(clock) == []
+
+    def test_removing_it_from_the_running_set_alone_leaves_its_group(
+        self, clock: FakeClock, backend: MemoryBackend, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The clean-up this module's mutation test once made: its renewer stayed in its
+        store's renew group, which tests run later on the same process then saw."""
+        finish = Renewer._finish
+        monkeypatch.setattr(Renewer, "_finish", lambda renewer: None)
+        left = kept(fail_to_start(clock, backend, monkeypatch))
+        with renewer_module._running_guard:
             renewer_module._running.difference_update(left)
+        try:
+            assert [group.clock for group in left_behind(clock)] == [clock]
+        finally:
+            for renewer in left:
+                finish(renewer)
 
 
 # --- what locks of the same settings share ------------------------------------------------

@@ -190,7 +190,12 @@ class StorageBackend(Protocol):
         """End ``owner``'s holding (``token`` too, when given), or anyone's if ``force``.
 
         The record keeps its token so that the next holder gets a greater one.
-        Returns ``True`` if a live holding ended.
+        Returns ``True`` if a live holding ended. A backend that sends the
+        release again after a failure that may have applied must not answer
+        ``False`` only because the later send found no holding to end: its
+        own earlier send may have ended it. It answers from the record, or
+        raises :class:`~mongoelector.errors.AmbiguousOutcome` when it cannot
+        tell.
         """
         ...
 

@@ -63,6 +63,7 @@ __all__ = [
     "acquire_pipeline",
     "holds",
     "is_held",
+    "lost_release_outcome",
     "member_update",
     "optimistic_classic_acquire",
     "plan_classic_acquire",
@@ -272,6 +273,56 @@ def release_command(
             "$min": {EXPIRES: max(bson_time(now), _token_time(token))},
         }
     return FindAndModify(filter=query, update=update, return_new=False)
+
+
+def lost_release_outcome(
+    command: FindAndModify, document: Mapping[str, Any] | None, *, sent: datetime
+) -> bool | None:
+    """Whether an earlier send of the release ``command`` ended a live holding, told from
+    ``document``, the record read after a later send of it matched nothing; ``None`` when
+    the record cannot tell.
+
+    ``sent`` is the server time (to the millisecond) when the first send left;
+    a holding whose expiry is before it had lapsed by then. The record tells
+    ``True`` when it is the holding the command names (owner and token, when
+    given), released, and stamped by this release's own write while live: on
+    the pipeline path every release sets the expiry to the server's time of
+    the release (or 1 ms after the acquisition), so an expiry at or after
+    ``sent`` is the release's; on the classic path a release by token writes
+    exactly its own ``$min`` expiry when the holding outlived the release's
+    time (any lower expiry had lapsed by then, any higher one is another
+    client's write). It tells ``False`` when no live holding of the
+    command's was left when it was sent (its expiry, or the later holding's
+    acquisition, came before ``sent``), or when another client's write
+    ended it (so this command matched nothing every time). Anything else is
+    ``None``: the record is gone, a later holding replaced the named one
+    after ``sent``, or a classic release that leaves the expiry alone
+    (forced, or without a token) cannot be told from another client's.
+    """
+    if document is None:
+        return None
+    query = command.filter
+    record = record_from_document(document)
+    named = all(document.get(field) == query[field] for field in (OWNER, TOKEN) if field in query)
+    since = time_floor(sent) // 1000 * 1000  # ``sent`` to the millisecond, in µs
+    if not named or document.get(LOCKED) is True:
+        # Another holding of the key: the named one ended before it was acquired.
+        acquired = record.acquired_at
+        if acquired is not None and time_floor(acquired) < since:
+            return False
+        return None
+    expires = record.expires_at
+    if expires is None:
+        return None
+    if time_floor(expires) < since:
+        return False  # lapsed before the release was sent
+    update = command.update
+    if isinstance(update, list):
+        return True
+    written = update.get("$min", {}).get(EXPIRES)
+    if not isinstance(written, datetime):
+        return None
+    return bson_time(expires) == bson_time(written)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

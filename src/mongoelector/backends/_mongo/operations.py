@@ -29,9 +29,10 @@ from mongoelector.backends._mongo.documents import (
     member_from_document,
     record_from_document,
 )
-from mongoelector.backends._mongo.failures import RetryPolicy, driver_retries_writes
+from mongoelector.backends._mongo.failures import RetryPolicy, classify, driver_retries_writes
 from mongoelector.backends._mongo.indexes import IndexSpec, lease_indexes, status_indexes
 from mongoelector.backends._mongo.plans import (
+    Bounded,
     BulkUpdate,
     Call,
     FindMany,
@@ -356,14 +357,41 @@ class MongoOperations:
         error: PyMongoError,
     ) -> Plan[bool]:
         """Go on with the release whose ``command``, sent at monotonic time ``started``,
-        raised ``error``: the plan of :meth:`release` from that step on."""
-        before = yield from self._run_step(
-            lambda: f"release of {key!r}",
-            modify(self._leases, command),
+        raised ``error``: the plan of :meth:`release` from that step on.
+
+        The command is sent again within the budget. A later send that matches
+        nothing while an earlier one may have applied (its reply was lost)
+        proves nothing about that one, which may have released the holding
+        itself: then the record is read and answers (see
+        :meth:`_settle_lost_release`).
+        """
+        what = f"release of {key!r}"
+        driver_retries = self._driver_retries
+        maybe_applied = False
+
+        def attempt() -> Plan[Mapping[str, Any] | None]:
+            nonlocal maybe_applied
+            try:
+                before: Mapping[str, Any] | None = yield modify(self._leases, command)
+            except PyMongoError as failure:
+                maybe_applied = maybe_applied or _maybe_applied(
+                    failure, what=what, driver_retries=driver_retries
+                )
+                raise
+            return before
+
+        before = yield from with_retries(
+            self._clock,
+            self._policy,
+            what,
+            attempt,
             write=True,
+            driver_retries=driver_retries,
             started=started,
             thrown=error,
         )
+        if before is None and maybe_applied:
+            return (yield from self._settle_lost_release(key, command, started))
         return (yield from self._released(key, before))
 
     def compare_and_set(self, request: LeaseRequest, force: bool) -> Plan[CasResult]:
@@ -593,10 +621,58 @@ class MongoOperations:
             estimate = yield from self._classic_now()
         now = None if estimate is None else estimate.time
         command = commands.release_command(key, owner, token, force=force, now=now)
-        before = yield from self._run_step(
-            lambda: f"release of {key!r}", modify(self._leases, command), write=True
-        )
+        # The first send as the fast path makes it (MongoBackend.release); a failure goes
+        # on exactly as there.
+        started = self._clock.monotonic()
+        try:
+            before = yield Bounded(modify(self._leases, command), self._first_bound)
+        except PyMongoError as error:
+            return (yield from self.release_after(key, command, started, error))
         return (yield from self._released(key, before))
+
+    def _settle_lost_release(
+        self, key: str, command: commands.FindAndModify, started: float
+    ) -> Plan[bool]:
+        """The answer of a release whose last send of ``command`` matched nothing after an
+        earlier send, at monotonic time ``started`` or later, may have applied.
+
+        One read of the record tells (:func:`.commands.lost_release_outcome`)
+        whether that earlier send ended a live holding. When the record cannot
+        tell, or the read fails, the release is ``AmbiguousOutcome``: the
+        holding is over either way, but whether this call ended it live is
+        unknown.
+        """
+        what = f"release of {key!r}"
+        try:
+            document = yield from self._run_step(
+                lambda: f"read after the {what}", FindOne(self._leases, {ID: key}), write=False
+            )
+        except BackendUnavailable as error:
+            raise AmbiguousOutcome(
+                f"{what}: an earlier send may have applied, and the read that tells "
+                f"failed: {error}",
+                original=error.original,
+            ) from error
+        self._note(record_from_document(document) if document is not None else None)
+        now = self._server_clock.current()
+        if now is None:
+            now = yield from self.time_estimate()
+        # The server's time when the first send left: now, less the time since, less
+        # how far off the estimate may be.
+        since = self._clock.monotonic() - started
+        sent = now.time - timedelta(seconds=since + now.uncertainty)
+        outcome = commands.lost_release_outcome(command, document, sent=sent)
+        if outcome is None:
+            raise AmbiguousOutcome(
+                f"{what}: a later send matched nothing after an earlier one may have "
+                f"applied, and the record cannot tell whether that one ended a live "
+                f"holding (it is gone, another holding replaced it, or the release leaves "
+                f"no mark of its own: classic, forced or without a token)"
+            )
+        if outcome:
+            with self._mutex:
+                self._seen.note_released(key)
+        return outcome
 
     def _released(self, key: str, before: Mapping[str, Any] | None) -> Plan[bool]:
         """Whether the release whose reply is ``before`` ended a live holding."""
@@ -788,6 +864,12 @@ class MongoOperations:
                 driver_retries=self._driver_retries,
             )
         )
+
+
+def _maybe_applied(error: PyMongoError, *, what: str, driver_retries: bool) -> bool:
+    """True if the write that raised ``error`` may have applied (see :func:`.failures.classify`)."""
+    failure = classify(error, write=True, what=what, driver_retries=driver_retries)
+    return isinstance(failure, AmbiguousOutcome)
 
 
 def _legacy_bulk_update(collection: Any, updates: tuple[tuple[dict[str, Any], Any], ...]) -> int:

@@ -1,0 +1,347 @@
+"""A release whose first send applied but whose reply was lost (issue 14).
+
+The release's filter asks for the caller's live holding, so once the first
+send has released it, a retry matches nothing. That "nothing" says nothing
+about the first send: after a retry that matched nothing, while an earlier
+send may have applied, the backend reads the record and answers from it.
+``True`` when the record is the caller's holding, released by a write of
+this release while it was live; ``False`` when the record shows no live
+holding of the caller's was left to end when the release was sent; and
+``AmbiguousOutcome`` when the record cannot tell (it is gone, or a later
+holding replaced it). Every scenario runs on ``MongoBackend`` (its one-write
+fast path and its plan) and ``AsyncMongoBackend``, classic and pipeline, on
+mongomock; ``test_mongo_wire.py`` plays the same on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import mongomock
+import mongomock.collection
+import pytest
+from pymongo.errors import AutoReconnect, NotPrimaryError
+
+from mongoelector.backends import AsyncMongoBackend, LeaseRequest, MongoBackend
+from mongoelector.backends._mongo import commands, operations
+from mongoelector.backends._mongo.operations import MongoOperations
+from mongoelector.errors import AmbiguousOutcome
+from mongoelector.testing import FakeClock
+from tests.backends.mongo_pipeline_sim import install
+from tests.backends.mongomock_async import AsyncMockDatabase
+
+TTL = 10.0
+#: The backend kinds: MongoBackend with its fast path, MongoBackend through the plan
+#: alone, and AsyncMongoBackend (always the plan); each classic and pipeline.
+KINDS = [
+    f"{shell}-{path}" for shell in ("fast", "plan", "async") for path in ("classic", "pipeline")
+]
+
+
+class Writes:
+    """The ``findAndModify`` calls and ``find_one`` reads made; failures to inject."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.reads = 0
+        #: Called after each write applied, with its index; may raise (a lost reply).
+        self.after: Callable[[int], None] = lambda index: None
+        #: Called before each write, with its index; may raise (not sent at all).
+        self.before: Callable[[int], None] = lambda index: None
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Writes]:
+    seen = Writes()
+    modify = mongomock.collection.Collection.find_one_and_update
+    find_one = mongomock.collection.Collection.find_one
+
+    writing = [False]
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        index = seen.sent
+        seen.sent += 1
+        seen.before(index)
+        writing[0] = True
+        try:
+            document = modify(self, *args, **kwargs)
+        finally:
+            writing[0] = False
+        seen.after(index)
+        return document
+
+    def reading(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not writing[0]:  # (mongomock's findAndModify reads through find_one itself)
+            seen.reads += 1
+        return find_one(self, *args, **kwargs)
+
+    monkeypatch.setattr(mongomock.collection.Collection, "find_one_and_update", spy)
+    monkeypatch.setattr(mongomock.collection.Collection, "find_one", reading)
+    yield seen
+
+
+class Store:
+    """One backend of a kind, called synchronously, on one mongomock database."""
+
+    def __init__(self, kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        shell, path = kind.split("-")
+        pipeline = path == "pipeline"
+        if pipeline:
+            install(monkeypatch, clock.now)
+        if shell == "plan":
+            monkeypatch.setattr(MongoOperations, "quick_release", lambda self, *args: None)
+        self.database = mongomock.MongoClient()["lost_release"]
+        self.clock = clock
+        self.pipeline = pipeline
+        self.backend: MongoBackend | AsyncMongoBackend
+        if shell == "async":
+            self.backend = AsyncMongoBackend(
+                AsyncMockDatabase(self.database), clock=clock, pipeline=pipeline
+            )
+        else:
+            self.backend = MongoBackend(self.database, clock=clock, pipeline=pipeline)
+        self.get("warm-up")
+
+    def _call(self, result: Any) -> Any:
+        return asyncio.run(result) if asyncio.iscoroutine(result) else result
+
+    def acquire(self, owner: str = "a") -> int:
+        result = self._call(
+            self.backend.compare_and_set(LeaseRequest(key="job", owner=owner, ttl=TTL))
+        )
+        assert result.acquired and result.record is not None
+        return int(result.record.token)
+
+    def release(
+        self, owner: str | None = "a", token: int | None = None, force: bool = False
+    ) -> Any:
+        return self._call(self.backend.release("job", owner, token=token, force=force))
+
+    def get(self, key: str = "job") -> Any:
+        return self._call(self.backend.get(key))
+
+    def other(self) -> MongoBackend:
+        """Another client of the same store."""
+        return MongoBackend(self.database, clock=self.clock, pipeline=self.pipeline)
+
+
+@pytest.fixture(params=KINDS)
+def store(
+    request: pytest.FixtureRequest, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> Store:
+    return Store(str(request.param), clock, monkeypatch)
+
+
+def lose_the_first_reply(writes: Writes, then: Callable[[], None] = lambda: None) -> None:
+    """The next write applies, but its reply is lost (``then`` runs in between)."""
+    first = writes.sent
+
+    def lost(index: int) -> None:
+        if index == first:
+            then()
+            raise AutoReconnect("connection closed after the write")
+
+    writes.after = lost
+
+
+def released_after_a_lost_reply(store: Store, writes: Writes) -> Any:
+    """What a release answers when its first send applied and the reply was lost."""
+    token = store.acquire()
+    lose_the_first_reply(writes)
+    return store.release(token=token)
+
+
+# --- the specification ---------------------------------------------------------------------
+
+
+def test_a_release_whose_own_first_send_ended_the_holding_returns_true(
+    store: Store, writes: Writes
+) -> None:
+    sent, reads = writes.sent, writes.reads
+    assert released_after_a_lost_reply(store, writes) is True
+    assert writes.sent - sent == 3  # the acquire, the lost release, the retry
+    assert writes.reads - reads == 1  # the read that settles it
+    record = store.get()
+    assert record is not None and record.owner is None
+
+
+def test_a_release_with_a_reply_agrees(store: Store, writes: Writes) -> None:
+    """The same release with its reply: ``True`` without any read (what the retry must match)."""
+    token = store.acquire()
+    reads = writes.reads
+    assert store.release(token=token) is True
+    assert writes.reads == reads
+
+
+def test_a_release_of_a_holding_that_had_lapsed_returns_false(
+    store: Store, writes: Writes, clock: FakeClock
+) -> None:
+    token = store.acquire()
+    clock.advance(TTL + 1)  # lapsed before the release was sent
+    lose_the_first_reply(writes)
+    assert store.release(token=token) is False
+
+
+def test_a_release_without_a_token_is_judged_the_same_way(
+    store: Store, writes: Writes, clock: FakeClock
+) -> None:
+    store.acquire()
+    lose_the_first_reply(writes)
+    # The pipeline's release stamps the expiry with the server's time, which proves the
+    # holding was live when it was released; the classic one without a token leaves the
+    # expiry as it was, so whose write released it cannot be told.
+    if store.pipeline:
+        assert store.release(token=None) is True
+    else:
+        with pytest.raises(AmbiguousOutcome, match="cannot tell"):
+            store.release(token=None)
+
+
+def test_a_holding_taken_over_before_the_release_was_sent_returns_false(
+    store: Store, writes: Writes, clock: FakeClock
+) -> None:
+    token = store.acquire()
+    clock.advance(TTL + 1)
+    assert store.other().compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL)).acquired
+    clock.advance(1)
+    first = writes.sent
+
+    def not_applied(index: int) -> None:
+        if index == first:  # the first send of the release: it may have applied
+            raise AutoReconnect("connection closed")
+
+    writes.before = not_applied
+    assert store.release(token=token) is False
+
+
+def test_a_holding_another_client_released_before_the_first_send_returns_false(
+    store: Store, writes: Writes, clock: FakeClock
+) -> None:
+    """The record is the caller's holding, released, but not by this release: on the
+    classic path the forced release left the expiry, on the pipeline path it stamped
+    a time before this release was sent."""
+    token = store.acquire()
+    clock.advance(1)
+    assert store.other().release("job", None, force=True)
+    clock.advance(1)
+    first = writes.sent
+
+    def not_applied(index: int) -> None:
+        if index == first:
+            raise AutoReconnect("connection closed")
+
+    writes.before = not_applied
+    assert store.release(token=token) is False
+
+
+def test_a_holding_replaced_after_the_first_send_is_ambiguous(store: Store, writes: Writes) -> None:
+    """Released by the first send, then taken by another: was it live when it ended?"""
+    token = store.acquire()
+    other = store.other()
+    lose_the_first_reply(
+        writes,
+        then=lambda: other.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL)),
+    )
+    with pytest.raises(AmbiguousOutcome, match="cannot tell"):
+        store.release(token=token)
+
+
+def test_a_record_deleted_after_the_first_send_is_ambiguous(store: Store, writes: Writes) -> None:
+    token = store.acquire()
+    lose_the_first_reply(writes, then=lambda: store.database["mongolocker"].delete_one({}))
+    with pytest.raises(AmbiguousOutcome, match="cannot tell"):
+        store.release(token=token)
+
+
+def test_a_failure_that_proves_nothing_applied_needs_no_read(
+    store: Store, writes: Writes, clock: FakeClock
+) -> None:
+    token = store.acquire()
+    clock.advance(TTL + 1)
+    assert store.other().compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL)).acquired
+    clock.advance(1)  # (so that a read would show the holding was over: False either way)
+    reads = writes.reads
+    first = writes.sent
+
+    def not_primary(index: int) -> None:
+        if index == first:  # refused before it ran (retryWrites is off on mongomock)
+            raise NotPrimaryError("not primary", {"ok": 0, "code": 10107, "errmsg": "x"})
+
+    writes.before = not_primary
+    assert store.release(token=token) is False
+    assert writes.reads == reads
+
+
+# --- the checks can fail (mutation tests) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-pipeline", "async-classic"])
+def test_the_check_sees_the_retrys_empty_reply_taken_at_its_word(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Without the read after the retry (the bug), the answer is ``False``."""
+
+    def as_before(self: Any, key: str, command: Any, started: float) -> Any:
+        return False
+        yield  # a plan that reads nothing
+
+    monkeypatch.setattr(MongoOperations, "_settle_lost_release", as_before)
+    assert released_after_a_lost_reply(Store(kind, clock, monkeypatch), writes) is False
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "fast-pipeline", "async-pipeline"])
+def test_the_check_sees_a_record_read_as_never_ours(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    monkeypatch.setattr(commands, "lost_release_outcome", lambda *args, **kwargs: False)
+    assert released_after_a_lost_reply(Store(kind, clock, monkeypatch), writes) is False
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-pipeline"])
+def test_the_lapsed_check_sees_a_send_time_taken_as_now(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Judging the expiry from the time of the read, not of the send, calls a live
+    holding lapsed once the retries took time."""
+    store = Store(kind, clock, monkeypatch)
+    real = commands.lost_release_outcome
+
+    def judged_late(command: Any, document: Any, *, sent: Any) -> bool | None:
+        return real(command, document, sent=sent + timedelta(seconds=1))
+
+    monkeypatch.setattr(commands, "lost_release_outcome", judged_late)
+    assert released_after_a_lost_reply(store, writes) is False
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "async-pipeline"])
+def test_the_no_read_check_sees_every_failure_taken_as_maybe_applied(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    monkeypatch.setattr(operations, "_maybe_applied", lambda error, **kwargs: True)
+    store = Store(kind, clock, monkeypatch)
+    with pytest.raises(AssertionError):
+        test_a_failure_that_proves_nothing_applied_needs_no_read(store, writes, clock)
+
+
+def _released_and_named(command: Any, document: Any, *, sent: Any) -> bool | None:
+    """A reading that takes any released record of the named holding as released by this
+    call, whenever and by whom."""
+    return document is not None and document.get("locked") is False
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-pipeline", "async-classic"])
+def test_the_checks_see_any_released_record_taken_as_this_calls(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    monkeypatch.setattr(commands, "lost_release_outcome", _released_and_named)
+    with pytest.raises(AssertionError):
+        test_a_holding_another_client_released_before_the_first_send_returns_false(
+            Store(kind, clock, monkeypatch), writes, clock
+        )
+    with pytest.raises(AssertionError):
+        test_a_release_of_a_holding_that_had_lapsed_returns_false(
+            Store(kind, clock, monkeypatch), writes, clock
+        )

@@ -441,6 +441,43 @@ def mongomock_own_code() -> dict[str, Any]:
     return {"mongomock|percall.own_pair": found["own"]}
 
 
+def noio_own_code() -> dict[str, Any]:
+    """Seconds of the facade's own code per pair against a store that does no I/O.
+
+    The lock's pair on :class:`_noio.NoIODatabase` next to the same two
+    ``find_one_and_update`` calls (captured from one of its pairs) made directly
+    on the same collection: the difference is the lock's own code, the
+    store's (small) work being the same on both sides.
+    """
+    from _noio import NoIODatabase
+
+    db = NoIODatabase(mongomock.MongoClient()["bench"], "mongolocker")
+    lock = MongoLocker("bench-noio", db)
+    leases = db.leases
+
+    def lock_pair() -> None:
+        lock.acquire(blocking=False)
+        lock.release()
+
+    lock_pair()
+    leases.calls = []
+    lock_pair()
+    sent, leases.calls = leases.calls, None
+    if len(sent) != 2:
+        raise RuntimeError(f"expected 2 findAndModify commands per pair, saw {len(sent)}")
+
+    def raw_pair() -> None:
+        for query, update, options in sent:
+            leases.find_one_and_update(query, update, **options)
+
+    found = side_by_side({"lock": lock_pair, "raw": raw_pair}, n=PERCALL_PAIRS * 5)
+    return {
+        "noio|percall.lock_pair": found["lock"],
+        "noio|percall.raw_pair": found["raw"],
+        "noio|percall.own_pair": found["lock"] - found["raw"],
+    }
+
+
 def wire_pair_costs() -> dict[str, Any]:
     """Client CPU per pair on the wire path, next to raw pymongo sending the same commands.
 
@@ -546,6 +583,7 @@ def percall(options: Options) -> dict[str, Any]:
     results: dict[str, Any] = {}
     results.update(memory_pair_costs())
     results.update(mongomock_own_code())
+    results.update(noio_own_code())
     results.update(wire_pair_costs())
     results["import|percall.import"] = import_seconds()
     return results

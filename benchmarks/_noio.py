@@ -2,13 +2,21 @@
 
 ``NoIODatabase`` wraps a mongomock database for everything a backend does
 once (``hello``, indexes), but serves the lease collection's
-``find_one_and_update`` from a dict with as little work as a store can do: an
-update with ``return_document`` set (an acquire) stores and returns the
-``$set`` fields as pymongo would return them (naive UTC datetimes), one without
-(a release) marks the stored document unlocked and returns it as it was. It
-reads no filter: it serves uncontended acquire+release pairs of one process,
-and refuses any other call on the lease collection, so a benchmark that left
-the one-write path would fail instead of measuring something else.
+``find_one_and_update`` from a dict with as little work as a store can do. It
+speaks either dialect a backend may choose:
+
+* **classic** (what mongomock is taken for): an acquire (``return_document``
+  set) stores and returns its ``$set`` fields, a release marks the stored
+  document unlocked and returns it as it was;
+* **pipeline** (``pipeline=True``: ``hello`` then says MongoDB 7 and tells its
+  time, as a production server does): an acquire's ``$replaceWith`` stage is
+  evaluated as far as a free lease needs (literals, ``$$NOW``, the expiry's
+  ``$add``, the token's ``$max``), a release as above.
+
+Datetimes come back as pymongo returns them (naive UTC, whole milliseconds).
+It reads no filter: it serves uncontended acquire+release pairs of one
+process, and refuses any other call on the lease collection, so a benchmark
+that left the one-write path fails instead of measuring something else.
 
 The lock's own code is then a pair's time minus the time of the same two
 ``find_one_and_update`` calls made directly on the same collection, timed side
@@ -18,10 +26,12 @@ by side (``benchmarks/runner_2x.py``, ``noio_own_code``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 __all__ = ["NoIODatabase"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _as_stored(value: object) -> object:
@@ -47,15 +57,41 @@ class NoIOCollection:
             self.calls.append((filter, update, options))
         key = filter["_id"]
         if options.get("return_document"):  # an acquire: the document afterwards
-            if not isinstance(update, Mapping) or "$set" not in update:
-                raise NotImplementedError(f"not a classic acquire: {update!r}")
-            document = {"_id": key, **{k: _as_stored(v) for k, v in update["$set"].items()}}
+            if isinstance(update, list):
+                fields = self._taken(key, update)
+            elif isinstance(update, Mapping) and "$set" in update:
+                fields = update["$set"]
+            else:
+                raise NotImplementedError(f"not an acquire: {update!r}")
+            document = {"_id": key, **{k: _as_stored(v) for k, v in fields.items()}}
             self.documents[key] = document
             return document
         before = self.documents.get(key)  # a release: the document before
         if before is not None:
             self.documents[key] = {**before, "locked": False}
         return before
+
+    def _taken(self, key: Any, pipeline: list[Any]) -> dict[str, Any]:
+        """The fields the acquire ``pipeline`` writes on a free lease."""
+        now = datetime.now(timezone.utc)
+        before = self.documents.get(key) or {}
+        fields: dict[str, Any] = {}
+        for name, value in pipeline[0]["$replaceWith"]["$cond"]["then"].items():
+            if name == "_id":
+                continue
+            if value == "$$NOW":
+                fields[name] = now
+            elif isinstance(value, Mapping) and "$literal" in value:
+                fields[name] = value["$literal"]
+            elif isinstance(value, Mapping) and "$add" in value:  # the expiry
+                fields[name] = now + timedelta(milliseconds=value["$add"][1])
+            elif isinstance(value, Mapping) and "$max" in value:  # the token
+                least = value["$max"][2]["$literal"]
+                micros = (now - _EPOCH) // timedelta(microseconds=1) // 1000 * 1000
+                fields[name] = max(before.get("token", 0) + 1, micros, least)
+            else:
+                raise NotImplementedError(f"no such acquire field: {name}: {value!r}")
+        return fields
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("initialize_"):  # mongomock's, not pymongo's: be pymongo
@@ -69,8 +105,9 @@ class NoIOCollection:
 class NoIODatabase:
     """A mongomock database whose collection ``lease_collection`` is a :class:`NoIOCollection`."""
 
-    def __init__(self, setup: Any, lease_collection: str) -> None:
+    def __init__(self, setup: Any, lease_collection: str, *, pipeline: bool = False) -> None:
         self._setup = setup
+        self._pipeline = pipeline
         self.leases = NoIOCollection(setup.get_collection(lease_collection), lease_collection)
 
     def get_collection(self, name: str, **options: Any) -> Any:
@@ -82,6 +119,10 @@ class NoIODatabase:
         return self.get_collection(name)
 
     def command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._pipeline and args and args[0] in ("hello", "isMaster"):
+            now = datetime.now(timezone.utc)
+            now = now.replace(tzinfo=None, microsecond=now.microsecond // 1000 * 1000)
+            return {"ok": 1.0, "isWritablePrimary": True, "maxWireVersion": 21, "localTime": now}
         return self._setup.command(*args, **kwargs)
 
     def create_collection(self, name: str, **options: Any) -> Any:

@@ -415,6 +415,30 @@ def percall_table(figures: Figures) -> list[str]:
         "<= 1.15 x raw pymongo",
         by_ratio=True,
     )
+    wire_bounded = get(new, "wire|percall.raw_bounded_pair_cpu")
+    row(
+        "the same, next to raw pymongo bounding each call as the lock does",
+        "n/a",
+        wire_lock,
+        wire_bounded,
+        f"raw pymongo in `pymongo.timeout`: {_us(wire_bounded)}",
+        None,
+        "(context)",
+        by_ratio=True,
+    )
+    for path, what in (("pipeline", "MongoDB 4.2+"), ("classic", "older servers, mongomock")):
+        noio_own = get(new, f"noio|percall.{path}.own_pair")
+        noio_raw = get(new, f"noio|percall.{path}.raw_pair")
+        row(
+            f"own code per pair against a store that does no I/O, {path} path ({what})",
+            "n/a",
+            noio_own,
+            None,
+            f"the store's own work, taken out: {_us(noio_raw)}",
+            30e-6,
+            "<= 30 us",
+            by_ratio=False,
+        )
     own_old = get(old, "mongomock|percall.own_pair")
     own_new = get(new, "mongomock|percall.own_pair")
     row(

@@ -441,6 +441,45 @@ def mongomock_own_code() -> dict[str, Any]:
     return {"mongomock|percall.own_pair": found["own"]}
 
 
+def noio_own_code() -> dict[str, Any]:
+    """Seconds of the facade's own code per pair against a store that does no I/O.
+
+    The lock's pair on :class:`_noio.NoIODatabase` (classic, as on mongomock,
+    and pipeline, as on a production server) next to the same two
+    ``find_one_and_update`` calls (captured from one of its pairs) made
+    directly on the same collection: the difference is the lock's own code,
+    the store's (small) work being the same on both sides.
+    """
+    from _noio import NoIODatabase
+
+    results: dict[str, Any] = {}
+    for path, pipeline in (("classic", False), ("pipeline", True)):
+        db = NoIODatabase(mongomock.MongoClient()["bench"], "mongolocker", pipeline=pipeline)
+        lock = MongoLocker("bench-noio", db)
+        leases = db.leases
+
+        def lock_pair(lock: MongoLocker = lock) -> None:
+            lock.acquire(blocking=False)
+            lock.release()
+
+        lock_pair()
+        leases.calls = []
+        lock_pair()
+        sent, leases.calls = leases.calls, None
+        if len(sent) != 2 or isinstance(sent[0][1], list) != pipeline:
+            raise RuntimeError(f"expected the 2 {path} commands of a pair, saw {sent!r}")
+
+        def raw_pair(leases: Any = leases, sent: Any = sent) -> None:
+            for query, update, options in sent:
+                leases.find_one_and_update(query, update, **options)
+
+        found = side_by_side({"lock": lock_pair, "raw": raw_pair}, n=PERCALL_PAIRS * 5)
+        results[f"noio|percall.{path}.lock_pair"] = found["lock"]
+        results[f"noio|percall.{path}.raw_pair"] = found["raw"]
+        results[f"noio|percall.{path}.own_pair"] = found["lock"] - found["raw"]
+    return results
+
+
 def wire_pair_costs() -> dict[str, Any]:
     """Client CPU per pair on the wire path, next to raw pymongo sending the same commands.
 
@@ -524,8 +563,22 @@ def wire_pair_costs() -> dict[str, Any]:
             for collection, query, update, kwargs in calls:
                 collection.find_one_and_update(query, update, **kwargs)
 
+        # The same, each call bounded on the client as the lock bounds its calls
+        # (pymongo.timeout with the lock's budget, which also puts maxTimeMS on the wire):
+        # what the bound itself costs in pymongo.
+        bound = (sent[0]["maxTimeMS"] + 1) / 1000  # the lock's budget, as its maxTimeMS shows
+        bounded_calls = [
+            (collection, query, update, {k: v for k, v in kwargs.items() if k != "maxTimeMS"})
+            for collection, query, update, kwargs in calls
+        ]
+
+        def raw_bounded_pair() -> None:
+            for collection, query, update, kwargs in bounded_calls:
+                with pymongo.timeout(bound):
+                    collection.find_one_and_update(query, update, **kwargs)
+
         found = side_by_side(
-            {"lock": plain_lock_pair, "raw": raw_pair},
+            {"lock": plain_lock_pair, "raw": raw_pair, "raw_bounded": raw_bounded_pair},
             n=PERCALL_PAIRS // 4,
             timer=time.thread_time,
         )
@@ -538,6 +591,7 @@ def wire_pair_costs() -> dict[str, Any]:
     return {
         "wire|percall.lock_pair_cpu": found["lock"],
         "wire|percall.raw_pair_cpu": found["raw"],
+        "wire|percall.raw_bounded_pair_cpu": found["raw_bounded"],
         "wire|percall.own_pair": own["own"],
     }
 
@@ -546,6 +600,7 @@ def percall(options: Options) -> dict[str, Any]:
     results: dict[str, Any] = {}
     results.update(memory_pair_costs())
     results.update(mongomock_own_code())
+    results.update(noio_own_code())
     results.update(wire_pair_costs())
     results["import|percall.import"] = import_seconds()
     return results

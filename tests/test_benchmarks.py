@@ -107,3 +107,29 @@ def test_many_idle_locks_make_one_store_call_per_renew_interval_on_both_stores()
     lines = many_locks.table(rows)
     assert lines[0].startswith("| store | N | extra threads |")
     assert len(lines) == 2 + len(rows)
+
+
+@pytest.mark.parametrize("pipeline", [False, True], ids=["classic", "pipeline"])
+def test_the_no_io_store_serves_a_pair_in_two_writes_and_refuses_anything_else(
+    monkeypatch: pytest.MonkeyPatch, pipeline: bool
+) -> None:
+    import mongomock
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from _noio import NoIODatabase
+
+    from mongoelector import MongoLocker
+
+    db = NoIODatabase(mongomock.MongoClient()["bench"], "mongolocker", pipeline=pipeline)
+    lock = MongoLocker("k", db)
+    db.leases.calls = []
+    tokens = []
+    for _ in range(3):
+        assert lock.acquire(blocking=False)
+        tokens.append(lock.token)
+        assert lock.release()
+    assert tokens == sorted(set(tokens))  # the store's tokens grow, as a real one's do
+    assert len(db.leases.calls) == 6
+    assert all(isinstance(update, list) == pipeline for _, update, _ in db.leases.calls[::2])
+    with pytest.raises(NotImplementedError, match="find_one"):
+        db.leases.find_one({"_id": "k"})

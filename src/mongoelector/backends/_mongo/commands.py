@@ -112,8 +112,8 @@ def ttl_millis(ttl: float) -> int:
 def _expiry(now: datetime, seconds: float) -> datetime:
     """``now + seconds`` rounded up to the next whole millisecond (BSON precision)."""
     exact = as_utc(now) + timedelta(seconds=seconds)
-    cut = bson_time(exact)
-    return cut if cut == exact else cut + timedelta(milliseconds=1)
+    extra = exact.microsecond % 1000
+    return exact + timedelta(microseconds=1000 - extra) if extra else exact
 
 
 def is_held(document: Mapping[str, Any], cutoff: datetime) -> bool:
@@ -439,10 +439,11 @@ class ClassicAcquire(Value):
 
     def fields(self, token: int) -> dict[str, Any]:
         """The fields this acquisition writes, with fencing token ``token``."""
+        now = self.now
         return {
             **_holder_fields(self.request, self.acquire_id),
-            CREATED: bson_time(self.now),
-            EXPIRES: _expiry(self.now, self.request.ttl + self.uncertainty),
+            CREATED: bson_time(now),
+            EXPIRES: _expiry(now, self.request.ttl + self.uncertainty),
             TOKEN: token,
         }
 

@@ -39,6 +39,7 @@ __all__ = [
     "member_set_fields",
     "record_from_document",
     "time_floor",
+    "token_and_holder_expiry",
 ]
 
 ID = "_id"
@@ -134,6 +135,23 @@ def record_from_document(document: Mapping[str, Any]) -> LeaseRecord:
 
 
 _new_record = frozen_builder(LeaseRecord)
+
+
+def token_and_holder_expiry(document: Mapping[str, Any]) -> tuple[int, datetime | None]:
+    """The token of the stored lease ``document`` and, if it has an owner, its expiry.
+
+    Field for field what :func:`record_from_document` reads (``record.token``,
+    and ``record.expires_at`` when ``record.owner`` is set, else ``None``),
+    without building the record: a release reads only these from its reply.
+    """
+    get = document.get
+    token = get(TOKEN)
+    if type(token) is not int:
+        token = _int_or_none(token) or 0
+    if get(LOCKED) is not True or not isinstance(get(OWNER), str):
+        return token, None
+    expires = get(EXPIRES)
+    return token, (as_utc(expires) if isinstance(expires, datetime) else None)
 
 
 def member_set_fields(member: MemberRecord) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from mongoelector.backends._mongo.documents import (
     ID,
     member_from_document,
     record_from_document,
+    token_and_holder_expiry,
 )
 from mongoelector.backends._mongo.failures import RetryPolicy, classify, driver_retries_writes
 from mongoelector.backends._mongo.indexes import IndexSpec, lease_indexes, status_indexes
@@ -337,11 +338,17 @@ class MongoOperations:
     def quick_released(self, key: str, before: Mapping[str, Any] | None) -> bool | None:
         """What :meth:`release` makes of the reply ``before``; ``None`` when that needs the
         server's time and the estimate is stale (then :meth:`released_at` it)."""
-        record = self._noted_release(key, before)
-        if record is None:
+        if before is None:
+            return False
+        token, expires = token_and_holder_expiry(before)  # _noted_release, lean
+        with self._mutex:
+            seen = self._seen
+            seen.note_token(key, token)
+            seen.note_released(key)
+        if expires is None:
             return False
         after = self._server_clock.current()
-        return None if after is None else record.is_held(after.time)
+        return None if after is None else expires > after.time
 
     def released_at(self, key: str, before: Mapping[str, Any]) -> Plan[bool]:
         """The end of :meth:`quick_released` when it needs a round trip for the time."""

@@ -47,6 +47,12 @@ class SeenLeases:
         else:
             self._holding.pop(record.key, None)
 
+    def note_token(self, key: str, token: int) -> None:
+        """Remember that ``key``'s record carried ``token`` (a release's reply: what
+        :meth:`note` then :meth:`note_released` learn from it, without the record)."""
+        if token + 1 > self._least_token.get(key, 1):
+            self._least_token[key] = token + 1
+
     def note_released(self, key: str) -> None:
         """Remember that this backend just ended the holding of ``key`` (if there was one)."""
         self._held_until.pop(key, None)

@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from mongoelector.backends.protocol import EMPTY_METADATA
+
 __all__ = ["check_collection_name", "check_database", "check_metadata", "check_positive_ttl"]
 
 #: Methods a database object must have (looked up on its type, not the instance:
@@ -66,6 +68,8 @@ def check_collection_name(value: object, *, name: str = "collection") -> str:
 
 def check_metadata(metadata: object, *, name: str = "metadata") -> dict[str, str]:
     """Return ``metadata`` as a dict if it maps field-safe ``str`` keys to ``str`` values."""
+    if metadata is EMPTY_METADATA:  # what every lock's and elector's request carries
+        return {}
     if not isinstance(metadata, Mapping):
         raise TypeError(f"{name} must be a mapping, got {type(metadata).__name__} {metadata!r}")
     checked: dict[str, str] = {}

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from mongoelector._value import frozen_builder
 from mongoelector.backends._mongo.failures import RetryPolicy
 from mongoelector.backends._mongo.plans import Hello, Plan, with_retries
 from mongoelector.backends._mongo.server_clock import (
@@ -21,6 +20,7 @@ from mongoelector.backends._mongo.server_clock import (
     ServerClockEstimator,
     ServerTimeEstimate,
     host_clock_offset,
+    new_estimate,
 )
 from mongoelector.clock import Clock
 from mongoelector.errors import BackendUnavailable
@@ -28,9 +28,6 @@ from mongoelector.errors import BackendUnavailable
 __all__ = ["ServerClock"]
 
 _WHAT = "reading the server's clock"
-#: ``ServerTimeEstimate(time=..., uncertainty=...)`` built through its slots (every classic
-#: store call takes one; the values are the clock's own).
-_new_estimate = frozen_builder(ServerTimeEstimate)
 
 
 def _local_time(reply: Mapping[str, Any] | None) -> datetime | None:
@@ -79,7 +76,7 @@ class ServerClock:
         """The estimate :meth:`estimate` would return when it needs no round trip, else
         ``None`` (without a plan: this runs for every store call on the classic path)."""
         if not self.tells_time:
-            return _new_estimate(self._clock.now(), 0.0)  # ServerTimeEstimate(time=, uncertainty=)
+            return new_estimate(self._clock.now(), 0.0)
         with self._mutex:
             now = self._clock.monotonic()
             if self._estimator.is_stale(now):

@@ -15,10 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mongoelector._value import frozen_builder
 from mongoelector.backends._mongo.documents import as_utc
 from mongoelector.timing import DEFAULT_MAX_DRIFT
 
-__all__ = ["ClockSample", "ServerClockEstimator", "ServerTimeEstimate", "host_clock_offset"]
+__all__ = [
+    "ClockSample",
+    "ServerClockEstimator",
+    "ServerTimeEstimate",
+    "host_clock_offset",
+    "new_estimate",
+]
 
 #: Server clocks are reported in whole milliseconds, truncated.
 RESOLUTION = 0.001
@@ -58,6 +65,10 @@ class ServerTimeEstimate:
 
     time: datetime
     uncertainty: float
+
+
+#: ``ServerTimeEstimate(time=..., uncertainty=...)`` built through the slots (positional).
+new_estimate = frozen_builder(ServerTimeEstimate)
 
 
 class ServerClockEstimator:
@@ -100,9 +111,9 @@ class ServerClockEstimator:
         best = self._best
         if best is None:
             return None
-        return ServerTimeEstimate(
-            time=best.extrapolate(now), uncertainty=best.uncertainty_at(now, self.max_drift)
-        )
+        # ServerTimeEstimate(time=..., uncertainty=...), through the slots: every classic
+        # acquire and every release asks for one.
+        return new_estimate(best.extrapolate(now), best.uncertainty_at(now, self.max_drift))
 
 
 def host_clock_offset(

@@ -411,3 +411,58 @@ def test_the_live_check_sees_the_holding_never_seen(
     monkeypatch.setattr(SeenLeases, "expiry_of", lambda self, *args: None)
     with pytest.raises(AmbiguousOutcome):
         released_after_a_lost_reply(Store(kind, clock, monkeypatch), writes)
+
+
+def test_the_read_that_settles_a_lost_release_stays_within_the_calls_budget(
+    store: Store, writes: Writes, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``timeout`` bounds the whole call: the read after a lost reply gets what is left
+    of the release's budget, not a budget of its own. Here the first send takes most
+    of the budget and the read never gets an answer: the call gives up when the
+    budget is spent (FakeClock time), ``AmbiguousOutcome``."""
+    budget = 5.0  # the backends' default ``timeout``
+    token = store.acquire()
+    first = writes.sent
+
+    def slow(index: int) -> None:
+        if index == first:
+            clock.advance(budget * 0.8)
+
+    writes.before = slow
+    retried = [False]
+
+    def lost_then_retried(index: int) -> None:
+        if index == first:
+            raise AutoReconnect("connection closed after the write")
+        retried[0] = True  # the retry matched nothing: from now on, reads go unanswered
+
+    writes.after = lost_then_retried
+    find_one = mongomock.collection.Collection.find_one
+
+    def unreachable(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if retried[0]:
+            raise AutoReconnect("no reply to the read")
+        return find_one(self, *args, **kwargs)
+
+    monkeypatch.setattr(mongomock.collection.Collection, "find_one", unreachable)
+    started = clock.monotonic()
+    with pytest.raises(AmbiguousOutcome):
+        store.release(token=token)
+    assert clock.monotonic() - started <= budget
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-classic", "async-classic"])
+def test_the_budget_check_sees_the_read_given_a_budget_of_its_own(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    run_step = MongoOperations._run_step
+
+    def fresh(self: Any, what: Any, step: Any, *, write: bool, **rest: Any) -> Any:
+        rest.pop("started", None)  # the bug: the read counts its budget from its own start
+        return run_step(self, what, step, write=write, **rest)
+
+    monkeypatch.setattr(MongoOperations, "_run_step", fresh)
+    with pytest.raises(AssertionError):
+        test_the_read_that_settles_a_lost_release_stays_within_the_calls_budget(
+            Store(kind, clock, monkeypatch), writes, clock, monkeypatch
+        )

@@ -656,8 +656,12 @@ class MongoOperations:
         with self._mutex:  # before the read below is noted
             held_until = self._seen.expiry_of(key, query.get(OWNER), query.get(TOKEN))
         try:
+            # Within what is left of the release's budget (``timeout`` bounds the call).
             document = yield from self._run_step(
-                lambda: f"read after the {what}", FindOne(self._leases, {ID: key}), write=False
+                lambda: f"read after the {what}",
+                FindOne(self._leases, {ID: key}),
+                write=False,
+                started=started,
             )
         except BackendUnavailable as error:
             raise AmbiguousOutcome(

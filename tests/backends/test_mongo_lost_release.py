@@ -28,6 +28,7 @@ from pymongo.errors import AutoReconnect, NotPrimaryError
 from mongoelector.backends import AsyncMongoBackend, LeaseRequest, MongoBackend
 from mongoelector.backends._mongo import commands, operations
 from mongoelector.backends._mongo.operations import MongoOperations
+from mongoelector.backends._mongo.seen import SeenLeases
 from mongoelector.errors import AmbiguousOutcome
 from mongoelector.testing import FakeClock
 from tests.backends.mongo_pipeline_sim import install
@@ -309,8 +310,8 @@ def test_the_lapsed_check_sees_a_send_time_taken_as_now(
     store = Store(kind, clock, monkeypatch)
     real = commands.lost_release_outcome
 
-    def judged_late(command: Any, document: Any, *, sent: Any) -> bool | None:
-        return real(command, document, sent=sent + timedelta(seconds=1))
+    def judged_late(command: Any, document: Any, *, sent: Any, **rest: Any) -> bool | None:
+        return real(command, document, sent=sent + timedelta(seconds=1), **rest)
 
     monkeypatch.setattr(commands, "lost_release_outcome", judged_late)
     assert released_after_a_lost_reply(store, writes) is False
@@ -326,7 +327,7 @@ def test_the_no_read_check_sees_every_failure_taken_as_maybe_applied(
         test_a_failure_that_proves_nothing_applied_needs_no_read(store, writes, clock)
 
 
-def _released_and_named(command: Any, document: Any, *, sent: Any) -> bool | None:
+def _released_and_named(command: Any, document: Any, **times: Any) -> bool | None:
     """A reading that takes any released record of the named holding as released by this
     call, whenever and by whom."""
     return document is not None and document.get("locked") is False
@@ -344,4 +345,124 @@ def test_the_checks_see_any_released_record_taken_as_this_calls(
     with pytest.raises(AssertionError):
         test_a_release_of_a_holding_that_had_lapsed_returns_false(
             Store(kind, clock, monkeypatch), writes, clock
+        )
+
+
+# --- review: a holding that lapsed while the first send was on its way --------------------
+
+
+def _lapses_while_the_first_send_travels(store: Store, writes: Writes, *, lose: bool) -> Any:
+    """Acquire; release 0.5 s before the expiry, the first send taking 1 s to land (so
+    the holding lapsed before the release applied); its reply lost if ``lose``."""
+    token = store.acquire()
+    store.clock.advance(TTL - 0.5)
+    first = writes.sent
+
+    def slow(index: int) -> None:
+        if index == first:
+            store.clock.advance(1.0)
+
+    writes.before = slow
+    if lose:
+        lose_the_first_reply(writes)
+    return store.release(token=token)
+
+
+def test_a_release_that_landed_after_the_holding_lapsed_answers_as_with_its_reply(
+    store: Store, writes: Writes
+) -> None:
+    """The reply would have said ``False`` (the holding had lapsed when the release
+    applied); with the reply lost the answer must not be ``True``: the record's expiry
+    is the lapsed one, which no release stamp can be told from, unless the caller's
+    own holding was known to outlive it."""
+    assert _lapses_while_the_first_send_travels(store, writes, lose=False) is False
+    writes.before = writes.after = lambda index: None
+    try:
+        lost = _lapses_while_the_first_send_travels(store, writes, lose=True)
+    except AmbiguousOutcome:
+        return
+    assert lost is False
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-classic", "async-pipeline"])
+def test_the_lapse_check_sees_the_holdings_expiry_taken_as_unbounded(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Taking any stamp of a release as proof of a live holding (the bug: the holding's
+    own expiry is also what a release of a lapsed holding leaves) answers ``True``."""
+    real = commands.lost_release_outcome
+
+    def unbounded(command: Any, document: Any, **times: Any) -> bool | None:
+        times["held_until"] = times["now"] + timedelta(days=1)
+        return real(command, document, **times)
+
+    monkeypatch.setattr(commands, "lost_release_outcome", unbounded)
+    with pytest.raises(AssertionError):
+        test_a_release_that_landed_after_the_holding_lapsed_answers_as_with_its_reply(
+            Store(kind, clock, monkeypatch), writes
+        )
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-pipeline", "async-classic"])
+def test_the_live_check_sees_the_holding_never_seen(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Without the holding's expiry as this backend saw it, no stamp proves it live."""
+    monkeypatch.setattr(SeenLeases, "expiry_of", lambda self, *args: None)
+    with pytest.raises(AmbiguousOutcome):
+        released_after_a_lost_reply(Store(kind, clock, monkeypatch), writes)
+
+
+def test_the_read_that_settles_a_lost_release_stays_within_the_calls_budget(
+    store: Store, writes: Writes, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``timeout`` bounds the whole call: the read after a lost reply gets what is left
+    of the release's budget, not a budget of its own. Here the first send takes most
+    of the budget and the read never gets an answer: the call gives up when the
+    budget is spent (FakeClock time), ``AmbiguousOutcome``."""
+    budget = 5.0  # the backends' default ``timeout``
+    token = store.acquire()
+    first = writes.sent
+
+    def slow(index: int) -> None:
+        if index == first:
+            clock.advance(budget * 0.8)
+
+    writes.before = slow
+    retried = [False]
+
+    def lost_then_retried(index: int) -> None:
+        if index == first:
+            raise AutoReconnect("connection closed after the write")
+        retried[0] = True  # the retry matched nothing: from now on, reads go unanswered
+
+    writes.after = lost_then_retried
+    find_one = mongomock.collection.Collection.find_one
+
+    def unreachable(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if retried[0]:
+            raise AutoReconnect("no reply to the read")
+        return find_one(self, *args, **kwargs)
+
+    monkeypatch.setattr(mongomock.collection.Collection, "find_one", unreachable)
+    started = clock.monotonic()
+    with pytest.raises(AmbiguousOutcome):
+        store.release(token=token)
+    assert clock.monotonic() - started <= budget
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-classic", "async-classic"])
+def test_the_budget_check_sees_the_read_given_a_budget_of_its_own(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    run_step = MongoOperations._run_step
+
+    def fresh(self: Any, what: Any, step: Any, *, write: bool, **rest: Any) -> Any:
+        rest.pop("started", None)  # the bug: the read counts its budget from its own start
+        return run_step(self, what, step, write=write, **rest)
+
+    monkeypatch.setattr(MongoOperations, "_run_step", fresh)
+    with pytest.raises(AssertionError):
+        test_the_read_that_settles_a_lost_release_stays_within_the_calls_budget(
+            Store(kind, clock, monkeypatch), writes, clock, monkeypatch
         )

@@ -224,8 +224,16 @@ def test_a_release_whose_reply_was_lost_reads_the_record_to_answer(
     stored: Callable[[], dict[str, Any]],
     answer: bool | type[Exception],
 ) -> None:
-    """Issue 14: the retry matches nothing when the first send released the holding."""
+    """Issue 14: the retry matches nothing when the first send released the holding.
+
+    The backend took holding 5 itself, so it knows the holding lasts a minute
+    more: a release stamp before that is a live holding's."""
     warm_up(primary, backend)
+    with going(backend.compare_and_set, REQUEST) as acquired:
+        request = primary.receives("findAndModify")
+        taken = {**lease_document(acquire_id=acquire_id_of(request)), "ts_created": _server_now()}
+        request.ok(value={**taken, "ts_expire": _server_now(60)})
+    assert acquired().acquired
 
     def release() -> object:
         with going(backend.release, "job", "me", token=5) as released:

@@ -276,7 +276,12 @@ def release_command(
 
 
 def lost_release_outcome(
-    command: FindAndModify, document: Mapping[str, Any] | None, *, sent: datetime
+    command: FindAndModify,
+    document: Mapping[str, Any] | None,
+    *,
+    sent: datetime,
+    now: datetime,
+    held_until: datetime | None,
 ) -> bool | None:
     """Whether an earlier send of the release ``command`` ended a live holding, told from
     ``document``, the record read after a later send of it matched nothing; ``None`` when
@@ -285,13 +290,19 @@ def lost_release_outcome(
     ``sent`` is the server time (to the millisecond) when the first send left;
     a holding whose expiry is before it had lapsed by then. The record tells
     ``True`` when it is the holding the command names (owner and token, when
-    given), released, and stamped by this release's own write while live: on
-    the pipeline path every release sets the expiry to the server's time of
-    the release (or 1 ms after the acquisition), so an expiry at or after
-    ``sent`` is the release's; on the classic path a release by token writes
-    exactly its own ``$min`` expiry when the holding outlived the release's
-    time (any lower expiry had lapsed by then, any higher one is another
-    client's write). It tells ``False`` when no live holding of the
+    given), released, and stamped by this release's own write while live.
+    ``held_until`` is the named holding's expiry as last seen (it only grows
+    while the holding lasts), ``now`` the server time of the read. On the
+    pipeline path a release sets the expiry to the lesser of the server's
+    time of the release and the holding's expiry (at least 1 ms after the
+    acquisition): an expiry at or after ``sent`` is the release's stamp, but
+    the holding was live then only if the stamp is before ``held_until``
+    (else it may be the expiry of a holding that lapsed while the release
+    was on its way). On the classic path a release by token writes exactly
+    its own ``$min`` expiry when the holding outlived the time in the
+    command (any lower expiry had lapsed by then, any higher one is another
+    client's write), and the holding was live when that landed if
+    ``held_until`` is after ``now``. It tells ``False`` when no live holding of the
     command's was left when it was sent (its expiry, or the later holding's
     acquisition, came before ``sent``), or when another client's write
     ended it (so this command matched nothing every time). Anything else is
@@ -318,11 +329,15 @@ def lost_release_outcome(
         return False  # lapsed before the release was sent
     update = command.update
     if isinstance(update, list):
-        return True
+        # ``min(expiry, $$NOW)``: the stamp proves the holding live only below its expiry.
+        return True if held_until is not None and expires < held_until else None
     written = update.get("$min", {}).get(EXPIRES)
     if not isinstance(written, datetime):
         return None
-    return bson_time(expires) == bson_time(written)
+    if bson_time(expires) != bson_time(written):
+        return False
+    # Live when the command was made; when it landed (before ``now``), only if known so.
+    return True if held_until is not None and held_until > now else None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -26,6 +26,8 @@ from mongoelector.backends._mongo import commands
 from mongoelector.backends._mongo.clock_reader import ServerClock
 from mongoelector.backends._mongo.documents import (
     ID,
+    OWNER,
+    TOKEN,
     member_from_document,
     record_from_document,
     token_and_holder_expiry,
@@ -650,9 +652,16 @@ class MongoOperations:
         unknown.
         """
         what = f"release of {key!r}"
+        query = command.filter
+        with self._mutex:  # before the read below is noted
+            held_until = self._seen.expiry_of(key, query.get(OWNER), query.get(TOKEN))
         try:
+            # Within what is left of the release's budget (``timeout`` bounds the call).
             document = yield from self._run_step(
-                lambda: f"read after the {what}", FindOne(self._leases, {ID: key}), write=False
+                lambda: f"read after the {what}",
+                FindOne(self._leases, {ID: key}),
+                write=False,
+                started=started,
             )
         except BackendUnavailable as error:
             raise AmbiguousOutcome(
@@ -668,7 +677,9 @@ class MongoOperations:
         # how far off the estimate may be.
         since = self._clock.monotonic() - started
         sent = now.time - timedelta(seconds=since + now.uncertainty)
-        outcome = commands.lost_release_outcome(command, document, sent=sent)
+        outcome = commands.lost_release_outcome(
+            command, document, sent=sent, now=now.time, held_until=held_until
+        )
         if outcome is None:
             raise AmbiguousOutcome(
                 f"{what}: a later send matched nothing after an earlier one may have "

@@ -65,6 +65,16 @@ class SeenLeases:
             return None
         return record
 
+    def expiry_of(self, key: str, owner: str | None, token: int | None) -> datetime | None:
+        """The expiry last seen of ``key``'s holding by ``owner`` with ``token`` (either
+        ``None``: any), if that is the holding last seen."""
+        record = self._holding.get(key)
+        if record is None or (owner is not None and record.owner != owner):
+            return None
+        if token is not None and record.token != token:
+            return None
+        return record.expires_at
+
     def held_until(self, key: str) -> datetime | None:
         """When the last holder seen for ``key`` stops holding it (``None``: no holder seen)."""
         return self._held_until.get(key)

@@ -131,3 +131,51 @@ def test_an_elector_left_running_is_released_when_asyncio_run_ends(clock: FakeCl
 
     asyncio.run(service())
     assert holder(backend, "svc") is None
+
+
+# --- AsyncLock.release whose backend raised something other than a store error ----------
+
+
+class BackendBug(Exception):
+    """Not a ``BackendError``: what a backend's bug, or an unclassified driver error, raises."""
+
+
+class BuggyOnce(GatedBackend):
+    """Its next release raises :class:`BackendBug` before touching the store."""
+
+    bug_next_release = False
+
+    async def release(
+        self, key: str, owner: str | None, *, token: int | None = None, force: bool = False
+    ) -> bool:
+        if self.bug_next_release:
+            self.bug_next_release = False
+            raise BackendBug("release")
+        return await super().release(key, owner, token=token, force=force)
+
+
+async def free_after_a_release_the_backend_failed(clock: FakeClock) -> bool:
+    """Whether the lock is free after a release whose backend raised a bug, then another."""
+    inner = MemoryBackend(clock=clock)
+    store = BuggyOnce(inner)
+    lock = AsyncLock("job", store, ttl=600, clock=clock)
+    assert await lock.acquire(blocking=False)
+    store.bug_next_release = True
+    with pytest.raises(BackendBug):
+        await lock.release()
+    assert holder(inner, "job") == lock.uuid  # the release did not land
+    await lock.release()
+    return holder(inner, "job") is None
+
+
+async def test_a_release_whose_backend_raised_a_bug_is_sent_again_by_the_next_release(
+    clock: FakeClock,
+) -> None:
+    assert await free_after_a_release_the_backend_failed(clock)
+
+
+async def test_the_backend_bug_test_sees_the_failed_release_forgotten(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(AsyncLock, "_release_failed", lambda self, *args: None)
+    assert not await free_after_a_release_the_backend_failed(clock)

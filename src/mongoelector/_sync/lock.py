@@ -154,7 +154,8 @@ class Lock(LockBase[StorageBackend]):
         Without ``force`` only this object's own holding is released (a no-op
         returning ``False`` when it holds nothing). ``force`` frees the lock
         whoever holds it. This object stops trusting its holding before the
-        store is asked, so even if the call fails it no longer acts as holder.
+        store is asked, so even if the call fails it no longer acts as holder;
+        a failed call (whatever it raised) is sent again by the next release.
 
         Any thread may call it, not only the one that acquired, and so may the
         callbacks (``on_lost``, event listeners). With ``auto_renew`` it waits
@@ -178,12 +179,11 @@ class Lock(LockBase[StorageBackend]):
                 if token is None:
                     return False
             return self._backend.release(self._key, plan.owner, token=token, force=plan.force)
-        except BackendError as error:
-            self._release_failed(plan, token, error)
-            raise
         except BaseException as error:
-            if not isinstance(error, Exception):  # KeyboardInterrupt, SystemExit mid-call
-                self._release_failed(plan, token, error)
+            # A store error, a backend's bug (taken as an ambiguous outcome, as acquire
+            # takes it), or KeyboardInterrupt/SystemExit mid-call: the release may not
+            # have landed, and the next release() sends it again.
+            self._release_failed(plan, token, error)
             raise
 
     def touch(self) -> datetime | None:

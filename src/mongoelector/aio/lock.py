@@ -201,7 +201,10 @@ class AsyncLock(LockBase[AsyncStorageBackend]):
                 if token is None:
                     return False
             return await self._backend.release(self._key, plan.owner, token=token, force=plan.force)
-        except (BackendError, asyncio.CancelledError) as error:
+        except BaseException as error:
+            # A store error, a backend's bug (taken as an ambiguous outcome, as acquire
+            # takes it), or a cancellation mid-call: the release may not have landed, and
+            # the next release() sends it again.
             self._release_failed(plan, token, error)
             raise
 

@@ -190,6 +190,7 @@ def test_a_release_without_a_token_is_judged_the_same_way(
     store: Store, writes: Writes, clock: FakeClock
 ) -> None:
     store.acquire()
+    clock.advance(1)  # (a holding acquired in the millisecond the release left: see below)
     lose_the_first_reply(writes)
     # The pipeline's release stamps the expiry with the server's time, which proves the
     # holding was live when it was released; the classic one without a token leaves the
@@ -466,3 +467,26 @@ def test_the_budget_check_sees_the_read_given_a_budget_of_its_own(
         test_the_read_that_settles_a_lost_release_stays_within_the_calls_budget(
             Store(kind, clock, monkeypatch), writes, clock, monkeypatch
         )
+
+
+def test_a_forced_release_cannot_tell_a_holding_acquired_after_it_was_sent(
+    store: Store, writes: Writes
+) -> None:
+    """A forced release names no holding: when the first send may have applied, and a
+    holding acquired after it left was released by its owner before the read, the record
+    cannot tell whether this release ended a live holding (here it ended none)."""
+    store.acquire()
+    first = writes.sent
+    other = store.other()
+
+    def meanwhile(index: int) -> None:
+        if index == first:  # the first send of the forced release, not applied
+            assert other.release("job", None, force=True)
+            taken = other.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL))
+            assert taken.acquired and taken.record is not None
+            assert other.release("job", "b", token=taken.record.token)
+            raise AutoReconnect("connection closed")
+
+    writes.before = meanwhile
+    with pytest.raises(AmbiguousOutcome, match="cannot tell"):
+        store.release(owner=None, force=True)

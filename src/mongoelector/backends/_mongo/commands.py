@@ -307,8 +307,10 @@ def lost_release_outcome(
     acquisition, came before ``sent``), or when another client's write
     ended it (so this command matched nothing every time). Anything else is
     ``None``: the record is gone, a later holding replaced the named one
-    after ``sent``, or a classic release that leaves the expiry alone
-    (forced, or without a token) cannot be told from another client's.
+    after ``sent``, a release naming no token finds a holding acquired after
+    ``sent`` (or one whose acquisition time is unknown), or a classic release
+    that leaves the expiry alone (forced, or without a token) cannot be told
+    from another client's.
     """
     if document is None:
         return None
@@ -327,6 +329,11 @@ def lost_release_outcome(
         return None
     if time_floor(expires) < since:
         return False  # lapsed before the release was sent
+    acquired = record.acquired_at
+    if TOKEN not in query and (acquired is None or time_floor(acquired) >= since):
+        # A release naming no token: a holding acquired after it was sent (and released
+        # since by someone else) matches it as well as the one it may have ended.
+        return None
     update = command.update
     if isinstance(update, list):
         # ``min(expiry, $$NOW)``: the stamp proves the holding live only below its expiry.

@@ -669,7 +669,7 @@ async def test_the_stale_release_test_sees_a_guess_without_reading(
     mutate(
         monkeypatch,
         AsyncMongoBackend.release,
-        "return await self._run(ops.released_at(key, before))",
+        "return await self._run(ops.released_at(key, before, started))",
         "return False",
     )
     assert await release_that_outlasts_the_estimate(clock, sent) != (True, 2, 1)

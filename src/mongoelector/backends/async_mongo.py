@@ -133,7 +133,7 @@ class AsyncMongoBackend(MongoBackendBase):
         released = ops.quick_released(key, before)
         if released is None:
             assert before is not None
-            return await self._run(ops.released_at(key, before))
+            return await self._run(ops.released_at(key, before, started))
         return released
 
     async def get(self, key: str) -> LeaseRecord | None:

@@ -155,7 +155,7 @@ class MongoBackend(MongoBackendBase):
         released = ops.quick_released(key, before)
         if released is None:
             assert before is not None
-            return self._run(ops.released_at(key, before))
+            return self._run(ops.released_at(key, before, started))
         return released
 
     def get(self, key: str) -> LeaseRecord | None:

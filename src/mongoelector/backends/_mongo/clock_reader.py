@@ -59,10 +59,14 @@ class ServerClock:
             return reply, None
         return reply, ClockSample(sent_at=sent_at, server_time=local_time, received_at=received_at)
 
-    def read(self) -> Plan[Mapping[str, Any] | None]:
-        """Ask the server (one ``hello``, retried); return its reply, keep its clock reading."""
+    def read(self, started: float | None = None) -> Plan[Mapping[str, Any] | None]:
+        """Ask the server (one ``hello``, retried); return its reply, keep its clock reading.
+
+        With ``started`` (monotonic), the retries have what is left of a budget
+        that began then: the read is part of a call begun at ``started``.
+        """
         reply, sample = yield from with_retries(
-            self._clock, self._policy, _WHAT, self._sample, write=False
+            self._clock, self._policy, _WHAT, self._sample, write=False, started=started
         )
         with self._mutex:
             if sample is not None:
@@ -83,13 +87,14 @@ class ServerClock:
                 return None
             return self._estimator.estimate(now)
 
-    def estimate(self) -> Plan[ServerTimeEstimate]:
-        """The server's time now, within the returned uncertainty; reads again when stale."""
+    def estimate(self, started: float | None = None) -> Plan[ServerTimeEstimate]:
+        """The server's time now, within the returned uncertainty; reads again when stale
+        (within the budget of a call begun at ``started``, if given: see :meth:`read`)."""
         known = self.current()
         if known is not None:
             return known
         try:
-            yield from self.read()
+            yield from self.read(started)
         except BackendUnavailable:
             if self._estimator.sample is None:
                 raise  # an old reading is better than none; no reading is nothing

@@ -191,10 +191,12 @@ class MongoOperations:
         if not self._lease_indexes_done:
             self._lease_indexes_done = yield from self._make_indexes(self._leases, lease_indexes())
 
-    def time_estimate(self) -> Plan[ServerTimeEstimate]:
-        """The server's current time and how far off it may be (the clock, where it cannot tell)."""
+    def time_estimate(self, started: float | None = None) -> Plan[ServerTimeEstimate]:
+        """The server's current time and how far off it may be (the clock, where it cannot
+        tell). With ``started``, a read it needs has what is left of the budget of a call
+        begun then (monotonic): a release's last step stays within the release's bound."""
         yield from self.ensure_ready()
-        return (yield from self._server_clock.estimate())
+        return (yield from self._server_clock.estimate(started))
 
     def clock_offset(self) -> Plan[tuple[float, float] | None]:
         """How far the server's clock is ahead of this host's, and the uncertainty (seconds)."""
@@ -352,10 +354,11 @@ class MongoOperations:
         after = self._server_clock.current()
         return None if after is None else expires > after.time
 
-    def released_at(self, key: str, before: Mapping[str, Any]) -> Plan[bool]:
-        """The end of :meth:`quick_released` when it needs a round trip for the time."""
+    def released_at(self, key: str, before: Mapping[str, Any], started: float) -> Plan[bool]:
+        """The end of :meth:`quick_released` when it needs a round trip for the time, within
+        what is left of the budget of the release sent at monotonic ``started``."""
         record = record_from_document(before)
-        after = yield from self.time_estimate()
+        after = yield from self.time_estimate(started)
         return record.owner is not None and record.is_held(after.time)
 
     def release_after(
@@ -401,7 +404,7 @@ class MongoOperations:
         )
         if before is None and maybe_applied:
             return (yield from self._settle_lost_release(key, command, started))
-        return (yield from self._released(key, before))
+        return (yield from self._released(key, before, started))
 
     def compare_and_set(self, request: LeaseRequest, force: bool) -> Plan[CasResult]:
         check_request(request)
@@ -637,7 +640,7 @@ class MongoOperations:
             before = yield Bounded(modify(self._leases, command), self._first_bound)
         except PyMongoError as error:
             return (yield from self.release_after(key, command, started, error))
-        return (yield from self._released(key, before))
+        return (yield from self._released(key, before, started))
 
     def _settle_lost_release(
         self, key: str, command: commands.FindAndModify, started: float
@@ -672,7 +675,7 @@ class MongoOperations:
         self._note(record_from_document(document) if document is not None else None)
         now = self._server_clock.current()
         if now is None:
-            now = yield from self.time_estimate()
+            now = yield from self.time_estimate(started)
         # The server's time when the first send left: now, less the time since, less
         # how far off the estimate may be.
         since = self._clock.monotonic() - started
@@ -692,14 +695,15 @@ class MongoOperations:
                 self._seen.note_released(key)
         return outcome
 
-    def _released(self, key: str, before: Mapping[str, Any] | None) -> Plan[bool]:
-        """Whether the release whose reply is ``before`` ended a live holding."""
+    def _released(self, key: str, before: Mapping[str, Any] | None, started: float) -> Plan[bool]:
+        """Whether the release whose reply is ``before`` ended a live holding (a read of the
+        server's time has what is left of the budget of the release sent at ``started``)."""
         record = self._noted_release(key, before)
         if record is None:
             return False
         after = self._server_clock.current()
         if after is None:
-            after = yield from self.time_estimate()
+            after = yield from self.time_estimate(started)
         return record.is_held(after.time)
 
     def _noted_release(self, key: str, before: Mapping[str, Any] | None) -> LeaseRecord | None:

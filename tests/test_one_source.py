@@ -52,6 +52,7 @@ PAIRS = [
         AsyncMongoBackend.compare_and_set, MongoBackend.compare_and_set, id="mongo-acquire"
     ),
     pytest.param(AsyncMongoBackend.release, MongoBackend.release, id="mongo-release"),
+    pytest.param(AsyncMongoBackend._send, MongoBackend._send, id="mongo-fast-send"),
 ]
 
 

@@ -19,6 +19,7 @@ import pymongo
 from pymongo.errors import PyMongoError
 
 from mongoelector.backends._mongo import plans
+from mongoelector.backends._mongo.commands import FindAndModify
 from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
 from mongoelector.backends._mongo.surface import MongoBackendBase
 from mongoelector.backends._mongo_async import drive, perform
@@ -94,13 +95,7 @@ class AsyncMongoBackend(MongoBackendBase):
         command = quick.command
         started = self._clock.monotonic()
         try:
-            with pymongo.timeout(ops.first_bound()):
-                document = await self._leases.find_one_and_update(
-                    command.filter,
-                    command.update,
-                    upsert=command.upsert,
-                    return_document=command.return_new,
-                )
+            document = await self._send(command)
         except PyMongoError as error:
             return await self._run(ops.acquire_after(quick, started, error))
         return ops.quick_acquired(quick, document)
@@ -121,13 +116,7 @@ class AsyncMongoBackend(MongoBackendBase):
             return await self._run(ops.release(key, owner, token, force))
         started = self._clock.monotonic()
         try:
-            with pymongo.timeout(ops.first_bound()):
-                before = await self._leases.find_one_and_update(
-                    command.filter,
-                    command.update,
-                    upsert=command.upsert,
-                    return_document=command.return_new,
-                )
+            before = await self._send(command)
         except PyMongoError as error:
             return await self._run(ops.release_after(key, command, started, error))
         released = ops.quick_released(key, before)
@@ -135,6 +124,18 @@ class AsyncMongoBackend(MongoBackendBase):
             assert before is not None
             return await self._run(ops.released_at(key, before, started))
         return released
+
+    async def _send(self, command: FindAndModify) -> Mapping[str, Any] | None:
+        """Send the fast path's one ``findAndModify``, bounded as the plan's first step is
+        (the whole budget, server selection included); errors are the caller's to hand on."""
+        with pymongo.timeout(self._ops.first_bound()):
+            document: Mapping[str, Any] | None = await self._leases.find_one_and_update(
+                command.filter,
+                command.update,
+                upsert=command.upsert,
+                return_document=command.return_new,
+            )
+        return document
 
     async def get(self, key: str) -> LeaseRecord | None:
         return await self._run(self._ops.get(key))

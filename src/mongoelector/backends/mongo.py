@@ -19,6 +19,7 @@ import pymongo
 from pymongo.errors import PyMongoError
 
 from mongoelector.backends._mongo import plans
+from mongoelector.backends._mongo.commands import FindAndModify
 from mongoelector.backends._mongo.server_clock import ServerTimeEstimate
 from mongoelector.backends._mongo.surface import (
     DEFAULT_COLLECTION,
@@ -117,13 +118,7 @@ class MongoBackend(MongoBackendBase):
         command = quick.command
         started = self._clock.monotonic()
         try:
-            with pymongo.timeout(ops.first_bound()):
-                document = self._leases.find_one_and_update(
-                    command.filter,
-                    command.update,
-                    upsert=command.upsert,
-                    return_document=command.return_new,
-                )
+            document = self._send(command)
         except PyMongoError as error:
             return self._run(ops.acquire_after(quick, started, error))
         return ops.quick_acquired(quick, document)
@@ -143,13 +138,7 @@ class MongoBackend(MongoBackendBase):
             return self._run(ops.release(key, owner, token, force))
         started = self._clock.monotonic()
         try:
-            with pymongo.timeout(ops.first_bound()):
-                before = self._leases.find_one_and_update(
-                    command.filter,
-                    command.update,
-                    upsert=command.upsert,
-                    return_document=command.return_new,
-                )
+            before = self._send(command)
         except PyMongoError as error:
             return self._run(ops.release_after(key, command, started, error))
         released = ops.quick_released(key, before)
@@ -157,6 +146,18 @@ class MongoBackend(MongoBackendBase):
             assert before is not None
             return self._run(ops.released_at(key, before, started))
         return released
+
+    def _send(self, command: FindAndModify) -> Mapping[str, Any] | None:
+        """Send the fast path's one ``findAndModify``, bounded as the plan's first step is
+        (the whole budget, server selection included); errors are the caller's to hand on."""
+        with pymongo.timeout(self._ops.first_bound()):
+            document: Mapping[str, Any] | None = self._leases.find_one_and_update(
+                command.filter,
+                command.update,
+                upsert=command.upsert,
+                return_document=command.return_new,
+            )
+        return document
 
     def get(self, key: str) -> LeaseRecord | None:
         return self._run(self._ops.get(key))

@@ -38,6 +38,7 @@ __all__ = [
     "plan_calls",
     "reads_in_batches",
     "renews_in_batches",
+    "reports_in_batches",
     "store_of",
 ]
 
@@ -262,6 +263,47 @@ def _overrides_get_alone(backend: object) -> bool:
         and many_owner is not None
         and get_owner is not many_owner
         and issubclass(get_owner, many_owner)
+    )
+
+
+def reports_in_batches(backend: object) -> bool:
+    """True if ``backend`` declares :attr:`Capability.REPORT_MANY` (and ``MEMBER_STATUS``)
+    and has ``report_members`` that goes with its ``report_member``: then the started
+    electors of a process send their status reports together.
+
+    As for renewals (:func:`renews_in_batches`), the capability is read from the backend
+    object, and a backend whose ``report_member`` was replaced without its
+    ``report_members`` (a test double counting or failing reports), itself or a store it
+    wraps, reports elector by elector.
+    """
+    try:
+        capabilities = backend.capabilities  # type: ignore[attr-defined]
+        declared = Capability.REPORT_MANY in capabilities
+        declared = declared and Capability.MEMBER_STATUS in capabilities
+    except Exception:  # a broken property: the per-elector calls still work
+        return False
+    return (
+        declared
+        and callable(getattr(backend, "report_members", None))
+        and not any(
+            _overrides_alone(layer, "report_member", "report_members") for layer in _layers(backend)
+        )
+    )
+
+
+def _overrides_alone(backend: object, single: str, many: str) -> bool:
+    """True if ``backend``'s ``single`` call was replaced below the ``many`` it inherits."""
+    own = getattr(backend, "__dict__", {})
+    if single in own or many in own:
+        return many not in own
+    mro = type(backend).__mro__
+    single_owner = next((each for each in mro if single in vars(each)), None)
+    many_owner = next((each for each in mro if many in vars(each)), None)
+    return (
+        single_owner is not None
+        and many_owner is not None
+        and single_owner is not many_owner
+        and issubclass(single_owner, many_owner)
     )
 
 

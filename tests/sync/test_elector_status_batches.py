@@ -146,7 +146,8 @@ def test_n_started_electors_send_at_most_one_status_call_per_status_interval(
     counts = status_calls_per_window(store, clock, electors)
     assert all(count <= 1 for count in counts), counts
     assert sum(counts) >= WINDOWS - 1  # the reports do go out (about every 6 s: a poll's)
-    assert store.calls["report_member"] == 0
+    assert store.calls["report_members"] >= WINDOWS - 1  # (a first report at start may
+    # go alone: an elector's first poll may run before the others started)
     assert max(store.sizes[-2:]) == n  # every elector in the batch
     assert listed(store, electors) == {each.uuid for each in electors}
     leaders = {m.uuid for e in electors for m in store.members(e.key) if m.is_leader}

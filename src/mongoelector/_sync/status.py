@@ -26,9 +26,10 @@ failed report (logged, and retried at its next poll).
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+import threading
+from typing import Any, Protocol
 
-from mongoelector._sync.groups import Joiner, MemberGroup, Registry
+from mongoelector._sync.groups import Joiner, Key, MemberGroup, Registry
 from mongoelector.backends.protocol import MemberRecord, MemberStatusBackend, ReportManyBackend
 from mongoelector.clock import Clock
 from mongoelector.core import batching
@@ -71,11 +72,24 @@ class StatusGroup(MemberGroup[Reporter, _Store]):
     """The started electors of one backend object on one clock, whose status reports go
     out together. Members come and go with :func:`enter` and :meth:`leave`."""
 
+    def __init__(self, registry: Registry[Any], key: Key, backend: _Store, clock: Clock) -> None:
+        super().__init__(registry, key, backend, clock)
+        # One trigger at a time: triggers come from the workers ending polls, and two that
+        # chose at once would each leave the other out of its batch (two calls, not one).
+        self._choosing = threading.Lock()
+
     def due(self, trigger: Reporter) -> None:
         """``trigger`` has a report due now: queue it with the reports that join it, for a
-        worker (no I/O here). Nothing if its report is queued or in flight already."""
+        worker (no I/O here). Nothing if its report is queued or in flight already (say a
+        batch chosen a moment ago took it in)."""
+        with self._choosing:
+            batches = self._choose(trigger)
+        if batches:
+            self._submit(batches)
+
+    def _choose(self, trigger: Reporter) -> list[list[tuple[Reporter, int]]]:
         if not trigger._claim_status():
-            return
+            return []
         now = self.clock.monotonic()
         calls: list[list[Reporter]] = [[]]
         timing = trigger.status_timing(now)
@@ -94,7 +108,7 @@ class StatusGroup(MemberGroup[Reporter, _Store]):
             batch.extend((member, 0) for member in call if member._claim_status())
             if batch:
                 batches.append(batch)
-        self._submit(batches)
+        return batches
 
     def _run(self, batch: list[tuple[Reporter, int]]) -> None:
         """On a worker: one ``report_members`` call (``report_member`` for one report) with

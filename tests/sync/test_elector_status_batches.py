@@ -231,3 +231,70 @@ def test_a_stopped_elector_is_shown_not_running_after_the_batches(clock: FakeClo
     assert shown[stopped.uuid].elector_running is False
     others = [e for e in electors if e.key == stopped.key and e is not stopped]
     assert all(shown[e.uuid].elector_running for e in others)
+
+
+class HangingStore(StatusStore):
+    """A StatusStore whose ``report_members`` waits for ``go`` once ``hang`` is set."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.hang = False
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.renewals = 0
+
+    def renew_many(self, items: Sequence[Any]) -> list[Any]:
+        with self._count:
+            self.renewals += 1
+        return super().renew_many(items)
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        if self.hang:
+            self.entered.set()
+            self.go.wait(4 * GUARD)
+        super().report_members(members)
+
+
+def test_a_hung_status_batch_delays_no_renewal_and_no_follower_poll(clock: FakeClock) -> None:
+    """Status is informational: while a batch of reports hangs in the store, the leaders
+    keep renewing (past their renew deadline) and the followers keep polling."""
+    store = HangingStore(clock)
+    electors = start(10, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    leaders = [each for each in electors if each.is_leader]
+    followers = [each for each in electors if not each.is_leader]
+    store.hang = True
+    try:
+        clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+        assert store.entered.wait(GUARD)
+        polled = {each.uuid: each.node_status["last_poll"] for each in followers}
+        for _ in range(6):  # 12 s: past the renew deadline (10 s) of every leader
+            renewals = store.renewals
+            clock.advance(2.0)
+            assert wait_for(lambda: store.renewals > renewals, limit=GUARD)  # noqa: B023
+        assert all(each.is_leader for each in leaders)
+        assert wait_for(
+            lambda: all(each.node_status["last_poll"] != polled[each.uuid] for each in followers),
+            limit=GUARD,
+        )
+    finally:
+        store.go.set()
+    settle(electors)
+    assert listed(store, electors) == {each.uuid for each in electors}
+
+
+def test_a_trigger_whose_report_a_batch_sent_meanwhile_sends_nothing(clock: FakeClock) -> None:
+    """A poll found its report due, but before it reached the group a batch took that report
+    in and settled: the late trigger sends nothing (it once sent a lone report, a call more
+    in that interval, one run in a few with 1,000 electors)."""
+    store = StatusStore(clock)
+    electors = start(10, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)  # every report sent, none due now
+    calls = store.status_calls()
+    late = electors[0]
+    assert late._loop is not None and late._loop.batched is not None
+    group = late._loop.batched.status_group
+    assert group is not None
+    group.due(late._loop.batched)  # what the late poll does
+    settle(electors)
+    assert store.status_calls() == calls

@@ -1165,6 +1165,10 @@ class _Batched(BatchedLoop["LeaderElector", _Loop]):
             self._settle_claim()
         elector._hand_callbacks()
 
+    def _unclaim_status(self) -> None:
+        """The report claimed is not to be sent after all (it is not due any more)."""
+        self._settle_claim()
+
     def _settle_claim(self) -> None:
         with self._elector._state:
             self._loop.status_queued = False

@@ -61,6 +61,8 @@ class Reporter(Joiner, Protocol):
 
     def _claim_status(self) -> bool: ...
 
+    def _unclaim_status(self) -> None: ...
+
     def _may_join_status(self) -> bool: ...
 
     def _status_begin(self) -> tuple[MemberRecord, float] | None: ...
@@ -91,17 +93,20 @@ class StatusGroup(MemberGroup[Reporter, _Store]):
         if not trigger._claim_status():
             return []
         now = self.clock.monotonic()
-        calls: list[list[Reporter]] = [[]]
         timing = trigger.status_timing(now)
-        if timing is not None:
-            candidates = []
-            for member in self._members_now():
-                if member is trigger or not member._may_join_status():
-                    continue
-                joining = member.status_timing(now)
-                if joining is not None:
-                    candidates.append((member, joining))
-            calls = batching.renew_together(now, timing, candidates)
+        if timing is None or timing.renew_at > now:
+            # Its report is not due any more: a batch took it in after its poll found it
+            # due, and has settled since. Sending it again would be a call more.
+            trigger._unclaim_status()
+            return []
+        candidates = []
+        for member in self._members_now():
+            if member is trigger or not member._may_join_status():
+                continue
+            joining = member.status_timing(now)
+            if joining is not None:
+                candidates.append((member, joining))
+        calls = batching.renew_together(now, timing, candidates)
         batches: list[list[tuple[Reporter, int]]] = []
         for number, call in enumerate(calls):
             batch = [(trigger, 0)] if number == 0 else []

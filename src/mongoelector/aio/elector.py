@@ -624,6 +624,10 @@ class _Batched(BatchedLoop["AsyncLeaderElector", _Loop]):
         loop.status_queued = True
         return True
 
+    def _unclaim_status(self) -> None:
+        """The report claimed is not to be sent after all (it is not due any more)."""
+        self._loop.status_queued = False
+
     def _may_join_status(self) -> bool:
         loop = self._loop
         return not (loop.status_queued or loop.stopped or loop.done)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +22,6 @@ import pytest
 from mongoelector import LeaderElector
 from mongoelector._sync import scheduler, status
 from mongoelector.backends import Capability, MemberRecord, MemoryBackend
-from mongoelector.core import batching
 from mongoelector.errors import BackendUnavailable
 from mongoelector.monitoring import EventListener, StoreErrorEvent
 from mongoelector.testing import FakeClock
@@ -184,13 +182,13 @@ def test_with_the_batcher_mutated_to_drop_a_member_the_count_fails(
 ) -> None:
     """A member left out of the batch it was due for reports on its own: a call more."""
 
-    def drop_the_last(now: float, trigger: Any, candidates: Any, **kw: Any) -> list[list[Any]]:
-        calls = batching.renew_together(now, trigger, candidates, **kw)
-        return [calls[0][:-1], *calls[1:]]
+    plan = status.plan_reports
 
-    monkeypatch.setattr(
-        status, "batching", SimpleNamespace(renew_together=drop_the_last), raising=True
-    )
+    def drop_the_last(trigger: Any, members: Any, now: float) -> list[list[Any]] | None:
+        calls = plan(trigger, members, now)
+        return None if calls is None else [calls[0][:-1], *calls[1:]]
+
+    monkeypatch.setattr(status, "plan_reports", drop_the_last)
     store = StatusStore(clock)
     electors = start(10, store, clock)
     counts = status_calls_per_window(store, clock, electors)

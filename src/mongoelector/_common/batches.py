@@ -36,6 +36,7 @@ __all__ = [
     "outcomes_of",
     "overrides_renew_alone",
     "plan_calls",
+    "plan_reports",
     "reads_in_batches",
     "renews_in_batches",
     "reports_in_batches",
@@ -81,6 +82,37 @@ def plan_calls(trigger: M, members: Iterable[M], now: float) -> list[list[M]]:
         if member is trigger or not member._may_join(now):
             continue
         joining = member._rules.timing(now)
+        if joining is not None:
+            candidates.append((member, joining))
+    return batching.renew_together(now, timing, candidates)
+
+
+class Reporting(Protocol):
+    """A member of a status group of either driver, as the group plans its calls: a started
+    elector's loop with status reports on."""
+
+    def status_timing(self, now: float) -> batching.RenewTiming | None: ...
+
+    def _may_join_status(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Reporting)
+
+
+def plan_reports(trigger: R, members: Iterable[R], now: float) -> list[list[R]] | None:
+    """The calls to make at ``now`` for ``trigger``'s status report: the members of its group
+    whose reports join it (not queued or in flight, due within half their status interval),
+    as :func:`~mongoelector.core.batching.renew_together` splits them; the first call is
+    ``trigger``'s. ``None`` if ``trigger``'s report is not due at ``now`` (a batch took it
+    in after its poll found it due, and has settled since): nothing to send."""
+    timing = trigger.status_timing(now)
+    if timing is None or timing.renew_at > now:
+        return None
+    candidates = []
+    for member in members:
+        if member is trigger or not member._may_join_status():
+            continue
+        joining = member.status_timing(now)
         if joining is not None:
             candidates.append((member, joining))
     return batching.renew_together(now, timing, candidates)

@@ -7,10 +7,12 @@ a store that stores many reports in one call
 (:func:`~mongoelector._common.batches.reports_in_batches`:
 ``Capability.REPORT_MANY``), the started electors of one backend object and
 clock belong to its :class:`StatusGroup`. When one of them has a report due
-(the *trigger*), the group asks the pure
-:func:`~mongoelector.core.batching.renew_together` which other members' reports
-fall due within half their status interval (each member's
-:meth:`~mongoelector.core.elector_machine.ElectorMachine.status_timing`), and
+(the *trigger*), the group asks
+:func:`~mongoelector._common.batches.plan_reports` (shared with the asyncio
+driver: the pure :func:`~mongoelector.core.batching.renew_together` on each
+member's
+:meth:`~mongoelector.core.elector_machine.ElectorMachine.status_timing`) which
+other members' reports fall due within half their status interval, and
 sends all those reports with one ``report_members`` call, on a worker of the
 process's scheduler (no thread of its own). Reporting early only refreshes a
 report, so once lined up the members of one interval make one call per interval.
@@ -29,10 +31,10 @@ import logging
 import threading
 from typing import Any, Protocol
 
+from mongoelector._common.batches import plan_reports
 from mongoelector._sync.groups import Joiner, Key, MemberGroup, Registry
 from mongoelector.backends.protocol import MemberRecord, MemberStatusBackend, ReportManyBackend
 from mongoelector.clock import Clock
-from mongoelector.core import batching
 from mongoelector.core.batching import RenewTiming
 from mongoelector.errors import BackendError, BackendUnavailable
 
@@ -92,21 +94,10 @@ class StatusGroup(MemberGroup[Reporter, _Store]):
     def _choose(self, trigger: Reporter) -> list[list[tuple[Reporter, int]]]:
         if not trigger._claim_status():
             return []
-        now = self.clock.monotonic()
-        timing = trigger.status_timing(now)
-        if timing is None or timing.renew_at > now:
-            # Its report is not due any more: a batch took it in after its poll found it
-            # due, and has settled since. Sending it again would be a call more.
+        calls = plan_reports(trigger, self._members_now(), self.clock.monotonic())
+        if calls is None:  # not due any more: a batch sent it meanwhile
             trigger._unclaim_status()
             return []
-        candidates = []
-        for member in self._members_now():
-            if member is trigger or not member._may_join_status():
-                continue
-            joining = member.status_timing(now)
-            if joining is not None:
-                candidates.append((member, joining))
-        calls = batching.renew_together(now, timing, candidates)
         batches: list[list[tuple[Reporter, int]]] = []
         for number, call in enumerate(calls):
             batch = [(trigger, 0)] if number == 0 else []

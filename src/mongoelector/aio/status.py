@@ -6,7 +6,8 @@ on a store that declares ``Capability.REPORT_MANY``
 electors of one event loop, store and clock belong to its
 :class:`AsyncStatusGroup`. When one of them has a report due (the trigger),
 the reports of the members due within half their status interval join it
-(:func:`~mongoelector.core.batching.renew_together` on each member's
+(:func:`~mongoelector._common.batches.plan_reports`, shared with the sync
+driver: :func:`~mongoelector.core.batching.renew_together` on each member's
 ``status_timing``), and one ``report_members`` call sends them, in a task of
 its own: the poll that found the report due does not wait for it, so a call
 that hangs delays no renewal and no follower's poll. A member whose report is
@@ -21,11 +22,11 @@ import asyncio
 import logging
 from typing import Protocol
 
+from mongoelector._common.batches import plan_reports
 from mongoelector.aio.groups import MemberGroup, Registry
 from mongoelector.backends.async_protocol import AsyncMemberStatusBackend, AsyncReportManyBackend
 from mongoelector.backends.protocol import MemberRecord
 from mongoelector.clock import Clock
-from mongoelector.core import batching
 from mongoelector.core.batching import RenewTiming
 from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
 
@@ -64,21 +65,10 @@ class AsyncStatusGroup(MemberGroup[Reporter, _Store]):
         in a task of its own. Nothing if its report is queued or in flight already."""
         if not trigger._claim_status():
             return
-        now = self.clock.monotonic()
-        timing = trigger.status_timing(now)
-        if timing is None or timing.renew_at > now:
-            # Its report is not due any more: a batch took it in after its poll found it
-            # due, and has settled since. Sending it again would be a call more.
+        calls = plan_reports(trigger, list(self._members), self.clock.monotonic())
+        if calls is None:  # not due any more: a batch sent it meanwhile
             trigger._unclaim_status()
             return
-        candidates = []
-        for member in list(self._members):
-            if member is trigger or not member._may_join_status():
-                continue
-            joining = member.status_timing(now)
-            if joining is not None:
-                candidates.append((member, joining))
-        calls = batching.renew_together(now, timing, candidates)
         for number, call in enumerate(calls):
             batch = [trigger] if number == 0 else []
             batch.extend(member for member in call if member._claim_status())

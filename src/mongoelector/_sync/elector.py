@@ -1085,7 +1085,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
 
 class _Batched(BatchedLoop["LeaderElector", _Loop]):
-    """A started elector's scheduled loop as a member of its store's renew and read groups.
+    """A started elector's scheduled loop as a member of its store's renew, read and status
+    groups.
 
     While the elector leads, its next poll is a renewal of its lease: the renew
     group (``renew_many``) sends it together with the renewals of the other holdings of
@@ -1094,7 +1095,9 @@ class _Batched(BatchedLoop["LeaderElector", _Loop]):
     would (a refusal steps it down, a failure is retried, the renew deadline is kept
     by the timer meanwhile). While it follows, the read group (``get_many``) reads its
     record with those of the other followers due soon, in one ``get_many``
-    (:mod:`mongoelector._sync.reads`).
+    (:mod:`mongoelector._sync.reads`). Its status reports go out with those of the other
+    started electors of that store due soon, in one ``report_members``, on a worker the
+    poll does not wait for (:mod:`mongoelector._sync.status`).
     """
 
     __slots__ = ()

@@ -105,6 +105,8 @@ def many_locks(quick: bool) -> list[str]:
         *map(str, mongomock),
         "--mixed",
         *map(str, mixed),
+        "--status-mixed",
+        *map(str, mixed),
     ]
     print("many locks: 2.x", file=sys.stderr)
     done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, check=False)
@@ -118,9 +120,10 @@ def many_locks(quick: bool) -> list[str]:
         "ttl 15 s (renewals every 2 s); locks acquired in four groups 0.4 s apart; store "
         "calls counted while the holders sit idle, after one renew interval to line up. "
         "*Key by key* is what one `renew` per holding per interval costs (2.x before "
-        "batched renewals, and any backend without `RENEW_MANY`). The last row adds started "
-        "electors beside the locks, all leading; each renews its own lease (electors' "
-        "renewals are not batched yet), one store call per elector per interval.",
+        "batched renewals, and any backend without `RENEW_MANY`). The last two rows add "
+        "started electors beside the locks, all leading, renewing in the locks' "
+        "`renew_many` calls; in the last one they also report their status "
+        "(`report_status=True`), the reports due together in one `report_members` call.",
         "",
         *many_locks_table(rows),
     ]

@@ -3,6 +3,7 @@
     python benchmarks/many_locks.py                          # both stores, default sizes
     python benchmarks/many_locks.py --memory 1000 5000 --mongomock 100
     python benchmarks/many_locks.py --json                   # rows as JSON (for compare.py)
+    python benchmarks/many_locks.py --memory --mongomock --no-mixed   # the status-on row only
 
 For each store and N, on a FakeClock (ttl 15 s: renewals every 2 s, the
 renew interval): the threads the process gained while the N locks were held,
@@ -15,6 +16,11 @@ renew interval and per minute, counted over :data:`IDLE_INTERVALS` intervals
 after the one in which the holdings line up. Every lock shares the scheduler
 of ``mongoelector._sync.scheduler``, and the renewals of one store go out
 together (``renew_many``).
+
+The mixed row's electors keep ``report_status=False`` (lease work only); the
+status-on row runs the same mix with ``report_status=True`` (the default), its
+idle calls counting the status reports too (``report_member`` and
+``report_members``: the reports due together go out in one call).
 
 The locks are acquired in four groups, 0.4 s apart, so their renewals start
 spread over the interval, as acquisitions at different times would. mongomock
@@ -40,7 +46,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _counting import CountingDatabase, Tally
 
 from mongoelector import LeaderElector, Lock
-from mongoelector.backends import LeaseRecord, MemoryBackend, MongoBackend, RenewItem
+from mongoelector.backends import (
+    LeaseRecord,
+    MemberRecord,
+    MemoryBackend,
+    MongoBackend,
+    RenewItem,
+)
 from mongoelector.testing import FakeClock
 
 TTL = 15.0  # renewals every 2 s
@@ -65,12 +77,25 @@ def rss_mib() -> float:
 
 
 class CountingMemory(MemoryBackend):
-    """A MemoryBackend that counts its renew calls (one store call each)."""
+    """A MemoryBackend that counts its renew and status calls (one store call each)."""
 
     def __init__(self, clock: FakeClock) -> None:
         super().__init__(clock)
         self.calls = 0
+        self.status_calls = 0
         self._count = threading.Lock()
+
+    def report_member(self, member: MemberRecord) -> None:
+        with self._count:
+            self.calls += 1
+            self.status_calls += 1
+        super().report_member(member)
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        with self._count:
+            self.calls += 1
+            self.status_calls += 1
+        super().report_members(members)
 
     def renew(self, key: str, owner: str, token: int, ttl: float) -> LeaseRecord | None:
         with self._count:
@@ -91,10 +116,13 @@ def advance(clock: FakeClock, seconds: float, holders: list[Lock | LeaderElector
             assert holder.wait_idle(600), f"{holder!r} did not catch up"
 
 
-def start_electors(count: int, backend: Any, clock: FakeClock) -> list[LeaderElector]:
-    """``count`` started electors, one per key (each leads its own)."""
+def start_electors(
+    count: int, backend: Any, clock: FakeClock, *, status: bool = False
+) -> list[LeaderElector]:
+    """``count`` started electors, one per key (each leads its own); with ``status``, each
+    reports its status (``report_status=True``, the default)."""
     electors = [
-        LeaderElector(f"tenant-{i}", backend, ttl=TTL, clock=clock, report_status=False)
+        LeaderElector(f"tenant-{i}", backend, ttl=TTL, clock=clock, report_status=status)
         for i in range(count)
     ]
     for elector in electors:
@@ -117,8 +145,9 @@ def idle_calls(
     return per_interval, most
 
 
-def measure(n: int, store: str, electors: int = 0) -> dict[str, Any]:
-    """One row: ``store`` is ``"memory"`` or ``"mongomock"``; ``electors`` started beside."""
+def measure(n: int, store: str, electors: int = 0, status: bool = False) -> dict[str, Any]:
+    """One row: ``store`` is ``"memory"`` or ``"mongomock"``; ``electors`` started beside
+    (reporting their status if ``status``)."""
     clock = FakeClock()
     count: Callable[[], int]
     drop: Callable[[], None] = lambda: None  # noqa: E731
@@ -165,9 +194,11 @@ def measure(n: int, store: str, electors: int = 0) -> dict[str, Any]:
         if index % max(1, n // 4) == 0:
             clock.advance(0.4)  # four groups, 0.4 s apart
     acquire = time.perf_counter() - started
-    started_electors = start_electors(electors, backend, clock)
+    started_electors = start_electors(electors, backend, clock, status=status)
+    status_before = getattr(backend, "status_calls", 0)
     holders: list[Lock | LeaderElector] = [*locks, *started_electors]
     per_interval, most = idle_calls(clock, holders, count)
+    status_calls = getattr(backend, "status_calls", 0) - status_before
     assert all(lock.token is not None for lock in locks)
     assert all(elector.is_leader for elector in started_electors)
     grown = rss_mib() - rss
@@ -181,6 +212,7 @@ def measure(n: int, store: str, electors: int = 0) -> dict[str, Any]:
         "store": store,
         "n": n,
         "electors": electors,
+        "status": status,
         "threads": most - threads,
         "rss_mib": round(grown, 1),
         "acquire_s": round(acquire, 3),
@@ -189,6 +221,8 @@ def measure(n: int, store: str, electors: int = 0) -> dict[str, Any]:
         "calls_per_interval": max(per_interval),
         "calls_per_minute": round(per_minute),
         "key_by_key_per_minute": round(n / INTERVAL * 60),
+        # the status calls of the whole run after the electors started (lining up included)
+        "status_calls": status_calls,
     }
 
 
@@ -203,6 +237,8 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
         store = "MemoryBackend" if row["store"] == "memory" else "mongomock (commands)"
         if row.get("electors"):
             store += f" + {row['electors']:,} electors"
+            if row.get("status"):
+                store += " (status on)"
         ratio = f"{row['ratio']}x" if row["ratio"] is not None else "n/a"
         lines.append(
             f"| {store} | {row['n']:,} | {row['threads']} | {row['rss_mib']} MiB "
@@ -214,16 +250,22 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def run(
-    memory: list[int], mongomock: list[int], mixed: tuple[int, int] | None = MIXED
+    memory: list[int],
+    mongomock: list[int],
+    mixed: tuple[int, int] | None = MIXED,
+    status_mixed: tuple[int, int] | None = MIXED,
 ) -> list[dict[str, Any]]:
     """Every row, each measured in a fresh interpreter (its threads and memory its own)."""
     rows = []
-    wanted = [("memory", n, 0) for n in memory] + [("mongomock", n, 0) for n in mongomock]
+    wanted = [("memory", n, 0, False) for n in memory]
+    wanted += [("mongomock", n, 0, False) for n in mongomock]
     if mixed is not None:
-        wanted.append(("memory", *mixed))
-    for store, n, electors in wanted:
+        wanted.append(("memory", *mixed, False))
+    if status_mixed is not None:
+        wanted.append(("memory", *status_mixed, True))
+    for store, n, electors, status in wanted:
         done = subprocess.run(
-            [sys.executable, __file__, "--row", store, str(n), str(electors)],
+            [sys.executable, __file__, "--row", store, str(n), str(electors), str(int(status))],
             check=True,
             capture_output=True,
             text=True,
@@ -246,12 +288,29 @@ def main(argv: list[str]) -> int:
         help="also LOCKS auto-renewed locks with ELECTORS started electors (MemoryBackend)",
     )
     parser.add_argument("--no-mixed", action="store_true", help="leave the mixed row out")
-    parser.add_argument("--row", nargs=3, metavar=("STORE", "N", "E"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--status-mixed",
+        type=int,
+        nargs=2,
+        default=MIXED,
+        metavar=("LOCKS", "ELECTORS"),
+        help="also the mix with the electors reporting their status (report_status=True)",
+    )
+    parser.add_argument(
+        "--no-status", action="store_true", help="leave the status-on mixed row out"
+    )
+    parser.add_argument("--row", nargs=4, metavar=("STORE", "N", "E", "S"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.row:  # one row, in this interpreter (what run() starts)
-        print(json.dumps(measure(int(args.row[1]), args.row[0], int(args.row[2]))))
+        store, n, electors, status = args.row
+        print(json.dumps(measure(int(n), store, int(electors), status == "1")))
         return 0
-    rows = run(args.memory, args.mongomock, None if args.no_mixed else tuple(args.mixed))
+    rows = run(
+        args.memory,
+        args.mongomock,
+        None if args.no_mixed else tuple(args.mixed),
+        None if args.no_status else tuple(args.status_mixed),
+    )
     if args.json:
         print(json.dumps({"rows": rows}))
     else:

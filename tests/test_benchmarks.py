@@ -87,7 +87,19 @@ def test_many_idle_locks_make_one_store_call_per_renew_interval_on_both_stores()
         with contextlib.redirect_stdout(printed):
             assert (
                 many_locks.main(
-                    ["--json", "--memory", "10", "--mongomock", "10", "--mixed", "10", "5"]
+                    [
+                        "--json",
+                        "--memory",
+                        "10",
+                        "--mongomock",
+                        "10",
+                        "--mixed",
+                        "10",
+                        "5",
+                        "--status-mixed",
+                        "10",
+                        "5",
+                    ]
                 )
                 == 0
             )
@@ -96,7 +108,9 @@ def test_many_idle_locks_make_one_store_call_per_renew_interval_on_both_stores()
         ("memory", 10, 0),
         ("mongomock", 10, 0),
         ("memory", 10, 5),  # the mixed row: five started electors beside the ten locks
+        ("memory", 10, 5),  # the same, the electors reporting their status
     ]
+    assert [row["status"] for row in rows] == [False, False, False, True]
     assert all(row["threads"] <= 4 for row in rows), rows
     for row in rows[:2]:
         assert row["calls_per_interval"] == 1, row  # one renew_many for the ten holdings
@@ -104,6 +118,10 @@ def test_many_idle_locks_make_one_store_call_per_renew_interval_on_both_stores()
         assert row["key_by_key_per_minute"] == 300, row
     mixed = rows[2]  # one renew_many for the locks and the leading electors together
     assert mixed["calls_per_interval"] == 1, mixed
+    assert mixed["status_calls"] == 0, mixed
+    reporting = rows[3]  # and at most one report_members per renew interval beside it
+    assert reporting["calls_per_interval"] <= 2, reporting
+    assert 1 <= reporting["status_calls"] <= 6, reporting  # ~every 6 s over 12 s (and start-up)
     lines = many_locks.table(rows)
     assert lines[0].startswith("| store | N | extra threads |")
     assert len(lines) == 2 + len(rows)

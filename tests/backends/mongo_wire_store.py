@@ -3,7 +3,9 @@
 :class:`WireStore` answers, on its own, the commands the pipeline path of the
 MongoDB backends sends for locks (acquire, renew, release as
 ``findAndModify``; ``renew_many`` as one ``update`` plus one ``find``), keeping
-one document per key, and counts every command it answers. It is a model of
+one document per key, and counts every command it answers. Status reports
+(``update`` upserts of the status collection) are counted as ``"status update"``,
+and the reported uuids kept in :attr:`WireStore.reported`. It is a model of
 the server for counting round trips, not of its semantics: expiry is not
 judged (every lease stays held until released), and times in its replies are
 fixed. The exact commands are pinned by ``test_mongo_wire_batches.py``.
@@ -30,6 +32,8 @@ class WireStore:
     def __init__(self, primary: Primary) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
         self.commands: Counter[str] = Counter()
+        self.reported: set[str] = set()  # the uuids of the status reports received
+        self.last_status: list[dict[str, Any]] = []  # the statements of the latest one
         self._tokens = itertools.count(1)
         self._guard = threading.Lock()
         primary.server.autoresponds(self._answer)
@@ -52,6 +56,12 @@ class WireStore:
         }.get(name or "")
         if handler is None:
             return False
+        if name == "update" and request["update"] != "mongolocker":  # status reports
+            with self._guard:
+                self.commands["status update"] += 1
+                self.reported.update(statement["q"]["_id"] for statement in request["updates"])
+                self.last_status = list(request["updates"])
+            return bool(request.ok(n=len(request["updates"]), nModified=0))
         with self._guard:
             self.commands[str(name)] += 1
             reply = handler(request)

@@ -11,6 +11,7 @@ a FakeClock; ``GUARD`` real seconds only bound waits a broken build would never 
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -282,3 +283,121 @@ class TestFollowersOnTheWire:
         assert counts == [3] * INTERVALS
         assert set(store.counted() - before) == {"update", "find"}  # no try, no findAndModify
         check_followers(holders)
+
+
+# --- status reports (report_status=True, the default) ----------------------------------------
+
+STATUS_INTERVAL = TTL / 3  # a report falls due every 5 s (sent at the poll after: 6 s)
+WINDOWS = 3  # status intervals counted, after two in which the reports line up
+
+
+def reporting(n: int, backend: MongoBackend, clock: FakeClock) -> list[LeaderElector]:
+    """``n`` started electors of their own keys with status reports on (the default),
+    taken in four groups 0.4 s apart; every one leads."""
+    electors = []
+    for index in range(n):
+        made = LeaderElector(f"tenant-{index}", backend, ttl=TTL, clock=clock)
+        _made.append(made)
+        made.start()
+        electors.append(made)
+        if n > 1 and index % max(1, n // 4) == 0:
+            clock.advance(0.4)
+    settle(electors)
+    assert all(each.is_leader for each in electors)
+    return electors
+
+
+def per_status_window(
+    clock: FakeClock, electors: list[LeaderElector], status_calls: Any, total: Any
+) -> tuple[list[int], list[int]]:
+    """The status calls of each of :data:`WINDOWS` status intervals after two in which the
+    reports lined up, and every command of each renew interval meanwhile."""
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    statuses, commands = [], []
+    for _ in range(WINDOWS):
+        before_status = status_calls()
+        for _ in range(int(STATUS_INTERVAL // INTERVAL)):
+            before = total()
+            advance(clock, INTERVAL, electors)
+            commands.append(total() - before)
+        advance(clock, STATUS_INTERVAL % INTERVAL, electors)
+        statuses.append(status_calls() - before_status)
+    assert all(each.is_leader for each in electors)
+    return statuses, commands
+
+
+class StatusCalls:
+    """Counts the status calls made of MongoBackend (one report or a batch: one call each)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        self._guard = threading.Lock()
+        for name in ("report_member", "report_members"):
+            monkeypatch.setattr(MongoBackend, name, self._spy(getattr(MongoBackend, name)))
+
+    def _spy(self, original: Any) -> Any:
+        def spy(this: Any, *args: Any) -> Any:
+            with self._guard:
+                self.count += 1
+            return original(this, *args)
+
+        return spy
+
+    def __call__(self) -> int:
+        with self._guard:
+            return self.count
+
+
+class TestStatusReportsOnMongomock:
+    @pytest.mark.parametrize("n", [10, 1000])
+    def test_n_reporting_electors_send_one_status_call_per_status_interval(
+        self, n: int, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        commands = Commands(monkeypatch)
+        status_calls = StatusCalls(monkeypatch)
+        backend = mongomock_backend(clock)
+        electors = reporting(n, backend, clock)
+        statuses, per_renewal = per_status_window(
+            clock, electors, status_calls, lambda: commands.total
+        )
+        assert all(count <= 1 for count in statuses), statuses
+        assert all(count <= 3 for count in per_renewal), per_renewal  # 1 renewal + 1 status
+        shown = {m.uuid for each in electors for m in backend.members(each.key)}
+        assert shown == {each.uuid for each in electors}
+
+    def test_with_status_batching_turned_off_the_count_fails(
+        self, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(elector_module, "reports_in_batches", lambda backend: False)
+        status_calls = StatusCalls(monkeypatch)
+        electors = reporting(10, mongomock_backend(clock), clock)
+        statuses, _ = per_status_window(clock, electors, status_calls, lambda: 0)
+        assert not all(count <= 1 for count in statuses), statuses  # the bound above fails
+
+
+class TestStatusReportsOnTheWire:
+    @pytest.fixture
+    def store(self, primary: Primary) -> WireStore:
+        return WireStore(primary)
+
+    @pytest.fixture(autouse=True)
+    def clean_up_first(self, primary: Primary, clock: FakeClock) -> Iterator[None]:
+        yield
+        clean_up(clock)  # before the primary and its clients stop: the releases need them
+
+    @pytest.mark.parametrize("n", [10, 1000])
+    def test_n_reporting_electors_send_one_status_update_per_status_interval(
+        self, n: int, primary: Primary, clock: FakeClock, store: WireStore
+    ) -> None:
+        electors = reporting(n, wire_backend(primary, clock), clock)
+        statuses, per_renewal = per_status_window(
+            clock, electors, lambda: store.counted()["status update"], lambda: store.total
+        )
+        assert all(count <= 1 for count in statuses), statuses
+        assert sum(statuses) >= WINDOWS - 1
+        assert all(count <= 3 for count in per_renewal), per_renewal  # ≤2 renew + 1 status
+        assert store.reported == {each.uuid for each in electors}
+        # the upserts one report sends, stamped by the server's own $$NOW (pipeline path)
+        statement = store.last_status[0]
+        assert statement["upsert"] is True
+        assert statement["u"][0]["$set"]["timestamp"] == "$$NOW"

@@ -22,6 +22,7 @@ from mongoelector.backends.protocol import (
     CasResult,
     LeaseRecord,
     LeaseRequest,
+    MemberRecord,
     RenewItem,
 )
 from mongoelector.errors import BackendUnavailable
@@ -274,6 +275,35 @@ class ClaimsRenewManyWithoutIt(ClaimsMemberStatusWithoutIt):
     capabilities = frozenset({Capability.RENEW_MANY})
 
 
+class ClaimsReportManyWithoutIt(MemoryBackend):
+    """Declares REPORT_MANY, but its report_members is not callable."""
+
+    report_members = None  # type: ignore[assignment]
+
+
+class ReportsMembersDroppingTheLast(MemoryBackend):
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        super().report_members(list(members)[:-1])
+
+
+class ReportsGoodMembersBeforeChecking(MemoryBackend):
+    """Stores every good report of the batch, then refuses the batch for its bad ones."""
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        for member in members if isinstance(members, list) else []:
+            with suppress(Exception):
+                self.report_member(member)
+        super().report_members(members)
+
+
+class ReportsMembersWithoutNamingTheItem(MemoryBackend):
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        try:
+            super().report_members(members)
+        except (TypeError, ValueError):
+            raise ValueError("bad input") from None
+
+
 BROKEN = [
     pytest.param(ForgetsTokensOnDelete, "tokens_grow_after_the_record_is_deleted", id="tokens"),
     pytest.param(JudgesExpiryByHostClock, "expiry_is_judged_by_server_time_only", id="host-clock"),
@@ -332,6 +362,30 @@ BROKEN_BATCHES = [
         "backend_implements_the_protocol",
         "declares Capability.RENEW_MANY but lacks renew_many()",
         id="claims-renew-many",
+    ),
+    pytest.param(
+        ClaimsReportManyWithoutIt,
+        "backend_implements_the_protocol",
+        "declares Capability.REPORT_MANY but lacks report_members()",
+        id="claims-report-many",
+    ),
+    pytest.param(
+        ReportsMembersDroppingTheLast,
+        "report_members_stores_each_report_as_report_member_would",
+        "members() of another key must list that key's report of the batch only",
+        id="report-many-drops",
+    ),
+    pytest.param(
+        ReportsGoodMembersBeforeChecking,
+        "report_members_rejects_bad_items",
+        "a rejected report_members() must store nothing",
+        id="report-many-stores-before-checking",
+    ),
+    pytest.param(
+        ReportsMembersWithoutNamingTheItem,
+        "report_members_rejects_bad_items",
+        "must raise an error naming 'members[1]', got ValueError('bad input')",
+        id="report-many-unnamed",
     ),
     pytest.param(
         GetsManyWithoutTheMissing,

@@ -36,8 +36,10 @@ __all__ = [
     "outcomes_of",
     "overrides_renew_alone",
     "plan_calls",
+    "plan_reports",
     "reads_in_batches",
     "renews_in_batches",
+    "reports_in_batches",
     "store_of",
 ]
 
@@ -80,6 +82,37 @@ def plan_calls(trigger: M, members: Iterable[M], now: float) -> list[list[M]]:
         if member is trigger or not member._may_join(now):
             continue
         joining = member._rules.timing(now)
+        if joining is not None:
+            candidates.append((member, joining))
+    return batching.renew_together(now, timing, candidates)
+
+
+class Reporting(Protocol):
+    """A member of a status group of either driver, as the group plans its calls: a started
+    elector's loop with status reports on."""
+
+    def status_timing(self, now: float) -> batching.RenewTiming | None: ...
+
+    def _may_join_status(self) -> bool: ...
+
+
+R = TypeVar("R", bound=Reporting)
+
+
+def plan_reports(trigger: R, members: Iterable[R], now: float) -> list[list[R]] | None:
+    """The calls to make at ``now`` for ``trigger``'s status report: the members of its group
+    whose reports join it (not queued or in flight, due within half their status interval),
+    as :func:`~mongoelector.core.batching.renew_together` splits them; the first call is
+    ``trigger``'s. ``None`` if ``trigger``'s report is not due at ``now`` (a batch took it
+    in after its poll found it due, and has settled since): nothing to send."""
+    timing = trigger.status_timing(now)
+    if timing is None or timing.renew_at > now:
+        return None
+    candidates = []
+    for member in members:
+        if member is trigger or not member._may_join_status():
+            continue
+        joining = member.status_timing(now)
         if joining is not None:
             candidates.append((member, joining))
     return batching.renew_together(now, timing, candidates)
@@ -262,6 +295,47 @@ def _overrides_get_alone(backend: object) -> bool:
         and many_owner is not None
         and get_owner is not many_owner
         and issubclass(get_owner, many_owner)
+    )
+
+
+def reports_in_batches(backend: object) -> bool:
+    """True if ``backend`` declares :attr:`Capability.REPORT_MANY` (and ``MEMBER_STATUS``)
+    and has ``report_members`` that goes with its ``report_member``: then the started
+    electors of a process send their status reports together.
+
+    As for renewals (:func:`renews_in_batches`), the capability is read from the backend
+    object, and a backend whose ``report_member`` was replaced without its
+    ``report_members`` (a test double counting or failing reports), itself or a store it
+    wraps, reports elector by elector.
+    """
+    try:
+        capabilities = backend.capabilities  # type: ignore[attr-defined]
+        declared = Capability.REPORT_MANY in capabilities
+        declared = declared and Capability.MEMBER_STATUS in capabilities
+    except Exception:  # a broken property: the per-elector calls still work
+        return False
+    return (
+        declared
+        and callable(getattr(backend, "report_members", None))
+        and not any(
+            _overrides_alone(layer, "report_member", "report_members") for layer in _layers(backend)
+        )
+    )
+
+
+def _overrides_alone(backend: object, single: str, many: str) -> bool:
+    """True if ``backend``'s ``single`` call was replaced below the ``many`` it inherits."""
+    own = getattr(backend, "__dict__", {})
+    if single in own or many in own:
+        return many not in own
+    mro = type(backend).__mro__
+    single_owner = next((each for each in mro if single in vars(each)), None)
+    many_owner = next((each for each in mro if many in vars(each)), None)
+    return (
+        single_owner is not None
+        and many_owner is not None
+        and single_owner is not many_owner
+        and issubclass(single_owner, many_owner)
     )
 
 

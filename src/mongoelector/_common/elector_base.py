@@ -588,17 +588,20 @@ LoopT = TypeVar("LoopT")
 
 class BatchedLoop(Generic[ElectorT, LoopT]):
     """A started elector's loop as a member of its store's renew group (``group``, while it
-    leads) and read group (``read_group``, while it follows), in either driver: what the
-    groups ask of it that is the elector's, not the driver's."""
+    leads), read group (``read_group``, while it follows) and status group
+    (``status_group``, its status reports), in either driver: what the groups ask of it
+    that is the elector's, not the driver's."""
 
-    __slots__ = ("_elector", "_loop", "group", "read_group")
+    __slots__ = ("_elector", "_loop", "group", "read_group", "status_group")
 
     group: _Group | None
     read_group: _Group | None
+    status_group: _Group | None
 
     def __init__(self, elector: ElectorT, loop: LoopT) -> None:
         self._elector = elector
         self._loop = loop
+        self.status_group = None  # a driver that sends reports together sets it
 
     def leave(self) -> None:
         """The loop ended: it leaves its groups."""
@@ -606,6 +609,16 @@ class BatchedLoop(Generic[ElectorT, LoopT]):
             self.group.leave(self)
         if self.read_group is not None:
             self.read_group.leave(self)
+        if self.status_group is not None:
+            self.status_group.leave(self)
+
+    def status_timing(self, now: float) -> RenewTiming | None:
+        """When the elector's next status report falls due (for choosing a batch of reports:
+        :func:`~mongoelector.core.batching.renew_together`); ``None`` if it reports none."""
+        if not self._elector._report_status:
+            return None
+        elector = self._elector
+        return elector._machine.status_timing(now, key=elector._uuid)
 
     @property
     def key(self) -> str:

@@ -42,10 +42,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mongoelector._common.batches import Observed, Outcome, reads_in_batches, renews_in_batches
+from mongoelector._common.batches import (
+    Observed,
+    Outcome,
+    reads_in_batches,
+    renews_in_batches,
+    reports_in_batches,
+)
 from mongoelector._common.elector_base import BatchedLoop, ElectorBase
 from mongoelector._common.stores import sync_store
-from mongoelector._sync import batches, reads, scheduler
+from mongoelector._sync import batches, reads, scheduler, status
 from mongoelector._sync.callbacks import run_callback
 from mongoelector._sync.calls import Failure, perform
 from mongoelector._sync.guard import Guard
@@ -138,6 +144,8 @@ class _Loop:
     batched: _Batched | None = None
     #: A batch's worker holds the poll lock for the loop's renewal in that batch.
     in_batch: bool = False
+    #: The loop's status report is queued in its status group, or in flight.
+    status_queued: bool = False
     # --- a blocking loop (a scheduled one has no Event: about 800 bytes an elector)
     wakeup: threading.Event = field(default_factory=lambda: _NO_WAKEUP)
     thread: threading.Thread | None = None
@@ -211,6 +219,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         "_reports_wait",
         "_starts",
         "_state",
+        "_status_lock",
     )
 
     def __init__(
@@ -261,6 +270,9 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._loop: _Loop | None = None
         self._latest: _Loop | None = None  # the loop started last, kept after its stop
         self._starts = 0
+        # Held while a status report of this elector is built and sent (alone or in its
+        # status group's batch), so that reports land in the order they were made.
+        self._status_lock = threading.Lock()
 
     def _after_fork(self) -> None:
         super()._after_fork()
@@ -268,6 +280,7 @@ class LeaderElector(ElectorBase[StorageBackend]):
         self._machine_lock = threading.Lock()
         self._reports_wait = False
         self._state = Guard()
+        self._status_lock = threading.Lock()
         if self._loop is not None:
             # The child's copy: a blocking loop whose callback forked goes on in the child
             # (its thread is the forking one) and ends at its next poll, sending nothing.
@@ -411,9 +424,14 @@ class LeaderElector(ElectorBase[StorageBackend]):
                         _running.add(self)
                     renew_many = renews_in_batches(self._backend)
                     get_many = reads_in_batches(self._backend)
-                    if renew_many or get_many:
+                    report_many = self._report_status and reports_in_batches(self._backend)
+                    if renew_many or get_many or report_many:
                         loop.batched = _Batched(
-                            self, loop, renew_many=renew_many, get_many=get_many
+                            self,
+                            loop,
+                            renew_many=renew_many,
+                            get_many=get_many,
+                            report_many=report_many,
                         )
             self._send_releases()
             with self._machine_lock:
@@ -484,6 +502,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
             return True
         if loop.stopped:
             return False  # still ending (a crash, a stop from its own callback)
+        if loop.status_queued:
+            return False  # its status report is still to be sent
         return loop.parked_until is not None and loop.parked_until > self._clock.monotonic()
 
     # --- a blocking loop: in the caller's thread ---------------------------------------
@@ -781,9 +801,20 @@ class LeaderElector(ElectorBase[StorageBackend]):
         ``on_loop``."""
         with self._machine_lock:
             status_due = self._polled()
-        if status_due:
+        if status_due and not self._status_to_group():
             self._send_status(running=self.running)
         self._notify_loop()
+
+    def _status_to_group(self) -> bool:
+        """Hand the status report due to the started loop's status group, which sends it
+        with the reports of its store due soon (:mod:`mongoelector._sync.status`), on a
+        worker; ``False`` if there is no such group (the caller sends it itself)."""
+        loop = self._loop
+        batched = loop.batched if loop is not None else None
+        if batched is None or batched.status_group is None:
+            return False
+        batched.status_group.due(batched)
+        return True
 
     # --- a leader's poll in its store's renew batch (see mongoelector._sync.batches) -----
 
@@ -864,6 +895,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
         try:
             try:
                 status_due = settle()
+                if status_due and self._status_to_group():
+                    status_due = False  # the group sends it: nothing left of the poll
                 if not status_due:
                     self._notify_loop()
             finally:
@@ -999,20 +1032,29 @@ class LeaderElector(ElectorBase[StorageBackend]):
             self._state.notify_all()
 
     def _send_status(self, *, running: bool) -> None:
+        """Send this node's status report now, by itself. A running node's report is
+        skipped while one of its status group's batches is sending one (the report it
+        sends is as new); the last report (``running=False``) waits for that batch, so
+        that it lands after it."""
         backend = self._backend
         if Capability.MEMBER_STATUS not in backend.capabilities or not isinstance(
             backend, MemberStatusBackend
         ):
             return
-        with self._machine_lock:
-            member, at = self._member_record(running=running)
-        error: BackendError | None = None
+        if not self._status_lock.acquire(blocking=not running):
+            return
         try:
-            backend.report_member(member)
-        except BackendError as caught:
-            error = caught
-        with self._machine_lock:
-            self._status_sent(member, at, error)
+            with self._machine_lock:
+                member, at = self._member_record(running=running)
+            error: BackendError | None = None
+            try:
+                backend.report_member(member)
+            except BackendError as caught:
+                error = caught
+            with self._machine_lock:
+                self._status_sent(member, at, error)
+        finally:
+            self._status_lock.release()
 
     def fenced(
         self, collection: Collection[DocT], *, field: str = "_fence"
@@ -1043,7 +1085,8 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
 
 class _Batched(BatchedLoop["LeaderElector", _Loop]):
-    """A started elector's scheduled loop as a member of its store's renew and read groups.
+    """A started elector's scheduled loop as a member of its store's renew, read and status
+    groups.
 
     While the elector leads, its next poll is a renewal of its lease: the renew
     group (``renew_many``) sends it together with the renewals of the other holdings of
@@ -1052,21 +1095,89 @@ class _Batched(BatchedLoop["LeaderElector", _Loop]):
     would (a refusal steps it down, a failure is retried, the renew deadline is kept
     by the timer meanwhile). While it follows, the read group (``get_many``) reads its
     record with those of the other followers due soon, in one ``get_many``
-    (:mod:`mongoelector._sync.reads`).
+    (:mod:`mongoelector._sync.reads`). Its status reports go out with those of the other
+    started electors of that store due soon, in one ``report_members``, on a worker the
+    poll does not wait for (:mod:`mongoelector._sync.status`).
     """
 
     __slots__ = ()
 
     group: batches.RenewGroup | None
     read_group: reads.ReadGroup | None
+    status_group: status.StatusGroup | None
 
     def __init__(
-        self, elector: LeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
+        self,
+        elector: LeaderElector,
+        loop: _Loop,
+        *,
+        renew_many: bool,
+        get_many: bool,
+        report_many: bool = False,
     ) -> None:
         super().__init__(elector, loop)
         backend: RenewManyBackend = elector._backend  # type: ignore[assignment]
-        self.group = batches.enter(self, backend, elector._clock) if renew_many else None
-        self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
+        clock = elector._clock
+        self.group = batches.enter(self, backend, clock) if renew_many else None
+        self.read_group = reads.enter(self, elector._backend, clock) if get_many else None
+        self.status_group = status.enter(self, elector._backend, clock) if report_many else None
+
+    # --- in the status group ----------------------------------------------------------
+
+    def status_timing(self, now: float) -> RenewTiming | None:
+        with self._elector._machine_lock:
+            return super().status_timing(now)
+
+    def _claim_status(self) -> bool:
+        """Mark the loop's report queued; ``False`` if it is already, or the loop ended."""
+        elector, loop = self._elector, self._loop
+        with elector._state:
+            if loop.done or loop.stopped or loop.status_queued:
+                return False
+            loop.status_queued = True
+            return True
+
+    def _may_join_status(self) -> bool:
+        loop = self._loop
+        return not (loop.status_queued or loop.stopped or loop.done)
+
+    def _status_begin(self) -> tuple[MemberRecord, float] | None:
+        """On the batch's worker: the report to send, the elector's status lock then held
+        until :meth:`_status_end`; ``None`` (the claim settled) if the loop was stopped
+        (its stop reports for itself) or a report of its own is being sent."""
+        elector, loop = self._elector, self._loop
+        if elector._status_lock.acquire(blocking=False):
+            with elector._state:
+                ended = loop.stopped or loop.done
+            if not ended:
+                with elector._machine_lock:
+                    return elector._member_record(running=True)
+            elector._status_lock.release()
+        self._settle_claim()
+        return None
+
+    def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None:
+        """On the batch's worker: the report ``member`` (made at ``at``) was sent, or failed
+        with ``error`` (then retried after a later poll)."""
+        elector = self._elector
+        try:
+            with elector._machine_lock:
+                elector._status_sent(member, at, error)
+        finally:
+            elector._status_lock.release()
+            self._settle_claim()
+        elector._hand_callbacks()
+
+    def _unclaim_status(self) -> None:
+        """The report claimed is not to be sent after all (it is not due any more)."""
+        self._settle_claim()
+
+    def _settle_claim(self) -> None:
+        with self._elector._state:
+            self._loop.status_queued = False
+            self._elector._state.notify_all()
+
+    # --- in the renew and read groups -----------------------------------------------------
 
     @property
     def _rules(self) -> _Batched:

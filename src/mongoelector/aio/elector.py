@@ -11,11 +11,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mongoelector._common.batches import Outcome, reads_in_batches, renews_in_batches
+from mongoelector._common.batches import (
+    Outcome,
+    reads_in_batches,
+    renews_in_batches,
+    reports_in_batches,
+)
 from mongoelector._common.elector_base import BatchedLoop, ElectorBase
 from mongoelector._common.outcomes import Failure
 from mongoelector._common.stores import async_store
-from mongoelector.aio import batches, reads
+from mongoelector.aio import batches, reads, status
 from mongoelector.aio._glue import TaskLock, perform, run_callback
 from mongoelector.aio._time import wait_until
 from mongoelector.aio.leadership import AsyncLeadership
@@ -76,6 +81,8 @@ class _Loop:
     summoned: asyncio.Future[batches.Joined] | None = None
     #: A read batch took the waiting loop in: its record comes through this future.
     read_summoned: asyncio.Future[reads.Read] | None = None
+    #: The loop's status report is queued in its status group, or in flight.
+    status_queued: bool = False
 
     def set(self, *, in_callback: bool | None = None, done: bool | None = None) -> None:
         if in_callback is not None:
@@ -118,6 +125,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         "_loop",
         "_poll_lock",
         "_starts",
+        "_status_flight",
         "_task",
     )
 
@@ -160,6 +168,8 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         self._loop: _Loop | None = None
         self._starts = 0
         self._task: asyncio.Task[Any] | None = None
+        # Done when the status group's call sending this node's report ends (None: none).
+        self._status_flight: asyncio.Future[None] | None = None
 
     def _after_fork(self) -> None:
         super()._after_fork()
@@ -170,6 +180,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
             self._loop.stopped = True
         self._loop = None  # the parent's loop runs only in the parent
         self._task = None
+        self._status_flight = None
 
     # --- what this node knows --------------------------------------------------------
 
@@ -298,8 +309,11 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
                 raise
             renew_many = renews_in_batches(self._backend)
             get_many = reads_in_batches(self._backend)
-            if renew_many or get_many:
-                loop.batched = _Batched(self, loop, renew_many=renew_many, get_many=get_many)
+            report_many = self._report_status and reports_in_batches(self._backend)
+            if renew_many or get_many or report_many:
+                loop.batched = _Batched(
+                    self, loop, renew_many=renew_many, get_many=get_many, report_many=report_many
+                )
             self._machine.start()
         if blocking:
             self._task = loop.task = asyncio.current_task()
@@ -409,7 +423,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
                 await self._renew_in_batch(loop, step.action, summoned)
             elif step.action is not None:
                 self._notify(await self._carry_out(step.action))
-            if self._polled():
+            if self._polled() and not self._status_to_group():
                 await self._send_status(running=self.running)
             self._notify_loop()
         self._wake_listeners()
@@ -507,12 +521,31 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         finally:
             self._queue.give_up(me)
 
+    def _status_to_group(self) -> bool:
+        """Hand the status report due to the started loop's status group, which sends it
+        with the reports of its store due soon (:mod:`mongoelector.aio.status`) in a task
+        of its own; ``False`` if there is no such group (the caller sends it itself)."""
+        loop = self._loop
+        batched = loop.batched if loop is not None else None
+        if batched is None or batched.status_group is None:
+            return False
+        batched.status_group.due(batched)
+        return True
+
     async def _send_status(self, *, running: bool) -> None:
+        """Send this node's status report now, by itself. A running node's report is
+        skipped while its status group's call is sending one; the last report
+        (``running=False``) waits for that call, so that it lands after it."""
         backend = self._backend
         if Capability.MEMBER_STATUS not in backend.capabilities or not isinstance(
             backend, AsyncMemberStatusBackend
         ):
             return
+        flight = self._status_flight
+        if flight is not None and not flight.done():
+            if running:
+                return
+            await asyncio.wait({flight})
         member, at = self._member_record(running=running)
         error: BackendError | None = None
         try:
@@ -563,14 +596,64 @@ class _Batched(BatchedLoop["AsyncLeaderElector", _Loop]):
 
     group: batches.AsyncRenewGroup | None
     read_group: reads.AsyncReadGroup | None
+    status_group: status.AsyncStatusGroup | None
 
     def __init__(
-        self, elector: AsyncLeaderElector, loop: _Loop, *, renew_many: bool, get_many: bool
+        self,
+        elector: AsyncLeaderElector,
+        loop: _Loop,
+        *,
+        renew_many: bool,
+        get_many: bool,
+        report_many: bool = False,
     ) -> None:
         super().__init__(elector, loop)
         backend: AsyncRenewManyBackend = elector._backend  # type: ignore[assignment]
-        self.group = batches.enter(self, backend, elector._clock) if renew_many else None
-        self.read_group = reads.enter(self, elector._backend, elector._clock) if get_many else None
+        clock = elector._clock
+        self.group = batches.enter(self, backend, clock) if renew_many else None
+        self.read_group = reads.enter(self, elector._backend, clock) if get_many else None
+        self.status_group = status.enter(self, elector._backend, clock) if report_many else None
+
+    # --- in the status group ----------------------------------------------------------
+
+    def _claim_status(self) -> bool:
+        """Mark the loop's report queued; ``False`` if it is already, or the loop ended."""
+        loop = self._loop
+        if loop.done or loop.stopped or loop.status_queued:
+            return False
+        loop.status_queued = True
+        return True
+
+    def _unclaim_status(self) -> None:
+        """The report claimed is not to be sent after all (it is not due any more)."""
+        self._loop.status_queued = False
+
+    def _may_join_status(self) -> bool:
+        loop = self._loop
+        return not (loop.status_queued or loop.stopped or loop.done)
+
+    def _status_begin(self) -> tuple[MemberRecord, float] | None:
+        """As the group's call starts: the report to send (``None``, the claim settled, if
+        the loop was stopped meanwhile: its stop reports for itself)."""
+        elector, loop = self._elector, self._loop
+        if loop.stopped or loop.done:
+            loop.status_queued = False
+            return None
+        elector._status_flight = asyncio.get_running_loop().create_future()
+        return elector._member_record(running=True)
+
+    def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None:
+        """The report ``member`` (made at ``at``) was sent, or failed with ``error``."""
+        elector = self._elector
+        try:
+            elector._status_sent(member, at, error)
+        finally:
+            self._loop.status_queued = False
+            flight = elector._status_flight
+            if flight is not None and not flight.done():
+                flight.set_result(None)
+
+    # --- in the renew and read groups -----------------------------------------------------
 
     def read_timing(self, now: float | None = None) -> RenewTiming | None:
         """When the follower's next poll falls due; ``None`` unless it would read first."""

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         MemberStatusBackend,
         RenewItem,
         RenewManyBackend,
+        ReportManyBackend,
         StorageBackend,
         require_backend,
     )
@@ -44,6 +45,7 @@ __all__ = [
     "MongoBackend",
     "RenewItem",
     "RenewManyBackend",
+    "ReportManyBackend",
     "StorageBackend",
     "require_backend",
 ]
@@ -66,6 +68,7 @@ _HOMES = {
     "MongoBackend": "mongoelector.backends.mongo",
     "RenewItem": _PROTOCOL,
     "RenewManyBackend": _PROTOCOL,
+    "ReportManyBackend": _PROTOCOL,
     "StorageBackend": _PROTOCOL,
     "require_backend": _PROTOCOL,
 }

@@ -148,5 +148,9 @@ class AsyncMongoBackend(MongoBackendBase):
     async def report_member(self, member: MemberRecord) -> None:
         await self._run(self._ops.report_member(member))
 
+    async def report_members(self, members: Sequence[MemberRecord]) -> None:
+        """Every report in one bulk write (see ``ReportManyBackend.report_members``)."""
+        await self._run(self._ops.report_members(members))
+
     async def members(self, key: str) -> list[MemberRecord]:
         return await self._run(self._ops.members(key))

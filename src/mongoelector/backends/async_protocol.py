@@ -35,6 +35,7 @@ from mongoelector.backends.protocol import (
     MemberStatusBackend,
     RenewItem,
     RenewManyBackend,
+    ReportManyBackend,
     StorageBackend,
     implemented_capabilities,
     missing_protocol_methods,
@@ -45,6 +46,7 @@ __all__ = [
     "AsyncGetManyBackend",
     "AsyncMemberStatusBackend",
     "AsyncRenewManyBackend",
+    "AsyncReportManyBackend",
     "AsyncStorageBackend",
     "InlineBackend",
     "as_async_backend",
@@ -116,11 +118,21 @@ class AsyncGetManyBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncReportManyBackend(Protocol):
+    """Async status reports of many electors in one call (the ``REPORT_MANY`` capability)."""
+
+    async def report_members(self, members: Sequence[MemberRecord]) -> None:
+        """As ``ReportManyBackend.report_members``."""
+        ...
+
+
 #: The protocol class behind each optional capability, as async code calls it.
 ASYNC_CAPABILITY_PROTOCOLS: Mapping[Capability, type] = {
     Capability.MEMBER_STATUS: AsyncMemberStatusBackend,
     Capability.RENEW_MANY: AsyncRenewManyBackend,
     Capability.GET_MANY: AsyncGetManyBackend,
+    Capability.REPORT_MANY: AsyncReportManyBackend,
 }
 
 
@@ -182,6 +194,11 @@ class InlineBackend:
 
     async def report_member(self, member: MemberRecord) -> None:
         self._member_backend().report_member(member)
+
+    async def report_members(self, members: Sequence[MemberRecord]) -> None:
+        if not isinstance(self._backend, ReportManyBackend):
+            raise TypeError(f"{self._backend!r} does not report status in batches")
+        self._backend.report_members(members)
 
     async def members(self, key: str) -> list[MemberRecord]:
         return self._member_backend().members(key)

@@ -20,6 +20,7 @@ from mongoelector.backends.protocol import (
 from mongoelector.backends.validation import (
     check_keys,
     check_member,
+    check_members,
     check_renew_items,
     check_request,
 )
@@ -38,7 +39,12 @@ class MemoryBackend:
     """
 
     capabilities: frozenset[Capability] = frozenset(
-        {Capability.MEMBER_STATUS, Capability.RENEW_MANY, Capability.GET_MANY}
+        {
+            Capability.MEMBER_STATUS,
+            Capability.RENEW_MANY,
+            Capability.GET_MANY,
+            Capability.REPORT_MANY,
+        }
     )
 
     def __init__(self, clock: Clock | None = None) -> None:
@@ -157,6 +163,14 @@ class MemoryBackend:
         with self._mutex:
             stamped = replace(member, timestamp=self._clock.now())
             self._members[(member.key, member.uuid)] = stamped
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        """Every report, stored under one hold of the lock (one timestamp)."""
+        checked = check_members(members)
+        with self._mutex:
+            now = self._clock.now()
+            for member in checked:
+                self._members[(member.key, member.uuid)] = replace(member, timestamp=now)
 
     def members(self, key: str) -> list[MemberRecord]:
         check_key(key)

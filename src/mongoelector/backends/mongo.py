@@ -170,5 +170,9 @@ class MongoBackend(MongoBackendBase):
     def report_member(self, member: MemberRecord) -> None:
         self._run(self._ops.report_member(member))
 
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        """Every report in one bulk write (see ``ReportManyBackend.report_members``)."""
+        self._run(self._ops.report_members(members))
+
     def members(self, key: str) -> list[MemberRecord]:
         return self._run(self._ops.members(key))

@@ -29,6 +29,7 @@ __all__ = [
     "MemberStatusBackend",
     "RenewItem",
     "RenewManyBackend",
+    "ReportManyBackend",
     "StorageBackend",
     "implemented_capabilities",
     "missing_protocol_methods",
@@ -148,6 +149,8 @@ class Capability(enum.Enum):
     RENEW_MANY = "renew_many"
     #: The backend implements :class:`GetManyBackend`: many reads in one call.
     GET_MANY = "get_many"
+    #: The backend implements :class:`ReportManyBackend`: many status reports in one call.
+    REPORT_MANY = "report_many"
 
 
 @runtime_checkable
@@ -254,11 +257,29 @@ class GetManyBackend(Protocol):
         ...
 
 
+@runtime_checkable
+class ReportManyBackend(Protocol):
+    """Status reports of many electors in one call (the :attr:`Capability.REPORT_MANY`
+    ability, on top of :attr:`Capability.MEMBER_STATUS`)."""
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        """Store every report of ``members`` exactly as :meth:`MemberStatusBackend.report_member`
+        would, one after the other (a later report of the same member replaces an earlier).
+
+        ``members`` must be a sequence of :class:`MemberRecord`; a bad item (not a
+        record, a bad key or ttl) raises ``TypeError``/``ValueError`` naming it before
+        anything is stored. An empty sequence stores nothing. On ``BackendUnavailable``
+        no report was stored; on ``AmbiguousOutcome`` each may or may not have been.
+        """
+        ...
+
+
 #: The protocol class behind each optional capability, as sync code calls it.
 CAPABILITY_PROTOCOLS: Mapping[Capability, type] = {
     Capability.MEMBER_STATUS: MemberStatusBackend,
     Capability.RENEW_MANY: RenewManyBackend,
     Capability.GET_MANY: GetManyBackend,
+    Capability.REPORT_MANY: ReportManyBackend,
 }
 
 _REQUIRED = ("server_time", "compare_and_set", "renew", "release", "get")

@@ -44,6 +44,7 @@ from mongoelector.backends.validation import (
     check_key,
     check_keys,
     check_member,
+    check_members,
     check_owner,
     check_renew_items,
     check_request,
@@ -150,7 +151,12 @@ class SQLiteBackend:
     """
 
     capabilities: frozenset[Capability] = frozenset(
-        {Capability.MEMBER_STATUS, Capability.RENEW_MANY, Capability.GET_MANY}
+        {
+            Capability.MEMBER_STATUS,
+            Capability.RENEW_MANY,
+            Capability.GET_MANY,
+            Capability.REPORT_MANY,
+        }
     )
 
     def __init__(
@@ -299,32 +305,45 @@ class SQLiteBackend:
         return self._file.read(work)
 
     def report_member(self, member: MemberRecord) -> None:
-        member = check_member(member)
-        ttl_us = _micros_of(member.ttl)
+        self._report([check_member(member)])
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        """Every report, stored in one write transaction."""
+        checked = check_members(members)
+        if checked:
+            self._report(checked)
+
+    def _report(self, members: list[MemberRecord]) -> None:
+        """Store ``members`` (checked) in one write transaction, lapsed reports dropped."""
 
         def work(conn: sqlite3.Connection, now: HostInstant) -> None:
             lapsed = [(rowid,) for rowid, row in _select_members(conn, None) if not row.live(now)]
             conn.executemany("DELETE FROM mongoelector_members WHERE rowid = ?", lapsed)
-            row = MemberRow(
-                key=member.key,
-                uuid=member.uuid,
-                host=member.host,
-                pid=member.pid,
-                is_leader=member.is_leader,
-                elector_running=member.elector_running,
-                ttl=member.ttl,
-                token=member.token,
-                app_version=member.app_version,
-                stamped_us=now.wall,
-                lapses_us=now.wall + ttl_us,
-                boot=now.boot,
-                stamped_tick=now.tick,
-                lapses_tick=now.tick + ttl_us,
-            )
-            conn.execute(
+            rows = []
+            for member in members:
+                ttl_us = _micros_of(member.ttl)
+                rows.append(
+                    MemberRow(
+                        key=member.key,
+                        uuid=member.uuid,
+                        host=member.host,
+                        pid=member.pid,
+                        is_leader=member.is_leader,
+                        elector_running=member.elector_running,
+                        ttl=member.ttl,
+                        token=member.token,
+                        app_version=member.app_version,
+                        stamped_us=now.wall,
+                        lapses_us=now.wall + ttl_us,
+                        boot=now.boot,
+                        stamped_tick=now.tick,
+                        lapses_tick=now.tick + ttl_us,
+                    )
+                )
+            conn.executemany(
                 f"INSERT OR REPLACE INTO mongoelector_members ({MEMBER_COLUMNS}) "
-                f"VALUES ({_marks(len(row))})",
-                row,
+                f"VALUES ({_marks(len(rows[0]))})",
+                rows,
             )
 
         self._file.write(work)

@@ -18,6 +18,7 @@ __all__ = [
     "check_key",
     "check_keys",
     "check_member",
+    "check_members",
     "check_owner",
     "check_renew_items",
     "check_request",
@@ -113,10 +114,20 @@ def check_request(request: object) -> LeaseRequest:
     return request
 
 
-def check_member(member: object) -> MemberRecord:
+def check_member(member: object, *, name: str = "member") -> MemberRecord:
     """Return ``member`` if it is a :class:`MemberRecord` with a usable key and ttl."""
     if not isinstance(member, MemberRecord):
-        raise TypeError(f"member must be a MemberRecord, got {type(member).__name__}")
-    check_key(member.key)
-    check_ttl(member.ttl)
+        raise TypeError(f"{name} must be a MemberRecord, got {type(member).__name__}")
+    check_key(member.key, name=f"{name}.key" if name != "member" else "key")
+    check_ttl(member.ttl, name=f"{name}.ttl" if name != "member" else "ttl")
     return member
+
+
+def check_members(members: object) -> list[MemberRecord]:
+    """Return ``members`` as a list if it is a batch ``report_members`` accepts: a sequence
+    (list, tuple) of reports that each pass :func:`check_member`. The error names the bad
+    item (``members[2].ttl``)."""
+    return [
+        check_member(member, name=f"members[{index}]")
+        for index, member in enumerate(_sequence(members, "members", "MemberRecord"))
+    ]

@@ -453,6 +453,20 @@ class ElectorMachine:
             or now >= self._status_at + self.status_interval
         )
 
+    def status_timing(self, now: float, *, key: str) -> RenewTiming:
+        """When this node's next status report falls due, for choosing a batch of reports
+        (:func:`~mongoelector.core.batching.renew_together`, with ``status_interval`` as the
+        interval and ``key`` naming the reporting node): ``now`` when one is due now
+        (:meth:`status_due`). A report sent early only refreshes it, so any time is safe."""
+        due = (
+            now
+            if self._status_at is None or self.status_due(now)
+            else self._status_at + self.status_interval
+        )
+        return RenewTiming(
+            key=key, renew_at=due, valid_until=math.inf, interval=self.status_interval
+        )
+
     def status_reported(self, now: float, *, leading: bool) -> None:
         """Record that a status report saying ``leading`` was stored at ``now``."""
         self._status_at = now

@@ -28,6 +28,7 @@ from mongoelector.backends.async_protocol import (
     AsyncGetManyBackend,
     AsyncMemberStatusBackend,
     AsyncRenewManyBackend,
+    AsyncReportManyBackend,
     AsyncStorageBackend,
 )
 from mongoelector.backends.protocol import (
@@ -118,7 +119,7 @@ class BlockingBackend:
 
     Each call blocks the calling thread until the coroutine on the loop has
     finished, and returns or raises what it did. Has the member-status and
-    batch calls (and claims ``MEMBER_STATUS``, ``RENEW_MANY``, ``GET_MANY``)
+    batch calls (and claims ``MEMBER_STATUS``, ``RENEW_MANY``, ``GET_MANY``, ``REPORT_MANY``)
     only if ``backend`` has them.
     """
 
@@ -168,6 +169,11 @@ class BlockingBackend:
 
     def report_member(self, member: MemberRecord) -> None:
         self._loop.run(self._member_backend().report_member(member))
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        if not isinstance(self._backend, AsyncReportManyBackend):
+            raise TypeError(f"{self._backend!r} does not report status in batches")
+        self._loop.run(self._backend.report_members(members))
 
     def members(self, key: str) -> list[MemberRecord]:
         return self._loop.run(self._member_backend().members(key))

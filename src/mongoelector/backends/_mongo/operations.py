@@ -37,6 +37,7 @@ from mongoelector.backends._mongo.indexes import IndexSpec, lease_indexes, statu
 from mongoelector.backends._mongo.plans import (
     Bounded,
     BulkUpdate,
+    BulkUpsert,
     Call,
     FindMany,
     FindOne,
@@ -63,6 +64,7 @@ from mongoelector.backends.validation import (
     check_key,
     check_keys,
     check_member,
+    check_members,
     check_owner,
     check_renew_items,
     check_request,
@@ -769,6 +771,43 @@ class MongoOperations:
 
         yield from self._run(f"status report of {member.key!r}", attempt, write=True)
 
+    def report_members(self, members: Sequence[MemberRecord]) -> Plan[None]:
+        """Every report in one bulk write of the upserts :meth:`report_member` sends (the
+        last report of a member wins), stamped with the server's time as one report is."""
+        checked = check_members(members)
+        for index, member in enumerate(checked):
+            check_owner(member.uuid, name=f"members[{index}].uuid")
+        if not checked:
+            return
+        latest = {member.uuid: member for member in checked}  # a member's last report wins
+        status = self._status_collection()
+        yield from self.ensure_ready()
+        if not self._status_indexes_done:
+            self._status_indexes_done = yield from self._make_indexes(
+                status, status_indexes(checked[0].ttl)
+            )
+        estimate = yield from self._classic_now()
+        now = None if estimate is None else estimate.time
+        updates = tuple(commands.member_update(member, now=now) for member in latest.values())
+
+        def attempt() -> Plan[object]:
+            return (yield from self._upsert_each(status, updates))
+
+        yield from self._run(f"status report of {len(latest)} members", attempt, write=True)
+
+    def _upsert_each(
+        self, collection: Any, updates: tuple[tuple[dict[str, Any], Any], ...]
+    ) -> Plan[object]:
+        """Send the upserts ``updates``: one bulk write (a lookalike without pymongo 4's bulk
+        API: one bulk operation of pymongo 3's API if it has one, else one by one)."""
+        if self._bulk_writes:
+            return (yield BulkUpsert(collection, updates))
+        if self._legacy_bulk:
+            return (yield Call(lambda: _legacy_bulk_upsert(collection, updates)))
+        for query, update in updates:
+            yield UpsertOne(collection, query, update)
+        return None
+
     def members(self, key: str) -> Plan[list[MemberRecord]]:
         check_key(key)
         status = self._status_collection()
@@ -902,3 +941,11 @@ def _legacy_bulk_update(collection: Any, updates: tuple[tuple[dict[str, Any], An
         bulk.find(query).update_one(update)
     reply = bulk.execute()
     return int(reply["nMatched"])
+
+
+def _legacy_bulk_upsert(collection: Any, updates: tuple[tuple[dict[str, Any], Any], ...]) -> object:
+    """``updates`` as one unordered bulk operation of upserts in pymongo 3's API."""
+    bulk = collection.initialize_unordered_bulk_op()
+    for query, update in updates:
+        bulk.find(query).upsert().update_one(update)
+    return bulk.execute()

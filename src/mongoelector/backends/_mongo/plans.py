@@ -37,6 +37,7 @@ from mongoelector.errors import AmbiguousOutcome
 __all__ = [
     "Bounded",
     "BulkUpdate",
+    "BulkUpsert",
     "Call",
     "Command",
     "CreateIndex",
@@ -181,6 +182,18 @@ class BulkUpdate(Value):
         self.updates = updates
 
 
+class BulkUpsert(Value):
+    """``collection.bulk_write([UpdateOne(filter, update, upsert=True), ...], ordered=False)``:
+    one ``update`` command, as :class:`BulkUpdate`, each statement an upsert."""
+
+    __slots__ = ("collection", "updates")
+    __match_args__ = ("collection", "updates")
+
+    def __init__(self, collection: Any, updates: tuple[tuple[dict[str, Any], Any], ...]) -> None:
+        self.collection = collection
+        self.updates = updates
+
+
 class CreateIndex(Value):
     """``collection.create_index(spec.keys, **spec.options)``."""
 
@@ -233,6 +246,7 @@ Step: TypeAlias = (
     | UpsertOne
     | UpdateMatching
     | BulkUpdate
+    | BulkUpsert
     | CreateIndex
     | Call
     | Sleep
@@ -362,6 +376,11 @@ def start(step: Step) -> object:
         case BulkUpdate(collection, updates):
             return collection.bulk_write(
                 [UpdateOne(query, update) for query, update in updates], ordered=False
+            )
+        case BulkUpsert(collection, updates):
+            return collection.bulk_write(
+                [UpdateOne(query, update, upsert=True) for query, update in updates],
+                ordered=False,
             )
         case CreateIndex(collection, spec):
             return collection.create_index(spec.keys, **spec.options)

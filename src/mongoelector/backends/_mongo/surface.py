@@ -89,7 +89,7 @@ class MongoBackendBase:
         batches = frozenset({Capability.RENEW_MANY, Capability.GET_MANY})
         if self._status is None:
             return batches
-        return batches | {Capability.MEMBER_STATUS}
+        return batches | {Capability.MEMBER_STATUS, Capability.REPORT_MANY}
 
     @property
     def database(self) -> Any:

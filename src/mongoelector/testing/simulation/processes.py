@@ -151,8 +151,8 @@ class BeliefTracker:
 class CountingBackend:
     """``backend``, telling ``count`` about every call before making it.
 
-    It has only the protocol's per-key calls, so it declares neither batch
-    capability (``RENEW_MANY``, ``GET_MANY``), whatever ``backend`` declares.
+    It has only the protocol's per-key calls, so it declares no batch capability
+    (``RENEW_MANY``, ``GET_MANY``, ``REPORT_MANY``), whatever ``backend`` declares.
     """
 
     def __init__(self, backend: StorageBackend, count: Callable[[], None]) -> None:
@@ -162,7 +162,11 @@ class CountingBackend:
     @property
     def capabilities(self) -> frozenset[Capability]:
         # Only the calls counted here: no batch calls, whatever the wrapped backend has.
-        return frozenset(self._backend.capabilities) - {Capability.RENEW_MANY, Capability.GET_MANY}
+        return frozenset(self._backend.capabilities) - {
+            Capability.RENEW_MANY,
+            Capability.GET_MANY,
+            Capability.REPORT_MANY,
+        }
 
     def server_time(self) -> datetime:
         self._count()

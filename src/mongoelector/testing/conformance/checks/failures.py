@@ -21,6 +21,7 @@ from mongoelector.backends.protocol import (
     MemberStatusBackend,
     RenewItem,
     RenewManyBackend,
+    ReportManyBackend,
 )
 from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
 from mongoelector.testing.conformance.harness import BackendHarness, HarnessFeature
@@ -136,6 +137,10 @@ class _OutageRun:
                 ttl=LONG_TTL,
             )
             self._attempt("report_member", None, backend.report_member, member)
+            if Capability.REPORT_MANY in backend.capabilities and isinstance(
+                backend, ReportManyBackend
+            ):
+                self._attempt("report_members", None, backend.report_members, [member])
             self._attempt("members", None, backend.members, "outage-members")
         if Capability.RENEW_MANY in backend.capabilities and isinstance(backend, RenewManyBackend):
             self._attempt_batch(backend)

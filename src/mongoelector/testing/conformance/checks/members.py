@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mongoelector.backends.protocol import Capability, MemberRecord, MemberStatusBackend
+from mongoelector.backends.protocol import (
+    Capability,
+    MemberRecord,
+    MemberStatusBackend,
+    ReportManyBackend,
+)
 from mongoelector.testing.conformance.checks.inputs import BAD_KEYS, expect_rejected
 from mongoelector.testing.conformance.harness import BackendHarness
 from mongoelector.testing.conformance.registry import ConformanceFailure, check, expect
@@ -16,6 +21,16 @@ def _members_backend(harness: BackendHarness) -> MemberStatusBackend:
     if not isinstance(backend, MemberStatusBackend):
         raise ConformanceFailure(
             "the backend declares Capability.MEMBER_STATUS but lacks report_member() or members()"
+        )
+    return backend
+
+
+def _report_many_backend(harness: BackendHarness) -> ReportManyBackend:
+    backend = harness.backend
+    if not isinstance(backend, ReportManyBackend) or not isinstance(backend, MemberStatusBackend):
+        raise ConformanceFailure(
+            "the backend declares Capability.REPORT_MANY but lacks report_members(), "
+            "report_member() or members()"
         )
     return backend
 
@@ -108,3 +123,88 @@ def member_status_rejects_bad_input(harness: BackendHarness) -> None:
     expect_rejected("report_member with a dict", backend.report_member, {"uuid": "alice"})
     listed = backend.members("election")
     expect(listed == [], f"rejected reports must not be stored, got {listed!r}")
+
+
+def _listed(backend: MemberStatusBackend, key: str) -> dict[str, MemberRecord]:
+    """The live reports of ``key`` by uuid, without their timestamps."""
+    return {member.uuid: replace(member, timestamp=None) for member in backend.members(key)}
+
+
+@check(Capability.REPORT_MANY)
+def report_members_stores_each_report_as_report_member_would(harness: BackendHarness) -> None:
+    """report_members() stores every report as report_member() would (listed by members(),
+    as sent, stamped with server time, a uuid's latest report replacing an earlier one);
+    an empty sequence stores nothing."""
+    backend = _report_many_backend(harness)
+    members_backend = _members_backend(harness)
+    backend.report_members([])
+    expect(
+        members_backend.members("election") == [],
+        f"report_members([]) must store nothing, got {members_backend.members('election')!r}",
+    )
+    members_backend.report_member(_member("carol"))
+    harness.advance(1)
+    sent = [
+        replace(_member("alice"), is_leader=True, token=7),
+        _member("bob", ttl=SHORT_TTL),
+        replace(_member("carol"), elector_running=False),
+        _member("dave", key="another-election"),
+    ]
+    before = harness.backend.server_time()
+    backend.report_members(sent)
+    after = harness.backend.server_time()
+    listed = _listed(members_backend, "election")
+    expected = {member.uuid: member for member in sent if member.key == "election"}
+    expect(
+        listed == expected,
+        f"members() must list each report of the batch as sent ({expected!r}), got {listed!r}",
+    )
+    others = _listed(members_backend, "another-election")
+    expect(
+        others == {"dave": sent[3]},
+        f"members() of another key must list that key's report of the batch only: {others!r}",
+    )
+    for member in members_backend.members("election"):
+        expect(
+            member.timestamp is not None
+            and stamped_between(harness, member.timestamp, before, after),
+            f"a report of the batch must be stamped with the server time of the write "
+            f"(between {before} and {after}), got {member!r}",
+        )
+    harness.advance(SHORT_TTL)
+    lapsed = sorted(_listed(members_backend, "election"))
+    expect(lapsed == ["alice", "carol"], f"bob's report lapses after its ttl, got {lapsed}")
+
+
+@check(Capability.REPORT_MANY)
+def report_members_rejects_bad_items(harness: BackendHarness) -> None:
+    """report_members() rejects a bad item among good ones (naming it), and anything but a
+    sequence of reports, storing nothing."""
+    backend = _report_many_backend(harness)
+    members_backend = _members_backend(harness)
+    good = _member("alice")
+    for key in BAD_KEYS:
+        bad = replace(_member("bob"), key=key)
+        expect_rejected(
+            f"report_members() with key={key!r} in members[1]",
+            backend.report_members,
+            [good, bad],
+            naming="members[1]",
+        )
+    for ttl in (0, -1, float("nan")):
+        bad = replace(_member("bob"), ttl=ttl)
+        expect_rejected(
+            f"report_members() with ttl={ttl!r} in members[1]",
+            backend.report_members,
+            [good, bad],
+            naming="members[1]",
+        )
+    expect_rejected(
+        "report_members() with a dict in members[1]",
+        backend.report_members,
+        [good, {"uuid": "bob"}],
+        naming="members[1]",
+    )
+    expect_rejected("report_members() with a single report", backend.report_members, good)
+    listed = members_backend.members("election")
+    expect(listed == [], f"a rejected report_members() must store nothing, got {listed!r}")

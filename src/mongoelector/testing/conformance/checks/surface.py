@@ -9,6 +9,7 @@ from mongoelector.backends.protocol import (
     GetManyBackend,
     MemberStatusBackend,
     RenewManyBackend,
+    ReportManyBackend,
     missing_protocol_methods,
 )
 from mongoelector.testing.conformance.harness import BackendHarness, HarnessFeature
@@ -42,6 +43,15 @@ def backend_implements_the_protocol(harness: BackendHarness) -> None:
         expect(
             isinstance(backend, GetManyBackend),
             "the backend declares Capability.GET_MANY but lacks get_many()",
+        )
+    if Capability.REPORT_MANY in capabilities:
+        expect(
+            isinstance(backend, ReportManyBackend),
+            "the backend declares Capability.REPORT_MANY but lacks report_members()",
+        )
+        expect(
+            Capability.MEMBER_STATUS in capabilities,
+            "the backend declares Capability.REPORT_MANY without Capability.MEMBER_STATUS",
         )
 
 

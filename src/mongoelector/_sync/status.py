@@ -1,0 +1,153 @@
+"""Sending the status reports of the started electors of one store together (the sync driver).
+
+A started elector with ``report_status`` stores a status report
+(``report_member``) whenever one falls due after a poll (every
+``status_interval``, ``ttl / 3``, and whenever it starts or stops leading). On
+a store that stores many reports in one call
+(:func:`~mongoelector._common.batches.reports_in_batches`:
+``Capability.REPORT_MANY``), the started electors of one backend object and
+clock belong to its :class:`StatusGroup`. When one of them has a report due
+(the *trigger*), the group asks
+:func:`~mongoelector._common.batches.plan_reports` (shared with the asyncio
+driver: the pure :func:`~mongoelector.core.batching.renew_together` on each
+member's
+:meth:`~mongoelector.core.elector_machine.ElectorMachine.status_timing`) which
+other members' reports fall due within half their status interval, and
+sends all those reports with one ``report_members`` call, on a worker of the
+process's scheduler (no thread of its own). Reporting early only refreshes a
+report, so once lined up the members of one interval make one call per interval.
+
+Status is informational: the poll that found a report due does not wait for
+it (a batch that hangs delays no renewal and no follower's poll; the
+scheduler adds workers while one is stuck), and a member whose report is
+queued or in flight is neither a trigger nor a joiner again until it is
+settled. Each member's outcome is its own: a failed call is each member's
+failed report (logged, and retried at its next poll).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Protocol
+
+from mongoelector._common.batches import plan_reports
+from mongoelector._sync.groups import Joiner, Key, MemberGroup, Registry
+from mongoelector.backends.protocol import MemberRecord, MemberStatusBackend, ReportManyBackend
+from mongoelector.clock import Clock
+from mongoelector.core.batching import RenewTiming
+from mongoelector.errors import BackendError, BackendUnavailable
+
+__all__ = ["Reporter", "StatusGroup", "enter", "groups"]
+
+logger = logging.getLogger("mongoelector.elector")
+
+
+class _Store(MemberStatusBackend, ReportManyBackend, Protocol):
+    """A store that stores many status reports in one call."""
+
+
+class Reporter(Joiner, Protocol):
+    """A member of a :class:`StatusGroup` (a started elector's loop, also a member of its
+    renew or read group, hence a :class:`~mongoelector._sync.groups.Joiner`), in the
+    order asked.
+
+    :meth:`_claim_status` marks its report queued (``False``: it is queued already, or
+    the loop ended); :meth:`_may_join_status` says whether it might join another's batch
+    (a quick, racy read). On the worker :meth:`_status_begin` gives its report (``None``:
+    it has nothing to send now, and its claim is settled), and :meth:`_status_end` settles
+    the report sent with the call's outcome.
+    """
+
+    def status_timing(self, now: float) -> RenewTiming | None: ...
+
+    def _claim_status(self) -> bool: ...
+
+    def _unclaim_status(self) -> None: ...
+
+    def _may_join_status(self) -> bool: ...
+
+    def _status_begin(self) -> tuple[MemberRecord, float] | None: ...
+
+    def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None: ...
+
+
+class StatusGroup(MemberGroup[Reporter, _Store]):
+    """The started electors of one backend object on one clock, whose status reports go
+    out together. Members come and go with :func:`enter` and :meth:`leave`."""
+
+    def __init__(self, registry: Registry[Any], key: Key, backend: _Store, clock: Clock) -> None:
+        super().__init__(registry, key, backend, clock)
+        # One trigger at a time: triggers come from the workers ending polls, and two that
+        # chose at once would each leave the other out of its batch (two calls, not one).
+        self._choosing = threading.Lock()
+
+    def due(self, trigger: Reporter) -> None:
+        """``trigger`` has a report due now: queue it with the reports that join it, for a
+        worker (no I/O here). Nothing if its report is queued or in flight already (say a
+        batch chosen a moment ago took it in)."""
+        with self._choosing:
+            batches = self._choose(trigger)
+        if batches:
+            self._submit(batches)
+
+    def _choose(self, trigger: Reporter) -> list[list[tuple[Reporter, int]]]:
+        if not trigger._claim_status():
+            return []
+        calls = plan_reports(trigger, self._members_now(), self.clock.monotonic())
+        if calls is None:  # not due any more: a batch sent it meanwhile
+            trigger._unclaim_status()
+            return []
+        batches: list[list[tuple[Reporter, int]]] = []
+        for number, call in enumerate(calls):
+            batch = [(trigger, 0)] if number == 0 else []
+            batch.extend((member, 0) for member in call if member._claim_status())
+            if batch:
+                batches.append(batch)
+        return batches
+
+    def _run(self, batch: list[tuple[Reporter, int]]) -> None:
+        """On a worker: one ``report_members`` call (``report_member`` for one report) with
+        the reports of ``batch`` still to send; each member settles its own."""
+        begun = []
+        for member, _ in batch:
+            report = member._status_begin()
+            if report is not None:
+                begun.append((member, *report))
+        if not begun:
+            return
+        error: BackendError | None = None
+        try:
+            if len(begun) == 1:
+                self.backend.report_member(begun[0][1])
+            else:
+                self.backend.report_members([record for _, record, _ in begun])
+        except BackendError as caught:
+            error = caught
+        except Exception as caught:  # a backend bug: each report failed, the loops go on
+            logger.exception("a batch of %d status reports raised", len(begun))
+            error = BackendUnavailable(f"report_members raised {caught!r}", original=caught)
+        finally:
+            for member, record, at in begun:
+                member._status_end(record, at, error)
+
+    def __repr__(self) -> str:
+        return f"StatusGroup({self.backend!r}, members={len(self)})"
+
+
+def enter(reporter: Reporter, backend: object, clock: Clock) -> StatusGroup:
+    """Add ``reporter`` to the group of ``backend`` (the object) and ``clock``; that group."""
+    return _registry.enter(
+        reporter,
+        backend,
+        clock,
+        lambda key: StatusGroup(_registry, key, backend, clock),  # type: ignore[arg-type]
+    )
+
+
+_registry: Registry[StatusGroup] = Registry()
+
+
+def groups() -> list[StatusGroup]:
+    """The groups with members now (for tests and benchmarks)."""
+    return _registry.snapshot()

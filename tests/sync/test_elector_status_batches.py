@@ -1,0 +1,298 @@
+"""Started electors with ``report_status=True`` send their status reports in batches.
+
+On a store that declares ``Capability.REPORT_MANY``, the status reports of the
+started electors of one store that fall due within half a status interval go
+out in one ``report_members`` call, on a scheduler worker; in the steady state
+that is one call per status interval (``ttl / 3``) for the whole process. A
+store without the capability gets each elector's own ``report_member`` as
+before. Everything is counted on a FakeClock; ``GUARD`` real seconds only
+bound waits that a broken build would never finish. The MongoDB counts
+(mongomock and the wire path) are in ``tests/backends/test_mongo_elector_batches.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from mongoelector import LeaderElector
+from mongoelector._sync import scheduler, status
+from mongoelector.backends import Capability, MemberRecord, MemoryBackend
+from mongoelector.errors import BackendUnavailable
+from mongoelector.monitoring import EventListener, StoreErrorEvent
+from mongoelector.testing import FakeClock
+from tests.fakes import wait_for
+from tests.holders import advance, settle
+
+GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
+TTL = 15.0  # renewals every 2 s, a status report due every 5 s (ttl / 3)
+STATUS_INTERVAL = TTL / 3
+WINDOWS = 4  # status intervals counted, after the ones in which the reports line up
+
+
+class StatusStore(MemoryBackend):
+    """A MemoryBackend that counts its status calls (and the reports in each), and can
+    fail them (``down``: ``BackendUnavailable``, nothing stored)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.calls: Counter[str] = Counter()
+        self.sizes: list[int] = []  # the reports of each report_members call
+        self.down = False
+        self._count = threading.Lock()
+
+    def report_member(self, member: MemberRecord) -> None:
+        with self._count:
+            self.calls["report_member"] += 1
+        if self.down:
+            raise BackendUnavailable("report_member: store unreachable")
+        super().report_member(member)
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        with self._count:
+            self.calls["report_members"] += 1
+            self.sizes.append(len(members))
+        if self.down:
+            raise BackendUnavailable("report_members: store unreachable")
+        super().report_members(members)
+
+    def status_calls(self) -> int:
+        with self._count:
+            return self.calls["report_member"] + self.calls["report_members"]
+
+
+class OneByOneStore(StatusStore):
+    """A StatusStore that does not declare REPORT_MANY."""
+
+    capabilities = MemoryBackend.capabilities - {Capability.REPORT_MANY}
+
+
+class Errors(EventListener):
+    def __init__(self) -> None:
+        self.errors: list[StoreErrorEvent] = []
+        self._guard = threading.Lock()
+
+    def store_error(self, event: StoreErrorEvent) -> None:
+        with self._guard:
+            self.errors.append(event)
+
+    def status_errors(self) -> Counter[str]:
+        with self._guard:
+            return Counter(e.owner for e in self.errors if e.operation == "status report")
+
+
+_made: list[LeaderElector] = []
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(clock: FakeClock) -> Iterator[None]:
+    yield
+    for each in _made:  # a failed test must not leave loops to the next ones
+        each.stop()
+    _made.clear()
+    assert wait_for(lambda: scheduler.scheduled(clock) == 0, limit=GUARD)
+    assert [group for group in status.groups() if group.clock is clock] == []
+
+
+def start(n: int, store: Any, clock: FakeClock, **options: Any) -> list[LeaderElector]:
+    """``n`` started electors with status reports on: ``n // 2`` keys, so that half of
+    them lead and half follow; started in four groups 0.4 s apart."""
+    keys = max(1, n // 2)
+    electors = []
+    for index in range(n):
+        made = LeaderElector(f"tenant-{index % keys}", store, ttl=TTL, clock=clock, **options)
+        _made.append(made)
+        made.start()
+        electors.append(made)
+        if n > 1 and index % max(1, n // 4) == 0:
+            clock.advance(0.4)
+    settle(electors)
+    assert sum(each.is_leader for each in electors) == keys
+    return electors
+
+
+def status_calls_per_window(
+    store: StatusStore, clock: FakeClock, electors: list[LeaderElector]
+) -> list[int]:
+    """The store's status calls in each of :data:`WINDOWS` status intervals, after two in
+    which the reports line up."""
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    counts = []
+    for _ in range(WINDOWS):
+        before = store.status_calls()
+        advance(clock, STATUS_INTERVAL, electors)
+        counts.append(store.status_calls() - before)
+    return counts
+
+
+def listed(store: MemoryBackend, electors: list[LeaderElector]) -> set[str]:
+    """The uuids that ``members()`` shows, over the electors' keys."""
+    keys = {each.key for each in electors}
+    return {member.uuid for key in keys for member in store.members(key)}
+
+
+@pytest.mark.parametrize("n", [10, 1000])
+def test_n_started_electors_send_at_most_one_status_call_per_status_interval(
+    n: int, clock: FakeClock
+) -> None:
+    store = StatusStore(clock)
+    electors = start(n, store, clock)
+    counts = status_calls_per_window(store, clock, electors)
+    assert all(count <= 1 for count in counts), counts
+    assert sum(counts) >= WINDOWS - 1  # the reports do go out (about every 6 s: a poll's)
+    assert store.calls["report_members"] >= WINDOWS - 1  # (a first report at start may
+    # go alone: an elector's first poll may run before the others started)
+    assert max(store.sizes[-2:]) == n  # every elector in the batch
+    assert listed(store, electors) == {each.uuid for each in electors}
+    leaders = {m.uuid for e in electors for m in store.members(e.key) if m.is_leader}
+    assert leaders == {each.uuid for each in electors if each.is_leader}
+
+
+def test_a_store_without_report_many_gets_each_electors_own_report(clock: FakeClock) -> None:
+    store = OneByOneStore(clock)
+    electors = start(10, store, clock)
+    counts = status_calls_per_window(store, clock, electors)
+    assert store.calls["report_members"] == 0
+    assert sum(counts) >= 10 * (WINDOWS - 1)  # one report per elector per interval
+    assert listed(store, electors) == {each.uuid for each in electors}
+
+
+def test_with_the_batcher_mutated_to_send_one_call_per_member_the_count_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = status.StatusGroup._run
+
+    def one_call_each(self: status.StatusGroup, batch: list[Any]) -> None:
+        for member in batch:
+            run(self, [member])
+
+    monkeypatch.setattr(status.StatusGroup, "_run", one_call_each)
+    store = StatusStore(clock)
+    electors = start(10, store, clock)
+    counts = status_calls_per_window(store, clock, electors)
+    assert not all(count <= 1 for count in counts), counts  # the bound above fails
+
+
+def test_with_the_batcher_mutated_to_drop_a_member_the_count_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member left out of the batch it was due for reports on its own: a call more."""
+
+    plan = status.plan_reports
+
+    def drop_the_last(trigger: Any, members: Any, now: float) -> list[list[Any]] | None:
+        calls = plan(trigger, members, now)
+        return None if calls is None else [calls[0][:-1], *calls[1:]]
+
+    monkeypatch.setattr(status, "plan_reports", drop_the_last)
+    store = StatusStore(clock)
+    electors = start(10, store, clock)
+    counts = status_calls_per_window(store, clock, electors)
+    assert not all(count <= 1 for count in counts), counts  # the bound above fails
+
+
+def test_a_failed_batch_is_a_failed_report_of_each_elector_and_the_next_poll_retries(
+    clock: FakeClock,
+) -> None:
+    store = StatusStore(clock)
+    errors = Errors()
+    electors = start(10, store, clock, event_listeners=[errors])
+    advance(clock, 2 * STATUS_INTERVAL, electors)  # lined up
+    store.down = True
+    advance(clock, STATUS_INTERVAL + 1, electors)  # the next batch falls due and fails
+    failed = errors.status_errors()
+    assert set(failed) == {each.uuid for each in electors}  # each elector's own failure
+    calls_while_down = store.status_calls()
+    store.down = False
+    stamped = {m.uuid: m.timestamp for e in electors for m in store.members(e.key)}
+    advance(clock, 2, electors)  # the next polls retry at once (still due), in one batch
+    assert store.status_calls() - calls_while_down <= 2
+    after = {m.uuid: m.timestamp for e in electors for m in store.members(e.key)}
+    assert all(after[uuid] != stamped.get(uuid) for uuid in after)  # every report is new
+    assert set(after) == {each.uuid for each in electors}
+    assert errors.status_errors() == failed  # no failure since
+
+
+def test_a_stopped_elector_is_shown_not_running_after_the_batches(clock: FakeClock) -> None:
+    """stop()'s own last report (``elector_running=False``) lands after any batch."""
+    store = StatusStore(clock)
+    electors = start(10, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    stopped = electors[3]
+    stopped.stop()
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    shown = {m.uuid: m for m in store.members(stopped.key)}
+    assert shown[stopped.uuid].elector_running is False
+    others = [e for e in electors if e.key == stopped.key and e is not stopped]
+    assert all(shown[e.uuid].elector_running for e in others)
+
+
+class HangingStore(StatusStore):
+    """A StatusStore whose ``report_members`` waits for ``go`` once ``hang`` is set."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.hang = False
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.renewals = 0
+
+    def renew_many(self, items: Sequence[Any]) -> list[Any]:
+        with self._count:
+            self.renewals += 1
+        return super().renew_many(items)
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        if self.hang:
+            self.entered.set()
+            self.go.wait(4 * GUARD)
+        super().report_members(members)
+
+
+def test_a_hung_status_batch_delays_no_renewal_and_no_follower_poll(clock: FakeClock) -> None:
+    """Status is informational: while a batch of reports hangs in the store, the leaders
+    keep renewing (past their renew deadline) and the followers keep polling."""
+    store = HangingStore(clock)
+    electors = start(10, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    leaders = [each for each in electors if each.is_leader]
+    followers = [each for each in electors if not each.is_leader]
+    store.hang = True
+    try:
+        clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+        assert store.entered.wait(GUARD)
+        polled = {each.uuid: each.node_status["last_poll"] for each in followers}
+        for _ in range(6):  # 12 s: past the renew deadline (10 s) of every leader
+            renewals = store.renewals
+            clock.advance(2.0)
+            assert wait_for(lambda: store.renewals > renewals, limit=GUARD)  # noqa: B023
+        assert all(each.is_leader for each in leaders)
+        assert wait_for(
+            lambda: all(each.node_status["last_poll"] != polled[each.uuid] for each in followers),
+            limit=GUARD,
+        )
+    finally:
+        store.go.set()
+    settle(electors)
+    assert listed(store, electors) == {each.uuid for each in electors}
+
+
+def test_a_trigger_whose_report_a_batch_sent_meanwhile_sends_nothing(clock: FakeClock) -> None:
+    """A poll found its report due, but before it reached the group a batch took that report
+    in and settled: the late trigger sends nothing (it once sent a lone report, a call more
+    in that interval, one run in a few with 1,000 electors)."""
+    store = StatusStore(clock)
+    electors = start(10, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)  # every report sent, none due now
+    calls = store.status_calls()
+    late = electors[0]
+    assert late._loop is not None and late._loop.batched is not None
+    group = late._loop.batched.status_group
+    assert group is not None
+    group.due(late._loop.batched)  # what the late poll does
+    settle(electors)
+    assert store.status_calls() == calls

@@ -18,7 +18,7 @@ import pytest
 
 from mongoelector.aio import AsyncLeaderElector, status
 from mongoelector.aio import elector as elector_module
-from mongoelector.backends import Capability, MemberRecord, MemoryBackend
+from mongoelector.backends import Capability, LeaseRequest, MemberRecord, MemoryBackend
 from mongoelector.backends.async_protocol import InlineBackend
 from mongoelector.errors import BackendUnavailable
 from mongoelector.monitoring import EventListener, StoreErrorEvent
@@ -296,6 +296,36 @@ async def test_with_stop_mutated_not_to_wait_for_the_batch_the_check_fails(
         store.go.set()
         await idle(electors)
         assert running_shown(store, electors[3]) is True  # the check above fails
+    finally:
+        store.go.set()
+        await stop_all(electors)
+
+
+async def test_a_leadership_change_during_a_batch_is_reported_when_the_batch_lands(
+    clock: FakeClock,
+) -> None:
+    """A leader whose poll steps it down while a call carries its ``is_leader=True`` report
+    has its new report sent as that call lands, not a poll later."""
+    store = HangingStore(StatusStore(clock))
+    electors = await start(10, store, clock)
+    try:
+        await advance(clock, 2 * STATUS_INTERVAL, electors)
+        leader = next(each for each in electors if each.is_leader)
+        store.hang = True
+        clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+        await asyncio.wait_for(store.entered.wait(), GUARD)
+        store.hang = False
+        request = LeaseRequest(key=leader.key, owner="someone-else", ttl=TTL)
+        assert store.store.compare_and_set(request, force=True).acquired
+        clock.advance(2.0)  # its next renewal is refused: it steps down
+        give_up = asyncio.get_running_loop().time() + GUARD
+        while leader.is_leader or not waiting([leader]):
+            assert asyncio.get_running_loop().time() < give_up
+            await asyncio.sleep(0)
+        store.go.set()
+        await idle(electors)
+        shown = {m.uuid: m for m in store.store.members(leader.key)}
+        assert shown[leader.uuid].is_leader is False
     finally:
         store.go.set()
         await stop_all(electors)

@@ -22,7 +22,7 @@ import pytest
 
 from mongoelector import LeaderElector
 from mongoelector._sync import scheduler, status
-from mongoelector.backends import Capability, MemberRecord, MemoryBackend
+from mongoelector.backends import Capability, LeaseRequest, MemberRecord, MemoryBackend
 from mongoelector.errors import BackendUnavailable
 from mongoelector.monitoring import EventListener, StoreErrorEvent
 from mongoelector.testing import FakeClock
@@ -445,3 +445,31 @@ def test_with_the_choosing_lock_mutated_away_two_triggers_send_two_calls(
     """Mutation test of the one above: triggers choosing at once leave each other out."""
     store = two_triggers_at_once(clock, monkeypatch, mutate=True)
     assert store.calls["counted"] == 2  # the check above fails
+
+
+def test_a_leadership_change_during_a_batch_is_reported_when_the_batch_lands(
+    clock: FakeClock,
+) -> None:
+    """A leader whose poll steps it down while a batch carries its ``is_leader=True``
+    report (its report saying so could not join: its report was in flight) has that new
+    report sent as the batch lands, not a poll later (members() showed it leading until
+    its next poll)."""
+    store = HangingStore(clock)
+    electors = start(10, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    leader = next(each for each in electors if each.is_leader)
+    store.hang = True
+    clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+    assert store.entered.wait(GUARD)
+    store.hang = False
+    taken = store.compare_and_set(
+        LeaseRequest(key=leader.key, owner="someone-else", ttl=TTL), force=True
+    )
+    assert taken.acquired
+    renewals = store.renewals
+    clock.advance(2.0)  # its next renewal is refused: it steps down
+    assert wait_for(lambda: not leader.is_leader and store.renewals > renewals, limit=GUARD)
+    store.go.set()
+    settle(electors)
+    shown = {m.uuid: m for m in store.members(leader.key)}
+    assert shown[leader.uuid].is_leader is False

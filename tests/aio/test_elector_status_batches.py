@@ -18,7 +18,8 @@ import pytest
 
 from mongoelector.aio import AsyncLeaderElector, status
 from mongoelector.aio import elector as elector_module
-from mongoelector.backends import Capability, MemberRecord, MemoryBackend
+from mongoelector.backends import Capability, LeaseRequest, MemberRecord, MemoryBackend
+from mongoelector.backends.async_protocol import InlineBackend
 from mongoelector.errors import BackendUnavailable
 from mongoelector.monitoring import EventListener, StoreErrorEvent
 from mongoelector.testing import FakeClock
@@ -215,4 +216,116 @@ async def test_with_the_batcher_mutated_to_send_one_call_per_member_the_count_fa
         counts = await status_calls_per_window(store, clock, electors)
         assert not all(count <= 1 for count in counts), counts  # the bound above fails
     finally:
+        await stop_all(electors)
+
+
+class HangingStore(InlineBackend):
+    """``StatusStore`` seen by asyncio, whose ``report_members`` waits (suspended, the event
+    loop free) for ``go`` once ``hang`` is set."""
+
+    def __init__(self, store: StatusStore) -> None:
+        super().__init__(store)
+        self.store = store
+        self.hang = False
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def report_members(self, members: Sequence[MemberRecord]) -> None:
+        if self.hang:
+            self.entered.set()
+            await asyncio.wait_for(self.go.wait(), 4 * GUARD)
+        await super().report_members(members)
+
+
+async def hung_batch_then_stop(
+    clock: FakeClock,
+) -> tuple[HangingStore, list[AsyncLeaderElector], asyncio.Task[None]]:
+    """Ten started electors, a batch of their reports hanging in the store, and ``stop()``
+    of ``electors[3]`` begun in a task meanwhile; the store, the electors and that task."""
+    store = HangingStore(StatusStore(clock))
+    electors = await start(10, store, clock)
+    await advance(clock, 2 * STATUS_INTERVAL, electors)
+    store.hang = True
+    clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+    await asyncio.wait_for(store.entered.wait(), GUARD)
+    store.hang = False
+    stopping = asyncio.get_running_loop().create_task(electors[3].stop())
+    for _ in range(20):  # a head start: stop() now waits for the batch (not an assertion)
+        await asyncio.sleep(0)
+    return store, electors, stopping
+
+
+def running_shown(store: HangingStore, elector: AsyncLeaderElector) -> bool:
+    shown = {m.uuid: m for m in store.store.members(elector.key)}
+    return shown[elector.uuid].elector_running
+
+
+async def test_a_stop_while_a_batch_is_in_flight_lands_its_last_report_after_the_batch(
+    clock: FakeClock,
+) -> None:
+    """stop() during a batch holding the elector's report waits for that batch: the batch's
+    ``elector_running=True`` cannot land after stop()'s ``elector_running=False``."""
+    store, electors, stopping = await hung_batch_then_stop(clock)
+    try:
+        assert not stopping.done()  # waiting for the batch
+        store.go.set()
+        await asyncio.wait_for(stopping, GUARD)
+        await idle(electors)
+        assert running_shown(store, electors[3]) is False
+    finally:
+        store.go.set()
+        await stop_all(electors)
+
+
+async def test_with_stop_mutated_not_to_wait_for_the_batch_the_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a last report that does not wait for the call in
+    flight is overwritten by that call's ``elector_running=True``."""
+    send = AsyncLeaderElector._send_status
+
+    async def not_waiting(self: AsyncLeaderElector, *, running: bool) -> None:
+        if not running:
+            self._status_flight = None  # as if no call were sending its report
+        await send(self, running=running)
+
+    monkeypatch.setattr(AsyncLeaderElector, "_send_status", not_waiting)
+    store, electors, stopping = await hung_batch_then_stop(clock)
+    try:
+        await asyncio.wait_for(stopping, GUARD)  # it does not wait for the batch now
+        store.go.set()
+        await idle(electors)
+        assert running_shown(store, electors[3]) is True  # the check above fails
+    finally:
+        store.go.set()
+        await stop_all(electors)
+
+
+async def test_a_leadership_change_during_a_batch_is_reported_when_the_batch_lands(
+    clock: FakeClock,
+) -> None:
+    """A leader whose poll steps it down while a call carries its ``is_leader=True`` report
+    has its new report sent as that call lands, not a poll later."""
+    store = HangingStore(StatusStore(clock))
+    electors = await start(10, store, clock)
+    try:
+        await advance(clock, 2 * STATUS_INTERVAL, electors)
+        leader = next(each for each in electors if each.is_leader)
+        store.hang = True
+        clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+        await asyncio.wait_for(store.entered.wait(), GUARD)
+        store.hang = False
+        request = LeaseRequest(key=leader.key, owner="someone-else", ttl=TTL)
+        assert store.store.compare_and_set(request, force=True).acquired
+        clock.advance(2.0)  # its next renewal is refused: it steps down
+        give_up = asyncio.get_running_loop().time() + GUARD
+        while leader.is_leader or not waiting([leader]):
+            assert asyncio.get_running_loop().time() < give_up
+            await asyncio.sleep(0)
+        store.go.set()
+        await idle(electors)
+        shown = {m.uuid: m for m in store.store.members(leader.key)}
+        assert shown[leader.uuid].is_leader is False
+    finally:
+        store.go.set()
         await stop_all(electors)

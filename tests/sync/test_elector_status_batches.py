@@ -12,6 +12,7 @@ bound waits that a broken build would never finish. The MongoDB counts
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ import pytest
 
 from mongoelector import LeaderElector
 from mongoelector._sync import scheduler, status
-from mongoelector.backends import Capability, MemberRecord, MemoryBackend
+from mongoelector.backends import Capability, LeaseRequest, MemberRecord, MemoryBackend
 from mongoelector.errors import BackendUnavailable
 from mongoelector.monitoring import EventListener, StoreErrorEvent
 from mongoelector.testing import FakeClock
@@ -257,11 +258,33 @@ def test_a_hung_status_batch_delays_no_renewal_and_no_follower_poll(clock: FakeC
     """Status is informational: while a batch of reports hangs in the store, the leaders
     keep renewing (past their renew deadline) and the followers keep polling."""
     store = HangingStore(clock)
+    assert polls_go_on_while_a_batch_hangs(store, clock, limit=GUARD)
+
+
+def test_with_the_batch_mutated_to_run_in_the_poll_the_hung_batch_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a poll that waits for its status batch (the batch
+    run in the poll's worker, not on a worker of its own) stalls while it hangs."""
+
+    def in_the_poll(self: status.StatusGroup, batches: list[Any]) -> None:
+        self._run_all(batches)
+
+    monkeypatch.setattr(status.StatusGroup, "_submit", in_the_poll)
+    store = HangingStore(clock)
+    assert not polls_go_on_while_a_batch_hangs(store, clock, limit=2.0)
+
+
+def polls_go_on_while_a_batch_hangs(store: HangingStore, clock: FakeClock, *, limit: float) -> bool:
+    """Whether, with a batch of reports hanging in ``store``, every leader of ten started
+    electors renews 12 s on (past its renew deadline) and every follower polls (waits
+    bounded by ``limit`` real seconds, as a hang guard); then the batch is let go."""
     electors = start(10, store, clock)
     advance(clock, 2 * STATUS_INTERVAL, electors)
     leaders = [each for each in electors if each.is_leader]
     followers = [each for each in electors if not each.is_leader]
     store.hang = True
+    went_on = True
     try:
         clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
         assert store.entered.wait(GUARD)
@@ -269,16 +292,17 @@ def test_a_hung_status_batch_delays_no_renewal_and_no_follower_poll(clock: FakeC
         for _ in range(6):  # 12 s: past the renew deadline (10 s) of every leader
             renewals = store.renewals
             clock.advance(2.0)
-            assert wait_for(lambda: store.renewals > renewals, limit=GUARD)  # noqa: B023
-        assert all(each.is_leader for each in leaders)
-        assert wait_for(
+            went_on = went_on and wait_for(lambda: store.renewals > renewals, limit=limit)  # noqa: B023
+        went_on = went_on and all(each.is_leader for each in leaders)
+        went_on = went_on and wait_for(
             lambda: all(each.node_status["last_poll"] != polled[each.uuid] for each in followers),
-            limit=GUARD,
+            limit=limit,
         )
     finally:
         store.go.set()
     settle(electors)
     assert listed(store, electors) == {each.uuid for each in electors}
+    return went_on
 
 
 def test_a_trigger_whose_report_a_batch_sent_meanwhile_sends_nothing(clock: FakeClock) -> None:
@@ -296,3 +320,159 @@ def test_a_trigger_whose_report_a_batch_sent_meanwhile_sends_nothing(clock: Fake
     group.due(late._loop.batched)  # what the late poll does
     settle(electors)
     assert store.status_calls() == calls
+
+
+def hung_batch_then_stop(store: HangingStore, clock: FakeClock) -> tuple[LeaderElector, Any]:
+    """Ten started electors, a batch of their reports hanging in the store, and ``stop()``
+    of one of them begun in a thread meanwhile; that elector and the thread."""
+    electors = start(10, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    store.hang = True
+    clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+    assert store.entered.wait(GUARD)
+    store.hang = False
+    stopped = electors[3]
+    stopping = threading.Thread(target=stopped.stop)
+    stopping.start()
+    return stopped, stopping
+
+
+def test_a_stop_while_a_batch_is_in_flight_lands_its_last_report_after_the_batch(
+    clock: FakeClock,
+) -> None:
+    """stop() during a batch holding the elector's report waits for that batch: the batch's
+    ``elector_running=True`` cannot land after stop()'s ``elector_running=False``."""
+    store = HangingStore(clock)
+    stopped, stopping = hung_batch_then_stop(store, clock)
+    stopping.join(0.2)  # a head start (not an assertion): stop() now waits for the batch
+    store.go.set()
+    stopping.join(GUARD)
+    assert not stopping.is_alive()
+    shown = {m.uuid: m for m in store.members(stopped.key)}
+    assert shown[stopped.uuid].elector_running is False
+
+
+def test_with_stop_mutated_not_to_wait_for_the_batch_the_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a last report that does not wait for the batch
+    in flight is overwritten by that batch's ``elector_running=True``."""
+    send = LeaderElector._send_status
+
+    def not_waiting(self: LeaderElector, *, running: bool) -> None:
+        if running:
+            send(self, running=running)
+            return
+        held = self._status_lock
+        self._status_lock = threading.Lock()  # as if the batch held nothing
+        try:
+            send(self, running=running)
+        finally:
+            self._status_lock = held
+
+    monkeypatch.setattr(LeaderElector, "_send_status", not_waiting)
+    store = HangingStore(clock)
+    stopped, stopping = hung_batch_then_stop(store, clock)
+    stopping.join(GUARD)  # it does not wait for the batch now
+    assert not stopping.is_alive()
+    store.go.set()
+    assert wait_for(lambda: not stopped._status_lock.locked(), limit=GUARD)  # the batch landed
+    shown = {m.uuid: m for m in store.members(stopped.key)}
+    assert shown[stopped.uuid].elector_running is True  # the check above fails
+
+
+def two_triggers_at_once(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, *, mutate: bool = False
+) -> StatusStore:
+    """Two started electors whose reports both fall due, handed to their group by two
+    threads at once: the second claims its report while the first is choosing its batch
+    (unless the group makes it wait; with ``mutate`` it does not); the store after."""
+    store = StatusStore(clock)
+    electors = start(2, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)  # every report sent, none due now
+    loops = [each._loop.batched for each in electors if each._loop is not None]
+    assert len(loops) == 2 and all(each is not None for each in loops)
+    group = loops[0].status_group
+    assert group is not None and loops[1].status_group is group
+    if mutate:
+        monkeypatch.setattr(group, "_choosing", contextlib.nullcontext())
+    second_claimed = threading.Event()
+    claim = type(loops[1])._claim_status
+
+    def claiming(self: Any) -> bool:
+        claimed = claim(self)
+        if self is loops[1]:
+            second_claimed.set()
+        return claimed
+
+    plan = status.plan_reports
+    first_planning = threading.Event()
+
+    def planning(trigger: Any, members: Any, now: float) -> list[list[Any]] | None:
+        if trigger is loops[0]:
+            first_planning.set()
+            second_claimed.wait(0.5)  # a head start for the second (not an assertion)
+        return plan(trigger, members, now)
+
+    monkeypatch.setattr(type(loops[1]), "_claim_status", claiming)
+    monkeypatch.setattr(status, "plan_reports", planning)
+    for each in electors:
+        with each._machine_lock:
+            each._machine._status_at = None  # due now (no poll makes it due: none runs)
+    calls = store.status_calls()
+    first = threading.Thread(target=group.due, args=(loops[0],))
+    first.start()
+    assert first_planning.wait(GUARD)  # the first is choosing (its report claimed)
+    group.due(loops[1])
+    first.join(GUARD)
+    assert not first.is_alive()
+    settle(electors)
+    store.calls["counted"] = store.status_calls() - calls
+    return store
+
+
+def test_two_triggers_at_once_send_their_reports_in_one_call(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = two_triggers_at_once(clock, monkeypatch)
+    assert store.calls["counted"] == 1
+    assert store.sizes[-1] == 2
+
+
+def test_with_the_choosing_lock_mutated_away_two_triggers_send_two_calls(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: triggers choosing at once leave each other out."""
+    store = two_triggers_at_once(clock, monkeypatch, mutate=True)
+    assert store.calls["counted"] == 2  # the check above fails
+
+
+def test_a_leadership_change_during_a_batch_is_reported_when_the_batch_lands(
+    clock: FakeClock,
+) -> None:
+    """A leader whose poll steps it down while a batch carries its ``is_leader=True``
+    report (its report saying so could not join: its report was in flight) has that new
+    report sent as the batch lands, not a poll later (members() showed it leading until
+    its next poll)."""
+    store = HangingStore(clock)
+    electors = start(10, store, clock)
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    leader = next(each for each in electors if each.is_leader)
+    store.hang = True
+    clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+    assert store.entered.wait(GUARD)
+    store.hang = False
+    taken = store.compare_and_set(
+        LeaseRequest(key=leader.key, owner="someone-else", ttl=TTL), force=True
+    )
+    assert taken.acquired
+    for _ in range(3):  # its next renewal is refused: it steps down (a renewal begun
+        # before the takeover may end 2 s on, its next one then 2 s later)
+        clock.advance(2.0)
+        if wait_for(lambda: not leader.is_leader, limit=5.0):  # a hang guard
+            break
+    assert not leader.is_leader
+    store.go.set()
+    settle(electors)
+    shown = {m.uuid: m for m in store.members(leader.key)}
+    assert shown[leader.uuid].is_leader is False

@@ -647,11 +647,17 @@ class _Batched(BatchedLoop["AsyncLeaderElector", _Loop]):
         elector = self._elector
         try:
             elector._status_sent(member, at, error)
+            again = error is None and elector._machine.status_due(elector._clock.monotonic())
         finally:
             self._loop.status_queued = False
             flight = elector._status_flight
             if flight is not None and not flight.done():
                 flight.set_result(None)
+        if again and self.status_group is not None:
+            # Its leadership changed while the report was in flight: a poll found the new
+            # report due but could not queue it (this one was queued); send it now, not
+            # a poll later. Only after a success: a failed report waits for a poll.
+            self.status_group.due(self)
 
     # --- in the renew and read groups -----------------------------------------------------
 

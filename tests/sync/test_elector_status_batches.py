@@ -240,12 +240,17 @@ class HangingStore(StatusStore):
         self.hang = False
         self.entered = threading.Event()
         self.go = threading.Event()
-        self.renewals = 0
+        self.renewals = 0  # renew_many calls begun
+        self.renewed = 0  # and answered
 
     def renew_many(self, items: Sequence[Any]) -> list[Any]:
         with self._count:
             self.renewals += 1
-        return super().renew_many(items)
+        try:
+            return super().renew_many(items)
+        finally:
+            with self._count:
+                self.renewed += 1
 
     def report_members(self, members: Sequence[MemberRecord]) -> None:
         if self.hang:
@@ -289,10 +294,19 @@ def polls_go_on_while_a_batch_hangs(store: HangingStore, clock: FakeClock, *, li
         clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
         assert store.entered.wait(GUARD)
         polled = {each.uuid: each.node_status["last_poll"] for each in followers}
-        for _ in range(6):  # 12 s: past the renew deadline (10 s) of every leader
-            renewals = store.renewals
-            clock.advance(2.0)
-            went_on = went_on and wait_for(lambda: store.renewals > renewals, limit=limit)  # noqa: B023
+        renewals = store.renewals
+        for step in range(1, 13):  # 12 s, 1 s at a time: past every leader's renew deadline
+            clock.advance(1.0)
+            # No renewal left in flight as the clock moves on (one answered a step late
+            # would be due a step late), and one renewal at least in every 3 s (every 2 s
+            # a leader renews).
+            went_on = went_on and wait_for(
+                lambda: store.renewed == store.renewals,
+                limit=limit,
+            )
+            if step % 3 == 0:
+                went_on = went_on and wait_for(lambda: store.renewals > renewals, limit=limit)  # noqa: B023
+                renewals = store.renewals
         went_on = went_on and all(each.is_leader for each in leaders)
         went_on = went_on and wait_for(
             lambda: all(each.node_status["last_poll"] != polled[each.uuid] for each in followers),

@@ -16,6 +16,10 @@ from typing import Any
 import pytest
 
 from mongoelector import jobs
+from mongoelector._sync.elector import _Batched as SyncBatched
+from mongoelector._sync.reads import ReadGroup
+from mongoelector.aio.elector import _Batched as AsyncBatched
+from mongoelector.aio.reads import AsyncReadGroup
 from mongoelector.backends import AsyncMongoBackend, MongoBackend
 from mongoelector.fencing import collection, transaction
 
@@ -53,6 +57,9 @@ PAIRS = [
     ),
     pytest.param(AsyncMongoBackend.release, MongoBackend.release, id="mongo-release"),
     pytest.param(AsyncMongoBackend._send, MongoBackend._send, id="mongo-fast-send"),
+    # The electors' batched store calls (the groups choose with shared, pure helpers).
+    pytest.param(AsyncReadGroup._read, ReadGroup._read, id="follower-reads"),
+    pytest.param(AsyncBatched._renew, SyncBatched._renew, id="elector-renew"),
 ]
 
 

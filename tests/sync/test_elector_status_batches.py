@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from mongoelector import LeaderElector
+from mongoelector._common import batches as shared_batches
 from mongoelector._sync import scheduler, status
 from mongoelector.backends import Capability, LeaseRequest, MemberRecord, MemoryBackend
 from mongoelector.errors import BackendUnavailable
@@ -183,13 +184,13 @@ def test_with_the_batcher_mutated_to_drop_a_member_the_count_fails(
 ) -> None:
     """A member left out of the batch it was due for reports on its own: a call more."""
 
-    plan = status.plan_reports
+    plan = shared_batches.plan_reports
 
     def drop_the_last(trigger: Any, members: Any, now: float) -> list[list[Any]] | None:
         calls = plan(trigger, members, now)
         return None if calls is None else [calls[0][:-1], *calls[1:]]
 
-    monkeypatch.setattr(status, "plan_reports", drop_the_last)
+    monkeypatch.setattr(shared_batches, "plan_reports", drop_the_last)
     store = StatusStore(clock)
     electors = start(10, store, clock)
     counts = status_calls_per_window(store, clock, electors)
@@ -419,7 +420,7 @@ def two_triggers_at_once(
             second_claimed.set()
         return claimed
 
-    plan = status.plan_reports
+    plan = shared_batches.plan_reports
     first_planning = threading.Event()
 
     def planning(trigger: Any, members: Any, now: float) -> list[list[Any]] | None:
@@ -429,7 +430,7 @@ def two_triggers_at_once(
         return plan(trigger, members, now)
 
     monkeypatch.setattr(type(loops[1]), "_claim_status", claiming)
-    monkeypatch.setattr(status, "plan_reports", planning)
+    monkeypatch.setattr(shared_batches, "plan_reports", planning)
     for each in electors:
         with each._machine_lock:
             each._machine._status_at = None  # due now (no poll makes it due: none runs)

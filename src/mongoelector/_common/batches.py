@@ -95,6 +95,10 @@ class Reporting(Protocol):
 
     def _may_join_status(self) -> bool: ...
 
+    def _claim_status(self) -> bool: ...
+
+    def _unclaim_status(self) -> None: ...
+
 
 R = TypeVar("R", bound=Reporting)
 
@@ -116,6 +120,27 @@ def plan_reports(trigger: R, members: Iterable[R], now: float) -> list[list[R]] 
         if joining is not None:
             candidates.append((member, joining))
     return batching.renew_together(now, timing, candidates)
+
+
+def claim_reports(trigger: R, members: Iterable[R], now: float) -> list[list[R]]:
+    """The batches of reports to send at ``now`` for ``trigger``, each report claimed (marked
+    queued) as it is taken in: :func:`plan_reports`' calls, the first led by ``trigger``,
+    with the members whose claim succeeds; empty batches dropped. None at all if
+    ``trigger``'s report is queued or in flight already, or no longer due (its claim is
+    then given back)."""
+    if not trigger._claim_status():
+        return []
+    calls = plan_reports(trigger, members, now)
+    if calls is None:  # not due any more: a batch sent it meanwhile
+        trigger._unclaim_status()
+        return []
+    batches: list[list[R]] = []
+    for number, call in enumerate(calls):
+        batch = [trigger] if number == 0 else []
+        batch.extend(member for member in call if member._claim_status())
+        if batch:
+            batches.append(batch)
+    return batches
 
 
 def clock_key(clock: Clock) -> object:

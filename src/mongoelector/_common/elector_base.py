@@ -501,6 +501,14 @@ class ElectorBase(Participant[BackendT]):
             return
         self._machine.status_reported(at, leading=member.is_leader)
 
+    def _status_landed(self, member: MemberRecord, at: float, error: BackendError | None) -> bool:
+        """Record how a batched report ``member`` (made at ``at``) ended; ``True`` if another
+        report is due already: its leadership changed while this one was in flight (a poll
+        found the new report due but could not queue it). Only after a success: a failed
+        report waits for a poll, so that a store that is down is not pressed."""
+        self._status_sent(member, at, error)
+        return error is None and self._machine.status_due(self._clock.monotonic())
+
     def _cluster_detail(
         self, members: Sequence[MemberRecord], record: LeaseRecord | None, server_now: datetime
     ) -> dict[str, Any]:

@@ -1162,16 +1162,12 @@ class _Batched(BatchedLoop["LeaderElector", _Loop]):
         elector = self._elector
         try:
             with elector._machine_lock:
-                elector._status_sent(member, at, error)
-                again = error is None and elector._machine.status_due(elector._clock.monotonic())
+                again = elector._status_landed(member, at, error)
         finally:
             elector._status_lock.release()
             self._settle_claim()
         if again and self.status_group is not None:
-            # Its leadership changed while the report was in flight: a poll found the new
-            # report due but could not queue it (this one was queued); send it now, not
-            # a poll later. Only after a success: a failed report waits for a poll.
-            self.status_group.due(self)
+            self.status_group.due(self)  # now, not a poll later
         elector._hand_callbacks()
 
     def _unclaim_status(self) -> None:

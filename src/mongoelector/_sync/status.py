@@ -8,7 +8,7 @@ a store that stores many reports in one call
 ``Capability.REPORT_MANY``), the started electors of one backend object and
 clock belong to its :class:`StatusGroup`. When one of them has a report due
 (the *trigger*), the group asks
-:func:`~mongoelector._common.batches.plan_reports` (shared with the asyncio
+:func:`~mongoelector._common.batches.claim_reports` (shared with the asyncio
 driver: the pure :func:`~mongoelector.core.batching.renew_together` on each
 member's
 :meth:`~mongoelector.core.elector_machine.ElectorMachine.status_timing`) which
@@ -31,7 +31,7 @@ import logging
 import threading
 from typing import Any, Protocol
 
-from mongoelector._common.batches import plan_reports
+from mongoelector._common.batches import claim_reports
 from mongoelector._sync.groups import Joiner, Key, MemberGroup, Registry
 from mongoelector.backends.protocol import MemberRecord, MemberStatusBackend, ReportManyBackend
 from mongoelector.clock import Clock
@@ -92,19 +92,8 @@ class StatusGroup(MemberGroup[Reporter, _Store]):
             self._submit(batches)
 
     def _choose(self, trigger: Reporter) -> list[list[tuple[Reporter, int]]]:
-        if not trigger._claim_status():
-            return []
-        calls = plan_reports(trigger, self._members_now(), self.clock.monotonic())
-        if calls is None:  # not due any more: a batch sent it meanwhile
-            trigger._unclaim_status()
-            return []
-        batches: list[list[tuple[Reporter, int]]] = []
-        for number, call in enumerate(calls):
-            batch = [(trigger, 0)] if number == 0 else []
-            batch.extend((member, 0) for member in call if member._claim_status())
-            if batch:
-                batches.append(batch)
-        return batches
+        chosen = claim_reports(trigger, self._members_now(), self.clock.monotonic())
+        return [[(member, 0) for member in batch] for batch in chosen]  # (no tickets here)
 
     def _run(self, batch: list[tuple[Reporter, int]]) -> None:
         """On a worker: one ``report_members`` call (``report_member`` for one report) with

@@ -646,18 +646,14 @@ class _Batched(BatchedLoop["AsyncLeaderElector", _Loop]):
         """The report ``member`` (made at ``at``) was sent, or failed with ``error``."""
         elector = self._elector
         try:
-            elector._status_sent(member, at, error)
-            again = error is None and elector._machine.status_due(elector._clock.monotonic())
+            again = elector._status_landed(member, at, error)
         finally:
             self._loop.status_queued = False
             flight = elector._status_flight
             if flight is not None and not flight.done():
                 flight.set_result(None)
         if again and self.status_group is not None:
-            # Its leadership changed while the report was in flight: a poll found the new
-            # report due but could not queue it (this one was queued); send it now, not
-            # a poll later. Only after a success: a failed report waits for a poll.
-            self.status_group.due(self)
+            self.status_group.due(self)  # now, not a poll later
 
     # --- in the renew and read groups -----------------------------------------------------
 

@@ -6,7 +6,7 @@ on a store that declares ``Capability.REPORT_MANY``
 electors of one event loop, store and clock belong to its
 :class:`AsyncStatusGroup`. When one of them has a report due (the trigger),
 the reports of the members due within half their status interval join it
-(:func:`~mongoelector._common.batches.plan_reports`, shared with the sync
+(:func:`~mongoelector._common.batches.claim_reports`, shared with the sync
 driver: :func:`~mongoelector.core.batching.renew_together` on each member's
 ``status_timing``), and one ``report_members`` call sends them, in a task of
 its own: the poll that found the report due does not wait for it, so a call
@@ -22,7 +22,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from mongoelector._common.batches import plan_reports
+from mongoelector._common.batches import claim_reports
 from mongoelector.aio.groups import MemberGroup, Registry
 from mongoelector.backends.async_protocol import AsyncMemberStatusBackend, AsyncReportManyBackend
 from mongoelector.backends.protocol import MemberRecord
@@ -63,17 +63,8 @@ class AsyncStatusGroup(MemberGroup[Reporter, _Store]):
     def due(self, trigger: Reporter) -> None:
         """``trigger`` has a report due now: start sending it with the reports that join it,
         in a task of its own. Nothing if its report is queued or in flight already."""
-        if not trigger._claim_status():
-            return
-        calls = plan_reports(trigger, list(self._members), self.clock.monotonic())
-        if calls is None:  # not due any more: a batch sent it meanwhile
-            trigger._unclaim_status()
-            return
-        for number, call in enumerate(calls):
-            batch = [trigger] if number == 0 else []
-            batch.extend(member for member in call if member._claim_status())
-            if batch:
-                self._start(self._send(batch), name="mongoelector-status-reports")
+        for batch in claim_reports(trigger, list(self._members), self.clock.monotonic()):
+            self._start(self._send(batch), name="mongoelector-status-reports")
 
     async def _send(self, batch: list[Reporter]) -> None:
         """One ``report_members`` call (``report_member`` for one report) with the reports of

@@ -119,6 +119,20 @@ def per_interval(
     return counts
 
 
+class OnTheWire:
+    """Tests on the wire: a store that counts what the real client sends, and the test's
+    holders ended before the primary and its clients stop (the releases need them)."""
+
+    @pytest.fixture
+    def store(self, primary: Primary) -> WireStore:
+        return WireStore(primary)
+
+    @pytest.fixture(autouse=True)
+    def clean_up_first(self, primary: Primary, clock: FakeClock) -> Iterator[None]:
+        yield
+        clean_up(clock)  # before the primary and its clients stop: the releases need them
+
+
 class TestOnMongomock:
     @pytest.fixture
     def commands(self, monkeypatch: pytest.MonkeyPatch) -> Commands:
@@ -167,16 +181,7 @@ class TestOnMongomock:
         assert [each.is_leader for each in holders] == [i != 4 for i in range(10)]
 
 
-class TestOnTheWire:
-    @pytest.fixture
-    def store(self, primary: Primary) -> WireStore:
-        return WireStore(primary)
-
-    @pytest.fixture(autouse=True)
-    def clean_up_first(self, primary: Primary, clock: FakeClock) -> Iterator[None]:
-        yield
-        clean_up(clock)  # before the primary and its clients stop: the releases need them
-
+class TestOnTheWire(OnTheWire):
     @pytest.mark.parametrize("locks", [False, True], ids=["electors", "electors+locks"])
     @pytest.mark.parametrize("n", [1, 10, 1000])
     def test_n_leaders_cost_at_most_two_commands_per_renew_interval(
@@ -261,16 +266,7 @@ class TestFollowersOnMongomock:
         assert counts == [11] * INTERVALS  # one try per follower
 
 
-class TestFollowersOnTheWire:
-    @pytest.fixture
-    def store(self, primary: Primary) -> WireStore:
-        return WireStore(primary)
-
-    @pytest.fixture(autouse=True)
-    def clean_up_first(self, primary: Primary, clock: FakeClock) -> Iterator[None]:
-        yield
-        clean_up(clock)  # before the primary and its clients stop: the releases need them
-
+class TestFollowersOnTheWire(OnTheWire):
     @pytest.mark.parametrize("n", [10, 1000])
     def test_n_leaders_and_n_followers_cost_at_most_three_commands_per_poll_window(
         self, n: int, primary: Primary, clock: FakeClock, store: WireStore
@@ -375,16 +371,7 @@ class TestStatusReportsOnMongomock:
         assert not all(count <= 1 for count in statuses), statuses  # the bound above fails
 
 
-class TestStatusReportsOnTheWire:
-    @pytest.fixture
-    def store(self, primary: Primary) -> WireStore:
-        return WireStore(primary)
-
-    @pytest.fixture(autouse=True)
-    def clean_up_first(self, primary: Primary, clock: FakeClock) -> Iterator[None]:
-        yield
-        clean_up(clock)  # before the primary and its clients stop: the releases need them
-
+class TestStatusReportsOnTheWire(OnTheWire):
     @pytest.mark.parametrize("n", [10, 1000])
     def test_n_reporting_electors_send_one_status_update_per_status_interval(
         self, n: int, primary: Primary, clock: FakeClock, store: WireStore

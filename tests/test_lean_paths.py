@@ -672,6 +672,20 @@ def test_the_record_check_sees_a_builder_that_drops_a_field(
 # --- the acquire pipeline from its constant parts -------------------------------------------
 
 
+def _holder_fields(request: LeaseRequest, acquire_id: str) -> dict[str, object]:
+    """The holder's fields an acquire writes, in the order of the stored document."""
+    from mongoelector.backends._mongo import commands as c
+
+    return {
+        c.LOCKED: True,
+        c.OWNER: request.owner,
+        c.HOST: request.host,
+        c.PID: request.pid,
+        c.ACQUIRE_ID: acquire_id,
+        c.METADATA: dict(request.metadata),
+    }
+
+
 def _reference_acquire_pipeline(
     request: LeaseRequest, *, acquire_id: str, force: bool, least_token: int
 ) -> Any:
@@ -690,7 +704,7 @@ def _reference_acquire_pipeline(
     }
     taken: dict[str, object] = {
         c.ID: "$" + c.ID,
-        **{k: c.literal(v) for k, v in c._holder_fields(request, acquire_id).items()},
+        **{k: c.literal(v) for k, v in _holder_fields(request, acquire_id).items()},
         c.CREATED: c.NOW,
         c.EXPIRES: {"$add": [c.NOW, c.ttl_millis(request.ttl)]},
         c.TOKEN: token,
@@ -720,6 +734,53 @@ def test_the_acquire_pipeline_is_the_same_command_in_the_same_order(
             request.metadata
         )
     assert pickle.dumps((commands._FREE, commands._NEXT_TOKEN, commands._TIME_TOKEN)) == before
+
+
+@pytest.mark.parametrize("metadata", [{}, {"job": "nightly"}])
+def test_a_classic_acquire_writes_the_same_fields_in_the_same_order(
+    metadata: dict[str, str],
+) -> None:
+    from datetime import datetime, timezone
+
+    from mongoelector.backends._mongo import commands as c
+
+    request = LeaseRequest(key="k", owner="o", ttl=2.5, host="h", pid=7, metadata=metadata)
+    now = datetime(2026, 12, 5, 3, 0, 0, 123456, tzinfo=timezone.utc)
+    call = c.ClassicAcquire(
+        request=request, acquire_id="a1", force=False, now=now, uncertainty=0.01, least_token=9
+    )
+    expected = {
+        **_holder_fields(request, "a1"),
+        c.CREATED: c.bson_time(now),
+        c.EXPIRES: c._expiry(now, 2.51),
+        c.TOKEN: 42,
+    }
+    made = call.fields(42)
+    assert list(made.items()) == list(expected.items())
+    assert made[c.METADATA] is not request.metadata  # a copy: the command owns it
+
+
+def test_the_classic_fields_check_sees_a_dropped_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutation: fields that lose the host are caught by the comparison above."""
+    from datetime import datetime, timezone
+
+    from mongoelector.backends._mongo import commands as c
+
+    fields = c.ClassicAcquire.fields
+
+    def without_host(self: Any, token: int) -> dict[str, Any]:
+        made = fields(self, token)
+        del made[c.HOST]
+        return made
+
+    monkeypatch.setattr(c.ClassicAcquire, "fields", without_host)
+    request = LeaseRequest(key="k", owner="o", ttl=2.5, host="h", pid=7)
+    now = datetime(2026, 12, 5, 3, 0, 0, tzinfo=timezone.utc)
+    call = c.ClassicAcquire(
+        request=request, acquire_id="a1", force=False, now=now, uncertainty=0.0, least_token=9
+    )
+    expected = {**_holder_fields(request, "a1"), c.CREATED: now, c.EXPIRES: now, c.TOKEN: 1}
+    assert list(call.fields(1)) != list(expected)
 
 
 def test_the_pipeline_check_sees_a_changed_field(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,6 +42,7 @@ from mongoelector.backends._mongo.documents import (
     ID,
     LOCKED,
     METADATA,
+    MICROSECONDS,
     OWNER,
     PID,
     TOKEN,
@@ -111,9 +112,9 @@ def ttl_millis(ttl: float) -> int:
 
 def _expiry(now: datetime, seconds: float) -> datetime:
     """``now + seconds`` rounded up to the next whole millisecond (BSON precision)."""
-    exact = as_utc(now) + timedelta(seconds=seconds)
+    exact = as_utc(now) + timedelta(0, seconds)
     extra = exact.microsecond % 1000
-    return exact + timedelta(microseconds=1000 - extra) if extra else exact
+    return exact + MICROSECONDS[1000 - extra] if extra else exact
 
 
 def is_held(document: Mapping[str, Any], cutoff: datetime) -> bool:
@@ -126,17 +127,6 @@ def is_held(document: Mapping[str, Any], cutoff: datetime) -> bool:
     return (
         document.get(LOCKED) is True and isinstance(expires, datetime) and as_utc(expires) > cutoff
     )
-
-
-def _holder_fields(request: LeaseRequest, acquire_id: str) -> dict[str, object]:
-    return {
-        LOCKED: True,
-        OWNER: request.owner,
-        HOST: request.host,
-        PID: request.pid,
-        ACQUIRE_ID: acquire_id,
-        METADATA: dict(request.metadata),
-    }
 
 
 # --- pipeline path (MongoDB 4.2+) ---------------------------------------------------------
@@ -158,7 +148,7 @@ def acquire_pipeline(
     The reply is the document afterwards; see :func:`read_acquire_reply`.
     """
     # Built from the parts that never change (shared, never mutated: pymongo only encodes
-    # them) and the few that do; field for field what _holder_fields and literal() give.
+    # them) and the few that do: the holder's fields of ClassicAcquire.fields, as literals.
     metadata = request.metadata
     taken: dict[str, object] = {
         ID: _ID_PATH,
@@ -444,7 +434,7 @@ class ClassicAcquire(Value):
         """The earliest server time ``now`` may stand for: leases ending by then are over."""
         now = as_utc(self.now)
         uncertainty = self.uncertainty
-        return now - timedelta(seconds=uncertainty) if uncertainty else now
+        return now - timedelta(0, uncertainty) if uncertainty else now
 
     @property
     def time_floor(self) -> int:
@@ -457,15 +447,22 @@ class ClassicAcquire(Value):
         """
         now = as_utc(self.now)
         uncertainty = self.uncertainty
-        return time_floor(now + timedelta(seconds=uncertainty) if uncertainty else now)
+        return time_floor(now + timedelta(0, uncertainty) if uncertainty else now)
 
     def fields(self, token: int) -> dict[str, Any]:
         """The fields this acquisition writes, with fencing token ``token``."""
         now = self.now
-        return {
-            **_holder_fields(self.request, self.acquire_id),
+        request = self.request
+        metadata = request.metadata
+        return {  # the holder, then the times and the token (the pipeline's order)
+            LOCKED: True,
+            OWNER: request.owner,
+            HOST: request.host,
+            PID: request.pid,
+            ACQUIRE_ID: self.acquire_id,
+            METADATA: dict(metadata) if metadata else {},
             CREATED: bson_time(now),
-            EXPIRES: _expiry(now, self.request.ttl + self.uncertainty),
+            EXPIRES: _expiry(now, request.ttl + self.uncertainty),
             TOKEN: token,
         }
 

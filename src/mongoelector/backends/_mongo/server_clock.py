@@ -56,7 +56,7 @@ class ClockSample:
     def extrapolate(self, now: float) -> datetime:
         """The server's time at local monotonic ``now``, by this sample."""
         seconds = RESOLUTION / 2 + (now - self.midpoint)
-        return self.server_time + timedelta(seconds=seconds)
+        return self.server_time + timedelta(0, seconds)  # (0, s): seconds=s, cheaper
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -426,6 +426,17 @@ def percall_table(figures: Figures) -> list[str]:
         "(context)",
         by_ratio=True,
     )
+    wire_then_noio = get(new, "wire|percall.raw_bounded_then_noio_pair_cpu")
+    row(
+        "the same, next to that raw pymongo with the lock's no-I/O steps after each reply",
+        "n/a",
+        wire_lock,
+        wire_then_noio,
+        f"bounded raw pymongo, then the no-I/O lock's acquire/release: {_us(wire_then_noio)}",
+        None,
+        "(context)",
+        by_ratio=True,
+    )
     for path, what in (("pipeline", "MongoDB 4.2+"), ("classic", "older servers, mongomock")):
         noio_own = get(new, f"noio|percall.{path}.own_pair")
         noio_raw = get(new, f"noio|percall.{path}.raw_pair")

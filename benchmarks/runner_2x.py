@@ -577,8 +577,35 @@ def wire_pair_costs() -> dict[str, Any]:
                 with pymongo.timeout(bound):
                     collection.find_one_and_update(query, update, **kwargs)
 
+        # The bounded raw pair, each reply followed by the lock's own step on a store
+        # that does no I/O (acquire after the first, release after the second): the
+        # lock's code run where it runs on the wire, right after a blocking receive.
+        # Against the lock's pair, it tells whether the wire adds work of its own to the
+        # lock, or only makes the same code dearer than it is with no I/O at all.
+        from _noio import NoIODatabase
+
+        noio_lock = MongoLocker(
+            "bench-wire-noio",
+            NoIODatabase(mongomock.MongoClient()["bench"], "mongolocker", pipeline=True),
+        )
+
+        (acquire_in, *acquire), (release_in, *release) = bounded_calls
+
+        def raw_bounded_then_noio_pair() -> None:
+            with pymongo.timeout(bound):
+                acquire_in.find_one_and_update(*acquire[:2], **acquire[2])
+            noio_lock.acquire(blocking=False)
+            with pymongo.timeout(bound):
+                release_in.find_one_and_update(*release[:2], **release[2])
+            noio_lock.release()
+
         found = side_by_side(
-            {"lock": plain_lock_pair, "raw": raw_pair, "raw_bounded": raw_bounded_pair},
+            {
+                "lock": plain_lock_pair,
+                "raw": raw_pair,
+                "raw_bounded": raw_bounded_pair,
+                "raw_bounded_then_noio": raw_bounded_then_noio_pair,
+            },
             n=PERCALL_PAIRS // 4,
             timer=time.thread_time,
         )
@@ -592,6 +619,7 @@ def wire_pair_costs() -> dict[str, Any]:
         "wire|percall.lock_pair_cpu": found["lock"],
         "wire|percall.raw_pair_cpu": found["raw"],
         "wire|percall.raw_bounded_pair_cpu": found["raw_bounded"],
+        "wire|percall.raw_bounded_then_noio_pair_cpu": found["raw_bounded_then_noio"],
         "wire|percall.own_pair": own["own"],
     }
 

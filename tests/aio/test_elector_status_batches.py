@@ -556,3 +556,63 @@ async def test_with_the_release_mutated_to_wait_for_the_batch_the_cancel_checks_
     """Mutation test of the two above."""
     monkeypatch.setattr(AsyncLeaderElector, "_send_releases", releasing_after_the_batch)
     assert not await cancelled_while_in_a_batch(clock, cancel_stop=cancel_stop)
+
+
+async def first_report_calls(clock: FakeClock, *, together: bool, n: int = 10) -> StatusStore:
+    """``n`` electors on ``n // 2`` keys started ``together`` (``asyncio.gather`` of their
+    ``start()``) or one after another, settled and stopped; the store (its status calls
+    counted before the stops, in ``calls["at start"]``)."""
+    store = StatusStore(clock)
+    electors = [
+        AsyncLeaderElector(f"tenant-{index % (n // 2)}", store, ttl=TTL, clock=clock)
+        for index in range(n)
+    ]
+    try:
+        if together:
+            await asyncio.gather(*(each.start() for each in electors))
+        else:
+            for each in electors:
+                await each.start()
+        await idle(electors)
+        store.calls["at start"] = store.status_calls()
+        leaders = {m.uuid for e in electors for m in store.members(e.key) if m.is_leader}
+        assert leaders == {each.uuid for each in electors if each.is_leader}
+        assert len(leaders) == n // 2
+        assert listed(store, electors) == {each.uuid for each in electors}
+    finally:
+        await stop_all(electors)
+    return store
+
+
+async def test_electors_started_together_send_their_first_reports_in_one_call(
+    clock: FakeClock,
+) -> None:
+    """Started together, the electors' first reports go out in one ``report_members`` call,
+    each made after its elector's first poll (it says whether that poll won): as the sync
+    driver's, whose ``start()`` returns before the first poll."""
+    store = await first_report_calls(clock, together=True)
+    assert store.calls["at start"] == 1
+    assert store.calls["report_members"] == 1  # (the stops' last reports go one by one)
+
+
+async def test_electors_started_one_after_another_send_a_first_report_each(
+    clock: FakeClock,
+) -> None:
+    """``await start()`` returns after the elector's first poll, which has handed its report
+    to its status group; the next elector starts after that report went out, so each sends
+    its own (they line up into one call per status interval afterwards: the counts above)."""
+    store = await first_report_calls(clock, together=False)
+    assert store.calls["at start"] == 10
+
+
+async def test_with_each_report_sent_alone_the_started_together_count_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the started-together count: a group that takes no other member's
+    report into a trigger's call (a batch of one) makes one call per elector at start."""
+    claim = status.claim_reports
+    monkeypatch.setattr(
+        status, "claim_reports", lambda trigger, members, now: claim(trigger, [], now)
+    )
+    store = await first_report_calls(clock, together=True)
+    assert store.calls["at start"] == 10  # the check above fails

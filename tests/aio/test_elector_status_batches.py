@@ -329,3 +329,290 @@ async def test_a_leadership_change_during_a_batch_is_reported_when_the_batch_lan
     finally:
         store.go.set()
         await stop_all(electors)
+
+
+class RenewCountingStore(StatusStore):
+    """A StatusStore that counts its ``renew_many`` calls (the leaders' batched renewals)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.renewals = 0
+
+    def renew_many(self, items: Sequence[Any]) -> list[Any]:
+        self.renewals += 1
+        return super().renew_many(items)
+
+
+async def caught_up(electors: list[AsyncLeaderElector], *, turns: int = 2000) -> bool:
+    """Whether, within ``turns`` turns of the event loop, every loop waits for a time still
+    ahead (a status call may still run: a hung one does). A bound, not a timing."""
+    for _ in range(turns):
+        if waiting(electors):
+            return True
+        await asyncio.sleep(0)
+    return False
+
+
+async def eventually(check: Any, *, turns: int = 2000) -> bool:
+    """Whether ``check()`` holds within ``turns`` turns of the event loop."""
+    for _ in range(turns):
+        if check():
+            return True
+        await asyncio.sleep(0)
+    return bool(check())
+
+
+def lease_freed(store: HangingStore, elector: AsyncLeaderElector) -> bool:
+    """Whether the store's record of ``elector``'s key is no longer its lease."""
+    record = store.store.get(elector.key)
+    return record is None or record.owner != elector.uuid
+
+
+class Losses:
+    """The ``on_leader_loss`` calls of each elector (by index)."""
+
+    def __init__(self) -> None:
+        self.lost: Counter[int] = Counter()
+
+    def of(self, index: int) -> Any:
+        return lambda: self.lost.update([index])
+
+
+async def start_hung(
+    clock: FakeClock,
+) -> tuple[HangingStore, list[AsyncLeaderElector], Losses]:
+    """Ten started electors (``on_leader_loss`` counted) whose reports are lined up, and the
+    next batch of their reports hanging in the store; the store, electors and losses."""
+    store = HangingStore(RenewCountingStore(clock))
+    losses = Losses()
+    electors = []
+    for index in range(10):
+        made = AsyncLeaderElector(
+            f"tenant-{index % 5}", store, ttl=TTL, clock=clock, on_leader_loss=losses.of(index)
+        )
+        await made.start()
+        electors.append(made)
+        if index % 2 == 0:
+            await idle(electors)
+            clock.advance(0.4)
+    await idle(electors)
+    assert sum(each.is_leader for each in electors) == 5
+    await advance(clock, 2 * STATUS_INTERVAL, electors)  # the reports line up
+    store.hang = True
+    clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+    await asyncio.wait_for(store.entered.wait(), GUARD)
+    return store, electors, losses
+
+
+async def nothing_waits_for_a_hung_batch(clock: FakeClock) -> bool:
+    """Whether, while a batch of the reports of ten started electors hangs in the store,
+    every leader renews 12 s on (past its renew deadline, one ``renew_many`` at least in
+    every 3 s), every follower polls, and ``stop()`` of a leader whose report is in that
+    batch fires its ``on_leader_loss`` and frees its lease (its last report still waits
+    for the batch); then the batch is let go."""
+    store, electors, losses = await start_hung(clock)
+    counting = store.store
+    assert isinstance(counting, RenewCountingStore)
+    leaders = [each for each in electors if each.is_leader]
+    followers = [each for each in electors if not each.is_leader]
+    went_on = True
+    stopping: asyncio.Task[None] | None = None
+    try:
+        polled = {each.uuid: each.node_status["last_poll"] for each in followers}
+        renewals = counting.renewals
+        for step in range(1, 13):  # 12 s, 1 s at a time: past every leader's renew deadline
+            clock.advance(1.0)
+            went_on = await caught_up(electors) and went_on
+            if step % 3 == 0:
+                went_on = went_on and counting.renewals > renewals
+                renewals = counting.renewals
+        went_on = went_on and all(each.is_leader for each in leaders)
+        went_on = went_on and all(
+            each.node_status["last_poll"] != polled[each.uuid] for each in followers
+        )
+        stopped = leaders[0]
+        index = electors.index(stopped)
+        stopping = asyncio.get_running_loop().create_task(stopped.stop())
+        went_on = await eventually(lambda: lease_freed(store, stopped)) and went_on
+        went_on = went_on and losses.lost[index] == 1
+        went_on = went_on and not stopping.done()  # its last report waits for the batch
+    finally:
+        store.go.set()
+        if stopping is not None:
+            await asyncio.wait_for(stopping, GUARD)
+        await stop_all(electors)
+    assert running_shown(store, electors[electors.index(leaders[0])]) is False
+    return went_on
+
+
+async def test_a_hung_status_batch_delays_no_renewal_no_follower_poll_and_no_stop(
+    clock: FakeClock,
+) -> None:
+    """Status is informational: while a batch of reports hangs in the store, the leaders
+    keep renewing, the followers keep polling, and a ``stop()`` steps down and frees the
+    lease at once (only its last report waits, to land after the batch)."""
+    assert await nothing_waits_for_a_hung_batch(clock)
+
+
+async def test_with_the_poll_mutated_to_await_its_status_batch_the_hung_batch_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a loop whose poll waits for the status calls of its
+    group (the batch awaited on the renewal path) stalls while one hangs."""
+    poll = AsyncLeaderElector._poll
+
+    async def awaiting_the_batch(self: AsyncLeaderElector, *args: Any) -> None:
+        await poll(self, *args)
+        for group in status.groups(asyncio.get_running_loop()):
+            if group._calls:
+                await asyncio.wait(set(group._calls))
+
+    monkeypatch.setattr(AsyncLeaderElector, "_poll", awaiting_the_batch)
+    assert not await nothing_waits_for_a_hung_batch(clock)
+
+
+async def releasing_after_the_batch(self: AsyncLeaderElector) -> None:
+    """A mutation: the lease freed only once the status call holding this node's report
+    has ended (the release waits for the batch)."""
+    flight = self._status_flight
+    if flight is not None and not flight.done():
+        await asyncio.wait({flight})
+    await _send_releases(self)
+
+
+_send_releases = AsyncLeaderElector._send_releases
+
+
+async def test_with_the_release_mutated_to_wait_for_the_batch_the_hung_batch_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the stop() part above: a stop whose release waits for the batch
+    (as its last report does) leaves the lease held while the batch hangs."""
+    monkeypatch.setattr(AsyncLeaderElector, "_send_releases", releasing_after_the_batch)
+    assert not await nothing_waits_for_a_hung_batch(clock)
+
+
+async def cancelled_while_in_a_batch(clock: FakeClock, *, cancel_stop: bool) -> bool:
+    """Whether a leader whose report is in a hung batch, its ``stop()`` cancelled while
+    that waits for the batch (``cancel_stop``) or its loop's task cancelled, steps down
+    for good at once: ``on_leader_loss`` fired, its lease freed, its loop ended (or ending:
+    a cancelled task's last report still waits for the batch), no longer running; then the
+    batch is let go, and every other elector's report still lands."""
+    store, electors, losses = await start_hung(clock)
+    leader = next(each for each in electors if each.is_leader)
+    index = electors.index(leader)
+    loop = leader._loop
+    assert loop is not None and loop.task is not None
+    stepped_down = True
+    cancelled: asyncio.Task[Any] | None = None
+    try:
+        if cancel_stop:
+            cancelled = asyncio.get_running_loop().create_task(leader.stop())
+            for _ in range(20):  # a head start: stop() now waits for the batch
+                await asyncio.sleep(0)
+        else:
+            cancelled = loop.task
+        cancelled.cancel()
+        stepped_down = await eventually(lambda: lease_freed(store, leader)) and stepped_down
+        stepped_down = stepped_down and losses.lost[index] == 1 and not leader.running
+        stepped_down = stepped_down and not leader.is_leader
+    finally:
+        store.go.set()
+        if cancelled is not None:
+            await asyncio.wait({cancelled}, timeout=GUARD)
+            assert cancelled.done()
+        await idle(electors)
+    others = [each for each in electors if each is not leader]
+    try:
+        assert await eventually(lambda: loop.done)
+        assert all(running_shown(store, each) for each in others)
+    finally:
+        await stop_all(electors)
+    return stepped_down
+
+
+async def test_a_stop_cancelled_while_its_report_is_in_a_batch_has_freed_the_lease(
+    clock: FakeClock,
+) -> None:
+    """``stop()`` cancelled while its last report waits for the hung batch: it has stepped
+    down and freed the lease already (it once waited for the batch first: cancelled, the
+    lease stayed held until its ttl ran out)."""
+    assert await cancelled_while_in_a_batch(clock, cancel_stop=True)
+
+
+async def test_an_elector_task_cancelled_while_its_report_is_in_a_batch_steps_down_at_once(
+    clock: FakeClock,
+) -> None:
+    """The loop's task cancelled while a batch holds its report: it steps down and frees the
+    lease at once (it once waited for the hung batch first), its last report after the
+    batch."""
+    assert await cancelled_while_in_a_batch(clock, cancel_stop=False)
+
+
+@pytest.mark.parametrize("cancel_stop", [True, False])
+async def test_with_the_release_mutated_to_wait_for_the_batch_the_cancel_checks_fail(
+    cancel_stop: bool, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the two above."""
+    monkeypatch.setattr(AsyncLeaderElector, "_send_releases", releasing_after_the_batch)
+    assert not await cancelled_while_in_a_batch(clock, cancel_stop=cancel_stop)
+
+
+async def first_report_calls(clock: FakeClock, *, together: bool, n: int = 10) -> StatusStore:
+    """``n`` electors on ``n // 2`` keys started ``together`` (``asyncio.gather`` of their
+    ``start()``) or one after another, settled and stopped; the store (its status calls
+    counted before the stops, in ``calls["at start"]``)."""
+    store = StatusStore(clock)
+    electors = [
+        AsyncLeaderElector(f"tenant-{index % (n // 2)}", store, ttl=TTL, clock=clock)
+        for index in range(n)
+    ]
+    try:
+        if together:
+            await asyncio.gather(*(each.start() for each in electors))
+        else:
+            for each in electors:
+                await each.start()
+        await idle(electors)
+        store.calls["at start"] = store.status_calls()
+        leaders = {m.uuid for e in electors for m in store.members(e.key) if m.is_leader}
+        assert leaders == {each.uuid for each in electors if each.is_leader}
+        assert len(leaders) == n // 2
+        assert listed(store, electors) == {each.uuid for each in electors}
+    finally:
+        await stop_all(electors)
+    return store
+
+
+async def test_electors_started_together_send_their_first_reports_in_one_call(
+    clock: FakeClock,
+) -> None:
+    """Started together, the electors' first reports go out in one ``report_members`` call,
+    each made after its elector's first poll (it says whether that poll won): as the sync
+    driver's, whose ``start()`` returns before the first poll."""
+    store = await first_report_calls(clock, together=True)
+    assert store.calls["at start"] == 1
+    assert store.calls["report_members"] == 1  # (the stops' last reports go one by one)
+
+
+async def test_electors_started_one_after_another_send_a_first_report_each(
+    clock: FakeClock,
+) -> None:
+    """``await start()`` returns after the elector's first poll, which has handed its report
+    to its status group; the next elector starts after that report went out, so each sends
+    its own (they line up into one call per status interval afterwards: the counts above)."""
+    store = await first_report_calls(clock, together=False)
+    assert store.calls["at start"] == 10
+
+
+async def test_with_each_report_sent_alone_the_started_together_count_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the started-together count: a group that takes no other member's
+    report into a trigger's call (a batch of one) makes one call per elector at start."""
+    claim = status.claim_reports
+    monkeypatch.setattr(
+        status, "claim_reports", lambda trigger, members, now: claim(trigger, [], now)
+    )
+    store = await first_report_calls(clock, together=True)
+    assert store.calls["at start"] == 10  # the check above fails

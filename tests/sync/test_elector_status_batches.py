@@ -396,6 +396,63 @@ def test_with_stop_mutated_not_to_wait_for_the_batch_the_check_fails(
     assert shown[stopped.uuid].elector_running is True  # the check above fails
 
 
+def a_stop_steps_down_while_a_batch_hangs(
+    store: HangingStore, clock: FakeClock, *, limit: float
+) -> bool:
+    """Whether ``stop()`` of a leader whose report is in a hung batch fires its
+    ``on_leader_loss`` and frees its lease while the batch hangs (waits bounded by ``limit``
+    real seconds, as a hang guard), its last report waiting for the batch; then the batch
+    is let go and that last report lands after it."""
+    losses: list[int] = []
+    electors = start(10, store, clock, on_leader_loss=lambda: losses.append(1))
+    advance(clock, 2 * STATUS_INTERVAL, electors)
+    store.hang = True
+    clock.advance(STATUS_INTERVAL + 1)  # the next batch of reports falls due, and hangs
+    assert store.entered.wait(GUARD)
+    store.hang = False
+    leader = next(each for each in electors if each.is_leader)
+    stopping = threading.Thread(target=leader.stop)
+    stopping.start()
+    try:
+        went_on = wait_for(
+            lambda: losses == [1] and store.get(leader.key).owner != leader.uuid,  # type: ignore[union-attr]
+            limit=limit,
+        )
+        went_on = went_on and stopping.is_alive()  # its last report waits for the batch
+    finally:
+        store.go.set()
+        stopping.join(GUARD)
+    assert not stopping.is_alive()
+    settle(electors)
+    shown = {m.uuid: m for m in store.members(leader.key)}
+    assert shown[leader.uuid].elector_running is False
+    return went_on
+
+
+def test_a_hung_status_batch_delays_no_stop(clock: FakeClock) -> None:
+    """stop() during a hung batch holding the elector's report steps down and frees the
+    lease at once; only its last report waits for the batch (it once waited first)."""
+    store = HangingStore(clock)
+    assert a_stop_steps_down_while_a_batch_hangs(store, clock, limit=GUARD)
+
+
+def test_with_the_release_mutated_to_wait_for_the_batch_the_stop_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a release that waits for the batch in flight (as the
+    last report does) leaves the lease held while the batch hangs."""
+    release = LeaderElector._send_releases
+
+    def after_the_batch(self: LeaderElector) -> None:
+        with self._status_lock:  # held by a batch sending this elector's report
+            pass
+        release(self)
+
+    monkeypatch.setattr(LeaderElector, "_send_releases", after_the_batch)
+    store = HangingStore(clock)
+    assert not a_stop_steps_down_while_a_batch_hangs(store, clock, limit=2.0)
+
+
 def two_triggers_at_once(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch, *, mutate: bool = False
 ) -> StatusStore:

@@ -20,15 +20,16 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from mongoelector._common.outcomes import Failure, failure_of
-from mongoelector.backends.protocol import Capability, LeaseRecord
+from mongoelector.backends.protocol import Capability, LeaseRecord, MemberRecord
 from mongoelector.clock import Clock, SystemClock
 from mongoelector.core import batching
-from mongoelector.errors import AmbiguousOutcome, BackendUnavailable
+from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
 
 __all__ = [
     "Member",
     "Observed",
     "Outcome",
+    "Reporter",
     "Timings",
     "clock_key",
     "failed_batch",
@@ -87,9 +88,17 @@ def plan_calls(trigger: M, members: Iterable[M], now: float) -> list[list[M]]:
     return batching.renew_together(now, timing, candidates)
 
 
-class Reporting(Protocol):
-    """A member of a status group of either driver, as the group plans its calls: a started
-    elector's loop with status reports on."""
+class Reporter(Protocol):
+    """A member of a status group of either driver (a started elector's loop with status
+    reports on), in the order asked.
+
+    :meth:`_claim_status` marks its report queued (``False``: it is queued already, or
+    the loop ended), :meth:`_unclaim_status` gives a claim back (the report is no longer
+    due); :meth:`_may_join_status` says whether it might join another's batch (a quick,
+    racy read). As the group's call starts :meth:`_status_begin` gives its report
+    (``None``: it has nothing to send now, and its claim is settled), and
+    :meth:`_status_end` settles the report sent with the call's outcome.
+    """
 
     def status_timing(self, now: float) -> batching.RenewTiming | None: ...
 
@@ -99,8 +108,12 @@ class Reporting(Protocol):
 
     def _unclaim_status(self) -> None: ...
 
+    def _status_begin(self) -> tuple[MemberRecord, float] | None: ...
 
-R = TypeVar("R", bound=Reporting)
+    def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None: ...
+
+
+R = TypeVar("R", bound=Reporter)
 
 
 def plan_reports(trigger: R, members: Iterable[R], now: float) -> list[list[R]] | None:

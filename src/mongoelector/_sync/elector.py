@@ -955,21 +955,32 @@ class LeaderElector(ElectorBase[StorageBackend]):
         """Stop taking part and free the lease, unless ``start()`` ran since its call ``starts``.
 
         Runs the callbacks it caused first if ``callbacks_here`` (and none
-        runs elsewhere), else leaves them to the callback thread.
+        runs elsewhere), else leaves them to the callback thread. Then it sends
+        the last status report, which waits for a batch in flight with this
+        node's report (so that it lands after it); the step-down, its callbacks
+        and the release do not: a hung status batch delays none of them.
         """
         with self._poll_lock:
-            if self._starts == starts:
+            stopping = self._starts == starts
+            if stopping:
                 self._confirm_before_stop()
                 with self._machine_lock:
                     self._let_go(self._machine.stop(self._clock.monotonic()))
-                if self._report_status:
-                    self._send_status(running=False)
         self._wake_listeners()
-        if callbacks_here:
+        self._end_callbacks(callbacks_here)
+        self._send_releases()
+        if stopping and self._report_status:
+            with self._poll_lock:
+                if self._starts == starts:
+                    self._send_status(running=False)
+            self._end_callbacks(callbacks_here)  # its store_error event, if it failed
+
+    def _end_callbacks(self, here: bool) -> None:
+        """Run the queued callbacks in this thread if ``here``, else on the callback thread."""
+        if here:
             self._run_callbacks(None)
         else:
             self._hand_callbacks()
-        self._send_releases()
 
     # --- plumbing -----------------------------------------------------------------------
 

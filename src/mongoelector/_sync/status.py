@@ -31,11 +31,11 @@ import logging
 import threading
 from typing import Any, Protocol
 
+from mongoelector._common import batches
 from mongoelector._common.batches import claim_reports
 from mongoelector._sync.groups import Joiner, Key, MemberGroup, Registry
-from mongoelector.backends.protocol import MemberRecord, MemberStatusBackend, ReportManyBackend
+from mongoelector.backends.protocol import MemberStatusBackend, ReportManyBackend
 from mongoelector.clock import Clock
-from mongoelector.core.batching import RenewTiming
 from mongoelector.errors import BackendError, BackendUnavailable
 
 __all__ = ["Reporter", "StatusGroup", "enter", "groups"]
@@ -47,29 +47,10 @@ class _Store(MemberStatusBackend, ReportManyBackend, Protocol):
     """A store that stores many status reports in one call."""
 
 
-class Reporter(Joiner, Protocol):
-    """A member of a :class:`StatusGroup` (a started elector's loop, also a member of its
-    renew or read group, hence a :class:`~mongoelector._sync.groups.Joiner`), in the
-    order asked.
-
-    :meth:`_claim_status` marks its report queued (``False``: it is queued already, or
-    the loop ended); :meth:`_may_join_status` says whether it might join another's batch
-    (a quick, racy read). On the worker :meth:`_status_begin` gives its report (``None``:
-    it has nothing to send now, and its claim is settled), and :meth:`_status_end` settles
-    the report sent with the call's outcome.
-    """
-
-    def status_timing(self, now: float) -> RenewTiming | None: ...
-
-    def _claim_status(self) -> bool: ...
-
-    def _unclaim_status(self) -> None: ...
-
-    def _may_join_status(self) -> bool: ...
-
-    def _status_begin(self) -> tuple[MemberRecord, float] | None: ...
-
-    def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None: ...
+class Reporter(Joiner, batches.Reporter, Protocol):
+    """A member of a :class:`StatusGroup`: a started elector's loop, as both drivers' status
+    groups ask it (:class:`mongoelector._common.batches.Reporter`), also a member of its
+    renew or read group here (a :class:`~mongoelector._sync.groups.Joiner`)."""
 
 
 class StatusGroup(MemberGroup[Reporter, _Store]):

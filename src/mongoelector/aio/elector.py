@@ -430,18 +430,28 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
         await self._run_callbacks(loop)
 
     async def _step_down_for_good(self, starts: int) -> None:
-        """Stop taking part and free the lease, unless ``start()`` ran since its call ``starts``."""
+        """Stop taking part and free the lease, unless ``start()`` ran since its call ``starts``;
+        then send the last status report.
+
+        The last report waits for a status call in flight with this node's report (so that
+        it lands after it); the step-down, its callbacks and the release do not: a hung
+        status call delays none of them, and cancelled there, the lease is free already.
+        """
         async with self._poll_lock:
-            if self._starts == starts:
+            stopping = self._starts == starts
+            if stopping:
                 confirmation = self._confirmation_before_stop()
                 if confirmation is not None:
                     self._notify(await self._carry_out(confirmation))
                 self._let_go(self._machine.stop(self._clock.monotonic()))
-                if self._report_status:
-                    await self._send_status(running=False)
         self._wake_listeners()
         await self._run_callbacks(None)
         await self._send_releases()
+        if stopping and self._report_status:
+            async with self._poll_lock:
+                if self._starts == starts:
+                    await self._send_status(running=False)
+            await self._run_callbacks(None)  # its store_error event, if it failed
 
     # --- plumbing -----------------------------------------------------------------------
 

@@ -22,12 +22,10 @@ import asyncio
 import logging
 from typing import Protocol
 
-from mongoelector._common.batches import claim_reports
+from mongoelector._common.batches import Reporter, claim_reports
 from mongoelector.aio.groups import MemberGroup, Registry
 from mongoelector.backends.async_protocol import AsyncMemberStatusBackend, AsyncReportManyBackend
-from mongoelector.backends.protocol import MemberRecord
 from mongoelector.clock import Clock
-from mongoelector.core.batching import RenewTiming
 from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
 
 __all__ = ["AsyncStatusGroup", "Reporter", "enter", "groups"]
@@ -37,23 +35,6 @@ logger = logging.getLogger("mongoelector.elector")
 
 class _Store(AsyncMemberStatusBackend, AsyncReportManyBackend, Protocol):
     """A store that stores many status reports in one call."""
-
-
-class Reporter(Protocol):
-    """A member of an :class:`AsyncStatusGroup` (a started elector's loop); see
-    :class:`mongoelector._sync.status.Reporter` for the order of the calls."""
-
-    def status_timing(self, now: float) -> RenewTiming | None: ...
-
-    def _claim_status(self) -> bool: ...
-
-    def _unclaim_status(self) -> None: ...
-
-    def _may_join_status(self) -> bool: ...
-
-    def _status_begin(self) -> tuple[MemberRecord, float] | None: ...
-
-    def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None: ...
 
 
 class AsyncStatusGroup(MemberGroup[Reporter, _Store]):

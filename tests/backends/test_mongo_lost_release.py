@@ -704,3 +704,31 @@ def test_an_answered_renewal_does_not_vouch_for_an_expiry_an_unanswered_one_may_
     seen.note_released("job")
     seen.note(holding("b", 7, 30))
     assert seen.expiry_of("job", "b", 7) == start + timedelta(seconds=30)
+
+
+def test_a_classic_release_by_token_judges_its_own_stamp_by_no_send_time() -> None:
+    """Classic, by token: the record carries this release's own ``$min`` (the time in the
+    command), so the holding outlived that time; an estimate of when the first send left
+    that came out later (a server-clock offset learnt again in between) does not make it
+    "lapsed before the release was sent" (the old reading answered ``False``)."""
+    at = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    command = commands.release_command("job", "a", 5, force=False, now=at, release_id="this call")
+    written = command.update["$min"]["ts_expire"]
+    document = {
+        "_id": "job",
+        "locked": False,
+        "uuid": "a",
+        "token": 5,
+        "ts_created": at - timedelta(seconds=5),
+        "ts_expire": written,
+        "released_by": "this call",
+    }
+    times = {
+        "sent": at + timedelta(seconds=0.5),
+        "now": at + timedelta(seconds=1),
+        "held_until": at + timedelta(seconds=10),
+    }
+    assert commands.lost_release_outcome(command, document, **times) is True
+    # Another call's stamp: no send of this one applied.
+    other = {**document, "released_by": "another call"}
+    assert commands.lost_release_outcome(command, other, **times) is False

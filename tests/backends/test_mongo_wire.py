@@ -285,6 +285,9 @@ def test_a_release_whose_reply_was_lost_reads_the_record_to_answer(
             read = primary.receives("find")
             assert read["filter"] == {"_id": "job"}
             assert _release_id_of(retry) == _release_id_of(first)
+            # The server judges, in the same write, whether the holding was live.
+            live = first["update"][0]["$set"]["released_live"]
+            assert live == {"$gt": ["$ts_expire", "$$NOW"]}
             read.ok(cursor={"id": 0, "firstBatch": [stored(first)], "ns": "app.mongolocker"})
         return released()
 

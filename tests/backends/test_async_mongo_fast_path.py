@@ -174,9 +174,11 @@ async def test_the_fast_path_sends_what_the_plan_sends(
     assert await pair() == fast
 
 
-def _without_tokens(value: Any, left_out: tuple[str, ...] = ("token", "$min")) -> Any:
-    """``value`` with every number that is a fencing token (or a time made of one) left out
-    (and the other fields named in ``left_out``)."""
+def _without_tokens(
+    value: Any, left_out: tuple[str, ...] = ("token", "$min", "released_by")
+) -> Any:
+    """``value`` with every number that is a fencing token (or a time made of one) and every
+    release id (new per call) left out (and the other fields named in ``left_out``)."""
     if isinstance(value, dict):
         return {k: _without_tokens(v, left_out) for k, v in value.items() if k not in left_out}
     if isinstance(value, list):
@@ -463,7 +465,7 @@ async def cancelled_mid_acquire(
         await lock.release()
     stored = backend.collection.inner.find_one({"_id": "job"})
     # Each run has its own lock (owner) and acquire id: only those and the tokens differ.
-    left_out = ("token", "$min", "uuid", "acquire_id")
+    left_out = ("token", "$min", "uuid", "acquire_id", "released_by")
     writes = [(_without_tokens(f, left_out), _without_tokens(u, left_out)) for f, u in sent.writes]
     return plans_in_flight, writes, stored["locked"], lock.token
 
@@ -594,7 +596,7 @@ async def ambiguous_acquire(clock: FakeClock, sent: Sent) -> tuple[list[Any], An
     locked = backend.collection.inner.find_one({"_id": "job"})["locked"]
     failing = False
     released = await lock.release()
-    left_out = ("token", "$min", "uuid", "acquire_id")
+    left_out = ("token", "$min", "uuid", "acquire_id", "released_by")
     writes = [(_without_tokens(f, left_out), _without_tokens(u, left_out)) for f, u in sent.writes]
     return writes, outcome, locked, released
 

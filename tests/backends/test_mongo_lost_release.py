@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import mongomock
 import mongomock.collection
 import pytest
-from pymongo.errors import AutoReconnect, NotPrimaryError
+from pymongo.errors import AutoReconnect, NotPrimaryError, OperationFailure
 
-from mongoelector.backends import AsyncMongoBackend, LeaseRequest, MongoBackend
+from mongoelector.backends import AsyncMongoBackend, LeaseRequest, MongoBackend, RenewItem
 from mongoelector.backends._mongo import commands, operations
 from mongoelector.backends._mongo.operations import MongoOperations
 from mongoelector.backends._mongo.seen import SeenLeases
+from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.errors import AmbiguousOutcome
 from mongoelector.testing import FakeClock
 from tests.backends.mongo_pipeline_sim import install
@@ -124,6 +125,14 @@ class Store:
     def get(self, key: str = "job") -> Any:
         return self._call(self.backend.get(key))
 
+    def renew(self, token: int, ttl: float, owner: str = "a") -> Any:
+        return self._call(self.backend.renew("job", owner, token, ttl))
+
+    def renew_many(self, token: int, ttl: float, owner: str = "a") -> Any:
+        return self._call(
+            self.backend.renew_many([RenewItem(key="job", owner=owner, token=token, ttl=ttl)])
+        )
+
     def other(self) -> MongoBackend:
         """Another client of the same store."""
         return MongoBackend(self.database, clock=self.clock, pipeline=self.pipeline)
@@ -192,14 +201,9 @@ def test_a_release_without_a_token_is_judged_the_same_way(
     store.acquire()
     clock.advance(1)  # (a holding acquired in the millisecond the release left: see below)
     lose_the_first_reply(writes)
-    # The pipeline's release stamps the expiry with the server's time, which proves the
-    # holding was live when it was released; the classic one without a token leaves the
-    # expiry as it was, so whose write released it cannot be told.
-    if store.pipeline:
-        assert store.release(token=None) is True
-    else:
-        with pytest.raises(AmbiguousOutcome, match="cannot tell"):
-            store.release(token=None)
+    # The release stamps its own id: the pipeline's also whether the holding was live, as
+    # the server judged it; the classic one leaves the holding's expiry, after the read.
+    assert store.release(token=None) is True
 
 
 def test_a_holding_taken_over_before_the_release_was_sent_returns_false(
@@ -303,19 +307,21 @@ def test_the_check_sees_a_record_read_as_never_ours(
 
 
 @pytest.mark.parametrize("kind", ["fast-classic", "plan-pipeline"])
-def test_the_lapsed_check_sees_a_send_time_taken_as_now(
+def test_the_replaced_check_sees_a_send_time_taken_as_later(
     kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
 ) -> None:
-    """Judging the expiry from the time of the read, not of the send, calls a live
-    holding lapsed once the retries took time."""
-    store = Store(kind, clock, monkeypatch)
+    """Taking the first send for later than it left (the time of the read, once the
+    retries took time) takes a holding acquired after it for one acquired before."""
     real = commands.lost_release_outcome
 
     def judged_late(command: Any, document: Any, *, sent: Any, **rest: Any) -> bool | None:
         return real(command, document, sent=sent + timedelta(seconds=1), **rest)
 
     monkeypatch.setattr(commands, "lost_release_outcome", judged_late)
-    assert released_after_a_lost_reply(store, writes) is False
+    with pytest.raises(pytest.fail.Exception):
+        test_a_holding_replaced_after_the_first_send_is_ambiguous(
+            Store(kind, clock, monkeypatch), writes
+        )
 
 
 @pytest.mark.parametrize("kind", ["fast-classic", "async-pipeline"])
@@ -385,12 +391,12 @@ def test_a_release_that_landed_after_the_holding_lapsed_answers_as_with_its_repl
     assert lost is False
 
 
-@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-classic", "async-pipeline"])
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-classic", "async-classic"])
 def test_the_lapse_check_sees_the_holdings_expiry_taken_as_unbounded(
     kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
 ) -> None:
-    """Taking any stamp of a release as proof of a live holding (the bug: the holding's
-    own expiry is also what a release of a lapsed holding leaves) answers ``True``."""
+    """Classic: taking the release's own ``$min`` as proof of a live holding, whatever the
+    holding's expiry (it may have lapsed before the write landed), answers ``True``."""
     real = commands.lost_release_outcome
 
     def unbounded(command: Any, document: Any, **times: Any) -> bool | None:
@@ -404,11 +410,12 @@ def test_the_lapse_check_sees_the_holdings_expiry_taken_as_unbounded(
         )
 
 
-@pytest.mark.parametrize("kind", ["fast-classic", "plan-pipeline", "async-classic"])
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-classic", "async-classic"])
 def test_the_live_check_sees_the_holding_never_seen(
     kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
 ) -> None:
-    """Without the holding's expiry as this backend saw it, no stamp proves it live."""
+    """Classic: without the holding's expiry as this backend saw it, the release's own
+    ``$min`` does not prove it live."""
     monkeypatch.setattr(SeenLeases, "expiry_of", lambda self, *args: None)
     with pytest.raises(AmbiguousOutcome):
         released_after_a_lost_reply(Store(kind, clock, monkeypatch), writes)
@@ -490,3 +497,238 @@ def test_a_forced_release_cannot_tell_a_holding_acquired_after_it_was_sent(
     writes.before = meanwhile
     with pytest.raises(AmbiguousOutcome, match="cannot tell"):
         store.release(owner=None, force=True)
+
+
+# --- review 2: a renewal whose reply was lost, a forced release between the sends ----------
+
+
+def _renewed_without_a_reply(store: Store, writes: Writes, token: int, ttl: float) -> None:
+    """Renew ``token`` to ``ttl``: the first send applies and its reply is lost, the retry
+    is rejected (nothing more applied), so the call fails and this backend never sees the
+    expiry now stored."""
+    first = writes.sent
+
+    def lost(index: int) -> None:
+        if index == first:
+            raise AutoReconnect("connection closed after the write")
+
+    def rejected(index: int) -> None:
+        if index > first:
+            raise OperationFailure("rejected", code=2)
+
+    writes.after, writes.before = lost, rejected
+    with pytest.raises(AmbiguousOutcome):
+        store.renew(token, ttl)
+    writes.after = writes.before = lambda index: None
+
+
+def _batch_renewed_without_a_reply(store: Store, writes: Writes, token: int, ttl: float) -> None:
+    """:func:`_renewed_without_a_reply` by a batch renewal (one bulk write, no reply to it)."""
+    real = MongoOperations._update_each
+    sends = [0]
+
+    def lost(self: Any, updates: Any) -> Any:
+        sends[0] += 1
+        if sends[0] == 1:
+            yield from real(self, updates)  # applied
+            raise AutoReconnect("connection closed after the write")
+        raise OperationFailure("rejected", code=2)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MongoOperations, "_update_each", lost)
+        with pytest.raises(AmbiguousOutcome):
+            store.renew_many(token, ttl)
+    assert sends[0] == 2
+
+
+def _release_after_a_shortening_renewal_lost_its_reply(
+    store: Store,
+    writes: Writes,
+    *,
+    lose: bool,
+    renewal: Callable[[Store, Writes, int, float], None] = _renewed_without_a_reply,
+) -> Any:
+    """Acquire for 10 s; 1 s later renew to 2 s, that reply lost (the expiry stored is
+    now 3 s after the acquisition, this backend last saw 10 s); release 2.5 s after the
+    acquisition, the first send taking 1.5 s to land (the holding lapsed on its way);
+    its reply lost if ``lose``."""
+    token = store.acquire()
+    store.clock.advance(1)
+    renewal(store, writes, token, 2.0)
+    # (Looked at behind the backend's back: a read through it would show it the expiry.)
+    stored = store.database["mongolocker"].find_one({"_id": "job"})
+    acquired = stored["ts_created"]
+    assert stored["locked"] is True and stored["ts_expire"] < acquired + timedelta(seconds=TTL / 2)
+    store.clock.advance(2.5 - (store.clock.now().replace(tzinfo=None) - acquired).total_seconds())
+    first = writes.sent
+
+    def slow(index: int) -> None:
+        if index == first:
+            store.clock.advance(1.5)
+
+    writes.before = slow
+    if lose:
+        lose_the_first_reply(writes)
+    return store.release(token=token)
+
+
+@pytest.mark.parametrize("renewal", ["one", "batch"])
+def test_a_renewal_whose_reply_was_lost_leaves_no_stale_expiry_to_prove_a_holding_live(
+    store: Store, writes: Writes, renewal: str
+) -> None:
+    """A renewal that shortened the holding, its reply lost, leaves this backend's last
+    seen expiry too late: it must not prove that a release stamp came before the
+    holding's end. With its reply the release says ``False`` (the holding lapsed while
+    it travelled); with the reply lost, ``False`` or ``AmbiguousOutcome``, never ``True``."""
+    renew = _renewed_without_a_reply if renewal == "one" else _batch_renewed_without_a_reply
+    answer = _release_after_a_shortening_renewal_lost_its_reply
+    assert answer(store, writes, lose=False, renewal=renew) is False
+    writes.before = writes.after = lambda index: None
+    try:
+        lost = answer(store, writes, lose=True, renewal=renew)
+    except AmbiguousOutcome:
+        return
+    assert lost is False
+
+
+def test_a_forced_release_by_another_client_between_the_sends_is_not_taken_as_ours(
+    store: Store, writes: Writes
+) -> None:
+    """The first send never applied (its connection broke before it got there) and,
+    before the retry, another client forced the holding released while it was live: no
+    write of this release ended it, so the answer is ``False``, as it would be had the
+    first send been refused outright."""
+    token = store.acquire()
+    store.clock.advance(1)
+    first = writes.sent
+    other = store.other()
+
+    def forced_then_not_applied(index: int) -> None:
+        if index == first:
+            assert other.release("job", None, force=True) is True
+            raise AutoReconnect("connection closed before the write")
+
+    writes.before = forced_then_not_applied
+    assert store.release(token=token) is False
+
+
+def _stamped(field: str, value: Callable[[Any], object]) -> Callable[..., bool | None]:
+    """:func:`commands.lost_release_outcome`, reading ``field`` as ``value(command)``."""
+    real = commands.lost_release_outcome
+
+    def outcome(command: Any, document: Any, **times: Any) -> bool | None:
+        if document is not None and document.get("locked") is False:
+            document = {**document, field: value(command)}
+        return real(command, document, **times)
+
+    return outcome
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-pipeline", "async-pipeline"])
+def test_the_forced_release_check_sees_any_release_stamp_taken_as_this_calls(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Without the release id (any released record read as released by this call, the
+    bug) another client's forced release between the sends answers ``True``."""
+    stamp = _stamped("released_by", commands._release_id)
+    monkeypatch.setattr(commands, "lost_release_outcome", stamp)
+    with pytest.raises(AssertionError):
+        test_a_forced_release_by_another_client_between_the_sends_is_not_taken_as_ours(
+            Store(kind, clock, monkeypatch), writes
+        )
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-pipeline", "async-pipeline"])
+def test_the_pipeline_live_check_sees_the_servers_judgement_ignored(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Taking this call's own write as having ended a live holding, whatever the server
+    judged when it applied, answers ``True`` for a holding that lapsed on the way."""
+    monkeypatch.setattr(
+        commands, "lost_release_outcome", _stamped("released_live", lambda command: True)
+    )
+    with pytest.raises(AssertionError):
+        test_a_release_that_landed_after_the_holding_lapsed_answers_as_with_its_reply(
+            Store(kind, clock, monkeypatch), writes
+        )
+    with pytest.raises(AssertionError):
+        test_a_renewal_whose_reply_was_lost_leaves_no_stale_expiry_to_prove_a_holding_live(
+            Store(kind, clock, monkeypatch), writes, "one"
+        )
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-classic", "async-classic"])
+def test_the_stale_expiry_check_sees_unanswered_renewals_forgotten(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Classic: vouching for the expiry seen after a renewal that was never answered (the
+    bug) answers ``True`` for a holding that a shortened renewal let lapse on the way."""
+    monkeypatch.setattr(SeenLeases, "renewing", lambda self, *args: None)
+    for renewal in ("one", "batch"):
+        with pytest.raises(AssertionError):
+            test_a_renewal_whose_reply_was_lost_leaves_no_stale_expiry_to_prove_a_holding_live(
+                Store(kind, clock, monkeypatch), writes, renewal
+            )
+
+
+def test_an_answered_renewal_does_not_vouch_for_an_expiry_an_unanswered_one_may_move() -> None:
+    """A renewal never answered may still land after a later one was: from then on the
+    expiry seen of that holding is no bound (``expiry_of`` is ``None``) until it ends."""
+    seen = SeenLeases()
+    start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+    def holding(owner: str, token: int, expires: float) -> LeaseRecord:
+        return LeaseRecord(
+            key="job",
+            owner=owner,
+            token=token,
+            acquired_at=start,
+            expires_at=start + timedelta(seconds=expires),
+        )
+
+    seen.note(holding("a", 5, 10))
+    assert seen.expiry_of("job", "a", 5) == start + timedelta(seconds=10)
+    seen.renewing("job", "a", 5)
+    assert seen.expiry_of("job", "a", 5) is None  # in flight
+    seen.note(holding("a", 5, 12))
+    seen.renewed("job", "a", 5)
+    assert seen.expiry_of("job", "a", 5) == start + timedelta(seconds=12)
+    seen.renewing("job", "a", 5)  # never answered
+    seen.renewing("job", "a", 5)
+    seen.note(holding("a", 5, 14))
+    seen.renewed("job", "a", 5)
+    assert seen.expiry_of("job", "a", 5) is None
+    seen.note(holding("b", 6, 20))  # the next holding: nothing unanswered of it
+    assert seen.expiry_of("job", "b", 6) == start + timedelta(seconds=20)
+    seen.renewing("job", "b", 6)
+    seen.note_released("job")
+    seen.note(holding("b", 7, 30))
+    assert seen.expiry_of("job", "b", 7) == start + timedelta(seconds=30)
+
+
+def test_a_classic_release_by_token_judges_its_own_stamp_by_no_send_time() -> None:
+    """Classic, by token: the record carries this release's own ``$min`` (the time in the
+    command), so the holding outlived that time; an estimate of when the first send left
+    that came out later (a server-clock offset learnt again in between) does not make it
+    "lapsed before the release was sent" (the old reading answered ``False``)."""
+    at = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    command = commands.release_command("job", "a", 5, force=False, now=at, release_id="this call")
+    written = command.update["$min"]["ts_expire"]
+    document = {
+        "_id": "job",
+        "locked": False,
+        "uuid": "a",
+        "token": 5,
+        "ts_created": at - timedelta(seconds=5),
+        "ts_expire": written,
+        "released_by": "this call",
+    }
+    times = {
+        "sent": at + timedelta(seconds=0.5),
+        "now": at + timedelta(seconds=1),
+        "held_until": at + timedelta(seconds=10),
+    }
+    assert commands.lost_release_outcome(command, document, **times) is True
+    # Another call's stamp: no send of this one applied.
+    other = {**document, "released_by": "another call"}
+    assert commands.lost_release_outcome(command, other, **times) is False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -196,16 +196,37 @@ def _server_now(seconds: float = 0.0) -> datetime:
     return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).replace(tzinfo=None)
 
 
-def _released_by_the_first_send() -> dict[str, Any]:
-    """Holding 5 of "me", released by a pipeline release just now (ts_expire = $$NOW)."""
-    return {**lease_document(), "locked": False, "ts_expire": _server_now()}
+def _release_id_of(command: Mapping[str, Any]) -> Any:
+    """The release id a release's ``findAndModify`` stamps (pipeline or classic update)."""
+    update = command["update"]
+    if isinstance(update, list):
+        return update[0]["$set"]["released_by"]["$literal"]
+    return update["$set"]["released_by"]
 
 
-def _lapsed_a_minute_before() -> dict[str, Any]:
+def _released_by_the_first_send(sent: Mapping[str, Any]) -> dict[str, Any]:
+    """Holding 5 of "me", released live by the release ``sent`` just now (ts_expire = $$NOW)."""
+    stamps = {"released_by": _release_id_of(sent), "released_live": True}
+    return {**lease_document(), "locked": False, "ts_expire": _server_now(), **stamps}
+
+
+def _released_by_another_since(sent: Mapping[str, Any]) -> dict[str, Any]:
+    """Holding 5 of "me", released live just now by another client's (forced) release."""
+    stamps = {"released_by": "another release", "released_live": True}
+    return {**lease_document(), "locked": False, "ts_expire": _server_now(), **stamps}
+
+
+def _lapsed_when_the_first_send_landed(sent: Mapping[str, Any]) -> dict[str, Any]:
+    """Released by the release ``sent``, which found the holding lapsed (on its way)."""
+    stamps = {"released_by": _release_id_of(sent), "released_live": False}
+    return {**lease_document(), "locked": False, "ts_expire": _server_now(), **stamps}
+
+
+def _lapsed_a_minute_before(sent: Mapping[str, Any]) -> dict[str, Any]:
     return {**lease_document(), "locked": False, "ts_expire": _server_now(-60)}
 
 
-def _taken_by_another_since() -> dict[str, Any]:
+def _taken_by_another_since(sent: Mapping[str, Any]) -> dict[str, Any]:
     return {**lease_document(owner="other", token=6), "ts_created": _server_now()}
 
 
@@ -213,21 +234,31 @@ def _taken_by_another_since() -> dict[str, Any]:
     ("stored", "answer"),
     [
         (_released_by_the_first_send, True),
+        (_released_by_another_since, False),
+        (_lapsed_when_the_first_send_landed, False),
         (_lapsed_a_minute_before, False),
         (_taken_by_another_since, AmbiguousOutcome),
     ],
-    ids=["released-by-it", "lapsed-before", "taken-since"],
+    ids=[
+        "released-by-it",
+        "released-by-another",
+        "lapsed-on-its-way",
+        "lapsed-before",
+        "taken-since",
+    ],
 )
 def test_a_release_whose_reply_was_lost_reads_the_record_to_answer(
     primary: Primary,
     backend: WireBackend,
-    stored: Callable[[], dict[str, Any]],
+    stored: Callable[[Mapping[str, Any]], dict[str, Any]],
     answer: bool | type[Exception],
 ) -> None:
     """Issue 14: the retry matches nothing when the first send released the holding.
 
-    The backend took holding 5 itself, so it knows the holding lasts a minute
-    more: a release stamp before that is a live holding's."""
+    The record tells whose write released it (the release id every send of
+    one release stamps) and whether the holding was live when that write
+    applied (the server's own judgement, on the pipeline path): a forced
+    release by another client between the sends is not this one's."""
     warm_up(primary, backend)
     with going(backend.compare_and_set, REQUEST) as acquired:
         request = primary.receives("findAndModify")
@@ -253,7 +284,11 @@ def test_a_release_whose_reply_was_lost_reads_the_record_to_answer(
             retry.ok(value=None)
             read = primary.receives("find")
             assert read["filter"] == {"_id": "job"}
-            read.ok(cursor={"id": 0, "firstBatch": [stored()], "ns": "app.mongolocker"})
+            assert _release_id_of(retry) == _release_id_of(first)
+            # The server judges, in the same write, whether the holding was live.
+            live = first["update"][0]["$set"]["released_live"]
+            assert live == {"$gt": ["$ts_expire", "$$NOW"]}
+            read.ok(cursor={"id": 0, "firstBatch": [stored(first)], "ns": "app.mongolocker"})
         return released()
 
     if isinstance(answer, bool):

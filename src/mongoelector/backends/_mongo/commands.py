@@ -45,6 +45,8 @@ from mongoelector.backends._mongo.documents import (
     MICROSECONDS,
     OWNER,
     PID,
+    RELEASED_BY,
+    RELEASED_LIVE,
     TOKEN,
     as_utc,
     bson_time,
@@ -230,7 +232,13 @@ def holds(document: Mapping[str, Any], owner: str, token: int) -> bool:
 
 
 def release_command(
-    key: str, owner: str | None, token: int | None, *, force: bool, now: datetime | None
+    key: str,
+    owner: str | None,
+    token: int | None,
+    *,
+    force: bool,
+    now: datetime | None,
+    release_id: str,
 ) -> FindAndModify:
     """Mark the holding released and expired now; the reply is the document before.
 
@@ -241,6 +249,12 @@ def release_command(
     issued (see the token argument in ``docs/mongodb.md``). On the classic
     path the expiry is kept past the released token read as a time, for the
     same reason; a forced release (token unknown) leaves the expiry as it is.
+
+    Every send of the release call ``release_id`` (unique per call) stamps it
+    in ``released_by``; the pipeline also stores in ``released_live`` whether
+    the holding was live (``ts_expire`` after ``$$NOW``) when the write applied.
+    Those stamps tell a release whose reply was lost whether its own write
+    ended the holding (:func:`lost_release_outcome`).
     """
     query = _owner_filter(key, None if force else owner, None if force else token)
     if now is None:
@@ -250,19 +264,36 @@ def release_command(
                 {"$add": ["$" + CREATED, 1]},
             ]
         }
-        update: dict[str, Any] | list[dict[str, Any]] = [{"$set": {LOCKED: False, EXPIRES: expire}}]
+        update: dict[str, Any] | list[dict[str, Any]] = [
+            {
+                "$set": {
+                    LOCKED: False,
+                    EXPIRES: expire,
+                    RELEASED_BY: {"$literal": release_id},
+                    RELEASED_LIVE: {"$gt": ["$" + EXPIRES, NOW]},
+                }
+            }
+        ]
     elif force or token is None:
         # The token is unknown: leave the expiry where it is (see below).
-        update = {"$set": {LOCKED: False}}
+        update = {"$set": {LOCKED: False, RELEASED_BY: release_id}}
     else:
         # Never bring the expiry below the token read as a time (µs since the epoch):
         # a TTL index then deletes the record only after the server passed that
         # time, so the next token, which starts from server time, is greater.
         update = {
-            "$set": {LOCKED: False},
+            "$set": {LOCKED: False, RELEASED_BY: release_id},
             "$min": {EXPIRES: max(bson_time(now), _token_time(token))},
         }
     return FindAndModify(filter=query, update=update, return_new=False)
+
+
+def _release_id(command: FindAndModify) -> object:
+    """The ``release_id`` that :func:`release_command` put in ``command``."""
+    update = command.update
+    if isinstance(update, list):
+        return update[0]["$set"][RELEASED_BY]["$literal"]
+    return update["$set"][RELEASED_BY]
 
 
 def lost_release_outcome(
@@ -277,30 +308,33 @@ def lost_release_outcome(
     ``document``, the record read after a later send of it matched nothing; ``None`` when
     the record cannot tell.
 
-    ``sent`` is the server time (to the millisecond) when the first send left;
-    a holding whose expiry is before it had lapsed by then. The record tells
-    ``True`` when it is the holding the command names (owner and token, when
-    given), released, and stamped by this release's own write while live.
-    ``held_until`` is the named holding's expiry as last seen (it only grows
-    while the holding lasts), ``now`` the server time of the read. On the
-    pipeline path a release sets the expiry to the lesser of the server's
-    time of the release and the holding's expiry (at least 1 ms after the
-    acquisition): an expiry at or after ``sent`` is the release's stamp, but
-    the holding was live then only if the stamp is before ``held_until``
-    (else it may be the expiry of a holding that lapsed while the release
-    was on its way). On the classic path a release by token writes exactly
-    its own ``$min`` expiry when the holding outlived the time in the
-    command (any lower expiry had lapsed by then, any higher one is another
-    client's write), and the holding was live when that landed if
-    ``held_until`` is after ``now``. It tells ``False`` when no live holding of the
-    command's was left when it was sent (its expiry, or the later holding's
-    acquisition, came before ``sent``), or when another client's write
-    ended it (so this command matched nothing every time). Anything else is
-    ``None``: the record is gone, a later holding replaced the named one
-    after ``sent``, a release naming no token finds a holding acquired after
-    ``sent`` (or one whose acquisition time is unknown), or a classic release
-    that leaves the expiry alone (forced, or without a token) cannot be told
-    from another client's.
+    ``sent`` is the server time (to the millisecond) when the first send left,
+    ``now`` the server time of the read. The record is the holding the command
+    names (owner and token, when given) released, or another holding.
+
+    Whose write released the named holding is told by ``released_by``: only a
+    send of this command writes its release id there, and once released the
+    holding matches no release again, so any other value (or none) means no
+    send of this command applied: ``False``. When it is this command's write:
+
+    * pipeline: ``released_live``, the server's own judgement in that write of
+      whether the holding was live (``True`` or ``False``);
+    * classic, by token: the expiry is exactly the command's own ``$min`` when
+      the holding outlived the time in the command (any lower expiry is the
+      holding's own, which had lapsed by then: ``False``); it was live when the
+      write landed (before ``now``) only if ``held_until``, the holding's expiry
+      as this backend last saw it and could vouch for (see
+      :meth:`.SeenLeases.expiry_of`), is after ``now`` (``True``), else ``None``;
+    * classic, forced or without a token: the expiry is the holding's own, left
+      as it was: ``True`` if it is after ``now``, ``False`` if before ``sent``,
+      else ``None``.
+
+    Another holding acquired before ``sent`` means the named one had ended
+    before: ``False``. ``None`` also when the record is gone, a later holding
+    replaced the named one after ``sent``, or a release naming no token finds a
+    holding acquired after ``sent`` (or one whose acquisition time is unknown),
+    which a late send of this command may have released as well as the one it
+    meant.
     """
     if document is None:
         return None
@@ -308,33 +342,35 @@ def lost_release_outcome(
     record = record_from_document(document)
     named = all(document.get(field) == query[field] for field in (OWNER, TOKEN) if field in query)
     since = time_floor(sent) // 1000 * 1000  # ``sent`` to the millisecond, in µs
+    acquired = record.acquired_at
     if not named or document.get(LOCKED) is True:
         # Another holding of the key: the named one ended before it was acquired.
-        acquired = record.acquired_at
         if acquired is not None and time_floor(acquired) < since:
             return False
         return None
-    expires = record.expires_at
-    if expires is None:
-        return None
-    if time_floor(expires) < since:
-        return False  # lapsed before the release was sent
-    acquired = record.acquired_at
     if TOKEN not in query and (acquired is None or time_floor(acquired) >= since):
         # A release naming no token: a holding acquired after it was sent (and released
         # since by someone else) matches it as well as the one it may have ended.
         return None
+    if document.get(RELEASED_BY) != _release_id(command):
+        return False  # another client's write released it: no send of this one matched
     update = command.update
     if isinstance(update, list):
-        # ``min(expiry, $$NOW)``: the stamp proves the holding live only below its expiry.
-        return True if held_until is not None and expires < held_until else None
-    written = update.get("$min", {}).get(EXPIRES)
-    if not isinstance(written, datetime):
+        live = document.get(RELEASED_LIVE)
+        return live if isinstance(live, bool) else None
+    expires = record.expires_at
+    if expires is None:
         return None
-    if bson_time(expires) != bson_time(written):
-        return False
-    # Live when the command was made; when it landed (before ``now``), only if known so.
-    return True if held_until is not None and held_until > now else None
+    written = update.get("$min", {}).get(EXPIRES)
+    if isinstance(written, datetime):
+        if bson_time(expires) != bson_time(written):
+            return False  # the holding's own expiry, before the time in the command
+        # Live when the command was made; when it landed (before ``now``), only if known so.
+        return True if held_until is not None and held_until > now else None
+    # Forced or without a token: the expiry is the holding's own, as it was.
+    if expires > now:
+        return True
+    return False if time_floor(expires) < since else None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

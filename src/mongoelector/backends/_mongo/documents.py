@@ -2,7 +2,8 @@
 
 A lease document is ``{_id: key, locked, host, uuid, pid, ts_created,
 ts_expire}`` (the 1.x layout, which 1.x nodes read and write) plus the 2.x
-fields ``token``, ``acquire_id`` and ``metadata``. A document without a
+fields ``token``, ``acquire_id`` and ``metadata`` (and, once released by 2.x,
+``released_by`` and, on the pipeline path, ``released_live``). A document without a
 ``token`` was written by 1.x (or replaced by a 1.x forced acquire) and reads
 as token 0. ``locked`` is ``False`` once released; the document stays so the
 next holder's token can build on it.
@@ -32,6 +33,8 @@ __all__ = [
     "METADATA",
     "OWNER",
     "PID",
+    "RELEASED_BY",
+    "RELEASED_LIVE",
     "TOKEN",
     "as_utc",
     "bson_time",
@@ -54,6 +57,13 @@ TOKEN = "token"
 #: ``compare_and_set`` call), so its caller can tell its own write.
 ACQUIRE_ID = "acquire_id"
 METADATA = "metadata"
+#: The id of the release call whose write set ``locked: false`` (one id per ``release``
+#: call, the same in every send of it), so that a release whose reply was lost can tell
+#: its own write from another client's.
+RELEASED_BY = "released_by"
+#: Pipeline path: whether the holding was live (``ts_expire`` after ``$$NOW``) when that
+#: release's write applied, as the server judged it in the same write.
+RELEASED_LIVE = "released_live"
 
 _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)

@@ -10,8 +10,10 @@ replies mean. The backends' shells only perform the steps.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -174,6 +176,9 @@ class MongoOperations:
         self._server_clock = ServerClock(clock, policy, max_drift)
         self._mutex = threading.Lock()
         self._seen = SeenLeases()
+        # Release ids: this backend's random prefix and a count (unique per release call).
+        self._release_prefix = uuid.uuid4().hex + ":"
+        self._release_count = itertools.count(1)
         self.use_pipeline: bool | None = None
         self._lease_indexes_done = not create_indexes
         self._status_indexes_done = not create_indexes
@@ -339,7 +344,9 @@ class MongoOperations:
             if estimate is None:
                 return None
             now = estimate.time
-        return commands.release_command(key, owner, token, force=force, now=now)
+        return commands.release_command(
+            key, owner, token, force=force, now=now, release_id=self._release_id()
+        )
 
     def quick_released(self, key: str, before: Mapping[str, Any] | None) -> bool | None:
         """What :meth:`release` makes of the reply ``before``; ``None`` when that needs the
@@ -542,11 +549,15 @@ class MongoOperations:
             command = commands.renew_command(
                 key, owner, token, seconds, now=estimate.time, margin=estimate.uncertainty
             )
+        with self._mutex:  # until answered, the expiry seen may not be the one stored
+            self._seen.renewing(key, owner, token)
         document = yield from self._run_step(
             lambda: f"renew of {key!r}", modify(self._leases, command), write=True
         )
         record = record_from_document(document) if document is not None else None
-        self._note(record)
+        with self._mutex:
+            self._seen.note(record)
+            self._seen.renewed(key, owner, token)
         return record
 
     def renew_many(self, items: Sequence[RenewItem]) -> Plan[list[LeaseRecord | None]]:
@@ -584,6 +595,9 @@ class MongoOperations:
         ]
         updates = tuple((command.filter, command.update) for command in commands_sent)
         what = f"renewal of {len(checked)} keys"
+        with self._mutex:  # until answered, the expiries seen may not be the ones stored
+            for item in checked:
+                self._seen.renewing(item.key, item.owner, item.token)
         matched = yield from self._run(what, lambda: self._update_each(updates), write=True)
         results: list[LeaseRecord | None] = [None] * len(checked)
         unknown = list(range(len(checked)))
@@ -620,6 +634,9 @@ class MongoOperations:
                 now_stored = by_key.get(item.key)
                 if now_stored is not None and commands.holds(now_stored, item.owner, item.token):
                     results[index] = record_from_document(now_stored)
+        with self._mutex:  # every item answered: renewed with the expiry noted, or refused
+            for item in checked:
+                self._seen.renewed(item.key, item.owner, item.token)
         return results
 
     def release(self, key: str, owner: str | None, token: int | None, force: bool) -> Plan[bool]:
@@ -634,7 +651,9 @@ class MongoOperations:
         if estimate is None:
             estimate = yield from self._classic_now()
         now = None if estimate is None else estimate.time
-        command = commands.release_command(key, owner, token, force=force, now=now)
+        command = commands.release_command(
+            key, owner, token, force=force, now=now, release_id=self._release_id()
+        )
         # The first send as the fast path makes it (MongoBackend.release); a failure goes
         # on exactly as there.
         started = self._clock.monotonic()
@@ -866,6 +885,10 @@ class MongoOperations:
                 ) from error
             matched += int(reply.matched_count)
         return matched
+
+    def _release_id(self) -> str:
+        """A new release id: unique to one release call (see :func:`.commands.release_command`)."""
+        return self._release_prefix + str(next(self._release_count))
 
     def _least(self, key: str) -> int:
         with self._mutex:

@@ -7,8 +7,12 @@ round trip, never safety. The last holding seen lets a classic batch renewal
 return records without reading them again: a holding's key, owner, token,
 acquisition, ``acquired_at``, host, pid and metadata never change while it
 lasts (a renewal changes only its expiry), so a record seen once stands for
-the holding, given its new expiry. Not thread-safe: the backend serialises
-access.
+the holding, given its new expiry. The expiry seen stands for the holding's
+expiry only while every renewal of it sent through this backend was answered:
+a renewal whose reply never came (it failed after it may have applied, or its
+caller gave up waiting) may have moved the expiry anywhere, earlier too (a
+shorter ``ttl``), even after a later renewal was answered. Not thread-safe: the
+backend serialises access.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class SeenLeases:
         self._least_token: dict[str, int] = {}
         self._held_until: dict[str, datetime] = {}
         self._holding: dict[str, LeaseRecord] = {}
+        #: Per key: the holding (owner, token) and how many of its renewals are unanswered.
+        self._unanswered: dict[str, tuple[str, int, int]] = {}
 
     def least_token(self, key: str) -> int:
         """One more than the greatest token seen for ``key`` (1 if none)."""
@@ -46,6 +52,9 @@ class SeenLeases:
             self._holding[record.key] = record
         else:
             self._holding.pop(record.key, None)
+        unanswered = self._unanswered.get(record.key)
+        if unanswered is not None and unanswered[:2] != (record.owner, record.token):
+            del self._unanswered[record.key]  # that holding is over
 
     def note_token(self, key: str, token: int) -> None:
         """Remember that ``key``'s record carried ``token`` (a release's reply: what
@@ -57,6 +66,24 @@ class SeenLeases:
         """Remember that this backend just ended the holding of ``key`` (if there was one)."""
         self._held_until.pop(key, None)
         self._holding.pop(key, None)
+        self._unanswered.pop(key, None)
+
+    def renewing(self, key: str, owner: str, token: int) -> None:
+        """Remember that a renewal of ``owner``'s holding ``token`` of ``key`` is being sent:
+        until :meth:`renewed` says it was answered, the expiry seen may not be the stored one."""
+        unanswered = self._unanswered.get(key)
+        count = unanswered[2] if unanswered is not None and unanswered[:2] == (owner, token) else 0
+        self._unanswered[key] = (owner, token, count + 1)
+
+    def renewed(self, key: str, owner: str, token: int) -> None:
+        """Remember that a renewal begun with :meth:`renewing` was answered (its reply noted)."""
+        unanswered = self._unanswered.get(key)
+        if unanswered is None or unanswered[:2] != (owner, token):
+            return
+        if unanswered[2] <= 1:
+            del self._unanswered[key]
+        else:
+            self._unanswered[key] = (owner, token, unanswered[2] - 1)
 
     def holding(self, key: str, owner: str, token: int) -> LeaseRecord | None:
         """The record last seen of ``key``, if it is ``owner``'s holding ``token``."""
@@ -67,11 +94,15 @@ class SeenLeases:
 
     def expiry_of(self, key: str, owner: str | None, token: int | None) -> datetime | None:
         """The expiry last seen of ``key``'s holding by ``owner`` with ``token`` (either
-        ``None``: any), if that is the holding last seen."""
+        ``None``: any), if that is the holding last seen and none of its renewals is
+        unanswered (else the expiry stored may be another, earlier or later)."""
         record = self._holding.get(key)
         if record is None or (owner is not None and record.owner != owner):
             return None
         if token is not None and record.token != token:
+            return None
+        unanswered = self._unanswered.get(key)
+        if unanswered is not None and unanswered[:2] == (record.owner, record.token):
             return None
         return record.expires_at
 

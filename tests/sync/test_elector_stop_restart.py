@@ -1,0 +1,143 @@
+"""``stop()`` racing ``start()``, a second ``stop()``, its own callbacks and a status batch in
+flight (the sync driver): what ``members()`` shows afterwards, and how often each callback
+and report runs.
+
+``stop()`` steps down, runs ``on_leader_loss`` and frees the lease first, then sends its
+last status report (``elector_running=False``) after any batch in flight with this node's
+report. A ``start()`` in between (from ``on_leader_loss``, or another thread) begins a new
+loop: the old stop's report is then not sent, and the new loop's first poll reports.
+Everything on a FakeClock, by counts; ``GUARD`` real seconds only bound a broken build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mongoelector import LeaderElector
+from mongoelector._sync import scheduler, status
+from mongoelector.backends import LeaseRequest, MemberRecord
+from mongoelector.core import elector_machine
+from mongoelector.testing import FakeClock
+from tests.fakes import wait_for
+from tests.sync.test_elector_status_batches import OneByOneStore, StatusStore
+
+GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
+TTL = 15.0
+STATUS_INTERVAL = TTL / 3
+
+_made: list[LeaderElector] = []
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(clock: FakeClock) -> Iterator[None]:
+    yield
+    for each in _made:  # a failed test must not leave loops to the next ones
+        each.stop()
+    _made.clear()
+    assert wait_for(lambda: scheduler.scheduled(clock) == 0, limit=GUARD)
+    assert [group for group in status.groups() if group.clock is clock] == []
+
+
+def made(store: Any, clock: FakeClock, **options: Any) -> LeaderElector:
+    elector = LeaderElector("k", store, ttl=TTL, clock=clock, **options)
+    _made.append(elector)
+    return elector
+
+
+def shown(store: StatusStore, elector: LeaderElector) -> MemberRecord:
+    """The report of ``elector`` that ``members()`` shows."""
+    return {m.uuid: m for m in store.members(elector.key)}[elector.uuid]
+
+
+def settled(elector: LeaderElector) -> None:
+    assert elector.wait_idle(GUARD)
+
+
+def someone_else_leads(store: StatusStore) -> None:
+    assert store.compare_and_set(LeaseRequest(key="k", owner="someone-else", ttl=TTL)).acquired
+
+
+def follower_restarted(store: StatusStore, clock: FakeClock) -> MemberRecord:
+    """A follower started, stopped (shown not running) and started again; its report once
+    the new loop has polled."""
+    someone_else_leads(store)
+    elector = made(store, clock)
+    elector.start()
+    settled(elector)
+    elector.stop()
+    assert shown(store, elector).elector_running is False
+    elector.start()
+    settled(elector)
+    assert elector.running and not elector.is_leader
+    return shown(store, elector)
+
+
+@pytest.mark.parametrize("store_type", [StatusStore, OneByOneStore])
+def test_a_restarted_follower_is_shown_running_after_its_first_poll(
+    clock: FakeClock, store_type: type[StatusStore]
+) -> None:
+    """start() after stop(): the new loop's first poll reports, though its leadership (a
+    follower's, as before) did not change and its last report is younger than a status
+    interval; it once showed ``elector_running=False`` for a status interval."""
+    assert follower_restarted(store_type(clock), clock).elector_running is True
+
+
+def restarted_from_on_leader_loss(store: StatusStore, clock: FakeClock) -> LeaderElector:
+    """A leader whose ``on_leader_loss`` starts it again (once), stopped 1 s after its first
+    report; settled once the new loop has polled."""
+    restarts: list[int] = []
+
+    def again() -> None:
+        if not restarts:
+            restarts.append(1)
+            elector.start()
+
+    elector = made(store, clock, on_leader_loss=again)
+    elector.start()
+    settled(elector)
+    assert elector.is_leader
+    clock.advance(1.0)
+    settled(elector)
+    elector.stop()
+    settled(elector)
+    assert restarts == [1]
+    return elector
+
+
+@pytest.mark.parametrize("store_type", [StatusStore, OneByOneStore])
+def test_restarted_from_on_leader_loss_the_new_term_is_reported(
+    clock: FakeClock, store_type: type[StatusStore]
+) -> None:
+    """on_leader_loss of a stop() starts the elector again: the stop's last report is not
+    sent (the elector runs), and the new loop's first poll reports the new term: it once
+    showed the old term's token until the next status interval."""
+    store = store_type(clock)
+    elector = restarted_from_on_leader_loss(store, clock)
+    assert elector.running and elector.is_leader and elector.token == 2
+    report = shown(store, elector)
+    assert report.elector_running is True
+    assert report.is_leader is True
+    assert report.token == elector.token
+
+
+def test_with_the_machine_start_mutated_to_keep_the_last_report_the_restart_checks_fail(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the two above: a machine whose start() leaves its last report's
+    time as it was (a restart's first report not due) shows the stop's report, or the
+    old term's."""
+    start = elector_machine.ElectorMachine.start
+
+    def keeping(self: elector_machine.ElectorMachine) -> None:
+        kept = (self._status_at, self._status_leading)
+        start(self)
+        self._status_at, self._status_leading = kept
+
+    monkeypatch.setattr(elector_machine.ElectorMachine, "start", keeping)
+    assert follower_restarted(StatusStore(clock), clock).elector_running is False
+    store = StatusStore(clock)
+    elector = restarted_from_on_leader_loss(store, clock)
+    assert shown(store, elector).token != elector.token  # the check above fails

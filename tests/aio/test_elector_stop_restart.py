@@ -11,12 +11,17 @@ Everything on a FakeClock, by counts and turns of the event loop.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from mongoelector.aio import AsyncLeaderElector
+from mongoelector._common.elector_base import ElectorBase
+from mongoelector.aio import AsyncLeaderElector, status
+from mongoelector.aio import elector as elector_module
 from mongoelector.backends import LeaseRequest, MemberRecord
+from mongoelector.backends.async_protocol import InlineBackend
 from mongoelector.core import elector_machine
 from mongoelector.testing import FakeClock
 from tests.aio.test_elector_status_batches import OneByOneStore, StatusStore, idle
@@ -128,3 +133,149 @@ async def test_with_the_machine_start_mutated_to_keep_the_last_report_the_restar
         assert shown(store, elector).token != elector.token  # the check above fails
     finally:
         await elector.stop()
+
+
+class GatedStore(InlineBackend):
+    """A ``StatusStore`` seen by asyncio whose next ``hold`` status calls each wait for a
+    gate of their own (``gates``, in the order the calls came; the event loop stays free)."""
+
+    def __init__(self, store: StatusStore) -> None:
+        super().__init__(store)
+        self.store = store
+        self.hold = 0
+        self.gates: list[asyncio.Event] = []
+
+    async def _gate(self) -> None:
+        if self.hold:
+            self.hold -= 1
+            gate = asyncio.Event()
+            self.gates.append(gate)
+            await gate.wait()
+
+    async def report_member(self, member: MemberRecord) -> None:
+        await self._gate()
+        await super().report_member(member)
+
+    async def report_members(self, members: Sequence[MemberRecord]) -> None:
+        await self._gate()
+        await super().report_members(members)
+
+
+async def eventually(check: Any, *, turns: int = 2000) -> bool:
+    """Whether ``check()`` holds within ``turns`` turns of the event loop (a bound)."""
+    for _ in range(turns):
+        if check():
+            return True
+        await asyncio.sleep(0)
+    return bool(check())
+
+
+async def restarted_over_a_hung_report(
+    clock: FakeClock,
+) -> tuple[GatedStore, AsyncLeaderElector]:
+    """A leader whose report hangs in its status group's call (gate 0) is stopped, and its
+    ``on_leader_loss`` starts it again (once) while that call hangs; a report the new
+    loop's first poll sends may hang too (gate 1). The store and the elector, restarted."""
+    store = GatedStore(StatusStore(clock))
+    restarts: list[int] = []
+
+    async def again() -> None:
+        if not restarts:
+            restarts.append(1)
+            await elector.start()
+
+    elector = made(store, clock, on_leader_loss=again)
+    await elector.start()
+    await idle([elector])
+    store.hold = 1
+    clock.advance(STATUS_INTERVAL + 1)  # the next report falls due, and hangs
+    assert await eventually(lambda: len(store.gates) == 1)
+    store.hold = 1
+    await asyncio.wait_for(elector.stop(), 30)  # its last report is not sent: restarted
+    assert restarts == [1] and elector.running and elector.token == 2
+    return store, elector
+
+
+async def test_a_report_of_the_old_loop_landing_after_a_restart_is_followed_by_the_new_one(
+    clock: FakeClock,
+) -> None:
+    """The old loop's report (made before the stop: the old term) lands after the restart:
+    the new loop reports its term right after it, not a status interval later."""
+    store, elector = await restarted_over_a_hung_report(clock)
+    try:
+        store.hold = 0
+        for gate in store.gates:
+            gate.set()
+        await idle([elector])
+        report = shown(store.store, elector)
+        assert report.elector_running is True
+        assert report.token == elector.token == 2
+    finally:
+        for gate in store.gates:
+            gate.set()
+        await elector.stop()
+
+
+async def test_a_stop_after_a_restart_over_a_hung_report_lands_last(clock: FakeClock) -> None:
+    """The restarted elector is stopped after the old loop's hung call lands, while a call
+    of the new loop may still hang: the last report (``elector_running=False``) lands after
+    every call carrying a report of either loop. The old loop's call once settled the new
+    loop's in-flight mark, and the stop sent its report before that call landed."""
+    store, elector = await restarted_over_a_hung_report(clock)
+    stopping: asyncio.Task[None] | None = None
+    try:
+        store.gates[0].set()  # the old loop's call lands
+        for _ in range(50):  # turns of the event loop (not an assertion)
+            await asyncio.sleep(0)
+        stopping = asyncio.get_running_loop().create_task(elector.stop())
+        await eventually(stopping.done, turns=50)  # (it waits for the new loop's call)
+        for gate in store.gates:
+            gate.set()
+        await asyncio.wait_for(stopping, 30)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert shown(store.store, elector).elector_running is False
+    finally:
+        for gate in store.gates:
+            gate.set()
+        if stopping is not None:
+            await asyncio.wait({stopping}, timeout=30)
+        await elector.stop()
+    assert status.groups(asyncio.get_running_loop()) == []
+
+
+async def test_with_a_second_call_begun_while_one_is_in_flight_the_last_report_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a status group that begins the new loop's report
+    while the old loop's call is in flight (two calls of one node at once, as it once did)
+    shows the stopped elector running."""
+
+    def not_waiting(self: Any) -> tuple[MemberRecord, float] | None:
+        elector, loop = self._elector, self._loop
+        if loop.stopped or loop.done:
+            loop.status_queued = False
+            return None
+        elector._status_flight = asyncio.get_running_loop().create_future()
+        return elector._member_record(running=True)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(elector_module._Batched, "_status_begin", not_waiting)
+    with pytest.raises(AssertionError, match="elector_running"):
+        await test_a_stop_after_a_restart_over_a_hung_report_lands_last(clock)
+
+
+async def test_with_a_stale_report_recorded_as_the_latest_the_restart_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the restart check above: the old loop's report, landing after the
+    restart, recorded as the node's latest (as it once was) leaves the old term shown."""
+    landed = ElectorBase._status_landed
+
+    def recorded(self: Any, member: MemberRecord, at: float, error: Any, *, stale: bool) -> bool:
+        return landed(self, member, at, error, stale=False)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ElectorBase, "_status_landed", recorded)
+    with pytest.raises(AssertionError, match="token"):
+        await test_a_report_of_the_old_loop_landing_after_a_restart_is_followed_by_the_new_one(
+            clock
+        )

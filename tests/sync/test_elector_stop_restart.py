@@ -11,13 +11,16 @@ Everything on a FakeClock, by counts; ``GUARD`` real seconds only bound a broken
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from mongoelector import LeaderElector
+from mongoelector._common.elector_base import ElectorBase
 from mongoelector._sync import scheduler, status
+from mongoelector._sync.elector import _Batched as SyncBatched
 from mongoelector.backends import LeaseRequest, MemberRecord
 from mongoelector.core import elector_machine
 from mongoelector.testing import FakeClock
@@ -141,3 +144,111 @@ def test_with_the_machine_start_mutated_to_keep_the_last_report_the_restart_chec
     store = StatusStore(clock)
     elector = restarted_from_on_leader_loss(store, clock)
     assert shown(store, elector).token != elector.token  # the check above fails
+
+
+class GatedStore(StatusStore):
+    """A StatusStore whose next ``hold`` status calls each wait for a gate of their own
+    (``gates``, in the order the calls came)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.hold = 0
+        self.gates: list[threading.Event] = []
+        self._holding = threading.Lock()
+
+    def _gate(self) -> None:
+        with self._holding:
+            gate = None
+            if self.hold:
+                self.hold -= 1
+                gate = threading.Event()
+                self.gates.append(gate)
+        if gate is not None:
+            assert gate.wait(4 * GUARD)
+
+    def report_member(self, member: MemberRecord) -> None:
+        self._gate()
+        super().report_member(member)
+
+    def report_members(self, members: Sequence[MemberRecord]) -> None:
+        self._gate()
+        super().report_members(members)
+
+    def open_all(self) -> None:
+        with self._holding:
+            self.hold = 0
+            for gate in self.gates:
+                gate.set()
+
+
+def restarted_over_a_hung_report(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> tuple[GatedStore, LeaderElector, list[int]]:
+    """A leader whose report hangs in its status group's batch is stopped, and its
+    ``on_leader_loss`` starts it again (once) while that batch hangs; the store, the
+    elector, restarted (its new loop has polled), and the count of the reports settled
+    since (each ``_status_end`` returned: watched, not changed)."""
+    ended: list[int] = []
+    status_end = SyncBatched._status_end
+
+    def counted(self: SyncBatched, *args: Any) -> None:
+        status_end(self, *args)
+        ended.append(1)
+
+    store = GatedStore(clock)
+    restarts: list[int] = []
+
+    def again() -> None:
+        if not restarts:
+            restarts.append(1)
+            elector.start()
+
+    elector = made(store, clock, on_leader_loss=again)
+    elector.start()
+    settled(elector)
+    store.hold = 1
+    clock.advance(STATUS_INTERVAL + 1)  # the next report falls due, and hangs
+    assert wait_for(lambda: len(store.gates) == 1, limit=GUARD)
+    monkeypatch.setattr(SyncBatched, "_status_end", counted)
+    elector.stop()  # its last report is not sent: restarted
+    assert restarts == [1] and elector.running
+    assert wait_for(lambda: elector.token == 2 and elector.wait_idle(0), limit=GUARD)
+    return store, elector, ended
+
+
+def test_a_report_of_the_old_loop_landing_after_a_restart_is_followed_by_the_new_one(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old loop's report (made before the stop: the old term) lands after the restart,
+    the new loop's own skipped while it was in flight: the new loop reports its term
+    right after it (it once showed the old term until the next status interval)."""
+    store, elector, ended = restarted_over_a_hung_report(clock, monkeypatch)
+    try:
+        assert len(store.gates) == 1  # one batch at a time: the new loop's report waits
+        store.open_all()
+        assert wait_for(lambda: len(ended) >= 1, limit=GUARD)  # the old batch settled
+        settled(elector)  # (a report queued or in flight is not idle)
+        report = shown(store, elector)
+        assert report.elector_running is True
+        assert report.token == elector.token == 2
+    finally:
+        store.open_all()
+        elector.stop()
+    assert shown(store, elector).elector_running is False
+
+
+def test_with_a_stale_report_recorded_as_the_latest_the_restart_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: the old loop's report, landing after the restart,
+    recorded as the node's latest (as it once was) leaves the old term shown."""
+    landed = ElectorBase._status_landed
+
+    def recorded(self: Any, member: MemberRecord, at: float, error: Any, *, stale: bool) -> bool:
+        return landed(self, member, at, error, stale=False)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ElectorBase, "_status_landed", recorded)
+    with pytest.raises(AssertionError, match="token"):
+        test_a_report_of_the_old_loop_landing_after_a_restart_is_followed_by_the_new_one(
+            clock, monkeypatch
+        )

@@ -644,26 +644,31 @@ class _Batched(BatchedLoop["AsyncLeaderElector", _Loop]):
 
     def _status_begin(self) -> tuple[MemberRecord, float] | None:
         """As the group's call starts: the report to send (``None``, the claim settled, if
-        the loop was stopped meanwhile: its stop reports for itself)."""
+        the loop was stopped meanwhile: its stop reports for itself; or if a call is still
+        sending a report of the elector's loop before this one, started again meanwhile:
+        reports of one node go out one at a time, so that they land in order)."""
         elector, loop = self._elector, self._loop
-        if loop.stopped or loop.done:
+        flight = elector._status_flight
+        if loop.stopped or loop.done or (flight is not None and not flight.done()):
             loop.status_queued = False
             return None
         elector._status_flight = asyncio.get_running_loop().create_future()
         return elector._member_record(running=True)
 
     def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None:
-        """The report ``member`` (made at ``at``) was sent, or failed with ``error``."""
-        elector = self._elector
+        """The report ``member`` (made at ``at``) was sent, or failed with ``error``. Another
+        report due now goes out for the elector's started loop, which is a new one if it
+        was started again while this report was in flight (it skipped its own meanwhile)."""
+        elector, loop = self._elector, self._loop
         try:
-            again = elector._status_landed(member, at, error)
+            again = elector._status_landed(member, at, error, stale=loop.stopped)
         finally:
-            self._loop.status_queued = False
+            loop.status_queued = False
             flight = elector._status_flight
             if flight is not None and not flight.done():
                 flight.set_result(None)
-        if again and self.status_group is not None:
-            self.status_group.due(self)  # now, not a poll later
+        if again:
+            elector._status_to_group()  # now, not a poll later: the started loop's, if any
 
     # --- in the renew and read groups -----------------------------------------------------
 

@@ -12,6 +12,7 @@ Everything on a FakeClock, by counts and turns of the event loop.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,8 +24,9 @@ from mongoelector.aio import elector as elector_module
 from mongoelector.backends import LeaseRequest, MemberRecord
 from mongoelector.backends.async_protocol import InlineBackend
 from mongoelector.core import elector_machine
+from mongoelector.monitoring import StoreErrorEvent
 from mongoelector.testing import FakeClock
-from tests.aio.test_elector_status_batches import OneByOneStore, StatusStore, idle
+from tests.aio.test_elector_status_batches import Errors, OneByOneStore, StatusStore, idle
 
 TTL = 15.0
 STATUS_INTERVAL = TTL / 3
@@ -279,3 +281,111 @@ async def test_with_a_stale_report_recorded_as_the_latest_the_restart_check_fail
         await test_a_report_of_the_old_loop_landing_after_a_restart_is_followed_by_the_new_one(
             clock
         )
+
+
+class Stopping(Errors):
+    """A listener that notes the task of each status-report store error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[asyncio.Task[Any] | None] = []
+
+    def store_error(self, event: StoreErrorEvent) -> None:
+        super().store_error(event)
+        if event.operation == "status report":
+            self.tasks.append(asyncio.current_task())
+
+
+@pytest.mark.parametrize("store_type", [StatusStore, OneByOneStore])
+@pytest.mark.parametrize("inside", ["poll", "stop", "release"])
+async def test_a_call_from_on_leader_loss_between_the_release_and_the_last_report(
+    clock: FakeClock, store_type: type[StatusStore], inside: str
+) -> None:
+    """``on_leader_loss`` runs after the step-down and before the last report; a
+    ``poll()``, ``stop()`` or ``release()`` from it (the poll lock is free then) takes
+    nothing back: the last report says not leading and not running, ``on_leader_loss``
+    ran once, the lease is free, and no call deadlocks (bounded by the test's guard)."""
+    store = store_type(clock)
+    losses: list[int] = []
+
+    async def lost() -> None:
+        losses.append(1)
+        await getattr(elector, inside)()
+
+    elector = made(store, clock, on_leader_loss=lost)
+    await elector.start()
+    await idle([elector])
+    assert elector.is_leader
+    await elector.stop()
+    assert losses == [1]
+    report = shown(store, elector)
+    assert (report.elector_running, report.is_leader, report.token) == (False, False, None)
+    assert store.get("k").owner is None  # type: ignore[union-attr]
+    assert not elector.running and not elector.is_leader
+    assert status.groups(asyncio.get_running_loop()) == []
+
+
+@pytest.mark.parametrize("store_type", [StatusStore, OneByOneStore])
+async def test_a_failed_last_report_is_one_store_error_in_the_stopping_task(
+    clock: FakeClock, store_type: type[StatusStore]
+) -> None:
+    """The last report fails: its ``store_error`` reaches the listeners once, in the task
+    of ``stop()`` (it runs the callbacks its call caused), after ``on_leader_loss``."""
+    store = store_type(clock)
+    listener = Stopping()
+    order: list[str] = []
+    elector = made(
+        store, clock, event_listeners=[listener], on_leader_loss=lambda: order.append("loss")
+    )
+    await elector.start()
+    await idle([elector])
+    store.down = True
+    await elector.stop()
+    failed = Counter(e.owner for e in listener.errors if e.operation == "status report")
+    assert failed == Counter({elector.uuid: 1})
+    assert listener.tasks == [asyncio.current_task()]
+    assert order == ["loss"]
+    assert store.get("k").owner is None  # type: ignore[union-attr]
+
+
+async def test_with_the_last_report_mutated_to_go_before_the_step_down_the_window_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the check above: a last report made before the step-down (the
+    stop's report then says the node leads) is caught."""
+    step_down = AsyncLeaderElector._step_down_for_good
+
+    async def report_first(self: AsyncLeaderElector, starts: int) -> None:
+        async with self._poll_lock:
+            if self._starts == starts:
+                await self._send_status(running=False)
+        reporting, self._report_status = self._report_status, False
+        try:
+            await step_down(self, starts)
+        finally:
+            self._report_status = reporting
+
+    monkeypatch.setattr(AsyncLeaderElector, "_step_down_for_good", report_first)
+    with pytest.raises(AssertionError, match="False, False, None"):
+        await test_a_call_from_on_leader_loss_between_the_release_and_the_last_report(
+            clock, StatusStore, "poll"
+        )
+
+
+async def test_with_the_last_report_mutated_into_a_task_of_its_own_the_error_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the failed-report check (a listener report is made at once in the
+    task whose store call failed, here): a last report sent from a task of its own has
+    its store_error reach the listeners in that task, which the check catches."""
+    send_status = AsyncLeaderElector._send_status
+
+    async def elsewhere(self: AsyncLeaderElector, *, running: bool) -> None:
+        if running:
+            await send_status(self, running=running)
+        else:
+            await asyncio.get_running_loop().create_task(send_status(self, running=False))
+
+    monkeypatch.setattr(AsyncLeaderElector, "_send_status", elsewhere)
+    with pytest.raises(AssertionError, match="tasks"):
+        await test_a_failed_last_report_is_one_store_error_in_the_stopping_task(clock, StatusStore)

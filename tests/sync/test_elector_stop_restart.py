@@ -12,6 +12,7 @@ Everything on a FakeClock, by counts; ``GUARD`` real seconds only bound a broken
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,9 +24,10 @@ from mongoelector._sync import scheduler, status
 from mongoelector._sync.elector import _Batched as SyncBatched
 from mongoelector.backends import LeaseRequest, MemberRecord
 from mongoelector.core import elector_machine
+from mongoelector.monitoring import StoreErrorEvent
 from mongoelector.testing import FakeClock
 from tests.fakes import wait_for
-from tests.sync.test_elector_status_batches import OneByOneStore, StatusStore
+from tests.sync.test_elector_status_batches import Errors, OneByOneStore, StatusStore
 
 GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
 TTL = 15.0
@@ -252,3 +254,107 @@ def test_with_a_stale_report_recorded_as_the_latest_the_restart_check_fails(
         test_a_report_of_the_old_loop_landing_after_a_restart_is_followed_by_the_new_one(
             clock, monkeypatch
         )
+
+
+class Stopping(Errors):
+    """A listener that notes the thread of each status-report store error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[threading.Thread] = []
+
+    def store_error(self, event: StoreErrorEvent) -> None:
+        super().store_error(event)
+        if event.operation == "status report":
+            self.threads.append(threading.current_thread())
+
+
+@pytest.mark.parametrize("store_type", [StatusStore, OneByOneStore])
+@pytest.mark.parametrize("inside", ["poll", "stop", "release"])
+def test_a_call_from_on_leader_loss_between_the_release_and_the_last_report(
+    clock: FakeClock, store_type: type[StatusStore], inside: str
+) -> None:
+    """``on_leader_loss`` runs after the step-down and before the last report; a
+    ``poll()``, ``stop()`` or ``release()`` from it (the poll lock is free then) takes
+    nothing back: the last report says not leading and not running, ``on_leader_loss``
+    ran once, the lease is free, and no call deadlocks (bounded by the test's guard)."""
+    store = store_type(clock)
+    losses: list[int] = []
+
+    def lost() -> None:
+        losses.append(1)
+        getattr(elector, inside)()
+
+    elector = made(store, clock, on_leader_loss=lost)
+    elector.start()
+    settled(elector)
+    assert elector.is_leader
+    elector.stop()
+    assert losses == [1]
+    report = shown(store, elector)
+    assert (report.elector_running, report.is_leader, report.token) == (False, False, None)
+    assert store.get("k").owner is None  # type: ignore[union-attr]
+    assert not elector.running and not elector.is_leader
+
+
+@pytest.mark.parametrize("store_type", [StatusStore, OneByOneStore])
+def test_a_failed_last_report_is_one_store_error_in_the_stopping_thread(
+    clock: FakeClock, store_type: type[StatusStore]
+) -> None:
+    """The last report fails: its ``store_error`` reaches the listeners once, in the thread
+    of ``stop()`` (it runs the callbacks its call caused), after ``on_leader_loss``."""
+    store = store_type(clock)
+    listener = Stopping()
+    order: list[str] = []
+    elector = made(
+        store, clock, event_listeners=[listener], on_leader_loss=lambda: order.append("loss")
+    )
+    elector.start()
+    settled(elector)
+    store.down = True
+    elector.stop()
+    assert listener.status_errors() == Counter({elector.uuid: 1})
+    assert listener.threads == [threading.current_thread()]
+    assert order == ["loss"]
+    assert store.get("k").owner is None  # type: ignore[union-attr]
+
+
+def test_with_the_last_report_mutated_to_go_before_the_step_down_the_window_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the check above: a last report made before the step-down (the
+    stop's report then says the node leads) is caught."""
+    step_down = LeaderElector._step_down_for_good
+
+    def report_first(self: LeaderElector, starts: int, *, callbacks_here: bool = True) -> None:
+        with self._poll_lock:
+            if self._starts == starts:
+                self._send_status(running=False)
+        reporting, self._report_status = self._report_status, False
+        try:
+            step_down(self, starts, callbacks_here=callbacks_here)
+        finally:
+            self._report_status = reporting
+
+    monkeypatch.setattr(LeaderElector, "_step_down_for_good", report_first)
+    with pytest.raises(AssertionError, match="False, False, None"):
+        test_a_call_from_on_leader_loss_between_the_release_and_the_last_report(
+            clock, StatusStore, "poll"
+        )
+
+
+def test_with_the_callbacks_after_the_last_report_handed_away_the_error_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the failed-report check: the callbacks the last report caused left
+    to the callback thread (the stop returning before its store_error ran) are caught."""
+    end_callbacks = LeaderElector._end_callbacks
+    calls: list[bool] = []
+
+    def second_away(self: LeaderElector, here: bool) -> None:
+        calls.append(here)
+        end_callbacks(self, here and len(calls) % 2 == 1)
+
+    monkeypatch.setattr(LeaderElector, "_end_callbacks", second_away)
+    with pytest.raises(AssertionError):
+        test_a_failed_last_report_is_one_store_error_in_the_stopping_thread(clock, StatusStore)

@@ -451,7 +451,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
             async with self._poll_lock:
                 if self._starts == starts:
                     await self._send_status(running=False)
-            await self._run_callbacks(None)  # its store_error event, if it failed
+            await self._run_callbacks(None)  # any queued meanwhile (its store_error went at once)
 
     # --- plumbing -----------------------------------------------------------------------
 

@@ -26,7 +26,13 @@ from mongoelector.backends.async_protocol import InlineBackend
 from mongoelector.core import elector_machine
 from mongoelector.monitoring import StoreErrorEvent
 from mongoelector.testing import FakeClock
-from tests.aio.test_elector_status_batches import Errors, OneByOneStore, StatusStore, idle
+from tests.aio.test_elector_status_batches import (
+    Errors,
+    OneByOneStore,
+    StatusStore,
+    idle,
+    releasing_after_the_batch,
+)
 
 TTL = 15.0
 STATUS_INTERVAL = TTL / 3
@@ -389,3 +395,49 @@ async def test_with_the_last_report_mutated_into_a_task_of_its_own_the_error_che
     monkeypatch.setattr(AsyncLeaderElector, "_send_status", elsewhere)
     with pytest.raises(AssertionError, match="tasks"):
         await test_a_failed_last_report_is_one_store_error_in_the_stopping_task(clock, StatusStore)
+
+
+async def two_stops_at_once_over_a_hung_call(clock: FakeClock) -> bool:
+    """Whether, when two tasks stop a leader whose report hangs in a status call, the lease
+    is freed and ``on_leader_loss`` has run once while the call hangs (within a bound of
+    turns of the event loop); then both return once it lands, ``on_leader_loss`` having
+    run once, and the report shown last says not running."""
+    store = GatedStore(StatusStore(clock))
+    losses: list[int] = []
+    elector = made(store, clock, on_leader_loss=lambda: losses.append(1))
+    await elector.start()
+    await idle([elector])
+    store.hold = 1
+    clock.advance(STATUS_INTERVAL + 1)  # the next report falls due, and hangs
+    assert await eventually(lambda: len(store.gates) == 1)
+    loop = asyncio.get_running_loop()
+    stopping = [loop.create_task(elector.stop()) for _ in range(2)]
+    try:
+        went_on = await eventually(lambda: store.store.get("k").owner is None)  # type: ignore[union-attr]
+        went_on = went_on and losses == [1]
+        went_on = went_on and not any(each.done() for each in stopping)  # reports wait
+    finally:
+        for gate in store.gates:
+            gate.set()
+        await asyncio.wait_for(asyncio.gather(*stopping), 30)
+    assert losses == [1]
+    assert shown(store.store, elector).elector_running is False
+    assert status.groups(asyncio.get_running_loop()) == []
+    return went_on
+
+
+async def test_two_stops_at_once_over_a_hung_call_step_down_once_and_both_return(
+    clock: FakeClock,
+) -> None:
+    """Two tasks stop a leader whose report hangs in a status call: neither holds the other's
+    step-down up, ``on_leader_loss`` runs once, and both return once the call lands."""
+    assert await two_stops_at_once_over_a_hung_call(clock)
+
+
+async def test_with_the_release_mutated_to_wait_for_the_call_the_two_stops_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a release that waits for the status call in flight
+    (as the last report does, which the stop once sent first) leaves the lease held."""
+    monkeypatch.setattr(AsyncLeaderElector, "_send_releases", releasing_after_the_batch)
+    assert not await two_stops_at_once_over_a_hung_call(clock)

@@ -358,3 +358,64 @@ def test_with_the_callbacks_after_the_last_report_handed_away_the_error_check_fa
     monkeypatch.setattr(LeaderElector, "_end_callbacks", second_away)
     with pytest.raises(AssertionError):
         test_a_failed_last_report_is_one_store_error_in_the_stopping_thread(clock, StatusStore)
+
+
+def two_stops_at_once_over_a_hung_batch(clock: FakeClock, *, limit: float) -> bool:
+    """Whether, when two threads stop a leader whose report hangs in a batch, the lease is
+    freed and ``on_leader_loss`` has run once while the batch hangs (waits bounded by
+    ``limit`` real seconds); then both return once it lands, ``on_leader_loss`` having
+    run once, and the report shown last says not running."""
+    store = GatedStore(clock)
+    losses: list[int] = []
+    elector = made(store, clock, on_leader_loss=lambda: losses.append(1))
+    elector.start()
+    settled(elector)
+    store.hold = 1
+    clock.advance(STATUS_INTERVAL + 1)  # the next report falls due, and hangs
+    assert wait_for(lambda: len(store.gates) == 1, limit=GUARD)
+    together = threading.Barrier(2)
+
+    def stop() -> None:
+        together.wait(GUARD)
+        elector.stop()
+
+    stopping = [threading.Thread(target=stop) for _ in range(2)]
+    for each in stopping:
+        each.start()
+    try:
+        went_on = wait_for(lambda: store.get("k").owner is None, limit=limit)  # type: ignore[union-attr]
+        went_on = wait_for(lambda: losses == [1], limit=limit) and went_on
+        went_on = went_on and all(each.is_alive() for each in stopping)  # reports wait
+    finally:
+        store.open_all()
+        for each in stopping:
+            each.join(GUARD)
+    assert not any(each.is_alive() for each in stopping)
+    assert losses == [1]
+    assert shown(store, elector).elector_running is False
+    return went_on
+
+
+def test_two_stops_at_once_over_a_hung_batch_step_down_once_and_both_return(
+    clock: FakeClock,
+) -> None:
+    """Two threads stop a leader whose report hangs in a batch: neither holds the other's
+    step-down up (the poll lock is not held across the wait), ``on_leader_loss`` runs
+    once, and both return once the batch lands."""
+    assert two_stops_at_once_over_a_hung_batch(clock, limit=GUARD)
+
+
+def test_with_the_release_mutated_to_wait_for_the_batch_the_two_stops_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a release that waits for the batch in flight (as
+    the last report does, which the stop once sent first) leaves the lease held."""
+    release = LeaderElector._send_releases
+
+    def after_the_batch(self: LeaderElector) -> None:
+        with self._status_lock:  # held by the batch sending this elector's report
+            pass
+        release(self)
+
+    monkeypatch.setattr(LeaderElector, "_send_releases", after_the_batch)
+    assert not two_stops_at_once_over_a_hung_batch(clock, limit=1.0)

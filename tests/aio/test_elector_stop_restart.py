@@ -441,3 +441,153 @@ async def test_with_the_release_mutated_to_wait_for_the_call_the_two_stops_check
     (as the last report does, which the stop once sent first) leaves the lease held."""
     monkeypatch.setattr(AsyncLeaderElector, "_send_releases", releasing_after_the_batch)
     assert not await two_stops_at_once_over_a_hung_call(clock)
+
+
+class HungRelease(InlineBackend):
+    """A ``StatusStore`` seen by asyncio whose ``release`` waits for ``go`` while ``hang``
+    is set (``entered`` once one waits)."""
+
+    def __init__(self, store: StatusStore) -> None:
+        super().__init__(store)
+        self.store = store
+        self.hang = False
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def release(self, key: str, owner: str, *, token: int | None = None) -> bool:
+        if self.hang:
+            self.entered.set()
+            await self.go.wait()
+        return await super().release(key, owner, token=token)
+
+
+async def stop_cancelled_during_its_release(
+    clock: FakeClock,
+) -> tuple[HungRelease, AsyncLeaderElector, list[int]]:
+    """A leader whose ``stop()`` is cancelled while its release call hangs (the call
+    abandoned: nothing freed); the store (no longer hanging), the elector and its
+    ``on_leader_loss`` calls."""
+    store = HungRelease(StatusStore(clock))
+    losses: list[int] = []
+    elector = made(store, clock, on_leader_loss=lambda: losses.append(1))
+    await elector.start()
+    await idle([elector])
+    store.hang = True
+    stopping = asyncio.get_running_loop().create_task(elector.stop())
+    await asyncio.wait_for(store.entered.wait(), 30)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    store.hang = False
+    assert losses == [1] and not elector.running and not elector.is_leader
+    assert store.store.get("k").owner == elector.uuid  # type: ignore[union-attr]
+    return store, elector, losses
+
+
+async def test_a_stop_cancelled_during_its_release_is_completed_by_the_next_stop(
+    clock: FakeClock,
+) -> None:
+    """The release abandoned by a cancelled ``stop()`` is sent again by the next ``stop()``
+    (by its token: a no-op had it landed); it once was dropped, the lease then held
+    until its ttl ran out, and a ``start()`` meanwhile waited for it like another's."""
+    store, elector, losses = await stop_cancelled_during_its_release(clock)
+    await elector.stop()
+    assert store.store.get("k").owner is None  # type: ignore[union-attr]
+    assert losses == [1]
+    assert shown(store.store, elector).elector_running is False
+
+
+async def test_a_start_after_a_stop_cancelled_during_its_release_leads_at_once(
+    clock: FakeClock,
+) -> None:
+    """``start()`` after that cancelled ``stop()`` sends the abandoned release first, then
+    its first poll wins a new term (it once found its own old lease and waited for it
+    to lapse, as another node's)."""
+    store, elector, losses = await stop_cancelled_during_its_release(clock)
+    await elector.start()
+    try:
+        await idle([elector])
+        assert elector.is_leader and elector.token == 2
+        assert shown(store.store, elector).token == 2
+    finally:
+        await elector.stop()
+    assert store.store.get("k").owner is None  # type: ignore[union-attr]
+    assert losses == [1, 1]
+
+
+async def test_with_the_abandoned_release_dropped_the_cancelled_release_checks_fail(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the two above: a release abandoned mid-call and dropped (as it
+    once was) leaves the lease held after the next ``stop()``, and the ``start()``
+    meanwhile does not lead."""
+    monkeypatch.setattr(ElectorBase, "_abandoned", lambda self, release: None)
+    with pytest.raises(AssertionError, match="owner"):
+        await test_a_stop_cancelled_during_its_release_is_completed_by_the_next_stop(clock)
+    with pytest.raises(AssertionError, match="is_leader"):
+        await test_a_start_after_a_stop_cancelled_during_its_release_leads_at_once(clock)
+
+
+class HungRenew(InlineBackend):
+    """A ``StatusStore`` seen by asyncio whose ``renew`` waits for ``go`` while ``hang`` is
+    set (``entered`` once one waits)."""
+
+    def __init__(self, store: StatusStore) -> None:
+        super().__init__(store)
+        self.store = store
+        self.hang = False
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def renew(self, key: str, owner: str, token: int, ttl: float) -> Any:
+        if self.hang:
+            self.entered.set()
+            await self.go.wait()
+        return await super().renew(key, owner, token, ttl)
+
+
+async def test_a_stop_cancelled_before_its_step_down_is_completed_by_the_next_stop(
+    clock: FakeClock,
+) -> None:
+    """``stop()`` cancelled while it waits for the loop's renewal in flight (before its
+    step-down) has stopped the loop and nothing else; awaiting ``stop()`` again steps
+    down (``on_leader_loss`` once) and frees the lease (docs/asyncio.md, Cancellation)."""
+    store = HungRenew(StatusStore(clock))
+    losses: list[int] = []
+    elector = made(store, clock, on_leader_loss=lambda: losses.append(1))
+    await elector.start()
+    await idle([elector])
+    store.hang = True
+    clock.advance(2.5)  # the next renewal is due, and hangs
+    await asyncio.wait_for(store.entered.wait(), 30)
+    stopping = asyncio.get_running_loop().create_task(elector.stop())
+    for _ in range(20):  # turns of the event loop: stop() waits for the renewal
+        await asyncio.sleep(0)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    store.hang = False
+    store.go.set()
+    assert await eventually(lambda: elector._task is not None and elector._task.done())
+    assert not elector.running and losses == []
+    assert store.store.get("k").owner == elector.uuid  # type: ignore[union-attr]
+    await elector.stop()
+    assert losses == [1] and not elector.is_leader
+    assert store.store.get("k").owner is None  # type: ignore[union-attr]
+    assert shown(store.store, elector).elector_running is False
+
+
+async def test_with_a_stop_of_a_stopped_elector_mutated_to_do_nothing_the_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: a ``stop()`` that does nothing once no loop runs
+    leaves the lease of the interrupted stop held."""
+    stop = AsyncLeaderElector.stop
+
+    async def only_running(self: AsyncLeaderElector) -> None:
+        if self._loop is not None:
+            await stop(self)
+
+    monkeypatch.setattr(AsyncLeaderElector, "stop", only_running)
+    with pytest.raises(AssertionError, match=r"\[\] == \[1\]"):
+        await test_a_stop_cancelled_before_its_step_down_is_completed_by_the_next_stop(clock)

@@ -374,6 +374,13 @@ class ElectorBase(Participant[BackendT]):
         """A release decided and not sent yet, for the caller to send now (under its lock)."""
         return self._unsent.pop(0) if self._unsent else None
 
+    def _abandoned(self, release: Release) -> None:
+        """``release`` (from :meth:`_next_unsent`) was abandoned mid-call (its task was
+        cancelled): it goes out again first, from the next caller that sends releases
+        (``start()``, ``release()``, ``stop()``). By its token, so it frees nothing else:
+        if the abandoned one landed, it is a no-op."""
+        self._unsent.insert(0, release)
+
     def _notify_loop(self) -> None:
         """Queue ``on_loop`` (a poll just finished), if set."""
         if self._on_loop is not None:

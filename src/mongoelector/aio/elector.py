@@ -301,8 +301,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
             self._starts += 1
             self._loop = loop = _Loop()
             try:
-                while (release := self._next_unsent()) is not None:
-                    await self._carry_out(release)
+                await self._send_unsent()
             except BaseException:  # cancelled (or a bug): no loop started, none to stop
                 self._loop = None
                 loop.set(done=True)
@@ -458,8 +457,17 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
     async def _send_releases(self) -> None:
         """Free in the store every lease this node gave up and has not freed yet."""
         async with self._poll_lock:
-            while (release := self._next_unsent()) is not None:
+            await self._send_unsent()
+
+    async def _send_unsent(self) -> None:
+        """Under the poll lock: send the releases not sent yet; one cancelled mid-call is
+        kept, to go out again first next time."""
+        while (release := self._next_unsent()) is not None:
+            try:
                 await self._carry_out(release)
+            except asyncio.CancelledError:
+                self._abandoned(release)
+                raise
 
     async def _renew_in_batch(
         self,

@@ -254,6 +254,22 @@ def test_status_is_due_at_first_on_change_and_every_interval() -> None:
     assert machine.status_due(6.0)  # ttl / 3
 
 
+def test_status_is_due_at_the_first_poll_after_a_restart() -> None:
+    """The last report before a restart says the node stopped, or (a stop that sent none,
+    started again first) tells the term before: the new run reports at once, whatever its
+    leadership and that report's age."""
+    machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
+    machine.status_reported(0.0, leading=False)
+    machine.stop(1.0)
+    machine.status_reported(1.0, leading=False)  # the stop's elector_running=False
+    machine.start()
+    assert machine.status_due(2.0)
+    machine.status_reported(2.0, leading=False)
+    assert not machine.status_due(3.0)
+    machine.start()  # not stopped: nothing changes
+    assert not machine.status_due(3.0)
+
+
 def test_outcomes_impossible_in_a_role_are_refused() -> None:
     machine = ElectorMachine(owner="me", timing=TIMING, new_acquisition=counter())
     machine.stop(0.0)

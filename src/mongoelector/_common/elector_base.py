@@ -374,6 +374,13 @@ class ElectorBase(Participant[BackendT]):
         """A release decided and not sent yet, for the caller to send now (under its lock)."""
         return self._unsent.pop(0) if self._unsent else None
 
+    def _abandoned(self, release: Release) -> None:
+        """``release`` (from :meth:`_next_unsent`) was abandoned mid-call (its task was
+        cancelled): it goes out again first, from the next caller that sends releases
+        (``start()``, ``release()``, ``stop()``). By its token, so it frees nothing else:
+        if the abandoned one landed, it is a no-op."""
+        self._unsent.insert(0, release)
+
     def _notify_loop(self) -> None:
         """Queue ``on_loop`` (a poll just finished), if set."""
         if self._on_loop is not None:
@@ -501,12 +508,24 @@ class ElectorBase(Participant[BackendT]):
             return
         self._machine.status_reported(at, leading=member.is_leader)
 
-    def _status_landed(self, member: MemberRecord, at: float, error: BackendError | None) -> bool:
+    def _status_landed(
+        self, member: MemberRecord, at: float, error: BackendError | None, *, stale: bool
+    ) -> bool:
         """Record how a batched report ``member`` (made at ``at``) ended; ``True`` if another
         report is due already: its leadership changed while this one was in flight (a poll
         found the new report due but could not queue it). Only after a success: a failed
-        report waits for a poll, so that a store that is down is not pressed."""
-        self._status_sent(member, at, error)
+        report waits for a poll, so that a store that is down is not pressed.
+
+        ``stale``: the loop that made it was stopped while it was in flight. It is then not
+        this node's latest report: the stop sends that one after it, or, started again
+        first, the new loop, whose report (due since the restart, and skipped while this
+        one was in flight) is due still.
+        """
+        if stale:
+            if error is not None:
+                self._tell(None, self._monitor.store_error, "status report", error)
+        else:
+            self._status_sent(member, at, error)
         return error is None and self._machine.status_due(self._clock.monotonic())
 
     def _cluster_detail(

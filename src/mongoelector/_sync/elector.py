@@ -1169,16 +1169,20 @@ class _Batched(BatchedLoop["LeaderElector", _Loop]):
 
     def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None:
         """On the batch's worker: the report ``member`` (made at ``at``) was sent, or failed
-        with ``error`` (then retried after a later poll)."""
-        elector = self._elector
+        with ``error`` (then retried after a later poll). Another report due now goes out
+        for the elector's started loop, which is a new one if it was started again while
+        this report was in flight (it skipped its own meanwhile)."""
+        elector, loop = self._elector, self._loop
         try:
+            with elector._state:
+                stale = loop.stopped
             with elector._machine_lock:
-                again = elector._status_landed(member, at, error)
+                again = elector._status_landed(member, at, error, stale=stale)
         finally:
             elector._status_lock.release()
             self._settle_claim()
-        if again and self.status_group is not None:
-            self.status_group.due(self)  # now, not a poll later
+        if again:
+            elector._status_to_group()  # now, not a poll later: the started loop's, if any
         elector._hand_callbacks()
 
     def _unclaim_status(self) -> None:

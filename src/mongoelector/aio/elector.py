@@ -301,8 +301,7 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
             self._starts += 1
             self._loop = loop = _Loop()
             try:
-                while (release := self._next_unsent()) is not None:
-                    await self._carry_out(release)
+                await self._send_unsent()
             except BaseException:  # cancelled (or a bug): no loop started, none to stop
                 self._loop = None
                 loop.set(done=True)
@@ -451,15 +450,24 @@ class AsyncLeaderElector(ElectorBase[AsyncStorageBackend]):
             async with self._poll_lock:
                 if self._starts == starts:
                     await self._send_status(running=False)
-            await self._run_callbacks(None)  # its store_error event, if it failed
+            await self._run_callbacks(None)  # any queued meanwhile (its store_error went at once)
 
     # --- plumbing -----------------------------------------------------------------------
 
     async def _send_releases(self) -> None:
         """Free in the store every lease this node gave up and has not freed yet."""
         async with self._poll_lock:
-            while (release := self._next_unsent()) is not None:
+            await self._send_unsent()
+
+    async def _send_unsent(self) -> None:
+        """Under the poll lock: send the releases not sent yet; one cancelled mid-call is
+        kept, to go out again first next time."""
+        while (release := self._next_unsent()) is not None:
+            try:
                 await self._carry_out(release)
+            except asyncio.CancelledError:
+                self._abandoned(release)
+                raise
 
     async def _renew_in_batch(
         self,
@@ -644,26 +652,31 @@ class _Batched(BatchedLoop["AsyncLeaderElector", _Loop]):
 
     def _status_begin(self) -> tuple[MemberRecord, float] | None:
         """As the group's call starts: the report to send (``None``, the claim settled, if
-        the loop was stopped meanwhile: its stop reports for itself)."""
+        the loop was stopped meanwhile: its stop reports for itself; or if a call is still
+        sending a report of the elector's loop before this one, started again meanwhile:
+        reports of one node go out one at a time, so that they land in order)."""
         elector, loop = self._elector, self._loop
-        if loop.stopped or loop.done:
+        flight = elector._status_flight
+        if loop.stopped or loop.done or (flight is not None and not flight.done()):
             loop.status_queued = False
             return None
         elector._status_flight = asyncio.get_running_loop().create_future()
         return elector._member_record(running=True)
 
     def _status_end(self, member: MemberRecord, at: float, error: BackendError | None) -> None:
-        """The report ``member`` (made at ``at``) was sent, or failed with ``error``."""
-        elector = self._elector
+        """The report ``member`` (made at ``at``) was sent, or failed with ``error``. Another
+        report due now goes out for the elector's started loop, which is a new one if it
+        was started again while this report was in flight (it skipped its own meanwhile)."""
+        elector, loop = self._elector, self._loop
         try:
-            again = elector._status_landed(member, at, error)
+            again = elector._status_landed(member, at, error, stale=loop.stopped)
         finally:
-            self._loop.status_queued = False
+            loop.status_queued = False
             flight = elector._status_flight
             if flight is not None and not flight.done():
                 flight.set_result(None)
-        if again and self.status_group is not None:
-            self.status_group.due(self)  # now, not a poll later
+        if again:
+            elector._status_to_group()  # now, not a poll later: the started loop's, if any
 
     # --- in the renew and read groups -----------------------------------------------------
 

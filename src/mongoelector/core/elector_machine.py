@@ -439,11 +439,17 @@ class ElectorMachine:
         return self._let_go(Outcome.STOP, LossReason.STOPPED, now)
 
     def start(self) -> None:
-        """Take part again after :meth:`stop` (a no-op unless stopped)."""
+        """Take part again after :meth:`stop` (a no-op unless stopped).
+
+        The new run's first poll reports status whatever the last report said: that one
+        says the node stopped, or, when the stop sent none (started again before it
+        could), was made by the run before, of its term.
+        """
         if self.role is Role.STOPPED:
             self._move(Outcome.START)
             self._next_attempt = -math.inf
             self._acquire_not_before = -math.inf
+            self._status_at = None
 
     def status_due(self, now: float) -> bool:
         """True if this node's status report is missing, stale, or out of date."""

@@ -262,10 +262,12 @@ class LeaderElector(ElectorBase[StorageBackend]):
         # The machine and the queueing of what it reports: held only briefly, never during a
         # store call or a callback, so the scheduler's timer may step down at the renew
         # deadline while a poll's store call is in flight. Taken inside _poll_lock, never
-        # together with _state.
+        # inside _state; _state is taken inside it only by _wake_sooner (which compares the
+        # machine's wake-up time with the loop's as of one moment).
         self._machine_lock = threading.Lock()
         self._reports_wait = False  # under _machine_lock: the timer's reports go to callbacks
-        # Guards the loop bookkeeping; never held while taking _poll_lock or _machine_lock.
+        # Guards the loop bookkeeping; never held while taking _poll_lock or _machine_lock
+        # (it is taken inside _machine_lock by _wake_sooner alone).
         self._state = Guard()
         self._loop: _Loop | None = None
         self._latest: _Loop | None = None  # the loop started last, kept after its stop
@@ -555,26 +557,33 @@ class LeaderElector(ElectorBase[StorageBackend]):
     def _wake_sooner(self, loop: _Loop | None) -> None:
         """After a poll made by a caller (it may have won, renewed, or found the lease free):
         bring the waiting ``loop``'s next poll forward to the machine's wake-up time, if
-        that is sooner than the one it waits for."""
+        that is sooner than the one it waits for.
+
+        The two times are compared as of one moment: the machine's is read and the loop
+        woken under the machine lock. A time read before it is compared with the loop's
+        may be stale: the loop may meanwhile have polled (renewed, at its wake-up time)
+        and parked for its next poll; woken at the stale time, which has come, it would
+        poll again at once (a second renewal at the same instant).
+        """
         if loop is None:
             return
-        with self._machine_lock:
+        with self._machine_lock:  # no poll settles until the loop is woken, or left waiting
             wake_at = self._machine.wake_at()
-        with self._state:
-            if loop.stopped or loop.done or loop.parked_until is None:
-                return
-            if wake_at >= loop.parked_until:
-                return
-            if loop.blocking:
-                loop.parked_until = None  # busy (for wait_idle) until it waits again
-                loop.wakeup.set()
-                return
-            if loop.phase is not _Phase.PARKED:
-                return
-            loop.parked_until = wake_at
-            # voids the wake-up entry replaced here, should it fire meanwhile
-            self._rearm_locked(loop, wake_at, self._due)
-            self._state.notify_all()
+            with self._state:
+                if loop.stopped or loop.done or loop.parked_until is None:
+                    return
+                if wake_at >= loop.parked_until:
+                    return
+                if loop.blocking:
+                    loop.parked_until = None  # busy (for wait_idle) until it waits again
+                    loop.wakeup.set()
+                    return
+                if loop.phase is not _Phase.PARKED:
+                    return
+                loop.parked_until = wake_at
+                # voids the wake-up entry replaced here, should it fire meanwhile
+                self._rearm_locked(loop, wake_at, self._due)
+                self._state.notify_all()
 
     # --- a scheduled loop: the scheduler's timer, workers and callback thread ------------
 

@@ -16,6 +16,8 @@ mongomock; ``test_mongo_wire.py`` plays the same on the wire.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -23,8 +25,10 @@ from typing import Any
 import mongomock
 import mongomock.collection
 import pytest
+from bson import json_util
 from pymongo.errors import AutoReconnect, NotPrimaryError, OperationFailure
 
+from mongoelector import _identity
 from mongoelector.backends import AsyncMongoBackend, LeaseRequest, MongoBackend, RenewItem
 from mongoelector.backends._mongo import commands, operations
 from mongoelector.backends._mongo.operations import MongoOperations
@@ -34,6 +38,7 @@ from mongoelector.errors import AmbiguousOutcome
 from mongoelector.testing import FakeClock
 from tests.backends.mongo_pipeline_sim import install
 from tests.backends.mongomock_async import AsyncMockDatabase
+from tests.sync.test_fork import in_child
 
 TTL = 10.0
 #: The backend kinds: MongoBackend with its fast path, MongoBackend through the plan
@@ -732,3 +737,96 @@ def test_a_classic_release_by_token_judges_its_own_stamp_by_no_send_time() -> No
     # Another call's stamp: no send of this one applied.
     other = {**document, "released_by": "another call"}
     assert commands.lost_release_outcome(command, other, **times) is False
+
+
+# --- review 3: no two release calls share a release id, in any process ---------------------
+#
+# A release whose reply was lost takes a released record stamped with its own release id
+# for its own write, so an id sent by two calls would take another's write for its own. A
+# forked child copies its parent's memory, backend objects and counts included: its ids
+# must still be its own. The child works on its copy of the mongomock store and reports
+# the record its release left; the parent plays that record into its own store where a
+# shared store would have it.
+
+fork_only = pytest.mark.skipif(
+    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork()"
+)
+
+#: Reads the child's report back with aware datetimes, as the backends store and read them.
+_UTC = json_util.JSONOptions(tz_aware=True)
+
+
+def _stamps(store: Store, count: int) -> list[str]:
+    """The release ids that ``count`` releases through ``store``'s backend stamp."""
+    ids = []
+    for _ in range(count):
+        token = store.acquire()
+        assert store.release(token=token) is True
+        ids.append(str(store.database["mongolocker"].find_one({"_id": "job"})["released_by"]))
+    return ids
+
+
+def test_every_release_call_stamps_its_own_id(store: Store, clock: FakeClock) -> None:
+    """Within one process: calls of one backend, and of another (sync and asyncio)."""
+    patch = pytest.MonkeyPatch()
+    others = [Store(kind, clock, patch) for kind in ("fast-classic", "async-classic")]
+    ids = _stamps(store, 3) + _stamps(others[0], 2) + _stamps(others[1], 2) + _stamps(store, 1)
+    patch.undo()
+    assert len(set(ids)) == len(ids)
+
+
+@fork_only
+def test_a_forked_child_stamps_ids_its_parent_never_sends(store: Store) -> None:
+    """Children forked from one parent, after it released and before it releases again:
+    neither child's ids are the parent's next ones, nor each other's."""
+    _stamps(store, 1)
+    first = in_child(lambda: {"ids": _stamps(store, 3)})["ids"]
+    second = in_child(lambda: {"ids": _stamps(store, 3)})["ids"]
+    parent = _stamps(store, 3)
+    assert len(set(first + second + parent)) == 9
+
+
+@fork_only
+def test_a_forced_release_by_a_forked_copy_between_the_sends_is_not_taken_as_ours(
+    store: Store, writes: Writes
+) -> None:
+    """A process forks (its backend object goes with it); in the parent a release's first
+    send never applies, and before its retry the child forces the holding released (the
+    child's very next release call, like the parent's). The record then carries the
+    child's release id: had the child copied the parent's ids, the parent would take
+    that write for its own and answer ``True`` on the pipeline path. The answer is
+    ``False``, as for any other client's forced release between the sends."""
+    token = store.acquire()
+    store.clock.advance(1)
+
+    def forced_in_child() -> dict[str, Any]:
+        assert store.release(owner=None, force=True) is True
+        document = store.database["mongolocker"].find_one({"_id": "job"})
+        return {"record": json_util.dumps(document)}
+
+    record = json_util.loads(in_child(forced_in_child)["record"], json_options=_UTC)
+    first = writes.sent
+
+    def forced_then_not_applied(index: int) -> None:
+        if index == first:  # the child's write lands in the shared store first
+            store.database["mongolocker"].replace_one({"_id": "job"}, record)
+            raise AutoReconnect("connection closed before the write")
+
+    writes.before = forced_then_not_applied
+    assert store.release(token=token) is False
+
+
+@fork_only
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-pipeline", "async-pipeline"])
+def test_the_fork_checks_see_a_child_that_keeps_the_parents_release_ids(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """With the prefix kept across the fork (the bug), the child sends the parent's next
+    ids, and the parent takes the child's forced release for its own (``True``)."""
+    monkeypatch.setattr(_identity, "_new_release_prefix", lambda: _identity._release_prefix)
+    with pytest.raises(AssertionError):
+        test_a_forced_release_by_a_forked_copy_between_the_sends_is_not_taken_as_ours(
+            Store(kind, clock, monkeypatch), writes
+        )
+    with pytest.raises(AssertionError):
+        test_a_forked_child_stamps_ids_its_parent_never_sends(Store(kind, clock, monkeypatch))

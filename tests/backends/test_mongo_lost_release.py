@@ -830,3 +830,89 @@ def test_the_fork_checks_see_a_child_that_keeps_the_parents_release_ids(
         )
     with pytest.raises(AssertionError):
         test_a_forked_child_stamps_ids_its_parent_never_sends(Store(kind, clock, monkeypatch))
+
+
+# --- review 3: other calls of this same backend between the sends --------------------------
+
+SYNC_KINDS = [kind for kind in KINDS if not kind.startswith("async")]
+
+
+@pytest.mark.parametrize("kind", SYNC_KINDS)
+def test_a_forced_release_by_another_call_of_this_backend_between_the_sends_is_not_ours(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """As a forced release by another client between the sends, but through this same
+    backend object (another lock's call on the key): release ids are per call, not per
+    backend, so that write is not taken for this call's (``False``)."""
+    store = Store(kind, clock, monkeypatch)
+    token = store.acquire()
+    clock.advance(1)
+    first = writes.sent
+
+    def forced_then_not_applied(index: int) -> None:
+        if index == first:
+            assert store.release(owner=None, force=True) is True
+            raise AutoReconnect("connection closed before the write")
+
+    writes.before = forced_then_not_applied
+    assert store.release(token=token) is False
+
+
+@pytest.mark.parametrize("kind", SYNC_KINDS)
+def test_a_holding_taken_and_released_through_this_backend_after_the_lost_send_is_not_ours(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """The first send ended the holding, its reply lost; before the retry another client
+    took the key and this same backend (another lock's call) released that holding. The
+    record is the later holding, released by another call of this backend: the first
+    send's effect cannot be told from it (``AmbiguousOutcome``), never ``False``."""
+    store = Store(kind, clock, monkeypatch)
+    token = store.acquire()
+    clock.advance(1)
+    first = writes.sent
+    other = store.other()
+
+    def taken_and_released_through_this_backend(index: int) -> None:
+        if index == first:
+            clock.advance(0.01)
+            taken = other.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL))
+            assert taken.acquired and taken.record is not None
+            assert store.release(owner="b", token=taken.record.token) is True
+            raise AutoReconnect("connection closed after the write")
+
+    writes.after = taken_and_released_through_this_backend
+    with pytest.raises(AmbiguousOutcome):
+        store.release(token=token)
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-pipeline"])
+def test_the_same_backend_check_sees_release_ids_kept_per_backend(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """One release id for every call (as one per backend object would be, the bug): the
+    other call's forced release between the sends is taken for this call's (``True``)."""
+    monkeypatch.setattr(operations, "new_release_id", lambda: "one id for every call")
+    with pytest.raises(AssertionError):
+        test_a_forced_release_by_another_call_of_this_backend_between_the_sends_is_not_ours(
+            kind, clock, monkeypatch, writes
+        )
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-pipeline"])
+def test_the_later_holding_check_sees_another_holding_taken_as_ended_before(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Reading a later holding, whenever acquired, as proof that the named one was over
+    before the release was sent answers ``False`` for a holding this call ended."""
+    real = commands.lost_release_outcome
+
+    def any_other_holding_came_first(command: Any, document: Any, **times: Any) -> bool | None:
+        if document is not None and document.get("uuid") != command.filter.get("uuid"):
+            return False
+        return real(command, document, **times)
+
+    monkeypatch.setattr(commands, "lost_release_outcome", any_other_holding_came_first)
+    with pytest.raises(pytest.fail.Exception):
+        test_a_holding_taken_and_released_through_this_backend_after_the_lost_send_is_not_ours(
+            kind, clock, monkeypatch, writes
+        )

@@ -916,3 +916,81 @@ def test_the_later_holding_check_sees_another_holding_taken_as_ended_before(
         test_a_holding_taken_and_released_through_this_backend_after_the_lost_send_is_not_ours(
             kind, clock, monkeypatch, writes
         )
+
+
+# --- review 3: renewals of other holdings of the key through this same backend -------------
+
+
+@pytest.mark.parametrize("stale", ["one", "batch"])
+@pytest.mark.parametrize("renewal", ["one", "batch"])
+def test_a_refused_renewal_of_an_older_holding_does_not_vouch_for_an_unanswered_one(
+    store: Store, writes: Writes, renewal: str, stale: str
+) -> None:
+    """After the shortening renewal whose reply was lost, a lock of another owner whose
+    holding of the key ended long ago (it does not know yet) renews it through this same
+    backend, refused. That answered renewal is of another holding: the expiry this
+    backend saw of the holding being released is still not vouched for, so the lost
+    release answers ``False`` or ``AmbiguousOutcome``, never ``True``."""
+    lost = _renewed_without_a_reply if renewal == "one" else _batch_renewed_without_a_reply
+
+    def then_a_stale_lock_renews(store: Store, writes: Writes, token: int, ttl: float) -> None:
+        lost(store, writes, token, ttl)
+        if stale == "one":
+            assert store.renew(token - 1, TTL, owner="b") is None
+        else:
+            assert store.renew_many(token - 1, TTL, owner="b") == [None]
+
+    answer = _release_after_a_shortening_renewal_lost_its_reply
+    try:
+        outcome = answer(store, writes, lose=True, renewal=then_a_stale_lock_renews)
+    except AmbiguousOutcome:
+        return
+    assert outcome is False
+
+
+def test_only_a_later_holding_ends_the_unanswered_renewals_of_a_holding() -> None:
+    """``SeenLeases`` counts unanswered renewals per holding: an answered renewal of
+    another holding of the key, or a record of an older one (a reply that came late),
+    leaves them; a record of a later holding, or of this one released, ends them."""
+    seen = SeenLeases()
+    start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+    def holding(owner: str | None, token: int, expires: float = 10) -> LeaseRecord:
+        return LeaseRecord(
+            key="job",
+            owner=owner,
+            token=token,
+            acquired_at=start,
+            expires_at=start + timedelta(seconds=expires),
+        )
+
+    seen.note(holding("a", 5))
+    seen.renewing("job", "a", 5)  # never answered
+    seen.renewing("job", "b", 4)  # a stale lock's, refused
+    seen.renewed("job", "b", 4)
+    assert seen.expiry_of("job", "a", 5) is None
+    seen.note(holding("b", 4))  # an older record, noted late
+    seen.note(holding("a", 5, 12))
+    assert seen.expiry_of("job", "a", 5) is None
+    seen.note(holding(None, 5))  # released
+    seen.note(holding("a", 5, 12))  # (a late reply again)
+    assert seen.expiry_of("job", "a", 5) == start + timedelta(seconds=12)
+    seen.renewing("job", "a", 5)
+    seen.note(holding("c", 6))  # a later holding
+    seen.note(holding("a", 5, 12))
+    assert seen.expiry_of("job", "a", 5) == start + timedelta(seconds=12)
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-classic", "async-classic"])
+def test_the_older_holding_check_sees_unanswered_renewals_counted_per_key(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Classic: any answered renewal of the key taken to answer the unanswered ones (one
+    count per key, the bug) answers ``True`` for a holding that lapsed on the way."""
+    monkeypatch.setattr(
+        SeenLeases, "renewed", lambda self, key, owner, token: self._unanswered.pop(key, None)
+    )
+    with pytest.raises(AssertionError):
+        test_a_refused_renewal_of_an_older_holding_does_not_vouch_for_an_unanswered_one(
+            Store(kind, clock, monkeypatch), writes, "one", "one"
+        )

@@ -994,3 +994,69 @@ def test_the_older_holding_check_sees_unanswered_renewals_counted_per_key(
         test_a_refused_renewal_of_an_older_holding_does_not_vouch_for_an_unanswered_one(
             Store(kind, clock, monkeypatch), writes, "one", "one"
         )
+
+
+# --- review 3: records other versions left --------------------------------------------------
+
+
+def test_a_release_by_a_node_that_stamps_no_release_id_between_the_sends_is_not_ours(
+    store: Store, writes: Writes
+) -> None:
+    """A 2.x node of a version before release ids (it sets ``locked: false`` and stamps
+    nothing) releases the holding between the sends; the classic path's acquire kept the
+    ``released_by`` of the previous holding's release, a call of this same backend. That
+    stale id is not this call's: ``False`` (no send of this release ended the holding)."""
+    store.release(token=store.acquire())  # the previous holding, released by this backend
+    token = store.acquire()
+    leases = store.database["mongolocker"]
+    if not store.pipeline:
+        assert leases.find_one({"_id": "job"})["released_by"]  # kept by the classic acquire
+    store.clock.advance(1)
+    first = writes.sent
+
+    def released_by_an_older_node(index: int) -> None:
+        if index == first:
+            leases.update_one({"_id": "job"}, {"$set": {"locked": False}})
+            raise AutoReconnect("connection closed before the write")
+
+    writes.before = released_by_an_older_node
+    assert store.release(token=token) is False
+
+
+@pytest.mark.parametrize("live", [1, "true", None, [True]])
+def test_a_server_judgement_that_is_not_a_bool_tells_nothing(live: object) -> None:
+    """Pipeline: a ``released_live`` of any other type than a bool (no server writes one,
+    an operator might) is no judgement: the record cannot tell (``None``)."""
+    at = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    command = commands.release_command("job", "a", 5, force=False, now=None, release_id="this call")
+    document = {
+        "_id": "job",
+        "locked": False,
+        "uuid": "a",
+        "token": 5,
+        "ts_created": at - timedelta(seconds=5),
+        "ts_expire": at,
+        "released_by": "this call",
+        "released_live": live,
+    }
+    times = {"sent": at - timedelta(seconds=1), "now": at, "held_until": None}
+    assert commands.lost_release_outcome(command, document, **times) is None
+    assert commands.lost_release_outcome(command, {**document, "released_live": True}, **times)
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "async-pipeline"])
+def test_the_older_node_check_sees_any_release_stamp_taken_as_this_calls(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Any released record read as stamped by this call, live (the bug the release id
+    fixes), takes the older node's release for this call's (``True``)."""
+    monkeypatch.setattr(
+        commands, "lost_release_outcome", _stamped("released_by", commands._release_id)
+    )
+    monkeypatch.setattr(
+        commands, "lost_release_outcome", _stamped("released_live", lambda command: True)
+    )
+    with pytest.raises(AssertionError):
+        test_a_release_by_a_node_that_stamps_no_release_id_between_the_sends_is_not_ours(
+            Store(kind, clock, monkeypatch), writes
+        )

@@ -37,7 +37,7 @@ from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.errors import AmbiguousOutcome
 from mongoelector.testing import FakeClock
 from tests.backends.mongo_pipeline_sim import install
-from tests.backends.mongomock_async import AsyncMockDatabase
+from tests.backends.mongomock_async import AsyncMockCollection, AsyncMockDatabase
 from tests.sync.test_fork import in_child
 
 TTL = 10.0
@@ -1039,7 +1039,7 @@ def test_a_server_judgement_that_is_not_a_bool_tells_nothing(live: object) -> No
         "released_by": "this call",
         "released_live": live,
     }
-    times = {"sent": at - timedelta(seconds=1), "now": at, "held_until": None}
+    times: dict[str, Any] = {"sent": at - timedelta(seconds=1), "now": at, "held_until": None}
     assert commands.lost_release_outcome(command, document, **times) is None
     assert commands.lost_release_outcome(command, {**document, "released_live": True}, **times)
 
@@ -1059,4 +1059,61 @@ def test_the_older_node_check_sees_any_release_stamp_taken_as_this_calls(
     with pytest.raises(AssertionError):
         test_a_release_by_a_node_that_stamps_no_release_id_between_the_sends_is_not_ours(
             Store(kind, clock, monkeypatch), writes
+        )
+
+
+# --- review 3: a renewal whose caller stopped waiting ---------------------------------------
+
+
+def _renewal_cancelled_after_it_applied(
+    store: Store, writes: Writes, token: int, ttl: float
+) -> None:
+    """Renew ``token`` to ``ttl`` through the asyncio backend: the write applies, and the
+    task is cancelled while it waits for the reply (which never comes)."""
+    real = AsyncMockCollection.find_one_and_update
+
+    async def applied_then_no_reply(self: Any, *args: Any, **kwargs: Any) -> Any:
+        document = await real(self, *args, **kwargs)
+        await asyncio.Event().wait()
+        return document
+
+    async def renew_then_cancel() -> None:
+        sent = writes.sent
+        backend = store.backend
+        assert isinstance(backend, AsyncMongoBackend)
+        task = asyncio.ensure_future(backend.renew("job", "a", token, ttl))
+        while writes.sent == sent:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AsyncMockCollection, "find_one_and_update", applied_then_no_reply)
+        asyncio.run(renew_then_cancel())
+
+
+@pytest.mark.parametrize("kind", ["async-classic", "async-pipeline"])
+def test_a_renewal_cancelled_after_it_applied_leaves_no_stale_expiry_to_prove_a_holding_live(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """A renewal task cancelled while it waited for its reply may have applied (here it
+    shortened the holding): as for a renewal whose reply was lost, the lost release
+    answers ``False`` or ``AmbiguousOutcome``, never ``True``."""
+    store = Store(kind, clock, monkeypatch)
+    answer = _release_after_a_shortening_renewal_lost_its_reply
+    try:
+        outcome = answer(store, writes, lose=True, renewal=_renewal_cancelled_after_it_applied)
+    except AmbiguousOutcome:
+        return
+    assert outcome is False
+
+
+def test_the_cancelled_renewal_check_sees_unanswered_renewals_forgotten(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    monkeypatch.setattr(SeenLeases, "renewing", lambda self, *args: None)
+    with pytest.raises(AssertionError):
+        test_a_renewal_cancelled_after_it_applied_leaves_no_stale_expiry_to_prove_a_holding_live(
+            "async-classic", clock, monkeypatch, writes
         )

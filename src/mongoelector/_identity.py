@@ -1,12 +1,20 @@
-"""Who this process is: a fresh owner id, the host name and the process id."""
+"""Who this process is: a fresh owner id, the host name and the process id; release ids."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import uuid
 
-__all__ = ["forks", "local_host", "local_pid", "new_acquisition_id", "new_owner_id"]
+__all__ = [
+    "forks",
+    "local_host",
+    "local_pid",
+    "new_acquisition_id",
+    "new_owner_id",
+    "new_release_id",
+]
 
 #: How many times this process's ancestry forked since this module was imported: bumped in
 #: a forked child, so a lock or elector made before the fork can tell that it was copied
@@ -19,10 +27,23 @@ _host: str | None = None
 _pid: int | None = None
 
 
+def _new_release_prefix() -> str:
+    """A random prefix for this process's release ids (32 hex digits and a colon)."""
+    return os.urandom(16).hex() + ":"
+
+
+# Release ids: this process's random prefix and a count. Made anew in a forked child, which
+# would otherwise send the very ids its parent sends next (a copied backend object, or any
+# other: the count is the process's).
+_release_prefix = _new_release_prefix()
+_release_count = itertools.count(1)
+
+
 def _after_fork_in_child() -> None:
-    global forks, _pid  # noqa: PLW0603 - the process-wide fork count, the child's own id
+    global forks, _pid, _release_prefix  # noqa: PLW0603 - the process's fork count, id, prefix
     forks += 1
     _pid = None
+    _release_prefix = _new_release_prefix()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -41,6 +62,16 @@ def new_acquisition_id() -> str:
     acquire).
     """
     return os.urandom(16).hex()
+
+
+def new_release_id() -> str:
+    """A new id for one ``release`` call of a MongoDB backend, sent in every send of it.
+
+    Unique among the release calls of every process: a random prefix per process
+    (made anew in a forked child) and a count. A release whose reply was lost tells its
+    own write by it, so an id sent by two calls would take another's write for its own.
+    """
+    return _release_prefix + str(next(_release_count))
 
 
 def local_host() -> str:

@@ -16,6 +16,8 @@ mongomock; ``test_mongo_wire.py`` plays the same on the wire.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -23,8 +25,10 @@ from typing import Any
 import mongomock
 import mongomock.collection
 import pytest
+from bson import json_util
 from pymongo.errors import AutoReconnect, NotPrimaryError, OperationFailure
 
+from mongoelector import _identity
 from mongoelector.backends import AsyncMongoBackend, LeaseRequest, MongoBackend, RenewItem
 from mongoelector.backends._mongo import commands, operations
 from mongoelector.backends._mongo.operations import MongoOperations
@@ -33,7 +37,8 @@ from mongoelector.backends.protocol import LeaseRecord
 from mongoelector.errors import AmbiguousOutcome
 from mongoelector.testing import FakeClock
 from tests.backends.mongo_pipeline_sim import install
-from tests.backends.mongomock_async import AsyncMockDatabase
+from tests.backends.mongomock_async import AsyncMockCollection, AsyncMockDatabase
+from tests.sync.test_fork import in_child
 
 TTL = 10.0
 #: The backend kinds: MongoBackend with its fast path, MongoBackend through the plan
@@ -732,3 +737,383 @@ def test_a_classic_release_by_token_judges_its_own_stamp_by_no_send_time() -> No
     # Another call's stamp: no send of this one applied.
     other = {**document, "released_by": "another call"}
     assert commands.lost_release_outcome(command, other, **times) is False
+
+
+# --- review 3: no two release calls share a release id, in any process ---------------------
+#
+# A release whose reply was lost takes a released record stamped with its own release id
+# for its own write, so an id sent by two calls would take another's write for its own. A
+# forked child copies its parent's memory, backend objects and counts included: its ids
+# must still be its own. The child works on its copy of the mongomock store and reports
+# the record its release left; the parent plays that record into its own store where a
+# shared store would have it.
+
+fork_only = pytest.mark.skipif(
+    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork()"
+)
+
+#: Reads the child's report back with aware datetimes, as the backends store and read them.
+_UTC = json_util.JSONOptions(tz_aware=True)
+
+
+def _stamps(store: Store, count: int) -> list[str]:
+    """The release ids that ``count`` releases through ``store``'s backend stamp."""
+    ids = []
+    for _ in range(count):
+        token = store.acquire()
+        assert store.release(token=token) is True
+        ids.append(str(store.database["mongolocker"].find_one({"_id": "job"})["released_by"]))
+    return ids
+
+
+def test_every_release_call_stamps_its_own_id(store: Store, clock: FakeClock) -> None:
+    """Within one process: calls of one backend, and of another (sync and asyncio)."""
+    patch = pytest.MonkeyPatch()
+    others = [Store(kind, clock, patch) for kind in ("fast-classic", "async-classic")]
+    ids = _stamps(store, 3) + _stamps(others[0], 2) + _stamps(others[1], 2) + _stamps(store, 1)
+    patch.undo()
+    assert len(set(ids)) == len(ids)
+
+
+@fork_only
+def test_a_forked_child_stamps_ids_its_parent_never_sends(store: Store) -> None:
+    """Children forked from one parent, after it released and before it releases again:
+    neither child's ids are the parent's next ones, nor each other's."""
+    _stamps(store, 1)
+    first = in_child(lambda: {"ids": _stamps(store, 3)})["ids"]
+    second = in_child(lambda: {"ids": _stamps(store, 3)})["ids"]
+    parent = _stamps(store, 3)
+    assert len(set(first + second + parent)) == 9
+
+
+@fork_only
+def test_a_forced_release_by_a_forked_copy_between_the_sends_is_not_taken_as_ours(
+    store: Store, writes: Writes
+) -> None:
+    """A process forks (its backend object goes with it); in the parent a release's first
+    send never applies, and before its retry the child forces the holding released (the
+    child's very next release call, like the parent's). The record then carries the
+    child's release id: had the child copied the parent's ids, the parent would take
+    that write for its own and answer ``True`` on the pipeline path. The answer is
+    ``False``, as for any other client's forced release between the sends."""
+    token = store.acquire()
+    store.clock.advance(1)
+
+    def forced_in_child() -> dict[str, Any]:
+        assert store.release(owner=None, force=True) is True
+        document = store.database["mongolocker"].find_one({"_id": "job"})
+        return {"record": json_util.dumps(document)}
+
+    record = json_util.loads(in_child(forced_in_child)["record"], json_options=_UTC)
+    first = writes.sent
+
+    def forced_then_not_applied(index: int) -> None:
+        if index == first:  # the child's write lands in the shared store first
+            store.database["mongolocker"].replace_one({"_id": "job"}, record)
+            raise AutoReconnect("connection closed before the write")
+
+    writes.before = forced_then_not_applied
+    assert store.release(token=token) is False
+
+
+@fork_only
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-pipeline", "async-pipeline"])
+def test_the_fork_checks_see_a_child_that_keeps_the_parents_release_ids(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """With the prefix kept across the fork (the bug), the child sends the parent's next
+    ids, and the parent takes the child's forced release for its own (``True``)."""
+    monkeypatch.setattr(_identity, "_new_release_prefix", lambda: _identity._release_prefix)
+    with pytest.raises(AssertionError):
+        test_a_forced_release_by_a_forked_copy_between_the_sends_is_not_taken_as_ours(
+            Store(kind, clock, monkeypatch), writes
+        )
+    with pytest.raises(AssertionError):
+        test_a_forked_child_stamps_ids_its_parent_never_sends(Store(kind, clock, monkeypatch))
+
+
+# --- review 3: other calls of this same backend between the sends --------------------------
+
+SYNC_KINDS = [kind for kind in KINDS if not kind.startswith("async")]
+
+
+@pytest.mark.parametrize("kind", SYNC_KINDS)
+def test_a_forced_release_by_another_call_of_this_backend_between_the_sends_is_not_ours(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """As a forced release by another client between the sends, but through this same
+    backend object (another lock's call on the key): release ids are per call, not per
+    backend, so that write is not taken for this call's (``False``)."""
+    store = Store(kind, clock, monkeypatch)
+    token = store.acquire()
+    clock.advance(1)
+    first = writes.sent
+
+    def forced_then_not_applied(index: int) -> None:
+        if index == first:
+            assert store.release(owner=None, force=True) is True
+            raise AutoReconnect("connection closed before the write")
+
+    writes.before = forced_then_not_applied
+    assert store.release(token=token) is False
+
+
+@pytest.mark.parametrize("kind", SYNC_KINDS)
+def test_a_holding_taken_and_released_through_this_backend_after_the_lost_send_is_not_ours(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """The first send ended the holding, its reply lost; before the retry another client
+    took the key and this same backend (another lock's call) released that holding. The
+    record is the later holding, released by another call of this backend: the first
+    send's effect cannot be told from it (``AmbiguousOutcome``), never ``False``."""
+    store = Store(kind, clock, monkeypatch)
+    token = store.acquire()
+    clock.advance(1)
+    first = writes.sent
+    other = store.other()
+
+    def taken_and_released_through_this_backend(index: int) -> None:
+        if index == first:
+            clock.advance(0.01)
+            taken = other.compare_and_set(LeaseRequest(key="job", owner="b", ttl=TTL))
+            assert taken.acquired and taken.record is not None
+            assert store.release(owner="b", token=taken.record.token) is True
+            raise AutoReconnect("connection closed after the write")
+
+    writes.after = taken_and_released_through_this_backend
+    with pytest.raises(AmbiguousOutcome):
+        store.release(token=token)
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "plan-pipeline"])
+def test_the_same_backend_check_sees_release_ids_kept_per_backend(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """One release id for every call (as one per backend object would be, the bug): the
+    other call's forced release between the sends is taken for this call's (``True``)."""
+    monkeypatch.setattr(operations, "new_release_id", lambda: "one id for every call")
+    with pytest.raises(AssertionError):
+        test_a_forced_release_by_another_call_of_this_backend_between_the_sends_is_not_ours(
+            kind, clock, monkeypatch, writes
+        )
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-pipeline"])
+def test_the_later_holding_check_sees_another_holding_taken_as_ended_before(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Reading a later holding, whenever acquired, as proof that the named one was over
+    before the release was sent answers ``False`` for a holding this call ended."""
+    real = commands.lost_release_outcome
+
+    def any_other_holding_came_first(command: Any, document: Any, **times: Any) -> bool | None:
+        if document is not None and document.get("uuid") != command.filter.get("uuid"):
+            return False
+        return real(command, document, **times)
+
+    monkeypatch.setattr(commands, "lost_release_outcome", any_other_holding_came_first)
+    with pytest.raises(pytest.fail.Exception):
+        test_a_holding_taken_and_released_through_this_backend_after_the_lost_send_is_not_ours(
+            kind, clock, monkeypatch, writes
+        )
+
+
+# --- review 3: renewals of other holdings of the key through this same backend -------------
+
+
+@pytest.mark.parametrize("stale", ["one", "batch"])
+@pytest.mark.parametrize("renewal", ["one", "batch"])
+def test_a_refused_renewal_of_an_older_holding_does_not_vouch_for_an_unanswered_one(
+    store: Store, writes: Writes, renewal: str, stale: str
+) -> None:
+    """After the shortening renewal whose reply was lost, a lock of another owner whose
+    holding of the key ended long ago (it does not know yet) renews it through this same
+    backend, refused. That answered renewal is of another holding: the expiry this
+    backend saw of the holding being released is still not vouched for, so the lost
+    release answers ``False`` or ``AmbiguousOutcome``, never ``True``."""
+    lost = _renewed_without_a_reply if renewal == "one" else _batch_renewed_without_a_reply
+
+    def then_a_stale_lock_renews(store: Store, writes: Writes, token: int, ttl: float) -> None:
+        lost(store, writes, token, ttl)
+        if stale == "one":
+            assert store.renew(token - 1, TTL, owner="b") is None
+        else:
+            assert store.renew_many(token - 1, TTL, owner="b") == [None]
+
+    answer = _release_after_a_shortening_renewal_lost_its_reply
+    try:
+        outcome = answer(store, writes, lose=True, renewal=then_a_stale_lock_renews)
+    except AmbiguousOutcome:
+        return
+    assert outcome is False
+
+
+def test_only_a_later_holding_ends_the_unanswered_renewals_of_a_holding() -> None:
+    """``SeenLeases`` counts unanswered renewals per holding: an answered renewal of
+    another holding of the key, or a record of an older one (a reply that came late),
+    leaves them; a record of a later holding, or of this one released, ends them."""
+    seen = SeenLeases()
+    start = datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+    def holding(owner: str | None, token: int, expires: float = 10) -> LeaseRecord:
+        return LeaseRecord(
+            key="job",
+            owner=owner,
+            token=token,
+            acquired_at=start,
+            expires_at=start + timedelta(seconds=expires),
+        )
+
+    seen.note(holding("a", 5))
+    seen.renewing("job", "a", 5)  # never answered
+    seen.renewing("job", "b", 4)  # a stale lock's, refused
+    seen.renewed("job", "b", 4)
+    assert seen.expiry_of("job", "a", 5) is None
+    seen.note(holding("b", 4))  # an older record, noted late
+    seen.note(holding("a", 5, 12))
+    assert seen.expiry_of("job", "a", 5) is None
+    seen.note(holding(None, 5))  # released
+    seen.note(holding("a", 5, 12))  # (a late reply again)
+    assert seen.expiry_of("job", "a", 5) == start + timedelta(seconds=12)
+    seen.renewing("job", "a", 5)
+    seen.note(holding("c", 6))  # a later holding
+    seen.note(holding("a", 5, 12))
+    assert seen.expiry_of("job", "a", 5) == start + timedelta(seconds=12)
+
+
+@pytest.mark.parametrize("kind", ["fast-classic", "plan-classic", "async-classic"])
+def test_the_older_holding_check_sees_unanswered_renewals_counted_per_key(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Classic: any answered renewal of the key taken to answer the unanswered ones (one
+    count per key, the bug) answers ``True`` for a holding that lapsed on the way."""
+    monkeypatch.setattr(
+        SeenLeases, "renewed", lambda self, key, owner, token: self._unanswered.pop(key, None)
+    )
+    with pytest.raises(AssertionError):
+        test_a_refused_renewal_of_an_older_holding_does_not_vouch_for_an_unanswered_one(
+            Store(kind, clock, monkeypatch), writes, "one", "one"
+        )
+
+
+# --- review 3: records other versions left --------------------------------------------------
+
+
+def test_a_release_by_a_node_that_stamps_no_release_id_between_the_sends_is_not_ours(
+    store: Store, writes: Writes
+) -> None:
+    """A 2.x node of a version before release ids (it sets ``locked: false`` and stamps
+    nothing) releases the holding between the sends; the classic path's acquire kept the
+    ``released_by`` of the previous holding's release, a call of this same backend. That
+    stale id is not this call's: ``False`` (no send of this release ended the holding)."""
+    store.release(token=store.acquire())  # the previous holding, released by this backend
+    token = store.acquire()
+    leases = store.database["mongolocker"]
+    if not store.pipeline:
+        assert leases.find_one({"_id": "job"})["released_by"]  # kept by the classic acquire
+    store.clock.advance(1)
+    first = writes.sent
+
+    def released_by_an_older_node(index: int) -> None:
+        if index == first:
+            leases.update_one({"_id": "job"}, {"$set": {"locked": False}})
+            raise AutoReconnect("connection closed before the write")
+
+    writes.before = released_by_an_older_node
+    assert store.release(token=token) is False
+
+
+@pytest.mark.parametrize("live", [1, "true", None, [True]])
+def test_a_server_judgement_that_is_not_a_bool_tells_nothing(live: object) -> None:
+    """Pipeline: a ``released_live`` of any other type than a bool (no server writes one,
+    an operator might) is no judgement: the record cannot tell (``None``)."""
+    at = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    command = commands.release_command("job", "a", 5, force=False, now=None, release_id="this call")
+    document = {
+        "_id": "job",
+        "locked": False,
+        "uuid": "a",
+        "token": 5,
+        "ts_created": at - timedelta(seconds=5),
+        "ts_expire": at,
+        "released_by": "this call",
+        "released_live": live,
+    }
+    times: dict[str, Any] = {"sent": at - timedelta(seconds=1), "now": at, "held_until": None}
+    assert commands.lost_release_outcome(command, document, **times) is None
+    assert commands.lost_release_outcome(command, {**document, "released_live": True}, **times)
+
+
+@pytest.mark.parametrize("kind", ["fast-pipeline", "async-pipeline"])
+def test_the_older_node_check_sees_any_release_stamp_taken_as_this_calls(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """Any released record read as stamped by this call, live (the bug the release id
+    fixes), takes the older node's release for this call's (``True``)."""
+    monkeypatch.setattr(
+        commands, "lost_release_outcome", _stamped("released_by", commands._release_id)
+    )
+    monkeypatch.setattr(
+        commands, "lost_release_outcome", _stamped("released_live", lambda command: True)
+    )
+    with pytest.raises(AssertionError):
+        test_a_release_by_a_node_that_stamps_no_release_id_between_the_sends_is_not_ours(
+            Store(kind, clock, monkeypatch), writes
+        )
+
+
+# --- review 3: a renewal whose caller stopped waiting ---------------------------------------
+
+
+def _renewal_cancelled_after_it_applied(
+    store: Store, writes: Writes, token: int, ttl: float
+) -> None:
+    """Renew ``token`` to ``ttl`` through the asyncio backend: the write applies, and the
+    task is cancelled while it waits for the reply (which never comes)."""
+    real = AsyncMockCollection.find_one_and_update
+
+    async def applied_then_no_reply(self: Any, *args: Any, **kwargs: Any) -> Any:
+        document = await real(self, *args, **kwargs)
+        await asyncio.Event().wait()
+        return document
+
+    async def renew_then_cancel() -> None:
+        sent = writes.sent
+        backend = store.backend
+        assert isinstance(backend, AsyncMongoBackend)
+        task = asyncio.ensure_future(backend.renew("job", "a", token, ttl))
+        while writes.sent == sent:
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AsyncMockCollection, "find_one_and_update", applied_then_no_reply)
+        asyncio.run(renew_then_cancel())
+
+
+@pytest.mark.parametrize("kind", ["async-classic", "async-pipeline"])
+def test_a_renewal_cancelled_after_it_applied_leaves_no_stale_expiry_to_prove_a_holding_live(
+    kind: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    """A renewal task cancelled while it waited for its reply may have applied (here it
+    shortened the holding): as for a renewal whose reply was lost, the lost release
+    answers ``False`` or ``AmbiguousOutcome``, never ``True``."""
+    store = Store(kind, clock, monkeypatch)
+    answer = _release_after_a_shortening_renewal_lost_its_reply
+    try:
+        outcome = answer(store, writes, lose=True, renewal=_renewal_cancelled_after_it_applied)
+    except AmbiguousOutcome:
+        return
+    assert outcome is False
+
+
+def test_the_cancelled_renewal_check_sees_unanswered_renewals_forgotten(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, writes: Writes
+) -> None:
+    monkeypatch.setattr(SeenLeases, "renewing", lambda self, *args: None)
+    with pytest.raises(AssertionError):
+        test_a_renewal_cancelled_after_it_applied_leaves_no_stale_expiry_to_prove_a_holding_live(
+            "async-classic", clock, monkeypatch, writes
+        )

@@ -10,10 +10,8 @@ replies mean. The backends' shells only perform the steps.
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -23,6 +21,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from mongoelector._identity import new_release_id
 from mongoelector._value import Value
 from mongoelector.backends._mongo import commands
 from mongoelector.backends._mongo.clock_reader import ServerClock
@@ -176,9 +175,6 @@ class MongoOperations:
         self._server_clock = ServerClock(clock, policy, max_drift)
         self._mutex = threading.Lock()
         self._seen = SeenLeases()
-        # Release ids: this backend's random prefix and a count (unique per release call).
-        self._release_prefix = uuid.uuid4().hex + ":"
-        self._release_count = itertools.count(1)
         self.use_pipeline: bool | None = None
         self._lease_indexes_done = not create_indexes
         self._status_indexes_done = not create_indexes
@@ -345,7 +341,7 @@ class MongoOperations:
                 return None
             now = estimate.time
         return commands.release_command(
-            key, owner, token, force=force, now=now, release_id=self._release_id()
+            key, owner, token, force=force, now=now, release_id=new_release_id()
         )
 
     def quick_released(self, key: str, before: Mapping[str, Any] | None) -> bool | None:
@@ -652,7 +648,7 @@ class MongoOperations:
             estimate = yield from self._classic_now()
         now = None if estimate is None else estimate.time
         command = commands.release_command(
-            key, owner, token, force=force, now=now, release_id=self._release_id()
+            key, owner, token, force=force, now=now, release_id=new_release_id()
         )
         # The first send as the fast path makes it (MongoBackend.release); a failure goes
         # on exactly as there.
@@ -885,10 +881,6 @@ class MongoOperations:
                 ) from error
             matched += int(reply.matched_count)
         return matched
-
-    def _release_id(self) -> str:
-        """A new release id: unique to one release call (see :func:`.commands.release_command`)."""
-        return self._release_prefix + str(next(self._release_count))
 
     def _least(self, key: str) -> int:
         with self._mutex:

@@ -11,8 +11,11 @@ the holding, given its new expiry. The expiry seen stands for the holding's
 expiry only while every renewal of it sent through this backend was answered:
 a renewal whose reply never came (it failed after it may have applied, or its
 caller gave up waiting) may have moved the expiry anywhere, earlier too (a
-shorter ``ttl``), even after a later renewal was answered. Not thread-safe: the
-backend serialises access.
+shorter ``ttl``), even after a later renewal was answered. That is counted per
+holding: an answered renewal of another holding of the key (a stale lock's,
+refused) answers none of this one's, and only a record of a later holding (or
+of this one released) ends them. Not thread-safe: the backend serialises
+access.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ class SeenLeases:
         self._least_token: dict[str, int] = {}
         self._held_until: dict[str, datetime] = {}
         self._holding: dict[str, LeaseRecord] = {}
-        #: Per key: the holding (owner, token) and how many of its renewals are unanswered.
-        self._unanswered: dict[str, tuple[str, int, int]] = {}
+        #: Per key: each holding (owner, token) with renewals unanswered, and how many.
+        self._unanswered: dict[str, dict[tuple[str, int], int]] = {}
 
     def least_token(self, key: str) -> int:
         """One more than the greatest token seen for ``key`` (1 if none)."""
@@ -53,8 +56,20 @@ class SeenLeases:
         else:
             self._holding.pop(record.key, None)
         unanswered = self._unanswered.get(record.key)
-        if unanswered is not None and unanswered[:2] != (record.owner, record.token):
-            del self._unanswered[record.key]  # that holding is over
+        if unanswered:
+            # Holdings with a smaller token (or this token, released or another owner's)
+            # are over: no renewal of theirs lands any more. (A record older than a
+            # holding noted, from a reply that came late, tells nothing of that holding.)
+            latest = (record.owner, record.token)
+            over = [
+                holding
+                for holding in unanswered
+                if holding[1] < record.token or (holding[1] == record.token and holding != latest)
+            ]
+            for holding in over:
+                del unanswered[holding]
+            if not unanswered:
+                del self._unanswered[record.key]
 
     def note_token(self, key: str, token: int) -> None:
         """Remember that ``key``'s record carried ``token`` (a release's reply: what
@@ -71,19 +86,24 @@ class SeenLeases:
     def renewing(self, key: str, owner: str, token: int) -> None:
         """Remember that a renewal of ``owner``'s holding ``token`` of ``key`` is being sent:
         until :meth:`renewed` says it was answered, the expiry seen may not be the stored one."""
-        unanswered = self._unanswered.get(key)
-        count = unanswered[2] if unanswered is not None and unanswered[:2] == (owner, token) else 0
-        self._unanswered[key] = (owner, token, count + 1)
+        unanswered = self._unanswered.setdefault(key, {})
+        unanswered[owner, token] = unanswered.get((owner, token), 0) + 1
 
     def renewed(self, key: str, owner: str, token: int) -> None:
-        """Remember that a renewal begun with :meth:`renewing` was answered (its reply noted)."""
+        """Remember that a renewal begun with :meth:`renewing` was answered (its reply noted).
+
+        Only that holding's count goes down: an answered renewal of another holding of
+        the key (a stale lock's, refused) vouches for nothing of this one."""
         unanswered = self._unanswered.get(key)
-        if unanswered is None or unanswered[:2] != (owner, token):
+        count = unanswered.get((owner, token)) if unanswered is not None else None
+        if unanswered is None or count is None:
             return
-        if unanswered[2] <= 1:
+        if count > 1:
+            unanswered[owner, token] = count - 1
+            return
+        del unanswered[owner, token]
+        if not unanswered:
             del self._unanswered[key]
-        else:
-            self._unanswered[key] = (owner, token, unanswered[2] - 1)
 
     def holding(self, key: str, owner: str, token: int) -> LeaseRecord | None:
         """The record last seen of ``key``, if it is ``owner``'s holding ``token``."""
@@ -102,7 +122,7 @@ class SeenLeases:
         if token is not None and record.token != token:
             return None
         unanswered = self._unanswered.get(key)
-        if unanswered is not None and unanswered[:2] == (record.owner, record.token):
+        if unanswered is not None and (record.owner, record.token) in unanswered:
             return None
         return record.expires_at
 

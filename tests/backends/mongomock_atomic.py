@@ -18,6 +18,8 @@ a lost reply, a spy) still wraps the whole command, and never holds the lock
 while its own code waits. A bulk write takes it once per operation, as a server
 applies a bulk write one operation at a time. A cursor takes it when it runs its
 query (``find`` returns a lazy cursor; the documents it yields are copies).
+``tests/conftest.py`` installs it for every test; :func:`make_store` and the
+pipeline model install it too.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import mongomock
 import pytest
 
 from mongoelector.testing import BackendHarness, check_backend
@@ -97,6 +98,14 @@ def test_threads_hammering_one_document_see_each_command_whole(
     assert outcome.raised == []
     assert outcome.final == outcome.granted  # each granted set moved n by one
     assert outcome.granted > 0
+
+
+@pytest.mark.usefixtures("frequent_switches")
+def test_a_database_made_without_make_store_runs_each_command_whole_too() -> None:
+    """The suite's conftest makes commands atomic for every test, not only for stores."""
+    outcome = hammer(mongomock.MongoClient()["app"]["leases"], UPDATES["mongomock-classic"])
+    assert outcome.raised == []
+    assert outcome.final == outcome.granted
 
 
 @pytest.mark.parametrize("kind", list(UPDATES))

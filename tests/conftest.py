@@ -12,7 +12,16 @@ import pytest
 
 from mongoelector.backends import MemoryBackend
 from mongoelector.testing import FakeClock
+from tests.backends.mongomock_atomic import make_commands_atomic
 from tests.fakes import FlakyBackend
+
+
+@pytest.fixture(autouse=True)
+def mongomock_commands_atomic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In every test, each mongomock command runs whole, as on a server, whatever thread
+    calls it: started electors and lock renewers call their store from their own threads
+    (see tests/backends/mongomock_atomic.py)."""
+    make_commands_atomic(monkeypatch)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from typing import Any
 import mongomock.collection
 import pytest
 
+from tests.backends.mongomock_atomic import make_commands_atomic
+
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 
 
@@ -203,7 +205,13 @@ def apply_pipeline(
 
 
 def install(monkeypatch: pytest.MonkeyPatch, now: Callable[[], datetime]) -> None:
-    """Make mongomock evaluate pipeline updates with this module, ``$$NOW`` = ``now()``."""
+    """Make mongomock evaluate pipeline updates with this module, ``$$NOW`` = ``now()``.
+
+    Each command also runs whole (:func:`make_commands_atomic`): ``apply`` changes the
+    stored document in place, as mongomock's update requires, and a read in another
+    thread must not copy it half-changed.
+    """
+    make_commands_atomic(monkeypatch)
 
     def apply(self: Any, existing: dict[str, Any], pipeline: list[Any], session: Any) -> None:
         moment = now().astimezone(timezone.utc).replace(tzinfo=None)

@@ -6,9 +6,10 @@ on ``MemoryBackend`` (the reference), ``MongoBackend`` on mongomock with
 classic updates (read, then compare-and-set), ``MongoBackend`` on mongomock
 with server-side pipelines evaluated by :mod:`mongo_pipeline_sim`, and
 ``AsyncMongoBackend`` on both, through an async facade over mongomock
-(:mod:`mongomock_async`). An async store's backend is seen through
-:class:`~mongoelector.testing.aio.BlockingBackend`: each call runs on one
-shared event loop thread and the test waits for it.
+(:mod:`mongomock_async`). Each mongomock command of a store runs whole, as on a
+server, whichever threads call it (:mod:`mongomock_atomic`). An async store's
+backend is seen through :class:`~mongoelector.testing.aio.BlockingBackend`: each
+call runs on one shared event loop thread and the test waits for it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mongoelector.testing import FakeClock
 from mongoelector.testing.aio import BlockingBackend, EventLoopThread
 from tests.backends.mongo_pipeline_sim import install
 from tests.backends.mongomock_async import AsyncMockDatabase
+from tests.backends.mongomock_atomic import make_commands_atomic
 
 ASYNC_MONGO_KINDS = ["async-mongomock-classic", "async-mongomock-pipeline"]
 MONGO_KINDS = ["mongomock-classic", "mongomock-pipeline", *ASYNC_MONGO_KINDS]
@@ -71,6 +73,7 @@ def make_store(kind: str, monkeypatch: pytest.MonkeyPatch, **options: Any) -> St
         return Store(
             kind, memory, clock, lambda key: memory.delete(key) and None, peer=lambda: memory
         )
+    make_commands_atomic(monkeypatch)  # threads share the store, as they would a server
     database = mongomock.MongoClient()["mongoelector_tests"]
     pipeline = kind.endswith("-pipeline")
     if pipeline:

@@ -13,37 +13,30 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from mongoelector import LeaderElector
 from mongoelector._common.elector_base import ElectorBase
-from mongoelector._sync import scheduler, status
 from mongoelector._sync.elector import _Batched as SyncBatched
 from mongoelector.backends import LeaseRequest, MemberRecord
 from mongoelector.core import elector_machine
 from mongoelector.monitoring import StoreErrorEvent
 from mongoelector.testing import FakeClock
 from tests.fakes import wait_for
-from tests.sync.test_elector_status_batches import Errors, OneByOneStore, StatusStore
+from tests.sync.test_elector_status_batches import (  # the clean-up fixture, with its list
+    Errors,
+    OneByOneStore,
+    StatusStore,
+    _made,
+    nothing_left_behind,  # noqa: F401 (an autouse fixture: used by being here)
+)
 
 GUARD = 30.0  # real seconds; a hang guard, not a timing assertion
 TTL = 15.0
 STATUS_INTERVAL = TTL / 3
-
-_made: list[LeaderElector] = []
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind(clock: FakeClock) -> Iterator[None]:
-    yield
-    for each in _made:  # a failed test must not leave loops to the next ones
-        each.stop()
-    _made.clear()
-    assert wait_for(lambda: scheduler.scheduled(clock) == 0, limit=GUARD)
-    assert [group for group in status.groups() if group.clock is clock] == []
 
 
 def made(store: Any, clock: FakeClock, **options: Any) -> LeaderElector:

@@ -8,6 +8,11 @@ and park again, before that worker goes on. The tests below stop the worker's pa
 moment it takes the loop's lock (``PausingGuard``) and run the loop's next poll then, in
 the other threads: the interleaving that made
 ``tests/backends/test_mongo_elector_batches.py`` count a fifth renewal now and then.
+The blocking loop (``start(blocking=True)``) parks in ``_wait_in_thread`` the same way:
+its wake-up time read and the loop parked as of one moment, or a caller's ``poll()`` that
+wins in between finds nothing parked to wake, and the new leader's loop sleeps through its
+renewal until its stale follower read.
+
 Everything runs on a FakeClock; ``GUARD`` real seconds only bound waits that a broken
 build would never finish.
 """
@@ -15,6 +20,7 @@ build would never finish.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -179,3 +185,109 @@ def test_with_wake_sooner_mutated_to_read_the_time_apart_the_check_fails(
     4 s at once, and it renews a second time at t = 2 s."""
     monkeypatch.setattr(LeaderElector, "_wake_sooner", _racy_wake_sooner)
     assert renewals_at_one_instant(clock) == 2  # the check above fails
+
+
+class PausingInWaitGuard(Guard):
+    """A Guard that runs ``pause`` once, in whichever thread next takes it from
+    ``LeaderElector._wait_in_thread`` (the blocking loop parking)."""
+
+    __slots__ = ("pause",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pause: Callable[[], None] | None = None
+
+    def __enter__(self) -> bool:
+        pause = self.pause
+        if pause is not None and sys._getframe(1).f_code.co_name.endswith("_wait_in_thread"):
+            self.pause = None
+            pause()
+        return super().__enter__()
+
+
+def blocking_loop_after_a_caller_won(clock: FakeClock) -> tuple[float | None, float]:
+    """A follower's blocking loop parks for its next read (a time it read from the
+    machine) while a caller's ``poll()`` wins the lease: the loop's wake-up time then,
+    once everything settled, and the machine's (the renewal's, sooner)."""
+    store = MemoryBackend(clock)
+    other = LeaderElector("wake", store, ttl=15.0, clock=clock, report_status=False)
+    other.poll()
+    assert other.is_leader
+    node = LeaderElector(
+        "wake", store, ttl=15.0, follower_poll=5.0, clock=clock, report_status=False
+    )  # it reads at t = 5 s as a follower, renews at t = 2 s as the leader
+    state, machine_lock = PausingInWaitGuard(), OwnedLock()
+    node._state = state
+    node._machine_lock = machine_lock  # type: ignore[assignment]
+    poller = threading.Thread(target=node.poll, daemon=True)
+    paused = threading.Event()
+
+    def caller_wins_meanwhile() -> None:
+        # In the loop's thread, its follower wake-up time read: the lease is freed and a
+        # caller polls (it wins). It runs to its end, unless it has to wait for the machine
+        # lock that this thread holds: then this thread goes on first.
+        machine_lock.watched = threading.get_ident()
+        other.release()
+        poller.start()
+        assert wait_for(
+            lambda: machine_lock.contended.is_set() or not poller.is_alive(), limit=GUARD
+        )
+        machine_lock.watched = None
+        paused.set()
+
+    state.pause = caller_wins_meanwhile
+    thread = threading.Thread(target=node.start, kwargs={"blocking": True}, daemon=True)
+    thread.start()
+    try:
+        assert paused.wait(GUARD)  # a hang guard
+        poller.join(GUARD)
+        assert not poller.is_alive()  # a hang guard
+        assert node.is_leader
+        assert node.wait_idle(GUARD)
+        loop = node._latest
+        assert loop is not None and loop.blocking
+        with node._machine_lock:
+            wake_at = node._machine.wake_at()
+        return loop.parked_until, wake_at
+    finally:
+        node.stop()
+        thread.join(GUARD)
+        assert not thread.is_alive()  # a hang guard
+
+
+def test_a_blocking_loop_parking_while_a_caller_wins_waits_for_its_renewal(
+    clock: FakeClock,
+) -> None:
+    parked_until, wake_at = blocking_loop_after_a_caller_won(clock)
+    assert parked_until == wake_at
+
+
+def _racy_wait_in_thread(self: LeaderElector, loop: elector_module._Loop) -> None:
+    """``_wait_in_thread`` as it was: the machine's time read without the machine lock,
+    then the loop parked under ``_state`` in a second step (a caller's poll may have made
+    the next poll due sooner in between, and its ``_wake_sooner`` found nothing parked)."""
+    try:
+        while True:
+            loop.wakeup.clear()
+            if loop.stopped:
+                return
+            wake_at = self._machine.wake_at()
+            if wake_at <= self._clock.monotonic():
+                return
+            with self._state:
+                loop.parked_until = wake_at
+                self._state.notify_all()
+            self._clock.wait_until(wake_at, loop.wakeup)
+    finally:
+        with self._state:
+            loop.parked_until = None
+
+
+def test_with_wait_in_thread_mutated_to_park_apart_the_check_fails(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutation test of the one above: the loop waits for its follower read (the wake-up
+    time it read before the caller won), not for the renewal due sooner."""
+    monkeypatch.setattr(LeaderElector, "_wait_in_thread", _racy_wait_in_thread)
+    parked_until, wake_at = blocking_loop_after_a_caller_won(clock)
+    assert parked_until is not None and parked_until > wake_at  # the check above fails

@@ -262,12 +262,17 @@ class LeaderElector(ElectorBase[StorageBackend]):
         # The machine and the queueing of what it reports: held only briefly, never during a
         # store call or a callback, so the scheduler's timer may step down at the renew
         # deadline while a poll's store call is in flight. Taken inside _poll_lock, never
-        # inside _state; _state is taken inside it only by _wake_sooner (which compares the
-        # machine's wake-up time with the loop's as of one moment).
+        # inside _state; _state is taken inside it only where the machine's wake-up time is
+        # compared with the loop's as of one moment (_wake_sooner, _wait_in_thread).
+        # The lock order: _poll_lock; _status_lock or a status group's _choosing;
+        # _machine_lock; _state; then leaves held briefly, never while calling out (the
+        # scheduler's _guard, a group registry's guard, the callback queue's lock,
+        # _running_guard, _listeners_lock).
         self._machine_lock = threading.Lock()
         self._reports_wait = False  # under _machine_lock: the timer's reports go to callbacks
-        # Guards the loop bookkeeping; never held while taking _poll_lock or _machine_lock
-        # (it is taken inside _machine_lock by _wake_sooner alone).
+        # Guards the loop bookkeeping; never held while taking _poll_lock or _machine_lock.
+        # Not re-entrant; its waiters (stop, wait_idle, _halt) hold neither of those, as its
+        # wait_for lets go of it alone.
         self._state = Guard()
         self._loop: _Loop | None = None
         self._latest: _Loop | None = None  # the loop started last, kept after its stop
@@ -537,18 +542,26 @@ class LeaderElector(ElectorBase[StorageBackend]):
 
     def _wait_in_thread(self, loop: _Loop) -> None:
         """The blocking ``loop`` waits until its next poll is due, or it is stopped; woken
-        early (a caller's ``poll()`` made it due sooner), it waits for the new time."""
+        early (a caller's ``poll()`` made it due sooner), it waits for the new time.
+
+        The machine's time is read and the loop parked under the machine lock, as
+        :meth:`_wake_sooner` compares them: a caller's poll that settles after the read
+        finds the loop parked (and wakes it); read apart, its ``_wake_sooner`` could come
+        in between, find nothing parked, and leave the loop waiting for the stale time
+        (a follower's next read, past the renewal due after the caller won).
+        """
         try:
             while True:
                 loop.wakeup.clear()
                 if loop.stopped:
                     return
-                wake_at = self._machine.wake_at()
-                if wake_at <= self._clock.monotonic():
-                    return
-                with self._state:
-                    loop.parked_until = wake_at
-                    self._state.notify_all()
+                with self._machine_lock:
+                    wake_at = self._machine.wake_at()
+                    if wake_at <= self._clock.monotonic():
+                        return
+                    with self._state:
+                        loop.parked_until = wake_at
+                        self._state.notify_all()
                 self._clock.wait_until(wake_at, loop.wakeup)
         finally:
             with self._state:

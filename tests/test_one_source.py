@@ -18,8 +18,10 @@ import pytest
 from mongoelector import jobs
 from mongoelector._sync.elector import _Batched as SyncBatched
 from mongoelector._sync.reads import ReadGroup
+from mongoelector._sync.status import StatusGroup
 from mongoelector.aio.elector import _Batched as AsyncBatched
 from mongoelector.aio.reads import AsyncReadGroup
+from mongoelector.aio.status import AsyncStatusGroup
 from mongoelector.backends import AsyncMongoBackend, MongoBackend
 from mongoelector.fencing import collection, transaction
 
@@ -60,6 +62,7 @@ PAIRS = [
     # The electors' batched store calls (the groups choose with shared, pure helpers).
     pytest.param(AsyncReadGroup._read, ReadGroup._read, id="follower-reads"),
     pytest.param(AsyncBatched._renew, SyncBatched._renew, id="elector-renew"),
+    pytest.param(AsyncStatusGroup._report, StatusGroup._report, id="status-reports"),
 ]
 
 

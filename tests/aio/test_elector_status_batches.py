@@ -203,13 +203,13 @@ async def test_a_failed_batch_is_a_failed_report_of_each_elector_and_the_next_po
 async def test_with_the_batcher_mutated_to_send_one_call_per_member_the_count_fails(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    send = status.AsyncStatusGroup._send
+    send = status.AsyncStatusGroup._report
 
     async def one_call_each(self: status.AsyncStatusGroup, batch: list[Any]) -> None:
         for member in batch:
             await send(self, [member])
 
-    monkeypatch.setattr(status.AsyncStatusGroup, "_send", one_call_each)
+    monkeypatch.setattr(status.AsyncStatusGroup, "_report", one_call_each)
     store = StatusStore(clock)
     electors = await start(10, store, clock)
     try:

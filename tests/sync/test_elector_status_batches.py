@@ -571,3 +571,35 @@ def test_a_leadership_change_during_a_batch_is_reported_when_the_batch_lands(
     settle(electors)
     shown = {m.uuid: m for m in store.members(leader.key)}
     assert shown[leader.uuid].is_leader is False
+
+
+class _Settles:
+    """A member whose one report is begun and whose outcome is recorded."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ended: list[object] = []
+
+    def _status_begin(self) -> tuple[str, float]:
+        return self.name, 0.0
+
+    def _status_end(self, record: object, at: float, error: object) -> None:
+        self.ended.append(error)
+
+
+class _Interrupted:
+    def report_members(self, members: object) -> None:
+        raise SystemExit("interrupted mid-call")
+
+
+def test_a_batch_interrupted_mid_call_settles_each_report_as_unknown(clock: FakeClock) -> None:
+    """A status call cut off by SystemExit/KeyboardInterrupt may or may not have landed:
+    each member's report ends with an ``AmbiguousOutcome`` (it once ended as landed)."""
+    from mongoelector.errors import AmbiguousOutcome
+
+    group = status.StatusGroup(status._registry, ("test", id(clock)), _Interrupted(), clock)  # type: ignore[arg-type]
+    members = [_Settles("a"), _Settles("b")]
+    with pytest.raises(SystemExit):
+        group._run([(each, 0) for each in members])  # type: ignore[misc]
+    assert [len(each.ended) for each in members] == [1, 1]
+    assert all(isinstance(each.ended[0], AmbiguousOutcome) for each in members)

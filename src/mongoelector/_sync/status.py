@@ -36,7 +36,7 @@ from mongoelector._common.batches import claim_reports
 from mongoelector._sync.groups import Joiner, Key, MemberGroup, Registry
 from mongoelector.backends.protocol import MemberStatusBackend, ReportManyBackend
 from mongoelector.clock import Clock
-from mongoelector.errors import BackendError, BackendUnavailable
+from mongoelector.errors import AmbiguousOutcome, BackendError, BackendUnavailable
 
 __all__ = ["Reporter", "StatusGroup", "enter", "groups"]
 
@@ -77,10 +77,14 @@ class StatusGroup(MemberGroup[Reporter, _Store]):
         return [[(member, 0) for member in batch] for batch in chosen]  # (no tickets here)
 
     def _run(self, batch: list[tuple[Reporter, int]]) -> None:
-        """On a worker: one ``report_members`` call (``report_member`` for one report) with
-        the reports of ``batch`` still to send; each member settles its own."""
+        """On a worker: the reports of ``batch`` (see :meth:`_report`)."""
+        self._report([member for member, _ in batch])
+
+    def _report(self, batch: list[Reporter]) -> None:
+        """One ``report_members`` call (``report_member`` for one report) with the reports of
+        ``batch`` still to send; each member settles its own."""
         begun = []
-        for member, _ in batch:
+        for member in batch:
             report = member._status_begin()
             if report is not None:
                 begun.append((member, *report))
@@ -97,9 +101,13 @@ class StatusGroup(MemberGroup[Reporter, _Store]):
         except Exception as caught:  # a backend bug: each report failed, the loops go on
             logger.exception("a batch of %d status reports raised", len(begun))
             error = BackendUnavailable(f"report_members raised {caught!r}", original=caught)
-        finally:
+        except BaseException:  # interrupted (SystemExit, KeyboardInterrupt): each unknown
+            unknown = AmbiguousOutcome("the status reports were cancelled")
             for member, record, at in begun:
-                member._status_end(record, at, error)
+                member._status_end(record, at, unknown)
+            raise
+        for member, record, at in begun:
+            member._status_end(record, at, error)
 
     def __repr__(self) -> str:
         return f"StatusGroup({self.backend!r}, members={len(self)})"

@@ -45,9 +45,9 @@ class AsyncStatusGroup(MemberGroup[Reporter, _Store]):
         """``trigger`` has a report due now: start sending it with the reports that join it,
         in a task of its own. Nothing if its report is queued or in flight already."""
         for batch in claim_reports(trigger, list(self._members), self.clock.monotonic()):
-            self._start(self._send(batch), name="mongoelector-status-reports")
+            self._start(self._report(batch), name="mongoelector-status-reports")
 
-    async def _send(self, batch: list[Reporter]) -> None:
+    async def _report(self, batch: list[Reporter]) -> None:
         """One ``report_members`` call (``report_member`` for one report) with the reports of
         ``batch`` still to send; each member settles its own."""
         begun = []

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from mongoelector import jobs
+from mongoelector import LeaderElector, jobs
 from mongoelector._sync.elector import _Batched as SyncBatched
 from mongoelector._sync.reads import ReadGroup
 from mongoelector._sync.status import StatusGroup
+from mongoelector.aio.elector import AsyncLeaderElector
 from mongoelector.aio.elector import _Batched as AsyncBatched
 from mongoelector.aio.reads import AsyncReadGroup
 from mongoelector.aio.status import AsyncStatusGroup
@@ -63,6 +64,9 @@ PAIRS = [
     pytest.param(AsyncReadGroup._read, ReadGroup._read, id="follower-reads"),
     pytest.param(AsyncBatched._renew, SyncBatched._renew, id="elector-renew"),
     pytest.param(AsyncStatusGroup._report, StatusGroup._report, id="status-reports"),
+    pytest.param(
+        AsyncLeaderElector._status_to_group, LeaderElector._status_to_group, id="status-to-group"
+    ),
 ]
 
 
